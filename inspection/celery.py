@@ -1,0 +1,24 @@
+"""Celery application.
+
+Queues: ``embed`` (SAM image embeddings; run it on GPU machines), ``default``
+(training, prediction, batch inspection, backtests) and ``webhooks`` (outbound
+HTTP, so a slow receiver never delays inspection work).
+Celery is only transport: every job's truth is its ``Job`` row.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inspection.settings")
+
+app = Celery("inspection")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("embed"), Queue("default"), Queue("webhooks"))
+app.conf.task_routes = {
+    "inspection.tasks.embedding_compute_task": {"queue": "embed"},
+    "inspection.tasks.webhook_delivery_send_task": {"queue": "webhooks"},
+}
+app.autodiscover_tasks()
+

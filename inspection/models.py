@@ -1,0 +1,383 @@
+"""Database models: what the product stores. Only services write them.
+
+Primary keys are UUIDs so ids can't be enumerated across projects. Files live
+under ``projects/<project id>/`` in the default storage (see ``storage.py``),
+which makes deleting a project and finding orphans a matter of one folder.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    ENGINEER = "engineer"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+class Verdict(models.TextChoices):
+    OK = "OK"
+    NG = "NG"
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    #: [{"name": "scratch", "colour": "#ff0000"}, ...]
+    classes = models.JSONField(default=list)
+    cold_start_min = models.PositiveIntegerField(default=10)
+    px_per_mm = models.FloatField(null=True, blank=True)
+    backend = models.CharField(max_length=50, default="classic")
+    deployed_model = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    active_ruleset = models.ForeignKey(
+        "RuleSet", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in self.classes]
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} of {self.project}"
+
+
+class Image(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    #: server-generated name: projects/<project>/images/<uuid>.<ext>
+    file = models.FileField(max_length=300)
+    thumbnail = models.FileField(max_length=300, blank=True)
+    #: ground-truth mask PNG (0 background, 255 defect), optional
+    mask = models.FileField(max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64)
+    #: client filename, sanitised; metadata only, never used as a path
+    original_name = models.CharField(max_length=255, blank=True, default="")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    mode = models.CharField(max_length=16, blank=True, default="")
+    format = models.CharField(max_length=16, blank=True, default="")
+    bit_depth = models.PositiveSmallIntegerField(default=8)
+    size_bytes = models.PositiveIntegerField(default=0)
+    #: ground-truth verdict (from the upload or derived from the mask)
+    verdict = models.CharField(max_length=2, choices=Verdict.choices, blank=True, default="")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sha256"], name="image_unique_sha256")
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.id)
+
+
+class Prompt(models.Model):
+    class Kind(models.TextChoices):
+        STROKE = "stroke"
+        POINT = "point"
+        BOX = "box"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="prompts")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    #: class name or "background"
+    label = models.CharField(max_length=100)
+    #: engine dict form (prompting.prompts.prompt_to_dict)
+    data = models.JSONField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    #: soft delete: model versions keep naming the prompts they used
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label}"
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        EMBED = "embed"
+        TRAIN = "train"
+        PREDICT = "predict"
+        INSPECT_BATCH = "inspect_batch"
+        BACKTEST = "backtest"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE_STATES = (State.QUEUED, State.RUNNING)
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    #: the image an embed job computes
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    celery_task_id = models.CharField(max_length=100, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # the database itself refuses a second active training run per project
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(kind="train", state__in=["queued", "running"]),
+                name="job_one_active_train_per_project",
+            ),
+            models.UniqueConstraint(
+                fields=["image"],
+                condition=Q(kind="embed", state__in=["queued", "running"]),
+                name="job_one_active_embed_per_image",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.state} {self.id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+
+class ModelVersion(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField()
+    backend = models.CharField(max_length=50)
+    backend_fingerprint = models.CharField(max_length=200, blank=True, default="")
+    classes = models.JSONField(default=list)
+    config = models.JSONField(default=dict, blank=True)
+    #: projects/<project>/models/<uuid>.npz, written atomically
+    artifact = models.FileField(max_length=300)
+    artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
+    #: exact training inputs: prompt ids, and [{"id", "sha256"}] of images
+    prompt_ids = models.JSONField(default=list)
+    images = models.JSONField(default=list)
+    #: {"iou", "escape_rate", "overkill_rate", "n_ground_truth", "loo_iou", ...}
+    metrics = models.JSONField(default=dict, blank=True)
+    pixels_per_class = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="modelversion_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number}"
+
+
+class RuleSet(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rulesets")
+    version = models.PositiveIntegerField()
+    #: engine rule-set JSON, validated by prompting.rules.ruleset_validate
+    data = models.JSONField()
+    note = models.CharField(max_length=200, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="ruleset_unique_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} rules v{self.version}"
+
+
+class Prediction(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="predictions"
+    )
+    ruleset = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="predictions")
+    verdict = models.CharField(max_length=2, choices=Verdict.choices)
+    severity = models.CharField(max_length=10, blank=True, default="")
+    reasons = models.JSONField(default=list)
+    blobs = models.JSONField(default=list)
+    mask = models.FileField(max_length=300)
+    overlay = models.FileField(max_length=300)
+    #: (K+1, H, W) float16 probabilities, .npz; lets backtests re-run rules cheaply
+    probabilities = models.FileField(max_length=300)
+    timings = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "model_version", "ruleset"], name="prediction_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} {self.verdict}"
+
+
+class ImmutableError(Exception):
+    """An inspection log row was about to be changed or deleted."""
+
+
+class Inspection(models.Model):
+    """The production log. Written once; never updated, never deleted alone."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="inspections")
+    image_sha256 = models.CharField(max_length=64)
+    image_name = models.CharField(max_length=255, blank=True, default="")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="inspections"
+    )
+    ruleset = models.ForeignKey(RuleSet, on_delete=models.PROTECT, related_name="inspections")
+    verdict = models.CharField(max_length=2, choices=Verdict.choices)
+    severity = models.CharField(max_length=10, blank=True, default="")
+    reasons = models.JSONField(default=list)
+    blobs = models.JSONField(default=list)
+    latency_ms = models.FloatField()
+    timings = models.JSONField(default=dict, blank=True)
+    station = models.CharField(max_length=100, blank=True, default="")
+    part_id = models.CharField(max_length=200, blank=True, default="")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "verdict", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} {self.part_id or self.image_sha256[:12]}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ImmutableError("inspections are immutable: they can't be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableError("inspections are immutable: they can't be deleted one by one")
+
+
+class Webhook(models.Model):
+    class Event(models.TextChoices):
+        JOB_FINISHED = "job.finished"
+        INSPECTION_NG = "inspection.ng"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list)
+    #: HMAC-SHA256 key; the signature is sent as X-Inspection-Signature: sha256=<hex>
+    secret = models.CharField(max_length=128)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=50)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.status}"
