@@ -1,0 +1,684 @@
+"""Few-shot pixel classifier: painted strokes -> per-class probability maps.
+
+One multi-class classifier is trained from the painted pixels of all images of a
+project (class strokes plus background strokes) on the features of a backend
+(:mod:`prompting.features`). The model is a small multi-layer perceptron written
+in numpy (no pickle, no torch at inference): features are standardised, classes
+are balanced, and the output is temperature-calibrated on held-out images.
+
+Artifacts are ``.npz`` files loaded with ``allow_pickle=False``; a JSON header
+carries the format version, backend name and fingerprint, classes and the sha256
+of the payload, which is verified before anything else is trusted.
+
+Example::
+
+    result = learner_train(images, classes=["scratch"], backend=backend_create("classic"))
+    probs = result.learner.predict_proba(rgb8, backend=backend)   # (2, H, W) float32
+    result.learner.save("model.npz"); Learner.load("model.npz", expected_backend="classic")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prompting.errors import ArtifactError, TrainingError
+from prompting.features.base import FeatureBackend, FeatureMap
+
+ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_NAME = "prompting.learner"
+
+#: at most this many painted pixels per class per image are used for training
+MAX_PIXELS_PER_CLASS_PER_IMAGE = 4000
+#: pixels sampled from an image marked defect-free (``all_background=True``)
+FREE_PIXELS_PER_IMAGE = 1500
+#: total training sample cap
+MAX_TRAIN_PIXELS = 60_000
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass
+class TrainingImage:
+    """One painted image.
+
+    ``pixels``: (H,W,3) uint8 RGB. ``labels``: (H,W) int16, -1 unlabelled,
+    0 background, k = index of the class in ``classes`` + 1 (as
+    ``prompting.prompts.prompts_rasterize`` returns). ``image_hash``: the
+    ``pixels_hash`` of the image, the feature-cache key (None: no caching).
+    ``all_background``: the user marked the image defect-free, so unpainted
+    pixels may be sampled as background too.
+    """
+
+    image_id: str
+    pixels: np.ndarray
+    labels: np.ndarray
+    image_hash: str | None = None
+    all_background: bool = False
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`learner_train`; ``timings`` in seconds."""
+
+    learner: Learner
+    timings: dict[str, float]
+    pixels_per_class: dict[str, int]
+    loo_iou: float | None
+
+
+def features_for(
+    backend: FeatureBackend,
+    pixels: np.ndarray,
+    *,
+    cache: Any = None,
+    image_hash: str | None = None,
+) -> FeatureMap:
+    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them."""
+    try:
+        from prompting.features.cache import features_extract_cached
+    except ImportError:  # cache module not available: plain extraction
+        features_extract_cached = None
+    if features_extract_cached is not None:
+        return features_extract_cached(backend, pixels, cache=cache, image_hash=image_hash)
+    return backend.extract(pixels)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0, out=x)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _mlp_forward(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Logits (N, K+1) of standardised inputs x (N, F)."""
+    h = x
+    n_layers = len(weights) // 2
+    for i in range(n_layers):
+        h = h @ weights[2 * i] + weights[2 * i + 1]
+        if i < n_layers - 1:
+            h = _relu(h)
+    return h
+
+
+def _mlp_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_classes: int,
+    hidden: tuple[int, ...],
+    steps: int,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+) -> list[np.ndarray]:
+    """Adam on class-balanced cross-entropy; deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    sizes = [x.shape[1], *hidden, n_classes]
+    weights: list[np.ndarray] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        weights.append((rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32))
+        weights.append(np.zeros(b, np.float32))
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    class_w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0).astype(
+        np.float32
+    )
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.zeros_like(w) for w in weights]
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    n = len(y)
+    batch = min(batch, n)
+    n_layers = len(weights) // 2
+    order = rng.permutation(n)
+    pos = 0
+    for t in range(1, steps + 1):
+        if pos + batch > n:
+            order = rng.permutation(n)
+            pos = 0
+        idx = order[pos : pos + batch]
+        pos += batch
+        xb, yb = x[idx], y[idx]
+        acts = [xb]
+        h = xb
+        for i in range(n_layers):
+            h = h @ weights[2 * i] + weights[2 * i + 1]
+            if i < n_layers - 1:
+                h = np.maximum(h, 0.0)
+            acts.append(h)
+        p = _softmax(acts[-1].copy())
+        sw = class_w[yb]
+        sw = sw / sw.sum()
+        grad = p
+        grad[np.arange(len(yb)), yb] -= 1.0
+        grad *= sw[:, None]
+        grads: list[np.ndarray] = [None] * len(weights)  # type: ignore[list-item]
+        for i in range(n_layers - 1, -1, -1):
+            grads[2 * i] = acts[i].T @ grad + weight_decay * weights[2 * i]
+            grads[2 * i + 1] = grad.sum(axis=0)
+            if i > 0:
+                grad = (grad @ weights[2 * i].T) * (acts[i] > 0)
+        lr_t = lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * t / steps)))  # cosine decay
+        for j, g in enumerate(grads):
+            m[j] = b1 * m[j] + (1 - b1) * g
+            v[j] = b2 * v[j] + (1 - b2) * g * g
+            mh = m[j] / (1 - b1**t)
+            vh = v[j] / (1 - b2**t)
+            weights[j] -= (lr_t * mh / (np.sqrt(vh) + eps)).astype(np.float32)
+    return weights
+
+
+def _fit_temperature(logits: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """Temperature minimising class-balanced NLL on held-out logits (grid search)."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = (1.0 / np.maximum(counts, 1))[y]
+    best_t, best = 1.0, np.inf
+    for t in np.exp(np.linspace(np.log(0.5), np.log(8.0), 25)):
+        p = _softmax(logits / t)
+        nll = -(w * np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0))).sum() / w.sum()
+        if nll < best:
+            best, best_t = nll, float(t)
+    return best_t
+
+
+# --------------------------------------------------------------------------- learner
+
+
+@dataclass
+class Learner:
+    """A trained pixel classifier.
+
+    ``classes``: the defect classes (index k-1 of probability plane k).
+    ``weights``: MLP layers [W0 (F,H0), b0, W1, b1, ...] float32.
+    ``mean``/``std``: (F,) float32 feature standardisation.
+    """
+
+    classes: list[str]
+    backend_name: str
+    backend_fingerprint: str
+    backend_options: dict[str, Any]
+    weights: list[np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+    temperature: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.mean.shape[0])
+
+    def predict_features(self, fmap: FeatureMap) -> np.ndarray:
+        """(K+1,H,W) float32 probabilities from a FeatureMap, upsampled to the image size."""
+        feats = fmap.features
+        if feats.ndim != 3 or feats.shape[2] != self.n_features:
+            raise ArtifactError(
+                f"model expects {self.n_features} features per pixel, backend gave "
+                f"{feats.shape[-1] if feats.ndim == 3 else feats.shape}; wrong backend options?"
+            )
+        h, w, f = feats.shape
+        flat = feats.reshape(-1, f)
+        out = np.empty((h * w, len(self.classes) + 1), np.float32)
+        inv_std = (1.0 / self.std).astype(np.float32)
+        for s in range(0, h * w, 131072):
+            x = (flat[s : s + 131072] - self.mean) * inv_std
+            out[s : s + 131072] = _softmax(_mlp_forward(self.weights, x) / self.temperature)
+        probs = out.reshape(h, w, -1).transpose(2, 0, 1)
+        big_h, big_w = fmap.image_size
+        if (h, w) != (big_h, big_w):
+            probs = _upsample(probs, (big_h, big_w))
+        return np.ascontiguousarray(probs, dtype=np.float32)
+
+    def predict_proba(
+        self,
+        pixels: np.ndarray,
+        *,
+        backend: FeatureBackend,
+        cache: Any = None,
+        image_hash: str | None = None,
+        sam_model: Any = None,
+        sam_embedding: Any = None,
+    ) -> np.ndarray:
+        """Calibrated probabilities (K+1,H,W) float32 of ``pixels`` (H,W,3) uint8 RGB.
+
+        Plane 0 is background; planes sum to 1. With ``sam_model`` each predicted
+        blob is refined by SAM (:func:`probabilities_refine`).
+        """
+        self.check_backend(backend)
+        fmap = features_for(backend, pixels, cache=cache, image_hash=image_hash)
+        probs = self.predict_features(fmap)
+        if sam_model is not None:
+            emb = sam_embedding if sam_embedding is not None else sam_model.embed(pixels)
+            probs = probabilities_refine(probs, model=sam_model, embedding=emb)
+        return probs
+
+    def check_backend(self, backend: FeatureBackend) -> None:
+        """ArtifactError unless ``backend`` is the one this model was trained on."""
+        if backend.name != self.backend_name:
+            raise ArtifactError(
+                f"model was trained on backend {self.backend_name!r}, got {backend.name!r}"
+            )
+        fp = backend.fingerprint()
+        if fp != self.backend_fingerprint:
+            raise ArtifactError(
+                f"backend fingerprint {fp!r} differs from the model's {self.backend_fingerprint!r} "
+                "(other weights or options): retrain"
+            )
+
+    # ----------------------------------------------------------------- artifact
+
+    def _payload(self) -> tuple[bytes, dict[str, np.ndarray]]:
+        meta = {
+            "classes": list(self.classes),
+            "backend": {
+                "name": self.backend_name,
+                "fingerprint": self.backend_fingerprint,
+                "options": self.backend_options,
+            },
+            "temperature": float(self.temperature),
+            "n_layers": len(self.weights) // 2,
+            "info": self.info,
+        }
+        meta_bytes = json.dumps(meta, sort_keys=True).encode()
+        arrays = {"mean": self.mean, "std": self.std}
+        for i, w in enumerate(self.weights):
+            arrays[f"w{i:02d}"] = w
+        return meta_bytes, arrays
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the artifact atomically (temp file + ``os.replace``)."""
+        meta_bytes, arrays = self._payload()
+        header = {
+            "format": ARTIFACT_FORMAT_NAME,
+            "format_version": ARTIFACT_FORMAT_VERSION,
+            "backend": self.backend_name,
+            "backend_fingerprint": self.backend_fingerprint,
+            "classes": list(self.classes),
+            "sha256": _checksum(meta_bytes, arrays),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(
+                    fh,
+                    header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                    meta=np.frombuffer(meta_bytes, np.uint8),
+                    **arrays,
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, expected_backend: str | None = None) -> Learner:
+        """Read an artifact; ArtifactError if corrupt, foreign or incompatible."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot read model artifact {path}: {exc.strerror or exc}"
+            ) from None
+        return cls.from_bytes(data, expected_backend=expected_backend, source=str(path))
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, expected_backend: str | None = None, source: str = "<bytes>"
+    ) -> Learner:
+        """Like :meth:`load` for the artifact's bytes."""
+        if not data.startswith(b"PK"):
+            raise ArtifactError(f"{source} is not a model artifact (not an .npz archive)")
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise ArtifactError(
+                f"{source} is corrupt or truncated ({type(exc).__name__}: {exc})"
+            ) from None
+        try:
+            header = json.loads(bytes(arrays.pop("header")).decode())
+            meta_bytes = bytes(arrays.pop("meta"))
+        except (KeyError, ValueError, UnicodeDecodeError, TypeError):
+            raise ArtifactError(
+                f"{source} is not a model artifact of this engine (no valid header)"
+            ) from None
+        if not isinstance(header, dict) or header.get("format") != ARTIFACT_FORMAT_NAME:
+            raise ArtifactError(
+                f"{source} is not a model artifact of this engine (format {header.get('format')!r})"
+                if isinstance(header, dict)
+                else f"{source}: invalid header"
+            )
+        version = header.get("format_version")
+        if version != ARTIFACT_FORMAT_VERSION:
+            raise ArtifactError(
+                f"{source} has artifact format version {version!r}; this engine reads version "
+                f"{ARTIFACT_FORMAT_VERSION}: retrain the model"
+            )
+        if _checksum(meta_bytes, arrays) != header.get("sha256"):
+            raise ArtifactError(
+                f"{source} failed its sha256 checksum: the file is corrupt or was modified"
+            )
+        try:
+            meta = json.loads(meta_bytes.decode())
+            n_layers = int(meta["n_layers"])
+            weights = [arrays[f"w{i:02d}"].astype(np.float32) for i in range(2 * n_layers)]
+            learner = cls(
+                classes=[str(c) for c in meta["classes"]],
+                backend_name=str(meta["backend"]["name"]),
+                backend_fingerprint=str(meta["backend"]["fingerprint"]),
+                backend_options=dict(meta["backend"].get("options") or {}),
+                weights=weights,
+                mean=arrays["mean"].astype(np.float32),
+                std=arrays["std"].astype(np.float32),
+                temperature=float(meta["temperature"]),
+                info=dict(meta.get("info") or {}),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise ArtifactError(
+                f"{source} has an incomplete payload ({type(exc).__name__}: {exc})"
+            ) from None
+        _check_shapes(learner, source)
+        if expected_backend is not None and learner.backend_name != expected_backend:
+            raise ArtifactError(
+                f"{source} was trained on backend {learner.backend_name!r}, expected {expected_backend!r}"
+            )
+        return learner
+
+
+def _checksum(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    h.update(meta_bytes)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"|{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _check_shapes(learner: Learner, source: str) -> None:
+    f = learner.mean.shape
+    ok = learner.mean.ndim == 1 and learner.std.shape == f and len(learner.weights) >= 2
+    prev = f[0] if ok else 0
+    for i in range(0, len(learner.weights), 2):
+        w, b = learner.weights[i], learner.weights[i + 1]
+        ok = ok and w.ndim == 2 and w.shape[0] == prev and b.shape == (w.shape[1],)
+        prev = w.shape[1] if w.ndim == 2 else -1
+    ok = ok and prev == len(learner.classes) + 1 and bool(np.all(np.isfinite(learner.std)))
+    ok = ok and bool(np.all(learner.std > 0)) and learner.temperature > 0
+    if not ok:
+        raise ArtifactError(f"{source} has inconsistent model shapes for classes {learner.classes}")
+
+
+def _upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (C,h,w) -> (C,H,W), cell centres aligned; renormalised."""
+    from scipy import ndimage as ndi
+
+    c, h, w = probs.shape
+    big_h, big_w = size
+    ys = np.clip((np.arange(big_h) + 0.5) * h / big_h - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(big_w) + 0.5) * w / big_w - 0.5, 0, w - 1)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    out = np.stack([ndi.map_coordinates(p, [yy, xx], order=1, mode="nearest") for p in probs])
+    out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-6)
+    return out.astype(np.float32)
+
+
+def probabilities_refine(
+    probs: np.ndarray, *, model: Any, embedding: Any, threshold: float = 0.5, min_area: int = 4
+) -> np.ndarray:
+    """Sharpen each predicted blob with SAM (``prompting.segment.blob_refine``).
+
+    ``probs``: (K+1,H,W) float32. Inside the SAM mask of a blob the class gets at
+    least 0.75; pixels of the blob SAM rejects get at most 0.25. Returns a new array.
+    """
+    from scipy import ndimage as ndi
+
+    from prompting.segment import blob_refine
+
+    out = probs.copy()
+    for k in range(1, probs.shape[0]):
+        blobs, n = ndi.label(probs[k] >= threshold)
+        for i in range(1, n + 1):
+            blob = blobs == i
+            if blob.sum() < min_area:
+                continue
+            refined = np.asarray(blob_refine(model, embedding, blob), bool)
+            p = out[k]
+            p[refined] = np.maximum(p[refined], 0.75)
+            rejected = blob & ~refined
+            p[rejected] = np.minimum(p[rejected], 0.25)
+    # renormalise the other planes so every pixel sums to 1
+    for k in range(1, out.shape[0]):
+        changed = out[k] != probs[k]
+        if not changed.any():
+            continue
+        rest = 1.0 - probs[k][changed]
+        scale = (1.0 - out[k][changed]) / np.maximum(rest, 1e-6)
+        for j in range(out.shape[0]):
+            if j != k:
+                out[j][changed] = probs[j][changed] * scale
+    out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-6)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _sample_image(
+    fmap: FeatureMap,
+    labels: np.ndarray,
+    *,
+    n_classes: int,
+    all_background: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N,F) and labels (N,) of the painted pixels of one image (capped per class)."""
+    big_h, big_w = fmap.image_size
+    h, w, _ = fmap.features.shape
+    ys_all, xs_all, ks_all = [], [], []
+    for k in range(n_classes):
+        ys, xs = np.nonzero(labels == k)
+        if len(ys) > MAX_PIXELS_PER_CLASS_PER_IMAGE:
+            pick = np.sort(rng.choice(len(ys), MAX_PIXELS_PER_CLASS_PER_IMAGE, replace=False))
+            ys, xs = ys[pick], xs[pick]
+        ys_all.append(ys)
+        xs_all.append(xs)
+        ks_all.append(np.full(len(ys), k, np.int64))
+    if all_background:
+        free = np.flatnonzero(labels.ravel() < 0)
+        if len(free):
+            pick = rng.choice(free, min(FREE_PIXELS_PER_IMAGE, len(free)), replace=False)
+            ys, xs = np.unravel_index(np.sort(pick), labels.shape)
+            ys_all.append(ys)
+            xs_all.append(xs)
+            ks_all.append(np.zeros(len(ys), np.int64))
+    ys = np.concatenate(ys_all)
+    xs = np.concatenate(xs_all)
+    ks = np.concatenate(ks_all)
+    cy = np.minimum((ys * h) // big_h, h - 1)
+    cx = np.minimum((xs * w) // big_w, w - 1)
+    return fmap.features[cy, cx], ks
+
+
+def _validate(images: Sequence[TrainingImage], classes: Sequence[str]) -> None:
+    if not classes:
+        raise TrainingError("no classes: give at least one defect class")
+    if len(set(classes)) != len(classes):
+        raise TrainingError(f"duplicate class names in {list(classes)}")
+    if not images:
+        raise TrainingError("no training images")
+    counts = np.zeros(len(classes) + 1, np.int64)
+    for im in images:
+        px = np.asarray(im.pixels)
+        lab = np.asarray(im.labels)
+        if px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
+            raise TrainingError(
+                f"image {im.image_id}: pixels must be (H,W,3) uint8 RGB, got {px.shape} {px.dtype}"
+            )
+        if lab.shape != px.shape[:2]:
+            raise TrainingError(
+                f"image {im.image_id}: labels {lab.shape} do not match image {px.shape[:2]}"
+            )
+        if lab.size and (lab.min() < -1 or lab.max() > len(classes)):
+            raise TrainingError(f"image {im.image_id}: label values must be in -1..{len(classes)}")
+        counts += np.bincount((lab[lab >= 0]).ravel().astype(np.int64), minlength=len(classes) + 1)
+        if im.all_background:
+            counts[0] += 1
+    missing = [c for c, n in zip(classes, counts[1:], strict=True) if n == 0]
+    if missing:
+        raise TrainingError(
+            f"class(es) without strokes: {', '.join(missing)}; paint at least one stroke of each class"
+        )
+    if counts[0] == 0:
+        raise TrainingError("no background strokes: paint at least one background stroke")
+
+
+def learner_train(
+    images: Sequence[TrainingImage],
+    *,
+    classes: Sequence[str],
+    backend: FeatureBackend,
+    cache: Any = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    hidden: tuple[int, ...] = (64, 32),
+    steps: int = 900,
+    calibrate: bool = True,
+) -> TrainResult:
+    """Train one multi-class pixel classifier from the painted pixels of ``images``.
+
+    Raises TrainingError naming a class without strokes, or when there is no
+    background stroke. Deterministic for ``seed``. Unchanged images (same
+    ``image_hash``) take their features from ``cache``.
+    """
+    t0 = time.perf_counter()
+    classes = list(classes)
+    _validate(images, classes)
+    n_classes = len(classes) + 1
+    rng = np.random.default_rng(seed)
+    report = progress or (lambda _f, _m: None)
+
+    xs, ys, groups = [], [], []
+    t_feat = 0.0
+    for i, im in enumerate(images):
+        report(0.6 * i / len(images), f"features {i + 1}/{len(images)}")
+        lab = np.asarray(im.labels)
+        if not (lab >= 0).any() and not im.all_background:
+            continue
+        tf = time.perf_counter()
+        fmap = features_for(backend, np.asarray(im.pixels), cache=cache, image_hash=im.image_hash)
+        t_feat += time.perf_counter() - tf
+        x, y = _sample_image(
+            fmap, lab, n_classes=n_classes, all_background=im.all_background, rng=rng
+        )
+        xs.append(x)
+        ys.append(y)
+        groups.append(np.full(len(y), i, np.int32))
+    x = np.concatenate(xs).astype(np.float32)
+    y = np.concatenate(ys)
+    g = np.concatenate(groups)
+    if len(y) > MAX_TRAIN_PIXELS:
+        pick = np.sort(_stratified_pick(y, MAX_TRAIN_PIXELS, n_classes, rng))
+        x, y, g = x[pick], y[pick], g[pick]
+    pixels_per_class = {
+        name: int(n)
+        for name, n in zip(
+            ["background", *classes], np.bincount(y, minlength=n_classes), strict=True
+        )
+    }
+    mean = x.mean(axis=0).astype(np.float32)
+    std = x.std(axis=0).astype(np.float32)
+    std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    xn = (x - mean) / std
+    fit_kw = {
+        "n_classes": n_classes,
+        "hidden": tuple(hidden),
+        "steps": steps,
+        "batch": 1024,
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+    }
+
+    temperature, loo_iou = 1.0, None
+    t_cal = time.perf_counter()
+    uniq = np.unique(g)
+    if calibrate and len(uniq) >= 3:
+        report(0.65, "calibrating on held-out images")
+        held = np.isin(g, uniq[rng.permutation(len(uniq))[: max(1, len(uniq) // 3)]])
+        if all((y[~held] == k).any() for k in range(n_classes)) and len(np.unique(y[held])) > 1:
+            w_cal = _mlp_fit(xn[~held], y[~held], seed=seed + 1, **{**fit_kw, "steps": steps // 2})
+            logits = _mlp_forward(w_cal, xn[held])
+            temperature = _fit_temperature(logits, y[held], n_classes)
+            pred = logits.argmax(axis=1)
+            ious = []
+            for k in range(1, n_classes):
+                inter = np.sum((pred == k) & (y[held] == k))
+                union = np.sum((pred == k) | (y[held] == k))
+                if (y[held] == k).any():
+                    ious.append(inter / max(union, 1))
+            loo_iou = float(np.mean(ious)) if ious else None
+    t_cal = time.perf_counter() - t_cal
+
+    report(0.8, "fitting")
+    t_fit = time.perf_counter()
+    weights = _mlp_fit(xn, y, seed=seed, **fit_kw)
+    t_fit = time.perf_counter() - t_fit
+    learner = Learner(
+        classes=classes,
+        backend_name=backend.name,
+        backend_fingerprint=backend.fingerprint(),
+        backend_options=dict(getattr(backend, "options", {}) or {}),
+        weights=weights,
+        mean=mean,
+        std=std,
+        temperature=temperature,
+        info={"seed": seed, "n_images": len(images), "pixels_per_class": pixels_per_class},
+    )
+    report(1.0, "done")
+    timings = {
+        "features_s": t_feat,
+        "calibrate_s": t_cal,
+        "fit_s": t_fit,
+        "total_s": time.perf_counter() - t0,
+    }
+    return TrainResult(
+        learner=learner, timings=timings, pixels_per_class=pixels_per_class, loo_iou=loo_iou
+    )
+
+
+def _stratified_pick(
+    y: np.ndarray, total: int, n_classes: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Indices of at most ``total`` samples, keeping rare classes whole where possible."""
+    per = total // n_classes
+    idx = []
+    counts = np.bincount(y, minlength=n_classes)
+    spare = total - sum(min(c, per) for c in counts)
+    for k in np.argsort(counts):
+        members = np.flatnonzero(y == k)
+        take = min(len(members), per + max(spare, 0))
+        spare -= max(take - per, 0)
+        idx.append(rng.choice(members, take, replace=False) if take < len(members) else members)
+    return np.concatenate(idx)
