@@ -1,0 +1,43 @@
+"""Feature backends: the registry plus the built-in ``classic`` and ``sam`` backends.
+
+Both are registered lazily: ``backend_create("sam", ...)`` imports the SAM
+module (and, on first use, torch) only when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prompting.features.base import (
+    BackendFactory,
+    FeatureBackend,
+    FeatureMap,
+    backend_create,
+    backend_names,
+    backend_register,
+)
+
+
+def _classic_create(**options: Any) -> FeatureBackend:
+    from prompting.features.classic import ClassicBackend
+
+    return ClassicBackend(**options)
+
+
+def _sam_create(**options: Any) -> FeatureBackend:
+    from prompting.features.sam import SamBackend
+
+    return SamBackend(**options)
+
+
+backend_register("classic", _classic_create)
+backend_register("sam", _sam_create)
+
+__all__ = [
+    "BackendFactory",
+    "FeatureBackend",
+    "FeatureMap",
+    "backend_create",
+    "backend_names",
+    "backend_register",
+]

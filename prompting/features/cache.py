@@ -1,0 +1,327 @@
+"""On-disk cache of feature maps and SAM embeddings, shared by processes.
+
+One file per entry, ``<root>/<key>.npy``, holding a small int64 header and
+then the entry's arrays, each written with ``np.save(allow_pickle=False)``.
+
+- Writes are atomic: a temporary file in the same directory, then
+  ``os.replace``. Readers never see half a file from a live writer.
+- Reads treat anything odd (file gone because another process evicted it,
+  truncated, foreign, wrong header) as a miss; the next ``put`` overwrites it.
+- The cache is bounded: after each ``put`` the least recently used entries
+  (oldest mtime; a hit touches the file) are deleted until the total is at
+  most ``max_bytes``. Concurrent writers may overshoot for a moment; the next
+  ``put`` trims again.
+
+Keys come from :func:`cache_key` (backend fingerprint + image hash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from prompting.features.base import FeatureBackend, FeatureMap
+from prompting.features.sam import SamEmbedding
+
+if TYPE_CHECKING:
+    from prompting.features.sam import SamModel
+
+log = logging.getLogger(__name__)
+
+_MAGIC = 0x50524D43  # "PRMC"
+_FORMAT_VERSION = 1
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+_SUFFIX = ".npy"
+_TMP_SUFFIX = ".tmp"
+#: temporary files older than this are left over from crashed writers
+_STALE_TMP_S = 3600.0
+
+
+def cache_key(backend_fingerprint: str, pixels_hash: str, *, kind: str = "features") -> str:
+    """Cache key of ``kind`` (``"features"``, ``"sam_embedding"``) for one backend and image.
+
+    >>> cache_key("classic:v1", "ab" * 32)[:9]
+    'features-'
+    """
+    if not re.fullmatch(r"[a-z0-9_]+", kind):
+        raise ValueError(f"cache kind must be lowercase letters/digits/_: {kind!r}")
+    digest = hashlib.sha256(f"{backend_fingerprint}\0{pixels_hash}".encode()).hexdigest()
+    return f"{kind}-{digest}"
+
+
+class FeatureCache:
+    """Bounded, multi-process-safe directory of arrays keyed by string.
+
+    ``root``: the directory (created if missing). ``max_bytes``: bound on the
+    total size of entries.
+
+    >>> cache = FeatureCache("/tmp/prompting-cache-doctest", max_bytes=1 << 20)
+    >>> cache.put("k1", np.zeros((2, 3), np.float32))
+    >>> cache.get("k1").shape
+    (2, 3)
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, max_bytes: int) -> None:
+        if int(max_bytes) <= 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+
+    # ------------------------------------------------------------------ paths
+    def path(self, key: str) -> Path:
+        """File of ``key`` (which must be a safe file name: letters, digits, ``_.-``)."""
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ValueError(f"invalid cache key {key!r}")
+        return self.root / f"{key}{_SUFFIX}"
+
+    # ------------------------------------------------------------------ read
+    def get_arrays(self, key: str) -> list[np.ndarray] | None:
+        """The arrays stored under ``key``, or None on a miss (or an unreadable entry)."""
+        path = self.path(key)
+        try:
+            with open(path, "rb") as f:
+                header = np.load(f, allow_pickle=False)
+                if (
+                    header.dtype != np.int64
+                    or header.shape != (3,)
+                    or int(header[0]) != _MAGIC
+                    or int(header[1]) != _FORMAT_VERSION
+                ):
+                    return None
+                arrays = [np.load(f, allow_pickle=False) for _ in range(int(header[2]))]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError) as exc:
+            log.debug("cache entry %s unreadable (%s); treating as a miss", path.name, exc)
+            return None
+        self._touch(path)
+        return arrays
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The array stored under ``key`` with :meth:`put`, or None."""
+        arrays = self.get_arrays(key)
+        if arrays is None or len(arrays) != 1:
+            return None
+        return arrays[0]
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    # ------------------------------------------------------------------ write
+    def put_arrays(self, key: str, arrays: Sequence[np.ndarray]) -> None:
+        """Store ``arrays`` under ``key`` atomically, then trim the cache to ``max_bytes``.
+
+        Entries bigger than ``max_bytes`` on their own are not stored.
+        """
+        path = self.path(key)
+        arrays = [np.asarray(a) for a in arrays]
+        if sum(a.nbytes for a in arrays) > self.max_bytes:
+            log.debug("cache entry %s larger than max_bytes; not stored", key)
+            return
+        tmp = self.root / f".{key}.{os.getpid()}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        header = np.array([_MAGIC, _FORMAT_VERSION, len(arrays)], dtype=np.int64)
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, header, allow_pickle=False)
+                for a in arrays:
+                    np.save(f, a, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._touch(path)
+        self.evict(keep=path.name)
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        """Store one array under ``key`` (see :meth:`put_arrays`)."""
+        self.put_arrays(key, [array])
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(key))
+
+    # ------------------------------------------------------------------ size
+    def _entries(self) -> list[tuple[int, str, int]]:
+        """(mtime_ns, name, size) of every entry; removes stale temporary files."""
+        entries = []
+        now = time.time()
+        try:
+            scan = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        for de in scan:
+            try:
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if de.name.endswith(_TMP_SUFFIX):
+                if now - st.st_mtime > _STALE_TMP_S:
+                    with contextlib.suppress(OSError):
+                        os.unlink(de.path)
+                continue
+            if de.name.endswith(_SUFFIX) and de.is_file(follow_symlinks=False):
+                entries.append((st.st_mtime_ns, de.name, st.st_size))
+        return entries
+
+    def size_bytes(self) -> int:
+        """Total size of the entries on disk."""
+        return sum(size for _, _, size in self._entries())
+
+    def evict(self, *, keep: str | None = None) -> int:
+        """Delete least recently used entries until the total is <= ``max_bytes``.
+
+        ``keep``: a file name never deleted (the entry just written). Returns
+        the number of bytes freed. Entries deleted meanwhile by another process
+        are skipped.
+        """
+        entries = self._entries()
+        total = sum(size for _, _, size in entries)
+        freed = 0
+        if total <= self.max_bytes:
+            return 0
+        for _, name, size in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if name == keep:
+                continue
+            try:
+                os.unlink(self.root / name)
+                freed += size
+            except FileNotFoundError:
+                pass
+            total -= size
+        return freed
+
+    def clear(self) -> None:
+        """Delete every entry."""
+        for _, name, _ in self._entries():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / name)
+
+    @staticmethod
+    def _touch(path: Path) -> None:
+        now = time.time_ns()
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(now, now))
+
+    # ------------------------------------------------------------------ typed entries
+    def get_embedding(self, key: str) -> SamEmbedding | None:
+        """A :class:`SamEmbedding` stored with :meth:`put_embedding`, or None."""
+        arrays = self.get_arrays(key)
+        if arrays is None:
+            return None
+        try:
+            return embedding_from_arrays(arrays)
+        except ValueError as exc:
+            log.debug("cache entry %s is not a SAM embedding (%s)", key, exc)
+            return None
+
+    def put_embedding(self, key: str, embedding: SamEmbedding) -> None:
+        """Store a :class:`SamEmbedding` under ``key``."""
+        self.put_arrays(key, embedding_to_arrays(embedding))
+
+    def get_feature_map(self, key: str) -> FeatureMap | None:
+        """A :class:`FeatureMap` stored with :meth:`put_feature_map`, or None."""
+        arrays = self.get_arrays(key)
+        if arrays is None or len(arrays) != 2:
+            return None
+        size, features = arrays
+        if size.shape != (2,) or features.ndim != 3:
+            return None
+        return FeatureMap(features=features, image_size=(int(size[0]), int(size[1])))
+
+    def put_feature_map(self, key: str, feature_map: FeatureMap) -> None:
+        """Store a :class:`FeatureMap` under ``key``."""
+        size = np.array(feature_map.image_size, dtype=np.int64)
+        self.put_arrays(key, [size, np.asarray(feature_map.features)])
+
+
+def embedding_to_arrays(embedding: SamEmbedding) -> list[np.ndarray]:
+    """``[sizes (4,) int64 = (H, W, h, w), embedding (1, 256, 64, 64) float32]``."""
+    sizes = np.array([*embedding.original_size, *embedding.input_size], dtype=np.int64)
+    return [sizes, np.asarray(embedding.embedding, dtype=np.float32)]
+
+
+def embedding_from_arrays(arrays: Sequence[np.ndarray]) -> SamEmbedding:
+    """Inverse of :func:`embedding_to_arrays`; ValueError if the arrays don't fit."""
+    if len(arrays) != 2:
+        raise ValueError(f"expected 2 arrays, got {len(arrays)}")
+    sizes, emb = arrays
+    if sizes.shape != (4,) or sizes.dtype.kind not in "iu":
+        raise ValueError(f"bad size header {sizes.shape} {sizes.dtype}")
+    if emb.ndim != 4 or emb.shape[0] != 1 or emb.dtype != np.float32:
+        raise ValueError(f"bad embedding {emb.shape} {emb.dtype}")
+    h, w, ih, iw = (int(v) for v in sizes)
+    return SamEmbedding(embedding=emb, original_size=(h, w), input_size=(ih, iw))
+
+
+def _image_hash(image: np.ndarray) -> str:
+    from prompting.images import pixels_hash
+
+    return pixels_hash(image)
+
+
+def embedding_extract_cached(
+    model: SamModel,
+    image: np.ndarray,
+    *,
+    cache: FeatureCache | None,
+    image_hash: str | None = None,
+) -> SamEmbedding:
+    """``model.embed(image)``, from ``cache`` when present there (then stored).
+
+    ``image``: (H, W, 3) uint8 RGB. ``image_hash``: ``pixels_hash(image)``
+    when the caller knows it (computed otherwise).
+    """
+    if cache is None:
+        return model.embed(image)
+    key = cache_key(model.fingerprint, image_hash or _image_hash(image), kind="sam_embedding")
+    embedding = cache.get_embedding(key)
+    if embedding is not None and embedding.original_size == tuple(image.shape[:2]):
+        return embedding
+    embedding = model.embed(image)
+    cache.put_embedding(key, embedding)
+    return embedding
+
+
+def features_extract_cached(
+    backend: FeatureBackend,
+    rgb8: np.ndarray,
+    *,
+    cache: FeatureCache | None,
+    image_hash: str | None = None,
+) -> FeatureMap:
+    """``backend.extract(rgb8)``, from ``cache`` when present there (then stored).
+
+    ``rgb8``: (H, W, 3) uint8 RGB. ``image_hash``: ``pixels_hash(rgb8)`` when
+    known. A backend with its own ``extract_cached(rgb8, cache=, image_hash=)``
+    (SAM stores the embedding, which segmentation reuses) is delegated to.
+    """
+    if cache is None:
+        return backend.extract(rgb8)
+    own = getattr(backend, "extract_cached", None)
+    if callable(own):
+        return own(rgb8, cache=cache, image_hash=image_hash)
+    key = cache_key(backend.fingerprint(), image_hash or _image_hash(rgb8))
+    feature_map = cache.get_feature_map(key)
+    if feature_map is not None and tuple(feature_map.image_size) == tuple(rgb8.shape[:2]):
+        return feature_map
+    feature_map = backend.extract(rgb8)
+    cache.put_feature_map(key, feature_map)
+    return feature_map

@@ -1,0 +1,326 @@
+"""SAM loader, embeddings and backend, on the tiny random SAM from conftest."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prompting.errors import BackendError, ImageError
+from prompting.features import backend_create
+from prompting.features import sam as sam_mod
+from prompting.features.sam import (
+    SamBackend,
+    SamEmbedding,
+    sam_bf16_validate,
+    sam_model_cache_clear,
+    sam_model_load,
+    sam_model_type_register,
+    sam_model_types,
+    torch_threads_configure,
+)
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = (40, 60, 80)
+    img[h // 4 : h // 2, w // 4 : w // 2] = (220, 200, 30)
+    return np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------- embeddings
+
+
+@pytest.mark.parametrize(
+    ("shape", "input_size", "grid"),
+    [
+        ((480, 640), (768, 1024), (48, 64)),
+        ((640, 480), (1024, 768), (64, 48)),
+        ((100, 100), (1024, 1024), (64, 64)),
+        ((50, 300), (171, 1024), (11, 64)),
+    ],
+)
+def test_embed_shapes_and_valid_grid(tiny_sam_model, shape, input_size, grid) -> None:
+    emb = tiny_sam_model.embed(_image(*shape))
+    assert emb.embedding.shape == (1, 256, 64, 64)
+    assert emb.embedding.dtype == np.float32
+    assert emb.original_size == shape
+    assert emb.input_size == input_size
+    assert emb.grid_size == grid
+    fmap = emb.feature_map()
+    assert fmap.features.shape == (*grid, 256)
+    assert fmap.features.dtype == np.float32
+    assert fmap.image_size == shape
+    np.testing.assert_array_equal(fmap.features[3, 5], emb.embedding[0, :, 3, 5])
+
+
+def test_embed_and_decode_match_sam_predictor(tiny_sam_model) -> None:
+    from segment_anything import SamPredictor
+
+    img = _image(120, 160)
+    predictor = SamPredictor(tiny_sam_model.sam)
+    predictor.set_image(img)
+    emb = tiny_sam_model.embed(img)
+    np.testing.assert_allclose(
+        emb.embedding, predictor.get_image_embedding().numpy(), rtol=0, atol=1e-5
+    )
+    kwargs = {
+        "point_coords": np.array([[50.0, 40.0], [120.0, 90.0]]),
+        "point_labels": np.array([1, 0]),
+        "box": np.array([20.0, 10.0, 90.0, 70.0]),
+    }
+    want_masks, want_scores, want_low = predictor.predict(**kwargs, multimask_output=True)
+    masks, scores, low = tiny_sam_model.decode(emb, **kwargs, multimask_output=True)
+    assert masks.shape == (3, 120, 160) and masks.dtype == bool
+    assert low.shape == (3, 256, 256) and low.dtype == np.float32
+    np.testing.assert_allclose(scores, want_scores, atol=1e-4)
+    np.testing.assert_allclose(low, want_low, atol=1e-3)
+    assert (masks != want_masks).mean() < 1e-3
+
+
+def test_tiny_encoder_is_fast(tiny_sam_model) -> None:
+    img = _image(480, 640)
+    tiny_sam_model.embed(img)  # warm-up
+    started = time.perf_counter()
+    tiny_sam_model.embed(img)
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32)],
+)
+def test_embed_rejects_non_rgb8(tiny_sam_model, bad) -> None:
+    with pytest.raises(ImageError, match="uint8 RGB"):
+        tiny_sam_model.embed(bad)
+
+
+# ----------------------------------------------------------------- loader
+
+
+def test_load_is_cached_per_process(tiny_sam_checkpoint) -> None:
+    a = sam_model_load(
+        model_type=tiny_sam_checkpoint.model_type, checkpoint=tiny_sam_checkpoint.checkpoint
+    )
+    b = sam_model_load(
+        model_type=tiny_sam_checkpoint.model_type,
+        checkpoint=Path(tiny_sam_checkpoint.checkpoint),
+        device="cpu",
+    )
+    assert a is b
+    assert a.model_type == tiny_sam_checkpoint.model_type
+    assert a.dtype == "fp32" and a.dtype_requested == "fp32" and a.bf16_iou is None
+    assert not a.sam.training
+
+
+def test_concurrent_loads_build_one_model(tiny_sam_checkpoint_factory) -> None:
+    ckpt = tiny_sam_checkpoint_factory(7)
+    results = []
+
+    def load() -> None:
+        results.append(sam_model_load(model_type=ckpt.model_type, checkpoint=ckpt.checkpoint))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and all(r is results[0] for r in results)
+
+
+def test_fingerprint_has_checkpoint_sha256_and_changes_with_weights(
+    tiny_sam_checkpoint_factory,
+) -> None:
+    a, b = tiny_sam_checkpoint_factory(0), tiny_sam_checkpoint_factory(1)
+    ma = sam_model_load(model_type=a.model_type, checkpoint=a.checkpoint)
+    mb = sam_model_load(model_type=b.model_type, checkpoint=b.checkpoint)
+    sha = hashlib.sha256(Path(a.checkpoint).read_bytes()).hexdigest()
+    assert ma.checkpoint_sha256 == sha
+    assert sha in ma.fingerprint and a.model_type in ma.fingerprint
+    assert ma.fingerprint != mb.fingerprint
+    backend = SamBackend(model_type=a.model_type, checkpoint=a.checkpoint)
+    assert backend.fingerprint() == ma.fingerprint
+
+
+def test_replaced_checkpoint_is_reloaded(tiny_sam_checkpoint_factory, tmp_path) -> None:
+    a, b = tiny_sam_checkpoint_factory(0), tiny_sam_checkpoint_factory(1)
+    path = tmp_path / "sam.pth"
+    path.write_bytes(Path(a.checkpoint).read_bytes())
+    first = sam_model_load(model_type=a.model_type, checkpoint=path)
+    path.write_bytes(Path(b.checkpoint).read_bytes())
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    second = sam_model_load(model_type=a.model_type, checkpoint=path)
+    assert second is not first
+    assert second.fingerprint != first.fingerprint
+
+
+def test_missing_checkpoint(tmp_path, tiny_sam_checkpoint) -> None:
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(BackendError, match="not found") as info:
+        sam_model_load(model_type=tiny_sam_checkpoint.model_type, checkpoint=missing)
+    assert str(missing) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"this is not a checkpoint at all", b"PK\x03\x04" + b"\x00" * 200],
+    ids=["empty", "text", "broken-zip"],
+)
+def test_garbage_checkpoint(tmp_path, tiny_sam_checkpoint, content) -> None:
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(content)
+    with pytest.raises(BackendError, match="not a readable torch weights file") as info:
+        sam_model_load(model_type=tiny_sam_checkpoint.model_type, checkpoint=path)
+    assert len(str(info.value)) < 400
+    assert info.value.__cause__ is None
+
+
+def test_pickled_object_is_refused_by_weights_only(tmp_path, tiny_sam_checkpoint) -> None:
+    path = tmp_path / "pickle.pth"
+    torch.save({"weights": Path("/etc/passwd")}, path)
+    with pytest.raises(BackendError, match="not a readable torch weights file"):
+        sam_model_load(model_type=tiny_sam_checkpoint.model_type, checkpoint=path)
+
+
+def test_non_state_dict_checkpoint(tmp_path, tiny_sam_checkpoint) -> None:
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(BackendError, match="does not hold a state_dict"):
+        sam_model_load(model_type=tiny_sam_checkpoint.model_type, checkpoint=path)
+
+
+def test_wrong_architecture_checkpoint(tmp_path, tiny_sam_checkpoint) -> None:
+    state = torch.load(tiny_sam_checkpoint.checkpoint, weights_only=True)
+    state["image_encoder.pos_embed"] = torch.zeros(1, 64, 64, 48)
+    del state["mask_decoder.iou_token.weight"]
+    state["image_encoder.extra.weight"] = torch.zeros(3)
+    path = tmp_path / "other_arch.pth"
+    torch.save(state, path)
+    with pytest.raises(BackendError) as info:
+        sam_model_load(model_type=tiny_sam_checkpoint.model_type, checkpoint=path)
+    message = str(info.value)
+    assert "does not fit model type" in message
+    assert "image_encoder.pos_embed (1, 64, 64, 48) vs (1, 64, 64, 32)" in message
+    assert "1 missing (mask_decoder.iou_token.weight)" in message
+    assert "1 unexpected (image_encoder.extra.weight)" in message
+    assert len(message) < 600
+
+
+def test_wrapped_state_dict_is_accepted(tmp_path, tiny_sam_checkpoint) -> None:
+    state = torch.load(tiny_sam_checkpoint.checkpoint, weights_only=True)
+    path = tmp_path / "wrapped.pth"
+    torch.save({"model": state}, path)
+    model = sam_model_load(model_type=tiny_sam_checkpoint.model_type, checkpoint=path)
+    assert model.embed(_image(32, 32)).embedding.shape == (1, 256, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"model_type": "vit_nope"}, "unknown SAM model type 'vit_nope'"),
+        ({"dtype": "fp16"}, "unknown SAM dtype"),
+        ({"device": "cuda:0"}, "CUDA is not available|cuda"),
+        ({"device": "banana"}, "device"),
+    ],
+)
+def test_bad_load_options(tiny_sam_checkpoint, options, match) -> None:
+    if options.get("device", "").startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    kwargs = {
+        "model_type": tiny_sam_checkpoint.model_type,
+        "checkpoint": tiny_sam_checkpoint.checkpoint,
+    }
+    with pytest.raises(BackendError, match=match):
+        sam_model_load(**(kwargs | options))
+
+
+def test_model_type_registry_is_open(tiny_sam_checkpoint, monkeypatch) -> None:
+    from conftest import tiny_sam_build
+
+    monkeypatch.setattr(sam_mod, "_MODEL_TYPES", dict(sam_mod._MODEL_TYPES))
+    assert {"vit_b", "vit_l", "vit_h", tiny_sam_checkpoint.model_type} <= set(sam_model_types())
+    sam_model_type_register("vit_t_test", tiny_sam_build)
+    model = sam_model_load(model_type="vit_t_test", checkpoint=tiny_sam_checkpoint.checkpoint)
+    assert model.model_type == "vit_t_test" and "vit_t_test" in model.fingerprint
+    backend = backend_create(
+        "sam", model_type="vit_t_test", checkpoint=tiny_sam_checkpoint.checkpoint
+    )
+    assert backend.extract(_image(30, 40)).features.shape == (48, 64, 256)
+
+
+def test_threads_are_capped_at_usable_cores() -> None:
+    assert 1 <= torch_threads_configure() <= max(len(os.sched_getaffinity(0)), 1)
+
+
+# ----------------------------------------------------------------- bf16
+
+
+def test_bf16_validation_measures_mask_agreement(tiny_sam_model) -> None:
+    iou = sam_bf16_validate(tiny_sam_model)
+    assert 0.0 <= iou <= 1.0
+
+
+@pytest.mark.parametrize(("threshold", "in_use"), [(0.0, "bf16"), (1.01, "fp32")])
+def test_bf16_used_only_when_validated(
+    tiny_sam_checkpoint, monkeypatch, caplog, threshold, in_use
+) -> None:
+    monkeypatch.setattr(sam_mod, "BF16_MIN_IOU", threshold)
+    sam_model_cache_clear()
+    caplog.set_level(logging.INFO, logger="prompting.features.sam")
+    model = sam_model_load(
+        model_type=tiny_sam_checkpoint.model_type,
+        checkpoint=tiny_sam_checkpoint.checkpoint,
+        dtype="bf16",
+    )
+    sam_model_cache_clear()
+    assert model.dtype_requested == "bf16"
+    assert model.dtype == in_use
+    assert model.bf16_iou is not None
+    assert f":{in_use}:" in model.fingerprint
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert bool(warned) == (in_use == "fp32")
+    if warned:
+        assert "using fp32" in warned[0].getMessage()
+    emb = model.embed(_image(64, 64))
+    assert emb.embedding.dtype == np.float32 and np.isfinite(emb.embedding).all()
+
+
+# ----------------------------------------------------------------- backend
+
+
+def test_backend_extract_is_cropped_feature_map(tiny_sam_checkpoint) -> None:
+    backend = backend_create("sam", **tiny_sam_checkpoint._asdict())
+    assert isinstance(backend, SamBackend) and backend.name == "sam"
+    fmap = backend.extract(_image(480, 640))
+    assert fmap.features.shape == (48, 64, 256)
+    assert fmap.image_size == (480, 640)
+    assert fmap.stride == (10.0, 10.0)
+    assert backend.options == {
+        "model_type": tiny_sam_checkpoint.model_type,
+        "checkpoint": tiny_sam_checkpoint.checkpoint,
+        "device": "cpu",
+        "dtype": "fp32",
+    }
+    assert isinstance(backend.embed(_image(20, 20)), SamEmbedding)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({}, "needs checkpoint"),
+        ({"checkpoint": "/nonexistent/sam.pth"}, "not found"),
+        ({"checkpoint": "x.pth", "colour": "red"}, "unknown option"),
+        ({"checkpoint": "x.pth", "model_type": "vit_zz"}, "unknown SAM model type"),
+    ],
+)
+def test_backend_bad_options(options, match) -> None:
+    with pytest.raises(BackendError, match=match):
+        backend_create("sam", **options)
