@@ -1,0 +1,305 @@
+"""Disk feature/embedding cache: hits, misses, eviction, corruption, several writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+
+from prompting.features.base import FeatureMap
+from prompting.features.cache import (
+    FeatureCache,
+    cache_key,
+    embedding_extract_cached,
+    embedding_from_arrays,
+    embedding_to_arrays,
+    features_extract_cached,
+)
+from prompting.features.sam import SamBackend, SamEmbedding
+
+KB = 1024
+
+
+def _arr(value: float, n: int = 256) -> np.ndarray:
+    """n float32 values (n * 4 bytes) all equal to ``value``."""
+    return np.full(n, value, np.float32)
+
+
+@pytest.fixture
+def cache(tmp_path) -> FeatureCache:
+    return FeatureCache(tmp_path / "cache", max_bytes=64 * KB)
+
+
+# ----------------------------------------------------------------- keys
+
+
+def test_cache_key_depends_on_fingerprint_hash_and_kind() -> None:
+    base = cache_key("fp1", "h1")
+    assert base == cache_key("fp1", "h1")
+    assert base.startswith("features-") and len(base) == len("features-") + 64
+    others = {
+        cache_key("fp2", "h1"),
+        cache_key("fp1", "h2"),
+        cache_key("fp1", "h1", kind="sam_embedding"),
+    }
+    assert base not in others and len(others) == 3
+
+
+@pytest.mark.parametrize("key", ["", "../evil", "a/b", ".hidden", "x" * 300, "sp ace"])
+def test_unsafe_keys_are_rejected(cache, key) -> None:
+    with pytest.raises(ValueError, match="invalid cache key"):
+        cache.put(key, _arr(1))
+
+
+def test_max_bytes_must_be_positive(tmp_path) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        FeatureCache(tmp_path, max_bytes=0)
+
+
+# ----------------------------------------------------------------- hit / miss
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.arange(6, dtype=np.int16).reshape(1, 2, 3),
+        np.array([True, False]),
+        np.zeros((0, 3), np.float64),
+    ],
+)
+def test_roundtrip(cache, array) -> None:
+    assert cache.get("k") is None
+    cache.put("k", array)
+    got = cache.get("k")
+    assert got.dtype == array.dtype and got.shape == array.shape
+    np.testing.assert_array_equal(got, array)
+    assert "k" in cache
+
+
+def test_put_overwrites(cache) -> None:
+    cache.put("k", _arr(1))
+    cache.put("k", _arr(2))
+    assert cache.get("k")[0] == 2
+
+
+def test_hit_touches_entry(cache) -> None:
+    cache.put("k", _arr(1))
+    old = time.time_ns() - 10**10
+    os.utime(cache.path("k"), ns=(old, old))
+    cache.get("k")
+    assert cache.path("k").stat().st_mtime_ns > old
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"garbage bytes", b"\x93NUMPY\x01\x00", None],
+    ids=["empty", "garbage", "truncated-header", "truncated-data"],
+)
+def test_corrupt_entry_is_a_miss_then_overwritten(cache, content) -> None:
+    cache.put("k", _arr(3, 1000))
+    path = cache.path("k")
+    if content is None:
+        content = path.read_bytes()[:-100]
+    path.write_bytes(content)
+    assert cache.get("k") is None
+    cache.put("k", _arr(4))
+    assert cache.get("k")[0] == 4
+
+
+def test_foreign_npy_is_a_miss(cache) -> None:
+    np.save(cache.path("k"), np.zeros(3))
+    assert cache.get("k") is None
+
+
+def test_object_arrays_are_never_unpickled(cache) -> None:
+    with pytest.raises(ValueError):
+        cache.put("k", np.array([{"a": 1}], dtype=object))
+    assert cache.get("k") is None
+    assert not list(cache.root.glob("*.tmp"))
+
+
+# ----------------------------------------------------------------- eviction
+
+
+def test_size_stays_bounded_and_lru_is_evicted(tmp_path) -> None:
+    entry = 4 * KB  # payload; files are a little bigger (npy headers)
+    cache = FeatureCache(tmp_path, max_bytes=int(3.5 * (entry + 400)))
+    t0 = time.time_ns() - 10**10
+    for i in range(3):
+        cache.put(f"k{i}", _arr(i, entry // 4))
+        os.utime(cache.path(f"k{i}"), ns=(t0 + i * 10**6,) * 2)  # k0 oldest
+    cache.get("k0")  # k0 is now the most recently used
+    cache.put("k3", _arr(3, entry // 4))
+    assert cache.size_bytes() <= cache.max_bytes
+    assert cache.get("k1") is None  # least recently used
+    assert cache.get("k0") is not None and cache.get("k2") is not None
+    assert cache.get("k3") is not None
+    for i in range(4, 20):
+        cache.put(f"k{i}", _arr(i, entry // 4))
+        assert cache.size_bytes() <= cache.max_bytes
+    assert cache.get("k19") is not None
+
+
+def test_entry_larger_than_bound_is_not_stored(tmp_path) -> None:
+    cache = FeatureCache(tmp_path, max_bytes=KB)
+    cache.put("big", _arr(1, 1000))
+    assert cache.get("big") is None and cache.size_bytes() == 0
+
+
+def test_stale_tmp_files_are_cleaned(cache) -> None:
+    stale = cache.root / ".k.123.abc.tmp"
+    fresh = cache.root / ".k.456.def.tmp"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    cache.put("k", _arr(1))
+    assert not stale.exists() and fresh.exists()
+
+
+def test_evicted_meanwhile_is_tolerated(cache) -> None:
+    cache.put("k", _arr(1))
+    cache.path("k").unlink()
+    assert cache.get("k") is None
+    assert cache.evict() == 0
+
+
+# ----------------------------------------------------------------- several processes
+
+
+def _writer(root: str, max_bytes: int, wid: int, rounds: int, queue) -> None:
+    cache = FeatureCache(root, max_bytes=max_bytes)
+    bad = []
+    for r in range(rounds):
+        cache.put("shared", _arr(wid, 2048))
+        cache.put(f"own{wid}-{r % 5}", _arr(100 + wid, 2048))
+        for key in ("shared", f"own{(wid + 1) % 3}-{r % 5}"):
+            got = cache.get(key)
+            if got is not None and (got.shape != (2048,) or len(np.unique(got)) != 1):
+                bad.append(key)
+    queue.put((wid, bad))
+
+
+def test_concurrent_writers_never_expose_partial_entries(tmp_path) -> None:
+    root = str(tmp_path / "shared")
+    max_bytes = 8 * (2048 * 4 + 512)  # room for 8 entries: eviction runs concurrently
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(root, max_bytes, w, 40, queue)) for w in range(3)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert results == {0: [], 1: [], 2: []}
+    cache = FeatureCache(root, max_bytes=max_bytes)
+    assert cache.get("shared")[0] in (0, 1, 2)
+    assert cache.size_bytes() <= max_bytes
+    assert not list(cache.root.glob("*.tmp"))
+
+
+# ----------------------------------------------------------------- typed entries
+
+
+def _embedding() -> SamEmbedding:
+    rng = np.random.default_rng(0)
+    return SamEmbedding(
+        embedding=rng.standard_normal((1, 256, 64, 64)).astype(np.float32),
+        original_size=(480, 640),
+        input_size=(768, 1024),
+    )
+
+
+def test_embedding_roundtrip(tmp_path) -> None:
+    cache = FeatureCache(tmp_path, max_bytes=16 * 1024 * KB)
+    emb = _embedding()
+    cache.put_embedding("e", emb)
+    got = cache.get_embedding("e")
+    assert got.original_size == (480, 640) and got.input_size == (768, 1024)
+    np.testing.assert_array_equal(got.embedding, emb.embedding)
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        [np.zeros(4, np.int64)],
+        [np.zeros(3, np.int64), np.zeros((1, 256, 64, 64), np.float32)],
+        [np.zeros(4, np.int64), np.zeros((256, 64, 64), np.float32)],
+        [np.zeros(4, np.int64), np.zeros((1, 256, 64, 64), np.float64)],
+    ],
+)
+def test_embedding_from_bad_arrays(arrays) -> None:
+    with pytest.raises(ValueError):
+        embedding_from_arrays(arrays)
+
+
+def test_embedding_to_arrays_is_plain() -> None:
+    sizes, emb = embedding_to_arrays(_embedding())
+    assert sizes.tolist() == [480, 640, 768, 1024] and emb.dtype == np.float32
+
+
+def test_non_embedding_entry_is_an_embedding_miss(cache) -> None:
+    cache.put("e", _arr(1))
+    assert cache.get_embedding("e") is None
+
+
+class _CountingBackend:
+    name = "counting"
+
+    def __init__(self, fp: str = "count-v1") -> None:
+        self.fp = fp
+        self.calls = 0
+
+    def fingerprint(self) -> str:
+        return self.fp
+
+    def extract(self, image: np.ndarray) -> FeatureMap:
+        self.calls += 1
+        feats = np.repeat(image[..., :1].astype(np.float32), 2, axis=-1)
+        return FeatureMap(features=feats, image_size=image.shape[:2])
+
+
+def test_features_extract_cached_hits_and_misses(cache) -> None:
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    backend = _CountingBackend()
+    first = features_extract_cached(backend, image, cache=cache, image_hash="h")
+    second = features_extract_cached(backend, image, cache=cache, image_hash="h")
+    assert backend.calls == 1
+    np.testing.assert_array_equal(first.features, second.features)
+    assert second.image_size == (4, 5)
+    features_extract_cached(_CountingBackend("count-v2"), image, cache=cache, image_hash="h")
+    features_extract_cached(backend, image, cache=cache, image_hash="other")
+    assert backend.calls == 2
+    features_extract_cached(backend, image, cache=None, image_hash="h")
+    assert backend.calls == 3
+
+
+def test_features_extract_cached_hashes_pixels_when_no_hash(cache) -> None:
+    image = np.zeros((3, 3, 3), np.uint8)
+    backend = _CountingBackend()
+    features_extract_cached(backend, image, cache=cache, image_hash=None)
+    features_extract_cached(backend, image.copy(), cache=cache, image_hash=None)
+    assert backend.calls == 1
+
+
+def test_sam_backend_caches_the_embedding(tmp_path, tiny_sam_checkpoint, monkeypatch) -> None:
+    cache = FeatureCache(tmp_path, max_bytes=64 * 1024 * KB)
+    backend = SamBackend(**tiny_sam_checkpoint._asdict())
+    image = np.full((60, 80, 3), 90, np.uint8)
+    miss = features_extract_cached(backend, image, cache=cache, image_hash="img1")
+    assert len(list(cache.root.glob("sam_embedding-*.npy"))) == 1
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("encoder ran on a cache hit")
+
+    monkeypatch.setattr(backend.model, "embed", no_encoder)
+    hit = features_extract_cached(backend, image, cache=cache, image_hash="img1")
+    np.testing.assert_array_equal(hit.features, miss.features)
+    assert hit.features.shape == (48, 64, 256)
+    emb = embedding_extract_cached(backend.model, image, cache=cache, image_hash="img1")
+    assert emb.original_size == (60, 80)
