@@ -1,0 +1,1 @@
+"""Benchmarks that print figures beside a baseline (run from the repo root)."""

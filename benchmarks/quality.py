@@ -1,0 +1,353 @@
+"""Quality benchmark: our learner vs the scikit-image scribble baseline, same strokes.
+
+    python -m benchmarks.quality [--datasets magnetic_tile,sd_saliency_900,crackforest]
+                                 [--seed 0] [--data-root ../shared/datasets] [--skip-sam]
+
+For each dataset the simulated user of :mod:`benchmarks.protocol` paints strokes
+on 10 training images, corrects twice, and both methods are evaluated on every
+other image. Everything goes through the product's code: strokes are prompt
+dicts parsed by ``prompt_from_dict`` and painted by ``prompts_rasterize``; our
+rule set is tuned with ``rules_tune`` on the training images only; verdicts and
+rates come from ``rules_apply`` / ``backtest_run``.
+
+Pixel IoU of the defect class is *aggregated* over the evaluation images
+(sum of intersections / sum of unions) on the label map the rules produce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import protocol
+
+CLASS = "defect"
+CLASSES = [CLASS]
+DATASETS = ("magnetic_tile", "sd_saliency_900", "crackforest")
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+
+#: baseline rules (fixed): threshold 0.5, blobs of at least 30 px make the image NG
+BASE_RULES = {
+    "connectivity": 8,
+    "default": {"threshold": 0.5, "morphology": [{"op": "remove_small", "min_area": 30}]},
+    "rules": [
+        {
+            "id": "defect-area",
+            "type": "blob_area",
+            "class": "*",
+            "min_area_px": 30,
+            "severity": "major",
+        }
+    ],
+}
+
+
+@dataclass
+class Sample:
+    image_id: str
+    rgb: np.ndarray  # (H,W,3) uint8
+    mask: np.ndarray  # (H,W) bool
+    image_hash: str
+
+    @property
+    def truth(self) -> str:
+        return "NG" if self.mask.any() else "OK"
+
+
+@dataclass
+class MethodResult:
+    iou: float
+    iou_05: float
+    escape: float | None
+    overkill: float | None
+    train_s: float
+    predict_s: float
+    rounds: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def dataset_load(root: Path, name: str) -> list[Sample]:
+    """Every image of ``root/name`` with its mask, through the product's decoders."""
+    from prompting.images import image_decode, image_to_rgb8, mask_decode, pixels_hash
+
+    folder = root / name
+    with open(folder / "manifest.csv", newline="") as fh:
+        ids = [row["id"] for row in csv.DictReader(fh)]
+    samples = []
+    for image_id in ids:
+        decoded = image_decode(folder / "images" / f"{image_id}.png")
+        rgb = image_to_rgb8(decoded.pixels)
+        mask = mask_decode(folder / "masks" / f"{image_id}.png", shape=rgb.shape[:2])
+        samples.append(Sample(image_id, rgb, np.asarray(mask, bool), pixels_hash(rgb)))
+    return samples
+
+
+def _rasterize(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    from prompting.prompts import prompt_from_dict, prompts_rasterize
+
+    parsed = [
+        prompt_from_dict(p, classes=CLASSES, width=shape[1], height=shape[0]) for p in prompts
+    ]
+    return prompts_rasterize(parsed, shape=shape, classes=CLASSES)
+
+
+class MemoryCache:
+    """In-process feature cache with FeatureCache's feature-map interface (benchmark only)."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, object] = {}
+
+    def get_feature_map(self, key: str):
+        return self._maps.get(key)
+
+    def put_feature_map(self, key: str, feature_map) -> None:
+        self._maps[key] = feature_map
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+class OurMethod:
+    name = "ours (classic)"
+
+    def __init__(self, seed: int, backend_name: str = "classic") -> None:
+        from prompting.features import backend_create
+
+        self.seed = seed
+        self.backend = backend_create(backend_name)
+        self.cache = MemoryCache()
+        self.learner = None
+
+    def train(self, train: list[Sample], labels: dict[str, np.ndarray]) -> None:
+        from prompting.learner import TrainingImage, learner_train
+
+        images = [
+            TrainingImage(
+                s.image_id, s.rgb, labels[s.image_id], s.image_hash, all_background=not s.mask.any()
+            )
+            for s in train
+        ]
+        self.learner = learner_train(
+            images, classes=CLASSES, backend=self.backend, cache=self.cache, seed=self.seed
+        ).learner
+
+    def predict(self, sample: Sample, *, cached: bool) -> np.ndarray:
+        return self.learner.predict_proba(
+            sample.rgb,
+            backend=self.backend,
+            cache=self.cache if cached else None,
+            image_hash=sample.image_hash,
+        )
+
+
+class BaselineMethod:
+    """skimage.future.TrainableSegmenter recipe: multiscale_basic_features + RandomForest."""
+
+    name = "baseline (skimage RF)"
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.features: dict[str, np.ndarray] = {}
+        self.clf = None
+
+    def _features(self, sample: Sample, *, cached: bool) -> np.ndarray:
+        from skimage.feature import multiscale_basic_features
+
+        if cached and sample.image_id in self.features:
+            return self.features[sample.image_id]
+        f = multiscale_basic_features(sample.rgb, channel_axis=-1, sigma_min=1, sigma_max=16)
+        if cached:
+            self.features[sample.image_id] = f
+        return f
+
+    def train(self, train: list[Sample], labels: dict[str, np.ndarray]) -> None:
+        from sklearn.ensemble import RandomForestClassifier
+
+        xs, ys = [], []
+        for s in train:
+            lab = labels[s.image_id]
+            f = self._features(s, cached=True)
+            xs.append(f[lab >= 0])
+            ys.append(lab[lab >= 0])
+        self.clf = RandomForestClassifier(
+            n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=self.seed
+        )
+        self.clf.fit(np.concatenate(xs), np.concatenate(ys))
+
+    def predict(self, sample: Sample, *, cached: bool) -> np.ndarray:
+        f = self._features(sample, cached=cached)
+        h, w = f.shape[:2]
+        p = self.clf.predict_proba(f.reshape(-1, f.shape[-1]))
+        out = np.zeros((2, h * w), np.float32)
+        for j, k in enumerate(self.clf.classes_):
+            out[int(k)] = p[:, j]
+        return out.reshape(2, h, w)
+
+
+# ----------------------------------------------------------------------------- protocol run
+
+
+def _initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
+    prompts = {}
+    for i, s in enumerate(train):
+        rng = np.random.default_rng([seed, i])
+        strokes = protocol.defect_strokes(s.mask, label=CLASS)
+        strokes += protocol.background_strokes(s.mask, rng=rng)
+        prompts[s.image_id] = strokes
+    return prompts
+
+
+def run_method(
+    method, train: list[Sample], evaluation: list[Sample], prompts0: dict[str, list[dict]]
+):
+    from prompting.backtest import backtest_run, rules_tune
+
+    from prompting.rules import rules_apply, ruleset_validate
+
+    prompts = {k: list(v) for k, v in prompts0.items()}
+    base = ruleset_validate(BASE_RULES)
+    train_s = 0.0
+    rounds = []
+    for r in range(protocol.CORRECTION_ROUNDS + 1):
+        labels = {s.image_id: _rasterize(prompts[s.image_id], s.mask.shape) for s in train}
+        t0 = time.perf_counter()
+        method.train(train, labels)
+        train_probs = {s.image_id: method.predict(s, cached=True) for s in train}
+        train_s += time.perf_counter() - t0
+        rounds.append(f"{time.perf_counter() - t0:.1f}s")
+        if r == protocol.CORRECTION_ROUNDS:
+            break
+        for s in train:
+            pred = train_probs[s.image_id][1] >= 0.5
+            prompts[s.image_id] += protocol.correction_strokes(pred, s.mask, label=CLASS)
+
+    truths_train = {s.image_id: s.truth for s in train}
+    if isinstance(method, BaselineMethod):
+        ruleset = base
+    else:
+        tuned = rules_tune(train_probs, truths_train, classes=CLASSES, base=base)
+        ruleset = tuned.ruleset
+
+    probs, inter, union, inter05, union05, times = {}, 0, 0, 0, 0, []
+    for s in evaluation:
+        t0 = time.perf_counter()
+        p = method.predict(s, cached=False)
+        times.append(time.perf_counter() - t0)
+        probs[s.image_id] = p
+        decision = rules_apply(p, classes=CLASSES, ruleset=ruleset)
+        pred = np.asarray(decision.label_map) == 1
+        inter += int((pred & s.mask).sum())
+        union += int((pred | s.mask).sum())
+        p05 = p[1] >= 0.5
+        inter05 += int((p05 & s.mask).sum())
+        union05 += int((p05 | s.mask).sum())
+    report = backtest_run(
+        probs, {s.image_id: s.truth for s in evaluation}, classes=CLASSES, ruleset=ruleset
+    )
+    return MethodResult(
+        iou=inter / max(union, 1),
+        iou_05=inter05 / max(union05, 1),
+        escape=report.escape_rate,
+        overkill=report.overkill_rate,
+        train_s=train_s,
+        predict_s=float(np.mean(times)),
+        rounds=rounds,
+        extra={"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset},
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "n/a"
+    if b == 0:
+        return "inf" if a > 0 else "1.00×"
+    return f"{a / b:.2f}×"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.quality", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--datasets", default=",".join(DATASETS), help="comma-separated dataset names"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--skip-sam", action="store_true", help="do not run the SAM timings")
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="only our method (quick iterations)"
+    )
+    args = parser.parse_args(argv)
+
+    rows = []
+    for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        t_load = time.perf_counter()
+        samples = dataset_load(args.data_root, name)
+        by_id = {s.image_id: s for s in samples}
+        train_ids, eval_ids = protocol.protocol_split(
+            [s.image_id for s in samples], [s.mask.any() for s in samples], seed=args.seed
+        )
+        train = [by_id[i] for i in train_ids]
+        evaluation = [by_id[i] for i in eval_ids]
+        prompts0 = _initial_prompts(train, args.seed)
+        print(
+            f"[{name}] {len(samples)} images loaded in {time.perf_counter() - t_load:.1f}s; "
+            f"train {len(train)} ({sum(not s.mask.any() for s in train)} defect-free), eval {len(evaluation)}",
+            file=sys.stderr,
+        )
+        ours = run_method(OurMethod(args.seed), train, evaluation, prompts0)
+        print(f"[{name}] ours: {ours}", file=sys.stderr)
+        base = None
+        if not args.skip_baseline:
+            base = run_method(BaselineMethod(args.seed), train, evaluation, prompts0)
+            print(f"[{name}] baseline: {base}", file=sys.stderr)
+        rows.append((name, len(evaluation), ours, base))
+
+    print()
+    print(
+        "| dataset | eval imgs | method | pixel IoU (defect) | escape | overkill | train (3 rounds) | predict / image |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, n_eval, ours, base in rows:
+        print(
+            f"| {name} | {n_eval} | ours (classic) | {ours.iou:.3f} | {_pct(ours.escape)} | "
+            f"{_pct(ours.overkill)} | {ours.train_s:.1f} s | {ours.predict_s:.2f} s |"
+        )
+        if base is not None:
+            print(
+                f"| {name} | {n_eval} | baseline (skimage RF) | {base.iou:.3f} | {_pct(base.escape)} | "
+                f"{_pct(base.overkill)} | {base.train_s:.1f} s | {base.predict_s:.2f} s |"
+            )
+            print(
+                f"| {name} | | ratio ours / baseline | {_ratio(ours.iou, base.iou)} | "
+                f"{_ratio(ours.escape, base.escape)} | {_ratio(ours.overkill, base.overkill)} | "
+                f"{_ratio(ours.train_s, base.train_s)} | {_ratio(ours.predict_s, base.predict_s)} |"
+            )
+    if not args.skip_sam:
+        try:
+            from benchmarks.sam_timings import sam_timings
+        except ImportError:
+            print("\n(SAM timings: benchmarks/sam_timings.py not available)")
+        else:
+            print()
+            out = sam_timings()
+            if out is not None:
+                print(out if isinstance(out, str) else repr(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
