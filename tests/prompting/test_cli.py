@@ -1,0 +1,141 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prompting.__main__ import main
+
+
+def _rules_available() -> bool:
+    try:
+        from prompting.rules import rules_apply, ruleset_validate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = rng.normal(100, 6, (40, 50)).clip(0, 255)
+        img[18:20, 5:45] = 200
+        Image.fromarray(img.astype(np.uint8)).save(tmp_path / f"p{i}.png")
+    prompts = {
+        "classes": ["scratch"],
+        "images": {
+            f"p{i}.png": [
+                {
+                    "kind": "stroke",
+                    "label": "scratch",
+                    "points": [[8, 18.5], [40, 18.5]],
+                    "radius": 1,
+                },
+                {"kind": "stroke", "label": "background", "points": [[3, 5], [45, 5]], "radius": 2},
+                {
+                    "kind": "stroke",
+                    "label": "background",
+                    "points": [[3, 33], [45, 33]],
+                    "radius": 2,
+                },
+            ]
+            for i in range(2)
+        },
+    }
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    return tmp_path
+
+
+def test_help_runs_as_module():
+    out = subprocess.run(
+        [sys.executable, "-m", "prompting", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "train" in out.stdout and "inspect" in out.stdout and '"images"' in out.stdout
+
+
+def test_train_inspect_segment(folder, capsys):
+    model = folder / "model.npz"
+    rc = main(
+        [
+            "-q",
+            "train",
+            "--images",
+            str(folder),
+            "--prompts",
+            str(folder / "prompts.json"),
+            "--backend",
+            "classic",
+            "--out",
+            str(model),
+        ]
+    )
+    assert rc == 0 and model.is_file()
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["classes"] == ["scratch"] and summary["pixels_per_class"]["scratch"] > 0
+
+    rc = main(
+        [
+            "-q",
+            "segment",
+            "--model",
+            str(model),
+            "--image",
+            str(folder / "p0.png"),
+            "--out",
+            str(folder / "seg.png"),
+        ]
+    )
+    assert rc == 0
+    seg = np.array(Image.open(folder / "seg.png"))
+    assert seg.shape == (40, 50) and seg[18, 25] == 1 and seg[5, 25] == 0
+
+    if not _rules_available():
+        pytest.skip("prompting.rules not available yet")
+    for fmt in ("json", "csv"):
+        out = folder / f"results.{fmt}"
+        rc = main(
+            [
+                "-q",
+                "inspect",
+                "--model",
+                str(model),
+                "--images",
+                str(folder),
+                "--format",
+                fmt,
+                "--out",
+                str(out),
+            ]
+        )
+        assert rc == 0
+        text = out.read_text()
+        assert "p0.png" in text and "p1.png" in text
+    records = json.loads((folder / "results.json").read_text())
+    assert {r["verdict"] for r in records} <= {"OK", "NG"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--images", "{f}", "--prompts", "{f}/missing.json", "--out", "{f}/m.npz"],
+        [
+            "train",
+            "--images",
+            "{f}",
+            "--prompts",
+            "{f}/prompts.json",
+            "--classes",
+            "dent",
+            "--out",
+            "{f}/m.npz",
+        ],
+        ["segment", "--model", "{f}/p0.png", "--image", "{f}/p0.png", "--out", "{f}/x.png"],
+    ],
+)
+def test_bad_input_exit_2(folder, args, capsys):
+    rc = main(["-q", *[a.format(f=folder) for a in args]])
+    assert rc == 2
+    assert "error:" in capsys.readouterr().err
