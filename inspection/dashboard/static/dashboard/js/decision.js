@@ -1,0 +1,96 @@
+// Decision detail: the image with its blobs outlined (SVG over the image),
+// every blob's measures and the rule that made the image NG.
+import { API, api, h, pageData, fmt, when } from "./api.js";
+import { classesOf, normPrediction, loadPredictions } from "./shapes.js";
+
+const PD = pageData();
+const pid = PD.project_id;
+const classes = classesOf({ classes: PD.classes });
+const colourOf = (n) => (classes.find((c) => c.name === n) || { colour: "#ff4d4d" }).colour;
+const SVGNS = "http://www.w3.org/2000/svg";
+const svgEl = (tag, attrs) => { const e = document.createElementNS(SVGNS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+
+function blobClass(b) { return b.class_name ?? b.class ?? b.label ?? "—"; }
+
+function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
+  const verdict = dec.verdict || "—";
+  const v = document.getElementById("verdict");
+  v.textContent = verdict;
+  v.className = "verdict-big " + (verdict === "NG" ? "ng" : "ok");
+  document.getElementById("severity").replaceChildren(dec.severity ? h("span", { class: "badge sev" }, dec.severity) : "");
+  document.getElementById("versions").textContent = meta.versions || "";
+  document.getElementById("decision-meta").textContent = meta.text || "";
+
+  const reasons = dec.reasons || [];
+  const byBlob = new Map();
+  reasons.forEach((r) => { if (r.blob_id != null) byBlob.set(r.blob_id, [...(byBlob.get(r.blob_id) || []), r]); });
+  document.getElementById("reasons").replaceChildren(...(reasons.length ? reasons.map((r) => h("div", { class: "reason", "data-testid": "reason" },
+    h("div", {}, h("b", {}, r.message || `${r.rule_type} ${r.measure} ${fmt(r.value)} ≥ ${fmt(r.threshold)}`)),
+    h("div", { class: "rid" }, `rule ${r.rule_id} · ${r.rule_type}${r.class_name ? " · " + r.class_name : ""}${r.blob_id != null ? " · blob #" + r.blob_id : ""} · ${r.severity || ""}`)))
+    : [h("div", { class: "notice ok", "data-testid": "reason" }, "No rule fired: the image is OK.")]));
+
+  const blobs = dec.blobs || [];
+  document.getElementById("nblobs").textContent = `(${blobs.length})`;
+  document.getElementById("blob-rows").replaceChildren(...(blobs.length ? blobs.map((b) => {
+    const rs = byBlob.get(b.id) || [];
+    return h("tr", { class: rs.length ? "blob-hot" : "", "data-blob-id": b.id, "data-testid": "blob-row" },
+      h("td", {}, `#${b.id}`),
+      h("td", {}, h("span", { class: "swatch", style: `background:${colourOf(blobClass(b))}` }), " ", blobClass(b)),
+      h("td", { class: "num" }, fmt(b.area_px, 0)),
+      h("td", { class: "num" }, b.area_mm2 == null ? "—" : fmt(b.area_mm2, 3)),
+      h("td", { class: "num" }, `${fmt(b.length, 1)} × ${fmt(b.width, 1)}`),
+      h("td", { class: "num" }, `${fmt(b.mean_prob, 2)} / ${fmt(b.max_prob, 2)}`),
+      h("td", {}, rs.length ? rs.map((r) => h("span", { class: "badge soft-ng", title: r.message || "" }, r.rule_id)) : h("span", { class: "muted" }, "—")));
+  }) : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No blobs."))]));
+
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width: Math.max(width, 300) * Math.min(3, 560 / height), "data-testid": "decision-svg" });
+  svg.style.height = "auto";
+  if (imageUrl) svg.append(svgEl("image", { href: imageUrl, x: 0, y: 0, width, height }));
+  if (overlayUrl) { const o = svgEl("image", { href: overlayUrl, x: 0, y: 0, width, height, opacity: 0.7 }); svg.append(o); }
+  const sw = Math.max(1, width / 250);
+  for (const b of blobs) {
+    if (!b.bbox) continue;
+    const [x0, y0, x1, y1] = b.bbox;
+    const hot = byBlob.has(b.id);
+    const col = hot ? "#ff3b3b" : colourOf(blobClass(b));
+    const g = svgEl("g", { "data-blob-id": b.id });
+    g.append(svgEl("rect", { x: x0 - 1, y: y0 - 1, width: x1 - x0 + 2, height: y1 - y0 + 2, fill: "none", stroke: col, "stroke-width": sw * (hot ? 1.6 : 1), rx: sw }));
+    const t = svgEl("text", { x: x0, y: Math.max(8 * sw, y0 - 2 * sw), fill: col, "font-size": 7 * sw, "font-family": "system-ui", "font-weight": 700, "paint-order": "stroke", stroke: "#000", "stroke-width": sw * 0.6 });
+    t.textContent = `#${b.id}`;
+    g.append(t);
+    const title = svgEl("title", {}); title.textContent = `${blobClass(b)} · ${fmt(b.area_px, 0)} px`; g.append(title);
+    svg.append(g);
+  }
+  document.getElementById("decision-view").replaceChildren(svg);
+}
+
+async function main() {
+  if (PD.source === "inspection") {
+    const ins = await api(`/inspections/${PD.inspection_id}/`).catch(async () => {
+      const list = await api(`/projects/${pid}/inspections/?id=${PD.inspection_id}`);
+      return (list.results || list).find((i) => String(i.id) === PD.inspection_id);
+    });
+    render(ins, {
+      imageUrl: ins.image_url || null, overlayUrl: ins.overlay_url || null,
+      width: ins.width || PD.width, height: ins.height || PD.height,
+      meta: { versions: `model v${ins.model_version_number ?? ins.model_version ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
+              text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms` },
+    });
+  } else {
+    const preds = await loadPredictions(pid);
+    const p = preds.get(String(PD.image_id));
+    if (!p) {
+      document.getElementById("verdict").textContent = "Not predicted yet";
+      document.getElementById("reasons").replaceChildren(h("div", { class: "muted" }, "Paint prompts and press Run to get a decision."));
+      document.getElementById("decision-view").replaceChildren(h("img", { src: `${API}/images/${PD.image_id}/file/`, style: "max-width:100%" }));
+      return;
+    }
+    render(p, {
+      imageUrl: `${API}/images/${PD.image_id}/file/`,
+      overlayUrl: `${p.overlayUrl || `${API}/images/${PD.image_id}/overlay/`}?v=${p.id}`,
+      width: PD.width, height: PD.height,
+      meta: { versions: `model v${p.raw.model_version_number ?? p.modelVersion ?? "?"} · rules v${p.raw.rules_version ?? p.raw.ruleset_version ?? "?"}`, text: p.created ? `predicted ${when(p.created)}` : "" },
+    });
+  }
+}
+main().catch((ex) => { document.getElementById("verdict").textContent = ex.message; });

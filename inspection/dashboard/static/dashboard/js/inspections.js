@@ -1,0 +1,98 @@
+// Inspections log: filters, table, CSV export, NG rate over time and blob-area histogram.
+import { api, apiAll, h, pageData, verdictBadge, when, fmt, debounce, errorText, uploadXHR, API } from "./api.js";
+import { lineChart, histogram, ngRateSeries } from "./charts.js";
+
+const PD = pageData();
+const pid = PD.project_id;
+const form = document.getElementById("log-filters");
+let rows = [];
+
+function query() {
+  const q = new URLSearchParams();
+  const f = new FormData(form);
+  if (f.get("verdict")) q.set("verdict", f.get("verdict"));
+  if (f.get("station")) q.set("station", f.get("station").trim());
+  if (f.get("since")) q.set("since", new Date(f.get("since")).toISOString());
+  if (f.get("until")) q.set("until", new Date(f.get("until")).toISOString());
+  q.set("page_size", "500");
+  return q;
+}
+
+function reasonText(r) {
+  const rs = r.reasons || [];
+  if (!rs.length) return "";
+  return rs[0].message || `${rs[0].rule_id}`;
+}
+const modelOf = (r) => r.model_version_number ?? r.model_number ?? r.model_version ?? "";
+const rulesOf = (r) => r.rules_version ?? r.ruleset_version ?? r.ruleset ?? "";
+
+function render() {
+  document.getElementById("log-count").textContent = `${rows.length} inspection${rows.length === 1 ? "" : "s"}`;
+  const body = document.getElementById("log-rows");
+  body.replaceChildren(...(rows.length ? rows.slice(0, 1000).map((r) => h("tr", { "data-testid": "log-row" },
+    h("td", {}, h("a", { href: `/projects/${pid}/inspections/${r.id}/` }, when(r.created_at))),
+    h("td", {}, verdictBadge(r.verdict)),
+    h("td", {}, r.severity || ""),
+    h("td", {}, r.station || ""),
+    h("td", {}, r.part_id || ""),
+    h("td", { class: "small" }, reasonText(r)),
+    h("td", { class: "num" }, (r.blobs || []).length),
+    h("td", {}, modelOf(r) !== "" ? `v${modelOf(r)}` : ""),
+    h("td", {}, rulesOf(r) !== "" ? `v${rulesOf(r)}` : ""),
+    h("td", { class: "num" }, r.latency_ms != null ? `${fmt(r.latency_ms, 0)} ms` : "")))
+    : [h("tr", {}, h("td", { colspan: 10, class: "empty" }, "No inspections match."))]));
+  lineChart(document.getElementById("chart-ng"), ngRateSeries([...rows].reverse()));
+  histogram(document.getElementById("chart-area"), rows.flatMap((r) => (r.blobs || []).map((b) => b.area_px).filter((a) => a > 0)));
+}
+
+async function load() {
+  try {
+    rows = await apiAll(`/projects/${pid}/inspections/?${query()}`, { limit: 5000 });
+  } catch (ex) {
+    rows = [];
+    document.getElementById("log-rows").replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "error" }, errorText(ex.body) || ex.message)));
+    return;
+  }
+  render();
+}
+
+function csvCell(v) {
+  const s = v == null ? "" : String(v);
+  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;   // no formula injection in spreadsheets
+  return /[",\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+document.getElementById("export").addEventListener("click", () => {
+  const head = ["id", "time", "verdict", "severity", "station", "part_id", "image_sha256", "model_version", "rules_version", "latency_ms", "n_blobs", "reasons"];
+  const lines = [head.join(",")].concat(rows.map((r) => [r.id, r.created_at, r.verdict, r.severity, r.station, r.part_id, r.image_sha256, modelOf(r), rulesOf(r),
+    r.latency_ms, (r.blobs || []).length, (r.reasons || []).map((x) => x.message || x.rule_id).join(" | ")].map(csvCell).join(",")));
+  const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
+  const a = h("a", { href: URL.createObjectURL(blob), download: `inspections-${pid}.csv` });
+  document.body.append(a); a.click(); a.remove();
+});
+
+const reload = debounce(load, 250);
+form.addEventListener("input", reload);
+form.addEventListener("change", reload);
+
+const inspectForm = document.getElementById("inspect-form");
+if (inspectForm) {
+  inspectForm.addEventListener("submit", async () => {
+    const out = document.getElementById("inspect-result");
+    const files = inspectForm.file.files;
+    if (!files.length) { out.textContent = "Choose one or more images."; return; }
+    const fd = new FormData();
+    for (const f of files) fd.append("file", f, f.name);
+    if (inspectForm.station.value) fd.append("station", inspectForm.station.value);
+    if (inspectForm.part_id.value) fd.append("part_id", inspectForm.part_id.value);
+    out.textContent = "Inspecting…";
+    try {
+      const res = await uploadXHR(`${API}/projects/${pid}/inspect/`, fd);
+      if (res.verdict) out.replaceChildren(verdictBadge(res.verdict, res.severity), " ", (res.reasons || []).map((r) => r.message).join("; "));
+      else out.textContent = `Batch started: job ${res.job?.id || res.job || ""}`;
+      load();
+    } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
+  });
+}
+
+load();
+window.addEventListener("resize", debounce(render, 200));

@@ -1,0 +1,134 @@
+import { API, api, uploadXHR, h, pageData, verdictBadge, errorText, toast } from "./api.js";
+import { loadImages, loadPredictions, loadProject, coldStart } from "./shapes.js";
+import { setupRun } from "./run.js";
+
+const PD = pageData();
+const pid = PD.project_id;
+let project = null;
+let images = [];
+let predictions = new Map();
+let stamp = Date.now();
+
+const thumbs = document.getElementById("thumbs");
+const filters = {
+  verdict: document.getElementById("f-verdict"),
+  prompts: document.getElementById("f-prompts"),
+  gt: document.getElementById("f-gt"),
+  disagree: document.getElementById("f-disagree"),
+};
+
+function predOf(im) { return predictions.get(String(im.id)) || im.prediction; }
+
+function matches(im) {
+  const p = predOf(im);
+  const v = filters.verdict.value;
+  if (v === "none" && p) return false;
+  if ((v === "OK" || v === "NG") && (!p || p.verdict !== v)) return false;
+  if (filters.prompts.checked && !im.promptCount) return false;
+  if (filters.gt.checked && !im.gtVerdict && !im.hasMask) return false;
+  if (filters.disagree.checked && !(p && im.gtVerdict && p.verdict !== im.gtVerdict)) return false;
+  return true;
+}
+
+function thumbCard(im) {
+  const p = predOf(im);
+  const src = p ? `${im.overlayUrl}?v=${p.id ?? stamp}` : im.thumbUrl;
+  const disagree = p && im.gtVerdict && p.verdict !== im.gtVerdict;
+  return h("div", { class: "thumb" + (disagree ? " disagree" : ""), "data-image-id": im.id, "data-testid": "thumb",
+                    "data-predicted": p ? p.verdict : "" },
+    h("a", { class: "img", href: `/projects/${pid}/images/${im.id}/`, title: im.name },
+      h("img", { src, alt: im.name, loading: "lazy", "data-testid": "thumb-img" })),
+    h("div", { class: "badges" }, p ? verdictBadge(p.verdict, p.severity) : null),
+    h("div", { class: "meta" },
+      im.gtVerdict ? h("span", { class: "badge " + (im.gtVerdict === "NG" ? "soft-ng" : "soft-ok"), title: "ground truth" }, "GT " + im.gtVerdict) : null,
+      im.hasMask ? h("span", { class: "badge", title: "ground-truth mask" }, "mask") : null,
+      im.promptCount ? h("span", { title: "prompts" }, `✎ ${im.promptCount}`) : null,
+      h("span", { class: "spacer" }),
+      p ? h("a", { href: `/projects/${pid}/decisions/${im.id}/`, "data-testid": "decision-link", title: "why this verdict" }, "why?") : null));
+}
+
+function render() {
+  const shown = images.filter(matches);
+  document.getElementById("image-count").textContent = `${shown.length} of ${images.length}`;
+  thumbs.replaceChildren(...(shown.length ? shown.map(thumbCard)
+    : [h("div", { class: "empty" }, images.length ? "No image matches the filters." : "No images yet: drop some above.")]));
+  const cs = coldStart(project, images.length);
+  const el = document.getElementById("coldstart");
+  el.className = "coldstart " + (cs.remaining ? "short" : "ready");
+  el.textContent = cs.remaining
+    ? `${cs.n} of ${cs.min} images: add ${cs.remaining} more to train`
+    : `${cs.n} images: ready to train (minimum ${cs.min})`;
+  const prompted = images.filter((i) => i.promptCount).length;
+  document.getElementById("prompt-summary").textContent = `${prompted} image${prompted === 1 ? "" : "s"} with prompts · paint on a few images, then press Run.`;
+  const dep = project.deployed_model ?? project.deployed_model_version;
+  document.getElementById("deployed-line").textContent = dep ? `Deployed model: v${typeof dep === "object" ? dep.version ?? dep.id : dep}` : "No model deployed yet.";
+}
+
+async function refresh() {
+  [project, images, predictions] = await Promise.all([loadProject(pid), loadImages(pid), loadPredictions(pid)]);
+  stamp = Date.now();
+  render();
+}
+
+Object.values(filters).forEach((f) => f.addEventListener("change", render));
+
+// ---- upload: drag and drop, per-file progress and errors ----
+const dz = document.getElementById("dropzone");
+if (dz) {
+  const input = document.getElementById("file-input");
+  const list = document.getElementById("upload-list");
+  ["dragenter", "dragover"].forEach((t) => dz.addEventListener(t, (e) => { e.preventDefault(); dz.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => dz.addEventListener(t, (e) => { e.preventDefault(); dz.classList.remove("over"); }));
+  dz.addEventListener("drop", (e) => uploadAll([...e.dataTransfer.files]));
+  input.addEventListener("change", () => { uploadAll([...input.files]); input.value = ""; });
+
+  async function uploadOne(file) {
+    const bar = h("progress", { max: 100, value: 0 });
+    const state = h("span", { class: "state" }, "waiting");
+    const li = h("li", { "data-testid": "upload-item", "data-name": file.name }, h("span", { class: "name", title: file.name }, file.name), bar, state);
+    list.prepend(li);
+    const fd = new FormData();
+    fd.append("file", file, file.name);
+    const verdict = document.getElementById("upload-verdict").value;
+    if (verdict) fd.append("verdict", verdict);
+    state.textContent = "uploading";
+    try {
+      const res = await uploadXHR(`${API}/projects/${pid}/images/`, fd, { onProgress: (f) => { bar.value = Math.round(100 * f); } });
+      bar.value = 100;
+      const dup = res && (res.duplicates?.length || res.duplicate);
+      state.textContent = dup ? "duplicate" : "done";
+      li.classList.add("done");
+      li.dataset.state = "done";
+      return res;
+    } catch (ex) {
+      li.classList.add("failed");
+      li.dataset.state = "failed";
+      state.textContent = ex.status ? `error ${ex.status}` : "error";
+      li.append(h("span", { class: "err", "data-testid": "upload-error" }, errorText(ex.body) || ex.message));
+      return null;
+    }
+  }
+
+  async function uploadAll(files) {
+    if (!files.length) return;
+    // two at a time: keeps the progress honest and the server responsive
+    const queue = [...files];
+    const workers = [0, 1].map(async () => { while (queue.length) await uploadOne(queue.shift()); });
+    await Promise.all(workers);
+    await refresh();
+  }
+}
+
+// ---- Run ----
+const runner = setupRun({
+  projectId: pid,
+  root: document.getElementById("runbar"),
+  onDone: async () => { await refresh(); toast("Predictions updated"); },
+});
+document.addEventListener("keydown", (e) => {
+  if (!runner || e.target.closest("input, textarea, select")) return;
+  if ((e.key === "r" || e.key === "R") && !e.ctrlKey && !e.metaKey && !e.altKey) { e.preventDefault(); runner.run(); }
+});
+if (runner && PD.active_job) runner.follow(PD.active_job);
+
+refresh().catch((ex) => thumbs.replaceChildren(h("div", { class: "error" }, ex.message)));

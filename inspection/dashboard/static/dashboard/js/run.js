@@ -1,0 +1,75 @@
+// The Run button: POST /projects/{id}/train/ (train + propagate), then a live
+// progress bar from the job row until it ends. Used by the overview and editor.
+import { api, pollJob, jobIdOf, h, errorText } from "./api.js";
+
+export function setupRun({ projectId, root, onDone }) {
+  if (!root) return null;
+  const button = root.querySelector("[data-run]");
+  const box = root.querySelector(".job");
+  const bar = box.querySelector("progress");
+  const msg = box.querySelector(".msg");
+  let running = false;
+
+  function show(job) {
+    box.classList.remove("hidden", "failed");
+    const p = Number(job.progress ?? 0);
+    bar.value = p;
+    bar.dataset.state = job.state || job.status || "";
+    box.dataset.state = bar.dataset.state;
+    const state = bar.dataset.state;
+    msg.textContent = `${state || "queued"} · ${Math.round(p)} %${job.message ? " · " + job.message : ""}`;
+  }
+
+  async function follow(jobId) {
+    running = true;
+    button.disabled = true;
+    try {
+      const job = await pollJob(jobId, { onUpdate: show });
+      const state = job.state || job.status;
+      if (state === "succeeded") {
+        bar.value = 100;
+        msg.textContent = "Done: predictions updated" + (job.timings && job.timings.total ? ` in ${Number(job.timings.total).toFixed(1)} s` : "");
+        if (onDone) await onDone(job);
+      } else {
+        box.classList.add("failed");
+        msg.textContent = `${state}: ${job.error || job.message || "no message"}`;
+      }
+      return job;
+    } catch (ex) {
+      box.classList.add("failed");
+      msg.textContent = ex.message;
+    } finally {
+      running = false;
+      button.disabled = false;
+    }
+    return null;
+  }
+
+  async function run() {
+    if (running || button.disabled) return;
+    box.classList.remove("hidden", "failed");
+    bar.value = 0;
+    bar.dataset.state = "starting";
+    box.dataset.state = "starting";
+    msg.textContent = "Starting…";
+    try {
+      const data = await api(`/projects/${projectId}/train/`, { method: "POST", body: {} });
+      const jobId = jobIdOf(data);
+      if (data && data.job && typeof data.job === "object") show(data.job);
+      return await follow(jobId);
+    } catch (ex) {
+      box.classList.add("failed");
+      bar.dataset.state = "refused";
+      box.dataset.state = "refused";
+      msg.textContent = errorText(ex.body) || ex.message;
+    }
+    return null;
+  }
+
+  button.addEventListener("click", run);
+  return { run, follow };
+}
+
+export function runBarMarkup() {
+  return h("div", { class: "runbar" });
+}
