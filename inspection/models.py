@@ -84,6 +84,8 @@ class Image(models.Model):
     #: ground-truth mask PNG (0 background, 255 defect), optional
     mask = models.FileField(max_length=300, blank=True)
     sha256 = models.CharField(max_length=64)
+    #: engine pixels_hash of the normalised RGB pixels (feature/embedding cache key)
+    pixels_hash = models.CharField(max_length=64, blank=True, default="")
     #: client filename, sanitised; metadata only, never used as a path
     original_name = models.CharField(max_length=255, blank=True, default="")
     width = models.PositiveIntegerField()

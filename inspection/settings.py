@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "inspection.apps.InspectionConfig",
+    "inspection.dashboard",  # web dashboard (templates + static ES modules)
 ]
 
 MIDDLEWARE = [
@@ -223,6 +224,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"login": LOGIN_THROTTLE_RATE},
     "EXCEPTION_HANDLER": "inspection.api.errors.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "URL_FORMAT_OVERRIDE": None,  # ?format= is the export format, not a renderer switch
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inspection API",

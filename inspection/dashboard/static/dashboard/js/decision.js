@@ -73,7 +73,7 @@ async function main() {
     render(ins, {
       imageUrl: ins.image_url || null, overlayUrl: ins.overlay_url || null,
       width: ins.width || PD.width, height: ins.height || PD.height,
-      meta: { versions: `model v${ins.model_version_number ?? ins.model_version ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
+      meta: { versions: `model v${ins.model_number ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
               text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms` },
     });
   } else {
@@ -87,9 +87,9 @@ async function main() {
     }
     render(p, {
       imageUrl: `${API}/images/${PD.image_id}/file/`,
-      overlayUrl: `${p.overlayUrl || `${API}/images/${PD.image_id}/overlay/`}?v=${p.id}`,
+      overlayUrl: p.overlayUrl || `${API}/images/${PD.image_id}/overlay/?v=${p.id}`,
       width: PD.width, height: PD.height,
-      meta: { versions: `model v${p.raw.model_version_number ?? p.modelVersion ?? "?"} · rules v${p.raw.rules_version ?? p.raw.ruleset_version ?? "?"}`, text: p.created ? `predicted ${when(p.created)}` : "" },
+      meta: { versions: `model v${p.modelNumber ?? "?"} · rules v${p.rulesVersion ?? "?"}`, text: p.created ? `predicted ${when(p.created)}` : "" },
     });
   }
 }

@@ -425,7 +425,7 @@ async function loadPrediction() {
   badge.replaceChildren(state.prediction ? verdictBadge(state.prediction.verdict, state.prediction.severity) : h("span", { class: "muted small" }, "not predicted"));
   document.getElementById("decision-link").classList.toggle("hidden", !state.prediction);
   if (state.prediction) {
-    const url = `${state.prediction.overlayUrl || `${API}/images/${iid}/overlay/`}${(state.prediction.overlayUrl || "").includes("?") ? "&" : "?"}v=${state.prediction.id || Date.now()}`;
+    const url = state.prediction.overlayUrl || `${API}/images/${iid}/overlay/?v=${state.prediction.id || Date.now()}`;
     state.overlay = await loadImage(url).catch(() => null);
     canvas.dataset.overlay = state.overlay ? String(state.prediction.id) : "";
   } else { state.overlay = null; canvas.dataset.overlay = ""; }
@@ -438,7 +438,7 @@ async function loadFilmstrip(preds) {
   strip.replaceChildren(...siblings.map((im) => {
     const p = preds.get(String(im.id));
     return h("a", { href: `/projects/${pid}/images/${im.id}/`, class: String(im.id) === String(iid) ? "current" : "", title: im.name, "data-image-id": im.id },
-      h("img", { src: p ? `${im.overlayUrl}?v=${p.id}` : im.thumbUrl, alt: "" }),
+      h("img", { src: p ? (p.overlayUrl || `${im.overlayUrl}?v=${p.id}`) : im.thumbUrl, alt: "" }),
       p ? h("span", { class: "dot " + (p.verdict === "NG" ? "ng" : "ok") }) : null);
   }));
 }
@@ -503,4 +503,6 @@ async function start() {
   await loadFilmstrip(preds);
   canvas.dataset.ready = "1";
 }
+// read-only view state for tests and debugging (image px -> screen px)
+window.__editor = { view: () => ({ scale: state.scale, ox: state.ox, oy: state.oy, width: W, height: H }), prompts: () => state.prompts.length };
 start().catch((ex) => setStatus(ex.message, "error"));

@@ -23,8 +23,8 @@ function reasonText(r) {
   if (!rs.length) return "";
   return rs[0].message || `${rs[0].rule_id}`;
 }
-const modelOf = (r) => r.model_version_number ?? r.model_number ?? r.model_version ?? "";
-const rulesOf = (r) => r.rules_version ?? r.ruleset_version ?? r.ruleset ?? "";
+const modelOf = (r) => r.model_number ?? "";
+const rulesOf = (r) => r.rules_version ?? "";
 
 function render() {
   document.getElementById("log-count").textContent = `${rows.length} inspection${rows.length === 1 ? "" : "s"}`;

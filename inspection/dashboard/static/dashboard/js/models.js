@@ -15,7 +15,7 @@ function usedImages(m) { return (m.images || m.image_ids || []).map((x) => (type
 function usedPrompts(m) { return m.prompt_ids || m.prompts || []; }
 
 function render() {
-  const deployed = idOf(project.deployed_model ?? project.deployed_model_version);
+  const deployed = idOf(project.deployed_model);
   document.getElementById("deployed-note").textContent = deployed ? "" : "No version deployed: inspections need one.";
   const body = document.getElementById("model-rows");
   body.replaceChildren(...(models.length ? models.map((m) => {

@@ -32,7 +32,7 @@ function matches(im) {
 
 function thumbCard(im) {
   const p = predOf(im);
-  const src = p ? `${im.overlayUrl}?v=${p.id ?? stamp}` : im.thumbUrl;
+  const src = p ? (p.overlayUrl || `${im.overlayUrl}?v=${p.id ?? stamp}`) : im.thumbUrl;
   const disagree = p && im.gtVerdict && p.verdict !== im.gtVerdict;
   return h("div", { class: "thumb" + (disagree ? " disagree" : ""), "data-image-id": im.id, "data-testid": "thumb",
                     "data-predicted": p ? p.verdict : "" },
@@ -60,8 +60,8 @@ function render() {
     : `${cs.n} images: ready to train (minimum ${cs.min})`;
   const prompted = images.filter((i) => i.promptCount).length;
   document.getElementById("prompt-summary").textContent = `${prompted} image${prompted === 1 ? "" : "s"} with prompts · paint on a few images, then press Run.`;
-  const dep = project.deployed_model ?? project.deployed_model_version;
-  document.getElementById("deployed-line").textContent = dep ? `Deployed model: v${typeof dep === "object" ? dep.version ?? dep.id : dep}` : "No model deployed yet.";
+  const dep = project.deployed_model_number;
+  document.getElementById("deployed-line").textContent = dep != null ? `Deployed model: v${dep} · rules v${project.active_rules_version ?? "?"}` : `No model deployed yet · rules v${project.active_rules_version ?? "?"}`;
 }
 
 async function refresh() {

@@ -26,15 +26,15 @@ async function load() {
   }
   for (const p of projects) {
     const counts = p.counts || p.stats || {};
-    const n = p.image_count ?? counts.images ?? p.images_count;
-    const ng = p.ng_rate ?? counts.ng_rate;
-    const dep = p.deployed_model ?? p.deployed_model_version ?? p.deployed_version;
-    const depText = dep == null ? "—" : typeof dep === "object" ? `v${dep.version ?? dep.number ?? dep.id}` : `v${dep}`;
+    const n = p.n_images ?? counts.images;
+    const ng = p.n_inspections ? p.n_inspections_ng / p.n_inspections : null;
+    const dep = p.deployed_model_number;
+    const depText = dep == null ? "—" : `v${dep}`;
     body.append(h("tr", { "data-project-id": p.id },
       h("td", {}, h("a", { href: `/projects/${p.id}/` }, p.name), p.description ? h("div", { class: "muted small" }, p.description) : null),
       h("td", {}, classesOf(p).map((c) => h("span", { style: "margin-right:8px" }, h("span", { class: "swatch", style: `background:${c.colour}` }), " ", c.name))),
       h("td", { class: "num" }, n ?? "—"),
-      h("td", { class: "num" }, ng == null ? "—" : pct(ng)),
+      h("td", { class: "num", title: p.n_inspections ? `${p.n_inspections_ng} NG of ${p.n_inspections} inspections` : "no inspections yet" }, ng == null ? "—" : pct(ng)),
       h("td", {}, depText),
       h("td", {}, p.role ? h("span", { class: "badge role" }, p.role) : "")));
   }

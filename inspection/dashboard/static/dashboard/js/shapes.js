@@ -34,7 +34,9 @@ export function normPrediction(p, imageId) {
     overlayUrl: p.overlay_url || null,
     maskUrl: p.mask_url || null,
     modelVersion: p.model_version ?? p.model ?? null,
-    rulesVersion: p.rules_version ?? p.ruleset_version ?? p.rule_set ?? null,
+    modelNumber: p.model_number ?? null,
+    rulesVersion: p.rules_version ?? p.ruleset_version ?? null,
+    truth: p.truth || null,
     created: p.created || p.created_at || null,
   };
 }

@@ -1,0 +1,26 @@
+"""One JSON error shape: {"detail", "code", "errors": {field: [messages]}, ...extra}."""
+
+from __future__ import annotations
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from inspection.errors import ServiceError
+from inspection.models import ImmutableError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        body = {"detail": exc.message, "code": exc.code, **exc.extra}
+        if exc.field_errors:
+            body["errors"] = exc.field_errors
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, ImmutableError):
+        return Response({"detail": str(exc), "code": "immutable"}, status=status.HTTP_405_METHOD_NOT_ALLOWED)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
+        response.data = {"detail": "invalid input", "code": "invalid", "errors": response.data}
+    elif response is not None and isinstance(response.data, list):
+        response.data = {"detail": "invalid input", "code": "invalid", "errors": {"non_field_errors": response.data}}
+    return response

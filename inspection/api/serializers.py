@@ -1,0 +1,273 @@
+"""Input validation and output shapes. No business logic here."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from inspection.models import (
+    Image,
+    Inspection,
+    Job,
+    Membership,
+    ModelVersion,
+    Prediction,
+    Project,
+    Prompt,
+    Role,
+    RuleSet,
+    Webhook,
+    WebhookDelivery,
+)
+
+
+def _url(request, name: str, pk) -> str:
+    path = reverse(name, kwargs={"pk": pk})
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+# --- inputs -------------------------------------------------------------------
+class LoginInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class ClassInput(serializers.Serializer):
+    name = serializers.CharField(max_length=50)
+    colour = serializers.CharField(max_length=7, required=False)
+
+
+class ProjectInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    classes = serializers.ListField(child=serializers.JSONField(), max_length=20)
+    cold_start_min = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    px_per_mm = serializers.FloatField(min_value=1e-6, max_value=1e6, required=False, allow_null=True)
+    backend = serializers.CharField(max_length=50, required=False)
+
+
+class ProjectPatchInput(ProjectInput):
+    name = serializers.CharField(max_length=200, required=False)
+    classes = serializers.ListField(child=serializers.JSONField(), max_length=20, required=False)
+
+
+class MemberInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberPatchInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ImageUploadInput(serializers.Serializer):
+    file = serializers.ListField(child=serializers.FileField(), min_length=1)
+    mask = serializers.ListField(child=serializers.FileField(), required=False)
+    verdict = serializers.ChoiceField(choices=["OK", "NG", ""], required=False, allow_blank=True)
+
+
+class ImagePatchInput(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=["OK", "NG", ""], required=False, allow_blank=True)
+    mask = serializers.FileField(required=False)
+    clear_mask = serializers.BooleanField(required=False, default=False)
+
+
+class PromptInput(serializers.Serializer):
+    """Validated further by the engine (coordinates, class, sizes)."""
+
+    kind = serializers.ChoiceField(choices=Prompt.Kind.choices)
+    label = serializers.CharField(max_length=100)
+    points = serializers.JSONField()
+    radius = serializers.FloatField(required=False)
+    positive = serializers.BooleanField(required=False)
+
+
+class SegmentInput(serializers.Serializer):
+    prompts = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=200)
+    label = serializers.CharField(max_length=100, required=False)
+    output = serializers.ChoiceField(choices=["png", "rle", "both"], default="both", required=False)
+
+
+class RulesBacktestInput(serializers.Serializer):
+    rules = serializers.JSONField(required=False)
+
+
+class InspectInput(serializers.Serializer):
+    file = serializers.ListField(child=serializers.FileField(), min_length=1)
+    station = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    part_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class WebhookInput(serializers.Serializer):
+    url = serializers.URLField(max_length=500)
+    events = serializers.ListField(child=serializers.CharField(max_length=50), min_length=1)
+    secret = serializers.CharField(max_length=128, required=False, allow_blank=True)
+
+
+# --- outputs ------------------------------------------------------------------
+class TokenOutput(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+    deployed_model_number = serializers.IntegerField(source="deployed_model.number", default=None, read_only=True)
+    active_rules_version = serializers.IntegerField(source="active_ruleset.version", default=None, read_only=True)
+    n_images = serializers.IntegerField(read_only=True, default=None)
+    n_inspections = serializers.IntegerField(read_only=True, default=None)
+    n_inspections_ng = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "name", "description", "classes", "cold_start_min", "px_per_mm", "backend",
+            "deployed_model", "deployed_model_number", "active_ruleset", "active_rules_version",
+            "role", "n_images", "n_inspections", "n_inspections_ng", "created_at", "updated_at",
+        ]
+
+    def get_role(self, obj) -> str | None:
+        return (self.context.get("roles") or {}).get(obj.id) or self.context.get("role")
+
+
+class MemberOutput(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(source="user.id")
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["user_id", "username", "role", "created_at"]
+
+
+class ImageOutput(serializers.ModelSerializer):
+    file_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    overlay_url = serializers.SerializerMethodField()
+    mask_url = serializers.SerializerMethodField()
+    has_mask = serializers.SerializerMethodField()
+    n_prompts = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Image
+        fields = [
+            "id", "project", "original_name", "sha256", "width", "height", "mode", "format",
+            "bit_depth", "size_bytes", "verdict", "has_mask", "n_prompts", "file_url",
+            "thumbnail_url", "overlay_url", "mask_url", "created_at",
+        ]
+
+    def _r(self):
+        return self.context.get("request")
+
+    def get_file_url(self, obj) -> str:
+        return _url(self._r(), "image-file", obj.id)
+
+    def get_thumbnail_url(self, obj) -> str:
+        return _url(self._r(), "image-thumbnail", obj.id)
+
+    def get_overlay_url(self, obj) -> str:
+        return _url(self._r(), "image-overlay", obj.id)
+
+    def get_mask_url(self, obj) -> str | None:
+        return _url(self._r(), "image-mask", obj.id) if obj.mask else None
+
+    def get_has_mask(self, obj) -> bool:
+        return bool(obj.mask)
+
+
+class PromptOutput(serializers.ModelSerializer):
+    points = serializers.JSONField(source="data.points")
+    radius = serializers.FloatField(source="data.radius", default=None)
+    positive = serializers.BooleanField(source="data.positive", default=None)
+    author = serializers.CharField(source="author.username", default=None)
+
+    class Meta:
+        model = Prompt
+        fields = ["id", "image", "kind", "label", "points", "radius", "positive", "author", "created_at", "deleted_at"]
+
+
+class JobOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id", "project", "image", "kind", "state", "progress", "message", "error", "timings",
+            "result", "created_at", "started_at", "heartbeat_at", "finished_at",
+        ]
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    deployed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "project", "number", "backend", "backend_fingerprint", "classes", "config",
+            "artifact_sha256", "prompt_ids", "images", "metrics", "pixels_per_class", "timings",
+            "job", "deployed", "created_at",
+        ]
+
+    def get_deployed(self, obj) -> bool:
+        return obj.project.deployed_model_id == obj.id
+
+
+class RuleSetOutput(serializers.ModelSerializer):
+    rules = serializers.JSONField(source="data")
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RuleSet
+        fields = ["id", "project", "version", "rules", "note", "active", "created_at"]
+
+    def get_active(self, obj) -> bool:
+        return obj.project.active_ruleset_id == obj.id
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    model_number = serializers.IntegerField(source="model_version.number")
+    rules_version = serializers.IntegerField(source="ruleset.version")
+    truth = serializers.CharField(source="image.verdict")
+    mask_url = serializers.SerializerMethodField()
+    overlay_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id", "image", "model_version", "model_number", "ruleset", "rules_version", "verdict",
+            "severity", "reasons", "blobs", "truth", "mask_url", "overlay_url", "timings", "created_at",
+        ]
+
+    def get_mask_url(self, obj) -> str:
+        return _url(self.context.get("request"), "prediction-mask", obj.id)
+
+    def get_overlay_url(self, obj) -> str:
+        return _url(self.context.get("request"), "prediction-overlay", obj.id)
+
+
+class InspectionOutput(serializers.ModelSerializer):
+    model_number = serializers.IntegerField(source="model_version.number")
+    rules_version = serializers.IntegerField(source="ruleset.version")
+
+    class Meta:
+        model = Inspection
+        fields = [
+            "id", "project", "verdict", "severity", "reasons", "blobs", "model_version",
+            "model_number", "ruleset", "rules_version", "latency_ms", "timings", "station",
+            "part_id", "image_sha256", "image_name", "width", "height", "job", "created_at",
+        ]
+
+
+class WebhookOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Webhook
+        fields = ["id", "project", "url", "events", "active", "created_at"]
+
+
+class WebhookCreatedOutput(WebhookOutput):
+    """The secret is shown once, at creation."""
+
+    class Meta(WebhookOutput.Meta):
+        fields = [*WebhookOutput.Meta.fields, "secret"]
+
+
+class WebhookDeliveryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "event", "status", "attempts", "response_code", "last_error", "payload", "created_at", "delivered_at"]

@@ -1,0 +1,158 @@
+"""Reads. Every lookup is scoped to the requesting user's memberships, so an
+object of a project the user isn't a member of is simply not found (404)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
+
+from inspection.models import (
+    Image,
+    Inspection,
+    Job,
+    Membership,
+    ModelVersion,
+    Prediction,
+    Project,
+    Prompt,
+    RuleSet,
+    Webhook,
+)
+
+
+def _member(user, prefix: str = "") -> Q:
+    if not user or not user.is_authenticated:
+        return Q(pk__in=[])
+    return Q(**{f"{prefix}memberships__user": user})
+
+
+def _get(qs: QuerySet, pk):
+    try:
+        return qs.get(pk=pk)
+    except (qs.model.DoesNotExist, ValueError, TypeError):
+        raise Http404(f"no such {qs.model._meta.verbose_name}") from None
+    except Exception as exc:  # malformed uuid on some backends
+        if exc.__class__.__name__ == "ValidationError":
+            raise Http404(f"no such {qs.model._meta.verbose_name}") from None
+        raise
+
+
+def project_list(*, user) -> QuerySet[Project]:
+    return (
+        Project.objects.filter(_member(user))
+        .annotate(
+            n_images=Count("images", distinct=True),
+            n_inspections=Count("inspections", distinct=True),
+            n_inspections_ng=Count("inspections", filter=Q(inspections__verdict="NG"), distinct=True),
+        )
+        .select_related("deployed_model", "active_ruleset")
+        .order_by("-created_at")
+    )
+
+
+def project_get(*, user, pk) -> Project:
+    return _get(Project.objects.filter(_member(user)).select_related("deployed_model", "active_ruleset"), pk)
+
+
+def project_role(*, user, project: Project) -> str | None:
+    if not user or not user.is_authenticated:
+        return None
+    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+
+
+def membership_list(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("created_at")
+
+
+def membership_get(*, project: Project, user_id) -> Membership:
+    m = Membership.objects.filter(project=project, user_id=user_id).select_related("user").first()
+    if m is None:
+        raise Http404("no such member")
+    return m
+
+
+def image_get(*, user, pk) -> Image:
+    return _get(Image.objects.filter(_member(user, "project__")).select_related("project"), pk)
+
+
+def image_list(*, project: Project) -> QuerySet[Image]:
+    active = Prompt.objects.filter(deleted_at__isnull=True)
+    return (
+        Image.objects.filter(project=project)
+        .annotate(n_prompts=Count("prompts", filter=Q(prompts__in=active), distinct=True))
+        .order_by("created_at", "id")
+    )
+
+
+def prompt_list(*, image: Image, include_deleted: bool = False) -> QuerySet[Prompt]:
+    qs = Prompt.objects.filter(image=image)
+    if not include_deleted:
+        qs = qs.filter(deleted_at__isnull=True)
+    return qs.order_by("created_at", "id")
+
+
+def prompt_get(*, user, pk) -> Prompt:
+    return _get(
+        Prompt.objects.filter(_member(user, "image__project__"), deleted_at__isnull=True).select_related("image__project"),
+        pk,
+    )
+
+
+def job_get(*, user, pk) -> Job:
+    return _get(Job.objects.filter(_member(user, "project__")).select_related("project"), pk)
+
+
+def job_list(*, project: Project) -> QuerySet[Job]:
+    return Job.objects.filter(project=project).order_by("-created_at")
+
+
+def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project=project).order_by("-number")
+
+
+def model_version_get(*, user, pk) -> ModelVersion:
+    return _get(ModelVersion.objects.filter(_member(user, "project__")).select_related("project"), pk)
+
+
+def ruleset_list(*, project: Project) -> QuerySet[RuleSet]:
+    return RuleSet.objects.filter(project=project).order_by("-version")
+
+
+def predictions_latest(*, project: Project) -> QuerySet[Prediction]:
+    """The newest prediction of each image of ``project``."""
+    newest = Prediction.objects.filter(image=OuterRef("image")).order_by("-created_at", "-id").values("id")[:1]
+    return (
+        Prediction.objects.filter(image__project=project, id=Subquery(newest))
+        .select_related("image", "model_version", "ruleset")
+        .order_by("image__created_at", "image_id")
+    )
+
+
+def prediction_latest_for_image(*, image: Image) -> Prediction | None:
+    return Prediction.objects.filter(image=image).order_by("-created_at", "-id").first()
+
+
+def prediction_get(*, user, pk) -> Prediction:
+    return _get(
+        Prediction.objects.filter(_member(user, "image__project__")).select_related("image__project"), pk
+    )
+
+
+def inspection_list(*, project: Project) -> QuerySet[Inspection]:
+    return (
+        Inspection.objects.filter(project=project)
+        .select_related("model_version", "ruleset")
+        .order_by("-created_at", "-id")
+    )
+
+
+def inspection_get(*, user, pk) -> Inspection:
+    return _get(Inspection.objects.filter(_member(user, "project__")).select_related("model_version", "ruleset"), pk)
+
+
+def webhook_list(*, project: Project) -> QuerySet[Webhook]:
+    return Webhook.objects.filter(project=project).order_by("created_at")
+
+
+def webhook_get(*, user, pk) -> Webhook:
+    return _get(Webhook.objects.filter(_member(user, "project__")).select_related("project"), pk)

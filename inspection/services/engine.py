@@ -1,0 +1,114 @@
+"""The service's doorway to the engine (``prompting``), with per-process caches.
+
+Loaded lazily, once per process: the feature cache, feature backends, the SAM
+model and learners (by model-version id), so the first request pays and the
+next ones don't. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from inspection.errors import Conflict
+from inspection.storage import bytes_read, local_copy
+
+_lock = threading.Lock()
+_backends: dict[tuple, Any] = {}
+_learners: OrderedDict[str, Any] = OrderedDict()
+_LEARNERS_MAX = 8
+
+
+def feature_cache_get():
+    """The on-disk feature/embedding cache shared by every process (or None)."""
+    from prompting.features.cache import FeatureCache
+
+    key = ("cache", str(settings.FEATURE_CACHE_DIR), settings.FEATURE_CACHE_MAX_BYTES)
+    with _lock:
+        if key not in _backends:
+            _backends[key] = FeatureCache(
+                settings.FEATURE_CACHE_DIR, max_bytes=settings.FEATURE_CACHE_MAX_BYTES
+            )
+        return _backends[key]
+
+
+def sam_configured() -> bool:
+    return bool(settings.SAM_CHECKPOINT)
+
+
+def sam_options() -> dict[str, Any]:
+    return {
+        "model_type": settings.SAM_MODEL_TYPE,
+        "checkpoint": settings.SAM_CHECKPOINT,
+        "device": settings.SAM_DEVICE,
+    }
+
+
+def sam_model_get():
+    """The configured SAM model; Conflict when SAM isn't configured."""
+    if not sam_configured():
+        raise Conflict(
+            "interactive segmentation needs SAM: set SAM_CHECKPOINT (and SAM_MODEL_TYPE, "
+            "SAM_DEVICE) to a segment-anything checkpoint",
+            code="sam_not_configured",
+        )
+    from prompting.features.sam import sam_model_load
+
+    return sam_model_load(**sam_options())
+
+
+def backend_get(name: str):
+    """A feature backend by registry name; ``sam`` takes its options from settings."""
+    from prompting.features import backend_create
+
+    options = sam_options() if name == "sam" else {}
+    if name == "sam" and not sam_configured():
+        raise Conflict(
+            "this project uses the SAM backend but SAM_CHECKPOINT is not set",
+            code="sam_not_configured",
+        )
+    key = (name, tuple(sorted(options.items())))
+    with _lock:
+        if key not in _backends:
+            _backends[key] = backend_create(name, **options)
+        return _backends[key]
+
+
+def learner_get(model_version) -> Any:
+    """The learner of ``model_version``, loaded once per process (LRU by id)."""
+    from prompting.learner import Learner
+
+    key = str(model_version.id)
+    with _lock:
+        if key in _learners:
+            _learners.move_to_end(key)
+            return _learners[key]
+    with local_copy(model_version.artifact.name) as path:
+        learner = Learner.load(path, expected_backend=model_version.backend)
+    with _lock:
+        _learners[key] = learner
+        while len(_learners) > _LEARNERS_MAX:
+            _learners.popitem(last=False)
+    return learner
+
+
+def image_pixels_load(image) -> tuple[np.ndarray, str]:
+    """(rgb8 (H,W,3) uint8 RGB, pixels_hash) of a stored Image row."""
+    from prompting.images import image_decode, image_to_rgb8, pixels_hash
+
+    decoded = image_decode(bytes_read(image.file.name), max_pixels=settings.UPLOAD_MAX_PIXELS)
+    rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
+    return rgb8, pixels_hash(rgb8)
+
+
+def image_mask_load(image) -> np.ndarray | None:
+    """Ground-truth mask (H,W) bool of an Image row, or None."""
+    if not image.mask:
+        return None
+    from prompting.images import mask_decode
+
+    return mask_decode(bytes_read(image.mask.name), shape=(image.height, image.width))

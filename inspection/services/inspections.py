@@ -1,0 +1,177 @@
+"""Production inspections: synchronous for one image, a batch job for many."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import transaction
+
+from inspection.errors import Conflict
+from inspection.models import Inspection, Job, Project
+from inspection.services import engine
+from inspection.services.images import _decode, filename_sanitise
+from inspection.services.jobs import (
+    job_create,
+    job_enqueue,
+    job_enqueue_raise_if_failed,
+    job_execute,
+    job_progress,
+)
+from inspection.services.rules import ruleset_active_get
+from inspection.storage import bytes_read, bytes_save, prefix_delete, project_prefix
+
+log = logging.getLogger("inspection.inspections")
+
+
+def _deployed(project: Project):
+    project.refresh_from_db(fields=["deployed_model", "active_ruleset"])
+    if project.deployed_model_id is None:
+        raise Conflict(
+            "no model is deployed for this project: train one (the first is deployed) or deploy a version",
+            code="no_model",
+        )
+    return project.deployed_model
+
+
+def inspection_run(
+    *,
+    project: Project,
+    data: bytes,
+    filename: str = "",
+    station: str = "",
+    part_id: str = "",
+    user=None,
+    job: Job | None = None,
+) -> Inspection:
+    """Inspect one image with the deployed model and active rules; log it immutably.
+
+    ``Inspection.timings``: ``decode_ms``, ``predict_ms``, ``rules_ms``,
+    ``engine_ms`` (predict + rules) and ``total_ms`` (service side).
+    """
+    from prompting.images import image_to_rgb8
+    from prompting.pipeline import inspect_image
+    from prompting.rules import ruleset_validate
+
+    t0 = time.perf_counter()
+    mv = _deployed(project)
+    ruleset = ruleset_active_get(project=project)
+    decoded = _decode(data, field="file")
+    rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
+    t_decode = time.perf_counter() - t0
+    learner = engine.learner_get(mv)
+    backend = engine.backend_get(mv.backend)
+    rules = ruleset_validate(ruleset.data)
+    result = inspect_image(
+        rgb8,
+        learner=learner,
+        backend=backend,
+        ruleset=rules,
+        px_per_mm=project.px_per_mm,
+        cache=None,  # production images are seen once: don't fill the cache
+    )
+    decision = result.decision.to_dict()
+    total_ms = (time.perf_counter() - t0) * 1000
+    timings = {
+        "decode_ms": round(t_decode * 1000, 2),
+        **{k: round(float(v), 2) for k, v in result.timings.items()},
+        "engine_ms": round(float(result.timings.get("total_ms", 0.0)), 2),
+        "total_ms": round(total_ms, 2),
+    }
+    inspection = Inspection.objects.create(
+        project=project,
+        image_sha256=decoded.sha256,
+        image_name=filename_sanitise(filename),
+        width=decoded.width,
+        height=decoded.height,
+        model_version=mv,
+        ruleset=ruleset,
+        verdict=decision["verdict"],
+        severity=decision.get("severity") or "",
+        reasons=decision.get("reasons", []),
+        blobs=decision.get("blobs", []),
+        latency_ms=round(total_ms, 2),
+        timings=timings,
+        station=(station or "")[:100],
+        part_id=(part_id or "")[:200],
+        job=job,
+        created_by=user if user and user.is_authenticated else None,
+    )
+    if inspection.verdict == "NG":
+        from inspection.services.webhooks import webhook_event_emit
+
+        webhook_event_emit(
+            project=project,
+            event="inspection.ng",
+            payload={
+                "inspection": str(inspection.id),
+                "verdict": inspection.verdict,
+                "severity": inspection.severity,
+                "reasons": inspection.reasons,
+                "station": inspection.station,
+                "part_id": inspection.part_id,
+                "image_sha256": inspection.image_sha256,
+                "model_version": str(mv.id),
+                "rules_version": ruleset.version,
+            },
+        )
+    return inspection
+
+
+def inspection_batch_start(
+    *, project: Project, files: list[tuple[str, bytes]], station: str = "", part_id: str = "", user=None
+) -> Job:
+    """Store the uploads under the job's folder and queue them (202)."""
+    _deployed(project)
+    with transaction.atomic():
+        job = job_create(project=project, kind=Job.Kind.INSPECT_BATCH, user=user)
+        items = []
+        for i, (name, data) in enumerate(files):
+            stored = bytes_save(f"{project_prefix(project.id)}/batches/{job.id.hex}/{i}.bin", data)
+            items.append({"name": filename_sanitise(name), "file": stored})
+        job.params = {"items": items, "station": station[:100], "part_id": part_id[:200]}
+        job.message = f"queued: {len(items)} images"
+        job.save(update_fields=["params", "message"])
+        job_enqueue(job=job)
+    return job_enqueue_raise_if_failed(job=job)
+
+
+def inspection_batch_run(*, job_id, task_id: str = "") -> None:
+    job_execute(job_id=job_id, task_id=task_id, work=_batch)
+
+
+def _batch(job: Job) -> tuple[dict, dict, str]:
+    from inspection.errors import InvalidInput
+
+    items = job.params.get("items", [])
+    done = Inspection.objects.filter(job=job).count()  # a retried job resumes
+    counts = {"OK": 0, "NG": 0, "error": 0}
+    errors = []
+    latencies = []
+    for i, item in enumerate(items):
+        job_progress(job=job, fraction=i / max(1, len(items)), message=f"inspecting {i + 1}/{len(items)}")
+        if i < done:
+            continue
+        try:
+            ins = inspection_run(
+                project=job.project,
+                data=bytes_read(item["file"]),
+                filename=item.get("name", ""),
+                station=job.params.get("station", ""),
+                part_id=job.params.get("part_id", ""),
+                user=job.created_by,
+                job=job,
+            )
+            counts[ins.verdict] += 1
+            latencies.append(ins.latency_ms)
+        except InvalidInput as exc:
+            counts["error"] += 1
+            errors.append({"index": i, "name": item.get("name", ""), "error": exc.message})
+    prefix_delete(f"{project_prefix(job.project_id)}/batches/{job.id.hex}")
+    n = len(items)
+    return (
+        {"n_images": n, "counts": counts, "errors": errors[:100]},
+        {"mean_latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None},
+        f"{n} images inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
+    )
+

@@ -1,0 +1,164 @@
+"""Projects and their members."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from inspection.errors import Conflict, InvalidInput
+from inspection.models import Membership, Project, Role
+from inspection.storage import prefix_delete, project_prefix
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,49}$")
+_PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+
+
+def classes_clean(raw) -> list[dict]:
+    """[{"name", "colour"}]: names unique, not "background"; colours #rrggbb."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput("at least one defect class is required", field_errors={"classes": ["at least one defect class is required"]})
+    if len(raw) > 20:
+        raise InvalidInput("too many classes", field_errors={"classes": ["at most 20 classes"]})
+    errors: dict[str, list[str]] = {}
+    out: list[dict] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            errors[f"classes[{i}]"] = ["must be an object {name, colour} or a name"]
+            continue
+        name = item.get("name")
+        colour = item.get("colour") or item.get("color") or _PALETTE[i % len(_PALETTE)]
+        if not isinstance(name, str) or not _CLASS_NAME.match(name):
+            errors[f"classes[{i}].name"] = ["1-50 letters, digits, space, _ . - ; starting with a letter or digit"]
+            continue
+        if name.lower() == "background":
+            errors[f"classes[{i}].name"] = ['"background" is reserved']
+            continue
+        if name in seen:
+            errors[f"classes[{i}].name"] = ["duplicate class name"]
+            continue
+        if not isinstance(colour, str) or not _COLOUR.match(colour):
+            errors[f"classes[{i}].colour"] = ["must be #rrggbb"]
+            continue
+        seen.add(name)
+        out.append({"name": name, "colour": colour.lower()})
+    if errors:
+        raise InvalidInput("invalid classes", field_errors=errors)
+    return out
+
+
+@transaction.atomic
+def project_create(
+    *,
+    user,
+    name: str,
+    classes,
+    description: str = "",
+    cold_start_min: int | None = None,
+    px_per_mm: float | None = None,
+    backend: str | None = None,
+) -> Project:
+    """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
+    from inspection.services.rules import ruleset_default_create
+
+    backend = backend or settings.DEFAULT_FEATURE_BACKEND
+    _backend_check(backend)
+    project = Project.objects.create(
+        name=name,
+        description=description,
+        classes=classes_clean(classes),
+        cold_start_min=settings.COLD_START_MIN_IMAGES if cold_start_min is None else cold_start_min,
+        px_per_mm=px_per_mm,
+        backend=backend,
+        created_by=user,
+    )
+    Membership.objects.create(project=project, user=user, role=Role.OWNER)
+    ruleset_default_create(project=project, user=user)
+    return project
+
+
+def _backend_check(name: str) -> None:
+    from prompting.features import backend_names
+
+    if name not in backend_names():
+        raise InvalidInput(
+            f"unknown feature backend {name!r}",
+            field_errors={"backend": [f"one of: {', '.join(backend_names())}"]},
+        )
+
+
+@transaction.atomic
+def project_update(*, project: Project, data: dict) -> Project:
+    """Update name, description, classes, cold_start_min, px_per_mm, backend.
+
+    Classes can be added or recoloured; removing or renaming a class that
+    prompts use is refused (the history would no longer make sense).
+    """
+    project = Project.objects.select_for_update().get(id=project.id)
+    if "classes" in data:
+        new = classes_clean(data["classes"])
+        used = set(
+            project.images.filter(prompts__deleted_at__isnull=True)
+            .values_list("prompts__label", flat=True)
+            .distinct()
+        ) - {"background", None}
+        missing = used - {c["name"] for c in new}
+        if missing:
+            raise Conflict(
+                f"classes {sorted(missing)} are used by prompts; delete those prompts first",
+                field_errors={"classes": [f"still used by prompts: {', '.join(sorted(missing))}"]},
+            )
+        project.classes = new
+    if "backend" in data:
+        _backend_check(data["backend"])
+        project.backend = data["backend"]
+    for field in ("name", "description", "cold_start_min", "px_per_mm"):
+        if field in data:
+            setattr(project, field, data[field])
+    project.save()
+    return project
+
+
+def project_delete(*, project: Project) -> None:
+    """Delete the project, its rows and every file under its storage prefix."""
+    prefix = project_prefix(project.id)
+    with transaction.atomic():
+        # inspections are immutable one by one, but go with their project (cascade)
+        project.delete()
+    transaction.on_commit(lambda: prefix_delete(prefix))
+
+
+def membership_set(*, project: Project, username: str, role: str) -> Membership:
+    if role not in Role.values:
+        raise InvalidInput("unknown role", field_errors={"role": [f"one of: {', '.join(Role.values)}"]})
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise InvalidInput("no such user", field_errors={"username": ["no active user with this name"]})
+    with transaction.atomic():
+        membership, _ = Membership.objects.select_for_update().get_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+        if membership.role == Role.OWNER and role != Role.OWNER:
+            _last_owner_check(project=project, membership=membership)
+        membership.role = role
+        membership.save()
+    return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    with transaction.atomic():
+        if membership.role == Role.OWNER:
+            _last_owner_check(project=membership.project, membership=membership)
+        membership.delete()
+
+
+def _last_owner_check(*, project: Project, membership: Membership) -> None:
+    owners = Membership.objects.filter(project=project, role=Role.OWNER).exclude(id=membership.id)
+    if not owners.exists():
+        raise Conflict("a project needs at least one owner")

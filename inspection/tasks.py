@@ -1,0 +1,53 @@
+"""Celery tasks: each takes ids, calls one service, and is safe to run twice.
+
+Queues (see ``inspection/celery.py``): ``embed`` for SAM embeddings,
+``default`` for train / predict / batch inspection, ``webhooks`` for delivery.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from inspection.services.inspections import inspection_batch_run
+from inspection.services.jobs import jobs_sweep_stale
+from inspection.services.segment import embedding_compute
+from inspection.services.training import predictions_refresh, training_run
+from inspection.services.webhooks import DeliveryFailed, webhook_delivery_send
+
+
+@shared_task(bind=True)
+def training_run_task(self, job_id: str) -> None:
+    training_run(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True)
+def predictions_refresh_task(self, job_id: str) -> None:
+    predictions_refresh(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True)
+def inspection_batch_run_task(self, job_id: str) -> None:
+    inspection_batch_run(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True)
+def embedding_compute_task(self, job_id: str) -> None:
+    embedding_compute(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True)
+def webhook_delivery_send_task(self, delivery_id: str) -> None:
+    """One attempt; on failure retry after 2, 4, 8... s (capped at 10 min).
+
+    The attempt count lives in the WebhookDelivery row, which also stops
+    retrying after WEBHOOK_MAX_ATTEMPTS.
+    """
+    try:
+        webhook_delivery_send(delivery_id=delivery_id)
+    except DeliveryFailed as exc:
+        raise self.retry(exc=exc, countdown=min(600, 2 ** (self.request.retries + 1))) from None
+
+
+@shared_task
+def jobs_sweep_stale_task() -> int:
+    return jobs_sweep_stale()
