@@ -444,16 +444,19 @@ def _probe_image() -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _probe_prompts() -> list[dict[str, Any]]:
+def _probe_prompts(height: int, width: int) -> list[dict[str, Any]]:
+    """Prompts on the probe's disc, bar and background, scaled to (height, width)."""
+
+    def pts(*xy: tuple[float, float]) -> np.ndarray:
+        return np.array([[x * width, y * height] for x, y in xy], np.float64)
+
+    disc, bar, plain = (170 / 512, 190 / 384), (380 / 512, 145 / 384), (60 / 512, 330 / 384)
     return [
-        {"point_coords": np.array([[170.0, 190.0]]), "point_labels": np.array([1])},
-        {"point_coords": np.array([[380.0, 145.0]]), "point_labels": np.array([1])},
-        {"point_coords": np.array([[60.0, 330.0]]), "point_labels": np.array([1])},
-        {
-            "point_coords": np.array([[170.0, 190.0], [380.0, 145.0]]),
-            "point_labels": np.array([1, 0]),
-        },
-        {"box": np.array([90.0, 110.0, 250.0, 270.0])},
+        {"point_coords": pts(disc), "point_labels": np.array([1])},
+        {"point_coords": pts(bar), "point_labels": np.array([1])},
+        {"point_coords": pts(plain), "point_labels": np.array([1])},
+        {"point_coords": pts(disc, bar), "point_labels": np.array([1, 0])},
+        {"box": pts((90 / 512, 110 / 384), (250 / 512, 270 / 384)).reshape(4)},
     ]
 
 
@@ -464,23 +467,34 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union)
 
 
+def sam_mask_agreement(model: SamModel, a: SamEmbedding, b: SamEmbedding) -> float:
+    """Min IoU between masks decoded from two embeddings of the same image.
+
+    Five prompts (three single clicks, a positive + negative pair, a box) at
+    fixed relative positions (made for :func:`_probe_image`); every mask of
+    every prompt counts. Decoder only.
+    """
+    if tuple(a.original_size) != tuple(b.original_size):
+        raise ValueError(f"embeddings of different images: {a.original_size} vs {b.original_size}")
+    ious = []
+    for prompt in _probe_prompts(*a.original_size):
+        multimask = "box" not in prompt and len(prompt["point_coords"]) == 1
+        ma, _, _ = model.decode(a, multimask_output=multimask, **prompt)
+        mb, _, _ = model.decode(b, multimask_output=multimask, **prompt)
+        ious.extend(_iou(x, y) for x, y in zip(ma, mb, strict=True))
+    return min(ious)
+
+
 def sam_bf16_validate(model: SamModel, *, probe: np.ndarray | None = None) -> float:
     """Min IoU between masks decoded from fp32 and bf16 embeddings of a probe image.
 
-    ``probe``: (H, W, 3) uint8 RGB (default: a synthetic 384 x 512 image).
-    Five prompts (three single clicks, a positive + negative pair, a box);
-    every mask of every prompt counts. Two encoder runs.
+    ``probe``: (H, W, 3) uint8 RGB (default: a synthetic 384 x 512 image with
+    a disc and a bar). Two encoder runs, then :func:`sam_mask_agreement`.
     """
     image = _probe_image() if probe is None else probe
-    emb32 = model._encode(image, bf16=False)
-    emb16 = model._encode(image, bf16=True)
-    ious = []
-    for prompt in _probe_prompts():
-        multimask = "box" not in prompt and len(prompt["point_coords"]) == 1
-        m32, _, _ = model.decode(emb32, multimask_output=multimask, **prompt)
-        m16, _, _ = model.decode(emb16, multimask_output=multimask, **prompt)
-        ious.extend(_iou(a, b) for a, b in zip(m32, m16, strict=True))
-    return min(ious)
+    return sam_mask_agreement(
+        model, model._encode(image, bf16=False), model._encode(image, bf16=True)
+    )
 
 
 def _device_check(device: str) -> str:

@@ -268,11 +268,11 @@ def test_bf16_validation_measures_mask_agreement(tiny_sam_model) -> None:
     assert 0.0 <= iou <= 1.0
 
 
-@pytest.mark.parametrize(("threshold", "in_use"), [(0.0, "bf16"), (1.01, "fp32")])
+@pytest.mark.parametrize(("iou", "in_use"), [(0.99, "bf16"), (0.98, "bf16"), (0.97, "fp32")])
 def test_bf16_used_only_when_validated(
-    tiny_sam_checkpoint, monkeypatch, caplog, threshold, in_use
+    tiny_sam_checkpoint, monkeypatch, caplog, iou, in_use
 ) -> None:
-    monkeypatch.setattr(sam_mod, "BF16_MIN_IOU", threshold)
+    monkeypatch.setattr(sam_mod, "sam_bf16_validate", lambda model: iou)
     sam_model_cache_clear()
     caplog.set_level(logging.INFO, logger="prompting.features.sam")
     model = sam_model_load(
@@ -283,14 +283,22 @@ def test_bf16_used_only_when_validated(
     sam_model_cache_clear()
     assert model.dtype_requested == "bf16"
     assert model.dtype == in_use
-    assert model.bf16_iou is not None
+    assert model.bf16_iou == iou
     assert f":{in_use}:" in model.fingerprint
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert bool(warned) == (in_use == "fp32")
     if warned:
         assert "using fp32" in warned[0].getMessage()
-    emb = model.embed(_image(64, 64))
-    assert emb.embedding.dtype == np.float32 and np.isfinite(emb.embedding).all()
+
+
+def test_bf16_embedding_runs_and_stays_close(tiny_sam_model) -> None:
+    image = _image(48, 64)
+    fp32 = tiny_sam_model._encode(image, bf16=False).embedding
+    bf16 = tiny_sam_model._encode(image, bf16=True).embedding
+    assert bf16.dtype == np.float32 and np.isfinite(bf16).all()
+    assert not np.array_equal(bf16, fp32)
+    rel = np.abs(bf16 - fp32).mean() / np.abs(fp32).mean()
+    assert rel < 0.05
 
 
 # ----------------------------------------------------------------- backend
