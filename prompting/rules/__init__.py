@@ -6,6 +6,7 @@ probabilities by :func:`rules_apply`, which returns an explained
 :class:`Decision`.
 """
 
+from prompting.overlay import render_overlay
 from prompting.rules.blobs import Blob
 from prompting.rules.decision import Decision, Reason, RuleEvaluation, rules_apply, severity_max
 from prompting.rules.regions import polygon_mask, regions_mask
@@ -39,6 +40,7 @@ __all__ = [
     "RuleSet",
     "polygon_mask",
     "regions_mask",
+    "render_overlay",
     "rules_apply",
     "ruleset_check_context",
     "ruleset_validate",
