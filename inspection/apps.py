@@ -5,3 +5,8 @@ class InspectionConfig(AppConfig):
     name = "inspection"
     default_auto_field = "django.db.models.BigAutoField"
     verbose_name = "Inspection"
+
+    def ready(self) -> None:
+        # register the Celery tasks in every process (web too): job_enqueue looks
+        # them up by name, and autodiscovery only runs inside a worker
+        from inspection import tasks  # noqa: F401
