@@ -8,7 +8,14 @@ probabilities by :func:`rules_apply`, which returns an explained
 
 from prompting.overlay import render_overlay
 from prompting.rules.blobs import Blob
-from prompting.rules.decision import Decision, Reason, RuleEvaluation, rules_apply, severity_max
+from prompting.rules.decision import (
+    Decision,
+    Reason,
+    RuleEvaluation,
+    rules_apply,
+    rules_verdict,
+    severity_max,
+)
 from prompting.rules.regions import polygon_mask, regions_mask
 from prompting.rules.schema import (
     DEFAULT_RULESET,
@@ -42,6 +49,7 @@ __all__ = [
     "regions_mask",
     "render_overlay",
     "rules_apply",
+    "rules_verdict",
     "ruleset_check_context",
     "ruleset_validate",
     "severity_max",

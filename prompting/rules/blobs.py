@@ -64,12 +64,16 @@ def blobs_measure(
     probability: np.ndarray,
     class_name: str,
     px_per_mm: float | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> list[Blob]:
     """Measure every labelled region of ``labels`` (H, W) int (0 = none).
 
-    ``probability``: (H, W) float32, the class's probability. Returns blobs in
-    label order with ``id`` = the label (renumber them as you like).
+    ``probability``: (H, W) float32, the class's probability. ``offset``:
+    (x, y) of ``labels``' top-left pixel in the image, when it is a window.
+    Returns blobs in label order with ``id`` = the label (renumber them as you
+    like).
     """
+    dx, dy = offset
     blobs = []
     for region in regionprops(labels, intensity_image=probability):
         r0, c0, r1, c1 = region.bbox
@@ -81,8 +85,8 @@ def blobs_measure(
                 class_name=class_name,
                 area_px=area,
                 area_mm2=area / px_per_mm**2 if px_per_mm else None,
-                bbox=(int(c0), int(r0), int(c1), int(r1)),
-                centroid=(float(cx) + 0.5, float(cy) + 0.5),
+                bbox=(int(c0) + dx, int(r0) + dy, int(c1) + dx, int(r1) + dy),
+                centroid=(float(cx) + 0.5 + dx, float(cy) + 0.5 + dy),
                 length=float(region.axis_major_length),
                 width=float(region.axis_minor_length),
                 eccentricity=float(region.eccentricity),

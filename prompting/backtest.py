@@ -1,0 +1,494 @@
+"""Backtest a rule set on labelled images, and tune it.
+
+NG (defective) is the positive class of the confusion matrix:
+
+- ``tp``: NG judged NG; ``fn``: NG judged OK (an *escape*);
+- ``tn``: OK judged OK; ``fp``: OK judged NG (an *overkill*);
+- escape rate = fn / (tp + fn), overkill rate = fp / (fp + tn); None when
+  there is no image of the kind to measure it on.
+
+:func:`rules_tune` proposes a threshold and a minimum blob area for one
+``blob_area`` rule by an exact search: blob areas are computed once per image
+and threshold, after which every candidate minimum area costs one comparison
+per image.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from prompting.rules.decision import _class_blobs, _prepare, _rule_evaluate, rules_verdict
+from prompting.rules.regions import regions_mask
+from prompting.rules.schema import ANY_CLASS, Rule, RuleSet, ruleset_check_context
+
+VERDICTS = ("OK", "NG")
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+TUNED_RULE_ID = "tuned-area"
+
+
+def verdict_from_mask(mask: np.ndarray) -> str:
+    """Ground-truth verdict of a defect mask (H, W) bool/int: NG if any pixel is set."""
+    return "NG" if np.any(mask) else "OK"
+
+
+@dataclass
+class BacktestReport:
+    """Outcome of a rule set on labelled images (NG = positive).
+
+    ``verdicts``: image id -> predicted verdict. ``changes``: images whose
+    verdict differs from the baseline rule set's, as
+    ``{"image_id", "before", "after", "truth"}``. ``baseline``: the baseline's
+    own confusion and rates, when one was given.
+    """
+
+    confusion: dict[str, int]
+    escape_rate: float | None
+    overkill_rate: float | None
+    n_images: int
+    verdicts: dict[str, str]
+    changes: list[dict[str, str]] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "confusion": dict(self.confusion),
+            "escape_rate": self.escape_rate,
+            "overkill_rate": self.overkill_rate,
+            "n_images": self.n_images,
+            "verdicts": dict(self.verdicts),
+            "changes": [dict(c) for c in self.changes],
+            "baseline": dict(self.baseline) if self.baseline is not None else None,
+            "timings": dict(self.timings),
+        }
+
+
+def _confusion(predicted: Mapping[str, str], truths: Mapping[str, str]) -> dict[str, int]:
+    out = {"tp": 0, "fp": 0, "tn": 0, "fn": 0}
+    for image_id, truth in truths.items():
+        ng = predicted[image_id] == "NG"
+        if truth == "NG":
+            out["tp" if ng else "fn"] += 1
+        else:
+            out["fp" if ng else "tn"] += 1
+    return out
+
+
+def _rates(confusion: Mapping[str, int]) -> tuple[float | None, float | None]:
+    n_ng = confusion["tp"] + confusion["fn"]
+    n_ok = confusion["fp"] + confusion["tn"]
+    escape = confusion["fn"] / n_ng if n_ng else None
+    overkill = confusion["fp"] / n_ok if n_ok else None
+    return escape, overkill
+
+
+def _check_truths(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, str]) -> None:
+    bad = [k for k, v in truths.items() if v not in VERDICTS]
+    if bad:
+        raise ValueError(
+            f"truths must be 'OK' or 'NG'; bad value for {', '.join(map(str, bad[:5]))}"
+        )
+    missing = [k for k in truths if k not in probabilities]
+    if missing:
+        raise ValueError(
+            f"no probabilities for labelled image(s) {', '.join(map(str, missing[:5]))}"
+        )
+
+
+def backtest_run(
+    probabilities: Mapping[str, np.ndarray],
+    truths: Mapping[str, str],
+    *,
+    classes: Sequence[str],
+    ruleset: RuleSet,
+    px_per_mm: float | None = None,
+    baseline: RuleSet | None = None,
+) -> BacktestReport:
+    """Apply ``ruleset`` (and ``baseline``, if given) to every labelled image.
+
+    ``probabilities``: image id -> (K+1, H, W) float32; ``truths``: image id ->
+    "OK" | "NG". Only images in ``truths`` are judged.
+    """
+    t0 = time.perf_counter()
+    _check_truths(probabilities, truths)
+    verdicts = {
+        image_id: rules_verdict(
+            probabilities[image_id], classes=classes, ruleset=ruleset, px_per_mm=px_per_mm
+        )
+        for image_id in truths
+    }
+    confusion = _confusion(verdicts, truths)
+    escape, overkill = _rates(confusion)
+    changes: list[dict[str, str]] = []
+    baseline_summary = None
+    if baseline is not None:
+        before = {
+            image_id: rules_verdict(
+                probabilities[image_id], classes=classes, ruleset=baseline, px_per_mm=px_per_mm
+            )
+            for image_id in truths
+        }
+        changes = [
+            {"image_id": i, "before": before[i], "after": verdicts[i], "truth": truths[i]}
+            for i in truths
+            if before[i] != verdicts[i]
+        ]
+        base_confusion = _confusion(before, truths)
+        base_escape, base_overkill = _rates(base_confusion)
+        baseline_summary = {
+            "confusion": base_confusion,
+            "escape_rate": base_escape,
+            "overkill_rate": base_overkill,
+        }
+    return BacktestReport(
+        confusion=confusion,
+        escape_rate=escape,
+        overkill_rate=overkill,
+        n_images=len(truths),
+        verdicts=verdicts,
+        changes=changes,
+        baseline=baseline_summary,
+        timings={"total_ms": (time.perf_counter() - t0) * 1000},
+    )
+
+
+@dataclass
+class TuneResult:
+    """The tuner's proposal (not saved anywhere).
+
+    ``ruleset``: ``base`` with the proposed ``threshold`` and minimum blob
+    area ``min_area_px`` on rule ``rule_id`` (None only when nothing could be
+    tuned and the base has no blob_area rule); ``report``: its backtest against
+    ``base``; ``warning``: plain-language caveats (no NG or no OK examples...),
+    None when there are none.
+    """
+
+    ruleset: RuleSet
+    threshold: float
+    min_area_px: int | None
+    report: BacktestReport
+    warning: str | None
+    rule_id: str = TUNED_RULE_ID
+    escapes: int = 0
+    overkills: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _tuned_rule(base: RuleSet, rule_id: str | None, notes: list[str]) -> Rule | None:
+    candidates = [r for r in base.rules if r.type == "blob_area"]
+    if rule_id is not None:
+        for r in base.rules:
+            if r.id == rule_id:
+                if r.type != "blob_area":
+                    raise ValueError(
+                        f"rule {rule_id!r} is a {r.type} rule; only blob_area rules can be tuned"
+                    )
+                return r
+        raise ValueError(f"no rule {rule_id!r} in the base rule set")
+    if len(candidates) > 1:
+        others = ", ".join(repr(r.id) for r in candidates[1:])
+        notes.append(
+            f"tuned rule {candidates[0].id!r}, the first of {len(candidates)} blob_area rules; "
+            f"{others} kept as they are"
+        )
+    return candidates[0] if candidates else None
+
+
+def _base_min_area_px(rule: Rule | None, px_per_mm: float | None) -> int | None:
+    if rule is None:
+        return None
+    if rule.min_area_px is not None:
+        return rule.min_area_px
+    assert rule.min_area_mm2 is not None and px_per_mm
+    return max(1, math.ceil(rule.min_area_mm2 * px_per_mm**2 - 1e-9))
+
+
+def _with_rule(base: RuleSet, rule: Rule, min_area_px: int, px_per_mm: float | None) -> RuleSet:
+    if rule.min_area_mm2 is not None:
+        assert px_per_mm
+        new = replace(rule, min_area_mm2=min_area_px * (1.0 / px_per_mm**2))
+    else:
+        new = replace(rule, min_area_px=min_area_px)
+    rules = tuple(new if r.id == rule.id else r for r in base.rules)
+    if not any(r.id == rule.id for r in base.rules):
+        rules = (*rules, new)
+    return replace(base, rules=rules)
+
+
+@dataclass
+class _Table:
+    """Per image (rows) and threshold (columns), computed once."""
+
+    tuned_max: np.ndarray  # (n, T) int64: largest blob area the tuned rule sees
+    other_ng: np.ndarray  # (n, T) bool: another rule makes the image NG
+
+
+def _areas(
+    prep: Any, inspected: np.ndarray, rs: RuleSet, name: str, k: int, px_per_mm: float | None
+) -> np.ndarray:
+    """Areas (px) of the kept blobs of class ``name`` (index ``k``) under ``rs``."""
+    return _class_blobs(
+        prep,
+        k,
+        name,
+        rs.config_for(name),
+        inspected=inspected,
+        connectivity=rs.connectivity,
+        px_per_mm=px_per_mm,
+        measure=False,
+    ).areas
+
+
+def _same_config(a: RuleSet, b: RuleSet, classes: Sequence[str]) -> bool:
+    """Whether ``a`` and ``b`` differ only in the thresholds of ``classes``."""
+    return all(
+        replace(a.config_for(c), threshold=None) == replace(b.config_for(c), threshold=None)
+        for c in classes
+    )
+
+
+def _table(
+    probabilities: Mapping[str, np.ndarray],
+    image_ids: Sequence[str],
+    *,
+    classes: Sequence[str],
+    base: RuleSet,
+    rule: Rule,
+    thresholds: Sequence[float],
+    px_per_mm: float | None,
+) -> _Table:
+    n, n_t = len(image_ids), len(thresholds)
+    tuned_max = np.zeros((n, n_t), np.int64)
+    other_ng = np.zeros((n, n_t), bool)
+    affected = [c for c in classes if rule.applies_to(c)]
+    others = [r for r in base.rules if r.id != rule.id]
+    rulesets = [base.with_threshold(t, class_name=rule.class_name) for t in thresholds]
+    for i, image_id in enumerate(image_ids):
+        probs = probabilities[image_id]
+        prep = _prepare(probs)
+        inspected = regions_mask(base.regions, shape=probs.shape[1:])
+        inspected_area = int(inspected.sum())
+
+        fixed = {
+            name: _areas(prep, inspected, base, name, k, px_per_mm)
+            for k, name in enumerate(classes)
+            if name not in affected
+        }
+        # Masks are nested as the threshold rises: the same pixel count at two
+        # thresholds means the same mask, hence the same row of results.
+        candidates = np.isin(prep.winner, [classes.index(c) for c in affected]) & inspected
+        counts = [int((candidates & (prep.winner_prob >= t)).sum()) for t in thresholds]
+        for j, rs in enumerate(rulesets):
+            if j and counts[j] == counts[j - 1] and _same_config(rs, rulesets[j - 1], affected):
+                tuned_max[i, j], other_ng[i, j] = tuned_max[i, j - 1], other_ng[i, j - 1]
+                continue
+            areas = dict(fixed)
+            for k, name in enumerate(classes):
+                if name in affected:
+                    areas[name] = _areas(prep, inspected, rs, name, k, px_per_mm)
+            seen = [areas[c] for c in affected if areas[c].size]
+            tuned_max[i, j] = max((int(a.max()) for a in seen), default=0)
+            ordered = {c: areas[c] for c in classes}
+            other_ng[i, j] = any(
+                _rule_evaluate(
+                    r, ordered, None, inspected_area=inspected_area, px_per_mm=px_per_mm
+                )[0].triggered
+                for r in others
+            )
+    return _Table(tuned_max=tuned_max, other_ng=other_ng)
+
+
+@dataclass
+class _Best:
+    escapes: int
+    overkills: int
+    lo: int
+    hi: float  # inclusive; math.inf when unbounded
+    min_area: int
+
+    @property
+    def margin(self) -> float:
+        """Width of the optimal area range, as a log ratio (scale-free)."""
+        return math.inf if math.isinf(self.hi) else math.log((self.hi + 1) / self.lo)
+
+
+def _best_min_area(
+    tuned_max: np.ndarray, other_ng: np.ndarray, is_ng: np.ndarray, base_min_area: int | None
+) -> _Best:
+    """Optimal minimum area for one threshold, exactly.
+
+    Escapes grow and overkills shrink as the minimum area grows, and both only
+    change at (some image's largest area) + 1, so evaluating those points finds
+    the whole optimal range [lo, hi]; the proposal is its geometric middle
+    (areas are compared by ratio), or, when the range is unbounded above, the
+    base value if it is in range, else lo.
+    """
+    change = np.unique(np.concatenate([[1], tuned_max[tuned_max > 0] + 1]))
+    pred = other_ng[None, :] | (tuned_max[None, :] >= change[:, None])
+    escapes = (is_ng[None, :] & ~pred).sum(axis=1)
+    overkills = (~is_ng[None, :] & pred).sum(axis=1)
+    order = np.lexsort((overkills, escapes))
+    best = order[0]
+    optimal = (escapes == escapes[best]) & (overkills == overkills[best])
+    idx = np.flatnonzero(optimal)
+    lo = int(change[idx[0]])
+    last = idx[-1]
+    hi = math.inf if last == len(change) - 1 else int(change[last + 1]) - 1
+    if math.isinf(hi):
+        a = base_min_area if base_min_area is not None and base_min_area >= lo else lo
+    else:
+        a = int(round(math.sqrt(lo * hi)))
+        a = min(max(a, lo), int(hi))
+    return _Best(
+        escapes=int(escapes[best]), overkills=int(overkills[best]), lo=lo, hi=hi, min_area=a
+    )
+
+
+def rules_tune(
+    probabilities: Mapping[str, np.ndarray],
+    truths: Mapping[str, str],
+    *,
+    classes: Sequence[str],
+    base: RuleSet,
+    px_per_mm: float | None = None,
+    rule_id: str | None = None,
+    thresholds: Sequence[float] | None = None,
+) -> TuneResult:
+    """Propose a threshold and minimum blob area from labelled images.
+
+    Tunes one ``blob_area`` rule (``rule_id``, else the base's first; one is
+    added for class "*" if the base has none) together with the threshold of
+    the class(es) it covers. Minimises escapes first, then overkill; among
+    equally good proposals prefers the widest range of optimal minimum areas
+    (as a ratio), then the threshold in the middle of those with that range
+    (the lower one on a tie), and the geometric middle of that area range. Every other rule and
+    setting of ``base`` is kept and still counts in the verdicts.
+
+    With no NG image escapes cannot be measured, so the base values are kept
+    (optimising overkill alone would propose "never NG"), and ``warning`` says
+    so; with no OK image overkill cannot be measured, and ``warning`` says that
+    too. ``thresholds``: grid to search (default 0.05, 0.10, ... 0.95, plus the
+    base threshold).
+    """
+    t0 = time.perf_counter()
+    _check_truths(probabilities, truths)
+    if not truths:
+        raise ValueError("no labelled images: label some images OK or NG first")
+    ruleset_check_context(base, classes=classes, px_per_mm=px_per_mm)
+    notes: list[str] = []
+    rule = _tuned_rule(base, rule_id, notes)
+    if rule is None:
+        rule = Rule(
+            id=TUNED_RULE_ID,
+            type="blob_area",
+            class_name=ANY_CLASS,
+            severity="major",
+            min_area_px=1,
+        )
+        while any(r.id == rule.id for r in base.rules):
+            rule = replace(rule, id=rule.id + "-1")
+        base_min_area = None
+        notes.append(
+            f"the base rule set has no blob_area rule; proposed a new one, {rule.id!r}, for any class"
+        )
+    else:
+        base_min_area = _base_min_area_px(rule, px_per_mm)
+    base_threshold = (
+        base.default.threshold
+        if rule.class_name == ANY_CLASS
+        else base.config_for(rule.class_name).threshold
+    )
+    image_ids = list(truths)
+    is_ng = np.array([truths[i] == "NG" for i in image_ids], bool)
+    n_ng, n_ok = int(is_ng.sum()), int((~is_ng).sum())
+
+    if n_ng == 0:
+        notes.insert(
+            0,
+            f"no NG (defective) images are labelled, so escapes cannot be measured; "
+            f"kept the base threshold {base_threshold:g} and minimum area "
+            f"{base_min_area if base_min_area is not None else 'unset'} instead of tuning on OK images alone. "
+            f"Label some defective images to tune",
+        )
+        report = backtest_run(
+            probabilities, truths, classes=classes, ruleset=base, px_per_mm=px_per_mm, baseline=base
+        )
+        return TuneResult(
+            ruleset=base,
+            threshold=float(base_threshold),
+            min_area_px=base_min_area,
+            report=report,
+            warning="; ".join(notes),
+            rule_id=rule.id,
+            escapes=report.confusion["fn"],
+            overkills=report.confusion["fp"],
+            timings={"total_ms": (time.perf_counter() - t0) * 1000},
+        )
+    if n_ok == 0:
+        notes.insert(
+            0,
+            "no OK (good) images are labelled, so overkill (good parts judged NG) cannot be measured; "
+            "the proposal only minimises escapes. Label some good images to check it",
+        )
+
+    grid = sorted(
+        {float(t) for t in (thresholds if thresholds is not None else DEFAULT_THRESHOLDS)}
+        | {float(base_threshold)}
+    )
+    if any(not 0.0 <= t <= 1.0 for t in grid):
+        raise ValueError("thresholds must lie in [0, 1]")
+    t1 = time.perf_counter()
+    table = _table(
+        probabilities,
+        image_ids,
+        classes=classes,
+        base=base,
+        rule=rule,
+        thresholds=grid,
+        px_per_mm=px_per_mm,
+    )
+    t2 = time.perf_counter()
+    bests = [
+        _best_min_area(table.tuned_max[:, j], table.other_ng[:, j], is_ng, base_min_area)
+        for j in range(len(grid))
+    ]
+    top = min((b.escapes, b.overkills) for b in bests)
+    tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
+    widest = max(round(bests[j].margin, 2) for j in tied)
+    widest_js = [j for j in tied if round(bests[j].margin, 2) == widest]
+    middle = (grid[widest_js[0]] + grid[widest_js[-1]]) / 2
+    j = min(widest_js, key=lambda j: (round(abs(grid[j] - middle), 9), grid[j]))
+    threshold, best = grid[j], bests[j]
+
+    proposal = _with_rule(
+        base.with_threshold(threshold, class_name=rule.class_name), rule, best.min_area, px_per_mm
+    )
+    report = backtest_run(
+        probabilities, truths, classes=classes, ruleset=proposal, px_per_mm=px_per_mm, baseline=base
+    )
+    if best.escapes:
+        notes.append(
+            f"{best.escapes} NG image(s) escape with every threshold and minimum area tried "
+            f"(their defects are not detected); retrain or relabel them"
+        )
+    return TuneResult(
+        ruleset=proposal,
+        threshold=threshold,
+        min_area_px=best.min_area,
+        report=report,
+        warning="; ".join(notes) if notes else None,
+        rule_id=rule.id,
+        escapes=best.escapes,
+        overkills=best.overkills,
+        timings={
+            "table_ms": (t2 - t1) * 1000,
+            "search_ms": (time.perf_counter() - t2) * 1000,
+            "total_ms": (time.perf_counter() - t0) * 1000,
+        },
+    )
