@@ -5,7 +5,8 @@ Pipeline, per class k (classes in model order):
 1. a pixel is class k when the argmax over the defect classes (background
    excluded) is k and its probability >= k's threshold;
 2. pixels outside the inspection regions (or inside ignore zones) are dropped,
-   before and after morphology (so dilation cannot grow into an ignore zone);
+   before morphology and after every step (so dilation cannot grow into an
+   ignore zone, and areas count inspected pixels only);
 3. the class's morphology steps run in order;
 4. connected components (4- or 8-connected) become blobs, measured with
    ``skimage.measure.regionprops``; blobs failing a filter are discarded.
@@ -219,7 +220,7 @@ def _class_blobs(
     while steps and steps[-1].op == "remove_small":
         min_area = max(min_area, steps.pop().min_area)
     if steps:
-        mask = morphology_apply(mask, steps, connectivity=connectivity) & inspected[window]
+        mask = morphology_apply(mask, steps, connectivity=connectivity, within=inspected[window])
     labels, n = components_label(mask, connectivity=connectivity)
     all_areas = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64)
     ids = np.arange(1, n + 1)

@@ -106,10 +106,21 @@ def fill_holes(mask: np.ndarray, *, max_area: int, connectivity: int) -> np.ndar
 
 
 def morphology_apply(
-    mask: np.ndarray, steps: Sequence[MorphologyStep], *, connectivity: int
+    mask: np.ndarray,
+    steps: Sequence[MorphologyStep],
+    *,
+    connectivity: int,
+    within: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Run ``steps`` in order on an (H, W) bool mask; returns a new (H, W) bool mask."""
+    """Run ``steps`` in order on an (H, W) bool mask; returns a new (H, W) bool mask.
+
+    ``within``: (H, W) bool; when given, the mask is cut to it after every step
+    (so a dilation cannot grow into an ignore zone and areas are measured
+    inside the inspected area).
+    """
     out = np.asarray(mask, dtype=bool)
+    if within is not None:
+        out = out & within
     for step in steps:
         if step.op == "opening":
             out = open_(out, radius=step.radius)
@@ -125,4 +136,6 @@ def morphology_apply(
             out = remove_small(out, min_area=step.min_area, connectivity=connectivity)
         else:  # pragma: no cover - the schema rejects unknown ops
             raise ValueError(f"unknown morphology op {step.op!r}")
+        if within is not None:
+            out &= within
     return out

@@ -359,3 +359,36 @@ def test_polygon_mask_pixel_centres():
     assert m.astype(int).tolist() == [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]]
     outside = polygon_mask(((10, 10), (20, 10), (20, 20)), shape=(4, 4))
     assert not outside.any()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_windowed_blobs_equal_whole_image_processing(seed, connectivity):
+    """Blobs are worked out in a window around the mask; the result must not change."""
+    from prompting.rules.morphology import components_label, morphology_apply
+    from prompting.rules.regions import regions_mask
+
+    rng = np.random.default_rng(seed)
+    m = np.zeros((30, 40), bool)
+    m[8:20, 10:25] = rng.random((12, 15)) < 0.6
+    data = {
+        "connectivity": connectivity,
+        "default": {
+            "threshold": 0.5,
+            "morphology": [
+                {"op": "closing", "radius": 2},
+                {"op": "fill_holes", "max_area": 6},
+                {"op": "erosion", "radius": 1},
+                {"op": "dilation", "radius": 3},
+                {"op": "remove_small", "min_area": 4},
+            ],
+        },
+        "regions": {"ignore": [[[0, 0], [40, 0], [40, 10], [0, 10]]]},
+    }
+    rs = ruleset_validate(data)
+    d = rules_apply(_probs(m, np.zeros_like(m)), classes=CLASSES, ruleset=rs)
+    inspected = regions_mask(rs.regions, shape=m.shape)
+    full = morphology_apply(m, rs.default.morphology, connectivity=connectivity, within=inspected)
+    labels, n = components_label(full, connectivity=connectivity)
+    np.testing.assert_array_equal(d.label_map == 1, labels > 0)
+    assert len(d.blobs) == n
