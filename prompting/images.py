@@ -17,7 +17,9 @@ Decisions (pinned by tests):
 
 - Multi-frame files (animated PNG, multi-page TIFF) are **rejected**, not
   silently cut to their first frame: which frame the user meant is ambiguous,
-  and inspecting the wrong one would be a silent error.
+  and inspecting the wrong one would be a silent error. The exception is a
+  JPEG with a Multi-Picture (MPO) extension, as phone cameras write: its first
+  image is by definition the photo, so that one is used.
 - 16-bit images are scaled by a power-of-two range, never per image min..max:
   see :func:`image_to_rgb8`.
 """
@@ -78,7 +80,7 @@ _CONVERT_MODES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DecodedImage:
     """A decoded, validated image.
 
@@ -172,6 +174,11 @@ def _open_checked(raw: bytes, *, max_pixels: int) -> Image.Image:
             raise ImageError(f"corrupt image header: {exc}") from exc
 
         fmt = img.format or "?"
+        multi_picture = fmt == "MPO"
+        if multi_picture:
+            # A JPEG with a Multi-Picture extension (most phone cameras): the
+            # first image is the photo, the others are previews or depth maps.
+            fmt = "JPEG"
         if sniffed is not None and sniffed != fmt:
             raise ImageError(
                 f"file content looks like {sniffed} but decodes as {fmt} (polyglot file?)"
@@ -186,7 +193,7 @@ def _open_checked(raw: bytes, *, max_pixels: int) -> Image.Image:
                 f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
             )
         n_frames = getattr(img, "n_frames", 1)
-        if n_frames > 1:
+        if n_frames > 1 and not multi_picture:
             raise ImageError(
                 f"{fmt} has {n_frames} frames (animated or multi-page); upload a single-frame image"
             )

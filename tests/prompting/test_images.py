@@ -260,6 +260,16 @@ def test_multi_frame_is_rejected(fmt):
         image_decode(data)
 
 
+def test_multi_picture_jpeg_uses_the_primary_image():
+    primary = Image.fromarray(np.full((8, 12, 3), 200, np.uint8))
+    preview = Image.fromarray(np.zeros((4, 6, 3), np.uint8))
+    data = _encode(primary, "MPO", save_all=True, append_images=[preview])
+    img = image_decode(data)
+    assert img.format == "JPEG"
+    assert img.pixels.shape == (8, 12, 3)
+    assert abs(int(img.pixels[4, 6, 0]) - 200) <= 2
+
+
 def test_decode_rejects_float_tiff():
     data = _encode(Image.fromarray(np.zeros((2, 2), np.float32)), "TIFF")
     with pytest.raises(ImageError, match="float"):
