@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from inspection.errors import Conflict, InvalidInput
-from inspection.models import Membership, Project, Role
+from inspection.models import Inspection, Membership, Project, Role
 from inspection.storage import prefix_delete, project_prefix
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -129,7 +129,9 @@ def project_delete(*, project: Project) -> None:
     """Delete the project, its rows and every file under its storage prefix."""
     prefix = project_prefix(project.id)
     with transaction.atomic():
-        # inspections are immutable one by one, but go with their project (cascade)
+        # inspections are immutable one by one, but go with their project; they
+        # PROTECT their model version and rule set, so they must go first
+        Inspection.objects.filter(project=project).delete()
         project.delete()
     transaction.on_commit(lambda: prefix_delete(prefix))
 
