@@ -47,7 +47,10 @@ def _project(request, pk, need: str = READ):
 
 
 def _paginate(view: APIView, request, qs, serializer_cls, **context):
-    paginator = view.pagination_class() if view.pagination_class else None
+    from rest_framework.settings import api_settings
+
+    cls = api_settings.DEFAULT_PAGINATION_CLASS
+    paginator = cls() if cls else None
     context = {"request": request, **context}
     if paginator is None:
         return Response(serializer_cls(qs, many=True, context=context).data)

@@ -1,0 +1,19 @@
+"""Settings for the test suite: the real settings with test-only defaults.
+
+``INSPECTION_TEST_BACKEND=embedded`` (default): SQLite and eager Celery.
+``INSPECTION_TEST_BACKEND=services``: DATABASE_URL / CELERY_BROKER_URL from the
+environment (PostgreSQL, Redis) and a real worker started by the tests.
+Files and caches go to a fresh temporary VAR_DIR shared with that worker.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
+if os.environ.get("INSPECTION_TEST_BACKEND", "embedded") != "services":
+    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="inspection-test-"))
+
+from inspection.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users

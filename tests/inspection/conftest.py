@@ -1,0 +1,159 @@
+"""Fixtures for the service tests.
+
+Two modes, chosen by ``INSPECTION_TEST_BACKEND``:
+
+- ``embedded`` (default): SQLite in memory and eager Celery; a job runs inside
+  the request that starts it (after commit).
+- ``services``: PostgreSQL (``DATABASE_URL``) and a real Celery worker process
+  over Redis (``CELERY_BROKER_URL``), started once per session against
+  pytest-django's test database. Tests that enqueue use ``transactional_db``
+  so the worker sees committed rows, and wait on the Job row. Under
+  ``CI=true`` an unreachable PostgreSQL or Redis is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inspection.test_settings")
+
+REPO = Path(__file__).resolve().parents[2]
+MODE = os.environ.get("INSPECTION_TEST_BACKEND", "embedded")
+SERVICES = MODE == "services"
+PASSWORD = "a-long-test-password-1"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (required when CI=true)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _services_check():
+    """In services mode, PostgreSQL and Redis must be there (CI: or fail)."""
+    if not SERVICES:
+        return
+    db_url = os.environ.get("DATABASE_URL", "")
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not db_url.startswith("postgres") or not _reachable(db_url, 5432):
+        _unavailable(f"services mode needs PostgreSQL at DATABASE_URL={db_url!r}")
+    if not broker.startswith(("redis", "amqp")) or not _reachable(broker, 6379):
+        _unavailable(f"services mode needs Redis/RabbitMQ at CELERY_BROKER_URL={broker!r}")
+
+
+@pytest.fixture(autouse=True)
+def _clear_throttles():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tiny_sam_checkpoint):
+    """A real Celery worker process (services mode), or None (eager mode).
+
+    The worker reads the same test database (pytest-django's ``test_...``),
+    VAR_DIR and broker, and knows the tiny SAM checkpoint.
+    """
+    if not SERVICES:
+        yield None
+        return
+    from django.conf import settings
+    from django.db import connection
+
+    from inspection.celery import app
+
+    with django_db_blocker.unblock():
+        db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "inspection.settings",
+        "DATABASE_URL": url,
+        "VAR_DIR": str(settings.VAR_DIR),
+        "STORAGE_ROOT": str(settings.MEDIA_ROOT),
+        "FEATURE_CACHE_DIR": str(settings.FEATURE_CACHE_DIR),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "SAM_MODEL_TYPE": tiny_sam_checkpoint.model_type,
+        "SAM_CHECKPOINT": tiny_sam_checkpoint.checkpoint,
+        "JOB_STALE_AFTER": "3600",
+        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests' / 'inspection'}",
+    }
+    app.control.purge()
+    log_path = Path(settings.VAR_DIR) / "worker.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "inspection", "worker", "-Q", "embed,default,webhooks",
+         "--pool=solo", "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--include=worker_setup",
+         "-n", f"test-{os.getpid()}@%h"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"celery worker exited with {proc.returncode}; log:\n{log_path.read_text()[-4000:]}")
+        if app.control.ping(timeout=1.0):
+            break
+    else:
+        proc.terminate()
+        pytest.fail(f"celery worker did not answer within 90 s; log:\n{log_path.read_text()[-4000:]}")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+@pytest.fixture
+def jobs_db(transactional_db, celery_worker):
+    """The database fixture for tests that enqueue jobs (committed rows in both modes)."""
+    return celery_worker
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str):
+        return django_user_model.objects.create_user(username=username, password=PASSWORD)
+
+    return make
+
+
+@pytest.fixture
+def api_for():
+    """``api_for(user)``: an APIClient authenticated with the user's token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make

@@ -1,0 +1,80 @@
+"""Helpers shared by the service tests (imported as ``svc_helpers``)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATASETS = REPO / ".." / "shared" / "datasets"
+MAGNETIC = DATASETS / "magnetic_tile"
+JOB_TIMEOUT = float(os.environ.get("INSPECTION_TEST_JOB_TIMEOUT", "240"))
+
+
+def job_wait(job_id, timeout: float = JOB_TIMEOUT):
+    """Poll the Job row until it reaches a final state (bounded)."""
+    from inspection.models import Job
+
+    from django.conf import settings
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        timeout = 0  # eager: the job ran inside the request that queued it
+    deadline = time.monotonic() + timeout
+    while True:
+        job = Job.objects.get(id=job_id)
+        if job.state in Job.FINAL_STATES:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job.state} after {timeout} s: {job.message}")
+        time.sleep(0.2)
+
+
+def project_jobs_wait(project_id, timeout: float = JOB_TIMEOUT) -> None:
+    """Wait until no job of the project is queued or running."""
+    from inspection.models import Job
+
+    from django.conf import settings
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        timeout = 0
+    deadline = time.monotonic() + timeout
+    while Job.objects.filter(project_id=project_id, state__in=Job.ACTIVE_STATES).exists():
+        if time.monotonic() > deadline:
+            raise AssertionError("project jobs did not finish in time")
+        time.sleep(0.2)
+
+
+def magnetic_rows() -> list[dict]:
+    manifest = MAGNETIC / "manifest.csv"
+    if not manifest.exists():
+        pytest.skip(f"dataset missing: {manifest}")
+    with open(manifest, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def magnetic_pick(n_defect: int, n_free: int, *, seed: int = 0, max_pixels: int = 90_000) -> list[dict]:
+    """A seeded pick of small magnetic-tile images: some with defects, some free."""
+    rows = [r for r in magnetic_rows() if int(r["width"]) * int(r["height"]) <= max_pixels]
+    rng = random.Random(seed)
+    defect = [r for r in rows if r["defect"] == "1"]
+    free = [r for r in rows if r["defect"] == "0"]
+    rng.shuffle(defect)
+    rng.shuffle(free)
+    return defect[:n_defect] + free[:n_free]
+
+
+def image_path(row: dict) -> Path:
+    matches = sorted((MAGNETIC / "images").glob(f"{row['id']}.*"))
+    assert matches, f"no image for {row['id']}"
+    return matches[0]
+
+
+def mask_path(row: dict) -> Path:
+    matches = sorted((MAGNETIC / "masks").glob(f"{row['id']}.*"))
+    assert matches, f"no mask for {row['id']}"
+    return matches[0]

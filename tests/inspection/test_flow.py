@@ -1,0 +1,266 @@
+"""The whole product flow through the REST API, as an engineer and an operator would do it.
+
+Runs on SQLite with eager Celery by default, and on PostgreSQL with a real
+Celery worker over Redis with INSPECTION_TEST_BACKEND=services.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from svc_helpers import image_path, job_wait, magnetic_pick, mask_path, project_jobs_wait
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _defect_stroke(mask: np.ndarray) -> dict:
+    """A stroke along the largest defect region: points ordered on its main axis."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    region = labels == (int(np.argmax(sizes)) + 1)
+    ys, xs = np.nonzero(region)
+    pts = np.stack([xs, ys], axis=1).astype(float)
+    centred = pts - pts.mean(axis=0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0] if len(pts) > 1 else np.array([1.0, 0.0])
+    order = np.argsort(centred @ axis)
+    picks = pts[order][np.linspace(0, len(order) - 1, min(8, len(order))).astype(int)]
+    return {"kind": "stroke", "label": "defect", "points": picks.tolist(), "radius": 1}
+
+
+def _background_strokes(mask: np.ndarray, n: int = 2) -> list[dict]:
+    """Horizontal strokes on rows at least 12 px away from any defect."""
+    from scipy import ndimage
+
+    h, w = mask.shape
+    near = ndimage.binary_dilation(mask, iterations=12) if mask.any() else mask
+    rows = [y for y in range(8, h - 8) if not near[y].any()]
+    picks = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, n)] if rows else []
+    return [
+        {"kind": "stroke", "label": "background", "points": [[4, y], [w - 5, y]], "radius": 2}
+        for y in picks
+    ]
+
+
+def _upload(client, pid, rows, **extra):
+    files = [open(image_path(r), "rb") for r in rows]
+    masks = [open(mask_path(r), "rb") for r in rows]
+    try:
+        return client.post(
+            f"/api/v1/projects/{pid}/images/",
+            {"file": files, "mask": masks, **extra},
+            format="multipart",
+        )
+    finally:
+        for f in files + masks:
+            f.close()
+
+
+def test_full_flow(jobs_db, make_user, api_for, settings):
+    owner = make_user("engineer1")
+    client = api_for(owner)
+    rows = magnetic_pick(7, 3, seed=1)
+    extra_rows = magnetic_pick(9, 5, seed=1)[7:9] + magnetic_pick(7, 5, seed=1)[10:12]
+
+    # create a project
+    r = client.post(
+        "/api/v1/projects/",
+        {"name": "tiles", "classes": [{"name": "defect", "colour": "#ff0000"}], "cold_start_min": 10},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    pid = r.json()["id"]
+    assert r.json()["role"] == "owner"
+
+    # cold start: 9 images are not enough
+    r = _upload(client, pid, rows[:9])
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert body["created"] == 9 and body["duplicates"] == 0
+    assert body["cold_start"]["remaining"] == 1
+    assert "add 1 more" in body["cold_start"]["message"]
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 409
+    assert "cold start" in r.json()["detail"]
+
+    # the tenth image, and a duplicate of the first
+    r = _upload(client, pid, rows[9:])
+    assert r.status_code == 201 and r.json()["cold_start"]["ready"] is True
+    r = _upload(client, pid, rows[:1])
+    assert r.status_code == 200 and r.json()["duplicates"] == 1
+    assert r.json()["images"][0]["duplicate"] is True
+
+    r = client.get(f"/api/v1/projects/{pid}/images/")
+    images = r.json()["results"]
+    assert r.json()["count"] == 10
+    assert {im["verdict"] for im in images} == {"OK", "NG"}
+    # stored under server names, the client name kept as metadata
+    assert images[0]["original_name"].startswith(rows[0]["id"])
+
+    # no strokes yet: refused with every reason
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 409
+    assert "no strokes for class 'defect'" in r.json()["detail"]
+    assert "no background strokes" in r.json()["detail"]
+
+    # paint strokes
+    by_name = {im["original_name"].rsplit(".", 1)[0]: im for im in images}
+    n_prompts = 0
+    for row in rows:
+        im = by_name[row["id"]]
+        mask = np.asarray(PILImage.open(mask_path(row))) > 0
+        prompts = _background_strokes(mask)
+        if mask.any():
+            prompts.append(_defect_stroke(mask))
+        for p in prompts:
+            r = client.post(f"/api/v1/images/{im['id']}/prompts/", p, format="json")
+            assert r.status_code == 201, r.content
+            n_prompts += 1
+    # an invalid prompt names its field
+    r = client.post(
+        f"/api/v1/images/{images[0]['id']}/prompts/",
+        {"kind": "stroke", "label": "defect", "points": [[1e9, 3]], "radius": 2},
+        format="json",
+    )
+    assert r.status_code == 400
+    assert any(k.startswith("points") for k in r.json()["errors"])
+    # delete one prompt (soft) and paint it again
+    r = client.get(f"/api/v1/images/{images[0]['id']}/prompts/")
+    first = r.json()["results"][0]
+    assert client.delete(f"/api/v1/prompts/{first['id']}/").status_code == 204
+    payload = {k: first[k] for k in ("kind", "label", "points", "radius")}
+    assert client.post(f"/api/v1/images/{images[0]['id']}/prompts/", payload, format="json").status_code == 201
+
+    # train → 202 with the job; the job trains and predicts every image
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 202, r.content
+    job_id = r.json()["job"]["id"]
+    job = job_wait(job_id)
+    assert job.state == "succeeded", (job.message, job.error)
+    r = client.get(f"/api/v1/jobs/{job_id}/")
+    assert r.status_code == 200
+    jb = r.json()
+    assert jb["progress"] == 100 and jb["result"]["deployed"] is True
+    assert jb["result"]["n_predictions"] == 10
+    assert "deployed" in jb["message"]
+    assert jb["timings"]["total_s"] > 0
+
+    # the model version records its exact inputs and metrics
+    r = client.get(f"/api/v1/projects/{pid}/models/")
+    models = r.json()["results"]
+    assert len(models) == 1 and models[0]["deployed"] is True
+    mv = models[0]
+    assert len(mv["prompt_ids"]) == n_prompts  # one deleted, one re-added
+    assert first["id"] not in mv["prompt_ids"]
+    assert {i["id"] for i in mv["images"]} <= {im["id"] for im in images}
+    for key in ("iou", "escape_rate", "overkill_rate", "loo_iou"):
+        assert key in mv["metrics"]
+    assert mv["metrics"]["n_ground_truth"] == 10
+
+    # predictions for every image
+    project_jobs_wait(pid)
+    r = client.get(f"/api/v1/projects/{pid}/predictions/")
+    preds = r.json()["results"]
+    assert len(preds) == 10
+    for p in preds:
+        assert p["verdict"] in ("OK", "NG")
+        assert isinstance(p["reasons"], list) and isinstance(p["blobs"], list)
+    r = client.get(preds[0]["overlay_url"])
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert r["X-Content-Type-Options"] == "nosniff"
+    assert r["Content-Disposition"].startswith("inline")
+    r = client.get(f"/api/v1/images/{images[0]['id']}/overlay/")
+    assert r.status_code == 200
+    r = client.get(f"/api/v1/images/{images[0]['id']}/file/?download=1")
+    assert r.status_code == 200 and r["Content-Disposition"].startswith("attachment")
+    assert client.get(f"/api/v1/images/{images[0]['id']}/thumbnail/").status_code == 200
+
+    # rules: read, reject an invalid edit with field errors, save a new version
+    r = client.get(f"/api/v1/projects/{pid}/rules/")
+    assert r.status_code == 200 and r.json()["version"] == 1
+    rules = r.json()["rules"]
+    bad = copy.deepcopy(rules)
+    bad["connectivity"] = 5
+    r = client.put(f"/api/v1/projects/{pid}/rules/", bad, format="json")
+    assert r.status_code == 400 and "connectivity" in r.json()["errors"]
+    new = copy.deepcopy(rules)
+    new["rules"][0]["min_area_px"] = 60
+
+    # backtest the candidate against the active rules, then tune
+    r = client.post(f"/api/v1/projects/{pid}/rules/backtest/", {"rules": new}, format="json")
+    assert r.status_code == 200, r.content
+    report = r.json()
+    assert set(report["confusion"]) == {"tp", "fp", "tn", "fn"}
+    assert sum(report["confusion"].values()) == 10
+    assert "escape_rate" in report and "overkill_rate" in report and "changes" in report
+    r = client.post(f"/api/v1/projects/{pid}/rules/tune/")
+    assert r.status_code == 200, r.content
+    assert "rules" in r.json() and "warning" in r.json()
+
+    r = client.put(f"/api/v1/projects/{pid}/rules/", {"rules": new, "note": "bigger blobs"}, format="json")
+    assert r.status_code == 200, r.content
+    assert r.json()["version"] == 2 and r.json()["active"] is True
+    project_jobs_wait(pid)
+    r = client.get(f"/api/v1/projects/{pid}/predictions/")
+    assert {p["rules_version"] for p in r.json()["results"]} == {2}
+
+    # deploy (again) explicitly
+    r = client.post(f"/api/v1/models/{mv['id']}/deploy/")
+    assert r.status_code == 200 and r.json()["deployed"] is True
+    project_jobs_wait(pid)
+
+    # an operator inspects a new image synchronously
+    operator = make_user("operator1")
+    r = client.post(f"/api/v1/projects/{pid}/members/", {"username": "operator1", "role": "operator"}, format="json")
+    assert r.status_code == 201
+    line = api_for(operator)
+    with open(image_path(extra_rows[0]), "rb") as f:
+        r = line.post(
+            f"/api/v1/projects/{pid}/inspect/",
+            {"file": f, "station": "line-1", "part_id": "P-0001"},
+            format="multipart",
+        )
+    assert r.status_code == 200, r.content
+    ins = r.json()
+    assert ins["verdict"] in ("OK", "NG")
+    assert ins["model_version"] == mv["id"] and ins["rules_version"] == 2
+    assert ins["timings"]["engine_ms"] > 0 and ins["latency_ms"] >= ins["timings"]["engine_ms"]
+    # the operator can't train or change rules
+    assert line.post(f"/api/v1/projects/{pid}/train/").status_code == 403
+    assert line.put(f"/api/v1/projects/{pid}/rules/", new, format="json").status_code == 403
+
+    # many images → a batch job; results exported
+    files = [open(image_path(r_), "rb") for r_ in extra_rows[1:3]]
+    try:
+        r = line.post(f"/api/v1/projects/{pid}/inspect/", {"file": files, "station": "line-2"}, format="multipart")
+    finally:
+        for f in files:
+            f.close()
+    assert r.status_code == 202, r.content
+    batch = job_wait(r.json()["job"]["id"])
+    assert batch.state == "succeeded", batch.error
+    assert batch.result["n_images"] == 2
+
+    # the production log
+    r = line.get(f"/api/v1/projects/{pid}/inspections/")
+    assert r.json()["count"] == 3
+    r = line.get(f"/api/v1/projects/{pid}/inspections/?station=line-1")
+    assert r.json()["count"] == 1 and r.json()["results"][0]["part_id"] == "P-0001"
+    r = line.get(f"/api/v1/projects/{pid}/inspections/?verdict={ins['verdict']}")
+    assert r.json()["count"] >= 1
+    r = line.get(f"/api/v1/projects/{pid}/inspections/export/?format=csv&job={batch.id}")
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
+    assert len(list(csv.DictReader(io.StringIO(r.content.decode())))) == 2
+    r = line.get(f"/api/v1/projects/{pid}/inspections/export/?format=json")
+    assert len(json.loads(r.content)) == 3
+    # inspections are immutable: no write method
+    assert line.patch(f"/api/v1/inspections/{ins['id']}/", {"verdict": "OK"}, format="json").status_code == 405
+    assert client.delete(f"/api/v1/inspections/{ins['id']}/").status_code == 405
