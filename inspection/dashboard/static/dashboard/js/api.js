@@ -24,7 +24,10 @@ export function errorText(body) {
   if (typeof body === "string") return body;
   if (Array.isArray(body)) return body.map(errorText).filter(Boolean).join("; ");
   if (typeof body === "object") {
-    if (body.detail) return errorText(body.detail);
+    if (body.detail) {
+      const fields = body.errors && typeof body.errors === "object" ? errorText(body.errors) : "";
+      return fields ? `${errorText(body.detail)}: ${fields}` : errorText(body.detail);
+    }
     if (body.error && typeof body.error === "string") return body.error;
     if (body.message && typeof body.message === "string") return body.message;
     return Object.entries(body)

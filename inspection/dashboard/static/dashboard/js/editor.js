@@ -247,10 +247,10 @@ async function showSamMask(res, label) {
   const octx = off.getContext("2d");
   const data = octx.createImageData(W, H);
   let mask = null;
-  if (res.mask_rle || (res.mask && typeof res.mask === "object" && res.mask.counts)) {
-    mask = rleDecode(res.mask_rle || res.mask, W * H);
+  if (!res.mask_png && res.rle) {
+    mask = rleDecode(res.rle, W * H);
   } else {
-    const src = res.mask_png || res.mask_url || res.mask;
+    const src = res.mask_png;
     if (typeof src !== "string") return;
     const img = await loadImage(src.startsWith("data:") || src.startsWith("/") || src.startsWith("http") ? src : `data:image/png;base64,${src}`);
     const t = document.createElement("canvas"); t.width = W; t.height = H;
@@ -264,18 +264,13 @@ async function showSamMask(res, label) {
   state.samMask = off;
   draw();
 }
-// COCO-style uncompressed RLE: {size:[h,w], counts:[...]} column-major, starting with zeros
+// {size: [H, W], counts: [...]}: row-major run lengths starting with a run of 0s
 function rleDecode(rle, n) {
   const out = new Uint8Array(n);
-  const counts = rle.counts || rle;
-  const [hh, ww] = rle.size || [H, W];
-  const colMajor = rle.order !== "C";
   let idx = 0, val = 0;
-  for (const c of counts) {
-    for (let k = 0; k < c; k++, idx++) {
-      if (!val) continue;
-      if (colMajor) { const x = Math.floor(idx / hh), y = idx % hh; out[y * ww + x] = 1; } else out[idx] = 1;
-    }
+  for (const c of rle.counts) {
+    if (val) out.fill(1, idx, Math.min(n, idx + c));
+    idx += c;
     val = 1 - val;
   }
   return out;

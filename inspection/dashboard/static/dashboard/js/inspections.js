@@ -12,8 +12,8 @@ function query() {
   const f = new FormData(form);
   if (f.get("verdict")) q.set("verdict", f.get("verdict"));
   if (f.get("station")) q.set("station", f.get("station").trim());
-  if (f.get("since")) q.set("since", new Date(f.get("since")).toISOString());
-  if (f.get("until")) q.set("until", new Date(f.get("until")).toISOString());
+  if (f.get("since")) q.set("created_after", new Date(f.get("since")).toISOString());
+  if (f.get("until")) q.set("created_before", new Date(f.get("until")).toISOString());
   q.set("page_size", "500");
   return q;
 }
@@ -56,17 +56,12 @@ async function load() {
   render();
 }
 
-function csvCell(v) {
-  const s = v == null ? "" : String(v);
-  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;   // no formula injection in spreadsheets
-  return /[",\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
-}
+// CSV comes from the server's export (same filters as the table)
 document.getElementById("export").addEventListener("click", () => {
-  const head = ["id", "time", "verdict", "severity", "station", "part_id", "image_sha256", "model_version", "rules_version", "latency_ms", "n_blobs", "reasons"];
-  const lines = [head.join(",")].concat(rows.map((r) => [r.id, r.created_at, r.verdict, r.severity, r.station, r.part_id, r.image_sha256, modelOf(r), rulesOf(r),
-    r.latency_ms, (r.blobs || []).length, (r.reasons || []).map((x) => x.message || x.rule_id).join(" | ")].map(csvCell).join(",")));
-  const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
-  const a = h("a", { href: URL.createObjectURL(blob), download: `inspections-${pid}.csv` });
+  const q = query();
+  q.delete("page_size");
+  q.set("format", "csv");
+  const a = h("a", { href: `${API}/projects/${pid}/inspections/export/?${q}`, download: `inspections-${pid}.csv` });
   document.body.append(a); a.click(); a.remove();
 });
 

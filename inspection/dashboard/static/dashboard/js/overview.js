@@ -95,7 +95,7 @@ if (dz) {
     try {
       const res = await uploadXHR(`${API}/projects/${pid}/images/`, fd, { onProgress: (f) => { bar.value = Math.round(100 * f); } });
       bar.value = 100;
-      const dup = res && (res.duplicates?.length || res.duplicate);
+      const dup = res && res.created === 0 && res.duplicates > 0;
       state.textContent = dup ? "duplicate" : "done";
       li.classList.add("done");
       li.dataset.state = "done";
@@ -111,10 +111,10 @@ if (dz) {
 
   async function uploadAll(files) {
     if (!files.length) return;
-    // two at a time: keeps the progress honest and the server responsive
-    const queue = [...files];
-    const workers = [0, 1].map(async () => { while (queue.length) await uploadOne(queue.shift()); });
-    await Promise.all(workers);
+    // one request per file, one at a time: per-file progress and errors, and
+    // SQLite deployments never see concurrent writers from one browser
+    const items = files.map((f) => ({ file: f }));
+    for (const it of items) await uploadOne(it.file);
     await refresh();
   }
 }

@@ -240,12 +240,13 @@ async function backtest() {
     st.textContent = `updated ${new Date().toLocaleTimeString()}`;
     st.dataset.state = "done";
     st.dataset.seq = String(seq);
-    msg.replaceChildren();
   } catch (ex) {
     if (seq !== btSeq) return;
     st.textContent = "not run";
     st.dataset.state = "error";
-    msg.replaceChildren(h("div", { class: "notice error", "data-testid": "rules-errors" }, errorText(ex.body) || ex.message));
+    st.dataset.seq = String(seq);
+    // 400: the form's rule set is invalid (field errors); 409: nothing to backtest yet
+    document.getElementById("bt-note").replaceChildren(h("div", { class: "notice " + (ex.status === 409 ? "warn" : "error"), "data-testid": "backtest-error" }, errorText(ex.body) || ex.message));
   }
 }
 const backtestSoon = debounce(backtest, 350);

@@ -1,0 +1,319 @@
+"""The whole loop in a real browser: sign in, create a project, upload ten real
+images, paint strokes, Run, see predictions, tune a rule with a live backtest,
+open a decision. Screenshots of every step go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+# ----------------------------------------------------------------- painting helpers
+def defect_path(mask: np.ndarray, n: int = 8) -> list[tuple[float, float]]:
+    """Up to n pixels (x, y) of the largest defect, ordered along its longer extent."""
+    from skimage.measure import label
+
+    labels = label(mask, connectivity=2)
+    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    ys, xs = np.nonzero(labels == largest)
+    along = xs if np.ptp(xs) >= np.ptp(ys) else ys
+    order = np.argsort(along, kind="stable")
+    picks = order[np.linspace(0, len(order) - 1, num=min(n, len(order))).astype(int)]
+    return [(float(xs[i]) + 0.5, float(ys[i]) + 0.5) for i in picks]
+
+
+def background_paths(mask: np.ndarray, *, margin: int = 12) -> list[list[tuple[float, float]]]:
+    """Two straight strokes (one row, one column) that stay `margin` px from any defect."""
+    h, w = mask.shape
+    paths = []
+    for frac in (0.15, 0.85, 0.3, 0.7, 0.5):
+        y = int(h * frac)
+        if not mask[max(0, y - margin) : y + margin + 1, int(w * 0.1) : int(w * 0.9)].any():
+            paths.append([(w * 0.1, y + 0.5), (w * 0.5, y + 0.5), (w * 0.9, y + 0.5)])
+            break
+    for frac in (0.15, 0.85, 0.3, 0.7, 0.5):
+        x = int(w * frac)
+        if not mask[int(h * 0.1) : int(h * 0.9), max(0, x - margin) : x + margin + 1].any():
+            paths.append([(x + 0.5, h * 0.1), (x + 0.5, h * 0.5), (x + 0.5, h * 0.9)])
+            break
+    return paths
+
+
+def paint(page, points: list[tuple[float, float]]) -> None:
+    """Drag the mouse through image-pixel points on the editor canvas."""
+    view = page.evaluate("window.__editor.view()")
+    box = page.locator("[data-testid=canvas]").bounding_box()
+
+    def screen(x, y):
+        return box["x"] + view["ox"] + x * view["scale"], box["y"] + view["oy"] + y * view["scale"]
+
+    page.mouse.move(*screen(*points[0]))
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(*screen(x, y), steps=4)
+    page.mouse.up()
+
+
+def prompt_count(page) -> int:
+    text = page.locator("[data-testid=prompt-count]").inner_text()
+    match = re.match(r"(\d+) prompt", text)
+    return int(match.group(1)) if match else 0
+
+
+def wait_prompts(page, n: int) -> None:
+    page.wait_for_function(
+        "n => /^(\\d+) prompt/.test(document.querySelector('[data-testid=prompt-count]').textContent)"
+        " && parseInt(document.querySelector('[data-testid=prompt-count]').textContent) >= n",
+        arg=n,
+    )
+
+
+def backtest_numbers(page) -> dict[str, str]:
+    cells = {k: page.locator(f"[data-testid={k}]").inner_text() for k in ("cm-tp", "cm-fn", "cm-fp", "cm-tn")}
+    metrics = {k: page.locator(f"[data-testid={k}] .v").inner_text() for k in ("escape-rate", "overkill-rate", "predicted-ng")}
+    return cells | metrics
+
+
+def wait_backtest(page, after_seq: int = 0) -> int:
+    page.wait_for_function(
+        "s => { const e = document.querySelector('[data-testid=backtest-state]');"
+        " return e && e.dataset.state !== 'running' && Number(e.dataset.seq || 0) > s"
+        " || (e && e.dataset.state === 'error'); }",
+        arg=after_seq,
+        timeout=60_000,
+    )
+    state = page.locator("[data-testid=backtest-state]")
+    assert state.get_attribute("data-state") == "done", page.locator("#bt-note").inner_text()
+    return int(state.get_attribute("data-seq"))
+
+
+# ----------------------------------------------------------------- the loop
+def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user, dataset, eager_jobs):
+    base = live_server.url
+    make_user("alice")
+
+    # 1. sign in
+    page.goto(f"{base}/")
+    assert "/login/" in page.url
+    shot(page, "01-sign-in")
+    login(page, base, "alice")
+    assert page.locator("[data-testid=current-user]").inner_text() == "alice"
+
+    # 2. create a project with a defect class and its colour
+    page.fill("#p-name", "Magnetic tile line 3")
+    page.fill("#p-desc", "Blowholes, breaks, cracks, fray and uneven surfaces")
+    page.locator("#class-rows input[type=text]").first.fill("defect")
+    shot(page, "02-projects-create")
+    page.click("#create-project button[type=submit]")
+    page.wait_for_url(re.compile(r"/projects/[0-9a-f-]{36}/$"))
+    project_url = page.url
+    expect_text(page, "[data-testid=coldstart]", "0 of 10 images: add 10 more to train")
+
+    # 3. upload ten real images: six with defects (ground truth NG), four defect-free (OK)
+    defect, free = dataset.pick(n_defect=6, n_free=4)
+    page.select_option("[data-testid=upload-verdict]", "NG")
+    page.set_input_files("[data-testid=file-input]", [str(dataset.image(r)) for r in defect])
+    page.wait_for_function("document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 6")
+    expect_text(page, "[data-testid=coldstart]", "6 of 10 images: add 4 more to train")
+    page.select_option("[data-testid=upload-verdict]", "OK")
+    page.set_input_files("[data-testid=file-input]", [str(dataset.image(r)) for r in free])
+    page.wait_for_function("document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 10")
+    page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
+    expect_text(page, "[data-testid=coldstart]", "10 images")
+    shot(page, "03-uploaded")
+
+    # a file that isn't an image gets a clear per-file error, the others are untouched
+    page.set_input_files(
+        "[data-testid=file-input]",
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"this is not a png"}],
+    )
+    page.wait_for_selector("[data-testid=upload-error]")
+    assert page.locator("[data-testid=upload-item][data-state=failed]").count() == 1
+
+    # 4. paint: defect strokes and background strokes on three defect images, background on one free image
+    names = {r["id"]: r for r in defect + free}
+    thumbs = page.locator("[data-testid=thumb]")
+    ids = [thumbs.nth(i).get_attribute("data-image-id") for i in range(thumbs.count())]
+    alts = [thumbs.nth(i).locator("img").get_attribute("alt") for i in range(thumbs.count())]
+    by_name = dict(zip(alts, ids, strict=True))
+    to_paint = [(defect[0], True), (defect[1], True), (defect[2], True), (free[0], False), (free[1], False)]
+    for i, (row, has_defect) in enumerate(to_paint):
+        image_id = by_name[f"{row['id']}.png"]
+        page.goto(f"{project_url}images/{image_id}/")
+        page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+        mask = np.asarray(PILImage.open(dataset.mask(row))) > 0
+        n = prompt_count(page)
+        if has_defect:
+            page.click("[data-testid=label-defect]")
+            page.keyboard.press("b")
+            paint(page, defect_path(mask))
+            n += 1
+            wait_prompts(page, n)
+        page.click("[data-testid=label-background]")
+        page.keyboard.press("]")  # a wider background brush
+        for path in background_paths(mask):
+            paint(page, path)
+            n += 1
+            wait_prompts(page, n)
+        if i == 0:
+            # undo/redo round trip through the API, then the eraser
+            page.keyboard.press("Control+z")
+            wait_prompts_exact(page, n - 1)
+            page.keyboard.press("Control+Shift+z")
+            wait_prompts(page, n)
+            shot(page, "04-editor-painted")
+    assert names  # every picked row was uploaded
+
+    # 5. Run from the overview: progress bar until done, thumbnails switch to predictions
+    page.goto(project_url)
+    page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
+    before = page.eval_on_selector_all("[data-testid=thumb-img]", "els => els.map(e => e.getAttribute('src'))")
+    assert page.locator("[data-testid=thumb] .badge.ok, [data-testid=thumb] .badge.ng").count() == 0
+    page.keyboard.press("r")
+    page.wait_for_selector("[data-testid=job]:not(.hidden)")
+    page.wait_for_function(
+        "() => ['succeeded', 'failed', 'cancelled', 'refused'].includes(document.querySelector('[data-testid=job]').dataset.state)",
+        timeout=180_000,
+    )
+    job_state = page.locator("[data-testid=job]").get_attribute("data-state")
+    assert job_state == "succeeded", page.locator("[data-testid=job-message]").inner_text()
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=thumb]')].every(t => t.dataset.predicted)", timeout=30_000
+    )
+    assert page.locator("[data-testid=job-progress]").evaluate("e => e.value") == 100
+    after = page.eval_on_selector_all("[data-testid=thumb-img]", "els => els.map(e => e.getAttribute('src'))")
+    assert all(a != b for a, b in zip(before, after, strict=True))
+    assert all("/overlay/" in a for a in after)
+    assert page.locator("[data-testid=thumb] [data-verdict]").count() == 10
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=thumb-img]')].every(i => i.complete && i.naturalWidth > 0)")
+    shot(page, "05-run-predictions")
+
+    # filters: disagreement with ground truth is a subset
+    page.check("[data-testid=filter-gt]")
+    assert page.locator("[data-testid=thumb]").count() == 10
+    page.uncheck("[data-testid=filter-gt]")
+
+    # 6. rules editor: the minimum area changes the live backtest
+    page.goto(project_url + "rules/")
+    seq = wait_backtest(page)
+    page.fill("[data-testid=rule-0-min-area]", "1")
+    seq = wait_backtest(page, seq)
+    small = backtest_numbers(page)
+    shot(page, "06-rules-min-area-1")
+    page.fill("[data-testid=rule-0-min-area]", "1000000")
+    seq = wait_backtest(page, seq)
+    huge = backtest_numbers(page)
+    assert huge["predicted-ng"] == "0"
+    assert small != huge, (small, huge)
+    shot(page, "07-rules-min-area-huge")
+    page.click("[data-testid=save-rules]")
+    page.wait_for_selector("[data-testid=rules-saved]")
+    page.fill("[data-testid=rule-0-min-area]", "20")
+    page.click("[data-testid=save-rules]")
+    page.wait_for_function("document.querySelector('[data-testid=rules-version]').textContent.startsWith('v3')")
+
+    # 7. a decision with its reason
+    page.goto(project_url)
+    page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
+    ng = page.locator("[data-testid=thumb][data-predicted=NG] [data-testid=decision-link]")
+    assert ng.count() > 0, "no image was predicted NG"
+    ng.first.click()
+    page.wait_for_selector("[data-testid=reason]")
+    assert page.locator("[data-testid=decision-verdict]").inner_text() == "NG"
+    reason = page.locator("[data-testid=reason]").first.inner_text()
+    assert "any-defect" in reason
+    assert page.locator("[data-testid=decision-svg] rect").count() >= 1
+    shot(page, "08-decision")
+
+    # 8. models, inspections and settings render with this data
+    page.goto(project_url + "models/")
+    page.wait_for_selector("[data-testid=model-row]")
+    shot(page, "09-models")
+    # inspections: send three unseen images through the UI, then the log, charts and CSV
+    unseen_defect, unseen_free = dataset.pick(n_defect=8, n_free=6)
+    line = [unseen_defect[-1], unseen_defect[-2], unseen_free[-1]]
+    page.goto(project_url + "inspections/")
+    page.set_input_files("[data-testid=inspect-file]", [str(dataset.image(r)) for r in line])
+    page.fill("#inspect-form [name=station]", "L3-cam1")
+    page.click("#inspect-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 3", timeout=60_000)
+    assert page.locator("[data-testid=chart-ng]").get_attribute("data-points") is not None
+    page.select_option("[data-testid=log-verdict]", "NG")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length < 3 || document.querySelectorAll('[data-testid=log-row] .badge.ok').length === 0")
+    page.select_option("[data-testid=log-verdict]", "")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 3")
+    with page.expect_download() as download:
+        page.click("[data-testid=export-csv]")
+    csv_text = open(download.value.path()).read()
+    assert csv_text.startswith("id,created_at,verdict") and csv_text.count("\n") == 4
+    shot(page, "10-inspections")
+    page.locator("[data-testid=log-row] a").first.click()
+    page.wait_for_selector("[data-testid=reason]")
+    shot(page, "11-inspection-decision")
+
+    page.goto(project_url + "settings/")
+    page.wait_for_selector("[data-testid=member-row]")
+    shot(page, "12-settings")
+    assert not page.js_errors, page.js_errors
+
+
+def expect_text(page, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([s, t]) => document.querySelector(s) && document.querySelector(s).textContent.includes(t)",
+        arg=[selector, text],
+    )
+
+
+def wait_prompts_exact(page, n: int) -> None:
+    page.wait_for_function(
+        "n => parseInt(document.querySelector('[data-testid=prompt-count]').textContent) === n", arg=n
+    )
+
+
+# ----------------------------------------------------------------- roles
+def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
+    live_server, page, shot, login, make_user, dataset, eager_jobs
+):
+    from inspection.services.images import images_upload
+    from inspection.services.projects import membership_set, project_create
+
+    owner = make_user("oscar")
+    make_user("vera")
+    stranger = make_user("sam")
+    project = project_create(user=owner, name="Shared line", classes=[{"name": "defect", "colour": "#e5484d"}])
+    membership_set(project=project, username="vera", role="viewer")
+    row = dataset.pick(n_defect=1, n_free=0)[0][0]
+    images_upload(project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner)
+    image = project.images.get()
+    foreign = project_create(user=stranger, name="Someone else's", classes=["scratch"])
+
+    login(page, live_server.url, "vera")
+    page.wait_for_selector("[data-testid=projects-table] tr[data-project-id]")
+    assert page.locator("[data-testid=projects-table] tr[data-project-id]").count() == 1
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.wait_for_selector("[data-testid=thumb]")
+    assert page.locator("[data-testid=role]").inner_text() == "viewer"
+    assert page.locator("[data-testid=upload-card]").count() == 0
+    assert page.locator("[data-testid=run]").count() == 0
+    page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    assert page.locator("[data-testid=edit-tools]").count() == 0
+    assert page.locator("[data-testid=tool-brush]").count() == 0
+    page.keyboard.press("b")
+    paint(page, [(10, 10), (40, 40)])
+    assert prompt_count(page) == 0
+    shot(page, "13-viewer-editor")
+    page.goto(f"{live_server.url}/projects/{project.pk}/rules/")
+    assert page.locator("[data-testid=save-rules]").count() == 0
+
+    for suffix in ("", "rules/", "models/", "inspections/", "settings/", f"images/{image.pk}/"):
+        response = page.goto(f"{live_server.url}/projects/{foreign.pk}/{suffix}")
+        assert response.status == 404, suffix
+    response = page.goto(f"{live_server.url}/api/v1/projects/{foreign.pk}/")
+    assert response.status == 404

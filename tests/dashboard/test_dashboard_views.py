@@ -1,0 +1,92 @@
+"""Dashboard page views: sign-in redirect, membership-scoped 404s, role-dependent tools."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from inspection.services.projects import membership_set, project_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("olivia")
+
+
+@pytest.fixture
+def project(owner):
+    return project_create(user=owner, name="Tiles", classes=[{"name": "crack", "colour": "#ff0000"}])
+
+
+@pytest.fixture
+def member_client(client, make_user, project):
+    def make(role: str):
+        user = make_user(f"user-{role}")
+        membership_set(project=project, username=user.username, role=role)
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.mark.parametrize("name", ["overview", "rules", "models", "inspections", "settings"])
+def test_project_pages_need_sign_in(client, project, name):
+    url = reverse(f"dashboard:{name}", args=[project.pk])
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("dashboard:login"))
+
+
+def test_login_page_renders_and_signs_in(client, owner):
+    assert client.get(reverse("dashboard:login")).status_code == 200
+    response = client.post(reverse("dashboard:login"), {"username": "olivia", "password": "correct-horse-battery-9"})
+    assert response.status_code == 302
+    assert client.get(reverse("dashboard:projects")).status_code == 200
+
+
+def test_logout_is_post_only_and_ends_the_session(client, owner):
+    client.force_login(owner)
+    assert client.post(reverse("dashboard:logout")).status_code == 302
+    assert client.get(reverse("dashboard:projects")).status_code == 302
+
+
+@pytest.mark.parametrize("name", ["overview", "rules", "models", "inspections", "settings"])
+def test_pages_of_another_users_project_are_404(client, make_user, project, name):
+    client.force_login(make_user("mallory"))
+    assert client.get(reverse(f"dashboard:{name}", args=[project.pk])).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["overview", "rules", "models", "inspections", "settings"])
+def test_member_pages_render_with_page_data(member_client, project, name):
+    response = member_client("viewer").get(reverse(f"dashboard:{name}", args=[project.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="page-data"' in html and str(project.pk) in html
+    assert 'name="csrf-token"' in html
+
+
+@pytest.mark.parametrize(
+    ("role", "edit_tools"),
+    [("owner", True), ("engineer", True), ("operator", False), ("viewer", False)],
+)
+def test_overview_shows_edit_tools_by_role(member_client, project, role, edit_tools):
+    html = member_client(role).get(reverse("dashboard:overview", args=[project.pk])).content.decode()
+    assert ('data-testid="upload-card"' in html) is edit_tools
+    assert ('data-testid="run"' in html) is edit_tools
+
+
+def test_unknown_image_in_editor_is_404(member_client, project):
+    import uuid
+
+    url = reverse("dashboard:editor", args=[project.pk, uuid.uuid4()])
+    assert member_client("owner").get(url).status_code == 404
+
+
+def test_static_assets_are_local(client, owner):
+    """No CDN: every script and stylesheet the pages use is served from /static/."""
+    client.force_login(owner)
+    html = client.get(reverse("dashboard:projects")).content.decode()
+    assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
+    assert "/static/dashboard/css/app.css" in html
