@@ -258,6 +258,7 @@ class SamModel:
         ``multimask_output`` and 1 otherwise, (H, W) = ``original_size``.
         """
         import torch
+        import torch.nn.functional as F
         from segment_anything.utils.transforms import ResizeLongestSide
 
         transform = ResizeLongestSide(self.input_size)
@@ -303,7 +304,14 @@ class SamModel:
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
             )
-            masks = self.sam.postprocess_masks(low_res, tuple(embedding.input_size), original_size)
+            input_size = tuple(embedding.input_size)
+            if input_size == original_size:
+                # Sam.postprocess_masks minus its last resize, an exact identity here
+                side = self.input_size
+                masks = F.interpolate(low_res, (side, side), mode="bilinear", align_corners=False)
+                masks = masks[..., : input_size[0], : input_size[1]]
+            else:
+                masks = self.sam.postprocess_masks(low_res, input_size, original_size)
             masks = masks > self.sam.mask_threshold
             return (
                 masks[0].cpu().numpy(),

@@ -62,10 +62,11 @@ def test_embed_shapes_and_valid_grid(tiny_sam_model, shape, input_size, grid) ->
     np.testing.assert_array_equal(fmap.features[3, 5], emb.embedding[0, :, 3, 5])
 
 
-def test_embed_and_decode_match_sam_predictor(tiny_sam_model) -> None:
+@pytest.mark.parametrize("shape", [(120, 160), (96, 1024)], ids=["resized", "long-side-1024"])
+def test_embed_and_decode_match_sam_predictor(tiny_sam_model, shape) -> None:
     from segment_anything import SamPredictor
 
-    img = _image(120, 160)
+    img = _image(*shape)
     predictor = SamPredictor(tiny_sam_model.sam)
     predictor.set_image(img)
     emb = tiny_sam_model.embed(img)
@@ -79,7 +80,7 @@ def test_embed_and_decode_match_sam_predictor(tiny_sam_model) -> None:
     }
     want_masks, want_scores, want_low = predictor.predict(**kwargs, multimask_output=True)
     masks, scores, low = tiny_sam_model.decode(emb, **kwargs, multimask_output=True)
-    assert masks.shape == (3, 120, 160) and masks.dtype == bool
+    assert masks.shape == (3, *shape) and masks.dtype == bool
     assert low.shape == (3, 256, 256) and low.dtype == np.float32
     np.testing.assert_allclose(scores, want_scores, atol=1e-4)
     np.testing.assert_allclose(low, want_low, atol=1e-3)
