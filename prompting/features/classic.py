@@ -134,6 +134,9 @@ class ClassicBackend:
     """
 
     name = "classic"
+    #: fine-scale features (normalised level, sigma-1 level, DoG, gradient, Hessian,
+    #: local std) the learner's per-image adaptation re-fits on each image
+    adapt_features = (0, 1, 2, 3, 4, 5, 6)
 
     def __init__(
         self, *, sigmas: tuple[float, ...] | list[float] = DEFAULT_SIGMAS, **unknown: Any
