@@ -1,0 +1,677 @@
+"""API-side latency of one inspection and one interactive segment call, beside the engine.
+
+    python -m benchmarks.api_latency [--n 30] [--warmup 3] [--live] [--profile]
+
+Self-contained: a temporary VAR_DIR with SQLite and eager Celery
+(``inspection.test_settings``), a user and token, a project with ten real
+magnetic-tile images and their masks uploaded through the API, strokes derived
+from the masks by the quality protocol (``benchmarks.protocol``), training
+through the API. SAM is a randomly initialised real-size ``vit_b``
+(``sam_model_registry["vit_b"](checkpoint=None)``, saved as a temporary
+checkpoint): it times exactly like the trained model, nothing is downloaded.
+
+Two calls are timed, each against the engine doing the same work in the same
+process, interleaved call by call so that load from other processes hits both:
+
+- ``POST /api/v1/projects/{id}/inspect/`` with one held-out image, vs
+  ``image_decode`` + ``image_to_rgb8`` + ``inspect_image`` on the same bytes
+  with the same learner, backend and rule set;
+- ``POST /api/v1/images/{id}/segment/`` with a positive and a negative point on
+  a cached embedding, vs ``segment_prompts`` on the same embedding (held in
+  memory) with the same prompts.
+
+Service overhead = API − engine, in ms and as % of the engine time (target
+<= 10 %). Requests go through Django's in-process WSGI handler
+(``django.test.Client``, bodies pre-encoded so client-side encoding isn't
+timed); ``--live`` also times a ``runserver`` on 127.0.0.1 over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MAGNETIC = REPO / ".." / "shared" / "datasets" / "magnetic_tile"
+OVERHEAD_MAX_PCT = 10.0
+BOUNDARY = "BenchBoundary7f3a9c"
+TINY_SAM_TYPE = "vit_tiny_bench"
+N_TRAIN_DEFECT, N_TRAIN_FREE = 7, 3
+MAX_PIXELS = 90_000  # the small magnetic tiles (about 300x300), as the service tests use
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, np.float64), q))
+
+
+# --- environment --------------------------------------------------------------------
+def _tiny_sam_build():
+    """A small random SAM (smoke tests only: its timings are not the product's)."""
+    from segment_anything.build_sam import _build_sam
+
+    return _build_sam(
+        encoder_embed_dim=32,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=(),
+        checkpoint=None,
+    )
+
+
+def sam_checkpoint_write(root: Path, *, model_type: str, seed: int = 0) -> Path:
+    """Save a randomly initialised SAM ``model_type`` state_dict under ``root``."""
+    import torch
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(seed)
+    if model_type == TINY_SAM_TYPE:
+        from prompting.features.sam import sam_model_type_register
+
+        sam_model_type_register(TINY_SAM_TYPE, _tiny_sam_build)
+        sam = _tiny_sam_build()
+    else:
+        sam = sam_model_registry[model_type](checkpoint=None)
+    path = root / f"sam_{model_type}_random.pth"
+    torch.save(sam.state_dict(), path)
+    del sam
+    return path
+
+
+def django_setup(var_dir: Path, *, sam_model_type: str, sam_checkpoint: Path) -> dict[str, str]:
+    """Point the service at ``var_dir`` (SQLite, eager Celery, SAM), set up and migrate.
+
+    Returns the environment variables set (for a ``--live`` server).
+    """
+    env = {
+        "DJANGO_SETTINGS_MODULE": "inspection.test_settings",
+        "SECRET_KEY": "api-latency-benchmark-not-a-secret",
+        "DEBUG": "0",
+        "VAR_DIR": str(var_dir),
+        "DATABASE_URL": f"sqlite:///{var_dir / 'db.sqlite3'}",
+        "CELERY_TASK_ALWAYS_EAGER": "1",
+        "CELERY_BROKER_URL": "filesystem://",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+        "SAM_MODEL_TYPE": sam_model_type,
+        "SAM_CHECKPOINT": str(sam_checkpoint),
+        "SAM_DEVICE": "cpu",
+    }
+    for name in ("STORAGE_ROOT", "FEATURE_CACHE_DIR", "BROKER_DIR", "STORAGE_BACKEND"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    return env
+
+
+def _rows() -> tuple[list[dict], list[dict]]:
+    """(10 training rows: 7 with defects + 3 free, held-out rows): small tiles, seeded."""
+    manifest = MAGNETIC / "manifest.csv"
+    if not manifest.exists():
+        raise SystemExit(f"dataset missing: {manifest}")
+    with open(manifest, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["width"]) * int(r["height"]) <= MAX_PIXELS]
+    rng = random.Random(1)
+    defect = [r for r in rows if r["defect"] == "1"]
+    free = [r for r in rows if r["defect"] == "0"]
+    rng.shuffle(defect)
+    rng.shuffle(free)
+    train = defect[:N_TRAIN_DEFECT] + free[:N_TRAIN_FREE]
+    held = defect[N_TRAIN_DEFECT:] + free[N_TRAIN_FREE:]
+    rng.shuffle(held)
+    return train, held
+
+
+def _file(kind: str, row: dict) -> Path:
+    matches = sorted((MAGNETIC / kind).glob(f"{row['id']}.*"))
+    if not matches:
+        raise SystemExit(f"no {kind[:-1]} for {row['id']} in {MAGNETIC / kind}")
+    return matches[0]
+
+
+# --- clients ------------------------------------------------------------------------
+def multipart_encode(fields: list[tuple[str, str, bytes | str]]) -> bytes:
+    """multipart/form-data body of (name, filename or "", value) fields, boundary BOUNDARY."""
+    out = io.BytesIO()
+    for name, filename, value in fields:
+        out.write(f"--{BOUNDARY}\r\n".encode())
+        if filename:
+            out.write(
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n".encode()
+            )
+        else:
+            out.write(f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+        out.write(value if isinstance(value, bytes) else value.encode())
+        out.write(b"\r\n")
+    out.write(f"--{BOUNDARY}--\r\n".encode())
+    return out.getvalue()
+
+
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+class InProcessApi:
+    """Requests through Django's WSGI handler in this process (``django.test.Client``)."""
+
+    mode = "in-process WSGI"
+
+    def __init__(self, token: str) -> None:
+        from django.test import Client
+
+        self.client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+        r = self.client.post(path, data=body, content_type=content_type)
+        return r.status_code, json.loads(r.content or b"null")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        r = self.client.get(path)
+        return r.status_code, json.loads(r.content or b"null")
+
+
+class LiveApi:
+    """HTTP/1.1 to a ``manage.py runserver`` on 127.0.0.1 (a new connection per request)."""
+
+    mode = "live runserver (HTTP, loopback)"
+
+    def __init__(self, token: str, port: int) -> None:
+        self.token, self.port = token, port
+
+    def _request(self, method: str, path: str, body: bytes | None, content_type: str | None):
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        headers = {"Authorization": f"Token {self.token}", "Host": "127.0.0.1"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+        finally:
+            conn.close()
+        return r.status, json.loads(data or b"null")
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+        return self._request("POST", path, body, content_type)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self._request("GET", path, None, None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def live_server_start(env: dict[str, str], port: int) -> subprocess.Popen:
+    """``manage.py runserver 127.0.0.1:port --noreload`` with ``env``; waits until it answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"runserver exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("runserver did not start within 60 s")
+
+
+# --- the world ------------------------------------------------------------------------
+@dataclass
+class World:
+    project_id: str
+    token: str
+    train_s: float
+    segment_image_id: str
+    segment_prompts: list[dict]
+    held_out: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes)
+    setup_timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check(status: int, body: Any, expected: int, what: str) -> Any:
+    if status != expected:
+        raise RuntimeError(f"{what}: HTTP {status} (expected {expected}): {str(body)[:500]}")
+    return body
+
+
+def _segment_points(mask: np.ndarray) -> list[dict]:
+    """A positive point inside the largest defect region and a negative point far from it."""
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(mask)
+    sizes = np.bincount(lab.ravel())[1:]
+    region = lab == int(np.argmax(sizes)) + 1
+    inside = ndi.distance_transform_edt(region)
+    py, px = np.unravel_index(int(np.argmax(inside)), mask.shape)
+    away = ndi.distance_transform_edt(~mask)
+    ny, nx = np.unravel_index(int(np.argmax(away)), mask.shape)
+    return [
+        {"kind": "point", "label": "defect", "points": [[int(px), int(py)]], "positive": True},
+        {"kind": "point", "label": "defect", "points": [[int(nx), int(ny)]], "positive": False},
+    ]
+
+
+def world_build(*, n_held_out: int, seed: int = 0) -> World:
+    """User, token, project, 10 images + masks, strokes and training, all through the API."""
+    from django.contrib.auth import get_user_model
+    from PIL import Image as PILImage
+    from rest_framework.authtoken.models import Token
+
+    from benchmarks.protocol import background_strokes, defect_strokes
+
+    timings: dict[str, float] = {}
+    user = get_user_model().objects.create_user("bench", password="a-long-bench-password-1")
+    token = Token.objects.create(user=user).key
+    api = InProcessApi(token)
+    train_rows, held_rows = _rows()
+
+    t0 = time.perf_counter()
+    body = json.dumps(
+        {
+            "name": "api latency",
+            "classes": [{"name": "defect", "colour": "#ff0000"}],
+            "cold_start_min": 10,
+        }
+    ).encode()
+    project = _check(
+        *api.post("/api/v1/projects/", body, "application/json"), 201, "create project"
+    )
+    pid = project["id"]
+
+    fields: list[tuple[str, str, bytes | str]] = []
+    for row in train_rows:
+        img, msk = _file("images", row), _file("masks", row)
+        fields.append(("file", img.name, img.read_bytes()))
+        fields.append(("mask", msk.name, msk.read_bytes()))
+    up = _check(
+        *api.post(f"/api/v1/projects/{pid}/images/", multipart_encode(fields), MULTIPART),
+        201,
+        "upload",
+    )
+    by_name = {im["original_name"].rsplit(".", 1)[0]: im["id"] for im in up["images"]}
+    timings["upload_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    segment_image_id, segment_prompts_ = "", []
+    for row in train_rows:
+        mask = np.asarray(PILImage.open(_file("masks", row))) > 0
+        strokes = background_strokes(mask, rng=rng)
+        if mask.any():
+            strokes += defect_strokes(mask, label="defect")
+            if not segment_image_id:
+                segment_image_id, segment_prompts_ = by_name[row["id"]], _segment_points(mask)
+        for stroke in strokes:
+            path = f"/api/v1/images/{by_name[row['id']]}/prompts/"
+            _check(*api.post(path, json.dumps(stroke).encode(), "application/json"), 201, "stroke")
+    timings["strokes_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    job = _check(
+        *api.post(f"/api/v1/projects/{pid}/train/", b"", "application/json"), 202, "train"
+    )["job"]
+    job = _check(*api.get(f"/api/v1/jobs/{job['id']}/"), 200, "job")
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"training job {job['state']}: {job.get('message')} {job.get('error')}")
+    train_s = time.perf_counter() - t0
+
+    held = [
+        (_file("images", r).name, _file("images", r).read_bytes()) for r in held_rows[:n_held_out]
+    ]
+    return World(
+        project_id=pid,
+        token=token,
+        train_s=train_s,
+        segment_image_id=segment_image_id,
+        segment_prompts=segment_prompts_,
+        held_out=held,
+        setup_timings=timings,
+    )
+
+
+# --- timing -----------------------------------------------------------------------------
+@dataclass
+class Series:
+    """Wall times in ms of one call: API and engine, paired call by call."""
+
+    name: str
+    mode: str
+    api_ms: list[float] = field(default_factory=list)
+    engine_ms: list[float] = field(default_factory=list)
+    service_ms: list[float] = field(default_factory=list)  # the service function's own clock
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        api50, api95 = _percentile(self.api_ms, 50), _percentile(self.api_ms, 95)
+        eng50, eng95 = _percentile(self.engine_ms, 50), _percentile(self.engine_ms, 95)
+        paired = [a - e for a, e in zip(self.api_ms, self.engine_ms, strict=True)]
+        out = {
+            "name": self.name,
+            "mode": self.mode,
+            "n": len(self.api_ms),
+            "api_p50_ms": api50,
+            "api_p95_ms": api95,
+            "engine_p50_ms": eng50,
+            "engine_p95_ms": eng95,
+            "overhead_p50_ms": api50 - eng50,
+            "overhead_p50_pct": 100.0 * (api50 - eng50) / eng50,
+            "overhead_p95_ms": api95 - eng95,
+            "overhead_p95_pct": 100.0 * (api95 - eng95) / eng95,
+            "paired_overhead_median_ms": _percentile(paired, 50),
+            "note": self.note,
+        }
+        if self.service_ms:
+            out["service_fn_p50_ms"] = _percentile(self.service_ms, 50)
+        out["ok"] = out["overhead_p50_pct"] <= OVERHEAD_MAX_PCT
+        return out
+
+
+def _interleave(
+    n: int,
+    warmup: int,
+    api_call: Callable[[int], float],
+    engine_call: Callable[[int], float],
+    series: Series,
+) -> Series:
+    """Warm both up, then alternate which goes first so drifting load hits both alike."""
+    for i in range(warmup):
+        api_call(i)
+        engine_call(i)
+    for i in range(n):
+        if i % 2:
+            series.engine_ms.append(engine_call(i))
+            series.api_ms.append(api_call(i))
+        else:
+            series.api_ms.append(api_call(i))
+            series.engine_ms.append(engine_call(i))
+    return series
+
+
+def inspect_bench(api, world: World, *, n: int, warmup: int) -> Series:
+    """POST /inspect/ with one held-out image vs decode + inspect_image on the same bytes."""
+    from django.conf import settings
+
+    from inspection.models import Project
+    from inspection.services import engine
+    from inspection.services.rules import ruleset_active_get
+    from prompting.images import image_decode, image_to_rgb8
+    from prompting.pipeline import inspect_image
+    from prompting.rules import ruleset_validate
+
+    project = Project.objects.get(id=world.project_id)
+    mv = project.deployed_model
+    learner = engine.learner_get(mv)
+    backend = engine.backend_get(mv.backend)
+    rules = ruleset_validate(ruleset_active_get(project=project).data)
+    path = f"/api/v1/projects/{world.project_id}/inspect/"
+    bodies = [
+        multipart_encode([("file", name, data), ("station", "", "bench"), ("part_id", "", f"P{i}")])
+        for i, (name, data) in enumerate(world.held_out)
+    ]
+    series = Series("POST /api/v1/projects/{id}/inspect/ (1 image)", api.mode)
+    sizes = set()
+
+    def api_call(i: int) -> float:
+        body = bodies[i % len(bodies)]
+        t0 = time.perf_counter()
+        status, out = api.post(path, body, MULTIPART)
+        ms = (time.perf_counter() - t0) * 1000.0
+        _check(status, out, 200, "inspect")
+        series.service_ms.append(float(out["timings"]["total_ms"]))
+        return ms
+
+    def engine_call(i: int) -> float:
+        data = world.held_out[i % len(world.held_out)][1]
+        t0 = time.perf_counter()
+        decoded = image_decode(
+            data, max_pixels=settings.UPLOAD_MAX_PIXELS, max_bytes=settings.UPLOAD_MAX_BYTES
+        )
+        rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
+        inspect_image(
+            rgb8, learner=learner, backend=backend, ruleset=rules, px_per_mm=project.px_per_mm
+        )
+        sizes.add(rgb8.shape[:2])
+        return (time.perf_counter() - t0) * 1000.0
+
+    _interleave(n, warmup, api_call, engine_call, series)
+    series.service_ms = series.service_ms[warmup:]
+    side = sorted(sizes)
+    series.note = (
+        f"backend {mv.backend}; {len(world.held_out)} held-out magnetic-tile images "
+        f"({side[0][1]}x{side[0][0]} .. {side[-1][1]}x{side[-1][0]} px), cycled"
+    )
+    return series
+
+
+def segment_embedding_ready(api, world: World) -> None:
+    """First segment call: 409 with the embed job (eager: already run); then 200."""
+    path = f"/api/v1/images/{world.segment_image_id}/segment/"
+    body = json.dumps({"prompts": world.segment_prompts}).encode()
+    status, out = api.post(path, body, "application/json")
+    if status == 409:
+        job = _check(*api.get(f"/api/v1/jobs/{out['job']}/"), 200, "embed job")
+        if job["state"] != "succeeded":
+            raise RuntimeError(f"embed job {job['state']}: {job.get('message')} {job.get('error')}")
+        status, out = api.post(path, body, "application/json")
+    _check(status, out, 200, "segment")
+
+
+def segment_bench(api, world: World, *, n: int, warmup: int) -> Series:
+    """POST /segment/ (positive + negative point) vs segment_prompts on the same embedding."""
+    from inspection.models import Image
+    from inspection.services import engine
+    from inspection.services.segment import _embedding_key
+    from prompting.prompts import prompt_from_dict
+    from prompting.segment import segment_prompts
+
+    image = Image.objects.select_related("project").get(id=world.segment_image_id)
+    model = engine.sam_model_get()
+    embedding = engine.feature_cache_get().get_embedding(_embedding_key(model, image.pixels_hash))
+    if embedding is None:
+        raise RuntimeError("the segment image's embedding is not cached")
+    prompts = [
+        prompt_from_dict(
+            p, classes=image.project.class_names, width=image.width, height=image.height
+        )
+        for p in world.segment_prompts
+    ]
+    path = f"/api/v1/images/{world.segment_image_id}/segment/"
+    body = json.dumps({"prompts": world.segment_prompts}).encode()
+    series = Series("POST /api/v1/images/{id}/segment/ (+1/-1 point)", api.mode)
+
+    def api_call(i: int) -> float:
+        t0 = time.perf_counter()
+        status, out = api.post(path, body, "application/json")
+        ms = (time.perf_counter() - t0) * 1000.0
+        _check(status, out, 200, "segment")
+        series.service_ms.append(float(out["service_ms"]))
+        return ms
+
+    def engine_call(i: int) -> float:
+        t0 = time.perf_counter()
+        segment_prompts(model, embedding, prompts, target="defect")
+        return (time.perf_counter() - t0) * 1000.0
+
+    _interleave(n, warmup, api_call, engine_call, series)
+    series.service_ms = series.service_ms[warmup:]
+    series.note = (
+        f"SAM {model.model_type} random weights, image {image.width}x{image.height}, "
+        "mask returned as PNG + RLE (the API default, as the dashboard asks)"
+    )
+    return series
+
+
+def profile_calls(api, world: World, *, n: int, top: int = 25) -> str:
+    """cProfile of ``n`` API calls of each kind (in-process), top functions by cumulative time."""
+    import cProfile
+    import pstats
+
+    inspect_body = multipart_encode([("file", *world.held_out[0])])
+    seg_body = json.dumps({"prompts": world.segment_prompts}).encode()
+    calls = {
+        "inspect": lambda: api.post(
+            f"/api/v1/projects/{world.project_id}/inspect/", inspect_body, MULTIPART
+        ),
+        "segment": lambda: api.post(
+            f"/api/v1/images/{world.segment_image_id}/segment/", seg_body, "application/json"
+        ),
+    }
+    out = []
+    for name, call in calls.items():
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n):
+            call()
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(top)
+        out.append(f"## cProfile: {n} x {name}\n{buf.getvalue()}")
+    return "\n".join(out)
+
+
+# --- report -------------------------------------------------------------------------
+def table(summaries: list[dict[str, Any]]) -> str:
+    """Markdown table of :meth:`Series.summary` rows."""
+    lines = [
+        "| call | mode | n | API p50 | API p95 | engine p50 | engine p95 | overhead p50 | overhead p95 | target ≤ 10 % (p50) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| `{s['name']}` | {s['mode']} | {s['n']} "
+            f"| {s['api_p50_ms']:.1f} ms | {s['api_p95_ms']:.1f} ms "
+            f"| {s['engine_p50_ms']:.1f} ms | {s['engine_p95_ms']:.1f} ms "
+            f"| {s['overhead_p50_ms']:+.1f} ms ({s['overhead_p50_pct']:+.1f} %) "
+            f"| {s['overhead_p95_ms']:+.1f} ms ({s['overhead_p95_pct']:+.1f} %) "
+            f"| {'PASS' if s['ok'] else 'FAIL'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.api_latency", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--n", type=int, default=30, help="timed calls of each kind (default 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    parser.add_argument(
+        "--live", action="store_true", help="also time a runserver on 127.0.0.1 over HTTP"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cProfile N in-process calls of each kind",
+    )
+    parser.add_argument(
+        "--sam-model-type",
+        default="vit_b",
+        help=f"vit_b (default) or {TINY_SAM_TYPE} (smoke tests)",
+    )
+    parser.add_argument("--no-segment", action="store_true", help="skip SAM (inspection only)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR")
+    args = parser.parse_args(argv)
+    if args.live and args.sam_model_type == TINY_SAM_TYPE:
+        parser.error("--live needs a SAM type the server knows (vit_b)")
+
+    started = time.perf_counter()
+    var_dir = Path(tempfile.mkdtemp(prefix="api-latency-"))
+    server = None
+    try:
+        t0 = time.perf_counter()
+        ckpt = sam_checkpoint_write(var_dir, model_type=args.sam_model_type)
+        ckpt_s = time.perf_counter() - t0
+        env = django_setup(var_dir, sam_model_type=args.sam_model_type, sam_checkpoint=ckpt)
+        from prompting.features.sam import torch_threads_configure
+
+        threads = torch_threads_configure()
+        world = world_build(n_held_out=min(args.n, 20) if args.n > 0 else 1)
+        api = InProcessApi(world.token)
+        summaries = [inspect_bench(api, world, n=args.n, warmup=args.warmup).summary()]
+        t0 = time.perf_counter()
+        if not args.no_segment:
+            segment_embedding_ready(api, world)
+        embed_s = time.perf_counter() - t0
+        if not args.no_segment:
+            summaries.append(segment_bench(api, world, n=args.n, warmup=args.warmup).summary())
+        if args.live:
+            port = _free_port()
+            server = live_server_start(env, port)
+            live = LiveApi(world.token, port)
+            summaries.append(inspect_bench(live, world, n=args.n, warmup=args.warmup).summary())
+            if not args.no_segment:
+                summaries.append(segment_bench(live, world, n=args.n, warmup=args.warmup).summary())
+        profile = profile_calls(api, world, n=args.profile) if args.profile else ""
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        if not args.keep:
+            shutil.rmtree(var_dir, ignore_errors=True)
+
+    cmd = (
+        "python -m benchmarks.api_latency"
+        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    )
+    print(f"$ {cmd}")
+    print(
+        f"# setup: SQLite + eager Celery in a temp VAR_DIR; {N_TRAIN_DEFECT + N_TRAIN_FREE} images "
+        f"uploaded with masks, strokes and training through the API (train + propagate {world.train_s:.1f} s); "
+        f"SAM checkpoint written in {ckpt_s:.1f} s, embedding job {embed_s:.1f} s; "
+        f"torch threads {threads}; CPU cores {os.cpu_count()}; 1-min load average "
+        f"{os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s"
+    )
+    for s in summaries:
+        extra = (
+            f", service function p50 {s['service_fn_p50_ms']:.1f} ms"
+            if "service_fn_p50_ms" in s
+            else ""
+        )
+        print(
+            f"# {s['name']} [{s['mode']}]: {s['note']}; paired (API − engine) median "
+            f"{s['paired_overhead_median_ms']:+.1f} ms{extra}"
+        )
+    print()
+    print(table(summaries))
+    if profile:
+        print()
+        print(profile)
+    if args.json:
+        args.json.write_text(json.dumps({"command": cmd, "rows": summaries}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
