@@ -17,7 +17,9 @@ learner upsamples it.
 
 Model types come from a registry: ``vit_b``, ``vit_l`` and ``vit_h`` are
 built in; :func:`sam_model_type_register` adds more (MobileSAM's ``vit_t``)
-without touching callers.
+without touching callers, and so does the environment variable
+``PROMPTING_SAM_MODEL_TYPES="vit_t=package.module:builder"`` for every process
+(web, workers) without code.
 
 ``dtype="bf16"`` runs the encoder under ``torch.autocast(dtype=bfloat16)``, but
 only when masks decoded from bf16 embeddings of a probe image stay at
@@ -32,6 +34,7 @@ a model is first loaded.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import math
 import os
@@ -61,6 +64,9 @@ DTYPES = ("fp32", "bf16")
 EMBEDDING_VERSION = 1
 #: environment variable that pins torch's intra-op CPU threads
 THREADS_ENV = "PROMPTING_TORCH_THREADS"
+#: environment variable declaring extra model types for every process (workers
+#: included): ``"vit_t=mobile_sam_builders:build_vit_t,other=pkg.mod:func"``
+MODEL_TYPES_ENV = "PROMPTING_SAM_MODEL_TYPES"
 
 #: builds an *uninitialised* ``segment_anything.modeling.Sam`` (weights come
 #: from the checkpoint afterwards)
@@ -97,9 +103,40 @@ def sam_model_type_register(name: str, builder: SamModelBuilder) -> None:
     _MODEL_TYPES[name] = builder
 
 
+def _env_model_types() -> dict[str, str]:
+    """``{name: "module:function"}`` from ``PROMPTING_SAM_MODEL_TYPES``."""
+    out = {}
+    for item in os.environ.get(MODEL_TYPES_ENV, "").split(","):
+        name, sep, target = item.strip().partition("=")
+        if sep and name.strip() and ":" in target:
+            out[name.strip()] = target.strip()
+    return out
+
+
+def _model_builder(model_type: str) -> SamModelBuilder:
+    """The builder registered for ``model_type`` (importing an env-declared one on demand)."""
+    builder = _MODEL_TYPES.get(model_type)
+    if builder is not None:
+        return builder
+    target = _env_model_types().get(model_type)
+    if target is None:
+        raise BackendError(
+            f"unknown SAM model type {model_type!r}; available: {', '.join(sam_model_types())}"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        builder = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise BackendError(
+            f"SAM model type {model_type!r} from {MODEL_TYPES_ENV}: cannot import {target!r} ({exc})"
+        ) from None
+    sam_model_type_register(model_type, builder)
+    return builder
+
+
 def sam_model_types() -> list[str]:
-    """Names of every registered SAM model type."""
-    return sorted(_MODEL_TYPES)
+    """Names of every registered SAM model type (and those declared in the environment)."""
+    return sorted(set(_MODEL_TYPES) | set(_env_model_types()))
 
 
 @dataclass(frozen=True)
@@ -525,8 +562,9 @@ def _model_build(*, model_type: str, path: Path, device: str, dtype: str) -> Sam
     torch_threads_configure()
     sha = checkpoint_sha256(path)
     state = _state_dict_read(path)
+    builder = _model_builder(model_type)
     try:
-        sam = _MODEL_TYPES[model_type]()
+        sam = builder()
     except Exception as exc:
         raise BackendError(f"could not build SAM model type {model_type!r}: {exc}") from exc
     _state_dict_check(sam, state, path=path, model_type=model_type)
@@ -593,10 +631,7 @@ def sam_model_load(
     missing/unreadable/garbage checkpoint, a checkpoint of another
     architecture, or an unavailable device.
     """
-    if model_type not in _MODEL_TYPES:
-        raise BackendError(
-            f"unknown SAM model type {model_type!r}; available: {', '.join(sam_model_types())}"
-        )
+    _model_builder(model_type)
     if dtype not in DTYPES:
         raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     if checkpoint is None or str(checkpoint) == "":
@@ -659,10 +694,7 @@ class SamBackend:
     ) -> None:
         if unknown:
             raise BackendError(f"sam backend: unknown option(s) {', '.join(sorted(unknown))}")
-        if model_type not in _MODEL_TYPES:
-            raise BackendError(
-                f"unknown SAM model type {model_type!r}; available: {', '.join(sam_model_types())}"
-            )
+        _model_builder(model_type)
         if dtype not in DTYPES:
             raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         if checkpoint is None or str(checkpoint) == "":

@@ -257,6 +257,18 @@ def test_model_type_registry_is_open(tiny_sam_checkpoint, monkeypatch) -> None:
     assert backend.extract(_image(30, 40)).features.shape == (48, 64, 256)
 
 
+def test_model_types_from_environment(tiny_sam_checkpoint, monkeypatch) -> None:
+    monkeypatch.setattr(sam_mod, "_MODEL_TYPES", dict(sam_mod._MODEL_TYPES))
+    monkeypatch.setenv(
+        sam_mod.MODEL_TYPES_ENV, "vit_env_test=conftest:tiny_sam_build, broken=no_such_mod:x"
+    )
+    assert {"vit_env_test", "broken"} <= set(sam_model_types())
+    model = sam_model_load(model_type="vit_env_test", checkpoint=tiny_sam_checkpoint.checkpoint)
+    assert model.model_type == "vit_env_test"
+    with pytest.raises(BackendError, match="cannot import 'no_such_mod:x'"):
+        sam_model_load(model_type="broken", checkpoint=tiny_sam_checkpoint.checkpoint)
+
+
 def test_threads_are_capped_at_usable_cores() -> None:
     assert 1 <= torch_threads_configure() <= max(len(os.sched_getaffinity(0)), 1)
 
