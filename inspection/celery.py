@@ -21,4 +21,3 @@ app.conf.task_routes = {
     "inspection.tasks.webhook_delivery_send_task": {"queue": "webhooks"},
 }
 app.autodiscover_tasks()
-

@@ -43,7 +43,9 @@ def project_list(*, user) -> QuerySet[Project]:
         .annotate(
             n_images=Count("images", distinct=True),
             n_inspections=Count("inspections", distinct=True),
-            n_inspections_ng=Count("inspections", filter=Q(inspections__verdict="NG"), distinct=True),
+            n_inspections_ng=Count(
+                "inspections", filter=Q(inspections__verdict="NG"), distinct=True
+            ),
         )
         .select_related("deployed_model", "active_ruleset")
         .order_by("-created_at")
@@ -51,13 +53,17 @@ def project_list(*, user) -> QuerySet[Project]:
 
 
 def project_get(*, user, pk) -> Project:
-    return _get(Project.objects.filter(_member(user)).select_related("deployed_model", "active_ruleset"), pk)
+    return _get(
+        Project.objects.filter(_member(user)).select_related("deployed_model", "active_ruleset"), pk
+    )
 
 
 def project_role(*, user, project: Project) -> str | None:
     if not user or not user.is_authenticated:
         return None
-    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    return (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:
@@ -93,7 +99,9 @@ def prompt_list(*, image: Image, include_deleted: bool = False) -> QuerySet[Prom
 
 def prompt_get(*, user, pk) -> Prompt:
     return _get(
-        Prompt.objects.filter(_member(user, "image__project__"), deleted_at__isnull=True).select_related("image__project"),
+        Prompt.objects.filter(
+            _member(user, "image__project__"), deleted_at__isnull=True
+        ).select_related("image__project"),
         pk,
     )
 
@@ -111,16 +119,21 @@ def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:
 
 
 def model_version_get(*, user, pk) -> ModelVersion:
-    return _get(ModelVersion.objects.filter(_member(user, "project__")).select_related("project"), pk)
+    return _get(
+        ModelVersion.objects.filter(_member(user, "project__")).select_related("project"), pk
+    )
 
 
 def ruleset_list(*, project: Project) -> QuerySet[RuleSet]:
     return RuleSet.objects.filter(project=project).order_by("-version")
 
 
-def predictions_latest(*, project: Project) -> QuerySet[Prediction]:
-    """The newest prediction of each image of ``project``."""
-    newest = Prediction.objects.filter(image=OuterRef("image")).order_by("-created_at", "-id").values("id")[:1]
+def predictions_latest(*, project: Project, model_version_id=None) -> QuerySet[Prediction]:
+    """The newest prediction of each image of ``project`` (of one model version if given)."""
+    newest = Prediction.objects.filter(image=OuterRef("image"))
+    if model_version_id is not None:
+        newest = newest.filter(model_version_id=model_version_id)
+    newest = newest.order_by("-created_at", "-id").values("id")[:1]
     return (
         Prediction.objects.filter(image__project=project, id=Subquery(newest))
         .select_related("image", "model_version", "ruleset")
@@ -134,7 +147,10 @@ def prediction_latest_for_image(*, image: Image) -> Prediction | None:
 
 def prediction_get(*, user, pk) -> Prediction:
     return _get(
-        Prediction.objects.filter(_member(user, "image__project__")).select_related("image__project"), pk
+        Prediction.objects.filter(_member(user, "image__project__")).select_related(
+            "image__project"
+        ),
+        pk,
     )
 
 
@@ -147,7 +163,12 @@ def inspection_list(*, project: Project) -> QuerySet[Inspection]:
 
 
 def inspection_get(*, user, pk) -> Inspection:
-    return _get(Inspection.objects.filter(_member(user, "project__")).select_related("model_version", "ruleset"), pk)
+    return _get(
+        Inspection.objects.filter(_member(user, "project__")).select_related(
+            "model_version", "ruleset"
+        ),
+        pk,
+    )
 
 
 def webhook_list(*, project: Project) -> QuerySet[Webhook]:

@@ -235,11 +235,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "VerdictEnum": "inspection.models.Verdict",
+        "VerdictOrBlankEnum": [("OK", "OK"), ("NG", "NG"), ("", "")],
+        "JobKindEnum": "inspection.models.Job.Kind",
+        "JobStateEnum": "inspection.models.Job.State",
+        "PromptKindEnum": "inspection.models.Prompt.Kind",
+        "RoleEnum": "inspection.models.Role",
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if env("CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("CACHE_URL")}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env("CACHE_URL"),
+        }
+    }
 
 # --- security (production values come from the environment) ---------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)

@@ -17,10 +17,16 @@ def exception_handler(exc, context):
             body["errors"] = exc.field_errors
         return Response(body, status=exc.status_code)
     if isinstance(exc, ImmutableError):
-        return Response({"detail": str(exc), "code": "immutable"}, status=status.HTTP_405_METHOD_NOT_ALLOWED)
+        return Response(
+            {"detail": str(exc), "code": "immutable"}, status=status.HTTP_405_METHOD_NOT_ALLOWED
+        )
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
         response.data = {"detail": "invalid input", "code": "invalid", "errors": response.data}
     elif response is not None and isinstance(response.data, list):
-        response.data = {"detail": "invalid input", "code": "invalid", "errors": {"non_field_errors": response.data}}
+        response.data = {
+            "detail": "invalid input",
+            "code": "invalid",
+            "errors": {"non_field_errors": response.data},
+        }
     return response

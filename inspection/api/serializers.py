@@ -42,7 +42,9 @@ class ProjectInput(serializers.Serializer):
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
     classes = serializers.ListField(child=serializers.JSONField(), max_length=20)
     cold_start_min = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
-    px_per_mm = serializers.FloatField(min_value=1e-6, max_value=1e6, required=False, allow_null=True)
+    px_per_mm = serializers.FloatField(
+        min_value=1e-6, max_value=1e6, required=False, allow_null=True
+    )
     backend = serializers.CharField(max_length=50, required=False)
 
 
@@ -63,11 +65,11 @@ class MemberPatchInput(serializers.Serializer):
 class ImageUploadInput(serializers.Serializer):
     file = serializers.ListField(child=serializers.FileField(), min_length=1)
     mask = serializers.ListField(child=serializers.FileField(), required=False)
-    verdict = serializers.ChoiceField(choices=["OK", "NG", ""], required=False, allow_blank=True)
+    verdict = serializers.ChoiceField(choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True)
 
 
 class ImagePatchInput(serializers.Serializer):
-    verdict = serializers.ChoiceField(choices=["OK", "NG", ""], required=False, allow_blank=True)
+    verdict = serializers.ChoiceField(choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True)
     mask = serializers.FileField(required=False)
     clear_mask = serializers.BooleanField(required=False, default=False)
 
@@ -111,8 +113,12 @@ class TokenOutput(serializers.Serializer):
 
 class ProjectOutput(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
-    deployed_model_number = serializers.IntegerField(source="deployed_model.number", default=None, read_only=True)
-    active_rules_version = serializers.IntegerField(source="active_ruleset.version", default=None, read_only=True)
+    deployed_model_number = serializers.IntegerField(
+        source="deployed_model.number", default=None, read_only=True
+    )
+    active_rules_version = serializers.IntegerField(
+        source="active_ruleset.version", default=None, read_only=True
+    )
     n_images = serializers.IntegerField(read_only=True, default=None)
     n_inspections = serializers.IntegerField(read_only=True, default=None)
     n_inspections_ng = serializers.IntegerField(read_only=True, default=None)
@@ -120,9 +126,23 @@ class ProjectOutput(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id", "name", "description", "classes", "cold_start_min", "px_per_mm", "backend",
-            "deployed_model", "deployed_model_number", "active_ruleset", "active_rules_version",
-            "role", "n_images", "n_inspections", "n_inspections_ng", "created_at", "updated_at",
+            "id",
+            "name",
+            "description",
+            "classes",
+            "cold_start_min",
+            "px_per_mm",
+            "backend",
+            "deployed_model",
+            "deployed_model_number",
+            "active_ruleset",
+            "active_rules_version",
+            "role",
+            "n_images",
+            "n_inspections",
+            "n_inspections_ng",
+            "created_at",
+            "updated_at",
         ]
 
     def get_role(self, obj) -> str | None:
@@ -149,9 +169,24 @@ class ImageOutput(serializers.ModelSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "project", "original_name", "sha256", "width", "height", "mode", "format",
-            "bit_depth", "size_bytes", "verdict", "has_mask", "n_prompts", "file_url",
-            "thumbnail_url", "overlay_url", "mask_url", "created_at",
+            "id",
+            "project",
+            "original_name",
+            "sha256",
+            "width",
+            "height",
+            "mode",
+            "format",
+            "bit_depth",
+            "size_bytes",
+            "verdict",
+            "has_mask",
+            "n_prompts",
+            "file_url",
+            "thumbnail_url",
+            "overlay_url",
+            "mask_url",
+            "created_at",
         ]
 
     def _r(self):
@@ -181,15 +216,38 @@ class PromptOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Prompt
-        fields = ["id", "image", "kind", "label", "points", "radius", "positive", "author", "created_at", "deleted_at"]
+        fields = [
+            "id",
+            "image",
+            "kind",
+            "label",
+            "points",
+            "radius",
+            "positive",
+            "author",
+            "created_at",
+            "deleted_at",
+        ]
 
 
 class JobOutput(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "project", "image", "kind", "state", "progress", "message", "error", "timings",
-            "result", "created_at", "started_at", "heartbeat_at", "finished_at",
+            "id",
+            "project",
+            "image",
+            "kind",
+            "state",
+            "progress",
+            "message",
+            "error",
+            "timings",
+            "result",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
         ]
 
 
@@ -199,9 +257,22 @@ class ModelVersionOutput(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "project", "number", "backend", "backend_fingerprint", "classes", "config",
-            "artifact_sha256", "prompt_ids", "images", "metrics", "pixels_per_class", "timings",
-            "job", "deployed", "created_at",
+            "id",
+            "project",
+            "number",
+            "backend",
+            "backend_fingerprint",
+            "classes",
+            "config",
+            "artifact_sha256",
+            "prompt_ids",
+            "images",
+            "metrics",
+            "pixels_per_class",
+            "timings",
+            "job",
+            "deployed",
+            "created_at",
         ]
 
     def get_deployed(self, obj) -> bool:
@@ -230,8 +301,21 @@ class PredictionOutput(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = [
-            "id", "image", "model_version", "model_number", "ruleset", "rules_version", "verdict",
-            "severity", "reasons", "blobs", "truth", "mask_url", "overlay_url", "timings", "created_at",
+            "id",
+            "image",
+            "model_version",
+            "model_number",
+            "ruleset",
+            "rules_version",
+            "verdict",
+            "severity",
+            "reasons",
+            "blobs",
+            "truth",
+            "mask_url",
+            "overlay_url",
+            "timings",
+            "created_at",
         ]
 
     def get_mask_url(self, obj) -> str:
@@ -248,9 +332,26 @@ class InspectionOutput(serializers.ModelSerializer):
     class Meta:
         model = Inspection
         fields = [
-            "id", "project", "verdict", "severity", "reasons", "blobs", "model_version",
-            "model_number", "ruleset", "rules_version", "latency_ms", "timings", "station",
-            "part_id", "image_sha256", "image_name", "width", "height", "job", "created_at",
+            "id",
+            "project",
+            "verdict",
+            "severity",
+            "reasons",
+            "blobs",
+            "model_version",
+            "model_number",
+            "ruleset",
+            "rules_version",
+            "latency_ms",
+            "timings",
+            "station",
+            "part_id",
+            "image_sha256",
+            "image_name",
+            "width",
+            "height",
+            "job",
+            "created_at",
         ]
 
 
@@ -270,4 +371,14 @@ class WebhookCreatedOutput(WebhookOutput):
 class WebhookDeliveryOutput(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
-        fields = ["id", "event", "status", "attempts", "response_code", "last_error", "payload", "created_at", "delivered_at"]
+        fields = [
+            "id",
+            "event",
+            "status",
+            "attempts",
+            "response_code",
+            "last_error",
+            "payload",
+            "created_at",
+            "delivered_at",
+        ]

@@ -12,6 +12,7 @@ from django.contrib.auth import authenticate, login, logout
 from django.http import FileResponse, Http404, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
@@ -37,7 +38,9 @@ from inspection.services import segment as segment_services
 from inspection.services import training as training_services
 from inspection.services import webhooks as webhook_services
 
-_DETAIL = inline_serializer("Detail", {"detail": drf_serializers.CharField(), "code": drf_serializers.CharField()})
+_DETAIL = inline_serializer(
+    "Detail", {"detail": drf_serializers.CharField(), "code": drf_serializers.CharField()}
+)
 
 
 def _project(request, pk, need: str = READ):
@@ -84,7 +87,9 @@ def _file(name: str, *, download: bool, filename: str, content_type: str = "") -
         handle = default_storage.open(name, "rb")
     except FileNotFoundError:
         raise Http404("file missing from storage") from None
-    response = FileResponse(handle, content_type=content_type, as_attachment=download, filename=filename)
+    response = FileResponse(
+        handle, content_type=content_type, as_attachment=download, filename=filename
+    )
     if not download:
         response["Content-Disposition"] = f'inline; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
@@ -131,11 +136,25 @@ class SessionView(APIView):
     throttle_classes = [ScopedRateThrottle]
 
     @method_decorator(ensure_csrf_cookie)
-    @extend_schema(responses={200: inline_serializer("Session", {"authenticated": drf_serializers.BooleanField()})})
+    @extend_schema(
+        responses={
+            200: inline_serializer("Session", {"authenticated": drf_serializers.BooleanField()})
+        }
+    )
     def get(self, request):
-        return Response({"authenticated": request.user.is_authenticated, "username": request.user.get_username()})
+        return Response(
+            {
+                "authenticated": request.user.is_authenticated,
+                "username": request.user.get_username(),
+            }
+        )
 
-    @extend_schema(request=s.LoginInput, responses={200: inline_serializer("SessionLogin", {"username": drf_serializers.CharField()})})
+    @extend_schema(
+        request=s.LoginInput,
+        responses={
+            200: inline_serializer("SessionLogin", {"username": drf_serializers.CharField()})
+        },
+    )
     def post(self, request):
         data = s.LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -152,11 +171,22 @@ class SessionView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(responses={200: inline_serializer("Me", {"id": drf_serializers.IntegerField(), "username": drf_serializers.CharField()})})
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Me",
+                {"id": drf_serializers.IntegerField(), "username": drf_serializers.CharField()},
+            )
+        }
+    )
     def get(self, request):
         roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
         return Response(
-            {"id": request.user.id, "username": request.user.get_username(), "projects": {str(k): v for k, v in roles.items()}}
+            {
+                "id": request.user.id,
+                "username": request.user.get_username(),
+                "projects": {str(k): v for k, v in roles.items()},
+            }
         )
 
 
@@ -165,14 +195,18 @@ class ProjectListView(APIView):
     @extend_schema(responses={200: s.ProjectOutput(many=True)})
     def get(self, request):
         roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
-        return _paginate(self, request, selectors.project_list(user=request.user), s.ProjectOutput, roles=roles)
+        return _paginate(
+            self, request, selectors.project_list(user=request.user), s.ProjectOutput, roles=roles
+        )
 
     @extend_schema(request=s.ProjectInput, responses={201: s.ProjectOutput})
     def post(self, request):
         data = s.ProjectInput(data=request.data)
         data.is_valid(raise_exception=True)
         project = project_services.project_create(user=request.user, **data.validated_data)
-        return Response(s.ProjectOutput(project, context={"request": request, "role": "owner"}).data, status=201)
+        return Response(
+            s.ProjectOutput(project, context={"request": request, "role": "owner"}).data, status=201
+        )
 
 
 class ProjectDetailView(APIView):
@@ -218,19 +252,25 @@ class MemberDetailView(APIView):
         m = selectors.membership_get(project=project, user_id=user_id)
         data = s.MemberPatchInput(data=request.data)
         data.is_valid(raise_exception=True)
-        m = project_services.membership_set(project=project, username=m.user.username, role=data.validated_data["role"])
+        m = project_services.membership_set(
+            project=project, username=m.user.username, role=data.validated_data["role"]
+        )
         return Response(s.MemberOutput(m).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk, user_id):
         project, _ = _project(request, pk, ADMIN)
-        project_services.membership_remove(membership=selectors.membership_get(project=project, user_id=user_id))
+        project_services.membership_remove(
+            membership=selectors.membership_get(project=project, user_id=user_id)
+        )
         return Response(status=204)
 
 
 # --- images ----------------------------------------------------------------------
 class ImageFilter(django_filters.FilterSet):
-    verdict = django_filters.ChoiceFilter(choices=[("OK", "OK"), ("NG", "NG"), ("none", "none")], method="f_verdict")
+    verdict = django_filters.ChoiceFilter(
+        choices=[("OK", "OK"), ("NG", "NG"), ("none", "none")], method="f_verdict"
+    )
     has_prompts = django_filters.BooleanFilter(method="f_has_prompts")
     has_ground_truth = django_filters.BooleanFilter(method="f_has_gt")
 
@@ -251,7 +291,14 @@ class ImageFilter(django_filters.FilterSet):
 class ImageListView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(responses={200: s.ImageOutput(many=True)}, parameters=[OpenApiParameter("verdict", str), OpenApiParameter("has_prompts", bool), OpenApiParameter("has_ground_truth", bool)])
+    @extend_schema(
+        responses={200: s.ImageOutput(many=True)},
+        parameters=[
+            OpenApiParameter("verdict", str),
+            OpenApiParameter("has_prompts", bool),
+            OpenApiParameter("has_ground_truth", bool),
+        ],
+    )
     def get(self, request, pk):
         project, _ = _project(request, pk)
         qs = _filter(ImageFilter, request, selectors.image_list(project=project))
@@ -261,7 +308,17 @@ class ImageListView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": s.ImageUploadInput},
-        responses={201: inline_serializer("Upload", {"images": s.ImageOutput(many=True), "created": drf_serializers.IntegerField(), "duplicates": drf_serializers.IntegerField(), "cold_start": drf_serializers.DictField()})},
+        responses={
+            201: inline_serializer(
+                "Upload",
+                {
+                    "images": s.ImageOutput(many=True),
+                    "created": drf_serializers.IntegerField(),
+                    "duplicates": drf_serializers.IntegerField(),
+                    "cold_start": drf_serializers.DictField(),
+                },
+            )
+        },
     )
     def post(self, request, pk):
         from django.conf import settings
@@ -270,11 +327,19 @@ class ImageListView(APIView):
         files = request.FILES.getlist("file")
         masks = request.FILES.getlist("mask")
         if not files:
-            raise InvalidInput("no image", field_errors={"file": ["send one or more `file` fields"]})
+            raise InvalidInput(
+                "no image", field_errors={"file": ["send one or more `file` fields"]}
+            )
         if len(files) > settings.UPLOAD_MAX_FILES:
-            raise InvalidInput("too many files", field_errors={"file": [f"at most {settings.UPLOAD_MAX_FILES} files per request"]})
+            raise InvalidInput(
+                "too many files",
+                field_errors={"file": [f"at most {settings.UPLOAD_MAX_FILES} files per request"]},
+            )
         if masks and len(masks) != len(files):
-            raise InvalidInput("masks don't match files", field_errors={"mask": ["send one `mask` per `file`, in the same order"]})
+            raise InvalidInput(
+                "masks don't match files",
+                field_errors={"mask": ["send one `mask` per `file`, in the same order"]},
+            )
         verdict = request.data.get("verdict") or None
         results = image_services.images_upload(
             project=project,
@@ -283,7 +348,10 @@ class ImageListView(APIView):
             verdict=verdict,
             user=request.user,
         )
-        images = [dict(s.ImageOutput(r.image, context={"request": request}).data, duplicate=r.duplicate) for r in results]
+        images = [
+            dict(s.ImageOutput(r.image, context={"request": request}).data, duplicate=r.duplicate)
+            for r in results
+        ]
         created = sum(not r.duplicate for r in results)
         body = {
             "images": images,
@@ -312,7 +380,10 @@ class ImageDetailView(APIView):
         role_require(user=request.user, project=image.project, need=READ)
         return Response(s.ImageOutput(image, context={"request": request}).data)
 
-    @extend_schema(request={"multipart/form-data": s.ImagePatchInput, "application/json": s.ImagePatchInput}, responses={200: s.ImageOutput})
+    @extend_schema(
+        request={"multipart/form-data": s.ImagePatchInput, "application/json": s.ImagePatchInput},
+        responses={200: s.ImageOutput},
+    )
     def patch(self, request, pk):
         image = selectors.image_get(user=request.user, pk=pk)
         role_require(user=request.user, project=image.project, need=EDIT)
@@ -359,12 +430,20 @@ class ImageFileView(APIView):
 
 # --- prompts -----------------------------------------------------------------------
 class PromptListView(APIView):
-    @extend_schema(responses={200: s.PromptOutput(many=True)}, parameters=[OpenApiParameter("include_deleted", bool)])
+    @extend_schema(
+        responses={200: s.PromptOutput(many=True)},
+        parameters=[OpenApiParameter("include_deleted", bool)],
+    )
     def get(self, request, pk):
         image = selectors.image_get(user=request.user, pk=pk)
         role_require(user=request.user, project=image.project, need=READ)
         include = request.query_params.get("include_deleted") in ("1", "true")
-        return _paginate(self, request, selectors.prompt_list(image=image, include_deleted=include), s.PromptOutput)
+        return _paginate(
+            self,
+            request,
+            selectors.prompt_list(image=image, include_deleted=include),
+            s.PromptOutput,
+        )
 
     @extend_schema(request=s.PromptInput, responses={201: s.PromptOutput})
     def post(self, request, pk):
@@ -372,7 +451,9 @@ class PromptListView(APIView):
         role_require(user=request.user, project=image.project, need=EDIT)
         if not isinstance(request.data, dict):
             raise InvalidInput("a prompt must be a JSON object")
-        prompt = prompt_services.prompt_create(image=image, data=dict(request.data), user=request.user)
+        prompt = prompt_services.prompt_create(
+            image=image, data=dict(request.data), user=request.user
+        )
         return Response(s.PromptOutput(prompt).data, status=201)
 
 
@@ -388,7 +469,18 @@ class PromptDetailView(APIView):
 class SegmentView(APIView):
     @extend_schema(
         request=s.SegmentInput,
-        responses={200: inline_serializer("Segment", {"score": drf_serializers.FloatField(), "time_ms": drf_serializers.FloatField(), "mask_png": drf_serializers.CharField(), "rle": drf_serializers.DictField()}), 409: _DETAIL},
+        responses={
+            200: inline_serializer(
+                "Segment",
+                {
+                    "score": drf_serializers.FloatField(),
+                    "time_ms": drf_serializers.FloatField(),
+                    "mask_png": drf_serializers.CharField(),
+                    "rle": drf_serializers.DictField(),
+                },
+            ),
+            409: _DETAIL,
+        },
     )
     def post(self, request, pk):
         image = selectors.image_get(user=request.user, pk=pk)
@@ -396,7 +488,10 @@ class SegmentView(APIView):
         data = s.SegmentInput(data=request.data)
         data.is_valid(raise_exception=True)
         out = segment_services.segment_run(
-            image=image, prompts=data.validated_data["prompts"], target=data.validated_data.get("label"), user=request.user
+            image=image,
+            prompts=data.validated_data["prompts"],
+            target=data.validated_data.get("label"),
+            user=request.user,
         )
         fmt = data.validated_data.get("output", "both")
         body = {
@@ -417,7 +512,10 @@ class SegmentView(APIView):
 
 # --- training and jobs ------------------------------------------------------------
 class TrainView(APIView):
-    @extend_schema(request=None, responses={202: inline_serializer("JobAccepted", {"job": s.JobOutput()}), 409: _DETAIL})
+    @extend_schema(
+        request=None,
+        responses={202: inline_serializer("JobAccepted", {"job": s.JobOutput()}), 409: _DETAIL},
+    )
     def post(self, request, pk):
         project, _ = _project(request, pk, EDIT)
         job = training_services.training_start(project=project, user=request.user)
@@ -431,11 +529,19 @@ class JobFilter(django_filters.FilterSet):
 
 
 class ProjectJobListView(APIView):
-    @extend_schema(responses={200: s.JobOutput(many=True)}, parameters=[OpenApiParameter("kind", str), OpenApiParameter("state", str)])
+    @extend_schema(
+        responses={200: s.JobOutput(many=True)},
+        parameters=[OpenApiParameter("kind", str), OpenApiParameter("state", str)],
+    )
     def get(self, request, pk):
         project, _ = _project(request, pk)
         job_services.jobs_sweep_stale(project=project)
-        return _paginate(self, request, _filter(JobFilter, request, selectors.job_list(project=project)), s.JobOutput)
+        return _paginate(
+            self,
+            request,
+            _filter(JobFilter, request, selectors.job_list(project=project)),
+            s.JobOutput,
+        )
 
 
 class JobDetailView(APIView):
@@ -463,7 +569,12 @@ class ModelListView(APIView):
     @extend_schema(responses={200: s.ModelVersionOutput(many=True)})
     def get(self, request, pk):
         project, _ = _project(request, pk)
-        return _paginate(self, request, selectors.model_version_list(project=project).select_related("project"), s.ModelVersionOutput)
+        return _paginate(
+            self,
+            request,
+            selectors.model_version_list(project=project).select_related("project"),
+            s.ModelVersionOutput,
+        )
 
 
 class ModelDetailView(APIView):
@@ -502,7 +613,16 @@ class RulesView(APIView):
         rs.project = project
         return Response(s.RuleSetOutput(rs).data)
 
-    @extend_schema(request=inline_serializer("RulesPut", {"rules": drf_serializers.DictField(), "note": drf_serializers.CharField(required=False)}), responses={200: s.RuleSetOutput, 400: _DETAIL})
+    @extend_schema(
+        request=inline_serializer(
+            "RulesPut",
+            {
+                "rules": drf_serializers.DictField(),
+                "note": drf_serializers.CharField(required=False),
+            },
+        ),
+        responses={200: s.RuleSetOutput, 400: _DETAIL},
+    )
     def put(self, request, pk):
         project, _ = _project(request, pk, EDIT)
         rules, note = _rules_body(request.data)
@@ -516,22 +636,31 @@ class RuleVersionListView(APIView):
     @extend_schema(responses={200: s.RuleSetOutput(many=True)})
     def get(self, request, pk):
         project, _ = _project(request, pk)
-        return _paginate(self, request, selectors.ruleset_list(project=project).select_related("project"), s.RuleSetOutput)
+        return _paginate(
+            self,
+            request,
+            selectors.ruleset_list(project=project).select_related("project"),
+            s.RuleSetOutput,
+        )
 
 
 class BacktestView(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=s.RulesBacktestInput, responses={200: drf_serializers.DictField(), 409: _DETAIL})
+    @extend_schema(
+        request=s.RulesBacktestInput, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL}
+    )
     def post(self, request, pk):
         project, _ = _project(request, pk)
         data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
-        return Response(rule_services.rules_backtest(project=project, data=data.validated_data.get("rules")))
+        return Response(
+            rule_services.rules_backtest(project=project, data=data.validated_data.get("rules"))
+        )
 
 
 class TuneView(APIView):
-    @extend_schema(request=None, responses={200: drf_serializers.DictField(), 409: _DETAIL})
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
     def post(self, request, pk):
         project, _ = _project(request, pk, EDIT)
         return Response(rule_services.rules_tune(project=project))
@@ -551,14 +680,34 @@ class PredictionFilter(django_filters.FilterSet):
         from django.db.models import F
 
         labelled = qs.exclude(image__verdict="")
-        return labelled.exclude(verdict=F("image__verdict")) if value else labelled.filter(verdict=F("image__verdict"))
+        return (
+            labelled.exclude(verdict=F("image__verdict"))
+            if value
+            else labelled.filter(verdict=F("image__verdict"))
+        )
 
 
 class PredictionListView(APIView):
-    @extend_schema(responses={200: s.PredictionOutput(many=True)}, parameters=[OpenApiParameter("verdict", str), OpenApiParameter("image", str), OpenApiParameter("disagree", bool)])
+    @extend_schema(
+        responses={200: s.PredictionOutput(many=True)},
+        parameters=[
+            OpenApiParameter("verdict", str),
+            OpenApiParameter("image", str),
+            OpenApiParameter("disagree", bool),
+            OpenApiParameter("model_version", str, description="latest prediction of each image by this model version (dashboard: compare two versions)"),
+        ],
+    )
     def get(self, request, pk):
+        import uuid
+
         project, _ = _project(request, pk)
-        qs = _filter(PredictionFilter, request, selectors.predictions_latest(project=project))
+        mv = request.query_params.get("model_version") or None
+        try:
+            mv = uuid.UUID(mv) if mv else None
+        except ValueError:
+            raise InvalidInput("model_version must be a model version id", field_errors={"model_version": ["not a valid id"]}) from None
+        latest = selectors.predictions_latest(project=project, model_version_id=mv)
+        qs = _filter(PredictionFilter, request, latest)
         return _paginate(self, request, qs, s.PredictionOutput)
 
 
@@ -577,25 +726,46 @@ class PredictionFileView(APIView):
 class InspectView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request={"multipart/form-data": s.InspectInput}, responses={200: s.InspectionOutput, 202: inline_serializer("BatchAccepted", {"job": s.JobOutput()}), 409: _DETAIL})
+    @extend_schema(
+        request={"multipart/form-data": s.InspectInput},
+        responses={
+            200: s.InspectionOutput,
+            202: inline_serializer("BatchAccepted", {"job": s.JobOutput()}),
+            409: _DETAIL,
+        },
+    )
     def post(self, request, pk):
         from django.conf import settings
 
         project, _ = _project(request, pk, INSPECT)
         files = request.FILES.getlist("file")
         if not files:
-            raise InvalidInput("no image", field_errors={"file": ["send one or more `file` fields"]})
+            raise InvalidInput(
+                "no image", field_errors={"file": ["send one or more `file` fields"]}
+            )
         if len(files) > settings.UPLOAD_MAX_FILES:
-            raise InvalidInput("too many files", field_errors={"file": [f"at most {settings.UPLOAD_MAX_FILES} files per request"]})
+            raise InvalidInput(
+                "too many files",
+                field_errors={"file": [f"at most {settings.UPLOAD_MAX_FILES} files per request"]},
+            )
         station = str(request.data.get("station", ""))[:100]
         part_id = str(request.data.get("part_id", ""))[:200]
         if len(files) == 1:
             ins = inspection_services.inspection_run(
-                project=project, data=_read(files[0], "file"), filename=files[0].name, station=station, part_id=part_id, user=request.user
+                project=project,
+                data=_read(files[0], "file"),
+                filename=files[0].name,
+                station=station,
+                part_id=part_id,
+                user=request.user,
             )
             return Response(s.InspectionOutput(ins).data)
         job = inspection_services.inspection_batch_start(
-            project=project, files=[(f.name, _read(f, "file")) for f in files], station=station, part_id=part_id, user=request.user
+            project=project,
+            files=[(f.name, _read(f, "file")) for f in files],
+            station=station,
+            part_id=part_id,
+            user=request.user,
         )
         return Response({"job": s.JobOutput(job).data}, status=202)
 
@@ -614,26 +784,58 @@ class InspectionFilter(django_filters.FilterSet):
 
 
 class InspectionListView(APIView):
-    @extend_schema(responses={200: s.InspectionOutput(many=True)}, parameters=[OpenApiParameter(n, str) for n in ("verdict", "station", "part_id", "job", "created_after", "created_before")])
+    @extend_schema(
+        responses={200: s.InspectionOutput(many=True)},
+        parameters=[
+            OpenApiParameter(n, str)
+            for n in ("verdict", "station", "part_id", "job", "created_after", "created_before")
+        ],
+    )
     def get(self, request, pk):
         project, _ = _project(request, pk)
-        return _paginate(self, request, _filter(InspectionFilter, request, selectors.inspection_list(project=project)), s.InspectionOutput)
+        return _paginate(
+            self,
+            request,
+            _filter(InspectionFilter, request, selectors.inspection_list(project=project)),
+            s.InspectionOutput,
+        )
 
 
-EXPORT_COLUMNS = ["id", "created_at", "verdict", "severity", "station", "part_id", "image_name", "image_sha256", "model_number", "rules_version", "latency_ms", "n_blobs", "reasons"]
+EXPORT_COLUMNS = [
+    "id",
+    "created_at",
+    "verdict",
+    "severity",
+    "station",
+    "part_id",
+    "image_name",
+    "image_sha256",
+    "model_number",
+    "rules_version",
+    "latency_ms",
+    "n_blobs",
+    "reasons",
+]
 EXPORT_MAX_ROWS = 100_000
 
 
 class InspectionExportView(APIView):
     """The log (same filters as the list) as CSV or JSON: ?format=csv|json."""
 
-    @extend_schema(responses={(200, "text/csv"): bytes, (200, "application/json"): bytes}, parameters=[OpenApiParameter("format", str, enum=["csv", "json"])])
+    @extend_schema(
+        responses={(200, "text/csv"): bytes, (200, "application/json"): bytes},
+        parameters=[OpenApiParameter("format", str, enum=["csv", "json"])],
+    )
     def get(self, request, pk):
         project, _ = _project(request, pk)
         fmt = request.query_params.get("format", "csv")
         if fmt not in ("csv", "json"):
-            raise InvalidInput("format must be csv or json", field_errors={"format": ["csv or json"]})
-        qs = _filter(InspectionFilter, request, selectors.inspection_list(project=project))[:EXPORT_MAX_ROWS]
+            raise InvalidInput(
+                "format must be csv or json", field_errors={"format": ["csv or json"]}
+            )
+        qs = _filter(InspectionFilter, request, selectors.inspection_list(project=project))[
+            :EXPORT_MAX_ROWS
+        ]
         rows = []
         for ins in qs:
             rows.append(
@@ -650,7 +852,9 @@ class InspectionExportView(APIView):
                     "rules_version": ins.ruleset.version,
                     "latency_ms": ins.latency_ms,
                     "n_blobs": len(ins.blobs),
-                    "reasons": "; ".join(r.get("message", "") for r in ins.reasons) if fmt == "csv" else ins.reasons,
+                    "reasons": "; ".join(r.get("message", "") for r in ins.reasons)
+                    if fmt == "csv"
+                    else ins.reasons,
                 }
             )
         filename = f"inspections-{project.id}.{fmt}"
@@ -662,7 +866,12 @@ class InspectionExportView(APIView):
             writer.writeheader()
             for row in rows:
                 # neutralise spreadsheet formulas in free-text cells
-                writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v) for k, v in row.items()})
+                writer.writerow(
+                    {
+                        k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v)
+                        for k, v in row.items()
+                    }
+                )
             response = HttpResponse(buf.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response["X-Content-Type-Options"] = "nosniff"
@@ -713,5 +922,6 @@ class WebhookDeliveryListView(APIView):
     def get(self, request, pk):
         hook = selectors.webhook_get(user=request.user, pk=pk)
         role_require(user=request.user, project=hook.project, need=ADMIN)
-        return _paginate(self, request, hook.deliveries.order_by("-created_at"), s.WebhookDeliveryOutput)
-
+        return _paginate(
+            self, request, hook.deliveries.order_by("-created_at"), s.WebhookDeliveryOutput
+        )

@@ -72,7 +72,9 @@ def image_upload(
         msg = f"file is {len(data)} bytes; the limit is {settings.UPLOAD_MAX_BYTES}"
         raise InvalidInput(msg, field_errors={"file": [msg]})
     if verdict not in (None, "", Verdict.OK, Verdict.NG):
-        raise InvalidInput("verdict must be OK or NG", field_errors={"verdict": ["must be OK or NG"]})
+        raise InvalidInput(
+            "verdict must be OK or NG", field_errors={"verdict": ["must be OK or NG"]}
+        )
     decoded = _decode(data, field="file")
     existing = Image.objects.filter(project=project, sha256=decoded.sha256).first()
     if existing is not None:
@@ -102,7 +104,9 @@ def image_upload(
     )
     stem = image.id.hex
     written = [
-        bytes_save(name_new(project.id, "images", _EXT.get(decoded.format, "bin"), stem=stem), data),
+        bytes_save(
+            name_new(project.id, "images", _EXT.get(decoded.format, "bin"), stem=stem), data
+        ),
         bytes_save(name_new(project.id, "thumbs", "png", stem=stem), thumbnail_encode(rgb8)),
     ]
     image.file.name, image.thumbnail.name = written
@@ -141,8 +145,14 @@ def images_upload(
         try:
             decoded = _decode(data, field="file")
         except InvalidInput as exc:
-            label = f"file {i + 1} ({filename_sanitise(name) or 'unnamed'})" if len(files) > 1 else "file"
-            raise InvalidInput(f"{label}: {exc.message}", field_errors={"file": [f"{label}: {exc.message}"]}) from None
+            label = (
+                f"file {i + 1} ({filename_sanitise(name) or 'unnamed'})"
+                if len(files) > 1
+                else "file"
+            )
+            raise InvalidInput(
+                f"{label}: {exc.message}", field_errors={"file": [f"{label}: {exc.message}"]}
+            ) from None
         if masks is not None:
             _mask_decode(masks[i], shape=(decoded.height, decoded.width))
     return [
@@ -180,7 +190,9 @@ def image_ground_truth_set(
     from prompting.images import png_encode
 
     if verdict not in (None, "", Verdict.OK, Verdict.NG):
-        raise InvalidInput("verdict must be OK or NG", field_errors={"verdict": ["must be OK, NG or empty"]})
+        raise InvalidInput(
+            "verdict must be OK or NG", field_errors={"verdict": ["must be OK, NG or empty"]}
+        )
     old_mask = image.mask.name if image.mask else ""
     if mask is not None:
         mask_bool = _mask_decode(mask, shape=(image.height, image.width))

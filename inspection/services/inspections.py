@@ -119,7 +119,12 @@ def inspection_run(
 
 
 def inspection_batch_start(
-    *, project: Project, files: list[tuple[str, bytes]], station: str = "", part_id: str = "", user=None
+    *,
+    project: Project,
+    files: list[tuple[str, bytes]],
+    station: str = "",
+    part_id: str = "",
+    user=None,
 ) -> Job:
     """Store the uploads under the job's folder and queue them (202)."""
     _deployed(project)
@@ -149,7 +154,9 @@ def _batch(job: Job) -> tuple[dict, dict, str]:
     errors = []
     latencies = []
     for i, item in enumerate(items):
-        job_progress(job=job, fraction=i / max(1, len(items)), message=f"inspecting {i + 1}/{len(items)}")
+        job_progress(
+            job=job, fraction=i / max(1, len(items)), message=f"inspecting {i + 1}/{len(items)}"
+        )
         if i < done:
             continue
         try:
@@ -174,4 +181,3 @@ def _batch(job: Job) -> tuple[dict, dict, str]:
         {"mean_latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None},
         f"{n} images inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
     )
-

@@ -180,7 +180,9 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
     """
     stale_s = older_than_s if older_than_s is not None else settings.JOB_STALE_AFTER
     now = timezone.now()
-    running = Job.objects.filter(state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s))
+    running = Job.objects.filter(
+        state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)
+    )
     queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
     queued = Job.objects.filter(
         state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit)
@@ -251,7 +253,9 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
         return
     timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
     if job_succeed(job=job, result=result, timings=timings, message=message):
-        log.info("job %s (%s) succeeded in %.2f s: %s", job.id, job.kind, timings["total_s"], message)
+        log.info(
+            "job %s (%s) succeeded in %.2f s: %s", job.id, job.kind, timings["total_s"], message
+        )
 
 
 def _job_finished_event(*, job: Job) -> None:

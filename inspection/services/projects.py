@@ -20,7 +20,10 @@ _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#
 def classes_clean(raw) -> list[dict]:
     """[{"name", "colour"}]: names unique, not "background"; colours #rrggbb."""
     if not isinstance(raw, list) or not raw:
-        raise InvalidInput("at least one defect class is required", field_errors={"classes": ["at least one defect class is required"]})
+        raise InvalidInput(
+            "at least one defect class is required",
+            field_errors={"classes": ["at least one defect class is required"]},
+        )
     if len(raw) > 20:
         raise InvalidInput("too many classes", field_errors={"classes": ["at most 20 classes"]})
     errors: dict[str, list[str]] = {}
@@ -35,7 +38,9 @@ def classes_clean(raw) -> list[dict]:
         name = item.get("name")
         colour = item.get("colour") or item.get("color") or _PALETTE[i % len(_PALETTE)]
         if not isinstance(name, str) or not _CLASS_NAME.match(name):
-            errors[f"classes[{i}].name"] = ["1-50 letters, digits, space, _ . - ; starting with a letter or digit"]
+            errors[f"classes[{i}].name"] = [
+                "1-50 letters, digits, space, _ . - ; starting with a letter or digit"
+            ]
             continue
         if name.lower() == "background":
             errors[f"classes[{i}].name"] = ['"background" is reserved']
@@ -138,10 +143,14 @@ def project_delete(*, project: Project) -> None:
 
 def membership_set(*, project: Project, username: str, role: str) -> Membership:
     if role not in Role.values:
-        raise InvalidInput("unknown role", field_errors={"role": [f"one of: {', '.join(Role.values)}"]})
+        raise InvalidInput(
+            "unknown role", field_errors={"role": [f"one of: {', '.join(Role.values)}"]}
+        )
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
-        raise InvalidInput("no such user", field_errors={"username": ["no active user with this name"]})
+        raise InvalidInput(
+            "no such user", field_errors={"username": ["no active user with this name"]}
+        )
     with transaction.atomic():
         membership, _ = Membership.objects.select_for_update().get_or_create(
             project=project, user=user, defaults={"role": role}

@@ -18,7 +18,10 @@ def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = ""):
     from prompting.prompts import prompt_from_dict
 
     if not isinstance(data, Mapping):
-        raise InvalidInput("a prompt must be an object", field_errors={field_prefix or "prompt": ["must be an object"]})
+        raise InvalidInput(
+            "a prompt must be an object",
+            field_errors={field_prefix or "prompt": ["must be an object"]},
+        )
     try:
         return prompt_from_dict(
             data, classes=image.project.class_names, width=image.width, height=image.height

@@ -17,7 +17,9 @@ def _validate(data):
     from prompting.rules import ruleset_validate
 
     if not isinstance(data, Mapping):
-        raise InvalidInput("rules must be a JSON object", field_errors={"rules": ["must be an object"]})
+        raise InvalidInput(
+            "rules must be a JSON object", field_errors={"rules": ["must be an object"]}
+        )
     try:
         return ruleset_validate(data)
     except RuleSetError as exc:
@@ -153,7 +155,11 @@ def rules_tune(*, project: Project) -> dict:
     active = ruleset_active_get(project=project)
     probabilities, truths, mv = _evaluation_set(project)
     tuned = engine_tune(
-        probabilities, truths, classes=mv.classes, base=_validate(active.data), px_per_mm=project.px_per_mm
+        probabilities,
+        truths,
+        classes=mv.classes,
+        base=_validate(active.data),
+        px_per_mm=project.px_per_mm,
     )
     return {
         "rules": tuned.ruleset.to_dict(),

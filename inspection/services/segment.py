@@ -56,7 +56,12 @@ def _image_phash(image: Image) -> tuple[np.ndarray | None, str]:
 
 
 def segment_run(
-    *, image: Image, prompts: Sequence[dict], target: str | None = None, mask_input: np.ndarray | None = None, user=None
+    *,
+    image: Image,
+    prompts: Sequence[dict],
+    target: str | None = None,
+    mask_input: np.ndarray | None = None,
+    user=None,
 ) -> SegmentOutput:
     """SAM mask for ``prompts`` on ``image`` using its cached embedding.
 
@@ -68,10 +73,18 @@ def segment_run(
     t0 = time.perf_counter()
     model = engine.sam_model_get()
     if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise InvalidInput("at least one prompt is required", field_errors={"prompts": ["at least one prompt is required"]})
+        raise InvalidInput(
+            "at least one prompt is required",
+            field_errors={"prompts": ["at least one prompt is required"]},
+        )
     if len(prompts) > MAX_SEGMENT_PROMPTS:
-        raise InvalidInput("too many prompts", field_errors={"prompts": [f"at most {MAX_SEGMENT_PROMPTS}"]})
-    parsed = [prompt_parse(image=image, data=p, field_prefix=f"prompts[{i}].") for i, p in enumerate(prompts)]
+        raise InvalidInput(
+            "too many prompts", field_errors={"prompts": [f"at most {MAX_SEGMENT_PROMPTS}"]}
+        )
+    parsed = [
+        prompt_parse(image=image, data=p, field_prefix=f"prompts[{i}].")
+        for i, p in enumerate(prompts)
+    ]
     labels = [p.label for p in parsed if p.label != "background"]
     if target is None:
         if not labels:
@@ -107,7 +120,9 @@ def segment_run(
 
 def embedding_start(*, image: Image, user=None) -> Job:
     """The active embed job of ``image``, or a new one on the ``embed`` queue."""
-    active = Job.objects.filter(image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES).first()
+    active = Job.objects.filter(
+        image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES
+    ).first()
     if active is not None:
         return active
     try:

@@ -79,7 +79,9 @@ def training_start(*, project: Project, user=None) -> Job:
             job = job_create(project=project, kind=Job.Kind.TRAIN, user=user)
             job_enqueue(job=job)
     except IntegrityError:
-        active = Job.objects.filter(project=project, kind=Job.Kind.TRAIN, state__in=Job.ACTIVE_STATES).first()
+        active = Job.objects.filter(
+            project=project, kind=Job.Kind.TRAIN, state__in=Job.ACTIVE_STATES
+        ).first()
         raise Conflict(
             "a training run is already in progress for this project",
             code="training_in_progress",
@@ -111,12 +113,18 @@ def _train(job: Job) -> tuple[dict, dict, str]:
     by_image: dict[Any, list[Prompt]] = {}
     for p in prompts:
         by_image.setdefault(p.image_id, []).append(p)
-    images = list(Image.objects.filter(project=project, id__in=by_image.keys()).order_by("created_at", "id"))
+    images = list(
+        Image.objects.filter(project=project, id__in=by_image.keys()).order_by("created_at", "id")
+    )
     # defect-free ground truth with strokes: unpainted pixels are free negatives
     training: list[TrainingImage] = []
     pixel_hashes: dict[str, str] = {}
     for i, image in enumerate(images):
-        job_progress(job=job, fraction=0.05 * i / max(1, len(images)), message=f"loading image {i + 1}/{len(images)}")
+        job_progress(
+            job=job,
+            fraction=0.05 * i / max(1, len(images)),
+            message=f"loading image {i + 1}/{len(images)}",
+        )
         rgb8, phash = engine.image_pixels_load(image)
         pixel_hashes[str(image.id)] = phash
         engine_prompts = [
@@ -136,9 +144,13 @@ def _train(job: Job) -> tuple[dict, dict, str]:
     t_load = time.perf_counter() - t0
 
     def progress(fraction: float, message: str) -> None:
-        job_progress(job=job, fraction=0.05 + 0.55 * float(fraction), message=f"training: {message}")
+        job_progress(
+            job=job, fraction=0.05 + 0.55 * float(fraction), message=f"training: {message}"
+        )
 
-    result = learner_train(training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress)
+    result = learner_train(
+        training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress
+    )
     job_check_cancelled(job=job)
 
     with transaction.atomic():
@@ -150,11 +162,23 @@ def _train(job: Job) -> tuple[dict, dict, str]:
             backend=project.backend,
             backend_fingerprint=str(getattr(result.learner, "backend_fingerprint", "")),
             classes=classes,
-            config={"seed": 0, "backend": project.backend, "backend_options": {} if project.backend != "sam" else {"model_type": engine.sam_options()["model_type"]}},
+            config={
+                "seed": 0,
+                "backend": project.backend,
+                "backend_options": {}
+                if project.backend != "sam"
+                else {"model_type": engine.sam_options()["model_type"]},
+            },
             prompt_ids=[str(p.id) for p in prompts],
-            images=[{"id": str(im.id), "sha256": im.sha256, "pixels_hash": pixel_hashes[str(im.id)]} for im in images],
+            images=[
+                {"id": str(im.id), "sha256": im.sha256, "pixels_hash": pixel_hashes[str(im.id)]}
+                for im in images
+            ],
             pixels_per_class={k: int(v) for k, v in result.pixels_per_class.items()},
-            timings={"load_s": round(t_load, 3), **{k: round(float(v), 3) for k, v in result.timings.items()}},
+            timings={
+                "load_s": round(t_load, 3),
+                **{k: round(float(v), 3) for k, v in result.timings.items()},
+            },
             job=job,
             created_by=job.created_by,
         )
@@ -171,10 +195,14 @@ def _train(job: Job) -> tuple[dict, dict, str]:
         if deployed_now:
             project.deployed_model = mv
             project.save(update_fields=["deployed_model", "updated_at"])
-    job_progress(job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image")
+    job_progress(
+        job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
+    )
 
     ruleset = _ruleset_active(project)
-    stats = _predict_all(job=job, project=project, model_version=mv, ruleset=ruleset, start=0.6, span=0.4)
+    stats = _predict_all(
+        job=job, project=project, model_version=mv, ruleset=ruleset, start=0.6, span=0.4
+    )
     metrics = {**mv.metrics, **stats["metrics"]}
     ModelVersion.objects.filter(id=mv.id).update(metrics=metrics)
     message = f"model v{mv.number} trained on {len(images)} images; {stats['n']} images predicted"
@@ -231,12 +259,19 @@ def prediction_store(
     overlay = overlay_render(rgb8, decision.label_map, colours=colours, blobs=decision.blobs)
     stem = f"{image.id.hex}-{model_version.id.hex[:8]}-{ruleset.id.hex[:8]}"
     names = [
-        bytes_save(name_new(project.id, "predictions", "png", stem=f"{stem}-mask"), png_encode(mask_visible(decision.label_map, n_classes=len(model_version.classes)))),
-        bytes_save(name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"), png_encode(overlay)),
+        bytes_save(
+            name_new(project.id, "predictions", "png", stem=f"{stem}-mask"),
+            png_encode(mask_visible(decision.label_map, n_classes=len(model_version.classes))),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"), png_encode(overlay)
+        ),
     ]
     buf = io.BytesIO()
     np.savez_compressed(buf, probabilities=probabilities.astype(np.float16))
-    names.append(bytes_save(name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"), buf.getvalue()))
+    names.append(
+        bytes_save(name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"), buf.getvalue())
+    )
     as_dict = decision.to_dict()
     values = {
         "verdict": as_dict["verdict"],
@@ -247,7 +282,9 @@ def prediction_store(
         "job": job,
     }
     with transaction.atomic():
-        pred = Prediction.objects.filter(image=image, model_version=model_version, ruleset=ruleset).first()
+        pred = Prediction.objects.filter(
+            image=image, model_version=model_version, ruleset=ruleset
+        ).first()
         if pred is None:
             pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
         else:
@@ -309,7 +346,11 @@ def _predict_all(
     inter = union = 0
     conf = Counter()
     for i, image in enumerate(images):
-        job_progress(job=job, fraction=start + span * i / max(1, len(images)), message=f"predicting image {i + 1}/{len(images)}")
+        job_progress(
+            job=job,
+            fraction=start + span * i / max(1, len(images)),
+            message=f"predicting image {i + 1}/{len(images)}",
+        )
         probs = rgb8 = None
         tp = time.perf_counter()
         if reuse_probabilities:
@@ -395,9 +436,23 @@ def _refresh(job: Job) -> tuple[dict, dict, str]:
     if mv is None:
         raise Conflict("the model version to predict with no longer exists")
     ruleset = _ruleset_active(project)
-    stats = _predict_all(job=job, project=project, model_version=mv, ruleset=ruleset, start=0.0, span=1.0, reuse_probabilities=True)
+    stats = _predict_all(
+        job=job,
+        project=project,
+        model_version=mv,
+        ruleset=ruleset,
+        start=0.0,
+        span=1.0,
+        reuse_probabilities=True,
+    )
     return (
-        {"model_version": str(mv.id), "ruleset": str(ruleset.id), "n_predictions": stats["n"], "verdicts": stats["verdicts"], "metrics": stats["metrics"]},
+        {
+            "model_version": str(mv.id),
+            "ruleset": str(ruleset.id),
+            "n_predictions": stats["n"],
+            "verdicts": stats["verdicts"],
+            "metrics": stats["metrics"],
+        },
         {"predict_s": stats["seconds"]},
         f"{stats['n']} images predicted with model v{mv.number} and rules v{ruleset.version}",
     )
@@ -409,6 +464,7 @@ def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
         project = Project.objects.select_for_update().get(id=model_version.project_id)
         project.deployed_model = model_version
         project.save(update_fields=["deployed_model", "updated_at"])
-    predictions_refresh_start(project=project, user=user, reason=f"deployed model v{model_version.number}")
+    predictions_refresh_start(
+        project=project, user=user, reason=f"deployed model v{model_version.number}"
+    )
     return model_version
-

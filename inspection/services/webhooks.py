@@ -44,19 +44,27 @@ def _url_check(url: str) -> None:
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except OSError:
-        raise InvalidInput("host does not resolve", field_errors={"url": ["host does not resolve"]}) from None
+        raise InvalidInput(
+            "host does not resolve", field_errors={"url": ["host does not resolve"]}
+        ) from None
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
         if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
             raise InvalidInput(
                 "private address",
-                field_errors={"url": ["private/loopback addresses are refused (WEBHOOK_ALLOW_PRIVATE=1 allows them)"]},
+                field_errors={
+                    "url": [
+                        "private/loopback addresses are refused (WEBHOOK_ALLOW_PRIVATE=1 allows them)"
+                    ]
+                },
             )
 
 
 def webhook_create(*, project: Project, url: str, events, secret: str = "") -> Webhook:
     if not isinstance(events, list) or not events or any(e not in EVENTS for e in events):
-        raise InvalidInput("bad events", field_errors={"events": [f"a non-empty list of: {', '.join(EVENTS)}"]})
+        raise InvalidInput(
+            "bad events", field_errors={"events": [f"a non-empty list of: {', '.join(EVENTS)}"]}
+        )
     _url_check(url)
     return Webhook.objects.create(
         project=project, url=url, events=sorted(set(events)), secret=secret or secrets.token_hex(32)
@@ -72,7 +80,12 @@ def webhook_event_emit(*, project: Project, event: str, payload: dict) -> list[W
     hooks = [h for h in Webhook.objects.filter(project=project, active=True) if event in h.events]
     deliveries = []
     for hook in hooks:
-        body = {"event": event, "project": str(project.id), "sent_at": timezone.now().isoformat(), "data": payload}
+        body = {
+            "event": event,
+            "project": str(project.id),
+            "sent_at": timezone.now().isoformat(),
+            "data": payload,
+        }
         delivery = WebhookDelivery.objects.create(
             webhook=hook, event=event, payload=json.loads(json.dumps(body, cls=DjangoJSONEncoder))
         )
@@ -139,7 +152,9 @@ def webhook_delivery_send(*, delivery_id) -> WebhookDelivery | None:
         status=(
             WebhookDelivery.Status.SUCCEEDED
             if ok
-            else WebhookDelivery.Status.FAILED if final_fail else WebhookDelivery.Status.PENDING
+            else WebhookDelivery.Status.FAILED
+            if final_fail
+            else WebhookDelivery.Status.PENDING
         ),
         delivered_at=timezone.now() if ok else None,
     )

@@ -34,7 +34,9 @@ PASSWORD = "a-long-test-password-1"
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2).close()
+        socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2
+        ).close()
         return True
     except OSError:
         return False
@@ -103,22 +105,44 @@ def celery_worker(django_db_setup, django_db_blocker, tiny_sam_checkpoint):
     }
     app.control.purge()
     log_path = Path(settings.VAR_DIR) / "worker.log"
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the worker
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "inspection", "worker", "-Q", "embed,default,webhooks",
-         "--pool=solo", "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--include=worker_setup",
-         "-n", f"test-{os.getpid()}@%h"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "inspection",
+            "worker",
+            "-Q",
+            "embed,default,webhooks",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--include=worker_setup",
+            "-n",
+            f"test-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"celery worker exited with {proc.returncode}; log:\n{log_path.read_text()[-4000:]}")
+            pytest.fail(
+                f"celery worker exited with {proc.returncode}; log:\n{log_path.read_text()[-4000:]}"
+            )
         if app.control.ping(timeout=1.0):
             break
     else:
         proc.terminate()
-        pytest.fail(f"celery worker did not answer within 90 s; log:\n{log_path.read_text()[-4000:]}")
+        pytest.fail(
+            f"celery worker did not answer within 90 s; log:\n{log_path.read_text()[-4000:]}"
+        )
     yield proc
     proc.terminate()
     try:

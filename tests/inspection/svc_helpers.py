@@ -18,9 +18,9 @@ JOB_TIMEOUT = float(os.environ.get("INSPECTION_TEST_JOB_TIMEOUT", "240"))
 
 def job_wait(job_id, timeout: float = JOB_TIMEOUT):
     """Poll the Job row until it reaches a final state (bounded)."""
-    from inspection.models import Job
-
     from django.conf import settings
+
+    from inspection.models import Job
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         timeout = 0  # eager: the job ran inside the request that queued it
@@ -36,9 +36,9 @@ def job_wait(job_id, timeout: float = JOB_TIMEOUT):
 
 def project_jobs_wait(project_id, timeout: float = JOB_TIMEOUT) -> None:
     """Wait until no job of the project is queued or running."""
-    from inspection.models import Job
-
     from django.conf import settings
+
+    from inspection.models import Job
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         timeout = 0
@@ -57,7 +57,9 @@ def magnetic_rows() -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def magnetic_pick(n_defect: int, n_free: int, *, seed: int = 0, max_pixels: int = 90_000) -> list[dict]:
+def magnetic_pick(
+    n_defect: int, n_free: int, *, seed: int = 0, max_pixels: int = 90_000
+) -> list[dict]:
     """A seeded pick of small magnetic-tile images: some with defects, some free."""
     rows = [r for r in magnetic_rows() if int(r["width"]) * int(r["height"]) <= max_pixels]
     rng = random.Random(seed)

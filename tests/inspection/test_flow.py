@@ -13,8 +13,8 @@ import json
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
-
 from svc_helpers import image_path, job_wait, magnetic_pick, mask_path, project_jobs_wait
 
 pytestmark = pytest.mark.timeout(900)
@@ -30,7 +30,9 @@ def _defect_stroke(mask: np.ndarray) -> dict:
     ys, xs = np.nonzero(region)
     pts = np.stack([xs, ys], axis=1).astype(float)
     centred = pts - pts.mean(axis=0)
-    axis = np.linalg.svd(centred, full_matrices=False)[2][0] if len(pts) > 1 else np.array([1.0, 0.0])
+    axis = (
+        np.linalg.svd(centred, full_matrices=False)[2][0] if len(pts) > 1 else np.array([1.0, 0.0])
+    )
     order = np.argsort(centred @ axis)
     picks = pts[order][np.linspace(0, len(order) - 1, min(8, len(order))).astype(int)]
     return {"kind": "stroke", "label": "defect", "points": picks.tolist(), "radius": 1}
@@ -50,18 +52,18 @@ def _background_strokes(mask: np.ndarray, n: int = 2) -> list[dict]:
     ]
 
 
+def _file(path) -> SimpleUploadedFile:
+    return SimpleUploadedFile(path.name, path.read_bytes())
+
+
 def _upload(client, pid, rows, **extra):
-    files = [open(image_path(r), "rb") for r in rows]
-    masks = [open(mask_path(r), "rb") for r in rows]
-    try:
-        return client.post(
-            f"/api/v1/projects/{pid}/images/",
-            {"file": files, "mask": masks, **extra},
-            format="multipart",
-        )
-    finally:
-        for f in files + masks:
-            f.close()
+    files = [_file(image_path(r)) for r in rows]
+    masks = [_file(mask_path(r)) for r in rows]
+    return client.post(
+        f"/api/v1/projects/{pid}/images/",
+        {"file": files, "mask": masks, **extra},
+        format="multipart",
+    )
 
 
 def test_full_flow(jobs_db, make_user, api_for, settings):
@@ -73,7 +75,11 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     # create a project
     r = client.post(
         "/api/v1/projects/",
-        {"name": "tiles", "classes": [{"name": "defect", "colour": "#ff0000"}], "cold_start_min": 10},
+        {
+            "name": "tiles",
+            "classes": [{"name": "defect", "colour": "#ff0000"}],
+            "cold_start_min": 10,
+        },
         format="json",
     )
     assert r.status_code == 201, r.content
@@ -137,7 +143,12 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     first = r.json()["results"][0]
     assert client.delete(f"/api/v1/prompts/{first['id']}/").status_code == 204
     payload = {k: first[k] for k in ("kind", "label", "points", "radius")}
-    assert client.post(f"/api/v1/images/{images[0]['id']}/prompts/", payload, format="json").status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/images/{images[0]['id']}/prompts/", payload, format="json"
+        ).status_code
+        == 201
+    )
 
     # train → 202 with the job; the job trains and predicts every image
     r = client.post(f"/api/v1/projects/{pid}/train/")
@@ -205,7 +216,9 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert r.status_code == 200, r.content
     assert "rules" in r.json() and "warning" in r.json()
 
-    r = client.put(f"/api/v1/projects/{pid}/rules/", {"rules": new, "note": "bigger blobs"}, format="json")
+    r = client.put(
+        f"/api/v1/projects/{pid}/rules/", {"rules": new, "note": "bigger blobs"}, format="json"
+    )
     assert r.status_code == 200, r.content
     assert r.json()["version"] == 2 and r.json()["active"] is True
     project_jobs_wait(pid)
@@ -219,7 +232,11 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
 
     # an operator inspects a new image synchronously
     operator = make_user("operator1")
-    r = client.post(f"/api/v1/projects/{pid}/members/", {"username": "operator1", "role": "operator"}, format="json")
+    r = client.post(
+        f"/api/v1/projects/{pid}/members/",
+        {"username": "operator1", "role": "operator"},
+        format="json",
+    )
     assert r.status_code == 201
     line = api_for(operator)
     with open(image_path(extra_rows[0]), "rb") as f:
@@ -238,12 +255,10 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert line.put(f"/api/v1/projects/{pid}/rules/", new, format="json").status_code == 403
 
     # many images → a batch job; results exported
-    files = [open(image_path(r_), "rb") for r_ in extra_rows[1:3]]
-    try:
-        r = line.post(f"/api/v1/projects/{pid}/inspect/", {"file": files, "station": "line-2"}, format="multipart")
-    finally:
-        for f in files:
-            f.close()
+    files = [_file(image_path(r_)) for r_ in extra_rows[1:3]]
+    r = line.post(
+        f"/api/v1/projects/{pid}/inspect/", {"file": files, "station": "line-2"}, format="multipart"
+    )
     assert r.status_code == 202, r.content
     batch = job_wait(r.json()["job"]["id"])
     assert batch.state == "succeeded", batch.error
@@ -262,5 +277,10 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     r = line.get(f"/api/v1/projects/{pid}/inspections/export/?format=json")
     assert len(json.loads(r.content)) == 3
     # inspections are immutable: no write method
-    assert line.patch(f"/api/v1/inspections/{ins['id']}/", {"verdict": "OK"}, format="json").status_code == 405
+    assert (
+        line.patch(
+            f"/api/v1/inspections/{ins['id']}/", {"verdict": "OK"}, format="json"
+        ).status_code
+        == 405
+    )
     assert client.delete(f"/api/v1/inspections/{ins['id']}/").status_code == 405

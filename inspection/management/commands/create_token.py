@@ -19,9 +19,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--create-user", action="store_true", help="create the user (unusable password) if missing")
-        parser.add_argument("--project", default=None, help="also make the user a member of this project")
-        parser.add_argument("--role", default="operator", choices=["owner", "engineer", "operator", "viewer"])
+        parser.add_argument(
+            "--create-user",
+            action="store_true",
+            help="create the user (unusable password) if missing",
+        )
+        parser.add_argument(
+            "--project", default=None, help="also make the user a member of this project"
+        )
+        parser.add_argument(
+            "--role", default="operator", choices=["owner", "engineer", "operator", "viewer"]
+        )
         parser.add_argument("--rotate", action="store_true", help="replace an existing token")
 
     def handle(self, *args, username, create_user, project, role, rotate, **options):
@@ -29,7 +37,9 @@ class Command(BaseCommand):
         user = User.objects.filter(username=username).first()
         if user is None:
             if not create_user:
-                raise CommandError(f"no user {username!r} (use --create-user for an integration user)")
+                raise CommandError(
+                    f"no user {username!r} (use --create-user for an integration user)"
+                )
             user = User(username=username)
             user.set_unusable_password()
             user.save()

@@ -24,7 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("project", help="project id (uuid)")
         parser.add_argument("folder", type=Path)
         parser.add_argument("--masks", type=Path, default=None, help="folder of ground-truth masks")
-        parser.add_argument("--verdict", choices=["OK", "NG"], default=None, help="verdict for every image")
+        parser.add_argument(
+            "--verdict", choices=["OK", "NG"], default=None, help="verdict for every image"
+        )
         parser.add_argument("--user", default=None, help="username recorded as uploader")
         parser.add_argument("--limit", type=int, default=None, help="import at most N images")
 
@@ -45,7 +47,9 @@ class Command(BaseCommand):
             if not masks.is_dir():
                 raise CommandError(f"{masks} is not a folder")
             mask_by_stem = {p.stem: p for p in masks.iterdir() if p.suffix.lower() in EXTENSIONS}
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
+        )
         if limit is not None:
             files = files[:limit]
         created = duplicates = failed = 0
@@ -68,4 +72,6 @@ class Command(BaseCommand):
                 duplicates += 1
             else:
                 created += 1
-        self.stdout.write(f"imported {created} images ({duplicates} duplicates skipped, {failed} refused) into {proj.name}")
+        self.stdout.write(
+            f"imported {created} images ({duplicates} duplicates skipped, {failed} refused) into {proj.name}"
+        )

@@ -7,7 +7,9 @@ from inspection.services.jobs import jobs_sweep_stale
 
 
 class Command(BaseCommand):
-    help = "Fail running jobs without a heartbeat for --older-than seconds (default JOB_STALE_AFTER)."
+    help = (
+        "Fail running jobs without a heartbeat for --older-than seconds (default JOB_STALE_AFTER)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=int, default=None)

@@ -1,0 +1,76 @@
+"""Interactive SAM segmentation through the API, with the tiny random-weight checkpoint."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from svc_helpers import job_wait
+
+from inspection.services.images import image_upload
+from inspection.services.projects import project_create
+
+
+def _png(w=64, h=48) -> bytes:
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = ((xx - 30) ** 2 + (yy - 20) ** 2 < 120).astype(np.uint8) * 200 + 30
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def sam_settings(settings, tiny_sam_checkpoint):
+    settings.SAM_MODEL_TYPE = tiny_sam_checkpoint.model_type
+    settings.SAM_CHECKPOINT = tiny_sam_checkpoint.checkpoint
+    settings.SAM_DEVICE = "cpu"
+    return settings
+
+
+def test_segment_waits_for_embedding_then_answers(jobs_db, sam_settings, make_user, api_for):
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=[{"name": "spot", "colour": "#00ff00"}])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    client = api_for(owner)
+    body = {"prompts": [{"kind": "point", "label": "spot", "points": [[30, 20]]}]}
+
+    r = client.post(f"/api/v1/images/{image.id}/segment/", body, format="json")
+    assert r.status_code == 409, r.content
+    assert r.json()["code"] == "embedding_not_ready"
+    job = job_wait(r.json()["job"])
+    assert job.kind == "embed" and job.state == "succeeded", job.error
+
+    r = client.post(f"/api/v1/images/{image.id}/segment/", body, format="json")
+    assert r.status_code == 200, r.content
+    out = r.json()
+    assert np.isfinite(out["score"])
+    assert out["time_ms"] > 0 and out["label"] == "spot"
+    mask = np.asarray(PILImage.open(io.BytesIO(base64.b64decode(out["mask_png"]))))
+    assert mask.shape == (48, 64)
+    assert out["rle"]["size"] == [48, 64] and sum(out["rle"]["counts"]) == 48 * 64
+    assert out["area_px"] == int((mask > 0).sum())
+
+    # a bad prompt names its field
+    r = client.post(
+        f"/api/v1/images/{image.id}/segment/",
+        {"prompts": [{"kind": "point", "label": "nope", "points": [[1, 1]]}]},
+        format="json",
+    )
+    assert r.status_code == 400 and "prompts[0].label" in r.json()["errors"]
+
+
+def test_segment_without_sam_is_a_clear_409(db, settings, make_user, api_for):
+    settings.SAM_CHECKPOINT = ""
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    r = api_for(owner).post(
+        f"/api/v1/images/{image.id}/segment/",
+        {"prompts": [{"kind": "point", "label": "spot", "points": [[3, 3]]}]},
+        format="json",
+    )
+    assert r.status_code == 409
+    assert r.json()["code"] == "sam_not_configured" and "SAM_CHECKPOINT" in r.json()["detail"]
