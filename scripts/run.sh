@@ -7,13 +7,23 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements.txt
 PY=.venv/bin/python
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-inspection.settings}"
+VAR="${VAR_DIR:-var}"
+mkdir -p "$VAR"
+if [ -z "${SECRET_KEY:-}" ]; then
+  # a random key made once per installation and kept beside the data
+  [ -s "$VAR/secret_key" ] || $PY -c "import secrets; print(secrets.token_urlsafe(50))" > "$VAR/secret_key"
+  chmod 600 "$VAR/secret_key"
+  SECRET_KEY="$(cat "$VAR/secret_key")"
+  export SECRET_KEY
+fi
 $PY manage.py migrate --noinput
 $PY manage.py create_admin            # prints the password unless ADMIN_PASSWORD is set
-[ "${DEBUG:-1}" = "0" ] && $PY manage.py collectstatic --noinput >/dev/null
 echo "==> starting Celery worker (queues: embed, default, webhooks) and beat"
 .venv/bin/celery -A inspection worker -B -Q embed,default,webhooks --concurrency "${WORKER_CONCURRENCY:-1}" \
-  --loglevel INFO --schedule var/celerybeat-schedule &
+  --loglevel INFO --schedule "$VAR/celerybeat-schedule" &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 echo "==> serving http://${HOST:-127.0.0.1}:${PORT:-8000}/  (API docs at /api/docs/)"
-$PY manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}" --noreload
+# --insecure: the development server also serves the dashboard's static files
+# with DEBUG off; behind a real web server use collectstatic + gunicorn instead.
+$PY manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}" --noreload --insecure
