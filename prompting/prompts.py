@@ -112,7 +112,10 @@ class SamPrompt:
 def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise PromptError(f"{field} must be a number, got {type(value).__name__}", field=field)
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise PromptError(f"{field} is far too large", field=field) from None
     if not math.isfinite(out):
         raise PromptError(f"{field} must be finite, got {out}", field=field)
     return out
