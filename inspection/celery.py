@@ -9,13 +9,18 @@ Celery is only transport: every job's truth is its ``Job`` row.
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inspection.settings")
 
 app = Celery("inspection")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("embed"), Queue("default"), Queue("webhooks"))
+# each queue bound under its own routing key: a worker started with ``-Q embed``
+# (a GPU machine) receives embedding work only, never a copy of other tasks
+app.conf.task_queues = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in ("embed", "default", "webhooks")
+)
 app.conf.task_routes = {
     "inspection.tasks.embedding_compute_task": {"queue": "embed"},
     "inspection.tasks.webhook_delivery_send_task": {"queue": "webhooks"},
