@@ -23,7 +23,11 @@ urlpatterns = [
     path("projects/<uuid:project_id>/images/<uuid:image_id>/", views.editor_page, name="editor"),
     path("projects/<uuid:project_id>/rules/", views.rules_page, name="rules"),
     path("projects/<uuid:project_id>/models/", views.models_page, name="models"),
-    path("projects/<uuid:project_id>/decisions/<uuid:image_id>/", views.decision_page, name="decision"),
+    path(
+        "projects/<uuid:project_id>/decisions/<uuid:image_id>/",
+        views.decision_page,
+        name="decision",
+    ),
     path(
         "projects/<uuid:project_id>/inspections/<uuid:inspection_id>/",
         views.inspection_decision_page,

@@ -89,7 +89,9 @@ def _active_train_job(project: Project) -> str | None:
 
 @login_required(login_url=LOGIN)
 def projects_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/projects.html", {"page_data": {"user": request.user.get_username()}})
+    return render(
+        request, "dashboard/projects.html", {"page_data": {"user": request.user.get_username()}}
+    )
 
 
 @login_required(login_url=LOGIN)
@@ -149,7 +151,12 @@ def decision_page(request: HttpRequest, project_id, image_id) -> HttpResponse:
         access,
         "overview",
         image=image,
-        page_data={"source": "prediction", "image_id": str(image.pk), "width": image.width, "height": image.height},
+        page_data={
+            "source": "prediction",
+            "image_id": str(image.pk),
+            "width": image.width,
+            "height": image.height,
+        },
     )
 
 

@@ -6,6 +6,7 @@ open a decision. Screenshots of every step go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,8 +76,14 @@ def wait_prompts(page, n: int) -> None:
 
 
 def backtest_numbers(page) -> dict[str, str]:
-    cells = {k: page.locator(f"[data-testid={k}]").inner_text() for k in ("cm-tp", "cm-fn", "cm-fp", "cm-tn")}
-    metrics = {k: page.locator(f"[data-testid={k}] .v").inner_text() for k in ("escape-rate", "overkill-rate", "predicted-ng")}
+    cells = {
+        k: page.locator(f"[data-testid={k}]").inner_text()
+        for k in ("cm-tp", "cm-fn", "cm-fp", "cm-tn")
+    }
+    metrics = {
+        k: page.locator(f"[data-testid={k}] .v").inner_text()
+        for k in ("escape-rate", "overkill-rate", "predicted-ng")
+    }
     return cells | metrics
 
 
@@ -94,7 +101,9 @@ def wait_backtest(page, after_seq: int = 0) -> int:
 
 
 # ----------------------------------------------------------------- the loop
-def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user, dataset, eager_jobs):
+def test_paint_run_review_tune_decide(
+    live_server, page, shot, login, make_user, dataset, eager_jobs, settings
+):
     base = live_server.url
     make_user("alice")
 
@@ -119,11 +128,15 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
     defect, free = dataset.pick(n_defect=6, n_free=4)
     page.select_option("[data-testid=upload-verdict]", "NG")
     page.set_input_files("[data-testid=file-input]", [str(dataset.image(r)) for r in defect])
-    page.wait_for_function("document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 6")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 6"
+    )
     expect_text(page, "[data-testid=coldstart]", "6 of 10 images: add 4 more to train")
     page.select_option("[data-testid=upload-verdict]", "OK")
     page.set_input_files("[data-testid=file-input]", [str(dataset.image(r)) for r in free])
-    page.wait_for_function("document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 10")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 10"
+    )
     page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
     expect_text(page, "[data-testid=coldstart]", "10 images")
     shot(page, "03-uploaded")
@@ -142,7 +155,13 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
     ids = [thumbs.nth(i).get_attribute("data-image-id") for i in range(thumbs.count())]
     alts = [thumbs.nth(i).locator("img").get_attribute("alt") for i in range(thumbs.count())]
     by_name = dict(zip(alts, ids, strict=True))
-    to_paint = [(defect[0], True), (defect[1], True), (defect[2], True), (free[0], False), (free[1], False)]
+    to_paint = [
+        (defect[0], True),
+        (defect[1], True),
+        (defect[2], True),
+        (free[0], False),
+        (free[1], False),
+    ]
     for i, (row, has_defect) in enumerate(to_paint):
         image_id = by_name[f"{row['id']}.png"]
         page.goto(f"{project_url}images/{image_id}/")
@@ -162,7 +181,11 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
             n += 1
             wait_prompts(page, n)
         if i == 0:
-            # undo/redo round trip through the API, then the eraser
+            # a ground-truth mask through the editor (gives the model an IoU)
+            page.set_input_files("[data-testid=gt-mask]", str(dataset.mask(row)))
+            expect_text(page, "[data-testid=gt-status]", "mask uploaded")
+            page.check("#gt-show")
+            # undo/redo round trip through the API
             page.keyboard.press("Control+z")
             wait_prompts_exact(page, n - 1)
             page.keyboard.press("Control+Shift+z")
@@ -173,7 +196,9 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
     # 5. Run from the overview: progress bar until done, thumbnails switch to predictions
     page.goto(project_url)
     page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
-    before = page.eval_on_selector_all("[data-testid=thumb-img]", "els => els.map(e => e.getAttribute('src'))")
+    before = page.eval_on_selector_all(
+        "[data-testid=thumb-img]", "els => els.map(e => e.getAttribute('src'))"
+    )
     assert page.locator("[data-testid=thumb] .badge.ok, [data-testid=thumb] .badge.ng").count() == 0
     page.keyboard.press("r")
     page.wait_for_selector("[data-testid=job]:not(.hidden)")
@@ -184,14 +209,19 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
     job_state = page.locator("[data-testid=job]").get_attribute("data-state")
     assert job_state == "succeeded", page.locator("[data-testid=job-message]").inner_text()
     page.wait_for_function(
-        "[...document.querySelectorAll('[data-testid=thumb]')].every(t => t.dataset.predicted)", timeout=30_000
+        "[...document.querySelectorAll('[data-testid=thumb]')].every(t => t.dataset.predicted)",
+        timeout=30_000,
     )
     assert page.locator("[data-testid=job-progress]").evaluate("e => e.value") == 100
-    after = page.eval_on_selector_all("[data-testid=thumb-img]", "els => els.map(e => e.getAttribute('src'))")
+    after = page.eval_on_selector_all(
+        "[data-testid=thumb-img]", "els => els.map(e => e.getAttribute('src'))"
+    )
     assert all(a != b for a, b in zip(before, after, strict=True))
     assert all("/overlay/" in a for a in after)
     assert page.locator("[data-testid=thumb] [data-verdict]").count() == 10
-    page.wait_for_function("[...document.querySelectorAll('[data-testid=thumb-img]')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=thumb-img]')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     shot(page, "05-run-predictions")
 
     # filters: disagreement with ground truth is a subset
@@ -216,7 +246,9 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
     page.wait_for_selector("[data-testid=rules-saved]")
     page.fill("[data-testid=rule-0-min-area]", "20")
     page.click("[data-testid=save-rules]")
-    page.wait_for_function("document.querySelector('[data-testid=rules-version]').textContent.startsWith('v3')")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=rules-version]').textContent.startsWith('v3')"
+    )
 
     # 7. a decision with its reason
     page.goto(project_url)
@@ -242,15 +274,19 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
     page.set_input_files("[data-testid=inspect-file]", [str(dataset.image(r)) for r in line])
     page.fill("#inspect-form [name=station]", "L3-cam1")
     page.click("#inspect-form button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 3", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=log-row]').length === 3", timeout=60_000
+    )
     assert page.locator("[data-testid=chart-ng]").get_attribute("data-points") is not None
     page.select_option("[data-testid=log-verdict]", "NG")
-    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length < 3 || document.querySelectorAll('[data-testid=log-row] .badge.ok').length === 0")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=log-row]').length < 3 || document.querySelectorAll('[data-testid=log-row] .badge.ok').length === 0"
+    )
     page.select_option("[data-testid=log-verdict]", "")
     page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 3")
     with page.expect_download() as download:
         page.click("[data-testid=export-csv]")
-    csv_text = open(download.value.path()).read()
+    csv_text = Path(download.value.path()).read_text()
     assert csv_text.startswith("id,created_at,verdict") and csv_text.count("\n") == 4
     shot(page, "10-inspections")
     page.locator("[data-testid=log-row] a").first.click()
@@ -259,6 +295,70 @@ def test_paint_run_review_tune_decide(live_server, page, shot, login, make_user,
 
     page.goto(project_url + "settings/")
     page.wait_for_selector("[data-testid=member-row]")
+    shot(page, "12-settings")
+
+    # 9. Run again from the editor: the open image updates in place, then compare v1 and v2
+    second_id = by_name[free[1]["id"] + ".png"]
+    page.goto(f"{project_url}images/{second_id}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    overlay_before = page.locator("[data-testid=canvas]").get_attribute("data-overlay")
+    assert overlay_before
+    mask = np.asarray(PILImage.open(dataset.mask(free[1]))) > 0
+    n = prompt_count(page) + 1
+    page.click("[data-testid=label-background]")
+    paint(
+        page,
+        [(mask.shape[1] * 0.2, mask.shape[0] * 0.6), (mask.shape[1] * 0.8, mask.shape[0] * 0.6)],
+    )
+    wait_prompts(page, n)
+    page.keyboard.press("r")
+    page.wait_for_function(
+        "() => ['succeeded', 'failed', 'refused'].includes(document.querySelector('[data-testid=job]').dataset.state)",
+        timeout=180_000,
+    )
+    assert page.locator("[data-testid=job]").get_attribute("data-state") == "succeeded"
+    page.wait_for_function(
+        "b => document.querySelector('[data-testid=canvas]').dataset.overlay !== b",
+        arg=overlay_before,
+    )
+    shot(page, "13-editor-after-second-run")
+    page.goto(project_url + "models/")
+    page.wait_for_function("document.querySelectorAll('[data-testid=model-row]').length === 2")
+    page.click("[data-testid=compare]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=compare-row]').length === 10")
+    assert page.locator("[data-testid=compare-row] [data-verdict]").count() == 20
+    shot(page, "14-models-compare", full_page=True)
+
+    # 10. drag and drop onto the drop zone (a PNG made in the page)
+    page.goto(project_url)
+    page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
+    page.evaluate(
+        """async () => {
+            const c = document.createElement('canvas'); c.width = 64; c.height = 48;
+            const g = c.getContext('2d'); g.fillStyle = '#777'; g.fillRect(0, 0, 64, 48);
+            g.fillStyle = '#222'; g.fillRect(20, 10, 8, 30);
+            const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+            const dt = new DataTransfer();
+            dt.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
+            const dz = document.querySelector('[data-testid=dropzone]');
+            dz.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+            dz.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }"""
+    )
+    page.wait_for_selector("[data-testid=upload-item][data-name='dropped.png'][data-state=done]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 11")
+
+    # 11. settings: add a webhook (last, so no event tries to reach it) and a member
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the test's receiver is on loopback
+    make_user("eric")
+    page.goto(project_url + "settings/")
+    page.wait_for_selector("[data-testid=member-row]")
+    page.fill("#webhook-form [name=url]", "http://127.0.0.1:9/hooks/inspection")
+    page.click("#webhook-form button[type=submit]")
+    page.wait_for_selector("[data-testid=webhook]")
+    page.fill("#member-form [name=username]", "eric")
+    page.click("#member-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=member-row]').length === 2")
     shot(page, "12-settings")
     assert not page.js_errors, page.js_errors
 
@@ -272,7 +372,8 @@ def expect_text(page, selector: str, text: str) -> None:
 
 def wait_prompts_exact(page, n: int) -> None:
     page.wait_for_function(
-        "n => parseInt(document.querySelector('[data-testid=prompt-count]').textContent) === n", arg=n
+        "n => parseInt(document.querySelector('[data-testid=prompt-count]').textContent) === n",
+        arg=n,
     )
 
 
@@ -286,10 +387,14 @@ def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
     owner = make_user("oscar")
     make_user("vera")
     stranger = make_user("sam")
-    project = project_create(user=owner, name="Shared line", classes=[{"name": "defect", "colour": "#e5484d"}])
+    project = project_create(
+        user=owner, name="Shared line", classes=[{"name": "defect", "colour": "#e5484d"}]
+    )
     membership_set(project=project, username="vera", role="viewer")
     row = dataset.pick(n_defect=1, n_free=0)[0][0]
-    images_upload(project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner)
+    images_upload(
+        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
+    )
     image = project.images.get()
     foreign = project_create(user=stranger, name="Someone else's", classes=["scratch"])
 
@@ -308,7 +413,7 @@ def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
     page.keyboard.press("b")
     paint(page, [(10, 10), (40, 40)])
     assert prompt_count(page) == 0
-    shot(page, "13-viewer-editor")
+    shot(page, "15-viewer-editor")
     page.goto(f"{live_server.url}/projects/{project.pk}/rules/")
     assert page.locator("[data-testid=save-rules]").count() == 0
 

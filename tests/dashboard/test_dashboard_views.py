@@ -17,7 +17,9 @@ def owner(make_user):
 
 @pytest.fixture
 def project(owner):
-    return project_create(user=owner, name="Tiles", classes=[{"name": "crack", "colour": "#ff0000"}])
+    return project_create(
+        user=owner, name="Tiles", classes=[{"name": "crack", "colour": "#ff0000"}]
+    )
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def test_project_pages_need_sign_in(client, project, name):
 
 def test_login_page_renders_and_signs_in(client, owner):
     assert client.get(reverse("dashboard:login")).status_code == 200
-    response = client.post(reverse("dashboard:login"), {"username": "olivia", "password": "correct-horse-battery-9"})
+    response = client.post(
+        reverse("dashboard:login"), {"username": "olivia", "password": "correct-horse-battery-9"}
+    )
     assert response.status_code == 302
     assert client.get(reverse("dashboard:projects")).status_code == 200
 
@@ -72,7 +76,9 @@ def test_member_pages_render_with_page_data(member_client, project, name):
     [("owner", True), ("engineer", True), ("operator", False), ("viewer", False)],
 )
 def test_overview_shows_edit_tools_by_role(member_client, project, role, edit_tools):
-    html = member_client(role).get(reverse("dashboard:overview", args=[project.pk])).content.decode()
+    html = (
+        member_client(role).get(reverse("dashboard:overview", args=[project.pk])).content.decode()
+    )
     assert ('data-testid="upload-card"' in html) is edit_tools
     assert ('data-testid="run"' in html) is edit_tools
 

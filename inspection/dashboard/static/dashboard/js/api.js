@@ -129,6 +129,15 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Keyboard shortcuts stay off while the user types in a text field.
+export function typing(e) {
+  const t = e.target;
+  if (!t || !t.closest) return false;
+  if (t.closest("textarea, select, [contenteditable]")) return true;
+  const input = t.closest("input");
+  return Boolean(input && !["checkbox", "radio", "range", "button", "file", "color"].includes(input.type));
+}
+
 export function pageData() {
   const el = document.getElementById("page-data");
   return el ? JSON.parse(el.textContent) : {};

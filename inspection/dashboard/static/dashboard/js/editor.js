@@ -1,6 +1,6 @@
 // Image editor: paint prompts on a canvas, saved to the API as they are drawn.
 // Coordinates: image pixels, x right, y down (the API's [[x, y], ...] form).
-import { API, api, apiAll, h, pageData, verdictBadge, errorText, toast, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
+import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
 import { loadImages, loadPredictions, classesOf, normPrediction } from "./shapes.js";
 import { setupRun } from "./run.js";
 
@@ -97,6 +97,7 @@ function draw() {
     ctx.drawImage(state.overlay, 0, 0, W, H);
     ctx.globalAlpha = 1;
   }
+  if (state.gtMask) ctx.drawImage(state.gtMask, 0, 0, W, H);
   if (state.samMask) { ctx.globalAlpha = 0.55; ctx.drawImage(state.samMask, 0, 0, W, H); ctx.globalAlpha = 1; }
   if (state.showPrompts) for (const p of state.prompts) if (!p._hidden) drawPrompt(p);
   const d = state.drawing;
@@ -452,9 +453,54 @@ const runner = setupRun({
 });
 if (runner && PD.active_job) runner.follow(PD.active_job);
 
+// ---------------------------------------------------------------- ground truth (verdict, mask)
+let gtInfo = null;
+function gtRender() {
+  const s = document.getElementById("gt-status");
+  if (!gtInfo) return;
+  s.textContent = `${gtInfo.verdict ? "verdict " + gtInfo.verdict : "no verdict"} · ${gtInfo.has_mask ? "mask uploaded" : "no mask"}`;
+  document.getElementById("gt-verdict").value = gtInfo.verdict || "";
+}
+async function gtLoad() {
+  gtInfo = await api(`/images/${iid}/`);
+  gtRender();
+  if (document.getElementById("gt-show").checked) await gtShowMask();
+}
+async function gtShowMask() {
+  state.gtMask = null;
+  if (document.getElementById("gt-show").checked && gtInfo && gtInfo.mask_url) {
+    const img = await loadImage(`${gtInfo.mask_url}?t=${Date.now()}`).catch(() => null);
+    if (img) {
+      const off = document.createElement("canvas"); off.width = W; off.height = H;
+      const o = off.getContext("2d"); o.drawImage(img, 0, 0, W, H);
+      const px = o.getImageData(0, 0, W, H);
+      for (let i = 0; i < W * H; i++) {
+        const on = px.data[i * 4] > 127;
+        px.data[i * 4] = 255; px.data[i * 4 + 1] = 230; px.data[i * 4 + 2] = 0; px.data[i * 4 + 3] = on ? 150 : 0;
+      }
+      o.putImageData(px, 0, 0);
+      state.gtMask = off;
+    }
+  }
+  draw();
+}
+async function gtPatch(form) {
+  try { gtInfo = await api(`/images/${iid}/`, { method: "PATCH", form }); gtRender(); await gtShowMask(); toast("Ground truth saved"); }
+  catch (ex) { toast(errorText(ex.body) || ex.message, { error: true }); gtRender(); }
+}
+document.getElementById("gt-show").addEventListener("change", gtShowMask);
+if (canEdit) {
+  document.getElementById("gt-verdict").addEventListener("change", (e) => { const f = new FormData(); f.append("verdict", e.target.value); gtPatch(f); });
+  document.getElementById("gt-mask").addEventListener("change", (e) => {
+    if (!e.target.files.length) return;
+    const f = new FormData(); f.append("mask", e.target.files[0]); e.target.value = ""; gtPatch(f);
+  });
+  document.getElementById("gt-clear").addEventListener("click", () => { const f = new FormData(); f.append("clear_mask", "true"); gtPatch(f); });
+}
+
 // ---------------------------------------------------------------- keyboard
 document.addEventListener("keydown", (e) => {
-  if (e.target.closest("input, textarea, select")) return;
+  if (typing(e)) return;
   const k = e.key;
   const mod = e.ctrlKey || e.metaKey;
   if (mod && (k === "z" || k === "Z")) { e.preventDefault(); if (!canEdit) return; (e.shiftKey ? redo : undo)(); return; }
@@ -496,6 +542,7 @@ async function start() {
   draw();
   const preds = await loadPrediction();
   await loadFilmstrip(preds);
+  await gtLoad();
   canvas.dataset.ready = "1";
 }
 // read-only view state for tests and debugging (image px -> screen px)

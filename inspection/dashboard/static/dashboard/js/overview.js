@@ -1,4 +1,4 @@
-import { API, api, uploadXHR, h, pageData, verdictBadge, errorText, toast } from "./api.js";
+import { API, api, uploadXHR, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadPredictions, loadProject, coldStart } from "./shapes.js";
 import { setupRun } from "./run.js";
 
@@ -126,7 +126,7 @@ const runner = setupRun({
   onDone: async () => { await refresh(); toast("Predictions updated"); },
 });
 document.addEventListener("keydown", (e) => {
-  if (!runner || e.target.closest("input, textarea, select")) return;
+  if (!runner || typing(e)) return;
   if ((e.key === "r" || e.key === "R") && !e.ctrlKey && !e.metaKey && !e.altKey) { e.preventDefault(); runner.run(); }
 });
 if (runner && PD.active_job) runner.follow(PD.active_job);
