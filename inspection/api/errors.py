@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -19,6 +21,24 @@ def exception_handler(exc, context):
     if isinstance(exc, ImmutableError):
         return Response(
             {"detail": str(exc), "code": "immutable"}, status=status.HTTP_405_METHOD_NOT_ALLOWED
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {
+                "detail": f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes",
+                "code": "too_large",
+            },
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, bad multipart
+        return Response(
+            {"detail": f"malformed request: {exc}", "code": "bad_request"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, RecursionError):  # JSON nested thousands of levels deep
+        return Response(
+            {"detail": "the request body is nested too deeply", "code": "parse_error"},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
