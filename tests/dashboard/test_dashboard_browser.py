@@ -176,7 +176,8 @@ def test_paint_run_review_tune_decide(
             wait_prompts(page, n)
         page.click("[data-testid=label-background]")
         page.keyboard.press("]")  # a wider background brush
-        for path in background_paths(mask):
+        bg = background_paths(mask)
+        for path in bg:
             paint(page, path)
             n += 1
             wait_prompts(page, n)
@@ -190,6 +191,18 @@ def test_paint_run_review_tune_decide(
             wait_prompts_exact(page, n - 1)
             page.keyboard.press("Control+Shift+z")
             wait_prompts(page, n)
+            # the eraser deletes the stroke it crosses; undo brings it back
+            (x0, y0), (x1, y1) = bg[0][0], bg[0][-1]
+            mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+            cross = (
+                [(mx - 6, my - 6), (mx + 6, my + 6)] if x0 == x1 else [(mx, my - 8), (mx, my + 8)]
+            )
+            page.keyboard.press("e")
+            paint(page, cross)
+            wait_prompts_exact(page, n - 1)
+            page.keyboard.press("Control+z")
+            wait_prompts(page, n)
+            page.keyboard.press("b")
             shot(page, "04-editor-painted")
     assert names  # every picked row was uploaded
 
@@ -422,3 +435,45 @@ def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
         assert response.status == 404, suffix
     response = page.goto(f"{live_server.url}/api/v1/projects/{foreign.pk}/")
     assert response.status == 404
+
+
+# ----------------------------------------------------------------- SAM
+def test_point_click_shows_sam_mask_after_embedding(
+    live_server, page, shot, login, make_user, dataset, eager_jobs, settings, tiny_sam_checkpoint
+):
+    """With SAM configured, a click answers 409 (embedding job), the page shows
+    "embedding in progress", polls the job, then draws SAM's mask."""
+    from inspection.services.images import images_upload
+    from inspection.services.projects import project_create
+
+    settings.SAM_MODEL_TYPE = tiny_sam_checkpoint.model_type
+    settings.SAM_CHECKPOINT = tiny_sam_checkpoint.checkpoint
+    settings.SAM_DEVICE = "cpu"
+    owner = make_user("sasha")
+    project = project_create(
+        user=owner, name="SAM line", classes=[{"name": "defect", "colour": "#e5484d"}]
+    )
+    row = dataset.pick(n_defect=1, n_free=0)[0][0]
+    images_upload(
+        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
+    )
+    image = project.images.get()
+
+    login(page, live_server.url, "sasha")
+    page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    page.click("[data-testid=label-defect]")
+    page.keyboard.press("p")
+    view = page.evaluate("window.__editor.view()")
+    box = page.locator("[data-testid=canvas]").bounding_box()
+    page.mouse.click(
+        box["x"] + view["ox"] + image.width / 2 * view["scale"],
+        box["y"] + view["oy"] + image.height / 2 * view["scale"],
+    )
+    page.wait_for_function(
+        "document.querySelector('[data-testid=canvas]').dataset.sam", timeout=60_000
+    )
+    assert page.locator("[data-testid=canvas]").get_attribute("data-sam-waited") == "1"
+    assert "SAM mask" in page.locator("[data-testid=editor-status]").inner_text()
+    assert prompt_count(page) == 1
+    shot(page, "16-sam-point")

@@ -222,13 +222,17 @@ async function segment(label) {
   const t0 = performance.now();
   for (let attempt = 0; attempt < 200; attempt++) {
     try {
-      const res = await api(`/images/${iid}/segment/`, { method: "POST", body: { prompts, target: label, label } });
-      await showSamMask(res, label);
+      // the target class: the current one, or (background selected) the service picks the prompts' class
+      const body = label !== BACKGROUND ? { prompts, label } : { prompts };
+      const res = await api(`/images/${iid}/segment/`, { method: "POST", body });
+      await showSamMask(res, res.label || label);
+      canvas.dataset.sam = String(res.area_px ?? 1);
       setStatus(`SAM mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(res.time_ms ?? performance.now() - t0)} ms`);
       return;
     } catch (ex) {
       if (ex instanceof ApiError && ex.status === 409) {
         setStatus("Embedding in progress… the mask appears when it is ready", "wait");
+        canvas.dataset.samWaited = "1";
         const jid = jobIdOf(ex.body);
         if (jid) {
           const job = await pollJob(jid, { interval: 500 }).catch(() => null);
