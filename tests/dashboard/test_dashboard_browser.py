@@ -257,6 +257,8 @@ def test_paint_run_review_tune_decide(
     shot(page, "07-rules-min-area-huge")
     page.click("[data-testid=save-rules]")
     page.wait_for_selector("[data-testid=rules-saved]")
+    page.click("[data-testid=suggest]")
+    page.wait_for_selector("[data-testid=tune-result]", timeout=60_000)
     page.fill("[data-testid=rule-0-min-area]", "20")
     page.click("[data-testid=save-rules]")
     page.wait_for_function(
@@ -341,6 +343,8 @@ def test_paint_run_review_tune_decide(
     page.wait_for_function("document.querySelectorAll('[data-testid=compare-row]').length === 10")
     assert page.locator("[data-testid=compare-row] [data-verdict]").count() == 20
     shot(page, "14-models-compare", full_page=True)
+    page.click("[data-testid=model-row]:first-child [data-testid=deploy]")
+    page.wait_for_selector("[data-testid=model-row]:first-child [data-testid=deployed-badge]")
 
     # 10. drag and drop onto the drop zone (a PNG made in the page)
     page.goto(project_url)
@@ -373,6 +377,11 @@ def test_paint_run_review_tune_decide(
     page.click("#member-form button[type=submit]")
     page.wait_for_function("document.querySelectorAll('[data-testid=member-row]').length === 2")
     shot(page, "12-settings")
+    page.goto(f"{base}/")
+    page.wait_for_selector("[data-testid=projects-table] tr[data-project-id]")
+    assert page.locator("[data-testid=projects-table] td.num").first.inner_text() == "11"
+    shot(page, "17-projects-list")
+    assert not page.js_errors, page.js_errors
     assert not page.js_errors, page.js_errors
 
 
@@ -477,3 +486,7 @@ def test_point_click_shows_sam_mask_after_embedding(
     assert "SAM mask" in page.locator("[data-testid=editor-status]").inner_text()
     assert prompt_count(page) == 1
     shot(page, "16-sam-point")
+    # Run below the cold-start minimum: the job is refused with the service's message
+    page.keyboard.press("r")
+    page.wait_for_selector("[data-testid=job][data-state=refused]")
+    assert "add 9 more" in page.locator("[data-testid=job-message]").inner_text()

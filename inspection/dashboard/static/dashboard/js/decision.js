@@ -43,9 +43,17 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
       h("td", {}, rs.length ? rs.map((r) => h("span", { class: "badge soft-ng", title: r.message || "" }, r.rule_id)) : h("span", { class: "muted" }, "—")));
   }) : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No blobs."))]));
 
-  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width: Math.max(width, 300) * Math.min(3, 560 / height), "data-testid": "decision-svg" });
-  svg.style.height = "auto";
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "xMidYMid meet", "data-testid": "decision-svg" });
+  svg.style.width = "100%";
+  svg.style.height = "calc(100vh - 200px)";
+  svg.style.minHeight = "360px";
+  svg.append(svgEl("rect", { x: 0, y: 0, width, height, fill: "#2a3038" }));
   if (imageUrl) svg.append(svgEl("image", { href: imageUrl, x: 0, y: 0, width, height }));
+  else {
+    const note = svgEl("text", { x: width / 2, y: height / 2, fill: "#8a93a1", "font-size": Math.max(8, width / 30), "text-anchor": "middle", "font-family": "system-ui" });
+    note.textContent = "image not stored: blob outlines only";
+    svg.append(note);
+  }
   if (overlayUrl) { const o = svgEl("image", { href: overlayUrl, x: 0, y: 0, width, height, opacity: 0.7 }); svg.append(o); }
   const sw = Math.max(1, width / 250);
   for (const b of blobs) {
