@@ -255,6 +255,18 @@ def test_paint_run_review_tune_decide(
     assert huge["predicted-ng"] == "0"
     assert small != huge, (small, huge)
     shot(page, "07-rules-min-area-huge")
+    # an ignore region drawn on an image: three clicks and a double-click
+    page.select_option("#rules-form select:has(option[value=ignore])", "ignore")
+    region = page.locator("[data-testid=region-canvas]")
+    region.scroll_into_view_if_needed()
+    rb = region.bounding_box()
+    for fx, fy in ((0.1, 0.1), (0.5, 0.1), (0.5, 0.5)):
+        page.mouse.click(rb["x"] + rb["width"] * fx, rb["y"] + rb["height"] * fy)
+    page.mouse.dblclick(rb["x"] + rb["width"] * 0.1, rb["y"] + rb["height"] * 0.5)
+    page.wait_for_selector("#rules-form .badge.soft-ng:text('ignore')")
+    seq = wait_backtest(page, seq)
+    shot(page, "07b-rules-region", full_page=True)
+    page.locator("#rules-form .filter-row:has(.badge.soft-ng) button").click()
     page.click("[data-testid=save-rules]")
     page.wait_for_selector("[data-testid=rules-saved]")
     page.click("[data-testid=suggest]")

@@ -146,10 +146,10 @@ let regionImage = null;
 function regionsFieldset() {
   const canvas = h("canvas", { class: "region-canvas", id: "region-canvas", "data-testid": "region-canvas", width: 10, height: 10 });
   canvas.addEventListener("click", (e) => {
-    if (!canEdit || !regionImage) return;
+    if (!canEdit || !regionImage || e.detail > 1) return;  // the 2nd click of a double-click closes instead
     const r = canvas.getBoundingClientRect();
-    const s = regionImage.width / r.width;
-    drafting.push([Math.round((e.clientX - r.left) * s), Math.round((e.clientY - r.top) * s)]);
+    const sx = regionImage.width / r.width, sy = regionImage.height / r.height;
+    drafting.push([Math.round((e.clientX - r.left) * sx), Math.round((e.clientY - r.top) * sy)]);
     drawRegions();
   });
   canvas.addEventListener("dblclick", (e) => { e.preventDefault(); closePolygon(); });
@@ -187,6 +187,10 @@ function drawRegions() {
   if (!canvas) return;
   const W = regionImage ? regionImage.width : 400, H = regionImage ? regionImage.height : 200;
   canvas.width = W; canvas.height = H;
+  const room = canvas.parentElement ? canvas.parentElement.clientWidth - 4 : 600;
+  const k = Math.min(room / W, 320 / H);
+  canvas.style.width = `${Math.round(W * k)}px`;
+  canvas.style.height = `${Math.round(H * k)}px`;
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#15191f"; ctx.fillRect(0, 0, W, H);
   if (regionImg) ctx.drawImage(regionImg, 0, 0, W, H);
@@ -226,7 +230,7 @@ function showReport(rep) {
       h("div", { class: "meta" }, h("span", { class: "badge " + (ch.before === "NG" ? "ng" : "ok") }, ch.before), "→",
         h("span", { class: "badge " + (ch.after === "NG" ? "ng" : "ok") }, ch.after),
         ch.truth ? h("span", { class: "muted" }, `truth ${ch.truth}`) : null));
-  }) : [h("div", { class: "muted small" }, "No verdict changes against the active rules.")]));
+  }) : [h("div", { class: "muted small", style: "grid-column: 1 / -1" }, "No verdict changes against the active rules.")]));
 }
 async function backtest() {
   const seq = ++btSeq;
