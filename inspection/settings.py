@@ -244,6 +244,11 @@ SPECTACULAR_SETTINGS = {
         "PromptKindEnum": "inspection.models.Prompt.Kind",
         "RoleEnum": "inspection.models.Role",
     },
+    # document the JSON error answers (400/401/403/404/409/413/...) of every operation
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "inspection.api.schema.error_responses",
+    ],
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -265,6 +270,7 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "inspection.api.errors.csrf_failure"  # JSON 403 under /api/
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -14,3 +14,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("inspection.dashboard.urls")),  # web dashboard
 ]
+
+handler404 = "inspection.api.errors.not_found"  # JSON under /api/ (unrouted ids, typos)

@@ -41,6 +41,8 @@ def exception_handler(exc, context):
             status=status.HTTP_400_BAD_REQUEST,
         )
     response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data.setdefault("code", getattr(exc, "default_code", "error"))  # one shape for all
     if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
         response.data = {"detail": "invalid input", "code": "invalid", "errors": response.data}
     elif response is not None and isinstance(response.data, list):
@@ -50,3 +52,25 @@ def exception_handler(exc, context):
             "errors": {"non_field_errors": response.data},
         }
     return response
+
+
+def not_found(request, exception=None):
+    """404 for unrouted URLs: the JSON error shape under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"detail": "no such API route", "code": "not_found"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF refusal (CSRF_FAILURE_VIEW): the JSON error shape under /api/."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"detail": f"CSRF check failed: {reason}", "code": "csrf_failed"}, status=403)
+    from django.views.csrf import csrf_failure as default
+
+    return default(request, reason=reason)
