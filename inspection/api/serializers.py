@@ -114,14 +114,14 @@ class TokenOutput(serializers.Serializer):
 class ProjectOutput(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
     deployed_model_number = serializers.IntegerField(
-        source="deployed_model.number", default=None, read_only=True
+        source="deployed_model.number", default=None, allow_null=True, read_only=True
     )
     active_rules_version = serializers.IntegerField(
-        source="active_ruleset.version", default=None, read_only=True
+        source="active_ruleset.version", default=None, allow_null=True, read_only=True
     )
-    n_images = serializers.IntegerField(read_only=True, default=None)
-    n_inspections = serializers.IntegerField(read_only=True, default=None)
-    n_inspections_ng = serializers.IntegerField(read_only=True, default=None)
+    n_images = serializers.IntegerField(read_only=True, default=None, allow_null=True)
+    n_inspections = serializers.IntegerField(read_only=True, default=None, allow_null=True)
+    n_inspections_ng = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Project
@@ -164,7 +164,7 @@ class ImageOutput(serializers.ModelSerializer):
     overlay_url = serializers.SerializerMethodField()
     mask_url = serializers.SerializerMethodField()
     has_mask = serializers.SerializerMethodField()
-    n_prompts = serializers.IntegerField(read_only=True, default=None)
+    n_prompts = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Image
@@ -210,9 +210,9 @@ class ImageOutput(serializers.ModelSerializer):
 
 class PromptOutput(serializers.ModelSerializer):
     points = serializers.JSONField(source="data.points")
-    radius = serializers.FloatField(source="data.radius", default=None)
-    positive = serializers.BooleanField(source="data.positive", default=None)
-    author = serializers.CharField(source="author.username", default=None)
+    radius = serializers.FloatField(source="data.radius", default=None, allow_null=True)
+    positive = serializers.BooleanField(source="data.positive", default=None, allow_null=True)
+    author = serializers.CharField(source="author.username", default=None, allow_null=True)
 
     class Meta:
         model = Prompt
