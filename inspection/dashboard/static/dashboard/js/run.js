@@ -1,6 +1,6 @@
 // The Run button: POST /projects/{id}/train/ (train + propagate), then a live
 // progress bar from the job row until it ends. Used by the overview and editor.
-import { api, pollJob, jobIdOf, h, errorText } from "./api.js";
+import { api, pollJob, jobIdOf, errorText } from "./api.js";
 
 export function setupRun({ projectId, root, onDone }) {
   if (!root) return null;
@@ -8,7 +8,16 @@ export function setupRun({ projectId, root, onDone }) {
   const box = root.querySelector(".job");
   const bar = box.querySelector("progress");
   const msg = box.querySelector(".msg");
+  const cancel = box.querySelector("[data-cancel]");
   let running = false;
+  let current = null;
+  if (cancel) cancel.addEventListener("click", async () => {
+    if (!current) return;
+    cancel.disabled = true;
+    try { await api(`/jobs/${current}/cancel/`, { method: "POST", body: {} }); }
+    catch (ex) { msg.textContent = errorText(ex.body) || ex.message; }
+    finally { cancel.disabled = false; }
+  });
 
   function show(job) {
     box.classList.remove("hidden", "failed");
@@ -17,11 +26,14 @@ export function setupRun({ projectId, root, onDone }) {
     bar.dataset.state = job.state || job.status || "";
     box.dataset.state = bar.dataset.state;
     const state = bar.dataset.state;
-    msg.textContent = `${state || "queued"} · ${Math.round(p)} %${job.message ? " · " + job.message : ""}`;
+    const extra = job.message && job.message !== state ? ` · ${job.message}` : "";
+    msg.textContent = `${state || "queued"} · ${Math.round(p)} %${extra}`;
+    if (cancel) cancel.classList.toggle("hidden", !(state === "queued" || state === "running"));
   }
 
   async function follow(jobId) {
     running = true;
+    current = jobId;
     button.disabled = true;
     try {
       const job = await pollJob(jobId, { onUpdate: show });
@@ -40,7 +52,9 @@ export function setupRun({ projectId, root, onDone }) {
       msg.textContent = ex.message;
     } finally {
       running = false;
+      current = null;
       button.disabled = false;
+      if (cancel) cancel.classList.add("hidden");
     }
     return null;
   }
@@ -68,8 +82,4 @@ export function setupRun({ projectId, root, onDone }) {
 
   button.addEventListener("click", run);
   return { run, follow };
-}
-
-export function runBarMarkup() {
-  return h("div", { class: "runbar" });
 }
