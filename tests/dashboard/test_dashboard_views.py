@@ -96,3 +96,34 @@ def test_static_assets_are_local(client, owner):
     html = client.get(reverse("dashboard:projects")).content.decode()
     assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
     assert "/static/dashboard/css/app.css" in html
+
+
+@pytest.fixture
+def image(project, owner):
+    import io
+
+    from PIL import Image as PILImage
+
+    from inspection.services.images import images_upload
+
+    buf = io.BytesIO()
+    PILImage.new("L", (40, 30), 128).save(buf, format="PNG")
+    return images_upload(project=project, files=[("a.png", buf.getvalue())], user=owner)[0].image
+
+
+@pytest.mark.parametrize(("role", "edit_tools"), [("engineer", True), ("viewer", False)])
+def test_editor_and_decision_pages(member_client, project, image, role, edit_tools):
+    c = member_client(role)
+    html = c.get(reverse("dashboard:editor", args=[project.pk, image.pk])).content.decode()
+    assert ('data-testid="edit-tools"' in html) is edit_tools
+    assert f'"image_id": "{image.pk}"' in html
+    assert c.get(reverse("dashboard:decision", args=[project.pk, image.pk])).status_code == 200
+
+
+def test_image_of_another_project_is_404_in_editor(client, make_user, project, image):
+    other_owner = make_user("trudy")
+    other = project_create(user=other_owner, name="Other", classes=["dent"])
+    client.force_login(other_owner)
+    # trudy's own project id with olivia's image id: still not found
+    assert client.get(reverse("dashboard:editor", args=[other.pk, image.pk])).status_code == 404
+    assert client.get(reverse("dashboard:decision", args=[other.pk, image.pk])).status_code == 404
