@@ -70,7 +70,9 @@ def csrf_failure(request, reason=""):
     if request.path.startswith("/api/"):
         from django.http import JsonResponse
 
-        return JsonResponse({"detail": f"CSRF check failed: {reason}", "code": "csrf_failed"}, status=403)
+        return JsonResponse(
+            {"detail": f"CSRF check failed: {reason}", "code": "csrf_failed"}, status=403
+        )
     from django.views.csrf import csrf_failure as default
 
     return default(request, reason=reason)

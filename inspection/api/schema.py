@@ -66,7 +66,12 @@ def error_responses(result, generator, request, public):
             if method == "get" and ok.get("schema", {}).get("type") == "array":
                 ok["schema"] = _paginated(ok["schema"])
                 op.setdefault("parameters", []).extend(
-                    {"name": name, "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
                     for name in ("page", "page_size")
                     if not any(p.get("name") == name for p in op.get("parameters", []))
                 )
@@ -80,6 +85,10 @@ def error_responses(result, generator, request, public):
                 codes.append("429")
             for code in codes:
                 op["responses"].setdefault(
-                    code, {"description": _DESCRIPTIONS[code], "content": {"application/json": {"schema": ref}}}
+                    code,
+                    {
+                        "description": _DESCRIPTIONS[code],
+                        "content": {"application/json": {"schema": ref}},
+                    },
                 )
     return result

@@ -65,11 +65,15 @@ class MemberPatchInput(serializers.Serializer):
 class ImageUploadInput(serializers.Serializer):
     file = serializers.ListField(child=serializers.FileField(), min_length=1)
     mask = serializers.ListField(child=serializers.FileField(), required=False)
-    verdict = serializers.ChoiceField(choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True)
+    verdict = serializers.ChoiceField(
+        choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True
+    )
 
 
 class ImagePatchInput(serializers.Serializer):
-    verdict = serializers.ChoiceField(choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True)
+    verdict = serializers.ChoiceField(
+        choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True
+    )
     mask = serializers.FileField(required=False)
     clear_mask = serializers.BooleanField(required=False, default=False)
 

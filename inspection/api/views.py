@@ -647,9 +647,7 @@ class RuleVersionListView(APIView):
 class BacktestView(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(
-        request=s.RulesBacktestInput, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL}
-    )
+    @extend_schema(request=s.RulesBacktestInput, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
     def post(self, request, pk):
         project, _ = _project(request, pk)
         data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
@@ -694,7 +692,11 @@ class PredictionListView(APIView):
             OpenApiParameter("verdict", str),
             OpenApiParameter("image", str),
             OpenApiParameter("disagree", bool),
-            OpenApiParameter("model_version", str, description="latest prediction of each image by this model version (dashboard: compare two versions)"),
+            OpenApiParameter(
+                "model_version",
+                str,
+                description="latest prediction of each image by this model version (dashboard: compare two versions)",
+            ),
         ],
     )
     def get(self, request, pk):
@@ -705,7 +707,10 @@ class PredictionListView(APIView):
         try:
             mv = uuid.UUID(mv) if mv else None
         except ValueError:
-            raise InvalidInput("model_version must be a model version id", field_errors={"model_version": ["not a valid id"]}) from None
+            raise InvalidInput(
+                "model_version must be a model version id",
+                field_errors={"model_version": ["not a valid id"]},
+            ) from None
         latest = selectors.predictions_latest(project=project, model_version_id=mv)
         qs = _filter(PredictionFilter, request, latest)
         return _paginate(self, request, qs, s.PredictionOutput)

@@ -21,6 +21,8 @@ _lock = threading.Lock()
 _backends: dict[tuple, Any] = {}
 _learners: OrderedDict[str, Any] = OrderedDict()
 _LEARNERS_MAX = 8
+_embeddings: OrderedDict[str, Any] = OrderedDict()
+_EMBEDDINGS_MAX = 8  # ~4 MB each: the images being painted right now
 
 
 def feature_cache_get():
@@ -59,6 +61,44 @@ def sam_model_get():
     from prompting.features.sam import sam_model_load
 
     return sam_model_load(**sam_options())
+
+
+def embedding_get(key: str):
+    """A SAM embedding by cache key: from process memory, else the disk cache (or None).
+
+    Interactive clicks on the same image skip re-reading 4 MB from disk.
+    """
+    with _lock:
+        if key in _embeddings:
+            _embeddings.move_to_end(key)
+            return _embeddings[key]
+    embedding = feature_cache_get().get_embedding(key)
+    if embedding is not None:
+        with _lock:
+            _embeddings[key] = embedding
+            while len(_embeddings) > _EMBEDDINGS_MAX:
+                _embeddings.popitem(last=False)
+    return embedding
+
+
+_rulesets: OrderedDict[str, Any] = OrderedDict()
+
+
+def ruleset_get(ruleset) -> Any:
+    """The engine RuleSet of a (never edited: versions are new rows) RuleSet row, cached."""
+    from prompting.rules import ruleset_validate
+
+    key = str(ruleset.id)
+    with _lock:
+        if key in _rulesets:
+            _rulesets.move_to_end(key)
+            return _rulesets[key]
+    validated = ruleset_validate(ruleset.data)
+    with _lock:
+        _rulesets[key] = validated
+        while len(_rulesets) > 64:
+            _rulesets.popitem(last=False)
+    return validated
 
 
 def backend_get(name: str):

@@ -25,13 +25,15 @@ log = logging.getLogger("inspection.inspections")
 
 
 def _deployed(project: Project):
-    project.refresh_from_db(fields=["deployed_model", "active_ruleset"])
-    if project.deployed_model_id is None:
+    """(deployed ModelVersion, active RuleSet) in one query; 409 when nothing is deployed."""
+    fresh = Project.objects.select_related("deployed_model", "active_ruleset").get(id=project.id)
+    if fresh.deployed_model is None:
         raise Conflict(
             "no model is deployed for this project: train one (the first is deployed) or deploy a version",
             code="no_model",
         )
-    return project.deployed_model
+    ruleset = fresh.active_ruleset or ruleset_active_get(project=project)
+    return fresh.deployed_model, ruleset
 
 
 def inspection_run(
@@ -51,17 +53,15 @@ def inspection_run(
     """
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
-    from prompting.rules import ruleset_validate
 
     t0 = time.perf_counter()
-    mv = _deployed(project)
-    ruleset = ruleset_active_get(project=project)
+    mv, ruleset = _deployed(project)
     decoded = _decode(data, field="file")
     rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
     t_decode = time.perf_counter() - t0
     learner = engine.learner_get(mv)
     backend = engine.backend_get(mv.backend)
-    rules = ruleset_validate(ruleset.data)
+    rules = engine.ruleset_get(ruleset)
     result = inspect_image(
         rgb8,
         learner=learner,

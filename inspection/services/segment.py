@@ -96,9 +96,8 @@ def segment_run(
     elif target not in image.project.class_names:
         raise InvalidInput("unknown class", field_errors={"label": ["not a class of this project"]})
 
-    cache = engine.feature_cache_get()
     _, phash = _image_phash(image)
-    embedding = cache.get_embedding(_embedding_key(model, phash))
+    embedding = engine.embedding_get(_embedding_key(model, phash))
     if embedding is None or tuple(embedding.original_size) != (image.height, image.width):
         job = embedding_start(image=image, user=user)
         raise EmbeddingNotReady(
