@@ -24,7 +24,7 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
   const reasons = dec.reasons || [];
   const byBlob = new Map();
   reasons.forEach((r) => { if (r.blob_id != null) byBlob.set(r.blob_id, [...(byBlob.get(r.blob_id) || []), r]); });
-  document.getElementById("reasons").replaceChildren(...(reasons.length ? reasons.map((r) => h("div", { class: "reason", "data-testid": "reason" },
+  document.getElementById("reasons").replaceChildren(...(reasons.length ? reasons.map((r) => h("div", { class: "reason", "data-testid": "reason", "data-blob-id": r.blob_id ?? null },
     h("div", {}, h("b", {}, r.message || `${r.rule_type} ${r.measure} ${fmt(r.value)} ≥ ${fmt(r.threshold)}`)),
     h("div", { class: "rid" }, `rule ${r.rule_id} · ${r.rule_type}${r.class_name ? " · " + r.class_name : ""}${r.blob_id != null ? " · blob #" + r.blob_id : ""} · ${r.severity || ""}`)))
     : [h("div", { class: "notice ok", "data-testid": "reason" }, "No rule fired: the image is OK.")]));
@@ -70,6 +70,20 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
     svg.append(g);
   }
   document.getElementById("decision-view").replaceChildren(svg);
+  // hovering a blob's row (or a reason naming it) highlights its outline
+  const focus = (id, on) => {
+    const g = svg.querySelector(`g[data-blob-id="${id}"] rect`);
+    if (g) { g.setAttribute("stroke-width", on ? sw * 3 : g.dataset.sw || sw); g.setAttribute("stroke", on ? "#ffd23f" : g.dataset.col); }
+  };
+  svg.querySelectorAll("g[data-blob-id] rect").forEach((r) => { r.dataset.sw = r.getAttribute("stroke-width"); r.dataset.col = r.getAttribute("stroke"); });
+  document.querySelectorAll("#blob-rows tr[data-blob-id]").forEach((tr) => {
+    tr.addEventListener("mouseenter", () => focus(tr.dataset.blobId, true));
+    tr.addEventListener("mouseleave", () => focus(tr.dataset.blobId, false));
+  });
+  document.querySelectorAll("#reasons [data-blob-id]").forEach((el) => {
+    el.addEventListener("mouseenter", () => focus(el.dataset.blobId, true));
+    el.addEventListener("mouseleave", () => focus(el.dataset.blobId, false));
+  });
 }
 
 async function main() {
