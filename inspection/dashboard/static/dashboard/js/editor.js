@@ -117,7 +117,9 @@ function draw() {
     ctx.arc(cx * state.scale + state.ox, cy * state.scale + state.oy, state.radius * state.scale, 0, Math.PI * 2);
     ctx.strokeStyle = state.tool === "eraser" ? "#fff" : colourOf(state.label); ctx.lineWidth = 1.5; ctx.stroke();
   }
-  hud.textContent = `${Math.round(state.scale * 100)} % · ${state.tool}${state.tool === "brush" || state.tool === "eraser" ? " " + state.radius + " px" : ""} · ${state.label}`;
+  hud.textContent = canEdit
+    ? `${Math.round(state.scale * 100)} % · ${state.tool}${state.tool === "brush" || state.tool === "eraser" ? " " + state.radius + " px" : ""} · ${state.label}`
+    : `${Math.round(state.scale * 100)} % · read only`;
 }
 
 function setStatus(text, kind = "") {
