@@ -123,3 +123,13 @@ def tiny_sam_model(tiny_sam_checkpoint: TinySamCheckpoint) -> Any:
     return sam_model_load(
         model_type=tiny_sam_checkpoint.model_type, checkpoint=tiny_sam_checkpoint.checkpoint
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_reference(tiny_sam_checkpoint: TinySamCheckpoint) -> Any:
+    """The same tiny SAM as plain segment_anything (no product code): the reference."""
+    import torch
+
+    sam = tiny_sam_build()
+    sam.load_state_dict(torch.load(tiny_sam_checkpoint.checkpoint, weights_only=True))
+    return sam

@@ -63,11 +63,11 @@ def test_embed_shapes_and_valid_grid(tiny_sam_model, shape, input_size, grid) ->
 
 
 @pytest.mark.parametrize("shape", [(120, 160), (96, 1024)], ids=["resized", "long-side-1024"])
-def test_embed_and_decode_match_sam_predictor(tiny_sam_model, shape) -> None:
+def test_embed_and_decode_match_sam_predictor(tiny_sam_model, tiny_sam_reference, shape) -> None:
     from segment_anything import SamPredictor
 
     img = _image(*shape)
-    predictor = SamPredictor(tiny_sam_model.sam)
+    predictor = SamPredictor(tiny_sam_reference)
     predictor.set_image(img)
     emb = tiny_sam_model.embed(img)
     np.testing.assert_allclose(

@@ -96,10 +96,10 @@ def test_mask_input_refines_previous_result(tiny_sam_model, embedding, no_encode
     np.testing.assert_allclose(also.low_res_logits, again.low_res_logits, atol=1e-5)
 
 
-def test_matches_sam_predictor(tiny_sam_model, image, embedding):
+def test_matches_sam_predictor(tiny_sam_model, tiny_sam_reference, image, embedding):
     from segment_anything import SamPredictor
 
-    predictor = SamPredictor(tiny_sam_model.sam)
+    predictor = SamPredictor(tiny_sam_reference)
     predictor.set_image(image)
     masks, scores, low = predictor.predict(
         point_coords=np.array([[50.0, 40.0]]), point_labels=np.array([1])
