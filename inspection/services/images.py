@@ -219,9 +219,23 @@ def image_delete(*, image: Image) -> None:
     names = [image.file.name, image.thumbnail.name, image.mask.name]
     for p in image.predictions.all():
         names += [p.mask.name, p.overlay.name, p.probabilities.name]
+    phash = image.pixels_hash
     with transaction.atomic():
         image.delete()
     transaction.on_commit(lambda: [file_delete(n) for n in names])
+    transaction.on_commit(lambda: _cache_purge([phash]))
+
+
+def _cache_purge(pixels_hashes: list[str]) -> None:
+    """Drop the feature cache entries no remaining image uses (never fails the delete)."""
+    from inspection.services.retention import cache_purge
+
+    try:
+        cache_purge(pixels_hashes=pixels_hashes)
+    except Exception:  # the orphans command cleans up what is left
+        import logging
+
+        logging.getLogger("inspection.images").exception("cache purge failed")
 
 
 def cold_start_status(*, project: Project) -> dict:

@@ -132,13 +132,17 @@ def project_update(*, project: Project, data: dict) -> Project:
 
 def project_delete(*, project: Project) -> None:
     """Delete the project, its rows and every file under its storage prefix."""
+    from inspection.services.images import _cache_purge
+
     prefix = project_prefix(project.id)
+    hashes = list(project.images.values_list("pixels_hash", flat=True))
     with transaction.atomic():
         # inspections are immutable one by one, but go with their project; they
         # PROTECT their model version and rule set, so they must go first
         Inspection.objects.filter(project=project).delete()
         project.delete()
     transaction.on_commit(lambda: prefix_delete(prefix))
+    transaction.on_commit(lambda: _cache_purge(hashes))
 
 
 def membership_set(*, project: Project, username: str, role: str) -> Membership:

@@ -1,0 +1,156 @@
+"""Retention: find and remove orphans (stored files and cache entries no row needs).
+
+A stored file is an orphan when no row names it (Image file/thumbnail/mask,
+ModelVersion artifact, Prediction mask/overlay/probabilities), or it sits under
+``projects/<id>/`` of a project that no longer exists, or it is a partial
+write under ``tmp/`` older than an hour. A feature-cache entry is an orphan
+when its key belongs to no stored image for the backends in use (cache keys are
+``cache_key(backend fingerprint, pixels_hash)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from inspection.models import Image, ModelVersion, Prediction, Project
+from inspection.storage import file_delete, names_under
+
+log = logging.getLogger("inspection.retention")
+
+TMP_GRACE_S = 3600  # partial writes younger than this may still be in progress
+CACHE_KINDS = ("features", "sam_embedding")
+
+
+@dataclass
+class Orphans:
+    files: list[str] = field(default_factory=list)  # storage names
+    cache: list[str] = field(default_factory=list)  # cache keys
+    bytes: int = 0
+
+
+def _referenced_names() -> set[str]:
+    names: set[str] = set()
+    for row in Image.objects.values_list("file", "thumbnail", "mask"):
+        names.update(n for n in row if n)
+    names.update(n for n in ModelVersion.objects.values_list("artifact", flat=True) if n)
+    for row in Prediction.objects.values_list("mask", "overlay", "probabilities"):
+        names.update(n for n in row if n)
+    return names
+
+
+def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
+    """Fingerprints of the feature backends whose cache entries may be live.
+
+    SAM's fingerprint needs the model loaded (checkpoint hash, dtype): only
+    with ``load_sam`` (the orphans command), not on every image delete.
+    """
+    from inspection.services import engine
+
+    out: set[str] = set()
+    names = set(Project.objects.values_list("backend", flat=True)) | {settings.DEFAULT_FEATURE_BACKEND}
+    for name in sorted(names):
+        if name == "sam" and not load_sam:
+            continue
+        try:
+            out.add(engine.backend_get(name).fingerprint())
+        except Exception as exc:  # backend unavailable here (no checkpoint...)
+            log.info("fingerprint of backend %s unavailable: %s", name, exc)
+    if load_sam and engine.sam_configured():
+        try:
+            out.add(engine.sam_model_get().fingerprint)
+        except Exception as exc:
+            log.info("SAM fingerprint unavailable: %s", exc)
+    return out
+
+
+def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
+    from prompting.features.cache import cache_key
+
+    return {
+        cache_key(fp, ph, kind=kind)
+        for ph in pixels_hashes
+        if ph
+        for fp in fingerprints
+        for kind in CACHE_KINDS
+    }
+
+
+def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
+    """Remove cache entries of ``pixels_hashes`` that no remaining image uses."""
+    from inspection.services import engine
+
+    still = set(Image.objects.filter(pixels_hash__in=list(pixels_hashes)).values_list("pixels_hash", flat=True))
+    gone = [ph for ph in pixels_hashes if ph and ph not in still]
+    if not gone:
+        return 0
+    cache = engine.feature_cache_get()
+    n = 0
+    for key in cache_keys(gone, fingerprints=backend_fingerprints(load_sam=load_sam)):
+        if key in cache:
+            cache.delete(key)
+            n += 1
+    return n
+
+
+def orphans_find(*, load_sam: bool = True) -> Orphans:
+    """Every orphan file and cache entry (nothing is deleted)."""
+    from django.core.files.storage import default_storage
+
+    from inspection.services import engine
+
+    out = Orphans()
+    referenced = _referenced_names()
+    projects = {str(p) for p in Project.objects.values_list("id", flat=True)}
+    active_batches = set()
+    from inspection.models import Job
+
+    for job_id, project_id in Job.objects.filter(state__in=Job.ACTIVE_STATES).values_list("id", "project_id"):
+        active_batches.add(f"projects/{project_id}/batches/{job_id}/")
+    for name in names_under("projects"):
+        parts = name.split("/")
+        if len(parts) < 3:
+            out.files.append(name)
+            continue
+        if parts[1] not in projects:
+            out.files.append(name)  # the project is gone
+        elif parts[2] == "batches":
+            if not any(name.startswith(b) for b in active_batches):
+                out.files.append(name)  # inputs of a finished batch
+        elif name not in referenced:
+            out.files.append(name)
+    now = time.time()
+    for name in names_under("tmp"):
+        try:
+            age = now - default_storage.get_modified_time(name).timestamp()
+        except Exception:
+            age = TMP_GRACE_S + 1
+        if age > TMP_GRACE_S:
+            out.files.append(name)
+    for name in out.files:
+        with contextlib.suppress(Exception):
+            out.bytes += default_storage.size(name)
+    cache = engine.feature_cache_get()
+    live = cache_keys(Image.objects.values_list("pixels_hash", flat=True), fingerprints=backend_fingerprints(load_sam=load_sam))
+    for path in sorted(cache.root.glob("*.npy")):
+        key = path.name[: -len(".npy")]
+        if key not in live:
+            out.cache.append(key)
+            out.bytes += path.stat().st_size
+    return out
+
+
+def orphans_delete(orphans: Orphans) -> int:
+    """Delete what :func:`orphans_find` found; returns how many entries went."""
+    from inspection.services import engine
+
+    for name in orphans.files:
+        file_delete(name)
+    cache = engine.feature_cache_get()
+    for key in orphans.cache:
+        cache.delete(key)
+    return len(orphans.files) + len(orphans.cache)
