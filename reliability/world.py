@@ -69,7 +69,7 @@ class World:
     foreign: dict = field(default_factory=dict)  # kind -> id of a row of project B
 
 
-def _populate(project, user, *, seed: int, n_images: int = 2) -> dict:
+def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.nullcontext) -> dict:
     """Images (one NG, one OK), strokes, one training run (eager), a deploy,
     an inspection, a webhook, a rule-set v2. Returns kind -> id."""
     from django.conf import settings
@@ -93,11 +93,12 @@ def _populate(project, user, *, seed: int, n_images: int = 2) -> dict:
     mask[23:26, 6:42] = 255
     image_services.image_ground_truth_set(image=images[0], verdict="NG", mask=_png(mask))
     image_services.image_ground_truth_set(image=images[1], verdict="OK")
-    with fast_training():
+    with fast_training(), settle():
         training_services.training_start(project=project, user=user)  # eager: runs on commit
     job = Job.objects.filter(project=project, kind="train").order_by("-created_at").first()
     assert job is not None and job.state == "succeeded", f"world training failed: {job and job.error}"
-    rule_services.ruleset_update(project=project, data=project.active_ruleset.data, user=user, note="v2")
+    with settle():
+        rule_services.ruleset_update(project=project, data=project.active_ruleset.data, user=user, note="v2")
     project.refresh_from_db()
     inspection_services.inspection_run(project=project, data=tile_png(seed * 100 + 77), filename="line.png", station="s1", part_id="p1", user=user)
     hook = Webhook.objects.create(project=project, url="https://hooks.example.invalid/x", events=["job.finished"], secret="s" * 32)
