@@ -180,8 +180,15 @@ class InProcessApi:
         self.client = Client(HTTP_AUTHORIZATION=f"Token {token}")
 
     def post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+        status, out, _ = self.timed_post(path, body, content_type)
+        return status, out
+
+    def timed_post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any, float]:
+        """(status, parsed JSON, ms of the request alone: parsing the answer isn't timed)."""
+        t0 = time.perf_counter()
         r = self.client.post(path, data=body, content_type=content_type)
-        return r.status_code, json.loads(r.content or b"null")
+        ms = (time.perf_counter() - t0) * 1000.0
+        return r.status_code, json.loads(r.content or b"null"), ms
 
     def get(self, path: str) -> tuple[int, Any]:
         r = self.client.get(path)
@@ -199,23 +206,28 @@ class LiveApi:
     def _request(self, method: str, path: str, body: bytes | None, content_type: str | None):
         import http.client
 
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         headers = {"Authorization": f"Token {self.token}", "Host": "127.0.0.1"}
         if content_type:
             headers["Content-Type"] = content_type
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         try:
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
         finally:
             conn.close()
-        return r.status, json.loads(data or b"null")
+        ms = (time.perf_counter() - t0) * 1000.0
+        return r.status, json.loads(data or b"null"), ms
 
-    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+    def timed_post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any, float]:
         return self._request("POST", path, body, content_type)
 
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+        return self._request("POST", path, body, content_type)[:2]
+
     def get(self, path: str) -> tuple[int, Any]:
-        return self._request("GET", path, None, None)
+        return self._request("GET", path, None, None)[:2]
 
 
 def _free_port() -> int:
@@ -362,19 +374,28 @@ def world_build(*, n_held_out: int, seed: int = 0) -> World:
 # --- timing -----------------------------------------------------------------------------
 @dataclass
 class Series:
-    """Wall times in ms of one call: API and engine, paired call by call."""
+    """Wall times in ms of one call, paired call by call.
+
+    ``api_ms``: the request; ``engine_ms``: the engine alone on the same work, run
+    next to it; ``in_request_engine_ms``: the engine's time inside that very
+    request (in-process: the engine functions the service calls, wrapped and
+    timed; live: the timings the service reports).
+    """
 
     name: str
     mode: str
     api_ms: list[float] = field(default_factory=list)
     engine_ms: list[float] = field(default_factory=list)
+    in_request_engine_ms: list[float] = field(default_factory=list)
     service_ms: list[float] = field(default_factory=list)  # the service function's own clock
+    overhead_cpu_ms: list[float] = field(default_factory=list)  # request CPU outside the engine
     note: str = ""
 
     def summary(self) -> dict[str, Any]:
         api50, api95 = _percentile(self.api_ms, 50), _percentile(self.api_ms, 95)
         eng50, eng95 = _percentile(self.engine_ms, 50), _percentile(self.engine_ms, 95)
-        paired = [a - e for a, e in zip(self.api_ms, self.engine_ms, strict=True)]
+        inner = [a - e for a, e in zip(self.api_ms, self.in_request_engine_ms, strict=True)]
+        inner_eng50 = _percentile(self.in_request_engine_ms, 50)
         out = {
             "name": self.name,
             "mode": self.mode,
@@ -387,34 +408,116 @@ class Series:
             "overhead_p50_pct": 100.0 * (api50 - eng50) / eng50,
             "overhead_p95_ms": api95 - eng95,
             "overhead_p95_pct": 100.0 * (api95 - eng95) / eng95,
-            "paired_overhead_median_ms": _percentile(paired, 50),
+            "in_request_engine_p50_ms": inner_eng50,
+            "in_request_overhead_p50_ms": _percentile(inner, 50),
+            "in_request_overhead_p95_ms": _percentile(inner, 95),
+            "in_request_overhead_p50_pct": 100.0 * _percentile(inner, 50) / inner_eng50,
             "note": self.note,
         }
         if self.service_ms:
             out["service_fn_p50_ms"] = _percentile(self.service_ms, 50)
-        out["ok"] = out["overhead_p50_pct"] <= OVERHEAD_MAX_PCT
+        if self.overhead_cpu_ms:
+            out["overhead_cpu_p50_ms"] = _percentile(self.overhead_cpu_ms[-len(self.api_ms) :], 50)
+        out["ok"] = out["in_request_overhead_p50_pct"] <= OVERHEAD_MAX_PCT
         return out
+
+
+class EngineClock:
+    """Times the engine functions the service calls, inside a request (in-process only).
+
+    While active, ``prompting.images.image_decode`` / ``image_to_rgb8``,
+    ``prompting.pipeline.inspect_image`` and ``prompting.segment.segment_prompts``
+    (which the services import at call time) add their wall time to ``ms``.
+    """
+
+    TARGETS = (
+        ("prompting.images", "image_decode"),
+        ("prompting.images", "image_to_rgb8"),
+        ("prompting.pipeline", "inspect_image"),
+        ("prompting.segment", "segment_prompts"),
+    )
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self.cpu_ms = 0.0  # this thread's CPU time (torch's worker threads not included)
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> EngineClock:
+        import importlib
+
+        for module_name, attr in self.TARGETS:
+            module = importlib.import_module(module_name)
+            original = getattr(module, attr)
+            self._saved.append((module, attr, original))
+            setattr(module, attr, self._timed(original))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for module, attr, original in self._saved:
+            setattr(module, attr, original)
+        self._saved.clear()
+
+    def _timed(self, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.ms += (time.perf_counter() - t0) * 1000.0
+                self.cpu_ms += (time.thread_time() - c0) * 1000.0
+
+        return wrapper
 
 
 def _interleave(
     n: int,
     warmup: int,
-    api_call: Callable[[int], float],
+    api_call: Callable[[], tuple[float, float]],
     engine_call: Callable[[int], float],
     series: Series,
 ) -> Series:
-    """Warm both up, then alternate which goes first so drifting load hits both alike."""
+    """Warm both up, then alternate which goes first so drifting load hits both alike.
+
+    ``api_call(i)`` returns (request ms, engine ms inside the request).
+    """
+
+    def api(i: int) -> None:
+        ms, inner = api_call(i)
+        series.api_ms.append(ms)
+        series.in_request_engine_ms.append(inner)
+
     for i in range(warmup):
         api_call(i)
         engine_call(i)
+    series.service_ms.clear()
+    series.overhead_cpu_ms.clear()
     for i in range(n):
         if i % 2:
             series.engine_ms.append(engine_call(i))
-            series.api_ms.append(api_call(i))
+            api(i)
         else:
-            series.api_ms.append(api_call(i))
+            api(i)
             series.engine_ms.append(engine_call(i))
     return series
+
+
+def _timed_call(
+    api, path: str, body: bytes, content_type: str, series: Series
+) -> tuple[int, Any, float, float]:
+    """(status, JSON, request ms, in-request engine ms or NaN when not in-process).
+
+    In-process, also appends the request's CPU time outside the engine (this
+    thread) to ``series.overhead_cpu_ms``.
+    """
+    if isinstance(api, InProcessApi):
+        with EngineClock() as clock:
+            c0 = time.thread_time()
+            status, out, ms = api.timed_post(path, body, content_type)
+            cpu = (time.thread_time() - c0) * 1000.0
+        series.overhead_cpu_ms.append(cpu - clock.cpu_ms)
+        return status, out, ms, clock.ms
+    status, out, ms = api.timed_post(path, body, content_type)
+    return status, out, ms, float("nan")
 
 
 def inspect_bench(api, world: World, *, n: int, warmup: int) -> Series:
@@ -441,14 +544,14 @@ def inspect_bench(api, world: World, *, n: int, warmup: int) -> Series:
     series = Series("POST /api/v1/projects/{id}/inspect/ (1 image)", api.mode)
     sizes = set()
 
-    def api_call(i: int) -> float:
-        body = bodies[i % len(bodies)]
-        t0 = time.perf_counter()
-        status, out = api.post(path, body, MULTIPART)
-        ms = (time.perf_counter() - t0) * 1000.0
+    def api_call(i: int) -> tuple[float, float]:
+        status, out, ms, inner = _timed_call(api, path, bodies[i % len(bodies)], MULTIPART, series)
         _check(status, out, 200, "inspect")
-        series.service_ms.append(float(out["timings"]["total_ms"]))
-        return ms
+        t = out["timings"]
+        series.service_ms.append(float(t["total_ms"]))
+        if inner != inner:  # live: what the service reports (its decode_ms includes 2 queries)
+            inner = float(t["decode_ms"]) + float(t["engine_ms"])
+        return ms, inner
 
     def engine_call(i: int) -> float:
         data = world.held_out[i % len(world.held_out)][1]
@@ -464,7 +567,6 @@ def inspect_bench(api, world: World, *, n: int, warmup: int) -> Series:
         return (time.perf_counter() - t0) * 1000.0
 
     _interleave(n, warmup, api_call, engine_call, series)
-    series.service_ms = series.service_ms[warmup:]
     side = sorted(sizes)
     series.note = (
         f"backend {mv.backend}; {len(world.held_out)} held-out magnetic-tile images "
@@ -509,13 +611,13 @@ def segment_bench(api, world: World, *, n: int, warmup: int) -> Series:
     body = json.dumps({"prompts": world.segment_prompts}).encode()
     series = Series("POST /api/v1/images/{id}/segment/ (+1/-1 point)", api.mode)
 
-    def api_call(i: int) -> float:
-        t0 = time.perf_counter()
-        status, out = api.post(path, body, "application/json")
-        ms = (time.perf_counter() - t0) * 1000.0
+    def api_call(i: int) -> tuple[float, float]:
+        status, out, ms, inner = _timed_call(api, path, body, "application/json", series)
         _check(status, out, 200, "segment")
         series.service_ms.append(float(out["service_ms"]))
-        return ms
+        if inner != inner:  # live: the engine's own decode time, as reported
+            inner = float(out["time_ms"])
+        return ms, inner
 
     def engine_call(i: int) -> float:
         t0 = time.perf_counter()
@@ -523,7 +625,6 @@ def segment_bench(api, world: World, *, n: int, warmup: int) -> Series:
         return (time.perf_counter() - t0) * 1000.0
 
     _interleave(n, warmup, api_call, engine_call, series)
-    series.service_ms = series.service_ms[warmup:]
     series.note = (
         f"SAM {model.model_type} random weights, image {image.width}x{image.height}, "
         "mask returned as PNG + RLE (the API default, as the dashboard asks)"
@@ -563,8 +664,10 @@ def profile_calls(api, world: World, *, n: int, top: int = 25) -> str:
 def table(summaries: list[dict[str, Any]]) -> str:
     """Markdown table of :meth:`Series.summary` rows."""
     lines = [
-        "| call | mode | n | API p50 | API p95 | engine p50 | engine p95 | overhead p50 | overhead p95 | target ≤ 10 % (p50) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| call | mode | n | API p50 | API p95 | engine p50 | engine p95 "
+        "| API − engine p50 | API − engine p95 | overhead in the same request p50 (p95) "
+        "| ≤ 10 % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         lines.append(
@@ -573,6 +676,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
             f"| {s['engine_p50_ms']:.1f} ms | {s['engine_p95_ms']:.1f} ms "
             f"| {s['overhead_p50_ms']:+.1f} ms ({s['overhead_p50_pct']:+.1f} %) "
             f"| {s['overhead_p95_ms']:+.1f} ms ({s['overhead_p95_pct']:+.1f} %) "
+            f"| {s['in_request_overhead_p50_ms']:+.1f} ms ({s['in_request_overhead_p50_pct']:+.1f} %)"
+            f" ({s['in_request_overhead_p95_ms']:+.1f} ms) "
             f"| {'PASS' if s['ok'] else 'FAIL'} |"
         )
     return "\n".join(lines)
@@ -655,14 +760,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     for s in summaries:
         extra = (
-            f", service function p50 {s['service_fn_p50_ms']:.1f} ms"
+            f"; service function p50 {s['service_fn_p50_ms']:.1f} ms"
             if "service_fn_p50_ms" in s
             else ""
         )
+        if "overhead_cpu_p50_ms" in s:
+            extra += (
+                f"; CPU outside the engine (request thread) p50 {s['overhead_cpu_p50_ms']:.1f} ms"
+            )
         print(
-            f"# {s['name']} [{s['mode']}]: {s['note']}; paired (API − engine) median "
-            f"{s['paired_overhead_median_ms']:+.1f} ms{extra}"
+            f"# {s['name']} [{s['mode']}]: {s['note']}; engine inside the request p50 "
+            f"{s['in_request_engine_p50_ms']:.1f} ms{extra}"
         )
+    print(
+        "# overhead in the same request = request time − the engine's time inside that "
+        "request (paired per call, robust to load from other processes); the ≤ 10 % target "
+        "is judged on its p50, as % of the engine's in-request p50"
+    )
     print()
     print(table(summaries))
     if profile:

@@ -59,7 +59,7 @@ def test_prints_command_and_markdown_table(smoke):
     assert stdout.startswith("$ python -m benchmarks.api_latency --n 2")
     table = [line for line in stdout.splitlines() if line.startswith("|")]
     assert table[0].startswith(
-        "| call | mode | n | API p50 | API p95 | engine p50 | engine p95 | overhead p50"
+        "| call | mode | n | API p50 | API p95 | engine p50 | engine p95 | API − engine p50"
     )
     assert len(table) == 2 + 2  # header, rule, inspect, segment
     assert "in-process WSGI" in table[2] and "/inspect/" in table[2]
@@ -79,7 +79,9 @@ def test_json_rows(smoke, row):
         "overhead_p50_pct",
         "overhead_p95_ms",
         "overhead_p95_pct",
-        "paired_overhead_median_ms",
+        "in_request_overhead_p50_ms",
+        "in_request_overhead_p50_pct",
+        "in_request_overhead_p95_ms",
     ):
         assert isinstance(r[key], float)
     assert isinstance(r["ok"], bool)
