@@ -121,7 +121,7 @@ def celery_worker(django_db_setup, django_db_blocker, tiny_sam_checkpoint):
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
-            "--include=worker_setup",
+            "--include=tests.inspection.worker_setup",
             "-n",
             f"test-{os.getpid()}@%h",
         ],

@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
-from svc_helpers import MAGNETIC, REPO
+from tests.inspection.svc_helpers import MAGNETIC, REPO
 
 from inspection.models import Image, Membership
 from inspection.services.projects import project_create

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from svc_helpers import job_wait
+from tests.inspection.svc_helpers import job_wait
 
 from inspection.services.images import image_upload
 from inspection.services.projects import project_create

@@ -244,7 +244,7 @@ def test_bad_load_options(tiny_sam_checkpoint, options, match) -> None:
 
 
 def test_model_type_registry_is_open(tiny_sam_checkpoint, monkeypatch) -> None:
-    from conftest import tiny_sam_build
+    from tests.conftest import tiny_sam_build
 
     monkeypatch.setattr(sam_mod, "_MODEL_TYPES", dict(sam_mod._MODEL_TYPES))
     assert {"vit_b", "vit_l", "vit_h", tiny_sam_checkpoint.model_type} <= set(sam_model_types())
@@ -260,7 +260,7 @@ def test_model_type_registry_is_open(tiny_sam_checkpoint, monkeypatch) -> None:
 def test_model_types_from_environment(tiny_sam_checkpoint, monkeypatch) -> None:
     monkeypatch.setattr(sam_mod, "_MODEL_TYPES", dict(sam_mod._MODEL_TYPES))
     monkeypatch.setenv(
-        sam_mod.MODEL_TYPES_ENV, "vit_env_test=conftest:tiny_sam_build, broken=no_such_mod:x"
+        sam_mod.MODEL_TYPES_ENV, "vit_env_test=tests.conftest:tiny_sam_build, broken=no_such_mod:x"
     )
     assert {"vit_env_test", "broken"} <= set(sam_model_types())
     model = sam_model_load(model_type="vit_env_test", checkpoint=tiny_sam_checkpoint.checkpoint)
