@@ -185,9 +185,10 @@ def _rgb8_check(image: np.ndarray) -> np.ndarray:
 def _decoder_upscaling_as_matmul(sam: Any) -> None:
     """Swap the mask decoder's 2x2 stride-2 transposed convolutions for a matmul.
 
-    Same weights (same state_dict keys), same result to the bit on CPU, ~10 %
-    less decode time: oneDNN's transposed convolution reorders its tensors on
-    every call.
+    Same weights (same state_dict keys) and the same arithmetic (bit-identical
+    to ``ConvTranspose2d`` in our CPU check on vit_b), ~10 % less decode CPU
+    time: oneDNN's transposed convolution reorders its tensors on every call.
+    Tests compare the whole decode with an untouched ``SamPredictor``.
     """
     import torch
 
@@ -229,7 +230,8 @@ class SamModel:
 
     Build it with :func:`sam_model_load`. Attributes:
 
-    - ``sam``: the ``segment_anything`` module, in eval mode, on ``device``;
+    - ``sam``: the ``segment_anything`` module, in eval mode, on ``device``
+      (its decoder's 2x2 transposed convolutions run as an equivalent matmul);
     - ``model_type``, ``checkpoint`` (path or None), ``checkpoint_sha256``;
     - ``device``: ``"cpu"`` or ``"cuda[:n]"``;
     - ``dtype``: the encoder dtype *in use* (``"fp32"`` or ``"bf16"``);
