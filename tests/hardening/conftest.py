@@ -1,7 +1,7 @@
 """Fixtures for the hardening slice (SQLite + eager Celery).
 
 ``world``: users in every role, project A and a foreign project B with one row
-of every kind, built once per session through the product's services (a real,
+of every kind, built once for this package through the product's services (a real,
 shortened training run) and removed at the end. Tests run in a transaction that
 is rolled back, so the world is the same for each of them.
 """
@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inspection.test_settings")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(django_db_setup, django_db_blocker):
     from django.conf import settings
 
@@ -30,7 +30,9 @@ def world(django_db_setup, django_db_blocker):
 
         from inspection.services.projects import project_delete
 
-        for project in (w.project, w.other):
+        from inspection.models import Project
+
+        for project in Project.objects.filter(id__in=[w.project.id, w.other.id]):
             project_delete(project=project)
         get_user_model().objects.filter(username__startswith="rel_").delete()
 
