@@ -142,8 +142,13 @@ def _mlp_fit(
     lr: float,
     weight_decay: float,
     seed: int,
+    balance: float = 1.0,
 ) -> list[np.ndarray]:
-    """Adam on class-balanced cross-entropy; deterministic for ``seed``."""
+    """Adam on class-weighted cross-entropy; deterministic for ``seed``.
+
+    Class weights are (N / (K count_k)) ** ``balance``: 1 balances the classes,
+    0 keeps the painted frequencies.
+    """
     with _one_blas_thread():
         return _mlp_fit_inner(
             x,
@@ -155,6 +160,7 @@ def _mlp_fit(
             lr=lr,
             weight_decay=weight_decay,
             seed=seed,
+            balance=balance,
         )
 
 
@@ -169,6 +175,7 @@ def _mlp_fit_inner(
     lr: float,
     weight_decay: float,
     seed: int,
+    balance: float,
 ) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     sizes = [x.shape[1], *hidden, n_classes]
@@ -177,9 +184,8 @@ def _mlp_fit_inner(
         weights.append((rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32))
         weights.append(np.zeros(b, np.float32))
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    class_w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0).astype(
-        np.float32
-    )
+    class_w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    class_w = (class_w**balance).astype(np.float32)
     m = [np.zeros_like(w) for w in weights]
     v = [np.zeros_like(w) for w in weights]
     b1, b2, eps = 0.9, 0.999, 1e-8
@@ -263,6 +269,33 @@ def _adapt_per_image(probs: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _box(img: np.ndarray, radius: int) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    return ndi.uniform_filter(img, size=2 * radius + 1, mode="reflect")
+
+
+def _guided_filter(probs: np.ndarray, guide: np.ndarray, *, radius: int, eps: float) -> np.ndarray:
+    """Edge-aware refinement of (K+1,h,w) probabilities by a grey guide (He et al. 2010).
+
+    Locally the output is a linear function of the guide, so a probability edge
+    snaps to the image edge (a crack's halo, a blob's rim). Renormalised.
+    """
+    g = guide.astype(np.float32)
+    mean_g = _box(g, radius)
+    var_g = _box(g * g, radius) - mean_g * mean_g
+    out = np.empty_like(probs)
+    for k in range(probs.shape[0]):
+        p = probs[k]
+        mean_p = _box(p, radius)
+        a = (_box(g * p, radius) - mean_g * mean_p) / (var_g + eps)
+        b = mean_p - a * mean_g
+        out[k] = _box(a, radius) * g + _box(b, radius)
+    np.clip(out, 1e-4, 1.0, out=out)
+    out /= out.sum(axis=0, keepdims=True)
+    return out
+
+
 def _fit_temperature(logits: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     """Temperature minimising class-balanced NLL on held-out logits (grid search)."""
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
@@ -326,6 +359,11 @@ class Learner:
             cols = [int(c) for c in adapt if 0 <= int(c) < f]
             out = _adapt_per_image(out, (flat[:, cols] - self.mean[cols]) * inv_std[cols])
         probs = out.reshape(h, w, -1).transpose(2, 0, 1)
+        guide = self.info.get("guide_feature")
+        radius = int(self.info.get("guide_radius", 0))
+        if guide is not None and radius > 0 and 0 <= int(guide) < f:
+            eps = float(self.info.get("guide_eps", 1.0))
+            probs = _guided_filter(probs, feats[..., int(guide)], radius=radius, eps=eps)
         big_h, big_w = fmap.image_size
         if (h, w) != (big_h, big_w):
             probs = _upsample(probs, (big_h, big_w))
@@ -651,6 +689,9 @@ def learner_train(
     steps: int = 900,
     calibrate: bool = True,
     adapt: bool = True,
+    guide_radius: int = 3,
+    guide_eps: float = 1.0,
+    balance: float = 1.0,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
 
@@ -704,6 +745,7 @@ def learner_train(
         "batch": 1024,
         "lr": 3e-3,
         "weight_decay": 1e-4,
+        "balance": balance,
     }
 
     temperature, loo_iou = 1.0, None
@@ -745,6 +787,9 @@ def learner_train(
             "n_images": len(images),
             "pixels_per_class": pixels_per_class,
             "adapt_features": list(getattr(backend, "adapt_features", []) or []) if adapt else [],
+            "guide_feature": getattr(backend, "guide_feature", None),
+            "guide_radius": int(guide_radius),
+            "guide_eps": float(guide_eps),
         },
     )
     report(1.0, "done")

@@ -137,6 +137,8 @@ class ClassicBackend:
     #: fine-scale features (normalised level, sigma-1 level, DoG, gradient, Hessian,
     #: local std) the learner's per-image adaptation re-fits on each image
     adapt_features = (0, 1, 2, 3, 4, 5, 6)
+    #: the normalised grey level: guide of the learner's edge-aware refinement
+    guide_feature = 0
 
     def __init__(
         self, *, sigmas: tuple[float, ...] | list[float] = DEFAULT_SIGMAS, **unknown: Any
