@@ -80,7 +80,8 @@ def _manage(args, env_extra, tmp_path):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("SECRET_KEY", "DEBUG", "CELERY_TASK_ALWAYS_EAGER")
+        # a production-like child: none of the test process's own switches
+        if k not in ("SECRET_KEY", "DEBUG", "CELERY_TASK_ALWAYS_EAGER", "DJANGO_ALLOW_ASYNC_UNSAFE")
     }
     env.update(
         {"DJANGO_SETTINGS_MODULE": "inspection.settings", "VAR_DIR": str(tmp_path), **env_extra}
