@@ -76,6 +76,11 @@ class Tally:
             self.failures.append(detail)
         return ok
 
+    def extend(self, n: int, problems: list[str]) -> None:
+        """``n`` cases checked together, with the problems found among them."""
+        self.tried += n
+        self.failures += problems
+
     def note(self, line: str) -> None:
         self.notes.append(line)
 

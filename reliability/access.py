@@ -379,24 +379,10 @@ def main() -> int:
         ok, detail = cell_run(world, *case)
         tally.case(ok, detail, time.perf_counter() - t0)
     n_cells = tally.tried
-    for p in foreign_rows_check(world):
-        tally.case(False, p)
-    tally.tried += len(LISTS) - 0
-    n, probs = probe_check(world)
-    tally.tried += n
-    for p in probs:
-        tally.case(False, p)
-        tally.tried -= 1
-    n, probs = csrf_check(world)
-    tally.tried += n
-    for p in probs:
-        tally.case(False, p)
-        tally.tried -= 1
-    n, probs = throttle_check(world)
-    tally.tried += n
-    for p in probs:
-        tally.case(False, p)
-        tally.tried -= 1
+    tally.extend(len(LISTS), foreign_rows_check(world))
+    tally.extend(*probe_check(world))
+    tally.extend(*csrf_check(world))
+    tally.extend(*throttle_check(world))
     tally.note(f"matrix cells: {n_cells} ({len(MATRIX)} endpoint×method rows × {len(ROLES)} roles)")
     tally.note(f"list endpoints scanned for foreign ids: {len(LISTS)}; id probes: {len(PROBES) * 2 + 1}")
     tally.note("ids: UUID primary keys for every object reachable by URL (member routes use user ids, scoped to the project)")
