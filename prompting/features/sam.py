@@ -182,47 +182,35 @@ def _rgb8_check(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _decoder_upscaling_as_matmul(sam: Any) -> None:
-    """Swap the mask decoder's 2x2 stride-2 transposed convolutions for a matmul.
+def _masks_upscale(
+    low_res: Any, input_size: tuple[int, int], original_size: tuple[int, int], *, side: int
+) -> Any:
+    """``Sam.postprocess_masks``, cheaper: (1, C, 256, 256) logits -> (C, H, W) logits.
 
-    Same weights (same state_dict keys) and the same arithmetic (bit-identical
-    to ``ConvTranspose2d`` in our CPU check on vit_b), ~10 % less decode CPU
-    time: oneDNN's transposed convolution reorders its tensors on every call.
-    Tests compare the whole decode with an untouched ``SamPredictor``.
+    Same bilinear steps (to ``side`` x ``side``, crop to ``input_size``, resize
+    to ``original_size``) with three savings: masks go through as a batch of
+    one-channel images (torch's C=3 path is ~3x slower), only the low-res rows
+    and columns that reach the crop are upsampled (exact: the scale stays
+    ``side / 256`` and no kept pixel reads past them), and the final resize is
+    skipped when it is an identity (long side 1024).
     """
-    import torch
+    import torch.nn.functional as F
 
-    class ConvTranspose2x2(torch.nn.Module):
-        def __init__(self, conv: torch.nn.ConvTranspose2d) -> None:
-            super().__init__()
-            self.weight = conv.weight  # (in, out, 2, 2)
-            self.bias = conv.bias
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, c, h, w = x.shape
-            out = self.weight.shape[1]
-            y = torch.matmul(x.flatten(2).transpose(1, 2), self.weight.reshape(c, out * 4))
-            y = (
-                y.reshape(b, h, w, out, 2, 2)
-                .permute(0, 3, 1, 4, 2, 5)
-                .reshape(b, out, 2 * h, 2 * w)
-            )
-            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
-
-    upscaling = getattr(getattr(sam, "mask_decoder", None), "output_upscaling", None)
-    if not isinstance(upscaling, torch.nn.Sequential):
-        return
-    for i, layer in enumerate(upscaling):
-        if (
-            type(layer) is torch.nn.ConvTranspose2d
-            and layer.kernel_size == (2, 2)
-            and layer.stride == (2, 2)
-            and layer.padding == (0, 0)
-            and layer.output_padding == (0, 0)
-            and layer.dilation == (1, 1)
-            and layer.groups == 1
-        ):
-            upscaling[i] = ConvTranspose2x2(layer)
+    lr = low_res[0].unsqueeze(1)  # (C, 1, 256, 256)
+    n = lr.shape[-1]
+    h, w = input_size
+    if side % n == 0:
+        f = side // n
+        rows, cols = min(n, -(-h // f) + 1), min(n, -(-w // f) + 1)
+        up = F.interpolate(
+            lr[..., :rows, :cols], (rows * f, cols * f), mode="bilinear", align_corners=False
+        )
+    else:  # pragma: no cover - every SAM variant has side 1024 and 256 low-res
+        up = F.interpolate(lr, (side, side), mode="bilinear", align_corners=False)
+    up = up[..., :h, :w]
+    if (h, w) != tuple(original_size):
+        up = F.interpolate(up, tuple(original_size), mode="bilinear", align_corners=False)
+    return up[:, 0]
 
 
 class SamModel:
@@ -231,7 +219,9 @@ class SamModel:
     Build it with :func:`sam_model_load`. Attributes:
 
     - ``sam``: the ``segment_anything`` module, in eval mode, on ``device``
-      (its decoder's 2x2 transposed convolutions run as an equivalent matmul);
+      (its decoder's 2x2 transposed convolutions run as an equivalent matmul;
+      :meth:`decode` runs the decoder through ``_sam_decoder``, which skips
+      prompt-independent work);
     - ``model_type``, ``checkpoint`` (path or None), ``checkpoint_sha256``;
     - ``device``: ``"cpu"`` or ``"cuda[:n]"``;
     - ``dtype``: the encoder dtype *in use* (``"fp32"`` or ``"bf16"``);
@@ -262,7 +252,48 @@ class SamModel:
         self.dtype = dtype
         self.dtype_requested = dtype_requested or dtype
         self.bf16_iou = bf16_iou
-        _decoder_upscaling_as_matmul(sam)
+        from prompting.features._sam_decoder import decoder_supported, upscaling_as_matmul
+
+        upscaling_as_matmul(sam)
+        self._fast_decoder = decoder_supported(sam)
+        self._key_pe: Any = None
+        self._prep: tuple[np.ndarray, Any] | None = None
+
+    def _decode_fast(
+        self,
+        embedding: SamEmbedding,
+        image_embedding: Any,
+        sparse: Any,
+        dense: Any,
+        *,
+        multimask_output: bool,
+    ) -> tuple[Any, Any]:
+        """The mask decoder reusing prompt-independent work (see ``_sam_decoder``).
+
+        The work for the last embedding *object* decoded is kept (identity, not
+        content: a new SamEmbedding, even of the same image, is prepared anew).
+        """
+        from prompting.features._sam_decoder import decoder_prepare, dense_pe, mask_decoder_run
+
+        if self._key_pe is None:
+            self._key_pe = dense_pe(self.sam)
+        prep = None
+        if dense is None:
+            cached = self._prep
+            if cached is not None and cached[0] is embedding.embedding:
+                prep = cached[1]
+            else:
+                prep = decoder_prepare(self.sam, image_embedding, self._key_pe)
+                self._prep = (embedding.embedding, prep)
+        return mask_decoder_run(
+            self.sam,
+            image_embedding=image_embedding,
+            key_pe=self._key_pe,
+            sparse=sparse,
+            dense=dense,
+            prep=prep,
+            multimask_output=multimask_output,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -340,7 +371,6 @@ class SamModel:
         ``multimask_output`` and 1 otherwise, (H, W) = ``original_size``.
         """
         import torch
-        import torch.nn.functional as F
         from segment_anything.utils.transforms import ResizeLongestSide
 
         transform = ResizeLongestSide(self.input_size)
@@ -379,24 +409,28 @@ class SamModel:
             )
             prompt_encoder = self.sam.prompt_encoder
             sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks_in)
-            low_res, iou = self.sam.mask_decoder(
-                image_embeddings=image_embedding,
-                image_pe=prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
-            )
-            input_size = tuple(embedding.input_size)
-            if input_size == original_size:
-                # Sam.postprocess_masks minus its last resize, an exact identity here
-                side = self.input_size
-                masks = F.interpolate(low_res, (side, side), mode="bilinear", align_corners=False)
-                masks = masks[..., : input_size[0], : input_size[1]]
+            if self._fast_decoder:
+                low_res, iou = self._decode_fast(
+                    embedding,
+                    image_embedding,
+                    sparse,
+                    None if masks_in is None else dense,
+                    multimask_output=multimask_output,
+                )
             else:
-                masks = self.sam.postprocess_masks(low_res, input_size, original_size)
+                low_res, iou = self.sam.mask_decoder(
+                    image_embeddings=image_embedding,
+                    image_pe=prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=multimask_output,
+                )
+            masks = _masks_upscale(
+                low_res, tuple(embedding.input_size), original_size, side=self.input_size
+            )
             masks = masks > self.sam.mask_threshold
             return (
-                masks[0].cpu().numpy(),
+                masks.cpu().numpy(),
                 iou[0].float().cpu().numpy(),
                 low_res[0].float().cpu().numpy(),
             )

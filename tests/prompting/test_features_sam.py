@@ -62,29 +62,139 @@ def test_embed_shapes_and_valid_grid(tiny_sam_model, shape, input_size, grid) ->
     np.testing.assert_array_equal(fmap.features[3, 5], emb.embedding[0, :, 3, 5])
 
 
-@pytest.mark.parametrize("shape", [(120, 160), (96, 1024)], ids=["resized", "long-side-1024"])
-def test_embed_and_decode_match_sam_predictor(tiny_sam_model, tiny_sam_reference, shape) -> None:
+def test_embed_matches_sam_predictor(tiny_sam_model, tiny_sam_reference) -> None:
     from segment_anything import SamPredictor
 
-    img = _image(*shape)
+    img = _image(120, 160)
     predictor = SamPredictor(tiny_sam_reference)
     predictor.set_image(img)
     emb = tiny_sam_model.embed(img)
     np.testing.assert_allclose(
         emb.embedding, predictor.get_image_embedding().numpy(), rtol=0, atol=1e-5
     )
-    kwargs = {
+
+
+@pytest.fixture(scope="module")
+def reference_predictions(tiny_sam_reference):
+    """SamPredictor (untouched segment_anything) results, per image shape, prompt and multimask."""
+    from segment_anything import SamPredictor
+
+    cache: dict = {}
+    predictors: dict = {}
+
+    def predict(shape, prompt_id, multimask, mask_input=None):
+        mask_key = None if mask_input is None else hashlib.sha256(mask_input.tobytes()).hexdigest()
+        key = (shape, prompt_id, multimask, mask_key)
+        if shape not in predictors:
+            predictors[shape] = SamPredictor(tiny_sam_reference)
+            predictors[shape].set_image(_image(*shape))
+        if key not in cache:
+            cache[key] = predictors[shape].predict(
+                **DECODE_PROMPTS[prompt_id], multimask_output=multimask, mask_input=mask_input
+            )
+        return cache[key]
+
+    return predict
+
+
+DECODE_PROMPTS = {
+    "click": {"point_coords": np.array([[50.0, 40.0]]), "point_labels": np.array([1])},
+    "points+box": {
         "point_coords": np.array([[50.0, 40.0], [120.0, 90.0]]),
         "point_labels": np.array([1, 0]),
         "box": np.array([20.0, 10.0, 90.0, 70.0]),
-    }
-    want_masks, want_scores, want_low = predictor.predict(**kwargs, multimask_output=True)
-    masks, scores, low = tiny_sam_model.decode(emb, **kwargs, multimask_output=True)
-    assert masks.shape == (3, *shape) and masks.dtype == bool
-    assert low.shape == (3, 256, 256) and low.dtype == np.float32
+    },
+    "box": {"box": np.array([20.0, 10.0, 90.0, 70.0])},
+}
+
+
+@pytest.fixture(scope="module")
+def embeddings(tiny_sam_model):
+    cache: dict = {}
+
+    def get(shape):
+        if shape not in cache:
+            cache[shape] = tiny_sam_model.embed(_image(*shape))
+        return cache[shape]
+
+    return get
+
+
+@pytest.mark.parametrize(
+    ("shape", "prompt_id", "multimask", "fast"),
+    [
+        ((120, 160), "click", True, True),
+        ((120, 160), "points+box", False, True),
+        ((96, 1024), "box", False, True),
+        ((96, 1024), "points+box", True, True),
+        ((120, 160), "points+box", True, False),
+        ((96, 1024), "click", True, False),
+    ],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_decode_matches_sam_predictor(
+    tiny_sam_model,
+    reference_predictions,
+    embeddings,
+    monkeypatch,
+    shape,
+    prompt_id,
+    multimask,
+    fast,
+) -> None:
+    """``fast``: our decoder path (``_sam_decoder``); else segment_anything's modules."""
+    monkeypatch.setattr(tiny_sam_model, "_fast_decoder", fast)
+    emb = embeddings(shape)
+    n = 3 if multimask else 1
+    want_masks, want_scores, want_low = reference_predictions(shape, prompt_id, multimask)
+    masks, scores, low = tiny_sam_model.decode(
+        emb, **DECODE_PROMPTS[prompt_id], multimask_output=multimask
+    )
+    assert masks.shape == (n, *shape) and masks.dtype == bool
+    assert low.shape == (n, 256, 256) and low.dtype == np.float32
     np.testing.assert_allclose(scores, want_scores, atol=1e-4)
     np.testing.assert_allclose(low, want_low, atol=1e-3)
     assert (masks != want_masks).mean() < 1e-3
+    # refinement with mask_input (the prep for the embedding is not used then)
+    want = reference_predictions(shape, prompt_id, False, mask_input=want_low[:1])
+    got = tiny_sam_model.decode(
+        emb, **DECODE_PROMPTS[prompt_id], mask_input=low[:1], multimask_output=False
+    )
+    np.testing.assert_allclose(got[2], want[2], atol=1e-3)
+
+
+def test_decoder_prep_is_kept_for_the_last_embedding(tiny_sam_model) -> None:
+    emb = tiny_sam_model.embed(_image(40, 40))
+    kwargs = DECODE_PROMPTS["click"]
+    first = tiny_sam_model.decode(emb, **kwargs)
+    assert tiny_sam_model._prep[0] is emb.embedding
+    prep = tiny_sam_model._prep[1]
+    again = tiny_sam_model.decode(emb, **kwargs)
+    assert tiny_sam_model._prep[1] is prep
+    np.testing.assert_array_equal(first[2], again[2])
+    copy = SamEmbedding(emb.embedding.copy(), emb.original_size, emb.input_size)
+    np.testing.assert_array_equal(tiny_sam_model.decode(copy, **kwargs)[2], first[2])
+    assert tiny_sam_model._prep[0] is copy.embedding
+
+
+@pytest.mark.parametrize(
+    ("original", "input_size"),
+    [
+        ((768, 1024), (768, 1024)),
+        ((120, 160), (768, 1024)),
+        ((50, 300), (171, 1024)),
+        ((1024, 1024), (1024, 1024)),
+        ((3000, 1000), (1024, 341)),
+        ((7, 5), (1024, 731)),
+    ],
+)
+def test_masks_upscale_matches_sam_postprocess(tiny_sam_reference, original, input_size) -> None:
+    low_res = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    want = tiny_sam_reference.postprocess_masks(low_res, input_size, original)[0]
+    got = sam_mod._masks_upscale(low_res, input_size, original, side=1024)
+    assert got.shape == (3, *original)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert ((got > 0) != (want > 0)).float().mean() < 1e-4
 
 
 def test_tiny_encoder_is_fast(tiny_sam_model) -> None:
