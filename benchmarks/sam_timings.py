@@ -14,7 +14,9 @@ Figures (acceptance items marked *):
   random weights this checks the code path, not SAM's real bf16 quality,
   which the loader re-checks on the real checkpoint before using bf16);
 - * decode on a cached embedding (one click, three masks, the costliest
-  interactive case), p50 and p95: p95 must be <= 60 ms;
+  interactive case; the embedding stays in memory between clicks), p50 and
+  p95: p95 must be <= 60 ms; also with one torch thread, and a click served
+  from the disk cache (load + decode);
 - * embedding cache hit vs miss: a hit must be >= 50x cheaper than an encoder run.
 """
 
@@ -144,6 +146,15 @@ def sam_timings(
             hit = embedding_extract_cached(model, image, cache=cache, image_hash="bench")
             hit_ms.append((time.perf_counter() - t0) * 1000.0)
         assert np.allclose(hit.embedding, emb32.embedding, atol=1e-4)
+        # a click served from the disk cache: load the embedding, then decode
+        # (a new embedding object, so the decoder's per-embedding work is redone)
+        click_ms = []
+        for _ in range(cache_hits):
+            click = Point(float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), "d")
+            t0 = time.perf_counter()
+            loaded = embedding_extract_cached(model, image, cache=cache, image_hash="bench")
+            segment_prompts(model, loaded, [click], target="d")
+            click_ms.append((time.perf_counter() - t0) * 1000.0)
 
     encoder_fp32 = statistics.median(fp32_s)
     hit_p50 = statistics.median(hit_ms)
@@ -167,6 +178,8 @@ def sam_timings(
         "decode_1thread_ms_p95": _percentile(decode_1t_ms, 95),
         "decode_1thread_ok": _percentile(decode_1t_ms, 95) <= DECODE_P95_MAX_MS,
         "load_average": os.getloadavg()[0],
+        "click_from_disk_ms_p50": _percentile(click_ms, 50),
+        "click_from_disk_ms_p95": _percentile(click_ms, 95),
         "cache_miss_s": miss_s,
         "cache_hit_ms": hit_p50,
         "cache_hit_speedup": encoder_fp32 / (hit_p50 / 1000.0),
@@ -204,6 +217,11 @@ def timings_table(t: dict[str, Any]) -> str:
             "decode p50 / p95, 1 torch thread",
             f"{t['decode_1thread_ms_p50']:.0f}/{t['decode_1thread_ms_p95']:.0f} ms",
             f"<= {DECODE_P95_MAX_MS:.0f} ms {ok(t['decode_1thread_ok'])}",
+        ),
+        (
+            "click from disk cache (load+decode) p50/p95",
+            f"{t['click_from_disk_ms_p50']:.0f}/{t['click_from_disk_ms_p95']:.0f} ms",
+            "",
         ),
         ("embedding cache miss (encode+put)", f"{t['cache_miss_s']:.2f} s", ""),
         ("embedding cache hit (median)", f"{t['cache_hit_ms']:.2f} ms", ""),
