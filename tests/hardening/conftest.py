@@ -28,9 +28,8 @@ def world(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         from django.contrib.auth import get_user_model
 
-        from inspection.services.projects import project_delete
-
         from inspection.models import Project
+        from inspection.services.projects import project_delete
 
         for project in Project.objects.filter(id__in=[w.project.id, w.other.id]):
             project_delete(project=project)

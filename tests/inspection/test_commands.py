@@ -9,10 +9,10 @@ import sys
 import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
-from tests.inspection.svc_helpers import MAGNETIC, REPO
 
 from inspection.models import Image, Membership
 from inspection.services.projects import project_create
+from tests.inspection.svc_helpers import MAGNETIC, REPO
 
 
 def test_import_images_with_masks(db, make_user, capsys):

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
-from tests.inspection.svc_helpers import image_path, job_wait, magnetic_pick, mask_path, project_jobs_wait
+
+from tests.inspection.svc_helpers import (
+    image_path,
+    job_wait,
+    magnetic_pick,
+    mask_path,
+    project_jobs_wait,
+)
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -8,10 +8,10 @@ import io
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from tests.inspection.svc_helpers import job_wait
 
 from inspection.services.images import image_upload
 from inspection.services.projects import project_create
+from tests.inspection.svc_helpers import job_wait
 
 
 def _png(w=64, h=48) -> bytes:
