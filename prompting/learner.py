@@ -330,6 +330,13 @@ class Learner:
     std: np.ndarray
     temperature: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
+    #: ``weights`` holds this many MLPs of equal depth, one after the other (an ensemble)
+    n_models: int = 1
+
+    def models(self) -> list[list[np.ndarray]]:
+        """The ensemble's MLPs, each [W0, b0, W1, b1, ...]."""
+        per = len(self.weights) // max(self.n_models, 1)
+        return [self.weights[i * per : (i + 1) * per] for i in range(self.n_models)]
 
     @property
     def n_features(self) -> int:
@@ -353,7 +360,8 @@ class Learner:
         inv_std = (1.0 / self.std).astype(np.float32)
         for s in range(0, h * w, 131072):
             x = (flat[s : s + 131072] - self.mean) * inv_std
-            out[s : s + 131072] = _softmax(_mlp_forward(self.weights, x) / self.temperature)
+            chunk = sum(_softmax(_mlp_forward(m, x) / self.temperature) for m in self.models())
+            out[s : s + 131072] = chunk / self.n_models
         adapt = self.info.get("adapt_features")
         if adapt:
             cols = [int(c) for c in adapt if 0 <= int(c) < f]
@@ -417,6 +425,7 @@ class Learner:
             },
             "temperature": float(self.temperature),
             "n_layers": len(self.weights) // 2,
+            "n_models": int(self.n_models),
             "info": self.info,
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
@@ -516,6 +525,7 @@ class Learner:
                 std=arrays["std"].astype(np.float32),
                 temperature=float(meta["temperature"]),
                 info=dict(meta.get("info") or {}),
+                n_models=int(meta.get("n_models", 1)),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ArtifactError(
@@ -542,12 +552,15 @@ def _checksum(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
 def _check_shapes(learner: Learner, source: str) -> None:
     f = learner.mean.shape
     ok = learner.mean.ndim == 1 and learner.std.shape == f and len(learner.weights) >= 2
-    prev = f[0] if ok else 0
-    for i in range(0, len(learner.weights), 2):
-        w, b = learner.weights[i], learner.weights[i + 1]
-        ok = ok and w.ndim == 2 and w.shape[0] == prev and b.shape == (w.shape[1],)
-        prev = w.shape[1] if w.ndim == 2 else -1
-    ok = ok and prev == len(learner.classes) + 1 and bool(np.all(np.isfinite(learner.std)))
+    ok = ok and learner.n_models >= 1 and len(learner.weights) % (2 * learner.n_models) == 0
+    for model in learner.models() if ok else []:
+        prev = f[0]
+        for i in range(0, len(model), 2):
+            w, b = model[i], model[i + 1]
+            ok = ok and w.ndim == 2 and w.shape[0] == prev and b.shape == (w.shape[1],)
+            prev = w.shape[1] if w.ndim == 2 else -1
+        ok = ok and prev == len(learner.classes) + 1
+    ok = ok and bool(np.all(np.isfinite(learner.std)))
     ok = ok and bool(np.all(learner.std > 0)) and learner.temperature > 0
     if not ok:
         raise ArtifactError(f"{source} has inconsistent model shapes for classes {learner.classes}")
@@ -691,7 +704,8 @@ def learner_train(
     adapt: bool = True,
     guide_radius: int = 3,
     guide_eps: float = 1.0,
-    balance: float = 1.0,
+    balance: float = 0.0,
+    n_models: int = 1,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
 
@@ -771,7 +785,9 @@ def learner_train(
 
     report(0.8, "fitting")
     t_fit = time.perf_counter()
-    weights = _mlp_fit(xn, y, seed=seed, **fit_kw)
+    weights = []
+    for j in range(n_models):
+        weights += _mlp_fit(xn, y, seed=seed + 7919 * j, **fit_kw)
     t_fit = time.perf_counter() - t_fit
     learner = Learner(
         classes=classes,
@@ -782,6 +798,7 @@ def learner_train(
         mean=mean,
         std=std,
         temperature=temperature,
+        n_models=n_models,
         info={
             "seed": seed,
             "n_images": len(images),

@@ -179,3 +179,25 @@ def test_tampered_payload_and_expected_backend(trained, tmp_path):
     with pytest.raises(ArtifactError):
         Learner.load(tmp_path / "missing.npz")
     assert zipfile.is_zipfile(path)
+
+
+def test_ensemble_and_defect_free_images_roundtrip(tmp_path):
+    backend = ClassicBackend(sigmas=(1, 2))
+    rgb, labels = _scratch_image(0)
+    free_rgb, _ = _scratch_image(1, row=0)
+    free_rgb[0:2] = free_rgb[5:7]  # no scratch at all
+    images = [
+        TrainingImage("a", rgb, labels),
+        TrainingImage("ok", free_rgb, np.full((64, 80), -1, np.int16), all_background=True),
+    ]
+    result = learner_train(images, classes=["scratch"], backend=backend, steps=100, n_models=2)
+    assert result.learner.n_models == 2 and len(result.learner.models()) == 2
+    assert result.pixels_per_class["background"] > int((labels == 0).sum())
+    path = tmp_path / "e.npz"
+    result.learner.save(path)
+    loaded = Learner.load(path)
+    assert loaded.n_models == 2
+    np.testing.assert_array_equal(
+        loaded.predict_proba(rgb, backend=backend),
+        result.learner.predict_proba(rgb, backend=backend),
+    )
