@@ -77,10 +77,6 @@ def fuzz(world, *, per_operation: int, operations: int | None = None, auth_varia
     from django.core.signals import got_request_exception, request_finished, request_started
     from django.db import close_old_connections
 
-    # as Django's test client does: keep the connection (and the rolled-back
-    # transaction around each request) open across WSGI calls
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
     try:
         return _fuzz(world, per_operation=per_operation, operations=operations, auth_variants=auth_variants)
     finally:
@@ -104,7 +100,14 @@ def _fuzz(world, *, per_operation: int, operations: int | None, auth_variants: i
     )
 
     app = get_wsgi_application()
-    schema = schema_load()
+    schema = schema_load()  # (Django's test client reconnects close_old_connections when done)
+    # as Django's test client does: keep the connection (and the rolled-back
+    # transaction around each request) open across WSGI calls
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     import traceback
 
     from django.core.signals import got_request_exception
