@@ -63,7 +63,7 @@ def error_responses(result, generator, request, public):
             ok = op["responses"].get("200", {}).get("content", {}).get("application/json", {})
             if ok.get("schema") == {"type": "string", "format": "binary"}:
                 ok["schema"] = {"type": "array", "items": {"type": "object"}}  # JSON export rows
-            if method == "get" and ok.get("schema", {}).get("type") == "array":
+            elif method == "get" and ok.get("schema", {}).get("type") == "array":
                 ok["schema"] = _paginated(ok["schema"])
                 op.setdefault("parameters", []).extend(
                     {
