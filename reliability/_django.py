@@ -67,9 +67,11 @@ class Tally:
         self.times: list[float] = []
         self.t0 = time.perf_counter()
         self.notes: list[str] = []
+        self.details: list[tuple[bool, str]] = []
 
     def case(self, ok: bool, detail: str = "", seconds: float | None = None) -> bool:
         self.tried += 1
+        self.details.append((ok, detail))
         if seconds is not None:
             self.times.append(seconds)
         if not ok:

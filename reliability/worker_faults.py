@@ -339,6 +339,17 @@ def main() -> int:
 
         connections.close_all()
         db_drop()
+    import re
+
+    groups: dict[str, list[bool]] = {}
+    for ok, detail in tally.details:
+        m = re.match(r"(kill child|kill worker|restart Redis|time limit|baseline|JOB_TIME_LIMIT|this run|Redis is running)", detail)
+        groups.setdefault(m.group(1) if m else "other", []).append(ok)
+    for name, oks in groups.items():
+        tally.note(f"  {name:20} checks {len(oks):3}  failures {oks.count(False)}")
+    ended = [float(x) for _, d in tally.details for x in re.findall(r"ended \w+ after ([0-9.]+) s", d)]
+    if ended:
+        tally.note(f"jobs hit by a fault ended (succeeded/failed) within {max(ended):.1f} s (bound {JOB_BOUND_S} s)")
     code = tally.report()
     print(json.dumps({"suite": "worker_faults", "tried": tally.tried, "failures": len(tally.failures)}))
     if os.environ.get("KEEP") != "1":
