@@ -3,8 +3,12 @@
 One multi-class classifier is trained from the painted pixels of all images of a
 project (class strokes plus background strokes) on the features of a backend
 (:mod:`prompting.features`). The model is a small multi-layer perceptron written
-in numpy (no pickle, no torch at inference): features are standardised, classes
-are balanced, and the output is temperature-calibrated on held-out images.
+in numpy (no pickle, no torch): features are standardised, pixels are weighted
+by their painted frequency (``balance=1`` balances the classes instead), and the
+output is temperature-calibrated on held-out training images. At prediction each
+image gets a transductive adaptation (a linear discriminant fitted on its own
+confident pixels) and an edge-aware guided-filter refinement; optionally SAM
+sharpens every blob (:func:`probabilities_refine`).
 
 Artifacts are ``.npz`` files loaded with ``allow_pickle=False``; a JSON header
 carries the format version, backend name and fingerprint, classes and the sha256
@@ -365,7 +369,9 @@ class Learner:
         adapt = self.info.get("adapt_features")
         if adapt:
             cols = [int(c) for c in adapt if 0 <= int(c) < f]
-            out = _adapt_per_image(out, (flat[:, cols] - self.mean[cols]) * inv_std[cols])
+            xa = (flat[:, cols] - self.mean[cols]) * inv_std[cols]
+            for _ in range(int(self.info.get("adapt_rounds", 1))):
+                out = _adapt_per_image(out, xa)
         probs = out.reshape(h, w, -1).transpose(2, 0, 1)
         guide = self.info.get("guide_feature")
         radius = int(self.info.get("guide_radius", 0))
@@ -581,39 +587,36 @@ def _upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def probabilities_refine(
-    probs: np.ndarray, *, model: Any, embedding: Any, threshold: float = 0.5, min_area: int = 4
+    probs: np.ndarray, *, model: Any, embedding: Any, threshold: float = 0.5
 ) -> np.ndarray:
     """Sharpen each predicted blob with SAM (``prompting.segment.blob_refine``).
 
-    ``probs``: (K+1,H,W) float32. Inside the SAM mask of a blob the class gets at
-    least 0.75; pixels of the blob SAM rejects get at most 0.25. Returns a new array.
+    ``probs``: (K+1,H,W) float32; ``embedding``: the image's SamEmbedding. For
+    each class, the blobs of ``probs[k] >= threshold`` prompt SAM (box + interior
+    points); inside SAM's mask the class gets at least 0.75, blob pixels SAM
+    rejects at most 0.25; other planes are rescaled so each pixel sums to 1.
+    Returns a new array.
     """
-    from scipy import ndimage as ndi
-
     from prompting.segment import blob_refine
 
     out = probs.copy()
     for k in range(1, probs.shape[0]):
-        blobs, n = ndi.label(probs[k] >= threshold)
-        for i in range(1, n + 1):
-            blob = blobs == i
-            if blob.sum() < min_area:
-                continue
-            refined = np.asarray(blob_refine(model, embedding, blob), bool)
-            p = out[k]
-            p[refined] = np.maximum(p[refined], 0.75)
-            rejected = blob & ~refined
-            p[rejected] = np.minimum(p[rejected], 0.25)
-    # renormalise the other planes so every pixel sums to 1
-    for k in range(1, out.shape[0]):
-        changed = out[k] != probs[k]
+        mask = probs[k] >= threshold
+        if not mask.any():
+            continue
+        refined = np.asarray(blob_refine(model, embedding, mask), bool)
+        new = probs[k].copy()
+        new[refined] = np.maximum(new[refined], 0.75)
+        rejected = mask & ~refined
+        new[rejected] = np.minimum(new[rejected], 0.25)
+        changed = new != probs[k]
         if not changed.any():
             continue
-        rest = 1.0 - probs[k][changed]
-        scale = (1.0 - out[k][changed]) / np.maximum(rest, 1e-6)
+        scale = (1.0 - new[changed]) / np.maximum(1.0 - out[k][changed], 1e-6)
         for j in range(out.shape[0]):
             if j != k:
-                out[j][changed] = probs[j][changed] * scale
+                out[j][changed] *= scale
+        out[k][changed] = new[changed]
     out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-6)
     return out.astype(np.float32)
 
@@ -806,6 +809,7 @@ def learner_train(
             "adapt_features": list(getattr(backend, "adapt_features", []) or []) if adapt else [],
             "guide_feature": getattr(backend, "guide_feature", None),
             "guide_radius": int(guide_radius),
+            "adapt_rounds": 1,
             "guide_eps": float(guide_eps),
         },
     )

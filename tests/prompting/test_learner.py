@@ -201,3 +201,17 @@ def test_ensemble_and_defect_free_images_roundtrip(tmp_path):
         loaded.predict_proba(rgb, backend=backend),
         result.learner.predict_proba(rgb, backend=backend),
     )
+
+
+def test_sam_refinement(trained, tiny_sam_checkpoint):
+    from prompting.features.sam import sam_model_load
+
+    backend, result = trained
+    model_type, checkpoint = tiny_sam_checkpoint
+    model = sam_model_load(model_type=model_type, checkpoint=checkpoint)
+    rgb, _ = _scratch_image(5, row=30)
+    plain = result.learner.predict_proba(rgb, backend=backend)
+    refined = result.learner.predict_proba(rgb, backend=backend, sam_model=model)
+    assert refined.shape == plain.shape and refined.dtype == np.float32
+    np.testing.assert_allclose(refined.sum(axis=0), 1.0, atol=1e-5)
+    assert np.isfinite(refined).all()
