@@ -343,7 +343,7 @@ def main() -> int:
 
     groups: dict[str, list[bool]] = {}
     for ok, detail in tally.details:
-        m = re.match(r"(kill child|kill worker|restart Redis|time limit|baseline|JOB_TIME_LIMIT|this run|Redis is running)", detail)
+        m = re.match(r"(kill child|kill worker|restart Redis|time limit|baseline|JOB_TIME_LIMIT|this run|Redis is running|jobs still)", detail)
         groups.setdefault(m.group(1) if m else "other", []).append(ok)
     for name, oks in groups.items():
         tally.note(f"  {name:20} checks {len(oks):3}  failures {oks.count(False)}")
@@ -469,6 +469,7 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
                 # a second training is refused (one at a time), so probe with a predict refresh
                 from inspection.services.training import predictions_refresh_start
 
+                project.refresh_from_db()
                 t1 = time.perf_counter()
                 probe = predictions_refresh_start(project=project, user=user, reason="probe while Redis is down")
                 dt = time.perf_counter() - t1
@@ -476,7 +477,8 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
                     probe.refresh_from_db()
                     tally.case(probe.state == "failed" and "broker" in probe.message, f"{label}: job enqueued while Redis is down ends failed ({probe.state}: {probe.message}) in {dt:.1f} s")
             except Unavailable as exc:
-                tally.case(True, f"{label}: enqueue while Redis is down refused: {exc}")
+                dt = time.perf_counter() - t1
+                tally.case(dt < 30, f"{label}: enqueue while Redis is down refused in {dt:.1f} s (503, job failed): {exc}", dt)
             time.sleep(1.0)
         finally:
             redis_ensure_running()
