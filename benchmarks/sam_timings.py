@@ -15,8 +15,9 @@ Figures (acceptance items marked *):
   which the loader re-checks on the real checkpoint before using bf16);
 - * decode on a cached embedding (one click, three masks, the costliest
   interactive case; the embedding stays in memory between clicks), p50 and
-  p95: p95 must be <= 60 ms; also with one torch thread, and a click served
-  from the disk cache (load + decode);
+  p95: p95 must be <= 60 ms with the product's decode threads
+  (``PROMPTING_SAM_DECODE_THREADS``, default 1); also with all the process's
+  torch threads, and a click served from the disk cache (load + decode);
 - * embedding cache hit vs miss: a hit must be >= 50x cheaper than an encoder run.
 """
 
@@ -33,6 +34,7 @@ import numpy as np
 
 from prompting.features.cache import FeatureCache, embedding_extract_cached
 from prompting.features.sam import (
+    DECODE_THREADS_ENV,
     SamModel,
     _probe_image,
     sam_mask_agreement,
@@ -91,8 +93,6 @@ def sam_timings(
     not depend on it; upsampling decoded masks does).
     """
 
-    import torch
-
     threads = torch_threads_configure()
     started = time.perf_counter()
     model = _random_sam(model_type, seed=seed)
@@ -126,14 +126,15 @@ def sam_timings(
             assert len(result.masks) == 3
         return wall, cpu
 
+    # as the product decodes: model.decode_threads (PROMPTING_SAM_DECODE_THREADS, default 1)
+    decode_threads = model.decode_threads or threads
     decode_ms, decode_cpu_ms = decode_times()
-    # the same with one intra-op thread (PROMPTING_TORCH_THREADS=1), which on
-    # a busy machine avoids OpenMP threads waiting for each other
-    torch.set_num_threads(1)
+    # the same with every intra-op thread of the process (decode_threads=0)
+    model.decode_threads = 0
     try:
-        decode_1t_ms, decode_1t_cpu_ms = decode_times()
+        decode_all_ms, decode_all_cpu_ms = decode_times()
     finally:
-        torch.set_num_threads(threads)
+        model.decode_threads = int(os.environ.get(DECODE_THREADS_ENV, "1") or 0)
 
     with tempfile.TemporaryDirectory(prefix="sam-timings-") as root:
         cache = FeatureCache(root, max_bytes=256 * 1024 * 1024)
@@ -174,10 +175,10 @@ def sam_timings(
         "decode_ms_p95": decode_p95,
         "decode_ok": decode_p95 <= DECODE_P95_MAX_MS,
         "decode_cpu_ms_p50": _percentile(decode_cpu_ms, 50),
-        "decode_1thread_ms_p50": _percentile(decode_1t_ms, 50),
-        "decode_1thread_ms_p95": _percentile(decode_1t_ms, 95),
-        "decode_1thread_ok": _percentile(decode_1t_ms, 95) <= DECODE_P95_MAX_MS,
-        "decode_1thread_cpu_ms_p50": _percentile(decode_1t_cpu_ms, 50),
+        "decode_threads": decode_threads,
+        "decode_all_threads_ms_p50": _percentile(decode_all_ms, 50),
+        "decode_all_threads_ms_p95": _percentile(decode_all_ms, 95),
+        "decode_all_threads_cpu_ms_p50": _percentile(decode_all_cpu_ms, 50),
         "load_average": os.getloadavg()[0],
         "click_from_disk_ms_p50": _percentile(click_ms, 50),
         "click_from_disk_ms_p95": _percentile(click_ms, 95),
@@ -204,22 +205,30 @@ def timings_table(t: dict[str, Any]) -> str:
             f">= {BF16_MIN_IOU} {ok(t['bf16_ok'])}",
         ),
         (
-            f"decode on cached embedding p50, {t['torch_threads']} thr",
+            f"decode on cached embedding p50 ({t['decode_threads']} thr)",
             f"{t['decode_ms_p50']:.1f} ms",
             "",
         ),
         (
-            "decode on cached embedding p95",
+            f"decode on cached embedding p95 ({t['decode_threads']} thr)",
             f"{t['decode_ms_p95']:.1f} ms",
             f"<= {DECODE_P95_MAX_MS:.0f} ms {ok(t['decode_ok'])}",
         ),
-        ("decode CPU time (all threads) p50", f"{t['decode_cpu_ms_p50']:.1f} ms", ""),
         (
-            "decode p50 / p95, 1 torch thread",
-            f"{t['decode_1thread_ms_p50']:.0f}/{t['decode_1thread_ms_p95']:.0f} ms",
-            f"<= {DECODE_P95_MAX_MS:.0f} ms {ok(t['decode_1thread_ok'])}",
+            f"decode CPU time p50 ({t['decode_threads']} thr)",
+            f"{t['decode_cpu_ms_p50']:.1f} ms",
+            "",
         ),
-        ("decode CPU time, 1 torch thread, p50", f"{t['decode_1thread_cpu_ms_p50']:.1f} ms", ""),
+        (
+            f"decode p50/p95 with all {t['torch_threads']} threads",
+            f"{t['decode_all_threads_ms_p50']:.0f}/{t['decode_all_threads_ms_p95']:.0f} ms",
+            "",
+        ),
+        (
+            f"decode CPU time p50 ({t['torch_threads']} thr)",
+            f"{t['decode_all_threads_cpu_ms_p50']:.1f} ms",
+            "",
+        ),
         (
             "click from disk cache (load+decode) p50/p95",
             f"{t['click_from_disk_ms_p50']:.0f}/{t['click_from_disk_ms_p95']:.0f} ms",

@@ -33,6 +33,7 @@ a model is first loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import logging
@@ -40,7 +41,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,10 @@ DTYPES = ("fp32", "bf16")
 EMBEDDING_VERSION = 1
 #: environment variable that pins torch's intra-op CPU threads
 THREADS_ENV = "PROMPTING_TORCH_THREADS"
+#: environment variable: torch intra-op threads for mask decoding (default 1;
+#: 0 keeps the process setting). A decode is ~50 small ops: on a small shared
+#: CPU, threads mostly wait for each other (see benchmarks/sam_timings.py)
+DECODE_THREADS_ENV = "PROMPTING_SAM_DECODE_THREADS"
 #: environment variable declaring extra model types for every process (workers
 #: included): ``"vit_t=mobile_sam_builders:build_vit_t,other=pkg.mod:func"``
 MODEL_TYPES_ENV = "PROMPTING_SAM_MODEL_TYPES"
@@ -182,6 +187,30 @@ def _rgb8_check(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@contextlib.contextmanager
+def _decode_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` torch intra-op threads (0: unchanged), then restore.
+
+    With torch's OpenMP backend the count read and set here is the calling
+    thread's own, so concurrent decodes in several threads each restore their
+    own setting.
+    """
+    if n <= 0:
+        yield
+        return
+    import torch
+
+    saved = torch.get_num_threads()
+    if saved == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def _masks_upscale(
     low_res: Any, input_size: tuple[int, int], original_size: tuple[int, int], *, side: int
 ) -> Any:
@@ -222,6 +251,8 @@ class SamModel:
       (its decoder's 2x2 transposed convolutions run as an equivalent matmul;
       :meth:`decode` runs the decoder through ``_sam_decoder``, which skips
       prompt-independent work);
+    - ``decode_threads``: torch intra-op threads while decoding
+      (``PROMPTING_SAM_DECODE_THREADS``, default 1; 0 = the process setting);
     - ``model_type``, ``checkpoint`` (path or None), ``checkpoint_sha256``;
     - ``device``: ``"cpu"`` or ``"cuda[:n]"``;
     - ``dtype``: the encoder dtype *in use* (``"fp32"`` or ``"bf16"``);
@@ -256,6 +287,8 @@ class SamModel:
 
         upscaling_as_matmul(sam)
         self._fast_decoder = decoder_supported(sam)
+        #: torch intra-op threads while decoding (0: the process setting)
+        self.decode_threads = int(os.environ.get(DECODE_THREADS_ENV, "1") or 0)
         self._key_pe: Any = None
         self._prep: tuple[np.ndarray, Any] | None = None
 
@@ -376,7 +409,7 @@ class SamModel:
         transform = ResizeLongestSide(self.input_size)
         device = torch.device(self.device)
         original_size = tuple(embedding.original_size)
-        with torch.inference_mode():
+        with torch.inference_mode(), _decode_threads(self.decode_threads):
             points = None
             if point_coords is not None:
                 coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)

@@ -371,6 +371,25 @@ def test_model_types_from_environment(tiny_sam_checkpoint, monkeypatch) -> None:
         sam_model_load(model_type="broken", checkpoint=tiny_sam_checkpoint.checkpoint)
 
 
+@pytest.mark.parametrize(("decode_threads", "expected"), [(1, 1), (0, None)])
+def test_decode_runs_with_decode_threads_then_restores(
+    tiny_sam_model, embeddings, monkeypatch, decode_threads, expected
+) -> None:
+    monkeypatch.setattr(tiny_sam_model, "decode_threads", decode_threads)
+    before = torch.get_num_threads()
+    seen = []
+    original = tiny_sam_model.sam.prompt_encoder.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_sam_model.sam.prompt_encoder, "forward", spy)
+    tiny_sam_model.decode(embeddings((120, 160)), **DECODE_PROMPTS["click"])
+    assert seen == [expected if expected is not None else before]
+    assert torch.get_num_threads() == before
+
+
 def test_threads_are_capped_at_usable_cores() -> None:
     assert 1 <= torch_threads_configure() <= max(len(os.sched_getaffinity(0)), 1)
 
