@@ -279,6 +279,8 @@ def corpus(*, seed: int = 0) -> list[Case]:
         "x" * 1000 + ".png", "é" * 300 + ".png", "\u202egnp.exe", "CON.png", ".htaccess", "..", ".",
         "name with   spaces .png", "%2e%2e%2f%2e%2e%2fx.png", "<script>alert(1)</script>.png", "a/b/c/d.png",
         "file:///etc/passwd", "\r\nSet-Cookie: x=1.png", "null\x00.png\x00.html", "😀" * 50 + ".png",
+        # aimed at the canary directory beside the storage root (VAR_DIR/canary)
+        "../canary/owned.png", "../../canary/owned.png", "media/../../canary/owned.png", "..%2fcanary%2fowned.png",
     ):
         # Django drops a file part whose name reduces to nothing ("." / ".."), and
         # refuses multipart headers over 1 KiB: both are clear 400s, not failures

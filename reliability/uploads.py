@@ -218,6 +218,25 @@ def run(cases: list[Case], *, client, project, media_root: Path, var_dir: Path, 
     if outside_after != outside_before:
         new = sorted(set(outside_after) ^ set(outside_before))
         failures.append(f"files changed outside the storage root: {new[:10]}")
+    # where a client filename would land if it were ever used as a path
+    import os
+
+    escaped = []
+    for case in cases:
+        for fname, _, _ in case.files:
+            clean = fname.replace("\x00", "").replace("\\", "/")
+            if not clean:
+                continue
+            for base in (media_root, media_root / "projects" / str(project.id) / "images"):
+                target = Path(os.path.normpath(base / clean))
+                try:
+                    landed = target.name and target.is_file()
+                except OSError:  # a name too long to exist at all
+                    landed = False
+                if landed and not str(target).startswith(str(media_root / "projects")):
+                    escaped.append(str(target))
+    if escaped:
+        failures.append(f"files at client-chosen paths: {escaped[:10]}")
     bad_names = [n for n in media_after if not LAYOUT.match(n)]
     if bad_names:
         failures.append(f"stored files outside the server layout: {bad_names[:10]}")
