@@ -372,8 +372,9 @@ def rules_tune(
 
     With no NG image escapes cannot be measured, so the base values are kept
     (optimising overkill alone would propose "never NG"), and ``warning`` says
-    so; with no OK image overkill cannot be measured, and ``warning`` says that
-    too. ``thresholds``: grid to search (default 0.05, 0.10, ... 0.95, plus the
+    so; with no OK image overkill cannot be measured, so the base threshold is
+    kept (minimising escapes alone would always pick the lowest threshold) and
+    only the minimum area is tuned, and ``warning`` says that too. ``thresholds``: grid to search (default 0.05, 0.10, ... 0.95, plus the
     base threshold).
     """
     t0 = time.perf_counter()
@@ -434,8 +435,13 @@ def rules_tune(
         notes.insert(
             0,
             "no OK (good) images are labelled, so overkill (good parts judged NG) cannot be measured; "
-            "the proposal only minimises escapes. Label some good images to check it",
+            f"kept the base threshold {base_threshold:g} (lowering it would always look safer) and "
+            "tuned the minimum area for escapes only. Label some good images to tune the threshold",
         )
+        if thresholds is None:
+            # escapes alone always favour the lowest threshold, which floods
+            # every image with false blobs: the threshold is not tunable here
+            thresholds = [base_threshold]
 
     grid = sorted(
         {float(t) for t in (thresholds if thresholds is not None else DEFAULT_THRESHOLDS)}

@@ -266,6 +266,17 @@ def test_tune_without_ok_examples_says_overkill_cannot_be_measured():
     assert result.escapes == 0 and result.report.overkill_rate is None
 
 
+@pytest.mark.parametrize("threshold", [0.35, 0.6])
+def test_tune_without_ok_examples_keeps_the_base_threshold(threshold):
+    # escapes alone would always favour the lowest threshold of the grid
+    probs, truths = _separable()
+    ng_only = {k: v for k, v in truths.items() if v == "NG"}
+    result = rules_tune(probs, ng_only, classes=CLASSES, base=_rs(threshold=threshold))
+    assert result.threshold == threshold
+    assert result.escapes == 0
+    assert "kept the base threshold" in result.warning
+
+
 def test_tune_reports_unavoidable_escapes():
     probs, truths = _separable()
     probs["blank_ng"] = _image()
