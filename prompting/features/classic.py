@@ -21,7 +21,7 @@ from prompting.errors import BackendError
 from prompting.features.base import FeatureMap
 
 #: bump when the features change: it is part of the fingerprint (so of cache keys)
-CLASSIC_VERSION = 3
+CLASSIC_VERSION = 4
 
 DEFAULT_SIGMAS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -73,6 +73,77 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
     return (top * (1 - wy) + bot * wy).astype(np.float32)
 
 
+LINE_ANGLES = 8
+LINE_LENGTHS: tuple[int, ...] = (9, 17)
+TOPHAT_SIZES: tuple[int, ...] = (5, 11, 21)
+CONTEXT_SIGMAS: tuple[float, ...] = (8.0, 16.0, 32.0)
+
+
+def _line_offsets(length: int, angle: float) -> list[tuple[int, int]]:
+    """(dy, dx) pixel offsets of a ``length`` px line through 0 at ``angle`` radians."""
+    ts = np.arange(-(length // 2), length // 2 + 1)
+    dy = np.rint(ts * np.sin(angle)).astype(int)
+    dx = np.rint(ts * np.cos(angle)).astype(int)
+    return list(zip(dy.tolist(), dx.tolist(), strict=True))
+
+
+def _shift_mean(img: np.ndarray, offsets: list[tuple[int, int]], pad: int) -> np.ndarray:
+    """Mean of ``img`` (H,W) shifted by every (dy, dx) of ``offsets`` (|d| <= pad)."""
+    h, w = img.shape
+    padded = np.pad(img, pad, mode="reflect")
+    acc = np.zeros((h, w), np.float32)
+    for dy, dx in offsets:
+        acc += padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+    return acc / len(offsets)
+
+
+def _line_features(z: np.ndarray, *, lengths: tuple[int, ...] = LINE_LENGTHS) -> list[np.ndarray]:
+    """Oriented line detector for cracks and scratches.
+
+    Mean along a ``length`` px line (8 orientations) minus the mean of the
+    length x length square around it, on the lightly smoothed image. Per length:
+    min over orientations (dark line), max (bright line), max - min (anisotropy).
+    """
+    g = ndi.gaussian_filter(z, 1.0, mode="reflect", truncate=3.0)
+    out: list[np.ndarray] = []
+    for length in lengths:
+        pad = length // 2 + 1
+        square = ndi.uniform_filter(g, size=length, mode="reflect")
+        responses = np.stack(
+            [
+                _shift_mean(g, _line_offsets(length, np.pi * a / LINE_ANGLES), pad) - square
+                for a in range(LINE_ANGLES)
+            ]
+        )
+        lo, hi = responses.min(axis=0), responses.max(axis=0)
+        out += [lo, hi, hi - lo]
+    return out
+
+
+def _tophat_features(z: np.ndarray, *, sizes: tuple[int, ...] = TOPHAT_SIZES) -> list[np.ndarray]:
+    """Black top-hat (dark thin or small structures) and white top-hat (bright ones)."""
+    out: list[np.ndarray] = []
+    for size in sizes:
+        out.append(ndi.grey_closing(z, size=(size, size)) - z)
+        out.append(z - ndi.grey_opening(z, size=(size, size)))
+    return out
+
+
+def _context_features(z: np.ndarray) -> list[np.ndarray]:
+    """Large context: deviation from the local mean and local std at sigma 8-32,
+    plus the mean differences between consecutive scales."""
+    out: list[np.ndarray] = []
+    z2 = z * z
+    previous = None
+    for s in CONTEXT_SIGMAS:
+        mean = _smooth(z, s)
+        out += [z - mean, np.sqrt(np.maximum(_smooth(z2, s) - mean * mean, 0.0))]
+        if previous is not None:
+            out.append(previous - mean)
+        previous = mean
+    return out
+
+
 def classic_features(
     image: np.ndarray, *, sigmas: tuple[float, ...] = DEFAULT_SIGMAS
 ) -> np.ndarray:
@@ -82,10 +153,12 @@ def classic_features(
     F = ``classic_feature_count(len(sigmas))``. Per scale s: smoothed level,
     centre-surround difference (DoG to 4s), scale-normalised gradient magnitude,
     both Hessian eigenvalues (ridges/blobs, bright and dark), local std; plus the
-    normalised pixel itself and its local z-score against the coarsest scale.
+    normalised pixel itself and its local z-score against the coarsest scale;
+    then oriented line responses (cracks, scratches), black and white top-hats,
+    and large-context mean/std deviations (sigma 8-32).
 
     >>> classic_features(np.zeros((8, 8, 3), np.uint8)).shape
-    (8, 8, 32)
+    (8, 8, 52)
     """
     z = _normalise(_gray(image))
     h0, w0 = z.shape
@@ -117,6 +190,9 @@ def classic_features(
     s_max = max(sigmas)
     var = _smooth(z2, s_max) - smooth[s_max] ** 2
     feats.append((z - smooth[s_max]) / np.sqrt(np.maximum(var, 0.0) + 0.05))
+    feats += _line_features(z)
+    feats += _tophat_features(z)
+    feats += _context_features(z)
     out = np.stack(feats, axis=-1)[:h0, :w0].astype(np.float32, copy=False)
     np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return out
@@ -124,7 +200,14 @@ def classic_features(
 
 def classic_feature_count(n_sigmas: int) -> int:
     """Number of features :func:`classic_features` returns for ``n_sigmas`` scales."""
-    return 2 + 6 * n_sigmas
+    return (
+        2
+        + 6 * n_sigmas
+        + 3 * len(LINE_LENGTHS)
+        + 2 * len(TOPHAT_SIZES)
+        + 3 * len(CONTEXT_SIGMAS)
+        - 1
+    )
 
 
 class ClassicBackend:
