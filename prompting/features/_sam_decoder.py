@@ -132,13 +132,14 @@ def _block(
     queries = layer.norm1(queries)
 
     q = queries + query_pe
+    kpe = None  # keys + key_pe: the same value for both cross attentions below
     if prep is not None:
         attn_out = _attend(
             layer.cross_attn_token_to_image, q, None, None, k_done=prep.k_t2i, v_done=prep.v_t2i
         )
     else:
-        k = keys + key_pe
-        attn_out = _attend(layer.cross_attn_token_to_image, q, k, keys)
+        kpe = keys + key_pe
+        attn_out = _attend(layer.cross_attn_token_to_image, q, kpe, keys)
     queries = queries + attn_out
     queries = layer.norm2(queries)
 
@@ -150,8 +151,7 @@ def _block(
     if prep is not None:
         attn_out = _attend(layer.cross_attn_image_to_token, None, q, queries, q_done=prep.q_i2t)
     else:
-        k = keys + key_pe
-        attn_out = _attend(layer.cross_attn_image_to_token, k, q, queries)
+        attn_out = _attend(layer.cross_attn_image_to_token, kpe, q, queries)
     keys = keys + attn_out
     keys = layer.norm4(keys)
     return queries, keys
