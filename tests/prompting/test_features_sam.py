@@ -390,6 +390,13 @@ def test_decode_runs_with_decode_threads_then_restores(
     assert torch.get_num_threads() == before
 
 
+def test_malloc_tune_is_opt_out(monkeypatch) -> None:
+    monkeypatch.setenv(sam_mod.MALLOC_TUNE_ENV, "0")
+    assert sam_mod.malloc_tune() is False
+    monkeypatch.delenv(sam_mod.MALLOC_TUNE_ENV)
+    assert isinstance(sam_mod.malloc_tune(), bool)
+
+
 def test_threads_are_capped_at_usable_cores() -> None:
     assert 1 <= torch_threads_configure() <= max(len(os.sched_getaffinity(0)), 1)
 
