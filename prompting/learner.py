@@ -708,7 +708,7 @@ def learner_train(
     seed: int = 0,
     progress: ProgressFn | None = None,
     hidden: tuple[int, ...] = (64, 32),
-    steps: int | Sequence[int] = 200,
+    steps: int | Sequence[int] = 300,
     calibrate: bool = True,
     adapt: bool = True,
     guide_radius: int = 3,
