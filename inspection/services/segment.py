@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,9 +162,12 @@ def _embed(job: Job) -> tuple[dict, dict, str]:
 
 
 def mask_png_base64(mask: np.ndarray) -> str:
-    from prompting.images import png_encode
+    """A 1-bit PNG (black/white once decoded), fast to encode and small on the wire."""
+    from PIL import Image as PILImage
 
-    return base64.b64encode(png_encode(mask.astype(np.uint8) * 255)).decode("ascii")
+    buf = io.BytesIO()
+    PILImage.fromarray(np.asarray(mask, dtype=bool)).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def mask_rle(mask: np.ndarray) -> dict:

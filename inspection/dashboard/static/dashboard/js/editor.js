@@ -225,7 +225,8 @@ async function segment(label) {
   for (let attempt = 0; attempt < 200; attempt++) {
     try {
       // the target class: the current one, or (background selected) the service picks the prompts' class
-      const body = label !== BACKGROUND ? { prompts, label } : { prompts };
+      // run lengths: no PNG to encode on the server or decode here
+      const body = label !== BACKGROUND ? { prompts, label, output: "rle" } : { prompts, output: "rle" };
       const res = await api(`/images/${iid}/segment/`, { method: "POST", body });
       await showSamMask(res, res.label || label);
       canvas.dataset.sam = String(res.area_px ?? 1);
