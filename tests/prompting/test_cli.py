@@ -9,14 +9,6 @@ from PIL import Image
 from prompting.__main__ import main
 
 
-def _rules_available() -> bool:
-    try:
-        from prompting.rules import rules_apply, ruleset_validate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture
 def folder(tmp_path):
     rng = np.random.default_rng(0)
@@ -92,8 +84,6 @@ def test_train_inspect_segment(folder, capsys):
     seg = np.array(Image.open(folder / "seg.png"))
     assert seg.shape == (40, 50) and seg[18, 25] == 1 and seg[5, 25] == 0
 
-    if not _rules_available():
-        pytest.skip("prompting.rules not available yet")
     for fmt in ("json", "csv"):
         out = folder / f"results.{fmt}"
         rc = main(

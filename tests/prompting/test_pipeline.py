@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from prompting.features.classic import ClassicBackend
 from prompting.learner import TrainingImage, learner_train
@@ -13,9 +12,7 @@ def _image(row: int, seed: int):
 
 
 def test_inspect_image_end_to_end():
-    rules = pytest.importorskip("prompting.rules")
-    if not hasattr(rules, "rules_apply"):
-        pytest.skip("prompting.rules not available yet")
+    from prompting import rules
     from prompting.pipeline import InspectionResult, inspect_image
 
     backend = ClassicBackend(sigmas=(1, 2, 4))
