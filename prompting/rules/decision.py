@@ -259,6 +259,29 @@ def _class_blobs(
     return _ClassBlobs(window, labels, ids[keep], all_areas[keep], blobs)
 
 
+def _reason(
+    rule: Rule,
+    class_name: str,
+    blob_id: int | None,
+    measure: str,
+    value: float,
+    threshold: float,
+    what: str,
+) -> Reason:
+    """A triggered rule's reason; ``what`` is the finding, the rule and severity are appended."""
+    return Reason(
+        rule_id=rule.id,
+        rule_type=rule.type,
+        class_name=class_name,
+        blob_id=blob_id,
+        measure=measure,
+        value=value,
+        threshold=threshold,
+        severity=rule.severity,
+        message=f"{what} (rule {rule.id!r}, {rule.severity})",
+    )
+
+
 def _rule_evaluate(
     rule: Rule,
     areas_by_class: dict[str, np.ndarray],
@@ -295,19 +318,14 @@ def _rule_evaluate(
             for blob_id, value in zip(ids_by_class[name], values.tolist(), strict=True):
                 if value >= threshold:
                     reasons.append(
-                        Reason(
-                            rule_id=rule.id,
-                            rule_type=rule.type,
-                            class_name=name,
-                            blob_id=blob_id,
-                            measure=measure,
-                            value=value,
-                            threshold=threshold,
-                            severity=rule.severity,
-                            message=(
-                                f"{name} blob #{blob_id}: area {value:.4g} {unit} >= {threshold:.4g} {unit} "
-                                f"(rule {rule.id!r}, {rule.severity})"
-                            ),
+                        _reason(
+                            rule,
+                            name,
+                            blob_id,
+                            measure,
+                            value,
+                            threshold,
+                            f"{name} blob #{blob_id}: area {value:.4g} {unit} >= {threshold:.4g} {unit}",
                         )
                     )
         triggered = largest >= threshold and largest > 0
@@ -318,19 +336,14 @@ def _rule_evaluate(
         largest = value
         if triggered and ids_by_class is not None:
             reasons.append(
-                Reason(
-                    rule_id=rule.id,
-                    rule_type=rule.type,
-                    class_name=rule.class_name,
-                    blob_id=None,
-                    measure=measure,
-                    value=value,
-                    threshold=threshold,
-                    severity=rule.severity,
-                    message=(
-                        f"{int(value)} {where} blobs >= {int(threshold)} "
-                        f"(rule {rule.id!r}, {rule.severity})"
-                    ),
+                _reason(
+                    rule,
+                    rule.class_name,
+                    None,
+                    measure,
+                    value,
+                    threshold,
+                    f"{int(value)} {where} blobs >= {int(threshold)}",
                 )
             )
     else:  # area_fraction
@@ -341,19 +354,14 @@ def _rule_evaluate(
         largest = value
         if triggered and ids_by_class is not None:
             reasons.append(
-                Reason(
-                    rule_id=rule.id,
-                    rule_type=rule.type,
-                    class_name=rule.class_name,
-                    blob_id=None,
-                    measure=measure,
-                    value=value,
-                    threshold=threshold,
-                    severity=rule.severity,
-                    message=(
-                        f"{where} covers {value:.2%} of the inspected area >= {threshold:.2%} "
-                        f"(rule {rule.id!r}, {rule.severity})"
-                    ),
+                _reason(
+                    rule,
+                    rule.class_name,
+                    None,
+                    measure,
+                    value,
+                    threshold,
+                    f"{where} covers {value:.2%} of the inspected area >= {threshold:.2%}",
                 )
             )
     evaluation = RuleEvaluation(
