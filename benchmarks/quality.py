@@ -1,7 +1,7 @@
 """Quality benchmark: our learner vs the scikit-image scribble baseline, same strokes.
 
     python -m benchmarks.quality [--datasets magnetic_tile,sd_saliency_900,crackforest]
-                                 [--seed 0] [--data-root ../shared/datasets] [--skip-sam]
+                                 [--seeds 0,1,2] [--data-root ../shared/datasets] [--skip-sam]
 
 For each dataset the simulated user of :mod:`benchmarks.protocol` paints strokes
 on 10 training images, corrects twice, and both methods are evaluated on every
@@ -294,6 +294,60 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×"
 
 
+def _mean_result(results: list[MethodResult]) -> MethodResult:
+    """Seed-averaged figures (rates averaged over the seeds that have them)."""
+
+    def avg(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    return MethodResult(
+        iou=avg([r.iou for r in results]),
+        iou_05=avg([r.iou_05 for r in results]),
+        escape=avg([r.escape for r in results]),
+        overkill=avg([r.overkill for r in results]),
+        train_s=avg([r.train_s for r in results]),
+        predict_s=avg([r.predict_s for r in results]),
+        train_cpu_s=avg([r.train_cpu_s for r in results]),
+        predict_cpu_s=avg([r.predict_cpu_s for r in results]),
+    )
+
+
+def _row(name: str, n_eval: int | str, label: str, r: MethodResult) -> str:
+    return (
+        f"| {name} | {n_eval} | {label} | {r.iou_05:.3f} | {r.iou:.3f} | {_pct(r.escape)} | "
+        f"{_pct(r.overkill)} | {r.train_s:.1f} s ({r.train_cpu_s:.1f}) | "
+        f"{r.predict_s:.2f} s ({r.predict_cpu_s:.2f}) |"
+    )
+
+
+def _ratio_row(name: str, ours: MethodResult, base: MethodResult) -> str:
+    return (
+        f"| {name} | | ratio ours / baseline | {_ratio(ours.iou_05, base.iou_05)} | "
+        f"{_ratio(ours.iou, base.iou)} | {_ratio(ours.escape, base.escape)} | "
+        f"{_ratio(ours.overkill, base.overkill)} | {_ratio(ours.train_s, base.train_s)} | "
+        f"{_ratio(ours.predict_s, base.predict_s)} |"
+    )
+
+
+def _head(*, with_seed: bool) -> str:
+    cols = ["dataset", *(["seed"] if with_seed else []), "eval imgs", "method", "seg IoU"]
+    cols += ["rules IoU", "escape", "overkill", "train wall (cpu)", "predict / image wall (cpu)"]
+    return "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|"
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds: comma-separated integers, got {text!r}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds: give at least one seed")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.quality", description=__doc__.split("\n")[0]
@@ -301,65 +355,75 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--datasets", default=",".join(DATASETS), help="comma-separated dataset names"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=[0],
+        help="comma-separated protocol seeds (each: its own 10 training images and strokes); "
+        "with several, a seed-averaged table follows the per-seed one",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--skip-sam", action="store_true", help="do not run the SAM timings")
     parser.add_argument(
         "--skip-baseline", action="store_true", help="only our method (quick iterations)"
     )
     args = parser.parse_args(argv)
+    seeds = [args.seed] if args.seed is not None else args.seeds
 
-    rows = []
+    rows = []  # (dataset, seed, n_eval, ours, baseline)
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         t_load = time.perf_counter()
         samples = dataset_load(args.data_root, name)
         by_id = {s.image_id: s for s in samples}
-        train_ids, eval_ids = protocol.protocol_split(
-            [s.image_id for s in samples], [s.mask.any() for s in samples], seed=args.seed
-        )
-        train = [by_id[i] for i in train_ids]
-        evaluation = [by_id[i] for i in eval_ids]
-        prompts0 = _initial_prompts(train, args.seed)
-        print(
-            f"[{name}] {len(samples)} images loaded in {time.perf_counter() - t_load:.1f}s; "
-            f"train {len(train)} ({sum(not s.mask.any() for s in train)} defect-free), eval {len(evaluation)}",
-            file=sys.stderr,
-        )
-        ours = run_method(OurMethod(args.seed), train, evaluation, prompts0)
-        print(f"[{name}] ours: {ours}", file=sys.stderr)
-        base = None
-        if not args.skip_baseline:
-            base = run_method(BaselineMethod(args.seed), train, evaluation, prompts0)
-            print(f"[{name}] baseline: {base}", file=sys.stderr)
-        rows.append((name, len(evaluation), ours, base))
+        for seed in seeds:
+            train_ids, eval_ids = protocol.protocol_split(
+                [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
+            )
+            train = [by_id[i] for i in train_ids]
+            evaluation = [by_id[i] for i in eval_ids]
+            prompts0 = _initial_prompts(train, seed)
+            print(
+                f"[{name} seed {seed}] {len(samples)} images loaded in "
+                f"{time.perf_counter() - t_load:.1f}s; train {len(train)} "
+                f"({sum(not s.mask.any() for s in train)} defect-free), eval {len(evaluation)}",
+                file=sys.stderr,
+            )
+            ours = run_method(OurMethod(seed), train, evaluation, prompts0)
+            print(f"[{name} seed {seed}] ours: {ours}", file=sys.stderr)
+            base = None
+            if not args.skip_baseline:
+                base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
+                print(f"[{name} seed {seed}] baseline: {base}", file=sys.stderr)
+            rows.append((name, seed, len(evaluation), ours, base))
 
+    many = len(seeds) > 1
     print()
-    print(
-        "| dataset | eval imgs | method | seg IoU | rules IoU | escape | overkill "
-        "| train wall (cpu) | predict / image wall (cpu) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, n_eval, ours, base in rows:
-        for label, r in (("ours (classic)", ours), ("baseline (skimage RF)", base)):
-            if r is None:
-                continue
-            print(
-                f"| {name} | {n_eval} | {label} | {r.iou_05:.3f} | {r.iou:.3f} | {_pct(r.escape)} | "
-                f"{_pct(r.overkill)} | {r.train_s:.1f} s ({r.train_cpu_s:.1f}) | "
-                f"{r.predict_s:.2f} s ({r.predict_cpu_s:.2f}) |"
-            )
+    print(_head(with_seed=many))
+    for name, seed, n_eval, ours, base in rows:
+        label = f"{name} | {seed}" if many else name
+        print(_row(label, n_eval, "ours (classic)", ours))
         if base is not None:
-            print(
-                f"| {name} | | ratio ours / baseline | {_ratio(ours.iou_05, base.iou_05)} | "
-                f"{_ratio(ours.iou, base.iou)} | {_ratio(ours.escape, base.escape)} | "
-                f"{_ratio(ours.overkill, base.overkill)} | {_ratio(ours.train_s, base.train_s)} | "
-                f"{_ratio(ours.predict_s, base.predict_s)} |"
-            )
-    for name, _, ours, _ in rows:
+            print(_row(label, n_eval, "baseline (skimage RF)", base))
+            print(_ratio_row(label, ours, base))
+    if many:
+        print(f"\nMean over seeds {','.join(map(str, seeds))} (ratios of the means):\n")
+        print(_head(with_seed=False))
+        for name in dict.fromkeys(r[0] for r in rows):
+            mine = [r for r in rows if r[0] == name]
+            ours = _mean_result([r[3] for r in mine])
+            n_eval = "/".join(str(v) for v in dict.fromkeys(r[2] for r in mine))
+            print(_row(name, n_eval, "ours (classic)", ours))
+            if all(r[4] is not None for r in mine):
+                base = _mean_result([r[4] for r in mine])
+                print(_row(name, n_eval, "baseline (skimage RF)", base))
+                print(_ratio_row(name, ours, base))
+    for name, seed, _, ours, _ in rows:
+        prefix = f"{name} (seed {seed})" if many else name
         if ours.tune_warning:
-            print(f"\n{name}: rules_tune warning: {ours.tune_warning}")
+            print(f"\n{prefix}: rules_tune warning: {ours.tune_warning}")
         print(
-            f"{name}: tuned rules: {ours.extra['ruleset']['default']} {ours.extra['ruleset']['rules']}"
+            f"{prefix}: tuned rules: {ours.extra['ruleset']['default']} {ours.extra['ruleset']['rules']}"
         )
     if not args.skip_sam:
         try:
