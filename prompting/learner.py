@@ -379,7 +379,9 @@ class Learner:
         radius = int(self.info.get("guide_radius", 0))
         if guide is not None and radius > 0 and 0 <= int(guide) < f:
             eps = float(self.info.get("guide_eps", 1.0))
-            probs = _guided_filter(probs, feats[..., int(guide)], radius=radius, eps=eps)
+            passes = min(max(1, int(self.info.get("guide_passes", 1))), 4)
+            for _ in range(passes):
+                probs = _guided_filter(probs, feats[..., int(guide)], radius=radius, eps=eps)
         if temp_last and self.temperature != 1.0:
             # calibration last: the arg-max and the refinements do not depend on it
             logp = np.log(np.maximum(probs, 1e-6)) / np.float32(self.temperature)
@@ -707,12 +709,13 @@ def learner_train(
     cache: Any = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
-    hidden: tuple[int, ...] = (64, 32),
+    hidden: tuple[int, ...] = (32, 16),
     steps: int | Sequence[int] = 300,
     calibrate: bool = True,
     adapt: bool = True,
     guide_radius: int = 3,
     guide_eps: float = 1.0,
+    guide_passes: int = 2,
     balance: float = 0.0,
     n_models: int = 1,
 ) -> TrainResult:
@@ -727,8 +730,9 @@ def learner_train(
     held-out-image NLL); ``balance`` of class weights (0 painted frequencies, 1
     balanced); ``n_models`` MLPs averaged; ``calibrate`` temperature on held-out
     images (applied last, so the arg-max does not depend on it); ``adapt`` the
-    per-image discriminant; ``guide_radius``/``guide_eps`` of the guided filter
-    (radius 0 disables it).
+    per-image discriminant; ``guide_radius``/``guide_eps``/``guide_passes`` of the
+    guided filter (radius 0 disables it; a second pass thins halos around thin
+    defects further).
     """
     t0 = time.perf_counter()
     classes = list(classes)
@@ -833,6 +837,7 @@ def learner_train(
             "steps": chosen_steps,
             "temperature_last": True,
             "guide_eps": float(guide_eps),
+            "guide_passes": int(guide_passes),
         },
     )
     report(1.0, "done")
