@@ -11,13 +11,17 @@ NG (defective) is the positive class of the confusion matrix:
 ``blob_area`` rule by an exact search: blob areas are computed once per image
 and threshold, after which every candidate minimum area costs one comparison
 per image.
+
+Images the model was trained on (painted) score better than unseen parts do:
+given ``trained_on``, reports carry the held-out images' figures separately
+and say when every judged image was trained on.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +48,10 @@ class BacktestReport:
     ``verdicts``: image id -> predicted verdict. ``changes``: images whose
     verdict differs from the baseline rule set's, as
     ``{"image_id", "before", "after", "truth"}``. ``baseline``: the baseline's
-    own confusion and rates, when one was given.
+    own confusion and rates, when one was given. ``held_out``: confusion and
+    rates of the judged images the model was not trained on (``n_images`` 0
+    when there is none); ``n_trained_on``: how many judged images it was
+    trained on; ``warning``: set when every judged image was trained on.
     """
 
     confusion: dict[str, int]
@@ -55,6 +62,9 @@ class BacktestReport:
     changes: list[dict[str, str]] = field(default_factory=list)
     baseline: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    held_out: dict[str, Any] | None = None
+    n_trained_on: int = 0
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +76,9 @@ class BacktestReport:
             "changes": [dict(c) for c in self.changes],
             "baseline": dict(self.baseline) if self.baseline is not None else None,
             "timings": dict(self.timings),
+            "held_out": dict(self.held_out) if self.held_out is not None else None,
+            "n_trained_on": self.n_trained_on,
+            "warning": self.warning,
         }
 
 
@@ -109,11 +122,14 @@ def backtest_run(
     ruleset: RuleSet,
     px_per_mm: float | None = None,
     baseline: RuleSet | None = None,
+    trained_on: Collection[str] = (),
 ) -> BacktestReport:
     """Apply ``ruleset`` (and ``baseline``, if given) to every labelled image.
 
     ``probabilities``: image id -> (K+1, H, W) float32; ``truths``: image id ->
-    "OK" | "NG". Only images in ``truths`` are judged.
+    "OK" | "NG". Only images in ``truths`` are judged. ``trained_on``: ids of
+    the images the model was trained on; the others' figures are reported
+    apart as ``held_out``.
     """
     t0 = time.perf_counter()
     _check_truths(probabilities, truths)
@@ -146,6 +162,18 @@ def backtest_run(
             "escape_rate": base_escape,
             "overkill_rate": base_overkill,
         }
+    seen = {str(i) for i in trained_on}
+    unseen = {i: t for i, t in truths.items() if str(i) not in seen}
+    held_confusion = _confusion(verdicts, unseen)
+    held_escape, held_overkill = _rates(held_confusion)
+    n_trained_on = len(truths) - len(unseen)
+    warning = None
+    if truths and not unseen and seen:
+        warning = (
+            f"all {len(truths)} judged image(s) were painted for training, so these rates are "
+            "optimistic (the model has seen them); label OK/NG images you did not paint to "
+            "measure it on unseen parts"
+        )
     return BacktestReport(
         confusion=confusion,
         escape_rate=escape,
@@ -155,6 +183,14 @@ def backtest_run(
         changes=changes,
         baseline=baseline_summary,
         timings={"total_ms": (time.perf_counter() - t0) * 1000},
+        held_out={
+            "n_images": len(unseen),
+            "confusion": held_confusion,
+            "escape_rate": held_escape,
+            "overkill_rate": held_overkill,
+        },
+        n_trained_on=n_trained_on,
+        warning=warning,
     )
 
 
@@ -359,6 +395,7 @@ def rules_tune(
     px_per_mm: float | None = None,
     rule_id: str | None = None,
     thresholds: Sequence[float] | None = None,
+    trained_on: Collection[str] = (),
 ) -> TuneResult:
     """Propose a threshold and minimum blob area from labelled images.
 
@@ -375,7 +412,9 @@ def rules_tune(
     so; with no OK image overkill cannot be measured, so the base threshold is
     kept (minimising escapes alone would always pick the lowest threshold) and
     only the minimum area is tuned, and ``warning`` says that too. ``thresholds``: grid to search (default 0.05, 0.10, ... 0.95, plus the
-    base threshold).
+    base threshold). ``trained_on``: ids of the images the model was trained on
+    (see :func:`backtest_run`); when every labelled image is one of them,
+    ``warning`` says the proposal was fitted to images the model has seen.
     """
     t0 = time.perf_counter()
     _check_truths(probabilities, truths)
@@ -418,8 +457,16 @@ def rules_tune(
             f"Label some defective images to tune",
         )
         report = backtest_run(
-            probabilities, truths, classes=classes, ruleset=base, px_per_mm=px_per_mm, baseline=base
+            probabilities,
+            truths,
+            classes=classes,
+            ruleset=base,
+            px_per_mm=px_per_mm,
+            baseline=base,
+            trained_on=trained_on,
         )
+        if report.warning:
+            notes.append(report.warning)
         return TuneResult(
             ruleset=base,
             threshold=float(base_threshold),
@@ -476,13 +523,21 @@ def rules_tune(
         base.with_threshold(threshold, class_name=rule.class_name), rule, best.min_area, px_per_mm
     )
     report = backtest_run(
-        probabilities, truths, classes=classes, ruleset=proposal, px_per_mm=px_per_mm, baseline=base
+        probabilities,
+        truths,
+        classes=classes,
+        ruleset=proposal,
+        px_per_mm=px_per_mm,
+        baseline=base,
+        trained_on=trained_on,
     )
     if best.escapes:
         notes.append(
             f"{best.escapes} NG image(s) escape with every threshold and minimum area tried "
             f"(their defects are not detected); retrain or relabel them"
         )
+    if report.warning:
+        notes.append(report.warning)
     return TuneResult(
         ruleset=proposal,
         threshold=threshold,

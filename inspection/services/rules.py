@@ -123,6 +123,11 @@ def _evaluation_set(project: Project):
     return probabilities, truths, mv
 
 
+def _trained_on(mv) -> set[str]:
+    """Ids of the images model version ``mv`` was trained on (their figures are optimistic)."""
+    return {str(entry.get("id")) for entry in mv.images or [] if isinstance(entry, dict)}
+
+
 def rules_backtest(*, project: Project, data=None) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
     from prompting.backtest import backtest_run
@@ -140,6 +145,7 @@ def rules_backtest(*, project: Project, data=None) -> dict:
         ruleset=candidate,
         px_per_mm=project.px_per_mm,
         baseline=baseline,
+        trained_on=_trained_on(mv),
     )
     return {
         **report.to_dict(),
@@ -160,6 +166,7 @@ def rules_tune(*, project: Project) -> dict:
         classes=mv.classes,
         base=_validate(active.data),
         px_per_mm=project.px_per_mm,
+        trained_on=_trained_on(mv),
     )
     return {
         "rules": tuned.ruleset.to_dict(),

@@ -219,9 +219,15 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert set(report["confusion"]) == {"tp", "fp", "tn", "fn"}
     assert sum(report["confusion"].values()) == 10
     assert "escape_rate" in report and "overkill_rate" in report and "changes" in report
+    # images the model trained on are counted apart from those it never saw
+    # (all 10 were painted here: the rates are optimistic, and the report says so)
+    assert len(mv["images"]) == 10 and report["n_trained_on"] == 10
+    assert report["held_out"]["n_images"] == 0
+    assert report["held_out"]["escape_rate"] is None
+    assert "painted for training" in report["warning"]
     r = client.post(f"/api/v1/projects/{pid}/rules/tune/")
     assert r.status_code == 200, r.content
-    assert "rules" in r.json() and "warning" in r.json()
+    assert "rules" in r.json() and "painted for training" in r.json()["warning"]
 
     r = client.put(
         f"/api/v1/projects/{pid}/rules/", {"rules": new, "note": "bigger blobs"}, format="json"

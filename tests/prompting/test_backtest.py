@@ -97,6 +97,57 @@ def test_backtest_only_judges_labelled_images_and_rates_can_be_none():
     assert only_ok.escape_rate is None and only_ok.overkill_rate == 0.0
 
 
+def test_backtest_reports_held_out_images_apart_from_trained_ones():
+    report = backtest_run(
+        PROBS, TRUTHS, classes=CLASSES, ruleset=_rs(min_area=4), trained_on={"tp", "fp"}
+    )
+    # all four images still count in the main figures
+    assert report.confusion == {"tp": 1, "fp": 1, "tn": 1, "fn": 1}
+    assert report.n_trained_on == 2
+    assert report.held_out == {
+        "n_images": 2,
+        "confusion": {"tp": 0, "fp": 0, "tn": 1, "fn": 1},
+        "escape_rate": 1.0,
+        "overkill_rate": 0.0,
+    }
+    assert report.warning is None
+    assert json.loads(json.dumps(report.to_dict()))["held_out"]["escape_rate"] == 1.0
+
+
+def test_backtest_warns_when_every_judged_image_was_trained_on():
+    report = backtest_run(
+        PROBS, TRUTHS, classes=CLASSES, ruleset=_rs(min_area=4), trained_on=list(TRUTHS) + ["x"]
+    )
+    assert report.n_trained_on == 4
+    assert report.held_out["n_images"] == 0
+    assert report.held_out["escape_rate"] is None and report.held_out["overkill_rate"] is None
+    assert "all 4 judged image(s) were painted for training" in report.warning
+    assert "optimistic" in report.warning
+
+
+def test_backtest_without_trained_on_counts_every_image_as_held_out():
+    report = backtest_run(PROBS, TRUTHS, classes=CLASSES, ruleset=_rs(min_area=4))
+    assert report.n_trained_on == 0 and report.warning is None
+    assert report.held_out["confusion"] == report.confusion
+
+
+def test_tune_says_when_its_proposal_was_fitted_to_trained_images():
+    tuned = rules_tune(PROBS, TRUTHS, classes=CLASSES, base=_rs(), trained_on=set(TRUTHS))
+    assert "were painted for training" in tuned.warning
+    assert tuned.report.n_trained_on == 4
+    partly = rules_tune(PROBS, TRUTHS, classes=CLASSES, base=_rs(), trained_on={"tp"})
+    assert partly.warning is None or "painted for training" not in partly.warning
+    assert partly.report.held_out["n_images"] == 3
+
+
+def test_tune_without_ng_still_warns_about_trained_images():
+    tuned = rules_tune(
+        {"tn": PROBS["tn"]}, {"tn": "OK"}, classes=CLASSES, base=_rs(), trained_on={"tn"}
+    )
+    assert "no NG (defective) images" in tuned.warning
+    assert "painted for training" in tuned.warning
+
+
 @pytest.mark.parametrize(
     ("truths", "message"),
     [({"missing": "NG"}, "no probabilities"), ({"tp": "bad"}, "'OK' or 'NG'")],

@@ -211,16 +211,23 @@ function metric(k, v, cls = "", testid) { return h("div", { class: "metric " + c
 function reportOf(res) { return res.report || res.backtest || res; }
 function showReport(rep) {
   const c = rep.confusion || {};
+  const held = rep.held_out || null;
   document.getElementById("bt-metrics").replaceChildren(
     metric("escape rate", pct(rep.escape_rate), rep.escape_rate ? "ng" : "ok", "escape-rate"),
     metric("overkill rate", pct(rep.overkill_rate), rep.overkill_rate ? "ng" : "ok", "overkill-rate"),
     metric("labelled images", rep.n_images ?? "—", "", "n-images"),
-    metric("predicted NG", (c.tp ?? 0) + (c.fp ?? 0), "", "predicted-ng"));
+    metric("predicted NG", (c.tp ?? 0) + (c.fp ?? 0), "", "predicted-ng"),
+    // images the model never trained on: the honest estimate for new parts
+    metric("not trained on", held ? held.n_images : "—", "", "n-held-out"),
+    metric("escape / overkill, not trained on", held && held.n_images ? `${pct(held.escape_rate)} / ${pct(held.overkill_rate)}` : "—", "", "held-out-rates"));
   document.getElementById("bt-confusion").replaceChildren(
     h("tr", {}, h("th", {}, ""), h("th", {}, "predicted NG"), h("th", {}, "predicted OK")),
     h("tr", {}, h("th", {}, "truth NG"), h("td", { class: "good", "data-testid": "cm-tp" }, c.tp ?? 0), h("td", { class: "bad", "data-testid": "cm-fn", title: "escapes" }, c.fn ?? 0)),
     h("tr", {}, h("th", {}, "truth OK"), h("td", { class: "bad", "data-testid": "cm-fp", title: "overkill" }, c.fp ?? 0), h("td", { class: "good", "data-testid": "cm-tn" }, c.tn ?? 0)));
-  document.getElementById("bt-note").textContent = rep.n_images ? "" : "No labelled images with predictions yet: upload with a ground-truth verdict or mask, then Run.";
+  const note = document.getElementById("bt-note");
+  if (!rep.n_images) note.textContent = "No labelled images with predictions yet: upload with a ground-truth verdict or mask, then Run.";
+  else if (rep.warning) note.replaceChildren(h("div", { class: "notice warn", "data-testid": "backtest-warning" }, rep.warning));
+  else note.textContent = "";
   const changes = rep.changes || [];
   document.getElementById("bt-nchanges").textContent = `(${changes.length})`;
   document.getElementById("bt-changes").replaceChildren(...(changes.length ? changes.map((ch) => {
