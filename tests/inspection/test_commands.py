@@ -107,3 +107,10 @@ def test_check_deploy_is_clean_with_production_env(tmp_path):
 def test_secret_key_required_when_debug_off(tmp_path):
     r = _manage(["check"], {"DEBUG": "0"}, tmp_path)
     assert r.returncode != 0 and "SECRET_KEY is required" in r.stderr
+
+
+@pytest.mark.timeout(240)
+def test_unknown_sam_dtype_is_refused_at_startup_naming_the_setting(tmp_path):
+    r = _manage(["check"], {"DEBUG": "1", "SAM_DTYPE": "fp16"}, tmp_path)
+    assert r.returncode != 0
+    assert "SAM_DTYPE='fp16': use fp32 or bf16" in r.stderr

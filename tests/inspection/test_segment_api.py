@@ -74,3 +74,19 @@ def test_segment_without_sam_is_a_clear_409(db, settings, make_user, api_for):
     )
     assert r.status_code == 409
     assert r.json()["code"] == "sam_not_configured" and "SAM_CHECKPOINT" in r.json()["detail"]
+
+
+def test_sam_dtype_setting_reaches_the_loader(sam_settings):
+    from inspection.services import engine
+    from prompting.features.sam import BF16_MIN_IOU
+
+    sam_settings.SAM_DTYPE = "bf16"
+    model = engine.sam_model_get()
+    # bf16 was requested: the loader measured its agreement with fp32 on the probe
+    # image and uses it only when the masks agree
+    assert model.bf16_iou is not None
+    assert model.dtype == ("bf16" if model.bf16_iou >= BF16_MIN_IOU else "fp32")
+    assert f":{model.dtype}:" in model.fingerprint
+    sam_settings.SAM_DTYPE = "fp32"
+    fp32 = engine.sam_model_get()
+    assert fp32.dtype == "fp32" and fp32.bf16_iou is None
