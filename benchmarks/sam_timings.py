@@ -109,18 +109,19 @@ def sam_timings(
 
     fp32_s, emb32 = encode(False)
     bf16_s, emb16 = encode(True)
-    bf16_iou = sam_mask_agreement(model, emb32, emb16)
+    # the whole bf16 path (encoder + decoder) against fp32, as the loader checks it
+    bf16_iou = sam_mask_agreement(model, emb32, emb16, b_bf16=True)
 
     rng = np.random.default_rng(seed)
     h, w = image_shape
     segment_prompts(model, emb32, [Point(w / 2, h / 2, "d")], target="d")  # warm-up
 
-    def decode_times() -> tuple[list[float], list[float]]:
+    def decode_times(emb=emb32) -> tuple[list[float], list[float]]:
         wall, cpu = [], []
         for _ in range(decodes):
             click = Point(float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), "d")
             t0, c0 = time.perf_counter(), time.process_time()
-            result = segment_prompts(model, emb32, [click], target="d")
+            result = segment_prompts(model, emb, [click], target="d")
             wall.append((time.perf_counter() - t0) * 1000.0)
             cpu.append((time.process_time() - c0) * 1000.0)
             assert len(result.masks) == 3
@@ -129,6 +130,13 @@ def sam_timings(
     # as the product decodes: model.decode_threads (PROMPTING_SAM_DECODE_THREADS, default 1)
     decode_threads = model.decode_threads or threads
     decode_ms, decode_cpu_ms = decode_times()
+    # SAM_DTYPE=bf16: the model decodes under bf16 autocast (on a bf16 embedding)
+    model.dtype = "bf16"
+    try:
+        segment_prompts(model, emb16, [Point(w / 2, h / 2, "d")], target="d")  # warm-up
+        decode_bf16_ms, _ = decode_times(emb16)
+    finally:
+        model.dtype = "fp32"
     # the same with every intra-op thread of the process (decode_threads=0)
     model.decode_threads = 0
     try:
@@ -175,6 +183,8 @@ def sam_timings(
         "decode_ms_p95": decode_p95,
         "decode_ok": decode_p95 <= DECODE_P95_MAX_MS,
         "decode_cpu_ms_p50": _percentile(decode_cpu_ms, 50),
+        "decode_bf16_ms_p50": _percentile(decode_bf16_ms, 50),
+        "decode_bf16_ms_p95": _percentile(decode_bf16_ms, 95),
         "decode_threads": decode_threads,
         "decode_all_threads_ms_p50": _percentile(decode_all_ms, 50),
         "decode_all_threads_ms_p95": _percentile(decode_all_ms, 95),
@@ -217,6 +227,11 @@ def timings_table(t: dict[str, Any]) -> str:
         (
             f"decode CPU time p50 ({t['decode_threads']} thr)",
             f"{t['decode_cpu_ms_p50']:.1f} ms",
+            "",
+        ),
+        (
+            f"decode p50/p95 bf16 ({t['decode_threads']} thr)",
+            f"{t['decode_bf16_ms_p50']:.0f}/{t['decode_bf16_ms_p95']:.0f} ms",
             "",
         ),
         (

@@ -163,7 +163,7 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1  # + one ground-truth mask
 SAM_MODEL_TYPE = env("SAM_MODEL_TYPE", "vit_b")
 SAM_CHECKPOINT = env("SAM_CHECKPOINT", "")  # empty: interactive segmentation is off
 SAM_DEVICE = env("SAM_DEVICE", "cpu")
-# encoder precision: fp32, or bf16 (about 2x faster on CPUs with AMX, slower without;
+# SAM encoder and mask decoder precision: fp32, or bf16 (faster on CPUs with AMX, slower without;
 # used only when its masks agree with fp32 on a probe image at load)
 SAM_DTYPE = env("SAM_DTYPE", "fp32")
 if SAM_DTYPE not in ("fp32", "bf16"):

@@ -21,9 +21,11 @@ without touching callers, and so does the environment variable
 ``PROMPTING_SAM_MODEL_TYPES="vit_t=package.module:builder"`` for every process
 (web, workers) without code.
 
-``dtype="bf16"`` runs the encoder under ``torch.autocast(dtype=bfloat16)``, but
-only when masks decoded from bf16 embeddings of a probe image stay at
->= :data:`BF16_MIN_IOU` IoU of the fp32 ones (:func:`sam_bf16_validate`);
+``dtype="bf16"`` runs the encoder and the mask decoder under
+``torch.autocast(dtype=bfloat16)`` (the prompt encoder stays fp32: click
+coordinates need its precision), but only when masks of a probe image from
+the bf16 path stay at >= :data:`BF16_MIN_IOU` IoU of the fp32 ones
+(:func:`sam_bf16_validate`);
 otherwise the loader logs a warning and stays fp32. ``SamModel.dtype`` is
 the dtype in use, ``SamModel.bf16_iou`` the measured agreement.
 
@@ -257,7 +259,7 @@ class SamModel:
       (``PROMPTING_SAM_DECODE_THREADS``, default 1; 0 = the process setting);
     - ``model_type``, ``checkpoint`` (path or None), ``checkpoint_sha256``;
     - ``device``: ``"cpu"`` or ``"cuda[:n]"``;
-    - ``dtype``: the encoder dtype *in use* (``"fp32"`` or ``"bf16"``);
+    - ``dtype``: the encoder and decoder dtype *in use* (``"fp32"`` or ``"bf16"``);
     - ``dtype_requested``: what the caller asked for;
     - ``bf16_iou``: min fp32-vs-bf16 mask IoU on the probe image (None unless
       bf16 was requested).
@@ -393,6 +395,7 @@ class SamModel:
         box: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
+        bf16: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for prompts on a stored embedding (``SamPredictor.predict`` logic).
 
@@ -404,6 +407,8 @@ class SamModel:
         Returns ``masks`` (C, H, W) bool, ``scores`` (C,) float32 (predicted
         IoU) and ``low_res_logits`` (C, 256, 256) float32, where C is 3 with
         ``multimask_output`` and 1 otherwise, (H, W) = ``original_size``.
+        ``bf16``: run the mask decoder under bf16 autocast (default: when the
+        model's ``dtype`` is ``"bf16"``).
         """
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
@@ -444,32 +449,55 @@ class SamModel:
             )
             prompt_encoder = self.sam.prompt_encoder
             sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks_in)
-            if self._fast_decoder:
-                low_res, iou = self._decode_fast(
-                    embedding,
-                    image_embedding,
-                    sparse,
-                    None if masks_in is None else dense,
-                    multimask_output=multimask_output,
+            if bf16 is None:
+                bf16 = self.dtype == "bf16"
+            autocast = (
+                torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                if bf16
+                else contextlib.nullcontext()
+            )
+            with autocast:
+                low_res, iou = self._decode_masks(
+                    embedding, image_embedding, sparse, dense, masks_in, multimask_output
                 )
-            else:
-                low_res, iou = self.sam.mask_decoder(
-                    image_embeddings=image_embedding,
-                    image_pe=prompt_encoder.get_dense_pe(),
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=multimask_output,
-                )
+            low_res, iou = low_res.float(), iou.float()
             masks = _masks_upscale(
                 low_res, tuple(embedding.input_size), original_size, side=self.input_size
             )
             # numpy's comparison is ~4x faster than torch's bool kernel here
-            masks = masks.float().cpu().numpy() > self.sam.mask_threshold
+            masks = masks.cpu().numpy() > self.sam.mask_threshold
             return (
                 masks,
-                iou[0].float().cpu().numpy(),
-                low_res[0].float().cpu().numpy(),
+                iou[0].cpu().numpy(),
+                low_res[0].cpu().numpy(),
             )
+
+    def _decode_masks(
+        self,
+        embedding: SamEmbedding,
+        image_embedding: Any,
+        sparse: Any,
+        dense: Any,
+        masks_in: Any,
+        multimask_output: bool,
+    ) -> tuple[Any, Any]:
+        """(low-res logits (1, C, 256, 256), iou (1, C)) from the mask decoder."""
+        if self._fast_decoder:
+            return self._decode_fast(
+                embedding,
+                image_embedding,
+                sparse,
+                None if masks_in is None else dense,
+                multimask_output=multimask_output,
+            )
+        prompt_encoder = self.sam.prompt_encoder
+        return self.sam.mask_decoder(
+            image_embeddings=image_embedding,
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
 
 
 # --------------------------------------------------------------------------- loading
@@ -651,33 +679,45 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union)
 
 
-def sam_mask_agreement(model: SamModel, a: SamEmbedding, b: SamEmbedding) -> float:
+def sam_mask_agreement(
+    model: SamModel,
+    a: SamEmbedding,
+    b: SamEmbedding,
+    *,
+    a_bf16: bool = False,
+    b_bf16: bool = False,
+) -> float:
     """Min IoU between masks decoded from two embeddings of the same image.
 
     Five prompts (three single clicks, a positive + negative pair, a box) at
     fixed relative positions (made for :func:`_probe_image`); every mask of
-    every prompt counts. Decoder only.
+    every prompt counts. ``a_bf16``/``b_bf16``: decode that side in bf16.
     """
     if tuple(a.original_size) != tuple(b.original_size):
         raise ValueError(f"embeddings of different images: {a.original_size} vs {b.original_size}")
     ious = []
     for prompt in _probe_prompts(*a.original_size):
         multimask = "box" not in prompt and len(prompt["point_coords"]) == 1
-        ma, _, _ = model.decode(a, multimask_output=multimask, **prompt)
-        mb, _, _ = model.decode(b, multimask_output=multimask, **prompt)
+        ma, _, _ = model.decode(a, multimask_output=multimask, bf16=a_bf16, **prompt)
+        mb, _, _ = model.decode(b, multimask_output=multimask, bf16=b_bf16, **prompt)
         ious.extend(_iou(x, y) for x, y in zip(ma, mb, strict=True))
     return min(ious)
 
 
 def sam_bf16_validate(model: SamModel, *, probe: np.ndarray | None = None) -> float:
-    """Min IoU between masks decoded from fp32 and bf16 embeddings of a probe image.
+    """Min IoU between the masks of a probe image from the fp32 and the bf16 path.
 
     ``probe``: (H, W, 3) uint8 RGB (default: a synthetic 384 x 512 image with
-    a disc and a bar). Two encoder runs, then :func:`sam_mask_agreement`.
+    a disc and a bar). fp32 encoder + fp32 decoder against bf16 encoder + bf16
+    decoder, then :func:`sam_mask_agreement`.
     """
     image = _probe_image() if probe is None else probe
     return sam_mask_agreement(
-        model, model._encode(image, bf16=False), model._encode(image, bf16=True)
+        model,
+        model._encode(image, bf16=False),
+        model._encode(image, bf16=True),
+        a_bf16=False,
+        b_bf16=True,
     )
 
 

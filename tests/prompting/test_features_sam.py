@@ -442,6 +442,53 @@ def test_bf16_embedding_runs_and_stays_close(tiny_sam_model) -> None:
     assert rel < 0.05
 
 
+def test_bf16_decode_runs_the_decoder_under_autocast_and_stays_close(
+    tiny_sam_model, monkeypatch
+) -> None:
+    import torch
+
+    emb = tiny_sam_model._encode(_image(48, 64), bf16=False)
+    prompt = {"point_coords": np.array([[30.0, 20.0]]), "point_labels": np.array([1])}
+    seen = []
+    real = tiny_sam_model._decode_masks
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_sam_model, "_decode_masks", spy)
+    m32, s32, low32 = tiny_sam_model.decode(emb, **prompt)
+    m16, s16, low16 = tiny_sam_model.decode(emb, bf16=True, **prompt)
+    assert seen == [False, True]
+    # outputs keep the fp32 interface: bool masks, float32 scores and logits
+    assert m16.dtype == bool and m16.shape == m32.shape == (3, 48, 64)
+    assert s16.dtype == np.float32 and low16.dtype == np.float32
+    assert not np.array_equal(low16, low32)
+    rel = np.abs(low16 - low32).mean() / np.abs(low32).mean()
+    assert rel < 0.05
+    # a model in bf16 mode decodes in bf16 by default; fp32 mode does not
+    monkeypatch.setattr(tiny_sam_model, "dtype", "bf16")
+    tiny_sam_model.decode(emb, **prompt)
+    monkeypatch.setattr(tiny_sam_model, "dtype", "fp32")
+    tiny_sam_model.decode(emb, **prompt)
+    assert seen == [False, True, True, False]
+
+
+def test_bf16_validation_checks_the_bf16_decoder_too(tiny_sam_model, monkeypatch) -> None:
+    calls = []
+    real = tiny_sam_model.decode
+
+    def spy(emb, **kwargs):
+        calls.append(kwargs.get("bf16"))
+        return real(emb, **kwargs)
+
+    monkeypatch.setattr(tiny_sam_model, "decode", spy)
+    sam_bf16_validate(tiny_sam_model)
+    # each probe prompt: fp32 path then bf16 path
+    assert calls and calls[0::2] == [False] * (len(calls) // 2)
+    assert calls[1::2] == [True] * (len(calls) // 2)
+
+
 # ----------------------------------------------------------------- backend
 
 
