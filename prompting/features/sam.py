@@ -309,18 +309,25 @@ class SamModel:
 
         The work for the last embedding *object* decoded is kept (identity, not
         content: a new SamEmbedding, even of the same image, is prepared anew).
+        It is computed in fp32 whatever the caller's autocast, so an fp32 and a
+        bf16 decode may share it.
         """
+        import torch
+
         from prompting.features._sam_decoder import decoder_prepare, dense_pe, mask_decoder_run
 
+        device_type = torch.device(self.device).type
         if self._key_pe is None:
-            self._key_pe = dense_pe(self.sam)
+            with torch.autocast(device_type=device_type, enabled=False):
+                self._key_pe = dense_pe(self.sam)
         prep = None
         if dense is None:
             cached = self._prep
             if cached is not None and cached[0] is embedding.embedding:
                 prep = cached[1]
             else:
-                prep = decoder_prepare(self.sam, image_embedding, self._key_pe)
+                with torch.autocast(device_type=device_type, enabled=False):
+                    prep = decoder_prepare(self.sam, image_embedding, self._key_pe)
                 self._prep = (embedding.embedding, prep)
         return mask_decoder_run(
             self.sam,

@@ -474,6 +474,26 @@ def test_bf16_decode_runs_the_decoder_under_autocast_and_stays_close(
     assert seen == [False, True, True, False]
 
 
+def test_bf16_then_fp32_decode_on_one_embedding_matches_a_fresh_fp32_decode(
+    tiny_sam_checkpoint,
+) -> None:
+    # the decoder's per-embedding work is kept in fp32 whichever decode came first
+    from prompting.features.sam import SamModel
+
+    fresh = sam_model_load(**tiny_sam_checkpoint._asdict())
+    model = SamModel(
+        sam=fresh.sam,
+        model_type=fresh.model_type,
+        checkpoint_sha256=fresh.checkpoint_sha256,
+    )
+    emb = model._encode(_image(48, 64), bf16=False)
+    prompt = {"point_coords": np.array([[30.0, 20.0]]), "point_labels": np.array([1])}
+    model.decode(emb, bf16=True, **prompt)
+    _, _, low = model.decode(emb, bf16=False, **prompt)
+    _, _, want = fresh.decode(emb, bf16=False, **prompt)
+    np.testing.assert_allclose(low, want, atol=1e-5)
+
+
 def test_bf16_validation_checks_the_bf16_decoder_too(tiny_sam_model, monkeypatch) -> None:
     calls = []
     real = tiny_sam_model.decode
