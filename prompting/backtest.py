@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from prompting.rules.decision import _class_blobs, _prepare, _rule_evaluate, rules_verdict
+from prompting.rules.decision import _class_areas, _prepare, _rule_evaluate, rules_verdict
 from prompting.rules.regions import regions_mask
 from prompting.rules.schema import ANY_CLASS, Rule, RuleSet, ruleset_check_context
 
@@ -265,22 +265,6 @@ class _Table:
     other_ng: np.ndarray  # (n, T) bool: another rule makes the image NG
 
 
-def _areas(
-    prep: Any, inspected: np.ndarray, rs: RuleSet, name: str, k: int, px_per_mm: float | None
-) -> np.ndarray:
-    """Areas (px) of the kept blobs of class ``name`` (index ``k``) under ``rs``."""
-    return _class_blobs(
-        prep,
-        k,
-        name,
-        rs.config_for(name),
-        inspected=inspected,
-        connectivity=rs.connectivity,
-        px_per_mm=px_per_mm,
-        measure=False,
-    ).areas
-
-
 def _same_config(a: RuleSet, b: RuleSet, classes: Sequence[str]) -> bool:
     """Whether ``a`` and ``b`` differ only in the thresholds of ``classes``."""
     return all(
@@ -312,7 +296,7 @@ def _table(
         inspected_area = int(inspected.sum())
 
         fixed = {
-            name: _areas(prep, inspected, base, name, k, px_per_mm)
+            name: _class_areas(prep, k, name, base, inspected=inspected, px_per_mm=px_per_mm)
             for k, name in enumerate(classes)
             if name not in affected
         }
@@ -327,7 +311,9 @@ def _table(
             areas = dict(fixed)
             for k, name in enumerate(classes):
                 if name in affected:
-                    areas[name] = _areas(prep, inspected, rs, name, k, px_per_mm)
+                    areas[name] = _class_areas(
+                        prep, k, name, rs, inspected=inspected, px_per_mm=px_per_mm
+                    )
             seen = [areas[c] for c in affected if areas[c].size]
             tuned_max[i, j] = max((int(a.max()) for a in seen), default=0)
             ordered = {c: areas[c] for c in classes}

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -62,6 +63,17 @@ def _one_blas_thread():
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def _with_one_blas_thread(fn):
+    """Decorator: ``fn`` runs inside :func:`_one_blas_thread`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _one_blas_thread():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -135,6 +147,7 @@ def _mlp_forward(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
     return h
 
 
+@_with_one_blas_thread
 def _mlp_fit(
     x: np.ndarray,
     y: np.ndarray,
@@ -153,34 +166,6 @@ def _mlp_fit(
     Class weights are (N / (K count_k)) ** ``balance``: 1 balances the classes,
     0 keeps the painted frequencies.
     """
-    with _one_blas_thread():
-        return _mlp_fit_inner(
-            x,
-            y,
-            n_classes=n_classes,
-            hidden=hidden,
-            steps=steps,
-            batch=batch,
-            lr=lr,
-            weight_decay=weight_decay,
-            seed=seed,
-            balance=balance,
-        )
-
-
-def _mlp_fit_inner(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_classes: int,
-    hidden: tuple[int, ...],
-    steps: int,
-    batch: int,
-    lr: float,
-    weight_decay: float,
-    seed: int,
-    balance: float,
-) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     sizes = [x.shape[1], *hidden, n_classes]
     weights: list[np.ndarray] = []
@@ -346,12 +331,9 @@ class Learner:
     def n_features(self) -> int:
         return int(self.mean.shape[0])
 
+    @_with_one_blas_thread
     def predict_features(self, fmap: FeatureMap) -> np.ndarray:
         """(K+1,H,W) float32 probabilities from a FeatureMap, upsampled to the image size."""
-        with _one_blas_thread():
-            return self._predict_features(fmap)
-
-    def _predict_features(self, fmap: FeatureMap) -> np.ndarray:
         feats = fmap.features
         if feats.ndim != 3 or feats.shape[2] != self.n_features:
             raise ArtifactError(

@@ -47,7 +47,7 @@ def sam_options() -> dict[str, Any]:
         "model_type": settings.SAM_MODEL_TYPE,
         "checkpoint": settings.SAM_CHECKPOINT,
         "device": settings.SAM_DEVICE,
-        "dtype": getattr(settings, "SAM_DTYPE", "fp32"),
+        "dtype": settings.SAM_DTYPE,
     }
 
 

@@ -464,6 +464,28 @@ def rules_apply(
     )
 
 
+def _class_areas(
+    prep: Any,
+    k: int,
+    name: str,
+    ruleset: RuleSet,
+    *,
+    inspected: np.ndarray,
+    px_per_mm: float | None,
+) -> np.ndarray:
+    """Areas (px) of the kept blobs of class ``name`` (index ``k``) under ``ruleset``, unmeasured."""
+    return _class_blobs(
+        prep,
+        k,
+        name,
+        ruleset.config_for(name),
+        inspected=inspected,
+        connectivity=ruleset.connectivity,
+        px_per_mm=px_per_mm,
+        measure=False,
+    ).areas
+
+
 def rules_verdict(
     probabilities: np.ndarray,
     *,
@@ -481,16 +503,7 @@ def rules_verdict(
     inspected = regions_mask(ruleset.regions, shape=shape)
     prep = _prepare(probabilities)
     areas_by_class = {
-        name: _class_blobs(
-            prep,
-            k,
-            name,
-            ruleset.config_for(name),
-            inspected=inspected,
-            connectivity=ruleset.connectivity,
-            px_per_mm=px_per_mm,
-            measure=False,
-        ).areas
+        name: _class_areas(prep, k, name, ruleset, inspected=inspected, px_per_mm=px_per_mm)
         for k, name in enumerate(classes)
     }
     inspected_area = int(inspected.sum())
