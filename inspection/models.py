@@ -276,6 +276,9 @@ class Prediction(models.Model):
     overlay = models.FileField(max_length=300)
     #: (K+1, H, W) float16 probabilities, .npz; lets backtests re-run rules cheaply
     probabilities = models.FileField(max_length=300)
+    #: fraction of inspected pixels near their class threshold (rules' Decision.uncertainty);
+    #: null for predictions stored before it was measured
+    uncertainty = models.FloatField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -313,6 +316,8 @@ class Inspection(models.Model):
     severity = models.CharField(max_length=10, blank=True, default="")
     reasons = models.JSONField(default=list)
     blobs = models.JSONField(default=list)
+    #: as Prediction.uncertainty; null for inspections logged before it was measured
+    uncertainty = models.FloatField(null=True, blank=True)
     latency_ms = models.FloatField()
     timings = models.JSONField(default=dict, blank=True)
     station = models.CharField(max_length=100, blank=True, default="")

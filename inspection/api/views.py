@@ -669,10 +669,25 @@ class PredictionFilter(django_filters.FilterSet):
     verdict = django_filters.ChoiceFilter(choices=[("OK", "OK"), ("NG", "NG")])
     image = django_filters.UUIDFilter(field_name="image_id")
     disagree = django_filters.BooleanFilter(method="f_disagree")
+    uncertainty_min = django_filters.NumberFilter(field_name="uncertainty", lookup_expr="gte")
+    ordering = django_filters.ChoiceFilter(
+        choices=[(v, v) for v in ("image", "uncertainty", "-uncertainty")], method="f_ordering"
+    )
 
     class Meta:
         model = Prediction
         fields = ["verdict", "image"]
+
+    def f_ordering(self, qs, name, value):
+        """``-uncertainty``: the images a correction helps most first ("review next");
+        predictions stored before uncertainty was measured come last either way."""
+        from django.db.models import F
+
+        if value == "image":
+            return qs
+        field = F("uncertainty")
+        key = field.desc(nulls_last=True) if value.startswith("-") else field.asc(nulls_last=True)
+        return qs.order_by(key, "image__created_at", "image_id")
 
     def f_disagree(self, qs, name, value):
         from django.db.models import F
@@ -692,6 +707,18 @@ class PredictionListView(APIView):
             OpenApiParameter("verdict", str),
             OpenApiParameter("image", str),
             OpenApiParameter("disagree", bool),
+            OpenApiParameter(
+                "uncertainty_min",
+                float,
+                description="only predictions with at least this uncertain fraction (0..1)",
+            ),
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=["image", "uncertainty", "-uncertainty"],
+                description="image upload order (default), or by uncertainty: "
+                "-uncertainty lists the images where a correction helps most first",
+            ),
             OpenApiParameter(
                 "model_version",
                 str,
@@ -782,6 +809,8 @@ class InspectionFilter(django_filters.FilterSet):
     job = django_filters.UUIDFilter(field_name="job_id")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    #: decisions to double-check by hand: at least this fraction of uncertain pixels
+    uncertainty_min = django_filters.NumberFilter(field_name="uncertainty", lookup_expr="gte")
 
     class Meta:
         model = Inspection
@@ -794,6 +823,13 @@ class InspectionListView(APIView):
         parameters=[
             OpenApiParameter(n, str)
             for n in ("verdict", "station", "part_id", "job", "created_after", "created_before")
+        ]
+        + [
+            OpenApiParameter(
+                "uncertainty_min",
+                float,
+                description="only decisions with at least this uncertain fraction (0..1)",
+            )
         ],
     )
     def get(self, request, pk):
@@ -818,6 +854,7 @@ EXPORT_COLUMNS = [
     "model_number",
     "rules_version",
     "latency_ms",
+    "uncertainty",
     "n_blobs",
     "reasons",
 ]
@@ -856,6 +893,7 @@ class InspectionExportView(APIView):
                     "model_number": ins.model_version.number,
                     "rules_version": ins.ruleset.version,
                     "latency_ms": ins.latency_ms,
+                    "uncertainty": ins.uncertainty,
                     "n_blobs": len(ins.blobs),
                     "reasons": "; ".join(r.get("message", "") for r in ins.reasons)
                     if fmt == "csv"

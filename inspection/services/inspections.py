@@ -90,6 +90,7 @@ def inspection_run(
         severity=decision.get("severity") or "",
         reasons=decision.get("reasons", []),
         blobs=decision.get("blobs", []),
+        uncertainty=result.decision.uncertainty,
         latency_ms=round(total_ms, 2),
         timings=timings,
         station=(station or "")[:100],

@@ -278,6 +278,7 @@ def prediction_store(
         "severity": as_dict.get("severity") or "",
         "reasons": as_dict.get("reasons", []),
         "blobs": as_dict.get("blobs", []),
+        "uncertainty": decision.uncertainty,
         "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
         "job": job,
     }

@@ -14,6 +14,13 @@ Pipeline, per class k (classes in model order):
 Then *every* rule is evaluated (no short-circuit) and each violation is a
 :class:`Reason`; the verdict is NG when there is at least one, with the
 highest severity among them.
+
+The decision also carries its *uncertainty*: the fraction of inspected pixels
+whose winning class probability lies within ``UNCERTAIN_MARGIN`` of that
+class's threshold, i.e. pixels a slightly different model would label the
+other way. Images with the most uncertain area are where a correction stroke
+teaches the model most (on the benchmark data it ranks images by their pixel
+errors; see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from prompting.rules.schema import (
 )
 
 AREA_ONLY_MEASURES = frozenset({"area_px", "area_mm2"})
+#: a pixel is uncertain when its winning probability is this close to its class threshold
+UNCERTAIN_MARGIN = 0.2
 
 
 @dataclass
@@ -87,6 +96,8 @@ class Decision:
     kept blobs. ``blob_map``: (H, W) int32, 0 none, else ``Blob.id``.
     ``reasons``: every violation of every rule; ``evaluations``: one entry per
     rule, violated or not. ``timings``: milliseconds per stage.
+    ``uncertainty``: fraction (0..1) of the inspected pixels whose winning
+    probability is within ``UNCERTAIN_MARGIN`` of its class threshold.
     """
 
     verdict: str
@@ -98,6 +109,7 @@ class Decision:
     evaluations: list[RuleEvaluation] = field(default_factory=list)
     blob_map: np.ndarray | None = None
     inspected_area_px: int = 0
+    uncertainty: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (no pixel maps)."""
@@ -108,6 +120,7 @@ class Decision:
             "blobs": [b.to_dict() for b in self.blobs],
             "evaluations": [e.to_dict() for e in self.evaluations],
             "inspected_area_px": self.inspected_area_px,
+            "uncertainty": self.uncertainty,
             "timings": dict(self.timings),
         }
 
@@ -158,6 +171,19 @@ def _prepare(probabilities: np.ndarray) -> _Prepared:
         winner[better] = k
         np.maximum(winner_prob, defect[k], out=winner_prob)
     return _Prepared(winner=winner, winner_prob=winner_prob, probabilities=probabilities)
+
+
+def _uncertainty(
+    prep: _Prepared, classes: Sequence[str], ruleset: RuleSet, inspected: np.ndarray
+) -> float:
+    """Fraction of ``inspected`` pixels whose winning probability is within
+    ``UNCERTAIN_MARGIN`` of the threshold of the winning class."""
+    n = int(inspected.sum())
+    if n == 0:
+        return 0.0
+    thresholds = np.array([ruleset.config_for(name).threshold for name in classes], np.float32)
+    margin = np.abs(prep.winner_prob - thresholds[prep.winner])
+    return round(float(np.count_nonzero((margin < UNCERTAIN_MARGIN) & inspected)) / n, 4)
 
 
 def _needs_measures(cfg: ClassConfig) -> bool:
@@ -435,6 +461,7 @@ def rules_apply(
     t2 = time.perf_counter()
 
     inspected_area = int(inspected.sum())
+    uncertainty = _uncertainty(prep, classes, ruleset, inspected)
     reasons: list[Reason] = []
     evaluations: list[RuleEvaluation] = []
     for rule in ruleset.rules:
@@ -461,6 +488,7 @@ def rules_apply(
         evaluations=evaluations,
         blob_map=blob_map,
         inspected_area_px=inspected_area,
+        uncertainty=uncertainty,
     )
 
 

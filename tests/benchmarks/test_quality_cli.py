@@ -63,6 +63,12 @@ def test_several_seeds_print_per_seed_rows_and_their_mean(tmp_path, capsys):
     assert "Mean over seeds 0,1" in out
     ratio = [line for line in out.splitlines() if "ratio ours / baseline" in line]
     assert len(ratio) == 3 and all(re.search(r"\d\.\d\d×", line) for line in ratio)
+    # the review-order table: one row per dataset, both methods' rank correlations
+    review = out.split("Review order:")[1]
+    row = next(line for line in review.splitlines() if line.startswith("| tiny |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    for cell in cells[1:]:
+        assert cell == "n/a" or -1.0 <= float(cell) <= 1.0
 
 
 def test_bad_seeds_are_a_usage_error(tmp_path, capsys):

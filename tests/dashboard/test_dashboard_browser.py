@@ -242,6 +242,27 @@ def test_paint_run_review_tune_decide(
     assert page.locator("[data-testid=thumb]").count() == 10
     page.uncheck("[data-testid=filter-gt]")
 
+    # review next: each thumbnail says how unsure the model is; sorting puts the
+    # least sure first, in the API's "review next" order
+    assert page.locator("[data-testid=thumb] [data-testid=uncertainty]").count() == 10
+    page.select_option("[data-testid=sort-by]", "uncertainty")
+    dom_ids = page.eval_on_selector_all(
+        "[data-testid=thumb]", "els => els.map(e => e.dataset.imageId)"
+    )
+    pid = project_url.rstrip("/").rsplit("/", 1)[-1]
+    api_order = page.evaluate(
+        """async (pid) => {
+          const r = await fetch(`/api/v1/projects/${pid}/predictions/?ordering=-uncertainty`);
+          return (await r.json()).results.map(p => [p.image, p.uncertainty]);
+        }""",
+        pid,
+    )
+    values = [u for _, u in api_order]
+    assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    assert dom_ids == [i for i, _ in api_order]
+    shot(page, "05b-most-uncertain-first")
+    page.select_option("[data-testid=sort-by]", "")
+
     # 6. rules editor: the minimum area changes the live backtest
     page.goto(project_url + "rules/")
     seq = wait_backtest(page)

@@ -191,6 +191,12 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     for p in preds:
         assert p["verdict"] in ("OK", "NG")
         assert isinstance(p["reasons"], list) and isinstance(p["blobs"], list)
+        assert 0.0 <= p["uncertainty"] <= 1.0  # measured by the rules on every prediction
+    # "review next": the images where the model is least sure come first
+    r = client.get(f"/api/v1/projects/{pid}/predictions/?ordering=-uncertainty")
+    ranked = [p["uncertainty"] for p in r.json()["results"]]
+    assert len(ranked) == 10 and ranked == sorted(ranked, reverse=True)
+    assert ranked[0] > 0.0  # a model trained on ten strokes is unsure somewhere
     r = client.get(preds[0]["overlay_url"])
     assert r.status_code == 200 and r["Content-Type"] == "image/png"
     assert r["X-Content-Type-Options"] == "nosniff"
@@ -263,6 +269,7 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert ins["verdict"] in ("OK", "NG")
     assert ins["model_version"] == mv["id"] and ins["rules_version"] == 2
     assert ins["timings"]["engine_ms"] > 0 and ins["latency_ms"] >= ins["timings"]["engine_ms"]
+    assert 0.0 <= ins["uncertainty"] <= 1.0
     # the operator can't train or change rules
     assert line.post(f"/api/v1/projects/{pid}/train/").status_code == 403
     assert line.put(f"/api/v1/projects/{pid}/rules/", new, format="json").status_code == 403

@@ -392,3 +392,63 @@ def test_windowed_blobs_equal_whole_image_processing(seed, connectivity):
     labels, n = components_label(full, connectivity=connectivity)
     np.testing.assert_array_equal(d.label_map == 1, labels > 0)
     assert len(d.blobs) == n
+
+
+# ---- uncertainty: the share of inspected pixels near their class threshold ----
+
+
+def _binary(p_defect):
+    """(2, H, W) probabilities of one class from a (H, W) defect probability map."""
+    p = np.asarray(p_defect, np.float32)
+    return np.stack([1 - p, p])
+
+
+def test_uncertainty_is_zero_when_every_pixel_is_far_from_the_threshold():
+    p = np.full((4, 6), 0.05, np.float32)
+    p[1:3, 1:4] = 0.95
+    d = rules_apply(_binary(p), classes=["scratch"], ruleset=_rs([AREA_ANY]))
+    assert d.verdict == "NG" and d.uncertainty == 0.0
+    assert d.to_dict()["uncertainty"] == 0.0
+
+
+def test_uncertainty_counts_pixels_within_the_margin_of_the_threshold():
+    from prompting.rules.decision import UNCERTAIN_MARGIN
+
+    p = np.full((4, 5), 0.02, np.float32)  # 20 pixels
+    p[0, :] = 0.5  # 5 pixels on the threshold
+    p[1, :2] = 0.5 + UNCERTAIN_MARGIN / 2  # 2 just above
+    p[1, 2:4] = 0.5 - UNCERTAIN_MARGIN / 2  # 2 just below
+    p[2, :] = 0.5 + UNCERTAIN_MARGIN * 1.5  # 5 confidently defect
+    d = rules_apply(_binary(p), classes=["scratch"], ruleset=_rs())
+    assert d.uncertainty == pytest.approx(9 / 20)
+
+
+def test_uncertainty_follows_the_class_threshold():
+    p = np.full((2, 5), 0.75, np.float32)
+    at_half = rules_apply(_binary(p), classes=["scratch"], ruleset=_rs())
+    high = ruleset_validate({"classes": {"scratch": {"threshold": 0.8}}})
+    at_high = rules_apply(_binary(p), classes=["scratch"], ruleset=high)
+    assert at_half.uncertainty == 0.0  # 0.25 above its threshold
+    assert at_high.uncertainty == 1.0  # 0.05 below its threshold
+
+
+def test_uncertainty_uses_the_threshold_of_the_winning_class():
+    scratch = np.zeros((2, 4), np.float32)
+    dent = np.zeros((2, 4), np.float32)
+    scratch[0] = 0.65  # scratch wins row 0: 0.05 from its 0.7 threshold
+    dent[1] = 0.65  # dent wins row 1: 0.45 from its 0.2 threshold
+    probs = np.stack([1 - scratch - dent, scratch, dent])
+    rs = ruleset_validate({"classes": {"scratch": {"threshold": 0.7}, "dent": {"threshold": 0.2}}})
+    d = rules_apply(probs, classes=CLASSES, ruleset=rs)
+    assert d.uncertainty == 0.5
+
+
+def test_uncertainty_counts_only_inspected_pixels():
+    p = np.full((4, 4), 0.02, np.float32)
+    p[:, :2] = 0.5  # the left half is uncertain
+    right = _rs(regions={"include": [[[2, 0], [4, 0], [4, 4], [2, 4]]]})
+    d = rules_apply(_binary(p), classes=["scratch"], ruleset=right)
+    assert d.inspected_area_px == 8 and d.uncertainty == 0.0
+    ignored = _rs(regions={"ignore": [[[0, 0], [4, 0], [4, 4], [0, 4]]]})
+    nothing = rules_apply(_binary(p), classes=["scratch"], ruleset=ignored)
+    assert nothing.inspected_area_px == 0 and nothing.uncertainty == 0.0

@@ -12,6 +12,9 @@ const svgEl = (tag, attrs) => { const e = document.createElementNS(SVGNS, tag); 
 
 function blobClass(b) { return b.class_name ?? b.class ?? b.label ?? "—"; }
 
+// the share of inspected pixels near their class threshold (null: not measured)
+function unsure(u) { return typeof u === "number" ? ` · unsure ${(100 * u).toFixed(1)} % of the inspected area` : ""; }
+
 function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
   const verdict = dec.verdict || "—";
   const v = document.getElementById("verdict");
@@ -96,7 +99,7 @@ async function main() {
       imageUrl: ins.image_url || null, overlayUrl: ins.overlay_url || null,
       width: ins.width || PD.width, height: ins.height || PD.height,
       meta: { versions: `model v${ins.model_number ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
-              text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms` },
+              text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms${unsure(ins.uncertainty)}` },
     });
   } else {
     const preds = await loadPredictions(pid);
@@ -111,7 +114,7 @@ async function main() {
       imageUrl: `${API}/images/${PD.image_id}/file/`,
       overlayUrl: p.overlayUrl || `${API}/images/${PD.image_id}/overlay/?v=${p.id}`,
       width: PD.width, height: PD.height,
-      meta: { versions: `model v${p.modelNumber ?? "?"} · rules v${p.rulesVersion ?? "?"}`, text: p.created ? `predicted ${when(p.created)}` : "" },
+      meta: { versions: `model v${p.modelNumber ?? "?"} · rules v${p.rulesVersion ?? "?"}`, text: (p.created ? `predicted ${when(p.created)}` : "") + unsure(p.uncertainty) },
     });
   }
 }

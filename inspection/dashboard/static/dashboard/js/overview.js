@@ -16,6 +16,7 @@ const filters = {
   gt: document.getElementById("f-gt"),
   disagree: document.getElementById("f-disagree"),
 };
+const sortBy = document.getElementById("sort-by");
 
 function predOf(im) { return predictions.get(String(im.id)) || im.prediction; }
 
@@ -39,6 +40,9 @@ function thumbCard(im) {
     h("a", { class: "img", href: `/projects/${pid}/images/${im.id}/`, title: im.name },
       h("img", { src, alt: im.name, loading: "lazy", "data-testid": "thumb-img" })),
     h("div", { class: "badges" }, p ? verdictBadge(p.verdict, p.severity) : null),
+    p && p.uncertainty != null ? h("span", { class: "badge unsure unsure-corner", "data-testid": "uncertainty",
+      title: "share of the inspected area the model is unsure about: paint corrections on the most uncertain images first" },
+      `unsure ${(100 * p.uncertainty).toFixed(p.uncertainty < 0.1 ? 1 : 0)} %`) : null,
     h("div", { class: "meta" },
       im.gtVerdict ? h("span", { class: "badge " + (im.gtVerdict === "NG" ? "soft-ng" : "soft-ok"), title: "ground truth" }, "GT " + im.gtVerdict) : null,
       im.hasMask ? h("span", { class: "badge", title: "ground-truth mask" }, "mask") : null,
@@ -47,8 +51,16 @@ function thumbCard(im) {
       p ? h("a", { href: `/projects/${pid}/decisions/${im.id}/`, "data-testid": "decision-link", title: "why this verdict" }, "why?") : null));
 }
 
+// "most uncertain first": where a correction stroke teaches the model most;
+// images without a prediction (or measured before uncertainty) go last
+function sorted(list) {
+  if (sortBy.value !== "uncertainty") return list;
+  const u = (im) => { const p = predOf(im); return p && p.uncertainty != null ? p.uncertainty : -1; };
+  return [...list].sort((a, b) => u(b) - u(a));
+}
+
 function render() {
-  const shown = images.filter(matches);
+  const shown = sorted(images.filter(matches));
   document.getElementById("image-count").textContent = `${shown.length} of ${images.length}`;
   thumbs.replaceChildren(...(shown.length ? shown.map(thumbCard)
     : [h("div", { class: "empty" }, images.length ? "No image matches the filters." : "No images yet: drop some above.")]));
@@ -70,7 +82,7 @@ async function refresh() {
   render();
 }
 
-Object.values(filters).forEach((f) => f.addEventListener("change", render));
+[...Object.values(filters), sortBy].forEach((f) => f.addEventListener("change", render));
 
 // ---- upload: drag and drop, per-file progress and errors ----
 const dz = document.getElementById("dropzone");

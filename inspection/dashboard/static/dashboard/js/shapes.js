@@ -37,6 +37,7 @@ export function normPrediction(p, imageId) {
     modelNumber: p.model_number ?? null,
     rulesVersion: p.rules_version ?? p.ruleset_version ?? null,
     truth: p.truth || null,
+    uncertainty: typeof p.uncertainty === "number" ? p.uncertainty : null,
     created: p.created || p.created_at || null,
   };
 }
