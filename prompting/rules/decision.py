@@ -48,7 +48,7 @@ from prompting.rules.schema import (
 
 AREA_ONLY_MEASURES = frozenset({"area_px", "area_mm2"})
 #: a pixel is uncertain when its winning probability is this close to its class threshold
-UNCERTAIN_MARGIN = 0.2
+UNCERTAIN_MARGIN = 0.1
 
 
 @dataclass
