@@ -112,6 +112,7 @@ def inspection_run(
                 "station": inspection.station,
                 "part_id": inspection.part_id,
                 "image_sha256": inspection.image_sha256,
+                "uncertainty": inspection.uncertainty,
                 "model_version": str(mv.id),
                 "rules_version": ruleset.version,
             },

@@ -113,3 +113,44 @@ def test_no_one_else_sees_the_uncertain_images(project_with_predictions, api_for
     r = stranger.get(f"/api/v1/projects/{project.id}/predictions/?ordering=-uncertainty")
     assert r.status_code == 404
     assert api_for().get(f"/api/v1/projects/{project.id}/predictions/").status_code in (401, 403)
+
+
+def test_an_ng_inspection_logs_and_announces_its_uncertainty(db, make_user, monkeypatch):
+    """inspection_run stores the rules' uncertainty and puts it in the inspection.ng
+    webhook, so a line can route unsure rejects to a person."""
+    import numpy as np
+
+    from inspection.services import engine, inspections
+    from inspection.services import webhooks as webhook_services
+    from prompting import pipeline
+    from prompting.images import png_encode
+    from prompting.rules import DEFAULT_RULESET, rules_apply, ruleset_validate
+
+    owner = make_user("line")
+    project = project_create(user=owner, name="p", classes=["scratch"])
+    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact="m.npz")
+    project.deployed_model = mv
+    project.save(update_fields=["deployed_model"])
+    p = np.full((8, 8), 0.02, np.float32)
+    p[2:7, 2:7] = 0.95  # a confident 25 px scratch
+    p[0, :] = 0.55  # 8 px near the threshold
+    probs = np.stack([1 - p, p])
+    decision = rules_apply(probs, classes=["scratch"], ruleset=ruleset_validate(DEFAULT_RULESET))
+    assert decision.verdict == "NG" and decision.uncertainty == 8 / 64
+
+    monkeypatch.setattr(engine, "learner_get", lambda mv: type("L", (), {"classes": ["scratch"]}))
+    monkeypatch.setattr(engine, "backend_get", lambda name: None)
+    monkeypatch.setattr(
+        pipeline,
+        "inspect_image",
+        lambda rgb8, **kw: pipeline.InspectionResult(decision=decision, probabilities=probs),
+    )
+    sent = []
+    monkeypatch.setattr(webhook_services, "webhook_event_emit", lambda **kw: sent.append(kw))
+    ins = inspections.inspection_run(
+        project=project, data=png_encode(np.zeros((8, 8, 3), np.uint8)), station="s1"
+    )
+    assert ins.verdict == "NG" and ins.uncertainty == 0.125
+    assert Inspection.objects.get(id=ins.id).uncertainty == 0.125
+    assert [e["event"] for e in sent] == ["inspection.ng"]
+    assert sent[0]["payload"]["uncertainty"] == 0.125
