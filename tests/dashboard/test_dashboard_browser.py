@@ -262,6 +262,15 @@ def test_paint_run_review_tune_decide(
     assert dom_ids == [i for i, _ in api_order]
     shot(page, "05b-most-uncertain-first")
     page.select_option("[data-testid=sort-by]", "")
+    # in the editor, U walks the same order: from the most uncertain image to the next
+    page.goto(f"{project_url}images/{dom_ids[0]}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    page.wait_for_selector("[data-testid=pred-uncertainty]:has-text('unsure about')")
+    page.wait_for_selector(f"[data-testid=filmstrip] a[data-image-id='{dom_ids[-1]}']")
+    shot(page, "05c-editor-most-uncertain")
+    page.keyboard.press("u")
+    page.wait_for_url(f"**/images/{dom_ids[1]}/")
+    page.goto(project_url)
 
     # 6. rules editor: the minimum area changes the live backtest
     page.goto(project_url + "rules/")

@@ -421,11 +421,15 @@ document.getElementById("opacity").addEventListener("input", (e) => {
 
 // ---------------------------------------------------------------- images, predictions
 let siblings = [];
+let predictions = new Map();
 async function loadPrediction() {
   const preds = await loadPredictions(pid);
+  predictions = preds;
   state.prediction = preds.get(String(iid)) || null;
   const badge = document.getElementById("pred-badge");
   badge.replaceChildren(state.prediction ? verdictBadge(state.prediction.verdict, state.prediction.severity) : h("span", { class: "muted small" }, "not predicted"));
+  const u = state.prediction ? state.prediction.uncertainty : null;
+  document.getElementById("pred-uncertainty").textContent = u != null ? `unsure about ${(100 * u).toFixed(1)} % of the inspected area` : "";
   document.getElementById("decision-link").classList.toggle("hidden", !state.prediction);
   if (state.prediction) {
     const url = state.prediction.overlayUrl || `${API}/images/${iid}/overlay/?v=${state.prediction.id || Date.now()}`;
@@ -450,6 +454,19 @@ function go(delta) {
   const n = siblings[i + delta];
   if (n) window.location.href = `/projects/${pid}/images/${n.id}/`;
 }
+// U: the next image in review order (most uncertain first, as the overview's sort),
+// after this one; from an image that is not in that order, its first image
+function goUnsure() {
+  const order = siblings
+    .map((im, i) => ({ id: String(im.id), i, u: predictions.get(String(im.id))?.uncertainty }))
+    .filter((x) => x.u != null)
+    .sort((a, b) => b.u - a.u || a.i - b.i);
+  const at = order.findIndex((x) => x.id === String(iid));
+  const n = order[at + 1];
+  if (n) window.location.href = `/projects/${pid}/images/${n.id}/`;
+  else setStatus(order.length ? "This is the least uncertain image." : "No predictions yet: press Run.");
+}
+document.getElementById("unsure-img").addEventListener("click", (e) => { e.preventDefault(); goUnsure(); });
 document.getElementById("prev-img").addEventListener("click", (e) => { e.preventDefault(); go(-1); });
 document.getElementById("next-img").addEventListener("click", (e) => { e.preventDefault(); go(1); });
 
@@ -528,6 +545,7 @@ document.addEventListener("keydown", (e) => {
   if (k === "-") return zoomAt(0.8);
   if (k === "ArrowLeft") return go(-1);
   if (k === "ArrowRight") return go(1);
+  if (k === "u" || k === "U") return goUnsure();
   if ((k === "r" || k === "R") && runner) { e.preventDefault(); runner.run(); }
   if (k === "Escape") { state.samMask = null; setStatus(""); draw(); }
 });
