@@ -219,30 +219,54 @@ def _initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
     return prompts
 
 
-def run_method(
-    method, train: list[Sample], evaluation: list[Sample], prompts0: dict[str, list[dict]]
-):
-    from prompting.backtest import backtest_run, rules_tune
-    from prompting.rules import rules_apply, ruleset_validate
+@dataclass
+class Trained:
+    """Outcome of :func:`protocol_train`: the strokes painted, the training images'
+    probabilities after the last round, and the time it took."""
 
+    prompts: dict[str, list[dict]]
+    train_probs: dict[str, np.ndarray]
+    train_s: float
+    train_cpu_s: float
+    rounds: list[str]
+
+
+def protocol_train(
+    method, train: list[Sample], prompts0: dict[str, list[dict]], *, rounds: int | None = None
+) -> Trained:
+    """Cold start on ``prompts0``, then ``rounds`` (default: the protocol's) rounds of
+    correction strokes on every training image, retraining after each."""
     prompts = {k: list(v) for k, v in prompts0.items()}
-    base = ruleset_validate(BASE_RULES)
+    n_rounds = protocol.CORRECTION_ROUNDS if rounds is None else rounds
     train_s = 0.0
     train_cpu = 0.0
-    rounds = []
-    for r in range(protocol.CORRECTION_ROUNDS + 1):
+    timings = []
+    for r in range(n_rounds + 1):
         labels = {s.image_id: _rasterize(prompts[s.image_id], s.mask.shape) for s in train}
         t0, c0 = time.perf_counter(), time.process_time()
         method.train(train, labels)
         train_probs = {s.image_id: method.predict(s, cached=True) for s in train}
         train_s += time.perf_counter() - t0
         train_cpu += time.process_time() - c0
-        rounds.append(f"{time.perf_counter() - t0:.1f}s")
-        if r == protocol.CORRECTION_ROUNDS:
+        timings.append(f"{time.perf_counter() - t0:.1f}s")
+        if r == n_rounds:
             break
         for s in train:
             pred = train_probs[s.image_id][1] >= 0.5
             prompts[s.image_id] += protocol.correction_strokes(pred, s.mask, label=CLASS)
+    return Trained(prompts, train_probs, train_s, train_cpu, timings)
+
+
+def run_method(
+    method, train: list[Sample], evaluation: list[Sample], prompts0: dict[str, list[dict]]
+):
+    from prompting.backtest import backtest_run, rules_tune
+    from prompting.rules import rules_apply, ruleset_validate
+
+    base = ruleset_validate(BASE_RULES)
+    trained = protocol_train(method, train, prompts0)
+    train_probs, train_s, train_cpu = trained.train_probs, trained.train_s, trained.train_cpu_s
+    rounds = trained.rounds
 
     truths_train = {s.image_id: s.truth for s in train}
     warning = None

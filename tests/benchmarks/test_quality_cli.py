@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import re
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from benchmarks import quality
-
-
-def _dataset(root, name="tiny", n=14, size=48):
-    folder = root / name
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(n):
-        img = (150 + rng.normal(0, 6, (size, size))).clip(0, 255)
-        mask = np.zeros((size, size), bool)
-        if i % 3:  # two of three images have a dark square defect
-            y, x = rng.integers(8, size - 20, 2)
-            mask[y : y + 10, x : x + 10] = True
-            img[mask] = 60
-        Image.fromarray(img.astype(np.uint8), "L").save(folder / "images" / f"im{i}.png")
-        Image.fromarray(mask.astype(np.uint8) * 255, "L").save(folder / "masks" / f"im{i}.png")
-        rows.append({"id": f"im{i}"})
-    with open(folder / "manifest.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
 
 
 def _table_rows(text: str, method: str) -> list[list[str]]:
@@ -43,8 +18,8 @@ def _table_rows(text: str, method: str) -> list[list[str]]:
     ]
 
 
-def test_several_seeds_print_per_seed_rows_and_their_mean(tmp_path, capsys):
-    root = _dataset(tmp_path)
+def test_several_seeds_print_per_seed_rows_and_their_mean(tiny_dataset, capsys):
+    root = tiny_dataset
     code = quality.main(
         ["--datasets", "tiny", "--seeds", "0,1", "--skip-sam", "--data-root", str(root)]
     )
