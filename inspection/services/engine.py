@@ -102,21 +102,34 @@ def ruleset_get(ruleset) -> Any:
     return validated
 
 
-def backend_get(name: str):
-    """A feature backend by registry name; ``sam`` takes its options from settings."""
+def backend_get(name: str, options: dict | None = None):
+    """A feature backend by registry name; ``sam`` takes its options from settings,
+    other backends ``options`` (default: the backend's defaults)."""
+    import json
+
     from prompting.features import backend_create
 
-    options = sam_options() if name == "sam" else {}
+    options = sam_options() if name == "sam" else dict(options or {})
     if name == "sam" and not sam_configured():
         raise Conflict(
             "this project uses the SAM backend but SAM_CHECKPOINT is not set",
             code="sam_not_configured",
         )
-    key = (name, tuple(sorted(options.items())))
+    key = (name, json.dumps(options, sort_keys=True, default=str))
     with _lock:
         if key not in _backends:
             _backends[key] = backend_create(name, **options)
         return _backends[key]
+
+
+def backend_for(model_version, learner=None):
+    """The feature backend ``model_version`` was trained with: the options stored in
+    its artifact (so a model keeps predicting after the defaults change), except
+    ``sam``, whose checkpoint comes from settings."""
+    if model_version.backend == "sam":
+        return backend_get("sam")
+    learner = learner if learner is not None else learner_get(model_version)
+    return backend_get(model_version.backend, getattr(learner, "backend_options", None))
 
 
 def learner_get(model_version) -> Any:

@@ -60,7 +60,7 @@ def inspection_run(
     rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
     t_decode = time.perf_counter() - t0
     learner = engine.learner_get(mv)
-    backend = engine.backend_get(mv.backend)
+    backend = engine.backend_for(mv, learner)
     rules = engine.ruleset_get(ruleset)
     result = inspect_image(
         rgb8,

@@ -340,7 +340,7 @@ def _predict_all(
     """Predict every image of the project; returns counts and ground-truth metrics."""
     t0 = time.perf_counter()
     learner = engine.learner_get(model_version) if not reuse_probabilities else None
-    backend = engine.backend_get(model_version.backend) if not reuse_probabilities else None
+    backend = engine.backend_for(model_version, learner) if not reuse_probabilities else None
     cache = engine.feature_cache_get()
     images = list(project.images.order_by("created_at", "id"))
     verdicts: Counter = Counter()
@@ -366,7 +366,7 @@ def _predict_all(
         if probs is None:
             if learner is None:
                 learner = engine.learner_get(model_version)
-                backend = engine.backend_get(model_version.backend)
+                backend = engine.backend_for(model_version, learner)
             rgb8, phash = engine.image_pixels_load(image)
             probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
         predict_ms = (time.perf_counter() - tp) * 1000

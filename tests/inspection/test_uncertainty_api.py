@@ -139,7 +139,7 @@ def test_an_ng_inspection_logs_and_announces_its_uncertainty(db, make_user, monk
     assert decision.verdict == "NG" and decision.uncertainty == 8 / 64
 
     monkeypatch.setattr(engine, "learner_get", lambda mv: type("L", (), {"classes": ["scratch"]}))
-    monkeypatch.setattr(engine, "backend_get", lambda name: None)
+    monkeypatch.setattr(engine, "backend_for", lambda mv, learner=None: None)
     monkeypatch.setattr(
         pipeline,
         "inspect_image",

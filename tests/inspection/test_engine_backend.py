@@ -1,0 +1,66 @@
+"""A model keeps predicting with the feature options it was trained with, whatever
+the backend's defaults are now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspection.models import ModelVersion
+from inspection.services import engine, inspections
+from inspection.services.projects import project_create
+from inspection.storage import bytes_save
+from prompting.errors import ArtifactError
+from prompting.features import backend_create
+from prompting.images import png_encode
+from prompting.learner import TrainingImage, learner_train
+
+
+def _image(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A grey image with a dark square, and strokes: the square's centre and a background row."""
+    rng = np.random.default_rng(seed)
+    rgb = np.clip(150 + rng.normal(0, 5, (40, 40, 3)), 0, 255).astype(np.uint8)
+    rgb[12:24, 12:24] = 60
+    labels = np.full((40, 40), -1, np.int16)
+    labels[15:21, 15:21] = 1
+    labels[33:36, 2:38] = 0
+    return rgb, labels
+
+
+@pytest.fixture
+def model_with_own_options(db, make_user, tmp_path):
+    """A classic model trained on scales 1 and 2 only (the default is 1 to 16)."""
+    owner = make_user("eng")
+    project = project_create(user=owner, name="p", classes=["scratch"])
+    backend = backend_create("classic", sigmas=[1.0, 2.0])
+    images = [TrainingImage(f"im{i}", *_image(i)) for i in range(3)]
+    learner = learner_train(images, classes=["scratch"], backend=backend, calibrate=False).learner
+    path = Path(tmp_path) / "model.npz"
+    learner.save(path)
+    name = bytes_save(f"projects/{project.id}/models/own-options.npz", path.read_bytes())
+    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact=name)
+    project.deployed_model = mv
+    project.save(update_fields=["deployed_model"])
+    return project, mv
+
+
+def test_backend_for_rebuilds_the_models_own_options(model_with_own_options):
+    _, mv = model_with_own_options
+    learner = engine.learner_get(mv)
+    backend = engine.backend_for(mv)
+    assert backend.sigmas == (1.0, 2.0)
+    learner.check_backend(backend)  # same fingerprint
+    # the backend's defaults are not what this model was trained on
+    with pytest.raises(ArtifactError):
+        learner.check_backend(engine.backend_get("classic"))
+
+
+def test_inspecting_with_a_non_default_model_works(model_with_own_options):
+    project, _ = model_with_own_options
+    rgb, _ = _image(9)
+    ins = inspections.inspection_run(project=project, data=png_encode(rgb), station="s")
+    assert ins.verdict == "NG"
+    # a blob on the dark square (rows and columns 12-23), none elsewhere
+    assert ins.blobs and all(12 <= c <= 24 for b in ins.blobs for c in b["centroid"])
