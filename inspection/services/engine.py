@@ -7,6 +7,7 @@ next ones don't. Nothing here touches the database.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -105,8 +106,6 @@ def ruleset_get(ruleset) -> Any:
 def backend_get(name: str, options: dict | None = None):
     """A feature backend by registry name; ``sam`` takes its options from settings,
     other backends ``options`` (default: the backend's defaults)."""
-    import json
-
     from prompting.features import backend_create
 
     options = sam_options() if name == "sam" else dict(options or {})

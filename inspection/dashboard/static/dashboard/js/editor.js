@@ -1,7 +1,7 @@
 // Image editor: paint prompts on a canvas, saved to the API as they are drawn.
 // Coordinates: image pixels, x right, y down (the API's [[x, y], ...] form).
 import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
-import { loadImages, loadPredictions, classesOf, normPrediction } from "./shapes.js";
+import { loadImages, loadPredictions, classesOf, normPrediction, reviewOrder } from "./shapes.js";
 import { setupRun } from "./run.js";
 
 const PD = pageData();
@@ -457,11 +457,9 @@ function go(delta) {
 // U: the next image in review order (most uncertain first, as the overview's sort),
 // after this one; from an image that is not in that order, its first image
 function goUnsure() {
-  const order = siblings
-    .map((im, i) => ({ id: String(im.id), i, u: predictions.get(String(im.id))?.uncertainty }))
-    .filter((x) => x.u != null)
-    .sort((a, b) => b.u - a.u || a.i - b.i);
-  const at = order.findIndex((x) => x.id === String(iid));
+  const uncertainty = (im) => predictions.get(String(im.id))?.uncertainty;
+  const order = reviewOrder(siblings.filter((im) => uncertainty(im) != null), uncertainty);
+  const at = order.findIndex((im) => String(im.id) === String(iid));
   const n = order[at + 1];
   if (n) window.location.href = `/projects/${pid}/images/${n.id}/`;
   else setStatus(order.length ? "This is the least uncertain image." : "No predictions yet: press Run.");

@@ -1,5 +1,5 @@
 import { API, api, uploadXHR, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
-import { loadImages, loadPredictions, loadProject, coldStart } from "./shapes.js";
+import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder } from "./shapes.js";
 import { setupRun } from "./run.js";
 
 const PD = pageData();
@@ -51,12 +51,9 @@ function thumbCard(im) {
       p ? h("a", { href: `/projects/${pid}/decisions/${im.id}/`, "data-testid": "decision-link", title: "why this verdict" }, "why?") : null));
 }
 
-// "most uncertain first": where a correction stroke teaches the model most;
-// images without a prediction (or measured before uncertainty) go last
+// "most uncertain first": where a correction stroke teaches the model most
 function sorted(list) {
-  if (sortBy.value !== "uncertainty") return list;
-  const u = (im) => { const p = predOf(im); return p && p.uncertainty != null ? p.uncertainty : -1; };
-  return [...list].sort((a, b) => u(b) - u(a));
+  return sortBy.value === "uncertainty" ? reviewOrder(list, (im) => predOf(im)?.uncertainty) : list;
 }
 
 function render() {

@@ -67,6 +67,13 @@ export async function loadProject(projectId) {
   return api(`/projects/${projectId}/`);
 }
 
+// The review order ("most uncertain first", as ?ordering=-uncertainty): ties keep
+// the given (upload) order, images without a measured uncertainty go last.
+export function reviewOrder(images, uncertaintyOf) {
+  const u = (im) => { const v = uncertaintyOf(im); return v == null ? -1 : v; };
+  return images.map((im, i) => ({ im, i, u: u(im) })).sort((a, b) => b.u - a.u || a.i - b.i).map((x) => x.im);
+}
+
 export function coldStart(project, imageCount) {
   const min = project.cold_start_min ?? project.cold_start_minimum ?? project.min_images ?? 10;
   const remaining = Math.max(0, min - imageCount);
