@@ -4,7 +4,8 @@ A stored file is an orphan when no row names it (Image file/thumbnail/mask,
 ModelVersion artifact, Prediction mask/overlay/probabilities), or it sits under
 ``projects/<id>/`` of a project that no longer exists, or it is a partial
 write under ``tmp/`` older than an hour. A feature-cache entry is an orphan
-when its key belongs to no stored image for the backends in use (cache keys are
+when its key belongs to no stored image for the backends in use, current options
+or a stored model's own (cache keys are
 ``cache_key(backend fingerprint, pixels_hash)``).
 """
 
@@ -46,12 +47,19 @@ def _referenced_names() -> set[str]:
 def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
     """Fingerprints of the feature backends whose cache entries may be live.
 
-    SAM's fingerprint needs the model loaded (checkpoint hash, dtype): only
-    with ``load_sam`` (the orphans command), not on every image delete.
+    Those of the backends' current options, plus every stored model's own:
+    a model trained on other options (or an older feature version) predicts
+    with them, so its cache entries are as live as the defaults'. SAM's current
+    fingerprint needs the model loaded (checkpoint hash, dtype): only with
+    ``load_sam`` (the orphans command), not on every image delete.
     """
     from inspection.services import engine
 
-    out: set[str] = set()
+    out: set[str] = set(
+        ModelVersion.objects.exclude(backend_fingerprint="")
+        .values_list("backend_fingerprint", flat=True)
+        .distinct()
+    )
     names = set(Project.objects.values_list("backend", flat=True)) | {settings.DEFAULT_FEATURE_BACKEND}
     for name in sorted(names):
         if name == "sam" and not load_sam:

@@ -40,7 +40,13 @@ def model_with_own_options(db, make_user, tmp_path):
     path = Path(tmp_path) / "model.npz"
     learner.save(path)
     name = bytes_save(f"projects/{project.id}/models/own-options.npz", path.read_bytes())
-    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact=name)
+    mv = ModelVersion.objects.create(
+        project=project,
+        number=1,
+        backend="classic",
+        backend_fingerprint=learner.backend_fingerprint,
+        artifact=name,
+    )
     project.deployed_model = mv
     project.save(update_fields=["deployed_model"])
     return project, mv
@@ -64,3 +70,41 @@ def test_inspecting_with_a_non_default_model_works(model_with_own_options):
     assert ins.verdict == "NG"
     # a blob on the dark square (rows and columns 12-23), none elsewhere
     assert ins.blobs and all(12 <= c <= 24 for b in ins.blobs for c in b["centroid"])
+
+
+def _own_options_cache_entry(mv, pixels_hash: str) -> str:
+    from prompting.features.cache import cache_key
+
+    key = cache_key(mv.backend_fingerprint, pixels_hash)
+    engine.feature_cache_get().put(key, np.zeros((4, 4, 2), np.float32))
+    return key
+
+
+def test_cache_purge_removes_entries_of_a_models_own_options(model_with_own_options):
+    """A deleted image's features computed for a non-default model go too."""
+    from inspection.services.retention import cache_purge
+
+    _, mv = model_with_own_options
+    key = _own_options_cache_entry(mv, "ab" * 32)  # no image has this hash
+    cache = engine.feature_cache_get()
+    assert key in cache
+    assert cache_purge(pixels_hashes=["ab" * 32]) == 1
+    assert key not in cache
+
+
+def test_orphans_keep_a_live_images_entries_of_a_models_own_options(model_with_own_options):
+    """While the model exists, its features of a stored image are not orphans; once
+    the model is gone, they are."""
+    from inspection.models import Image
+    from inspection.services.retention import orphans_find
+
+    project, mv = model_with_own_options
+    image = Image.objects.create(
+        project=project, file="x.png", sha256="ef" * 32, width=4, height=4, pixels_hash="cd" * 32
+    )
+    key = _own_options_cache_entry(mv, image.pixels_hash)
+    assert key not in orphans_find(load_sam=False).cache
+    project.deployed_model = None
+    project.save(update_fields=["deployed_model"])
+    mv.delete()
+    assert key in orphans_find(load_sam=False).cache
