@@ -81,6 +81,11 @@ def image_get(*, user, pk) -> Image:
     return _get(Image.objects.filter(_member(user, "project__")).select_related("project"), pk)
 
 
+def image_in_project(*, project: Project, pk) -> Image:
+    """An image of ``project`` (already access-checked), or 404."""
+    return _get(Image.objects.filter(project=project), pk)
+
+
 def image_list(*, project: Project) -> QuerySet[Image]:
     active = Prompt.objects.filter(deleted_at__isnull=True)
     return (
@@ -108,6 +113,15 @@ def prompt_get(*, user, pk) -> Prompt:
 
 def job_get(*, user, pk) -> Job:
     return _get(Job.objects.filter(_member(user, "project__")).select_related("project"), pk)
+
+
+def train_job_active(*, project: Project) -> Job | None:
+    """The project's queued or running training job, if any."""
+    return (
+        Job.objects.filter(project=project, kind=Job.Kind.TRAIN, state__in=Job.ACTIVE_STATES)
+        .only("id")
+        .first()
+    )
 
 
 def job_list(*, project: Project) -> QuerySet[Job]:
@@ -169,6 +183,11 @@ def inspection_get(*, user, pk) -> Inspection:
         ),
         pk,
     )
+
+
+def inspection_in_project(*, project: Project, pk) -> Inspection:
+    """An inspection of ``project`` (already access-checked), or 404."""
+    return _get(Inspection.objects.filter(project=project), pk)
 
 
 def webhook_list(*, project: Project) -> QuerySet[Webhook]:

@@ -14,7 +14,7 @@ from django.shortcuts import render
 
 from inspection import selectors
 from inspection.api.permissions import ADMIN, ALLOWED, EDIT, INSPECT
-from inspection.models import Image, Inspection, Job, Project
+from inspection.models import Project
 
 LOGIN = "dashboard:login"
 
@@ -79,11 +79,7 @@ def _project_page(
 
 
 def _active_train_job(project: Project) -> str | None:
-    job = (
-        Job.objects.filter(project=project, kind=Job.Kind.TRAIN, state__in=Job.ACTIVE_STATES)
-        .only("id")
-        .first()
-    )
+    job = selectors.train_job_active(project=project)
     return str(job.pk) if job else None
 
 
@@ -109,9 +105,7 @@ def overview_page(request: HttpRequest, project_id) -> HttpResponse:
 @login_required(login_url=LOGIN)
 def editor_page(request: HttpRequest, project_id, image_id) -> HttpResponse:
     access = project_access_get(user=request.user, project_id=project_id)
-    image = Image.objects.filter(project=access.project, pk=image_id).first()
-    if image is None:
-        raise Http404("No such image")
+    image = selectors.image_in_project(project=access.project, pk=image_id)
     return _project_page(
         request,
         "dashboard/editor.html",
@@ -142,9 +136,7 @@ def models_page(request: HttpRequest, project_id) -> HttpResponse:
 @login_required(login_url=LOGIN)
 def decision_page(request: HttpRequest, project_id, image_id) -> HttpResponse:
     access = project_access_get(user=request.user, project_id=project_id)
-    image = Image.objects.filter(project=access.project, pk=image_id).first()
-    if image is None:
-        raise Http404("No such image")
+    image = selectors.image_in_project(project=access.project, pk=image_id)
     return _project_page(
         request,
         "dashboard/decision.html",
@@ -163,9 +155,7 @@ def decision_page(request: HttpRequest, project_id, image_id) -> HttpResponse:
 @login_required(login_url=LOGIN)
 def inspection_decision_page(request: HttpRequest, project_id, inspection_id) -> HttpResponse:
     access = project_access_get(user=request.user, project_id=project_id)
-    inspection = Inspection.objects.filter(project=access.project, pk=inspection_id).first()
-    if inspection is None:
-        raise Http404("No such inspection")
+    inspection = selectors.inspection_in_project(project=access.project, pk=inspection_id)
     return _project_page(
         request,
         "dashboard/decision.html",

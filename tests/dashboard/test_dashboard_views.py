@@ -127,3 +127,53 @@ def test_image_of_another_project_is_404_in_editor(client, make_user, project, i
     # trudy's own project id with olivia's image id: still not found
     assert client.get(reverse("dashboard:editor", args=[other.pk, image.pk])).status_code == 404
     assert client.get(reverse("dashboard:decision", args=[other.pk, image.pk])).status_code == 404
+
+
+def test_overview_and_editor_carry_the_active_training_job(member_client, project, image):
+    from inspection.models import Job
+
+    c = member_client("engineer")
+    html = c.get(reverse("dashboard:overview", args=[project.pk])).content.decode()
+    assert '"active_job": null' in html
+    job = Job.objects.create(project=project, kind=Job.Kind.TRAIN, state=Job.State.RUNNING)
+    Job.objects.create(project=project, kind=Job.Kind.PREDICT, state=Job.State.RUNNING)
+    for page, args in (("overview", [project.pk]), ("editor", [project.pk, image.pk])):
+        html = c.get(reverse(f"dashboard:{page}", args=args)).content.decode()
+        assert f'"active_job": "{job.pk}"' in html, page
+    job.state = Job.State.SUCCEEDED
+    job.save(update_fields=["state"])
+    html = c.get(reverse("dashboard:overview", args=[project.pk])).content.decode()
+    assert '"active_job": null' in html
+
+
+def test_inspection_decision_page_is_scoped_to_its_project(client, make_user, owner, project):
+    import uuid
+
+    from inspection.models import Inspection, ModelVersion, RuleSet
+
+    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact="m.npz")
+    rs = RuleSet.objects.filter(project=project).first() or RuleSet.objects.create(
+        project=project, version=1, data={}
+    )
+    ins = Inspection.objects.create(
+        project=project,
+        image_sha256="0" * 64,
+        width=40,
+        height=30,
+        model_version=mv,
+        ruleset=rs,
+        verdict="OK",
+        latency_ms=1.0,
+    )
+    client.force_login(owner)
+    url = reverse("dashboard:inspection_decision", args=[project.pk, ins.pk])
+    html = client.get(url).content.decode()
+    assert f'"inspection_id": "{ins.pk}"' in html
+    missing = reverse("dashboard:inspection_decision", args=[project.pk, uuid.uuid4()])
+    assert client.get(missing).status_code == 404
+    other_owner = make_user("trudy")
+    other = project_create(user=other_owner, name="Other", classes=["dent"])
+    client.force_login(other_owner)
+    # trudy's own project id with olivia's inspection id: not found
+    url = reverse("dashboard:inspection_decision", args=[other.pk, ins.pk])
+    assert client.get(url).status_code == 404
