@@ -91,36 +91,79 @@ def _classes_check(project: Project, data: dict) -> None:
         raise InvalidInput("invalid rule set", field_errors=errors)
 
 
+#: decoded probabilities a backtest or tune keeps in memory; beyond it they are
+#: re-read from storage on each pass, so a large project never fills the web worker
+PROBABILITIES_KEEP_BYTES = 256 * 2**20
+
+
+class StoredProbabilities(Mapping):
+    """image id -> (K+1,H,W) float32 probabilities of stored predictions, read on demand.
+
+    The engine's backtest and tuner take a Mapping and read each image a few
+    times (once per rule set judged). The first images are kept decoded until
+    ``keep_bytes`` is reached, the rest are read again on each pass: a small
+    project is read once, a large one costs more reads but bounded memory.
+    """
+
+    def __init__(self, predictions: Mapping[str, Prediction], *, keep_bytes: int) -> None:
+        self._predictions = dict(predictions)
+        self._kept: dict[str, object] = {}
+        self._kept_bytes = 0
+        self._keep_bytes = int(keep_bytes)
+        self.reads = 0
+
+    def __getitem__(self, image_id: str):
+        from inspection.services.training import probabilities_load
+
+        if image_id in self._kept:
+            return self._kept[image_id]
+        probabilities = probabilities_load(self._predictions[image_id])
+        self.reads += 1
+        if self._kept_bytes + probabilities.nbytes <= self._keep_bytes:
+            self._kept[image_id] = probabilities
+            self._kept_bytes += probabilities.nbytes
+        return probabilities
+
+    def __iter__(self):
+        return iter(self._predictions)
+
+    def __len__(self) -> int:
+        return len(self._predictions)
+
+    def __contains__(self, image_id) -> bool:
+        return image_id in self._predictions
+
+
 def _evaluation_set(project: Project):
-    """(probabilities by image id, truths by image id, classes) from stored predictions.
+    """(probabilities by image id, truths by image id, model version) from stored predictions.
 
     Uses the latest prediction per labelled image of the deployed model (or the
-    newest model when none is deployed).
+    newest model when none is deployed). Probabilities are read on demand
+    (:class:`StoredProbabilities`).
     """
-    from inspection.services.training import probabilities_load
-
     mv = project.deployed_model or project.model_versions.order_by("-number").first()
     if mv is None:
         raise Conflict("no trained model yet: train one before backtesting rules", code="no_model")
-    probabilities, truths = {}, {}
+    latest, truths = {}, {}
     preds = (
         Prediction.objects.filter(model_version=mv, image__project=project)
         .exclude(image__verdict="")
+        .exclude(probabilities="")
         .select_related("image")
         .order_by("image_id", "-created_at")
     )
     for pred in preds:
         key = str(pred.image_id)
-        if key in probabilities:
+        if key in latest:
             continue
-        probabilities[key] = probabilities_load(pred)
+        latest[key] = pred
         truths[key] = pred.image.verdict
     if not truths:
         raise Conflict(
             "no images with a ground-truth verdict or mask: label some images OK/NG first",
             code="no_ground_truth",
         )
-    return probabilities, truths, mv
+    return StoredProbabilities(latest, keep_bytes=PROBABILITIES_KEEP_BYTES), truths, mv
 
 
 def _trained_on(mv) -> set[str]:
