@@ -89,7 +89,8 @@ def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
 
 
 def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
-    """Remove cache entries of ``pixels_hashes`` that no remaining image uses."""
+    """Remove cache entries of ``pixels_hashes`` that no remaining image uses, under
+    every fingerprint the cache has stored entries for."""
     from inspection.services import engine
 
     still = set(Image.objects.filter(pixels_hash__in=list(pixels_hashes)).values_list("pixels_hash", flat=True))
@@ -97,8 +98,11 @@ def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
     if not gone:
         return 0
     cache = engine.feature_cache_get()
+    # every fingerprint that ever stored an entry: SAM checkpoints (without
+    # loading one), older feature versions, options no model uses any more
+    fingerprints = backend_fingerprints(load_sam=load_sam) | cache.fingerprints_seen()
     n = 0
-    for key in cache_keys(gone, fingerprints=backend_fingerprints(load_sam=load_sam)):
+    for key in cache_keys(gone, fingerprints=fingerprints):
         if key in cache:
             cache.delete(key)
             n += 1

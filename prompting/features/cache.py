@@ -12,7 +12,10 @@ then the entry's arrays, each written with ``np.save(allow_pickle=False)``.
   most ``max_bytes``. Concurrent writers may overshoot for a moment; the next
   ``put`` trims again.
 
-Keys come from :func:`cache_key` (backend fingerprint + image hash).
+Keys come from :func:`cache_key` (backend fingerprint + image hash). Keys are
+one-way, so the cache also keeps the list of fingerprints it has stored entries
+for (``<root>/fingerprints.txt``): whoever deletes an image can then remove its
+entries under every backend, option set and SAM checkpoint that made one.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ _FORMAT_VERSION = 1
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 _SUFFIX = ".npy"
 _TMP_SUFFIX = ".tmp"
+_FINGERPRINTS = "fingerprints.txt"
+#: a fingerprint is one line of text: no control characters, bounded length
+_FINGERPRINT_RE = re.compile(r"^[\x20-\x7e]{1,300}$")
 #: temporary files older than this are left over from crashed writers
 _STALE_TMP_S = 3600.0
 
@@ -155,6 +161,32 @@ class FeatureCache:
         """Remove ``key`` if present."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(key))
+
+    # ------------------------------------------------------------------ fingerprints
+    def fingerprint_note(self, fingerprint: str) -> None:
+        """Record that entries are stored under ``fingerprint``.
+
+        Called before each store (which follows an expensive extraction), so
+        reading the short list each time costs nothing; a new fingerprint is
+        one ``O_APPEND`` write, so concurrent processes never interleave within
+        a line, and a duplicate from a race is harmless.
+        """
+        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.match(fingerprint):
+            raise ValueError(f"invalid fingerprint {fingerprint!r}")
+        if fingerprint not in self.fingerprints_seen():
+            fd = os.open(self.root / _FINGERPRINTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{fingerprint}\n".encode())
+            finally:
+                os.close(fd)
+
+    def fingerprints_seen(self) -> set[str]:
+        """Every fingerprint :meth:`fingerprint_note` recorded in this directory."""
+        try:
+            text = (self.root / _FINGERPRINTS).read_text(errors="replace")
+        except FileNotFoundError:
+            return set()
+        return {line for line in text.splitlines() if _FINGERPRINT_RE.match(line)}
 
     # ------------------------------------------------------------------ size
     def _entries(self) -> list[tuple[int, str, int]]:
@@ -277,6 +309,13 @@ def _image_hash(image: np.ndarray) -> str:
     return pixels_hash(image)
 
 
+def _fingerprint_note(cache, fingerprint: str) -> None:
+    """``cache.fingerprint_note`` where the cache keeps a list (an in-memory one need not)."""
+    note = getattr(cache, "fingerprint_note", None)
+    if callable(note):
+        note(fingerprint)
+
+
 def embedding_extract_cached(
     model: SamModel,
     image: np.ndarray,
@@ -296,6 +335,7 @@ def embedding_extract_cached(
     if embedding is not None and embedding.original_size == tuple(image.shape[:2]):
         return embedding
     embedding = model.embed(image)
+    _fingerprint_note(cache, model.fingerprint)
     cache.put_embedding(key, embedding)
     return embedding
 
@@ -323,5 +363,6 @@ def features_extract_cached(
     if feature_map is not None and tuple(feature_map.image_size) == tuple(rgb8.shape[:2]):
         return feature_map
     feature_map = backend.extract(rgb8)
+    _fingerprint_note(cache, backend.fingerprint())
     cache.put_feature_map(key, feature_map)
     return feature_map

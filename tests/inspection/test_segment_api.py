@@ -90,3 +90,28 @@ def test_sam_dtype_setting_reaches_the_loader(sam_settings):
     sam_settings.SAM_DTYPE = "fp32"
     fp32 = engine.sam_model_get()
     assert fp32.dtype == "fp32" and fp32.bf16_iou is None
+
+
+def test_deleting_an_image_removes_its_sam_embedding_without_loading_sam(
+    jobs_db, sam_settings, make_user, api_for, monkeypatch
+):
+    from inspection.services import engine
+    from prompting.features.cache import cache_key
+
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=[{"name": "spot", "colour": "#00ff00"}])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    client = api_for(owner)
+    body = {"prompts": [{"kind": "point", "label": "spot", "points": [[30, 20]]}]}
+    r = client.post(f"/api/v1/images/{image.id}/segment/", body, format="json")
+    if r.status_code == 409:  # else an earlier test embedded the same pixels already
+        assert job_wait(r.json()["job"]).state == "succeeded"
+    key = cache_key(engine.sam_model_get().fingerprint, image.pixels_hash, kind="sam_embedding")
+    assert key in engine.feature_cache_get()
+
+    def no_sam():
+        raise AssertionError("deleting an image must not load SAM")
+
+    monkeypatch.setattr(engine, "sam_model_get", no_sam)
+    assert client.delete(f"/api/v1/images/{image.id}/").status_code == 204
+    assert key not in engine.feature_cache_get()

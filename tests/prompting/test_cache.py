@@ -303,3 +303,40 @@ def test_sam_backend_caches_the_embedding(tmp_path, tiny_sam_checkpoint, monkeyp
     assert hit.features.shape == (48, 64, 256)
     emb = embedding_extract_cached(backend.model, image, cache=cache, image_hash="img1")
     assert emb.original_size == (60, 80)
+
+
+# ----------------------------------------------------------------- fingerprints
+
+
+def test_the_cache_lists_the_fingerprints_it_stored_entries_for(cache) -> None:
+    image = np.zeros((3, 3, 3), np.uint8)
+    assert cache.fingerprints_seen() == set()
+    features_extract_cached(_CountingBackend("count-v1"), image, cache=cache, image_hash="a")
+    features_extract_cached(_CountingBackend("count-v1"), image, cache=cache, image_hash="b")
+    features_extract_cached(_CountingBackend("count-v2"), image, cache=cache, image_hash="a")
+    assert cache.fingerprints_seen() == {"count-v1", "count-v2"}
+    # another process (a new instance) sees the same list, written once per fingerprint
+    other = FeatureCache(cache.root, max_bytes=cache.max_bytes)
+    other.fingerprint_note("count-v1")
+    assert other.fingerprints_seen() == {"count-v1", "count-v2"}
+    assert (cache.root / "fingerprints.txt").read_text().splitlines() == ["count-v1", "count-v2"]
+    # the list is not an entry: not counted, not evicted, not cleared
+    assert cache.size_bytes() == sum(p.stat().st_size for p in cache.root.glob("*.npy"))
+    cache.clear()
+    assert cache.fingerprints_seen() == {"count-v1", "count-v2"}
+
+
+@pytest.mark.parametrize("fingerprint", ["", "two\nlines", "x" * 301, "tab\there"])
+def test_a_fingerprint_that_is_not_one_line_is_refused(cache, fingerprint) -> None:
+    with pytest.raises(ValueError, match="fingerprint"):
+        cache.fingerprint_note(fingerprint)
+    assert cache.fingerprints_seen() == set()
+
+
+def test_sam_embeddings_note_the_models_fingerprint(tmp_path, tiny_sam_checkpoint) -> None:
+    cache = FeatureCache(tmp_path, max_bytes=64 * 1024 * KB)
+    backend = SamBackend(**tiny_sam_checkpoint._asdict())
+    embedding_extract_cached(
+        backend.model, np.full((60, 80, 3), 90, np.uint8), cache=cache, image_hash="img1"
+    )
+    assert cache.fingerprints_seen() == {backend.model.fingerprint}
