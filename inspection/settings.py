@@ -163,11 +163,11 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1  # + one ground-truth mask
 SAM_MODEL_TYPE = env("SAM_MODEL_TYPE", "vit_b")
 SAM_CHECKPOINT = env("SAM_CHECKPOINT", "")  # empty: interactive segmentation is off
 SAM_DEVICE = env("SAM_DEVICE", "cpu")
-# SAM encoder and mask decoder precision: fp32, or bf16 (faster on CPUs with AMX, slower without;
-# used only when its masks agree with fp32 on a probe image at load)
-SAM_DTYPE = env("SAM_DTYPE", "fp32")
-if SAM_DTYPE not in ("fp32", "bf16"):
-    raise ImproperlyConfigured(f"SAM_DTYPE={SAM_DTYPE!r}: use fp32 or bf16")
+# SAM encoder and mask decoder precision: auto (bf16 on a CUDA GPU with bf16 or a CPU with AMX,
+# else fp32), fp32, or bf16; bf16 is used only when its masks agree with fp32 on a probe image at load
+SAM_DTYPE = env("SAM_DTYPE", "auto")
+if SAM_DTYPE not in ("auto", "fp32", "bf16"):
+    raise ImproperlyConfigured(f"SAM_DTYPE={SAM_DTYPE!r}: use auto, fp32 or bf16")
 FEATURE_CACHE_DIR = Path(env("FEATURE_CACHE_DIR", str(VAR_DIR / "cache" / "features")))
 FEATURE_CACHE_MAX_BYTES = env_int("FEATURE_CACHE_MAX_BYTES", 2 * 1024**3)
 DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "classic")

@@ -27,7 +27,10 @@ coordinates need its precision), but only when masks of a probe image from
 the bf16 path stay at >= :data:`BF16_MIN_IOU` IoU of the fp32 ones
 (:func:`sam_bf16_validate`);
 otherwise the loader logs a warning and stays fp32. ``SamModel.dtype`` is
-the dtype in use, ``SamModel.bf16_iou`` the measured agreement.
+the dtype in use, ``SamModel.bf16_iou`` the measured agreement. ``dtype="auto"``
+asks for bf16 where the hardware runs it fast (a CUDA GPU with bf16, a CPU with
+AMX tiles) and fp32 elsewhere (:func:`sam_dtype_resolve`); the same probe check
+applies.
 
 Importing this module is cheap: torch and segment_anything are imported when
 a model is first loaded.
@@ -62,7 +65,10 @@ log = logging.getLogger(__name__)
 SAM_INPUT_SIZE = 1024
 #: minimum IoU between fp32 and bf16 masks for bf16 to be used
 BF16_MIN_IOU = 0.98
+#: dtypes a model runs in
 DTYPES = ("fp32", "bf16")
+#: what a caller may ask for: a dtype, or ``"auto"`` (:func:`sam_dtype_resolve`)
+DTYPE_CHOICES = (*DTYPES, "auto")
 #: bump when preprocessing or the embedding layout changes (part of fingerprints)
 EMBEDDING_VERSION = 1
 #: environment variable that pins torch's intra-op CPU threads
@@ -260,9 +266,9 @@ class SamModel:
     - ``model_type``, ``checkpoint`` (path or None), ``checkpoint_sha256``;
     - ``device``: ``"cpu"`` or ``"cuda[:n]"``;
     - ``dtype``: the encoder and decoder dtype *in use* (``"fp32"`` or ``"bf16"``);
-    - ``dtype_requested``: what the caller asked for;
+    - ``dtype_requested``: what the caller asked for (``"auto"`` included);
     - ``bf16_iou``: min fp32-vs-bf16 mask IoU on the probe image (None unless
-      bf16 was requested).
+      bf16 was requested, or chosen by ``"auto"``).
     """
 
     def __init__(
@@ -728,6 +734,34 @@ def sam_bf16_validate(model: SamModel, *, probe: np.ndarray | None = None) -> fl
     )
 
 
+def _bf16_fast(device: str) -> bool:
+    """Whether ``device`` runs bf16 matmuls faster than fp32: a CUDA GPU with
+    bf16 support, or a CPU with AMX tiles (without AMX, CPU bf16 is slower)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(amx()) if callable(amx) else False
+    except Exception:  # pragma: no cover - capability probe unavailable on this build
+        return False
+
+
+def sam_dtype_resolve(dtype: str, *, device: str) -> str:
+    """The dtype to load for ``dtype`` on ``device``: ``"auto"`` -> ``"bf16"`` where
+    :func:`_bf16_fast`, else ``"fp32"``; a dtype is returned as it is.
+
+    >>> sam_dtype_resolve("fp32", device="cuda")
+    'fp32'
+    """
+    if dtype not in DTYPE_CHOICES:
+        raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    if dtype != "auto":
+        return dtype
+    return "bf16" if _bf16_fast(device) else "fp32"
+
+
 def _device_check(device: str) -> str:
     import torch
 
@@ -745,6 +779,8 @@ def _device_check(device: str) -> str:
 def _model_build(*, model_type: str, path: Path, device: str, dtype: str) -> SamModel:
     started = time.perf_counter()
     device = _device_check(device)
+    requested = dtype
+    dtype = sam_dtype_resolve(dtype, device=device)
     torch_threads_configure()
     sha = checkpoint_sha256(path)
     state = _state_dict_read(path)
@@ -773,7 +809,7 @@ def _model_build(*, model_type: str, path: Path, device: str, dtype: str) -> Sam
         checkpoint_sha256=sha,
         device=device,
         dtype="fp32",
-        dtype_requested=dtype,
+        dtype_requested=requested,
     )
     if dtype == "bf16":
         iou = sam_bf16_validate(model)
@@ -818,8 +854,8 @@ def sam_model_load(
     architecture, or an unavailable device.
     """
     _model_builder(model_type)
-    if dtype not in DTYPES:
-        raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if dtype not in DTYPE_CHOICES:
+        raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
     if checkpoint is None or str(checkpoint) == "":
         raise BackendError("SAM needs a checkpoint path (a .pth state_dict)")
     path = Path(checkpoint)
@@ -881,8 +917,8 @@ class SamBackend:
         if unknown:
             raise BackendError(f"sam backend: unknown option(s) {', '.join(sorted(unknown))}")
         _model_builder(model_type)
-        if dtype not in DTYPES:
-            raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        if dtype not in DTYPE_CHOICES:
+            raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
         if checkpoint is None or str(checkpoint) == "":
             raise BackendError("the sam backend needs checkpoint=<path of a SAM .pth file>")
         if not Path(checkpoint).is_file():

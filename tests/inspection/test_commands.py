@@ -113,4 +113,4 @@ def test_secret_key_required_when_debug_off(tmp_path):
 def test_unknown_sam_dtype_is_refused_at_startup_naming_the_setting(tmp_path):
     r = _manage(["check"], {"DEBUG": "1", "SAM_DTYPE": "fp16"}, tmp_path)
     assert r.returncode != 0
-    assert "SAM_DTYPE='fp16': use fp32 or bf16" in r.stderr
+    assert "SAM_DTYPE='fp16': use auto, fp32 or bf16" in r.stderr

@@ -78,7 +78,7 @@ def test_segment_without_sam_is_a_clear_409(db, settings, make_user, api_for):
 
 def test_sam_dtype_setting_reaches_the_loader(sam_settings):
     from inspection.services import engine
-    from prompting.features.sam import BF16_MIN_IOU
+    from prompting.features.sam import BF16_MIN_IOU, sam_dtype_resolve
 
     sam_settings.SAM_DTYPE = "bf16"
     model = engine.sam_model_get()
@@ -90,6 +90,13 @@ def test_sam_dtype_setting_reaches_the_loader(sam_settings):
     sam_settings.SAM_DTYPE = "fp32"
     fp32 = engine.sam_model_get()
     assert fp32.dtype == "fp32" and fp32.bf16_iou is None
+    sam_settings.SAM_DTYPE = "auto"  # the default
+    auto = engine.sam_model_get()
+    assert auto.dtype_requested == "auto"
+    if sam_dtype_resolve("auto", device="cpu") == "fp32":  # this CPU has no AMX
+        assert auto.dtype == "fp32" and auto.bf16_iou is None
+    else:  # bf16 chosen, still only after the probe check
+        assert auto.dtype == ("bf16" if auto.bf16_iou >= BF16_MIN_IOU else "fp32")
 
 
 def test_deleting_an_image_removes_its_sam_embedding_without_loading_sam(

@@ -540,3 +540,51 @@ def test_backend_extract_is_cropped_feature_map(tiny_sam_checkpoint) -> None:
 def test_backend_bad_options(options, match) -> None:
     with pytest.raises(BackendError, match=match):
         backend_create("sam", **options)
+
+
+# ----------------------------------------------------------------- dtype "auto"
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_bf16", "amx", "chosen"),
+    [
+        ("cpu", False, True, "bf16"),  # a CPU with AMX tiles
+        ("cpu", False, False, "fp32"),  # AVX2/AVX-512 only: bf16 would be slower
+        ("cuda", True, False, "bf16"),
+        ("cuda:1", False, True, "fp32"),  # an old GPU: the host CPU does not matter
+    ],
+)
+def test_auto_dtype_follows_the_hardware(monkeypatch, device, cuda_bf16, amx, chosen) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert sam_mod.sam_dtype_resolve("auto", device=device) == chosen
+    assert sam_mod.sam_dtype_resolve("fp32", device=device) == "fp32"
+    assert sam_mod.sam_dtype_resolve("bf16", device=device) == "bf16"
+
+
+def test_unknown_dtype_is_refused_by_the_resolver() -> None:
+    with pytest.raises(BackendError, match="auto"):
+        sam_mod.sam_dtype_resolve("fp16", device="cpu")
+
+
+@pytest.mark.parametrize(("amx", "in_use"), [(False, "fp32"), (True, "bf16")])
+def test_auto_dtype_loads_the_chosen_dtype_with_the_probe_check(
+    tiny_sam_checkpoint, monkeypatch, amx, in_use
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    probed = []
+    monkeypatch.setattr(sam_mod, "sam_bf16_validate", lambda model: probed.append(1) or 0.99)
+    sam_model_cache_clear()
+    model = sam_model_load(
+        model_type=tiny_sam_checkpoint.model_type,
+        checkpoint=tiny_sam_checkpoint.checkpoint,
+        dtype="auto",
+    )
+    sam_model_cache_clear()
+    assert model.dtype_requested == "auto"
+    assert model.dtype == in_use
+    # bf16 is never used unchecked: the probe ran exactly when auto chose it
+    assert probed == ([1] if amx else [])
+    assert model.bf16_iou == (0.99 if amx else None)
+    assert f":{in_use}:" in model.fingerprint
