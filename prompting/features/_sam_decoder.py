@@ -114,6 +114,67 @@ def _attend(
     return m.out_proj(out)
 
 
+def _heads(m: Any) -> tuple[int, int]:
+    """(number of heads, channels per head) of a segment_anything ``Attention``."""
+    return m.num_heads, m.internal_dim // m.num_heads
+
+
+def _attend_tokens_to_image(m: Any, q: Tensor, kpe: Tensor, keys: Tensor) -> Tensor:
+    """``Attention.forward(q, kpe, keys)`` for a few prompt-token queries over the
+    image tokens, without projecting the image tokens.
+
+    Reassociated, same maths: per head, ``q_h . (x W_k,h + b_k,h)`` is
+    ``(q_h W_k,h) . x`` plus a per-query constant the softmax ignores, and
+    ``softmax_h (x W_v,h + b_v,h)`` is ``(softmax_h x) W_v,h + b_v,h`` (rows sum
+    to 1). The two (HW x C) @ (C x C/2) projections become products with the
+    few queries: about 2.3x less work for SAM's 4,096 image tokens.
+    """
+    n_heads, d = _heads(m)
+    c = kpe.shape[-1]
+    qh = m.q_proj(q)[0].view(-1, n_heads, d).transpose(0, 1)  # (H, T, d)
+    t = qh.shape[1]
+    a = qh @ m.k_proj.weight.view(n_heads, d, c)  # (H, T, C)
+    attn = (a.reshape(n_heads * t, c) @ kpe[0].T) / math.sqrt(d)  # (H*T, N)
+    attn = torch.softmax(attn, dim=-1)
+    av = (attn @ keys[0]).view(n_heads, t, c)  # (H, T, C)
+    out = av @ m.v_proj.weight.view(n_heads, d, c).transpose(1, 2)  # (H, T, d)
+    out = out + m.v_proj.bias.view(n_heads, 1, d)
+    return m.out_proj(out.transpose(0, 1).reshape(1, t, n_heads * d))
+
+
+def _attend_image_to_tokens(
+    m: Any, kpe: Tensor | None, k: Tensor, v: Tensor, *, q_done: Tensor | None = None
+) -> Tensor:
+    """``Attention.forward(kpe, k, v)`` for the image tokens as queries over a few
+    prompt tokens, without projecting the image tokens (``q_done``: their query
+    projection, when already made).
+
+    Reassociated, same maths: the scores are ``x (W_q,h^T k_h^T) + b_q,h k_h^T``
+    and the output ``sum_h softmax_h (v_h W_o,h^T) + b_o``, so the image tokens
+    meet (C x H*T) and (H*T x C) matrices instead of two (C x C/2) projections.
+    """
+    n_heads, d = _heads(m)
+    kh = m.k_proj(k)[0].view(-1, n_heads, d).transpose(0, 1)  # (H, T, d)
+    vh = m.v_proj(v)[0].view(-1, n_heads, d).transpose(0, 1)  # (H, T, d)
+    t = kh.shape[1]
+    if q_done is not None:
+        qh = q_done[0].view(-1, n_heads, d).transpose(0, 1)  # (H, N, d)
+        scores = kh @ qh.transpose(1, 2)  # (H, T, N)
+    else:
+        c = kpe.shape[-1]
+        wq = m.q_proj.weight.view(n_heads, d, c)
+        b = (kh @ wq).reshape(n_heads * t, c)  # (H*T, C)
+        bias = (kh @ m.q_proj.bias.view(n_heads, d, 1)).reshape(n_heads * t, 1)
+        scores = (b @ kpe[0].T + bias).view(n_heads, t, -1)  # (H, T, N)
+    # softmax over the T tokens, computed along the long axis (fast kernel)
+    attn = torch.softmax(scores / math.sqrt(d), dim=1)
+    c_out = m.out_proj.weight.shape[0]
+    wo = m.out_proj.weight.view(c_out, n_heads, d).permute(1, 2, 0)  # (H, d, C)
+    p = (vh @ wo).reshape(n_heads * t, c_out)  # (H*T, C)
+    out = attn.reshape(n_heads * t, -1).T @ p + m.out_proj.bias
+    return out.unsqueeze(0)
+
+
 def _block(
     layer: Any,
     queries: Tensor,
@@ -139,7 +200,7 @@ def _block(
         )
     else:
         kpe = keys + key_pe
-        attn_out = _attend(layer.cross_attn_token_to_image, q, kpe, keys)
+        attn_out = _attend_tokens_to_image(layer.cross_attn_token_to_image, q, kpe, keys)
     queries = queries + attn_out
     queries = layer.norm2(queries)
 
@@ -149,9 +210,11 @@ def _block(
 
     q = queries + query_pe
     if prep is not None:
-        attn_out = _attend(layer.cross_attn_image_to_token, None, q, queries, q_done=prep.q_i2t)
+        attn_out = _attend_image_to_tokens(
+            layer.cross_attn_image_to_token, None, q, queries, q_done=prep.q_i2t
+        )
     else:
-        attn_out = _attend(layer.cross_attn_image_to_token, kpe, q, queries)
+        attn_out = _attend_image_to_tokens(layer.cross_attn_image_to_token, kpe, q, queries)
     keys = keys + attn_out
     keys = layer.norm4(keys)
     return queries, keys
@@ -194,7 +257,7 @@ def mask_decoder_run(
         queries, keys = _block(layer, queries, keys, tokens, key_pe, prep if i == 0 else None)
     q = queries + tokens
     k = keys + key_pe
-    attn_out = _attend(tr.final_attn_token_to_image, q, k, keys)
+    attn_out = _attend_tokens_to_image(tr.final_attn_token_to_image, q, k, keys)
     queries = queries + attn_out
     hs = tr.norm_final_attn(queries)
 
@@ -261,10 +324,9 @@ def _upscale_masks(parts: tuple[Any, ...], x: Tensor, h: int, w: int, hyper: Ten
     o2 = w2.shape[1]
     y = torch.addmm(b1.repeat(4), x, w1.permute(0, 2, 3, 1).reshape(cin, 4 * o1))
     y = y.view(-1, o1)  # rows (h, w, dy, dx)
-    u = y.mean(-1, keepdim=True)
-    d = y - u
-    s = d.pow(2).mean(-1, keepdim=True)
-    y = norm.weight * (d / torch.sqrt(s + norm.eps)) + norm.bias
+    # LayerNorm2d over channels (biased variance, eps inside the root) is
+    # layer_norm over the last axis here: one fused pass instead of eight
+    y = torch.nn.functional.layer_norm(y, (o1,), norm.weight, norm.bias, norm.eps)
     y = act1(y)
     z = torch.addmm(b2.repeat(4), y, w2.permute(0, 2, 3, 1).reshape(o1, 4 * o2))
     z = act2(z.view(-1, o2))  # rows (h, w, dy, dx, dy2, dx2)
