@@ -60,8 +60,8 @@ class DecoderPrep:
 
 
 def dense_pe(sam: Any) -> Tensor:
-    """(1, HW, C) flattened dense positional encoding of the prompt encoder."""
-    return sam.prompt_encoder.get_dense_pe().flatten(2).permute(0, 2, 1)
+    """(1, HW, C) flattened dense positional encoding of the prompt encoder (contiguous)."""
+    return sam.prompt_encoder.get_dense_pe().flatten(2).permute(0, 2, 1).contiguous()
 
 
 def decoder_prepare(sam: Any, image_embedding: Tensor, key_pe: Tensor) -> DecoderPrep:
@@ -69,7 +69,8 @@ def decoder_prepare(sam: Any, image_embedding: Tensor, key_pe: Tensor) -> Decode
     pe = sam.prompt_encoder
     _, c, h, w = image_embedding.shape
     dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
-    keys = (image_embedding + dense).flatten(2).permute(0, 2, 1)
+    # contiguous once here: a permuted view would be copied again on every click
+    keys = (image_embedding + dense).flatten(2).permute(0, 2, 1).contiguous()
     block0 = sam.mask_decoder.transformer.layers[0]
     kpe = keys + key_pe
     return DecoderPrep(
