@@ -62,7 +62,24 @@ def sam_model_get():
         )
     from prompting.features.sam import sam_model_load
 
-    return sam_model_load(**sam_options())
+    model = sam_model_load(**sam_options())
+    _fingerprint_listed(model.fingerprint)
+    return model
+
+
+_listed: set[tuple[str, str]] = set()
+
+
+def _fingerprint_listed(fingerprint: str) -> None:
+    """Put a loaded SAM model's fingerprint on the cache's list once per process,
+    so embeddings it cached before the list existed go with their images too."""
+    cache = feature_cache_get()
+    key = (str(cache.root), fingerprint)
+    if key in _listed:
+        return
+    cache.fingerprint_note(fingerprint)
+    with _lock:
+        _listed.add(key)
 
 
 def embedding_get(key: str):

@@ -122,3 +122,29 @@ def test_deleting_an_image_removes_its_sam_embedding_without_loading_sam(
     monkeypatch.setattr(engine, "sam_model_get", no_sam)
     assert client.delete(f"/api/v1/images/{image.id}/").status_code == 204
     assert key not in engine.feature_cache_get()
+
+
+def test_an_embedding_cached_before_the_fingerprint_list_goes_with_its_image(
+    jobs_db, sam_settings, make_user, api_for
+):
+    """Embeddings stored before the cache kept its list of fingerprints: loading the
+    SAM model puts its fingerprint on the list, so the delete still finds them."""
+    import numpy as np
+
+    from inspection.services import engine
+    from prompting.features.cache import cache_key
+    from prompting.features.sam import SamEmbedding
+
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(31, 17), filename="s.png", user=owner).image
+    cache = engine.feature_cache_get()
+    (cache.root / "fingerprints.txt").unlink(missing_ok=True)  # as a cache from before the list
+    engine._listed.clear()
+    model = engine.sam_model_get()
+    key = cache_key(model.fingerprint, image.pixels_hash, kind="sam_embedding")
+    emb = np.zeros((1, 256, 64, 64), np.float32)
+    cache.put_embedding(key, SamEmbedding(emb, (17, 31), (1024, 1024)))
+    assert model.fingerprint in cache.fingerprints_seen()
+    assert api_for(owner).delete(f"/api/v1/images/{image.id}/").status_code == 204
+    assert key not in cache
