@@ -110,7 +110,6 @@ class StoredProbabilities(Mapping):
         self._kept: dict[str, object] = {}
         self._kept_bytes = 0
         self._keep_bytes = int(keep_bytes)
-        self.reads = 0
 
     def __getitem__(self, image_id: str):
         from inspection.services.training import probabilities_load
@@ -118,7 +117,6 @@ class StoredProbabilities(Mapping):
         if image_id in self._kept:
             return self._kept[image_id]
         probabilities = probabilities_load(self._predictions[image_id])
-        self.reads += 1
         if self._kept_bytes + probabilities.nbytes <= self._keep_bytes:
             self._kept[image_id] = probabilities
             self._kept_bytes += probabilities.nbytes

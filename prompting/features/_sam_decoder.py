@@ -85,16 +85,16 @@ def decoder_prepare(sam: Any, image_embedding: Tensor, key_pe: Tensor) -> Decode
 
 def _attend(
     m: Any,
-    q: Tensor | None,
+    q: Tensor,
     k: Tensor | None,
     v: Tensor | None,
     *,
-    q_done: Tensor | None = None,
     k_done: Tensor | None = None,
     v_done: Tensor | None = None,
 ) -> Tensor:
-    """``segment_anything`` ``Attention.forward`` with optional ready projections."""
-    q = q_done if q_done is not None else m.q_proj(q)
+    """``segment_anything`` ``Attention.forward`` with optional ready key/value projections
+    (the prompt tokens' self attention, and block 0's token-to-image attention)."""
+    q = m.q_proj(q)
     k = k_done if k_done is not None else m.k_proj(k)
     v = v_done if v_done is not None else m.v_proj(v)
     q = m._separate_heads(q, m.num_heads)
@@ -103,13 +103,7 @@ def _attend(
     _, _, _, c_per_head = q.shape
     attn = q @ k.permute(0, 1, 3, 2)
     attn = attn / math.sqrt(c_per_head)
-    if attn.shape[-1] < 32 <= attn.shape[-2]:
-        # image -> token attention: a softmax over a handful of tokens. torch's
-        # last-dim kernel is slow for rows of ~7; the same softmax across the
-        # other axis is ~8x faster (same maths, float rounding aside).
-        attn = torch.softmax(attn.transpose(-1, -2), dim=-2).transpose(-1, -2)
-    else:
-        attn = torch.softmax(attn, dim=-1)
+    attn = torch.softmax(attn, dim=-1)
     out = attn @ v
     out = m._recombine_heads(out)
     return m.out_proj(out)

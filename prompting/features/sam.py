@@ -748,6 +748,12 @@ def _bf16_fast(device: str) -> bool:
         return False
 
 
+def _dtype_check(dtype: str) -> None:
+    """BackendError unless ``dtype`` is one a caller may ask for (:data:`DTYPE_CHOICES`)."""
+    if dtype not in DTYPE_CHOICES:
+        raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+
+
 def sam_dtype_resolve(dtype: str, *, device: str) -> str:
     """The dtype to load for ``dtype`` on ``device``: ``"auto"`` -> ``"bf16"`` where
     :func:`_bf16_fast`, else ``"fp32"``; a dtype is returned as it is.
@@ -755,8 +761,7 @@ def sam_dtype_resolve(dtype: str, *, device: str) -> str:
     >>> sam_dtype_resolve("fp32", device="cuda")
     'fp32'
     """
-    if dtype not in DTYPE_CHOICES:
-        raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    _dtype_check(dtype)
     if dtype != "auto":
         return dtype
     return "bf16" if _bf16_fast(device) else "fp32"
@@ -854,8 +859,7 @@ def sam_model_load(
     architecture, or an unavailable device.
     """
     _model_builder(model_type)
-    if dtype not in DTYPE_CHOICES:
-        raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    _dtype_check(dtype)
     if checkpoint is None or str(checkpoint) == "":
         raise BackendError("SAM needs a checkpoint path (a .pth state_dict)")
     path = Path(checkpoint)
@@ -917,8 +921,7 @@ class SamBackend:
         if unknown:
             raise BackendError(f"sam backend: unknown option(s) {', '.join(sorted(unknown))}")
         _model_builder(model_type)
-        if dtype not in DTYPE_CHOICES:
-            raise BackendError(f"unknown SAM dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+        _dtype_check(dtype)
         if checkpoint is None or str(checkpoint) == "":
             raise BackendError("the sam backend needs checkpoint=<path of a SAM .pth file>")
         if not Path(checkpoint).is_file():
