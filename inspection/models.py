@@ -145,6 +145,7 @@ class Job(models.Model):
         PREDICT = "predict"
         INSPECT_BATCH = "inspect_batch"
         BACKTEST = "backtest"
+        TUNE = "tune"
 
     class State(models.TextChoices):
         QUEUED = "queued"

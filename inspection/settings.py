@@ -176,6 +176,8 @@ COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
 # --- jobs -------------------------------------------------------------------------
 JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job failed
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
+# backtests/tunes over more labelled megapixels than this run as jobs (202), not in the request
+RULES_SYNC_MAX_MEGAPIXELS = env_int("RULES_SYNC_MAX_MEGAPIXELS", 20)
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
 # webhooks to private/loopback addresses are refused unless this is on

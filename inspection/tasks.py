@@ -10,6 +10,7 @@ from celery import shared_task
 
 from inspection.services.inspections import inspection_batch_run
 from inspection.services.jobs import jobs_sweep_stale
+from inspection.services.rules import rules_job_run
 from inspection.services.segment import embedding_compute
 from inspection.services.training import predictions_refresh, training_run
 from inspection.services.webhooks import DeliveryFailed, webhook_delivery_send
@@ -28,6 +29,11 @@ def predictions_refresh_task(self, job_id: str) -> None:
 @shared_task(bind=True)
 def inspection_batch_run_task(self, job_id: str) -> None:
     inspection_batch_run(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True)
+def rules_job_run_task(self, job_id: str) -> None:
+    rules_job_run(job_id=job_id, task_id=self.request.id or "")
 
 
 @shared_task(bind=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +34,14 @@ from prompting.rules.schema import ANY_CLASS, Rule, RuleSet, ruleset_check_conte
 VERDICTS = ("OK", "NG")
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 TUNED_RULE_ID = "tuned-area"
+
+#: ``progress(fraction 0..1, message)``: called once per judged image, so a job
+#: can record a heartbeat (and stop, by raising, when it was cancelled)
+ProgressFn = Callable[[float, str], None]
+
+
+def _no_progress(_fraction: float, _message: str) -> None:
+    return None
 
 
 def verdict_from_mask(mask: np.ndarray) -> str:
@@ -123,33 +131,36 @@ def backtest_run(
     px_per_mm: float | None = None,
     baseline: RuleSet | None = None,
     trained_on: Collection[str] = (),
+    progress: ProgressFn | None = None,
 ) -> BacktestReport:
     """Apply ``ruleset`` (and ``baseline``, if given) to every labelled image.
 
     ``probabilities``: image id -> (K+1, H, W) float32; ``truths``: image id ->
-    "OK" | "NG". Only images in ``truths`` are judged. ``trained_on``: ids of
-    the images the model was trained on; the others' figures are reported
-    apart as ``held_out``.
+    "OK" | "NG". Only images in ``truths`` are judged, each read once (both rule
+    sets are applied to it in turn). ``trained_on``: ids of the images the model
+    was trained on; the others' figures are reported apart as ``held_out``.
+    ``progress(fraction, message)`` is called before each image.
     """
     t0 = time.perf_counter()
     _check_truths(probabilities, truths)
-    verdicts = {
-        image_id: rules_verdict(
-            probabilities[image_id], classes=classes, ruleset=ruleset, px_per_mm=px_per_mm
+    report = progress or _no_progress
+    verdicts: dict[str, str] = {}
+    before: dict[str, str] = {}
+    for n, image_id in enumerate(truths):
+        report(n / max(1, len(truths)), f"backtest {n + 1}/{len(truths)}")
+        probs = probabilities[image_id]
+        verdicts[image_id] = rules_verdict(
+            probs, classes=classes, ruleset=ruleset, px_per_mm=px_per_mm
         )
-        for image_id in truths
-    }
+        if baseline is not None:
+            before[image_id] = rules_verdict(
+                probs, classes=classes, ruleset=baseline, px_per_mm=px_per_mm
+            )
     confusion = _confusion(verdicts, truths)
     escape, overkill = _rates(confusion)
     changes: list[dict[str, str]] = []
     baseline_summary = None
     if baseline is not None:
-        before = {
-            image_id: rules_verdict(
-                probabilities[image_id], classes=classes, ruleset=baseline, px_per_mm=px_per_mm
-            )
-            for image_id in truths
-        }
         changes = [
             {"image_id": i, "before": before[i], "after": verdicts[i], "truth": truths[i]}
             for i in truths
@@ -282,6 +293,7 @@ def _table(
     rule: Rule,
     thresholds: Sequence[float],
     px_per_mm: float | None,
+    progress: ProgressFn,
 ) -> _Table:
     n, n_t = len(image_ids), len(thresholds)
     tuned_max = np.zeros((n, n_t), np.int64)
@@ -290,6 +302,7 @@ def _table(
     others = [r for r in base.rules if r.id != rule.id]
     rulesets = [base.with_threshold(t, class_name=rule.class_name) for t in thresholds]
     for i, image_id in enumerate(image_ids):
+        progress(i / max(1, n), f"tuning {i + 1}/{n}")
         probs = probabilities[image_id]
         prep = _prepare(probs)
         inspected = regions_mask(base.regions, shape=probs.shape[1:])
@@ -382,6 +395,7 @@ def rules_tune(
     rule_id: str | None = None,
     thresholds: Sequence[float] | None = None,
     trained_on: Collection[str] = (),
+    progress: ProgressFn | None = None,
 ) -> TuneResult:
     """Propose a threshold and minimum blob area from labelled images.
 
@@ -401,8 +415,11 @@ def rules_tune(
     base threshold). ``trained_on``: ids of the images the model was trained on
     (see :func:`backtest_run`); when every labelled image is one of them,
     ``warning`` says the proposal was fitted to images the model has seen.
+    ``progress(fraction, message)`` is called before each image of each pass
+    (the search over the grid, then the proposal's backtest).
     """
     t0 = time.perf_counter()
+    report_progress = progress or _no_progress
     _check_truths(probabilities, truths)
     if not truths:
         raise ValueError("no labelled images: label some images OK or NG first")
@@ -450,6 +467,7 @@ def rules_tune(
             px_per_mm=px_per_mm,
             baseline=base,
             trained_on=trained_on,
+            progress=report_progress,
         )
         if report.warning:
             notes.append(report.warning)
@@ -491,6 +509,7 @@ def rules_tune(
         rule=rule,
         thresholds=grid,
         px_per_mm=px_per_mm,
+        progress=lambda f, m: report_progress(0.8 * f, m),
     )
     t2 = time.perf_counter()
     bests = [
@@ -516,6 +535,7 @@ def rules_tune(
         px_per_mm=px_per_mm,
         baseline=base,
         trained_on=trained_on,
+        progress=lambda f, m: report_progress(0.8 + 0.2 * f, m),
     )
     if best.escapes:
         notes.append(

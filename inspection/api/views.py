@@ -644,24 +644,70 @@ class RuleVersionListView(APIView):
         )
 
 
+def _prefers_async(request) -> bool:
+    """RFC 7240: ``Prefer: respond-async`` asks for a job even on a small project."""
+    prefs = request.headers.get("Prefer", "")
+    return any(p.strip().lower() == "respond-async" for p in prefs.split(","))
+
+
+def _rules_answer(outcome: rule_services.RulesOutcome) -> Response:
+    """200 with the report, or 202 with the job that computes it (``Location``: the job)."""
+    if outcome.job is None:
+        return Response(outcome.report)
+    return Response(
+        {"job": s.JobOutput(outcome.job).data},
+        status=202,
+        headers={"Location": f"/api/v1/jobs/{outcome.job.id}/"},
+    )
+
+
+_RULES_RESPONSES = {
+    200: OpenApiTypes.OBJECT,
+    202: inline_serializer("RulesJobAccepted", {"job": s.JobOutput()}),
+    409: _DETAIL,
+}
+_PREFER = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    description="respond-async: answer 202 with a job even when the labelled images are few",
+)
+
+
 class BacktestView(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=s.RulesBacktestInput, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
+    @extend_schema(request=s.RulesBacktestInput, responses=_RULES_RESPONSES, parameters=[_PREFER])
     def post(self, request, pk):
         project, _ = _project(request, pk)
         data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
-        return Response(
-            rule_services.rules_backtest(project=project, data=data.validated_data.get("rules"))
+        return _rules_answer(
+            rule_services.rules_backtest_request(
+                project=project,
+                data=data.validated_data.get("rules"),
+                user=request.user,
+                prefer_async=_prefers_async(request),
+            )
         )
 
 
 class TuneView(APIView):
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=s.RulesBacktestInput, responses=_RULES_RESPONSES, parameters=[_PREFER])
     def post(self, request, pk):
         project, _ = _project(request, pk, EDIT)
-        return Response(rule_services.rules_tune(project=project))
+        data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        return _rules_answer(
+            rule_services.rules_tune_request(
+                project=project,
+                data=data.validated_data.get("rules"),
+                user=request.user,
+                prefer_async=_prefers_async(request),
+            )
+        )
 
 
 # --- predictions ---------------------------------------------------------------

@@ -33,7 +33,8 @@ TASKS = {
     Job.Kind.TRAIN: "inspection.tasks.training_run_task",
     Job.Kind.PREDICT: "inspection.tasks.predictions_refresh_task",
     Job.Kind.INSPECT_BATCH: "inspection.tasks.inspection_batch_run_task",
-    Job.Kind.BACKTEST: "inspection.tasks.predictions_refresh_task",
+    Job.Kind.BACKTEST: "inspection.tasks.rules_job_run_task",
+    Job.Kind.TUNE: "inspection.tasks.rules_job_run_task",
 }
 
 

@@ -1,15 +1,26 @@
-"""Rule sets (versioned JSON validated by the engine), backtests and tuning."""
+"""Rule sets (versioned JSON validated by the engine), backtests and tuning.
+
+A backtest or tune reads the stored probabilities of every labelled image. On a
+small project that takes well under a second and is answered in the request; on
+a large one (more than ``RULES_SYNC_MAX_MEGAPIXELS`` of labelled images), or when
+the client sends ``Prefer: respond-async``, it becomes a job (kind ``backtest``
+or ``tune``) whose row carries progress and, at the end, the same report as
+``result``. Invalid rules and projects with nothing to judge are refused in the
+request either way, so a job is only queued when it can run.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
 from inspection.errors import Conflict, InvalidInput
-from inspection.models import Prediction, Project, RuleSet
+from inspection.models import Job, Prediction, Project, RuleSet
 
 
 def _validate(data):
@@ -137,8 +148,15 @@ def _evaluation_set(project: Project):
 
     Uses the latest prediction per labelled image of the deployed model (or the
     newest model when none is deployed). Probabilities are read on demand
-    (:class:`StoredProbabilities`).
+    (:class:`StoredProbabilities`), so this is cheap: it only queries rows.
     """
+    latest, truths, mv = _evaluation_rows(project)
+    return StoredProbabilities(latest, keep_bytes=PROBABILITIES_KEEP_BYTES), truths, mv
+
+
+def _evaluation_rows(project: Project):
+    """(latest Prediction by image id, truths by image id, model version); raises
+    Conflict when there is no model or no labelled image to judge."""
     mv = project.deployed_model or project.model_versions.order_by("-number").first()
     if mv is None:
         raise Conflict("no trained model yet: train one before backtesting rules", code="no_model")
@@ -161,7 +179,7 @@ def _evaluation_set(project: Project):
             "no images with a ground-truth verdict or mask: label some images OK/NG first",
             code="no_ground_truth",
         )
-    return StoredProbabilities(latest, keep_bytes=PROBABILITIES_KEEP_BYTES), truths, mv
+    return latest, truths, mv
 
 
 def _trained_on(mv) -> set[str]:
@@ -169,15 +187,25 @@ def _trained_on(mv) -> set[str]:
     return {str(entry.get("id")) for entry in mv.images or [] if isinstance(entry, dict)}
 
 
-def rules_backtest(*, project: Project, data=None) -> dict:
+ProgressFn = Callable[[float, str], None]
+
+
+def _candidate(project: Project, data, fallback):
+    """``data`` validated against the engine and the project's classes, or ``fallback``."""
+    if data is None:
+        return fallback
+    candidate = _validate(data)
+    _classes_check(project, candidate.to_dict())
+    return candidate
+
+
+def rules_backtest(*, project: Project, data=None, progress: ProgressFn | None = None) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
     from prompting.backtest import backtest_run
 
     active = ruleset_active_get(project=project)
     baseline = _validate(active.data)
-    candidate = _validate(data) if data is not None else baseline
-    if data is not None:
-        _classes_check(project, candidate.to_dict())
+    candidate = _candidate(project, data, baseline)
     probabilities, truths, mv = _evaluation_set(project)
     report = backtest_run(
         probabilities,
@@ -187,6 +215,7 @@ def rules_backtest(*, project: Project, data=None) -> dict:
         px_per_mm=project.px_per_mm,
         baseline=baseline,
         trained_on=_trained_on(mv),
+        progress=progress,
     )
     return {
         **report.to_dict(),
@@ -195,19 +224,25 @@ def rules_backtest(*, project: Project, data=None) -> dict:
     }
 
 
-def rules_tune(*, project: Project) -> dict:
-    """The engine tuner's suggested rules (not saved), with its warning if any."""
+def rules_tune(*, project: Project, data=None, progress: ProgressFn | None = None) -> dict:
+    """The engine tuner's suggested rules (not saved), with its warning if any.
+
+    ``data``: the rule set to start from (every setting but the tuned threshold
+    and minimum area is kept), by default the active one.
+    """
     from prompting.backtest import rules_tune as engine_tune
 
     active = ruleset_active_get(project=project)
+    base = _validate(active.data) if data is None else _candidate(project, data, None)
     probabilities, truths, mv = _evaluation_set(project)
     tuned = engine_tune(
         probabilities,
         truths,
         classes=mv.classes,
-        base=_validate(active.data),
+        base=base,
         px_per_mm=project.px_per_mm,
         trained_on=_trained_on(mv),
+        progress=progress,
     )
     return {
         "rules": tuned.ruleset.to_dict(),
@@ -218,3 +253,97 @@ def rules_tune(*, project: Project) -> dict:
         "model_version": str(mv.id),
         "baseline_rules_version": active.version,
     }
+
+
+# --------------------------------------------------------------------------- as jobs
+
+
+@dataclass
+class RulesOutcome:
+    """What a backtest or tune request gives: the report now, or the job computing it."""
+
+    report: dict | None = None
+    job: Job | None = None
+
+
+_OPERATIONS: dict[str, Callable[..., dict]] = {
+    Job.Kind.BACKTEST: rules_backtest,
+    Job.Kind.TUNE: rules_tune,
+}
+
+
+def rules_labelled_megapixels(*, project: Project) -> float:
+    """Megapixels of the labelled images a backtest or tune of ``project`` reads."""
+    latest, _, _ = _evaluation_rows(project)
+    return sum(p.image.width * p.image.height for p in latest.values()) / 1e6
+
+
+def _rules_request(*, kind: str, project: Project, data, user, prefer_async: bool) -> RulesOutcome:
+    operation = _OPERATIONS[kind]
+    # refuse what cannot run before anything is queued (400 / 409 in the request)
+    _candidate(project, data, None)
+    megapixels = rules_labelled_megapixels(project=project)
+    if not prefer_async and megapixels <= settings.RULES_SYNC_MAX_MEGAPIXELS:
+        return RulesOutcome(report=operation(project=project, data=data))
+    from inspection.services.jobs import job_create, job_enqueue, job_enqueue_raise_if_failed
+
+    with transaction.atomic():
+        job = job_create(
+            project=project,
+            kind=kind,
+            user=user,
+            params={"rules": data} if data is not None else {},
+            message=f"queued: {kind} over {megapixels:.1f} megapixels of labelled images",
+        )
+        job_enqueue(job=job)
+    return RulesOutcome(job=job_enqueue_raise_if_failed(job=job))
+
+
+def rules_backtest_request(
+    *, project: Project, data=None, user=None, prefer_async: bool = False
+) -> RulesOutcome:
+    """Backtest ``data`` (or the active rules): in the request when the labelled
+    images are small enough, else (or when ``prefer_async``) as a job."""
+    return _rules_request(
+        kind=Job.Kind.BACKTEST, project=project, data=data, user=user, prefer_async=prefer_async
+    )
+
+
+def rules_tune_request(
+    *, project: Project, data=None, user=None, prefer_async: bool = False
+) -> RulesOutcome:
+    """Tune from ``data`` (or the active rules): in the request or as a job, as
+    :func:`rules_backtest_request`."""
+    return _rules_request(
+        kind=Job.Kind.TUNE, project=project, data=data, user=user, prefer_async=prefer_async
+    )
+
+
+def rules_job_run(*, job_id, task_id: str = "") -> None:
+    """Run a queued backtest or tune job; its report becomes the job's result."""
+    from inspection.services.jobs import job_execute
+
+    job_execute(job_id=job_id, task_id=task_id, work=_rules_job)
+
+
+def _rules_job(job: Job) -> tuple[dict, dict, str]:
+    from inspection.services.jobs import job_progress
+
+    def progress(fraction: float, message: str) -> None:
+        job_progress(job=job, fraction=fraction, message=message)
+
+    try:
+        report = _OPERATIONS[job.kind](
+            project=job.project, data=job.params.get("rules"), progress=progress
+        )
+    except InvalidInput as exc:
+        # the rules were valid when queued; the project's classes changed since
+        raise Conflict(f"{exc.message}: {exc.field_errors}", code="invalid_rules") from None
+    body = report.get("report", report)
+    confusion = body.get("confusion", {})
+    message = (
+        f"{job.kind} of {body.get('n_images', 0)} images: "
+        f"{confusion.get('fn', 0)} escapes, {confusion.get('fp', 0)} overkills"
+    )
+    timings = {"engine_ms": round(float((body.get("timings") or {}).get("total_ms", 0.0)), 1)}
+    return report, timings, message

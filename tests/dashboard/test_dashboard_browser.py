@@ -488,6 +488,35 @@ def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
     assert response.status == 404
 
 
+# ----------------------------------------------------------------- rules as jobs
+def test_rules_page_follows_backtest_and_tune_jobs_on_a_large_project(
+    live_server, page, shot, login, make_user, eager_jobs, settings
+):
+    """Past RULES_SYNC_MAX_MEGAPIXELS the API answers 202 with a job: the live
+    backtest and Suggest follow the job and show its result like a direct answer."""
+    from inspection.models import Job
+    from tests.inspection.svc_helpers import labelled_project_build
+
+    settings.RULES_SYNC_MAX_MEGAPIXELS = 0
+    owner = make_user("olga")
+    project = labelled_project_build(owner, n_images=6, size=128, name="Large line")
+    login(page, live_server.url, "olga")
+    page.goto(f"{live_server.url}/projects/{project.pk}/rules/")
+    seq = wait_backtest(page)
+    assert backtest_numbers(page)["cm-tp"] == "3" and backtest_numbers(page)["cm-tn"] == "3"
+    page.fill("[data-testid=rule-0-min-area]", "1000000")
+    seq = wait_backtest(page, seq)
+    assert backtest_numbers(page)["cm-fn"] == "3"
+    shot(page, "16-rules-backtest-as-job")
+    page.click("[data-testid=suggest]")
+    page.wait_for_selector("[data-testid=tune-result]", timeout=60_000)
+    shot(page, "17-rules-suggest-as-job")
+    jobs = Job.objects.filter(project=project)
+    assert jobs.filter(kind="backtest", state="succeeded").count() >= 2
+    assert jobs.filter(kind="tune", state="succeeded").count() == 1
+    assert not jobs.exclude(state__in=["succeeded", "cancelled"]).exists()
+
+
 # ----------------------------------------------------------------- SAM
 def test_point_click_shows_sam_mask_after_embedding(
     live_server, page, shot, login, make_user, dataset, eager_jobs, settings, tiny_sam_checkpoint

@@ -80,3 +80,51 @@ def mask_path(row: dict) -> Path:
     matches = sorted((MAGNETIC / "masks").glob(f"{row['id']}.*"))
     assert matches, f"no mask for {row['id']}"
     return matches[0]
+
+
+def labelled_project_build(owner, *, n_images: int = 12, size: int = 512, name: str = "p"):
+    """A project with a model version and ``n_images`` labelled images whose stored
+    probabilities are (2, size, size): odd images NG with a confident 30x40 blob,
+    even ones OK with low noise. No training runs: backtest and tune read these."""
+    import io
+
+    import numpy as np
+
+    from inspection.models import Image, ModelVersion, Prediction
+    from inspection.services.projects import project_create
+    from inspection.storage import bytes_save
+
+    project = project_create(user=owner, name=name, classes=["scratch"])
+    mv = ModelVersion.objects.create(
+        project=project, number=1, backend="classic", classes=["scratch"], artifact="m.npz"
+    )
+    rng = np.random.default_rng(0)
+    for i in range(n_images):
+        ng = i % 2 == 1
+        p = np.zeros((2, size, size), np.float32)
+        p[1] = rng.random((size, size)) * 0.3
+        if ng:
+            y, x = rng.integers(0, size - 40, 2)
+            p[1, y : y + 30, x : x + 40] = 0.95
+        p[0] = 1 - p[1]
+        buf = io.BytesIO()
+        np.savez_compressed(buf, probabilities=p.astype(np.float16))
+        stored = bytes_save(f"projects/{project.id}/predictions/p{i}.npz", buf.getvalue())
+        im = Image.objects.create(
+            project=project,
+            file=f"im{i}.png",
+            sha256=f"{i:064d}",
+            width=size,
+            height=size,
+            verdict="NG" if ng else "OK",
+        )
+        Prediction.objects.create(
+            image=im,
+            model_version=mv,
+            ruleset=project.active_ruleset,
+            verdict="NG" if ng else "OK",
+            mask=f"m{i}.png",
+            overlay=f"o{i}.png",
+            probabilities=stored,
+        )
+    return project

@@ -3,16 +3,12 @@ once, a large one is never held in memory whole, and the figures do not change."
 
 from __future__ import annotations
 
-import io
 import tracemalloc
 
-import numpy as np
 import pytest
 
-from inspection.models import Image, ModelVersion, Prediction
 from inspection.services import rules
-from inspection.services.projects import project_create
-from inspection.storage import bytes_save
+from tests.inspection.svc_helpers import labelled_project_build
 
 N_IMAGES = 12
 SIZE = 512  # (2, 512, 512) float32: 2 MiB per image decoded
@@ -21,41 +17,7 @@ SIZE = 512  # (2, 512, 512) float32: 2 MiB per image decoded
 @pytest.fixture
 def labelled_project(db, make_user):
     """Twelve labelled images, half NG with a confident blob, with stored probabilities."""
-    owner = make_user("eng")
-    project = project_create(user=owner, name="p", classes=["scratch"])
-    mv = ModelVersion.objects.create(
-        project=project, number=1, backend="classic", classes=["scratch"], artifact="m.npz"
-    )
-    rng = np.random.default_rng(0)
-    for i in range(N_IMAGES):
-        ng = i % 2 == 1
-        p = np.zeros((2, SIZE, SIZE), np.float32)
-        p[1] = rng.random((SIZE, SIZE)) * 0.3
-        if ng:
-            y, x = rng.integers(50, SIZE - 100, 2)
-            p[1, y : y + 30, x : x + 40] = 0.95
-        p[0] = 1 - p[1]
-        buf = io.BytesIO()
-        np.savez_compressed(buf, probabilities=p.astype(np.float16))
-        name = bytes_save(f"projects/{project.id}/predictions/p{i}.npz", buf.getvalue())
-        im = Image.objects.create(
-            project=project,
-            file=f"im{i}.png",
-            sha256=f"{i:064d}",
-            width=SIZE,
-            height=SIZE,
-            verdict="NG" if ng else "OK",
-        )
-        Prediction.objects.create(
-            image=im,
-            model_version=mv,
-            ruleset=project.active_ruleset,
-            verdict="NG" if ng else "OK",
-            mask=f"m{i}.png",
-            overlay=f"o{i}.png",
-            probabilities=name,
-        )
-    return project
+    return labelled_project_build(make_user("eng"), n_images=N_IMAGES, size=SIZE)
 
 
 def _counting_reads(monkeypatch) -> list[str]:

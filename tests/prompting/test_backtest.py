@@ -426,3 +426,49 @@ def test_tune_needs_labelled_images():
     with pytest.raises(ValueError, match="no labelled images"):
         rules_tune({}, {}, classes=CLASSES, base=_rs())
     assert DEFAULT_THRESHOLDS[0] == 0.05 and DEFAULT_THRESHOLDS[-1] == 0.95
+
+
+class _CountingProbabilities(dict):
+    """A probabilities mapping that counts how often each image is read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads: list[str] = []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        return super().__getitem__(key)
+
+
+def test_backtest_with_a_baseline_reads_each_image_once():
+    probs = _CountingProbabilities(PROBS)
+    report = backtest_run(probs, TRUTHS, classes=CLASSES, ruleset=_rs(5), baseline=_rs(1))
+    assert sorted(probs.reads) == sorted(TRUTHS)
+    assert report.changes == [{"image_id": "fn", "before": "NG", "after": "OK", "truth": "NG"}]
+
+
+def test_backtest_reports_progress_once_per_image_in_order():
+    calls = []
+    backtest_run(
+        PROBS, TRUTHS, classes=CLASSES, ruleset=_rs(), progress=lambda f, m: calls.append((f, m))
+    )
+    assert [m for _, m in calls] == [f"backtest {i}/4" for i in range(1, 5)]
+    assert [f for f, _ in calls] == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_tune_reports_progress_over_both_passes_and_can_be_stopped():
+    calls = []
+    rules_tune(PROBS, TRUTHS, classes=CLASSES, base=_rs(), progress=lambda f, m: calls.append(f))
+    # four images in the grid search (0..0.8), four in the proposal's backtest (0.8..1)
+    assert len(calls) == 8
+    assert calls == sorted(calls) and calls[0] == 0.0 and 0.8 <= calls[-1] < 1.0
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_third(fraction, message):
+        if message.endswith("3/4"):
+            raise Stop(message)
+
+    with pytest.raises(Stop, match="tuning 3/4"):
+        rules_tune(PROBS, TRUTHS, classes=CLASSES, base=_rs(), progress=stop_at_third)

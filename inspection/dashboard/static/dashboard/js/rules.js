@@ -1,6 +1,6 @@
 // Rules editor: a form over the rule-set JSON, a live debounced backtest, the
 // tuner ("Suggest") and Save (a new rule-set version).
-import { api, h, pageData, pct, errorText, debounce, toast } from "./api.js";
+import { api, h, pageData, pct, errorText, debounce, toast, pollJob, ApiError } from "./api.js";
 import { classesOf, loadImages } from "./shapes.js";
 
 const PD = pageData();
@@ -209,6 +209,30 @@ function drawRegions() {
 // ------------------------------------------------------------------ backtest
 function metric(k, v, cls = "", testid) { return h("div", { class: "metric " + cls, "data-testid": testid }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)); }
 function reportOf(res) { return res.report || res.backtest || res; }
+
+// Backtest and tune answer 200 with the report on a small project, or 202 with
+// a job on a large one: then follow the job (onProgress(job) on each poll) and
+// return its result. isCurrent() false: a newer request replaced this one, so
+// the job is cancelled and null returned.
+async function rulesCall(path, body, { onProgress, isCurrent = () => true } = {}) {
+  const res = await api(path, { method: "POST", body });
+  if (!(res && res.job && res.job.id && !res.confusion && !res.rules)) return res;
+  const jobId = res.job.id;
+  let stale = false;
+  const job = await pollJob(jobId, {
+    interval: 300,
+    onUpdate: (j) => {
+      if (!stale && !isCurrent()) {
+        stale = true;
+        api(`/jobs/${jobId}/cancel/`, { method: "POST" }).catch(() => {});
+      }
+      if (!stale && onProgress) onProgress(j);
+    },
+  });
+  if (stale || !isCurrent()) return null;
+  if (job.state !== "succeeded") throw new ApiError(409, { detail: job.error || job.message || `job ${job.state}` });
+  return job.result;
+}
 function showReport(rep) {
   const c = rep.confusion || {};
   const held = rep.held_out || null;
@@ -245,8 +269,11 @@ async function backtest() {
   st.textContent = "running…";
   st.dataset.state = "running";
   try {
-    const res = await api(`/projects/${pid}/rules/backtest/`, { method: "POST", body: { rules: rules } });
-    if (seq !== btSeq) return;
+    const res = await rulesCall(`/projects/${pid}/rules/backtest/`, { rules: rules }, {
+      isCurrent: () => seq === btSeq,
+      onProgress: (job) => { st.textContent = `running as a job… ${job.progress || 0} %`; st.dataset.state = "running"; },
+    });
+    if (seq !== btSeq || res === null) return;
     showReport(reportOf(res));
     st.textContent = `updated ${new Date().toLocaleTimeString()}`;
     st.dataset.state = "done";
@@ -294,7 +321,9 @@ if (canEdit) {
     const b = e.currentTarget;
     b.disabled = true;
     try {
-      const res = await api(`/projects/${pid}/rules/tune/`, { method: "POST", body: { rules } });
+      const res = await rulesCall(`/projects/${pid}/rules/tune/`, { rules }, {
+        onProgress: (job) => msg.replaceChildren(h("div", { class: "notice", "data-testid": "tune-progress" }, `Suggesting… ${job.progress || 0} % (${job.message})`)),
+      });
       const suggested = res.suggested || res.rules || res.ruleset;
       if (suggested) { rules = clone(suggested.rules && !suggested.connectivity ? suggested.rules : suggested); renderForm(); dirty(true); }
       const notes = [];
