@@ -64,6 +64,12 @@ class InspectionAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(models.InspectionReview)
+class InspectionReviewAdmin(admin.ModelAdmin):
+    list_display = ("inspection", "verdict", "reviewed_by", "updated_at")
+    list_filter = ("verdict",)
+
+
 @admin.register(models.Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     list_display = ("project", "url", "active", "created_at")

@@ -26,6 +26,15 @@ class Verdict(models.TextChoices):
     NG = "NG"
 
 
+class KeepImages(models.TextChoices):
+    """Which production images an inspection keeps (for review and retraining)."""
+
+    NONE = "none"  # only the decision and the image's sha256
+    NG = "ng"  # images judged NG
+    UNSURE = "unsure"  # NG, and OK images with uncertainty >= INSPECTION_KEEP_UNSURE_MIN
+    ALL = "all"
+
+
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -35,6 +44,10 @@ class Project(models.Model):
     cold_start_min = models.PositiveIntegerField(default=10)
     px_per_mm = models.FloatField(null=True, blank=True)
     backend = models.CharField(max_length=50, default="classic")
+    #: which images the production inspections keep (KeepImages)
+    keep_inspection_images = models.CharField(
+        max_length=10, choices=KeepImages.choices, default=KeepImages.NONE
+    )
     deployed_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -323,6 +336,8 @@ class Inspection(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     station = models.CharField(max_length=100, blank=True, default="")
     part_id = models.CharField(max_length=200, blank=True, default="")
+    #: the inspected file as sent, when the project keeps it (Project.keep_inspection_images)
+    image_file = models.FileField(max_length=300, blank=True, default="")
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -345,10 +360,41 @@ class Inspection(models.Model):
         raise ImmutableError("inspections are immutable: they can't be deleted one by one")
 
 
+class InspectionReview(models.Model):
+    """A person's verdict on a logged inspection (the part as it really is).
+
+    The inspection itself stays immutable; its review can be set again or
+    cleared. ``image``: the project image the inspected file became when it
+    was added to the training images.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    inspection = models.OneToOneField(Inspection, on_delete=models.CASCADE, related_name="review")
+    verdict = models.CharField(max_length=2, choices=Verdict.choices)
+    note = models.CharField(max_length=500, blank=True, default="")
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.verdict} (was {self.inspection.verdict})"
+
+    @property
+    def misjudged(self) -> bool:
+        return self.verdict != self.inspection.verdict
+
+
 class Webhook(models.Model):
     class Event(models.TextChoices):
         JOB_FINISHED = "job.finished"
         INSPECTION_NG = "inspection.ng"
+        #: a person reviewed an inspection (payload says whether it was misjudged)
+        INSPECTION_REVIEWED = "inspection.reviewed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")

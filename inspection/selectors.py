@@ -171,7 +171,7 @@ def prediction_get(*, user, pk) -> Prediction:
 def inspection_list(*, project: Project) -> QuerySet[Inspection]:
     return (
         Inspection.objects.filter(project=project)
-        .select_related("model_version", "ruleset")
+        .select_related("model_version", "ruleset", "review", "review__reviewed_by")
         .order_by("-created_at", "-id")
     )
 
@@ -179,7 +179,7 @@ def inspection_list(*, project: Project) -> QuerySet[Inspection]:
 def inspection_get(*, user, pk) -> Inspection:
     return _get(
         Inspection.objects.filter(_member(user, "project__")).select_related(
-            "model_version", "ruleset"
+            "model_version", "ruleset", "project", "review", "review__reviewed_by"
         ),
         pk,
     )

@@ -43,6 +43,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
@@ -176,6 +186,8 @@ COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
 # --- jobs -------------------------------------------------------------------------
 JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job failed
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
+# keep_inspection_images=unsure also keeps OK images with at least this uncertain fraction
+INSPECTION_KEEP_UNSURE_MIN = env_float("INSPECTION_KEEP_UNSURE_MIN", 0.1)
 # backtests/tunes over more labelled megapixels than this run as jobs (202), not in the request
 RULES_SYNC_MAX_MEGAPIXELS = env_int("RULES_SYNC_MAX_MEGAPIXELS", 20)
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)

@@ -86,6 +86,13 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("PUT", "/api/v1/inspections/{inspection}/", "project_patch", "401 405 405 405 405 405 405"),
     ("PATCH", "/api/v1/inspections/{inspection}/", "project_patch", "401 405 405 405 405 405 405"),
     ("DELETE", "/api/v1/inspections/{inspection}/", "", "401 405 405 405 405 405 405"),
+    # the kept image is read like the log; a review is an operator's call (the log
+    # itself stays immutable); adding the part to the training images is an engineer's
+    ("GET", "/api/v1/inspections/{inspection}/image/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/inspections/{inspection}/review/", "review", "401 403 2xx 2xx 2xx 404 2xx"),
+    ("DELETE", "/api/v1/inspections/{inspection}/review/", "", "401 403 409 409 409 404 409"),
+    ("POST", "/api/v1/inspections/{inspection}/promote/", "", "401 403 403 2xx 2xx 404 403"),
+    ("GET", "/api/v1/projects/{project}/inspections/summary/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     # webhooks
     ("GET", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
     ("DELETE", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
@@ -144,6 +151,8 @@ def _body(world, kind: str):
         return {"rules": world.project.active_ruleset.data, "note": "same"}, "json"
     if kind == "webhook":
         return {"url": "https://hooks.example.invalid/y", "events": ["job.finished"]}, "json"
+    if kind == "review":
+        return {"verdict": "NG", "note": "checked at the line"}, "json"
     if kind == "image_patch":
         return {"verdict": "NG"}, "json"
     if kind == "prompt":
@@ -202,6 +211,7 @@ LISTS = [
     "/api/v1/projects/{project}/predictions/",
     "/api/v1/projects/{project}/inspections/",
     "/api/v1/projects/{project}/inspections/export/?format=json",
+    "/api/v1/projects/{project}/inspections/summary/",
     "/api/v1/projects/{project}/webhooks/",
     "/api/v1/images/{image}/prompts/?include_deleted=1",
     "/api/v1/webhooks/{webhook}/deliveries/",
@@ -245,6 +255,9 @@ PROBES = [
     ("POST", "/api/v1/models/{model}/deploy/"),
     ("GET", "/api/v1/predictions/{prediction}/mask/"),
     ("GET", "/api/v1/inspections/{inspection}/"),
+    ("GET", "/api/v1/inspections/{inspection}/image/"),
+    ("POST", "/api/v1/inspections/{inspection}/review/"),
+    ("POST", "/api/v1/inspections/{inspection}/promote/"),
     ("GET", "/api/v1/webhooks/{webhook}/"),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries/"),
 ]

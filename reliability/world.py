@@ -99,6 +99,8 @@ def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.
     assert job is not None and job.state == "succeeded", f"world training failed: {job and job.error}"
     with settle():
         rule_services.ruleset_update(project=project, data=project.active_ruleset.data, user=user, note="v2")
+    # the line keeps its images, so reviews can promote them
+    type(project).objects.filter(id=project.id).update(keep_inspection_images="all")
     project.refresh_from_db()
     inspection_services.inspection_run(project=project, data=tile_png(seed * 100 + 77), filename="line.png", station="s1", part_id="p1", user=user)
     hook = Webhook.objects.create(project=project, url="https://hooks.example.invalid/x", events=["job.finished"], secret="s" * 32)

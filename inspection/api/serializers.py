@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from inspection.models import (
     Image,
     Inspection,
+    InspectionReview,
     Job,
+    KeepImages,
     Membership,
     ModelVersion,
     Prediction,
@@ -46,6 +49,7 @@ class ProjectInput(serializers.Serializer):
         min_value=1e-6, max_value=1e6, required=False, allow_null=True
     )
     backend = serializers.CharField(max_length=50, required=False)
+    keep_inspection_images = serializers.ChoiceField(choices=KeepImages.choices, required=False)
 
 
 class ProjectPatchInput(ProjectInput):
@@ -137,6 +141,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "cold_start_min",
             "px_per_mm",
             "backend",
+            "keep_inspection_images",
             "deployed_model",
             "deployed_model_number",
             "active_ruleset",
@@ -330,9 +335,44 @@ class PredictionOutput(serializers.ModelSerializer):
         return _url(self.context.get("request"), "prediction-overlay", obj.id)
 
 
+class InspectionReviewInput(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=[("OK", "OK"), ("NG", "NG")])
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class InspectionReviewOutput(serializers.ModelSerializer):
+    reviewed_by = serializers.CharField(source="reviewed_by.username", default=None)
+
+    class Meta:
+        model = InspectionReview
+        fields = ["verdict", "note", "image", "reviewed_by", "created_at", "updated_at"]
+
+
 class InspectionOutput(serializers.ModelSerializer):
     model_number = serializers.IntegerField(source="model_version.number")
     rules_version = serializers.IntegerField(source="ruleset.version")
+    image_kept = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField()
+    misjudged = serializers.SerializerMethodField()
+
+    def _review(self, obj):
+        try:
+            return obj.review
+        except InspectionReview.DoesNotExist:
+            return None
+
+    def get_image_kept(self, obj) -> bool:
+        return bool(obj.image_file)
+
+    @extend_schema_field(InspectionReviewOutput(allow_null=True))
+    def get_review(self, obj):
+        review = self._review(obj)
+        return InspectionReviewOutput(review).data if review else None
+
+    def get_misjudged(self, obj) -> bool | None:
+        """Whether a person found the line's verdict wrong (None: not reviewed)."""
+        review = self._review(obj)
+        return None if review is None else review.verdict != obj.verdict
 
     class Meta:
         model = Inspection
@@ -356,6 +396,9 @@ class InspectionOutput(serializers.ModelSerializer):
             "image_name",
             "width",
             "height",
+            "image_kept",
+            "review",
+            "misjudged",
             "job",
             "created_at",
         ]

@@ -44,6 +44,11 @@ urlpatterns = [
         name="project-inspections",
     ),
     path(
+        "projects/<uuid:pk>/inspections/summary/",
+        v.InspectionSummaryView.as_view(),
+        name="project-inspections-summary",
+    ),
+    path(
         "projects/<uuid:pk>/inspections/export/",
         v.InspectionExportView.as_view(),
         name="project-inspections-export",
@@ -78,6 +83,15 @@ urlpatterns = [
         name="prediction-overlay",
     ),
     path("inspections/<uuid:pk>/", v.InspectionDetailView.as_view(), name="inspection-detail"),
+    path("inspections/<uuid:pk>/image/", v.InspectionImageView.as_view(), name="inspection-image"),
+    path(
+        "inspections/<uuid:pk>/review/", v.InspectionReviewView.as_view(), name="inspection-review"
+    ),
+    path(
+        "inspections/<uuid:pk>/promote/",
+        v.InspectionPromoteView.as_view(),
+        name="inspection-promote",
+    ),
     path("webhooks/<uuid:pk>/", v.WebhookDetailView.as_view(), name="webhook-detail"),
     path(
         "webhooks/<uuid:pk>/deliveries/",

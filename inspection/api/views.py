@@ -27,12 +27,13 @@ from inspection import selectors
 from inspection.api import serializers as s
 from inspection.api.permissions import ADMIN, EDIT, INSPECT, READ, role_require
 from inspection.errors import InvalidInput
-from inspection.models import Image, Inspection, Job, Membership, Prediction
+from inspection.models import Image, Inspection, InspectionReview, Job, Membership, Prediction
 from inspection.services import images as image_services
 from inspection.services import inspections as inspection_services
 from inspection.services import jobs as job_services
 from inspection.services import projects as project_services
 from inspection.services import prompts as prompt_services
+from inspection.services import reviews as review_services
 from inspection.services import rules as rule_services
 from inspection.services import segment as segment_services
 from inspection.services import training as training_services
@@ -857,10 +858,23 @@ class InspectionFilter(django_filters.FilterSet):
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     #: decisions to double-check by hand: at least this fraction of uncertain pixels
     uncertainty_min = django_filters.NumberFilter(field_name="uncertainty", lookup_expr="gte")
+    reviewed = django_filters.BooleanFilter(field_name="review", lookup_expr="isnull", exclude=True)
+    review_verdict = django_filters.ChoiceFilter(
+        field_name="review__verdict", choices=[("OK", "OK"), ("NG", "NG")]
+    )
+    misjudged = django_filters.BooleanFilter(method="f_misjudged")
+    image_kept = django_filters.BooleanFilter(method="f_image_kept")
 
     class Meta:
         model = Inspection
         fields = ["verdict", "station", "part_id", "job"]
+
+    def f_misjudged(self, qs, name, value):
+        q = review_services.misjudged_q()
+        return qs.filter(q) if value else qs.exclude(q)
+
+    def f_image_kept(self, qs, name, value):
+        return qs.exclude(image_file="") if value else qs.filter(image_file="")
 
 
 class InspectionListView(APIView):
@@ -875,7 +889,13 @@ class InspectionListView(APIView):
                 "uncertainty_min",
                 float,
                 description="only decisions with at least this uncertain fraction (0..1)",
-            )
+            ),
+            OpenApiParameter("reviewed", bool, description="only (un)reviewed decisions"),
+            OpenApiParameter("review_verdict", str, enum=["OK", "NG"]),
+            OpenApiParameter(
+                "misjudged", bool, description="only decisions a review found wrong (or right)"
+            ),
+            OpenApiParameter("image_kept", bool, description="only decisions with a kept image"),
         ],
     )
     def get(self, request, pk):
@@ -902,6 +922,8 @@ EXPORT_COLUMNS = [
     "latency_ms",
     "uncertainty",
     "n_blobs",
+    "review_verdict",
+    "review_note",
     "reasons",
 ]
 EXPORT_MAX_ROWS = 100_000
@@ -941,6 +963,8 @@ class InspectionExportView(APIView):
                     "latency_ms": ins.latency_ms,
                     "uncertainty": ins.uncertainty,
                     "n_blobs": len(ins.blobs),
+                    "review_verdict": _review_of(ins).verdict if _review_of(ins) else "",
+                    "review_note": _review_of(ins).note if _review_of(ins) else "",
                     "reasons": "; ".join(r.get("message", "") for r in ins.reasons)
                     if fmt == "csv"
                     else ins.reasons,
@@ -957,7 +981,7 @@ class InspectionExportView(APIView):
                 # neutralise spreadsheet formulas in free-text cells
                 writer.writerow(
                     {
-                        k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v)
+                        k: (f"'{v}" if isinstance(v, str) and v and v[0] in "=+-@\t\r" else v)
                         for k, v in row.items()
                     }
                 )
@@ -967,12 +991,92 @@ class InspectionExportView(APIView):
         return response
 
 
+def _review_of(ins: Inspection):
+    try:
+        return ins.review
+    except InspectionReview.DoesNotExist:
+        return None
+
+
+class InspectionSummaryView(APIView):
+    """Counts of the log and of its reviews (the line's real escapes and overkills)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, pk):
+        project, _ = _project(request, pk)
+        return Response(review_services.inspection_summary(project=project))
+
+
 class InspectionDetailView(APIView):
     @extend_schema(responses={200: s.InspectionOutput})
     def get(self, request, pk):
         ins = selectors.inspection_get(user=request.user, pk=pk)
         role_require(user=request.user, project=ins.project, need=READ)
         return Response(s.InspectionOutput(ins).data)
+
+
+class InspectionImageView(APIView):
+    @extend_schema(responses={(200, "image/*"): bytes, 404: _DETAIL})
+    def get(self, request, pk):
+        ins = selectors.inspection_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=ins.project, need=READ)
+        if not ins.image_file:
+            raise Http404(
+                "this inspection kept no image (see the project's keep_inspection_images)"
+            )
+        name = ins.image_file.name
+        return _file(
+            name,
+            download=_download(request),
+            filename=f"inspection-{ins.id}.{name.rsplit('.', 1)[-1]}",
+        )
+
+
+class InspectionReviewView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=s.InspectionReviewInput, responses={200: s.InspectionOutput})
+    def post(self, request, pk):
+        ins = selectors.inspection_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=ins.project, need=INSPECT)
+        data = s.InspectionReviewInput(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        review_services.inspection_review_set(
+            inspection=ins, user=request.user, **data.validated_data
+        )
+        ins = selectors.inspection_get(user=request.user, pk=pk)
+        return Response(s.InspectionOutput(ins).data)
+
+    @extend_schema(responses={204: None, 409: _DETAIL})
+    def delete(self, request, pk):
+        ins = selectors.inspection_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=ins.project, need=INSPECT)
+        review_services.inspection_review_clear(inspection=ins)
+        return Response(status=204)
+
+
+class InspectionPromoteView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            201: inline_serializer(
+                "Promoted", {"image": s.ImageOutput(), "created": drf_serializers.BooleanField()}
+            ),
+            200: inline_serializer(
+                "AlreadyAnImage",
+                {"image": s.ImageOutput(), "created": drf_serializers.BooleanField()},
+            ),
+            409: _DETAIL,
+        },
+    )
+    def post(self, request, pk):
+        ins = selectors.inspection_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=ins.project, need=EDIT)
+        result = review_services.inspection_promote(inspection=ins, user=request.user)
+        image = s.ImageOutput(result.image, context={"request": request}).data
+        return Response(
+            {"image": image, "created": result.created}, status=201 if result.created else 200
+        )
 
 
 # --- webhooks --------------------------------------------------------------------

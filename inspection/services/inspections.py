@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
+from django.conf import settings
 from django.db import transaction
 
 from inspection.errors import Conflict
-from inspection.models import Inspection, Job, Project
+from inspection.models import Inspection, Job, KeepImages, Project
 from inspection.services import engine
-from inspection.services.images import _decode, filename_sanitise
+from inspection.services.images import _EXT, _decode, filename_sanitise
 from inspection.services.jobs import (
     job_create,
     job_enqueue,
@@ -19,7 +21,7 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.services.rules import ruleset_active_get
-from inspection.storage import bytes_read, bytes_save, prefix_delete, project_prefix
+from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
 
 log = logging.getLogger("inspection.inspections")
 
@@ -36,6 +38,21 @@ def _deployed(project: Project):
     return fresh.deployed_model, ruleset
 
 
+def inspection_image_keep(*, policy: str, verdict: str, uncertainty: float | None) -> bool:
+    """Whether an inspection with ``verdict`` and ``uncertainty`` keeps its image.
+
+    >>> inspection_image_keep(policy="ng", verdict="OK", uncertainty=0.9)
+    False
+    """
+    if policy == KeepImages.ALL:
+        return True
+    if policy == KeepImages.NG:
+        return verdict == "NG"
+    if policy == KeepImages.UNSURE:
+        return verdict == "NG" or (uncertainty or 0.0) >= settings.INSPECTION_KEEP_UNSURE_MIN
+    return False
+
+
 def inspection_run(
     *,
     project: Project,
@@ -48,6 +65,8 @@ def inspection_run(
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
 
+    The file as sent is stored with the log entry when the project's
+    ``keep_inspection_images`` policy asks for it (for review and retraining).
     ``Inspection.timings``: ``decode_ms``, ``predict_ms``, ``rules_ms``,
     ``engine_ms`` (predict + rules) and ``total_ms`` (service side).
     """
@@ -78,7 +97,17 @@ def inspection_run(
         "engine_ms": round(float(result.timings.get("total_ms", 0.0)), 2),
         "total_ms": round(total_ms, 2),
     }
+    inspection_id = uuid.uuid4()
+    kept = ""
+    if inspection_image_keep(
+        policy=project.keep_inspection_images,
+        verdict=decision["verdict"],
+        uncertainty=result.decision.uncertainty,
+    ):
+        ext = _EXT.get(decoded.format, "bin")
+        kept = bytes_save(name_new(project.id, "inspections", ext, stem=inspection_id.hex), data)
     inspection = Inspection.objects.create(
+        id=inspection_id,
         project=project,
         image_sha256=decoded.sha256,
         image_name=filename_sanitise(filename),
@@ -95,6 +124,7 @@ def inspection_run(
         timings=timings,
         station=(station or "")[:100],
         part_id=(part_id or "")[:200],
+        image_file=kept,
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )

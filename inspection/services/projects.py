@@ -68,6 +68,7 @@ def project_create(
     cold_start_min: int | None = None,
     px_per_mm: float | None = None,
     backend: str | None = None,
+    keep_inspection_images: str = "none",
 ) -> Project:
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     from inspection.services.rules import ruleset_default_create
@@ -81,6 +82,7 @@ def project_create(
         cold_start_min=settings.COLD_START_MIN_IMAGES if cold_start_min is None else cold_start_min,
         px_per_mm=px_per_mm,
         backend=backend,
+        keep_inspection_images=keep_inspection_images,
         created_by=user,
     )
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
@@ -100,7 +102,8 @@ def _backend_check(name: str) -> None:
 
 @transaction.atomic
 def project_update(*, project: Project, data: dict) -> Project:
-    """Update name, description, classes, cold_start_min, px_per_mm, backend.
+    """Update name, description, classes, cold_start_min, px_per_mm, backend,
+    keep_inspection_images (applies to inspections from now on).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -123,7 +126,7 @@ def project_update(*, project: Project, data: dict) -> Project:
     if "backend" in data:
         _backend_check(data["backend"])
         project.backend = data["backend"]
-    for field in ("name", "description", "cold_start_min", "px_per_mm"):
+    for field in ("name", "description", "cold_start_min", "px_per_mm", "keep_inspection_images"):
         if field in data:
             setattr(project, field, data[field])
     project.save()

@@ -1,7 +1,8 @@
 """Retention: find and remove orphans (stored files and cache entries no row needs).
 
 A stored file is an orphan when no row names it (Image file/thumbnail/mask,
-ModelVersion artifact, Prediction mask/overlay/probabilities), or it sits under
+ModelVersion artifact, Prediction mask/overlay/probabilities, an Inspection's
+kept image), or it sits under
 ``projects/<id>/`` of a project that no longer exists, or it is a partial
 write under ``tmp/`` older than an hour. A feature-cache entry is an orphan
 when its key belongs to no stored image for the backends in use, current options
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from inspection.models import Image, ModelVersion, Prediction, Project
+from inspection.models import Image, Inspection, ModelVersion, Prediction, Project
 from inspection.storage import file_delete, names_under
 
 log = logging.getLogger("inspection.retention")
@@ -41,6 +42,9 @@ def _referenced_names() -> set[str]:
     names.update(n for n in ModelVersion.objects.values_list("artifact", flat=True) if n)
     for row in Prediction.objects.values_list("mask", "overlay", "probabilities"):
         names.update(n for n in row if n)
+    names.update(
+        n for n in Inspection.objects.exclude(image_file="").values_list("image_file", flat=True)
+    )
     return names
 
 

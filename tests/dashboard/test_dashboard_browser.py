@@ -488,6 +488,90 @@ def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
     assert response.status == 404
 
 
+# ----------------------------------------------------------------- production review
+def test_review_a_decision_and_add_the_part_to_the_training_images(
+    live_server, page, shot, login, make_user, eager_jobs
+):
+    """An operator's verdict on a logged decision, the line's real escapes and
+    overkills on the log page, and an engineer adding the kept image to the
+    project's images; the keep policy is a setting on the Settings page."""
+    from inspection.models import Image, Inspection, InspectionReview, ModelVersion, Project
+    from inspection.services.projects import project_create
+    from inspection.storage import bytes_save, name_new
+    from prompting.images import png_encode
+
+    owner = make_user("rita")
+    project = project_create(user=owner, name="Line 4", classes=["scratch"])
+    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact="m.npz")
+    made = {}
+    for verdict, seed in (("NG", 1), ("OK", 2)):
+        rgb = np.random.default_rng(seed).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+        data = png_encode(rgb)
+        ins = Inspection(
+            project=project,
+            image_sha256=f"{seed:064d}",
+            image_name=f"part-{verdict}.png",
+            width=80,
+            height=60,
+            model_version=mv,
+            ruleset=project.active_ruleset,
+            verdict=verdict,
+            reasons=[
+                {
+                    "rule_id": "any-defect",
+                    "rule_type": "blob_area",
+                    "severity": "major",
+                    "message": "blob of 40 px",
+                }
+            ]
+            if verdict == "NG"
+            else [],
+            latency_ms=12.0,
+            station="L4",
+        )
+        ins.image_file.name = bytes_save(
+            name_new(project.id, "inspections", "png", stem=ins.id.hex), data
+        )
+        ins.save()
+        made[verdict] = ins
+
+    login(page, live_server.url, "rita")
+    base = f"{live_server.url}/projects/{project.pk}/"
+    page.goto(f"{base}inspections/{made['NG'].pk}/")
+    page.wait_for_selector("[data-testid=decision-svg] image")  # the kept image, not just outlines
+    expect_text(page, "[data-testid=review-state]", "not reviewed")
+    page.fill("[data-testid=review-note]", "a fibre, not a scratch")
+    page.click("[data-testid=review-ok]")
+    expect_text(page, "[data-testid=review-state]", "really OK (an overkill)")
+    review = InspectionReview.objects.get(inspection=made["NG"])
+    assert review.verdict == "OK" and review.note == "a fibre, not a scratch"
+    assert review.reviewed_by == owner
+    page.click("[data-testid=promote]")
+    page.wait_for_selector("[data-testid=promoted-link]")
+    shot(page, "18-inspection-reviewed-and-added")
+    image = Image.objects.get(project=project)
+    assert image.verdict == "OK" and image.original_name == "part-NG.png"
+    page.click("[data-testid=promoted-link]")
+    page.wait_for_url(f"**/images/{image.pk}/")
+
+    page.goto(f"{base}inspections/")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 2")
+    expect_text(page, "[data-testid=review-summary]", "1 reviewed: 0 escapes")
+    expect_text(page, "[data-testid=review-summary]", "1 overkill")
+    page.select_option("[data-testid=log-review]", "misjudged")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
+    assert "overkill" in page.locator("[data-testid=log-review-cell]").inner_text()
+    shot(page, "19-inspections-misjudged")
+
+    page.goto(f"{base}settings/")
+    page.wait_for_selector("[data-testid=keep-images][data-loaded='1']")
+    assert page.locator("[data-testid=keep-images]").input_value() == "none"
+    page.select_option("[data-testid=keep-images]", "unsure")
+    page.wait_for_selector("[data-testid=keep-images-saved]")
+    assert Project.objects.get(id=project.id).keep_inspection_images == "unsure"
+    assert not page.js_errors, page.js_errors
+
+
 # ----------------------------------------------------------------- rules as jobs
 def test_rules_page_follows_backtest_and_tune_jobs_on_a_large_project(
     live_server, page, shot, login, make_user, eager_jobs, settings

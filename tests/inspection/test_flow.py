@@ -304,3 +304,38 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
         == 405
     )
     assert client.delete(f"/api/v1/inspections/{ins['id']}/").status_code == 405
+
+    # the line keeps its images from now on; a person reviews a decision, and the
+    # engineer adds that part to the training images with the review's verdict
+    r = client.patch(f"/api/v1/projects/{pid}/", {"keep_inspection_images": "all"}, format="json")
+    assert r.status_code == 200 and r.json()["keep_inspection_images"] == "all"
+    with open(image_path(extra_rows[3]), "rb") as f:
+        sent = f.read()
+    r = line.post(
+        f"/api/v1/projects/{pid}/inspect/",
+        {"file": _file(image_path(extra_rows[3])), "station": "line-1"},
+        format="multipart",
+    )
+    assert r.status_code == 200 and r.json()["image_kept"] is True and r.json()["review"] is None
+    kept = r.json()
+    r = line.get(f"/api/v1/inspections/{kept['id']}/image/")
+    assert r.status_code == 200 and b"".join(r.streaming_content) == sent
+    real = "OK" if kept["verdict"] == "NG" else "NG"  # the line got it wrong
+    r = line.post(f"/api/v1/inspections/{kept['id']}/review/", {"verdict": real}, format="json")
+    assert r.status_code == 200, r.content
+    assert r.json()["review"]["verdict"] == real and r.json()["misjudged"] is True
+    assert r.json()["review"]["reviewed_by"] == "operator1"
+    assert line.post(f"/api/v1/inspections/{kept['id']}/promote/").status_code == 403
+    r = client.post(f"/api/v1/inspections/{kept['id']}/promote/")
+    assert r.status_code == 201, r.content
+    promoted = r.json()["image"]
+    assert promoted["verdict"] == real and r.json()["created"] is True
+    r = client.get(f"/api/v1/projects/{pid}/images/")
+    assert promoted["id"] in [im["id"] for im in r.json()["results"]]
+    assert client.post(f"/api/v1/inspections/{kept['id']}/promote/").json()["created"] is False
+    r = client.get(f"/api/v1/projects/{pid}/inspections/?misjudged=true")
+    assert [i["id"] for i in r.json()["results"]] == [kept["id"]]
+    summary = client.get(f"/api/v1/projects/{pid}/inspections/summary/").json()
+    assert summary["n_inspections"] == 4 and summary["n_images_kept"] == 1
+    assert summary["reviews"]["reviewed"] == 1 and summary["reviews"]["misjudged"] == 1
+    assert summary["reviews"]["promoted"] == 1

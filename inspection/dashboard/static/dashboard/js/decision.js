@@ -1,6 +1,6 @@
 // Decision detail: the image with its blobs outlined (SVG over the image),
 // every blob's measures and the rule that made the image NG.
-import { API, api, h, pageData, fmt, when } from "./api.js";
+import { API, api, h, pageData, fmt, when, errorText } from "./api.js";
 import { classesOf, normPrediction, loadPredictions } from "./shapes.js";
 
 const PD = pageData();
@@ -89,14 +89,72 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
   });
 }
 
+// ------------------------------------------------------------------ review (inspections)
+function showReview(ins) {
+  const r = ins.review;
+  const state = document.getElementById("review-state");
+  if (!state) return;
+  state.dataset.verdict = r ? r.verdict : "";
+  state.textContent = r
+    ? `· really ${r.verdict}${ins.misjudged ? (ins.verdict === "OK" ? " (an escape)" : " (an overkill)") : " (the line was right)"}${r.reviewed_by ? " · by " + r.reviewed_by : ""}${r.note ? " · " + r.note : ""}`
+    : "· not reviewed";
+  state.className = "small " + (r ? (ins.misjudged ? "ng-text" : "ok-text") : "muted");
+  const clear = document.getElementById("review-clear");
+  if (clear) clear.hidden = !r;
+  const promote = document.getElementById("promote");
+  if (promote) {
+    promote.hidden = !ins.image_kept;
+    if (r && r.image) setPromoted(r.image, false);
+  }
+  const msg = document.getElementById("review-msg");
+  if (!ins.image_kept) msg.replaceChildren(h("span", { class: "muted" }, "The image was not kept (project setting “keep inspection images”), so it can't be added to the training images."));
+}
+
+function setPromoted(imageId, created) {
+  document.getElementById("promote-result").replaceChildren(
+    created ? "Added. " : "In the training images. ",
+    h("a", { href: `/projects/${pid}/images/${imageId}/`, "data-testid": "promoted-link" }, "Open it in the editor to paint"));
+}
+
+function wireReview(ins) {
+  const msg = document.getElementById("review-msg");
+  const fail = (ex) => msg.replaceChildren(h("div", { class: "notice error" }, errorText(ex.body) || ex.message));
+  const send = async (verdict) => {
+    try {
+      const note = document.getElementById("review-note").value;
+      Object.assign(ins, await api(`/inspections/${ins.id}/review/`, { method: "POST", body: { verdict, note } }));
+      showReview(ins);
+    } catch (ex) { fail(ex); }
+  };
+  document.getElementById("review-ok")?.addEventListener("click", () => send("OK"));
+  document.getElementById("review-ng")?.addEventListener("click", () => send("NG"));
+  document.getElementById("review-clear")?.addEventListener("click", async () => {
+    try {
+      await api(`/inspections/${ins.id}/review/`, { method: "DELETE" });
+      Object.assign(ins, await api(`/inspections/${ins.id}/`));
+      showReview(ins);
+    } catch (ex) { fail(ex); }
+  });
+  document.getElementById("promote")?.addEventListener("click", async (e) => {
+    const button = e.currentTarget;
+    button.disabled = true;
+    try {
+      const res = await api(`/inspections/${ins.id}/promote/`, { method: "POST" });
+      setPromoted(res.image.id, res.created);
+    } catch (ex) { fail(ex); } finally { button.disabled = false; }
+  });
+}
+
 async function main() {
   if (PD.source === "inspection") {
     const ins = await api(`/inspections/${PD.inspection_id}/`).catch(async () => {
       const list = await api(`/projects/${pid}/inspections/?id=${PD.inspection_id}`);
       return (list.results || list).find((i) => String(i.id) === PD.inspection_id);
     });
+    showReview(ins);
+    wireReview(ins);
     render(ins, {
-      imageUrl: ins.image_url || null, overlayUrl: ins.overlay_url || null,
+      imageUrl: ins.image_kept ? `${API}/inspections/${ins.id}/image/` : null, overlayUrl: null,
       width: ins.width || PD.width, height: ins.height || PD.height,
       meta: { versions: `model v${ins.model_number ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
               text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms${unsure(ins.uncertainty)}` },

@@ -14,6 +14,10 @@ function query() {
   if (f.get("station")) q.set("station", f.get("station").trim());
   if (f.get("since")) q.set("created_after", new Date(f.get("since")).toISOString());
   if (f.get("until")) q.set("created_before", new Date(f.get("until")).toISOString());
+  const review = f.get("review");
+  if (review === "misjudged") q.set("misjudged", "true");
+  else if (review === "unreviewed") q.set("reviewed", "false");
+  else if (review === "reviewed") q.set("reviewed", "true");
   q.set("page_size", "500");
   return q;
 }
@@ -24,6 +28,12 @@ function reasonText(r) {
   return rs[0].message || `${rs[0].rule_id}`;
 }
 const modelOf = (r) => r.model_number ?? "";
+function reviewCell(r) {
+  if (!r.review) return h("span", { class: "muted" }, "—");
+  const wrong = r.misjudged ? (r.verdict === "OK" ? "escape" : "overkill") : "";
+  return h("span", { class: wrong ? "ng-text" : "ok-text", "data-testid": "log-review-cell", title: r.review.note || "" },
+    `really ${r.review.verdict}${wrong ? " · " + wrong : ""}`);
+}
 const rulesOf = (r) => r.rules_version ?? "";
 
 function render() {
@@ -36,11 +46,12 @@ function render() {
     h("td", {}, r.station || ""),
     h("td", {}, r.part_id || ""),
     h("td", { class: "small" }, reasonText(r)),
+    h("td", { class: "small" }, reviewCell(r)),
     h("td", { class: "num" }, (r.blobs || []).length),
     h("td", {}, modelOf(r) !== "" ? `v${modelOf(r)}` : ""),
     h("td", {}, rulesOf(r) !== "" ? `v${rulesOf(r)}` : ""),
     h("td", { class: "num" }, r.latency_ms != null ? `${fmt(r.latency_ms, 0)} ms` : "")))
-    : [h("tr", {}, h("td", { colspan: 10, class: "empty" }, "No inspections match."))]));
+    : [h("tr", {}, h("td", { colspan: 11, class: "empty" }, "No inspections match."))]));
   lineChart(document.getElementById("chart-ng"), ngRateSeries([...rows].reverse()));
   histogram(document.getElementById("chart-area"), rows.flatMap((r) => (r.blobs || []).map((b) => b.area_px).filter((a) => a > 0)));
 }
@@ -50,10 +61,26 @@ async function load() {
     rows = await apiAll(`/projects/${pid}/inspections/?${query()}`, { limit: 5000 });
   } catch (ex) {
     rows = [];
-    document.getElementById("log-rows").replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "error" }, errorText(ex.body) || ex.message)));
+    document.getElementById("log-rows").replaceChildren(h("tr", {}, h("td", { colspan: 11, class: "error" }, errorText(ex.body) || ex.message)));
     return;
   }
   render();
+  loadSummary();
+}
+
+// what reviews found: the line's real escapes and overkills
+async function loadSummary() {
+  const el = document.getElementById("review-summary");
+  try {
+    const s = await api(`/projects/${pid}/inspections/summary/`);
+    const r = s.reviews;
+    el.replaceChildren(r.reviewed
+      ? h("span", {}, `${r.reviewed} reviewed: `,
+          h("b", { class: r.escapes ? "ng-text" : "" }, `${r.escapes} escape${r.escapes === 1 ? "" : "s"}`), r.escape_rate != null ? ` (${(100 * r.escape_rate).toFixed(1)} % of real NG)` : "", ", ",
+          h("b", { class: r.overkills ? "ng-text" : "" }, `${r.overkills} overkill${r.overkills === 1 ? "" : "s"}`), r.overkill_rate != null ? ` (${(100 * r.overkill_rate).toFixed(1)} % of real OK)` : "",
+          `; ${r.promoted} added to the training images · images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images})`)
+      : h("span", { class: "muted" }, `No decision reviewed yet: open one and say what the part really is. Images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images}).`));
+  } catch (ex) { el.textContent = ""; }
 }
 
 // CSV comes from the server's export (same filters as the table)

@@ -34,6 +34,19 @@ if (memberForm) memberForm.addEventListener("submit", async () => {
   } catch (ex) { err("member-errors", ex); }
 });
 
+// ---- which production images the log keeps (project setting)
+const keep = document.getElementById("keep-images");
+if (keep) {
+  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; });
+  keep.addEventListener("change", async () => {
+    const out = document.getElementById("keep-images-msg");
+    try {
+      const p = await api(`/projects/${pid}/`, { method: "PATCH", body: { keep_inspection_images: keep.value } });
+      out.replaceChildren(h("span", { class: "ok-text", "data-testid": "keep-images-saved" }, `Saved: new inspections keep ${p.keep_inspection_images === "none" ? "no images" : p.keep_inspection_images === "all" ? "every image" : p.keep_inspection_images === "ng" ? "NG images" : "NG and unsure images"}.`));
+    } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
+  });
+}
+
 // ---- API tokens: the API issues one token per user (POST /auth/token/ with the password)
 function renderTokens(me) {
   const rows = document.getElementById("token-rows");
