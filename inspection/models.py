@@ -314,7 +314,11 @@ class ImmutableError(Exception):
 
 
 class Inspection(models.Model):
-    """The production log. Written once; never updated, never deleted alone."""
+    """The production log. Written once; never updated, never deleted alone.
+
+    The one exception is retention: a kept image (``image_file``) expires after
+    ``INSPECTION_IMAGES_KEEP_DAYS``, and its name is then cleared; the decision stays.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="inspections")

@@ -188,6 +188,8 @@ JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job f
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
 # keep_inspection_images=unsure also keeps OK images with at least this uncertain fraction
 INSPECTION_KEEP_UNSURE_MIN = env_float("INSPECTION_KEEP_UNSURE_MIN", 0.1)
+# kept inspection images older than this many days are deleted by the daily sweep (0: never)
+INSPECTION_IMAGES_KEEP_DAYS = env_int("INSPECTION_IMAGES_KEEP_DAYS", 90)
 # backtests/tunes over more labelled megapixels than this run as jobs (202), not in the request
 RULES_SYNC_MAX_MEGAPIXELS = env_int("RULES_SYNC_MAX_MEGAPIXELS", 20)
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
@@ -231,6 +233,10 @@ else:
     }
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-jobs": {"task": "inspection.tasks.jobs_sweep_stale_task", "schedule": 60.0},
+    "expire-inspection-images": {
+        "task": "inspection.tasks.inspection_images_expire_task",
+        "schedule": 3600.0,
+    },
 }
 
 # --- REST API -----------------------------------------------------------------

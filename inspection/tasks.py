@@ -10,6 +10,7 @@ from celery import shared_task
 
 from inspection.services.inspections import inspection_batch_run
 from inspection.services.jobs import jobs_sweep_stale
+from inspection.services.reviews import inspection_images_expire
 from inspection.services.rules import rules_job_run
 from inspection.services.segment import embedding_compute
 from inspection.services.training import predictions_refresh, training_run
@@ -63,3 +64,8 @@ def webhook_delivery_send_task(self, delivery_id: str) -> None:
 @shared_task
 def jobs_sweep_stale_task() -> int:
     return jobs_sweep_stale()
+
+
+@shared_task
+def inspection_images_expire_task() -> int:
+    return inspection_images_expire()

@@ -1060,11 +1060,20 @@ class InspectionPromoteView(APIView):
         request=None,
         responses={
             201: inline_serializer(
-                "Promoted", {"image": s.ImageOutput(), "created": drf_serializers.BooleanField()}
+                "Promoted",
+                {
+                    "image": s.ImageOutput(),
+                    "created": drf_serializers.BooleanField(),
+                    "job": s.JobOutput(allow_null=True),
+                },
             ),
             200: inline_serializer(
                 "AlreadyAnImage",
-                {"image": s.ImageOutput(), "created": drf_serializers.BooleanField()},
+                {
+                    "image": s.ImageOutput(),
+                    "created": drf_serializers.BooleanField(),
+                    "job": s.JobOutput(allow_null=True),
+                },
             ),
             409: _DETAIL,
         },
@@ -1073,9 +1082,13 @@ class InspectionPromoteView(APIView):
         ins = selectors.inspection_get(user=request.user, pk=pk)
         role_require(user=request.user, project=ins.project, need=EDIT)
         result = review_services.inspection_promote(inspection=ins, user=request.user)
-        image = s.ImageOutput(result.image, context={"request": request}).data
         return Response(
-            {"image": image, "created": result.created}, status=201 if result.created else 200
+            {
+                "image": s.ImageOutput(result.image, context={"request": request}).data,
+                "created": result.created,
+                "job": s.JobOutput(result.job).data if result.job else None,
+            },
+            status=201 if result.created else 200,
         )
 
 

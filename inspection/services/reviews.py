@@ -10,14 +10,17 @@ corrections on it and to backtest rules on parts the model never trained on.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Count, F, Q
 
 from inspection.errors import Conflict, InvalidInput
-from inspection.models import Image, Inspection, InspectionReview, Project, Verdict
+from inspection.models import Image, Inspection, InspectionReview, Job, Project, Verdict
 from inspection.storage import bytes_read
+
+log = logging.getLogger("inspection.reviews")
 
 
 def _verdict_clean(verdict) -> str:
@@ -73,6 +76,8 @@ def inspection_review_clear(*, inspection: Inspection) -> None:
 class PromoteResult:
     image: Image
     created: bool
+    #: the predict job that gives the new image the deployed model's prediction
+    job: Job | None = None
 
 
 def inspection_promote(*, inspection: Inspection, user=None) -> PromoteResult:
@@ -80,9 +85,13 @@ def inspection_promote(*, inspection: Inspection, user=None) -> PromoteResult:
 
     The review's verdict (when there is one) becomes the image's ground truth;
     an image with the same content already in the project is returned as it is
-    (``created=False``). 409 when the inspection kept no image.
+    (``created=False``). A new image is predicted by the deployed model (a
+    predict job; stored predictions of the other images are reused), so the
+    rules backtest counts it at once, as a part the model was not trained on.
+    409 when the inspection kept no image.
     """
     from inspection.services.images import image_upload
+    from inspection.services.training import predictions_refresh_start
 
     if not inspection.image_file:
         raise Conflict(
@@ -106,7 +115,12 @@ def inspection_promote(*, inspection: Inspection, user=None) -> PromoteResult:
     )
     if review is not None and review.image_id != result.image.id:
         InspectionReview.objects.filter(id=review.id).update(image=result.image)
-    return PromoteResult(image=result.image, created=not result.duplicate)
+    job = None
+    if not result.duplicate:
+        job = predictions_refresh_start(
+            project=inspection.project, user=user, reason="a part added from the line"
+        )
+    return PromoteResult(image=result.image, created=not result.duplicate, job=job)
 
 
 def inspection_review_summary(*, project: Project) -> dict:
@@ -145,6 +159,38 @@ def inspection_summary(*, project: Project) -> dict:
         "keep_inspection_images": project.keep_inspection_images,
         "reviews": inspection_review_summary(project=project),
     }
+
+
+def inspection_images_expire(*, older_than_days: int | None = None, now=None) -> int:
+    """Delete the kept images of inspections older than ``older_than_days``
+    (default ``INSPECTION_IMAGES_KEEP_DAYS``; 0 keeps them forever).
+
+    The decision, its reasons and its review stay in the log; only the stored
+    file goes, and ``image_file`` is emptied so the log no longer offers it.
+    Images already added to the training images are copies and stay. Returns
+    how many files were deleted. Safe to run twice.
+    """
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from inspection.storage import file_delete
+
+    days = settings.INSPECTION_IMAGES_KEEP_DAYS if older_than_days is None else older_than_days
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expired = Inspection.objects.filter(created_at__lt=cutoff).exclude(image_file="")
+    n = 0
+    for ins_id, name in expired.values_list("id", "image_file").iterator():
+        file_delete(name)
+        # retention, not an edit of the decision: only the attachment's name is cleared
+        Inspection.objects.filter(id=ins_id).update(image_file="")
+        n += 1
+    if n:
+        log.info("expired %d kept inspection images older than %d days", n, days)
+    return n
 
 
 def misjudged_q() -> Q:

@@ -326,10 +326,18 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert r.json()["review"]["verdict"] == real and r.json()["misjudged"] is True
     assert r.json()["review"]["reviewed_by"] == "operator1"
     assert line.post(f"/api/v1/inspections/{kept['id']}/promote/").status_code == 403
+    before = client.post(f"/api/v1/projects/{pid}/rules/backtest/", {}, format="json").json()
     r = client.post(f"/api/v1/inspections/{kept['id']}/promote/")
     assert r.status_code == 201, r.content
     promoted = r.json()["image"]
     assert promoted["verdict"] == real and r.json()["created"] is True
+    # the deployed model predicts the new image, so the backtest judges it as an unseen part
+    refresh = job_wait(r.json()["job"]["id"])
+    assert refresh.state == "succeeded", refresh.error
+    after = client.post(f"/api/v1/projects/{pid}/rules/backtest/", {}, format="json").json()
+    assert after["n_images"] == before["n_images"] + 1
+    assert after["held_out"]["n_images"] == before["held_out"]["n_images"] + 1
+    assert after["n_trained_on"] == before["n_trained_on"]
     r = client.get(f"/api/v1/projects/{pid}/images/")
     assert promoted["id"] in [im["id"] for im in r.json()["results"]]
     assert client.post(f"/api/v1/inspections/{kept['id']}/promote/").json()["created"] is False

@@ -220,8 +220,10 @@ def test_promoting_adds_the_part_with_the_reviewed_verdict_once(line, api_for):
     assert image.project_id == line.project.id and image.verdict == "NG"
     assert image.original_name == "part9.png" and image.sha256 == ins.image_sha256
     assert InspectionReview.objects.get(inspection=ins).image_id == image.id
+    assert r.json()["job"]["kind"] == "predict"  # the new image gets the deployed model's view
     again = client.post(f"/api/v1/inspections/{ins.id}/promote/")
     assert again.status_code == 200 and again.json()["created"] is False
+    assert again.json()["job"] is None
     assert again.json()["image"]["id"] == str(image.id)
     assert Image.objects.filter(project=line.project).count() == 1
     assert reviews.inspection_review_summary(project=line.project)["promoted"] == 1
@@ -278,3 +280,41 @@ def test_no_one_outside_the_project_reviews_or_sees_kept_images(line, api_for, m
         r = getattr(stranger, method)(f"/api/v1/inspections/{ins.id}/{suffix}", {"verdict": "OK"})
         assert r.status_code == 404, (suffix, r.status_code)
     assert not InspectionReview.objects.exists()
+
+
+def test_kept_images_expire_but_decisions_and_reviews_stay(line, settings):
+    from datetime import timedelta
+
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    _set_policy(line, "all")
+    old, recent = line.inspect("NG", seed=1), line.inspect("OK", seed=2)
+    reviews.inspection_review_set(inspection=old, verdict="OK")
+    Inspection.objects.filter(id=old.id).update(created_at=timezone.now() - timedelta(days=40))
+    settings.INSPECTION_IMAGES_KEEP_DAYS = 0  # keep forever: nothing goes
+    assert reviews.inspection_images_expire() == 0
+    assert reviews.inspection_images_expire(older_than_days=30) == 1
+    assert not default_storage.exists(old.image_file.name)
+    assert default_storage.exists(recent.image_file.name)
+    after = Inspection.objects.get(id=old.id)
+    assert after.image_file.name == "" and after.verdict == "NG" and after.reasons == old.reasons
+    assert after.review.verdict == "OK"
+    assert reviews.inspection_images_expire(older_than_days=30) == 0  # safe to run twice
+    r = reviews.inspection_summary(project=line.project)
+    assert r["n_images_kept"] == 1 and r["reviews"]["reviewed"] == 1
+    with pytest.raises(Exception, match="kept no image"):
+        reviews.inspection_promote(inspection=after)
+    out = io.StringIO()
+    call_command("expire_inspection_images", "--older-than-days", "0", stdout=out)
+    assert out.getvalue().strip() == "0 kept inspection images older than 0 days deleted"
+
+
+def test_the_expiry_sweep_is_scheduled():
+    from django.conf import settings
+
+    from inspection.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["expire-inspection-images"]
+    assert entry["task"] in app.tasks
