@@ -113,6 +113,7 @@ FILE_ROUTES = [
     ("/api/v1/images/{image}/overlay/", "image/png"),
     ("/api/v1/predictions/{prediction}/mask/", "image/png"),
     ("/api/v1/predictions/{prediction}/overlay/", "image/png"),
+    ("/api/v1/inspections/{inspection}/image/", "image/"),
     ("/api/v1/projects/{project}/inspections/export/?format=csv", "text/csv"),
     ("/api/v1/projects/{project}/inspections/export/?format=json", "application/json"),
 ]

@@ -47,6 +47,8 @@ def cases() -> list[Hostile]:
     B = "/api/v1/projects/{project}/rules/backtest/"
     PR = "/api/v1/projects/"
     PD = "/api/v1/projects/{project}/"
+    T = "/api/v1/projects/{project}/rules/tune/"
+    RV = "/api/v1/inspections/{inspection}/review/"
     S = "/api/v1/images/{image}/segment/"
 
     def prompt(name, body, field="points", statuses=(400,)):
@@ -94,7 +96,7 @@ def cases() -> list[Hostile]:
 
     # --- rules -------------------------------------------------------------------------
     def rules(name, data, field, raw: bytes | None = None, path=R, method="PUT"):
-        body = raw if raw is not None else _j({"rules": data} if path == B else data)
+        body = raw if raw is not None else _j({"rules": data} if path in (B, T) else data)
         out.append(Hostile(f"rules: {name}", method if path == R else "POST", path, body, field))
 
     base = {"connectivity": 8, "classes": {}, "rules": [{"id": "r1", "type": "blob_area", "class": "*", "min_area_px": 10, "severity": "major"}]}
@@ -136,6 +138,10 @@ def cases() -> list[Hostile]:
     rules("backtest with hostile rules", base | {"connectivity": 3}, "connectivity", path=B)
     rules("backtest rules not an object", "x", "rules", path=B)
     rules("backtest nested 100,000 deep", None, "", raw=_nested(100_000).encode(), path=B)
+    rules("tune from hostile rules", base | {"connectivity": 3}, "connectivity", path=T)
+    rules("tune from rules not an object", "x", "rules", path=T)
+    rules("tune from a rule of an unknown class", base | {"rules": [{"id": "r", "type": "blob_area", "class": "rust", "min_area_px": 1, "severity": "major"}]}, "rules[0].class", path=T)
+    rules("tune nested 100,000 deep", None, "", raw=_nested(100_000).encode(), path=T)
 
     # --- project settings --------------------------------------------------------------
     def project(name, data, field, path=PR, raw=None, statuses=(400,)):
@@ -151,6 +157,20 @@ def cases() -> list[Hostile]:
     project("backend unknown", {"name": "p", "classes": ["a"], "backend": "../../etc"}, "backend")
     project("patch classes removing a used class", {"classes": ["other"]}, "classes", path=PD, statuses=(409,))
     project("patch backend regex", {"backend": ".*"}, "backend", path=PD)
+    for keep in ("../etc", "ALL", ["all"], 1, None):
+        project(f"patch keep_inspection_images {keep!r}", {"keep_inspection_images": keep}, "keep_inspection_images", path=PD)
+
+    # --- reviews of logged decisions -------------------------------------------------------
+    def review(name, data, field, raw=None):
+        out.append(Hostile(f"review: {name}", "POST", RV, raw if raw is not None else _j(data), field))
+
+    for verdict in ("maybe", "ok", ["NG"], None, 1, ""):
+        review(f"verdict {verdict!r}", {"verdict": verdict}, "verdict")
+    review("no verdict", {"note": "x"}, "verdict")
+    review("note of 1 MB", {"verdict": "NG", "note": "n" * 1_000_000}, "note")
+    review("note not a string", {"verdict": "NG", "note": {"a": 1}}, "note")
+    review("nested 100,000 deep", None, "", raw=_nested(100_000).encode())
+    review("body over DATA_UPLOAD_MAX_MEMORY_SIZE", None, "", raw=b'{"verdict": "NG", "note": "' + b"x" * 3_000_000 + b'"}')
     return out
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -139,6 +140,21 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
     ins.refresh_from_db()
     check(Inspection.objects.filter(id=ins.id).exists(), "the inspection row is still there")
 
+    # a kept inspection image, reviewed: retention removes the file, never the decision
+    from inspection.models import InspectionReview
+    from inspection.services.reviews import inspection_images_expire, inspection_review_set
+
+    kept = ins.image_file.name
+    check(bool(kept) and _exists(kept), "the inspection kept its image (keep_inspection_images=all)")
+    inspection_review_set(inspection=ins, verdict=ins.verdict, note="checked")
+    check(inspection_images_expire(older_than_days=1) == 0 and _exists(kept), "a kept image younger than the retention stays")
+    Inspection.objects.filter(id=ins.id).update(created_at=ins.created_at - timedelta(days=2))
+    check(inspection_images_expire(older_than_days=1) == 1 and not _exists(kept), "an expired kept image is deleted")
+    after = Inspection.objects.get(id=ins.id)
+    check(after.image_file.name == "" and after.verdict == ins.verdict and after.reasons == ins.reasons and InspectionReview.objects.filter(inspection=after).exists(), "the expired image's decision and review stay")
+    r = client_for(world, "owner").get(f"/api/v1/inspections/{ins.id}/image/")
+    check(r.status_code == 404, f"the expired image answers {r.status_code}")
+
     # deleting the project removes every file, row and cache entry
     remaining = list(Image.objects.filter(project=project).values_list("pixels_hash", flat=True))
     pkeys = cache_keys(remaining, fingerprints=fps)
@@ -152,8 +168,9 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
         not Image.objects.filter(project_id=project.id).exists()
         and not Job.objects.filter(project_id=project.id).exists()
         and not ModelVersion.objects.filter(project_id=project.id).exists()
-        and not Inspection.objects.filter(project_id=project.id).exists(),
-        "the project's rows are gone (images, jobs, models, inspections)",
+        and not Inspection.objects.filter(project_id=project.id).exists()
+        and not InspectionReview.objects.filter(inspection__project_id=project.id).exists(),
+        "the project's rows are gone (images, jobs, models, inspections, reviews)",
     )
     check(_row_file_hashes(world.project) == other_before, "another project's files (every one a row names) are unchanged")
     return checks
