@@ -864,6 +864,10 @@ class InspectionFilter(django_filters.FilterSet):
     )
     misjudged = django_filters.BooleanFilter(method="f_misjudged")
     image_kept = django_filters.BooleanFilter(method="f_image_kept")
+    ordering = django_filters.ChoiceFilter(
+        choices=[(v, v) for v in ("-created_at", "created_at", "-uncertainty", "uncertainty")],
+        method="f_ordering",
+    )
 
     class Meta:
         model = Inspection
@@ -875,6 +879,19 @@ class InspectionFilter(django_filters.FilterSet):
 
     def f_image_kept(self, qs, name, value):
         return qs.exclude(image_file="") if value else qs.filter(image_file="")
+
+    def f_ordering(self, qs, name, value):
+        """Newest first by default; ``-uncertainty``: the decisions closest to
+        flipping first (the review queue), unmeasured ones last, newest first on ties."""
+        from django.db.models import F
+
+        if value == "created_at":
+            return qs.order_by("created_at", "id")
+        if value == "-created_at":
+            return qs.order_by("-created_at", "-id")
+        field = F("uncertainty")
+        key = field.desc(nulls_last=True) if value.startswith("-") else field.asc(nulls_last=True)
+        return qs.order_by(key, "-created_at", "-id")
 
 
 class InspectionListView(APIView):
@@ -896,6 +913,12 @@ class InspectionListView(APIView):
                 "misjudged", bool, description="only decisions a review found wrong (or right)"
             ),
             OpenApiParameter("image_kept", bool, description="only decisions with a kept image"),
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=["-created_at", "created_at", "-uncertainty", "uncertainty"],
+                description="-uncertainty: the review queue, most unsure decisions first",
+            ),
         ],
     )
     def get(self, request, pk):

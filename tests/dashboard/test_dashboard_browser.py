@@ -551,16 +551,34 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     shot(page, "18-inspection-reviewed-and-added")
     image = Image.objects.get(project=project)
     assert image.verdict == "OK" and image.original_name == "part-NG.png"
+    # the review queue: the next unreviewed kept decision, reviewed from the keyboard
+    page.click("[data-testid=review-next]")
+    page.wait_for_url(f"**/inspections/{made['OK'].pk}/")
+    expect_text(page, "[data-testid=review-state]", "not reviewed")
+    page.keyboard.press("n")
+    expect_text(page, "[data-testid=review-state]", "really NG (an escape)")
+    page.keyboard.press("u")
+    page.wait_for_selector("[data-testid=queue-empty]")
+    assert InspectionReview.objects.get(inspection=made["OK"]).verdict == "NG"
+    page.goto(f"{base}inspections/{made['NG'].pk}/")
+    page.wait_for_selector("[data-testid=promoted-link]")  # the page remembers the part was added
     page.click("[data-testid=promoted-link]")
     page.wait_for_url(f"**/images/{image.pk}/")
 
     page.goto(f"{base}inspections/")
     page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 2")
-    expect_text(page, "[data-testid=review-summary]", "1 reviewed: 0 escapes")
+    expect_text(page, "[data-testid=review-summary]", "2 reviewed: 1 escape (100.0 % of real NG)")
     expect_text(page, "[data-testid=review-summary]", "1 overkill")
     page.select_option("[data-testid=log-review]", "misjudged")
-    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
-    assert "overkill" in page.locator("[data-testid=log-review-cell]").inner_text()
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 2")
+    page.select_option("[data-testid=log-review]", "queue")
+    page.wait_for_selector("[data-testid=log-table] td.empty")  # nothing left to review
+    page.select_option("[data-testid=log-review]", "reviewed")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=log-review-cell]').length === 2"
+    )
+    cells = page.locator("[data-testid=log-review-cell]").all_inner_texts()
+    assert sorted(cells) == ["really NG · escape", "really OK · overkill"], cells
     shot(page, "19-inspections-misjudged")
 
     page.goto(f"{base}settings/")

@@ -318,3 +318,21 @@ def test_the_expiry_sweep_is_scheduled():
 
     entry = settings.CELERY_BEAT_SCHEDULE["expire-inspection-images"]
     assert entry["task"] in app.tasks
+
+
+def test_the_review_queue_puts_the_most_unsure_unreviewed_kept_decisions_first(line, api_for):
+    _set_policy(line, "all")
+    made = [line.inspect(kind, seed=i) for i, kind in enumerate(("OK", "unsure", "NG", "unsure"))]
+    Inspection.objects.filter(id=made[3].id).update(uncertainty=0.4)
+    Inspection.objects.filter(id=made[0].id).update(uncertainty=None)
+    reviews.inspection_review_set(inspection=made[1], verdict="OK")
+    client = api_for(line.owner)
+    base = f"/api/v1/projects/{line.project.id}/inspections/"
+    r = client.get(base + "?reviewed=false&image_kept=true&ordering=-uncertainty")
+    assert r.status_code == 200, r.content
+    # 0.4 first, then NG (0.0), the unmeasured one last; the reviewed one is not listed
+    assert [i["id"] for i in r.json()["results"]] == [str(made[k].id) for k in (3, 2, 0)]
+    r = client.get(base + "?ordering=created_at")
+    assert [i["id"] for i in r.json()["results"]] == [str(m.id) for m in made]
+    r = client.get(base + "?ordering=blobs")
+    assert r.status_code == 400 and "ordering" in r.json()["errors"]

@@ -1,6 +1,6 @@
 // Decision detail: the image with its blobs outlined (SVG over the image),
 // every blob's measures and the rule that made the image NG.
-import { API, api, h, pageData, fmt, when, errorText } from "./api.js";
+import { API, api, h, pageData, fmt, when, errorText, typing } from "./api.js";
 import { classesOf, normPrediction, loadPredictions } from "./shapes.js";
 
 const PD = pageData();
@@ -128,6 +128,25 @@ function wireReview(ins) {
   };
   document.getElementById("review-ok")?.addEventListener("click", () => send("OK"));
   document.getElementById("review-ng")?.addEventListener("click", () => send("NG"));
+  // the review queue: unreviewed decisions with a kept image, most unsure first
+  const next = async () => {
+    try {
+      const q = await api(`/projects/${pid}/inspections/?reviewed=false&image_kept=true&ordering=-uncertainty&page_size=2`);
+      const other = (q.results || []).find((i) => String(i.id) !== String(ins.id));
+      if (other) window.location.assign(`/projects/${pid}/inspections/${other.id}/`);
+      else msg.replaceChildren(h("span", { class: "ok-text", "data-testid": "queue-empty" }, "Nothing else to review: every kept decision has a review."));
+    } catch (ex) { fail(ex); }
+  };
+  document.getElementById("review-next")?.addEventListener("click", next);
+  if (document.getElementById("review-ok")) {
+    document.addEventListener("keydown", (e) => {
+      if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+      const k = e.key.toLowerCase();
+      if (k === "o") send("OK");
+      else if (k === "n") send("NG");
+      else if (k === "u") next();
+    });
+  }
   document.getElementById("review-clear")?.addEventListener("click", async () => {
     try {
       await api(`/inspections/${ins.id}/review/`, { method: "DELETE" });

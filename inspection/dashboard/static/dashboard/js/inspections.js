@@ -18,6 +18,7 @@ function query() {
   if (review === "misjudged") q.set("misjudged", "true");
   else if (review === "unreviewed") q.set("reviewed", "false");
   else if (review === "reviewed") q.set("reviewed", "true");
+  else if (review === "queue") { q.set("reviewed", "false"); q.set("image_kept", "true"); q.set("ordering", "-uncertainty"); }
   q.set("page_size", "500");
   return q;
 }
@@ -52,7 +53,8 @@ function render() {
     h("td", {}, rulesOf(r) !== "" ? `v${rulesOf(r)}` : ""),
     h("td", { class: "num" }, r.latency_ms != null ? `${fmt(r.latency_ms, 0)} ms` : "")))
     : [h("tr", {}, h("td", { colspan: 11, class: "empty" }, "No inspections match."))]));
-  lineChart(document.getElementById("chart-ng"), ngRateSeries([...rows].reverse()));
+  const chronological = [...rows].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
+  lineChart(document.getElementById("chart-ng"), ngRateSeries(chronological));
   histogram(document.getElementById("chart-area"), rows.flatMap((r) => (r.blobs || []).map((b) => b.area_px).filter((a) => a > 0)));
 }
 
