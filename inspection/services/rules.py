@@ -251,7 +251,9 @@ def rules_tune(*, project: Project, data=None, progress: ProgressFn | None = Non
         "report": tuned.report.to_dict(),
         "warning": tuned.warning,
         "model_version": str(mv.id),
-        "baseline_rules_version": active.version,
+        # the proposal's "changes" are against its base: the posted rules, or the active ones
+        "base": "active" if data is None else "request",
+        "baseline_rules_version": active.version if data is None else None,
     }
 
 

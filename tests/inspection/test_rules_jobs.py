@@ -138,6 +138,9 @@ def test_tune_starts_from_the_posted_rules(project, owner, api_for):
     )
     assert r.status_code == 200, r.content
     assert "many" in [rule["id"] for rule in r.json()["rules"]["rules"]]
+    assert r.json()["base"] == "request" and r.json()["baseline_rules_version"] is None
+    plain = api_for(owner).post(f"/api/v1/projects/{project.id}/rules/tune/", {}, format="json")
+    assert plain.json()["base"] == "active" and plain.json()["baseline_rules_version"] == 1
 
 
 def test_who_may_start_and_read_rules_jobs(project, owner, make_user, api_for):
