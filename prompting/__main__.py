@@ -4,6 +4,7 @@
         --backend classic --out model.npz
     python -m prompting inspect --model model.npz --rules rules.json --images DIR \\
         --format json --out results.json
+    python -m prompting inspect --bundle line4-model3-rules5.zip --images DIR
 
 prompts.json (strokes painted per image file of --images; coordinates in pixels, x,y)::
 
@@ -157,12 +158,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from prompting.pipeline import inspect_image
     from prompting.rules import DEFAULT_RULESET, ruleset_validate
 
-    learner = Learner.load(args.model)
+    px_per_mm = args.px_per_mm
+    if args.bundle:
+        from prompting.bundle import bundle_read
+
+        if args.model or args.rules:
+            raise PromptingError(
+                "--bundle carries the model and the rules: drop --model and --rules"
+            )
+        bundle = bundle_read(args.bundle)
+        learner, ruleset = bundle.learner, bundle.ruleset
+        if px_per_mm is None:
+            px_per_mm = bundle.px_per_mm
+    else:
+        if not args.model:
+            raise PromptingError("give --model (and --rules), or --bundle")
+        learner = Learner.load(args.model)
+        ruleset = ruleset_validate(
+            _read_json(args.rules, "rules file") if args.rules else DEFAULT_RULESET
+        )
     backend = backend_create(
         learner.backend_name, **_backend_options(args, learner.backend_options)
-    )
-    ruleset = ruleset_validate(
-        _read_json(args.rules, "rules file") if args.rules else DEFAULT_RULESET
     )
     files = _image_files(Path(args.images))
     records = []
@@ -178,7 +194,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             learner=learner,
             backend=backend,
             ruleset=ruleset,
-            px_per_mm=args.px_per_mm,
+            px_per_mm=px_per_mm,
             image_hash=digest,
         )
         record = {"image": path.name, **result.decision.to_dict()}
@@ -277,8 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     i = sub.add_parser("inspect", help="OK/NG decisions for every image of a folder")
-    i.add_argument("--model", required=True, type=Path)
+    i.add_argument("--model", type=Path, help="model artifact (.npz)")
     i.add_argument("--rules", type=Path, help="rules.json (default: the engine's default rule set)")
+    i.add_argument(
+        "--bundle",
+        type=Path,
+        help="an inspection bundle (model, rules and calibration in one file, exported by the "
+        "server) instead of --model and --rules",
+    )
     i.add_argument("--images", required=True, help="folder of images to inspect")
     i.add_argument("--format", choices=("json", "csv"), default="json")
     i.add_argument("--out", type=Path, help="output file (default: stdout)")

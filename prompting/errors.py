@@ -39,6 +39,10 @@ class ArtifactError(PromptingError):
     """A model artifact is corrupt, foreign or incompatible with this engine."""
 
 
+class BundleError(PromptingError):
+    """An inspection bundle is corrupt, foreign, tampered with or inconsistent."""
+
+
 class BackendError(PromptingError):
     """A feature backend cannot be built (unknown name, missing checkpoint...)."""
 

@@ -92,6 +92,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/inspections/{inspection}/review/", "review", "401 403 2xx 2xx 2xx 404 2xx"),
     ("DELETE", "/api/v1/inspections/{inspection}/review/", "", "401 403 409 409 409 404 409"),
     ("POST", "/api/v1/inspections/{inspection}/promote/", "", "401 403 403 2xx 2xx 404 403"),
+    # the model and rules as one file for a line PC: whoever inspects may take it
+    ("GET", "/api/v1/models/{model}/bundle/", "", "401 403 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/projects/{project}/inspections/summary/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     # webhooks
     ("GET", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
@@ -258,6 +260,7 @@ PROBES = [
     ("GET", "/api/v1/inspections/{inspection}/image/"),
     ("POST", "/api/v1/inspections/{inspection}/review/"),
     ("POST", "/api/v1/inspections/{inspection}/promote/"),
+    ("GET", "/api/v1/models/{model}/bundle/"),
     ("GET", "/api/v1/webhooks/{webhook}/"),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries/"),
 ]

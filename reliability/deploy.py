@@ -114,6 +114,7 @@ FILE_ROUTES = [
     ("/api/v1/predictions/{prediction}/mask/", "image/png"),
     ("/api/v1/predictions/{prediction}/overlay/", "image/png"),
     ("/api/v1/inspections/{inspection}/image/", "image/"),
+    ("/api/v1/models/{model}/bundle/", "application/zip"),
     ("/api/v1/projects/{project}/inspections/export/?format=csv", "text/csv"),
     ("/api/v1/projects/{project}/inspections/export/?format=json", "application/json"),
 ]
@@ -142,11 +143,14 @@ def file_header_checks(world) -> list[tuple[bool, str]]:
         )
         checks.append((ok, f"{path} download={download}: {resp.status_code} {ctype!r} {disp!r} nosniff={resp.get('X-Content-Type-Options')!r}"))
 
+    operator = client_for(world, "operator")
     for path, want in FILE_ROUTES:
         url = path.format(**world.ids)
+        # a bundle is for whoever inspects (an operator), every other file for any reader
+        reader = operator if "/bundle/" in path else client
         for download in (False, True):
             u = url + (("&" if "?" in url else "?") + "download=1" if download else "")
-            headers_ok(client.get(u), want, path, download)
+            headers_ok(reader.get(u), want, path, download)
     # a PNG with HTML appended is served as a PNG attachment-safe image, never HTML
     eng = client_for(world, "engineer")
     poly = tile_png(4242) + b"<html><script>alert(document.domain)</script></html>"

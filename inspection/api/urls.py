@@ -72,6 +72,7 @@ urlpatterns = [
     path("jobs/<uuid:pk>/cancel/", v.JobCancelView.as_view(), name="job-cancel"),
     path("models/<uuid:pk>/", v.ModelDetailView.as_view(), name="model-detail"),
     path("models/<uuid:pk>/deploy/", v.ModelDeployView.as_view(), name="model-deploy"),
+    path("models/<uuid:pk>/bundle/", v.ModelBundleView.as_view(), name="model-bundle"),
     path(
         "predictions/<uuid:pk>/mask/",
         v.PredictionFileView.as_view(kind="mask"),

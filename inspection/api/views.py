@@ -28,6 +28,7 @@ from inspection.api import serializers as s
 from inspection.api.permissions import ADMIN, EDIT, INSPECT, READ, role_require
 from inspection.errors import InvalidInput
 from inspection.models import Image, Inspection, InspectionReview, Job, Membership, Prediction
+from inspection.services import bundles as bundle_services
 from inspection.services import images as image_services
 from inspection.services import inspections as inspection_services
 from inspection.services import jobs as job_services
@@ -594,6 +595,36 @@ class ModelDeployView(APIView):
         mv = training_services.model_deploy(model_version=mv, user=request.user)
         mv.project.refresh_from_db()
         return Response(s.ModelVersionOutput(mv).data)
+
+
+class ModelBundleView(APIView):
+    """The model with the active (or ``?rules_version=N``) rules as one file, for
+    ``python -m prompting inspect --bundle`` on a line PC."""
+
+    @extend_schema(
+        responses={(200, "application/zip"): bytes, 400: _DETAIL},
+        parameters=[OpenApiParameter("rules_version", int)],
+    )
+    def get(self, request, pk):
+        mv = selectors.model_version_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=mv.project, need=INSPECT)
+        raw = request.query_params.get("rules_version")
+        version = None
+        if raw not in (None, ""):
+            try:
+                version = int(raw)
+            except ValueError:
+                raise InvalidInput(
+                    "rules_version must be an integer",
+                    field_errors={"rules_version": ["must be an integer"]},
+                ) from None
+        bundle = bundle_services.model_bundle_build(
+            model_version=mv, rules_version=version, user=request.user
+        )
+        response = HttpResponse(bundle.data, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 # --- rules ------------------------------------------------------------------------

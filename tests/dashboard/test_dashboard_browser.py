@@ -324,6 +324,14 @@ def test_paint_run_review_tune_decide(
     page.goto(project_url + "models/")
     page.wait_for_selector("[data-testid=model-row]")
     shot(page, "09-models")
+    # the model with its rules as one file, for a line PC
+    import zipfile
+
+    with page.expect_download() as download:
+        page.click("[data-testid=model-row] [data-testid=bundle]")
+    with zipfile.ZipFile(download.value.path()) as bundle:
+        assert sorted(bundle.namelist()) == ["manifest.json", "model.npz", "rules.json"]
+    assert download.value.suggested_filename.endswith("-model1-rules3.zip")
     # inspections: send three unseen images through the UI, then the log, charts and CSV
     unseen_defect, unseen_free = dataset.pick(n_defect=8, n_free=6)
     line = [unseen_defect[-1], unseen_defect[-2], unseen_free[-1]]

@@ -10,6 +10,7 @@ import copy
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,3 +348,41 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert summary["n_inspections"] == 4 and summary["n_images_kept"] == 1
     assert summary["reviews"]["reviewed"] == 1 and summary["reviews"]["misjudged"] == 1
     assert summary["reviews"]["promoted"] == 1
+
+    # the deployed model and active rules as one file: a line PC decides offline
+    # (python -m prompting inspect --bundle) exactly as the server did
+    import tempfile
+    import zipfile
+
+    from prompting.__main__ import main as prompting_main
+
+    r = line.get(f"/api/v1/models/{mv['id']}/bundle/")
+    assert r.status_code == 200 and r["Content-Type"] == "application/zip"
+    assert r["Content-Disposition"].endswith('-model1-rules2.zip"')
+    assert sorted(zipfile.ZipFile(io.BytesIO(r.content)).namelist()) == [
+        "manifest.json",
+        "model.npz",
+        "rules.json",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "line.zip"
+        bundle.write_bytes(r.content)
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        (folder / image_path(extra_rows[0]).name).write_bytes(
+            image_path(extra_rows[0]).read_bytes()
+        )
+        out = Path(tmp) / "out.json"
+        code = prompting_main(
+            ["-q", "inspect", "--bundle", str(bundle), "--images", str(folder), "--out", str(out)]
+        )
+        assert code == 0
+        offline = json.loads(out.read_text())[0]
+    assert offline["verdict"] == ins["verdict"] and offline["severity"] == (ins["severity"] or None)
+    assert [b["area_px"] for b in offline["blobs"]] == [b["area_px"] for b in ins["blobs"]]
+    assert [x["message"] for x in offline["reasons"]] == [x["message"] for x in ins["reasons"]]
+    assert client.get(f"/api/v1/models/{mv['id']}/bundle/?rules_version=1").status_code == 200
+    r = client.get(f"/api/v1/models/{mv['id']}/bundle/?rules_version=99")
+    assert r.status_code == 400 and "rules_version" in r.json()["errors"]
+    r = client.get(f"/api/v1/models/{mv['id']}/bundle/?rules_version=latest")
+    assert r.status_code == 400 and "rules_version" in r.json()["errors"]

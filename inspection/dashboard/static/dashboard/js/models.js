@@ -1,5 +1,5 @@
 // Models: versions with metrics and training inputs; deploy; compare two by per-image verdict.
-import { api, apiAll, h, pageData, pct, fmt, when, verdictBadge, errorText, toast } from "./api.js";
+import { API, api, apiAll, h, pageData, pct, fmt, when, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadProject, normPrediction } from "./shapes.js";
 
 const PD = pageData();
@@ -31,7 +31,8 @@ function render() {
       h("td", { class: "num" }, fmt(met.loo_iou, 3)),
       h("td", { class: "num" }, met.n_ground_truth ?? "—"),
       h("td", {}, h("a", { href: "#", onclick: (e) => { e.preventDefault(); showUsed(m); } }, `${usedImages(m).length} images · ${usedPrompts(m).length} prompts`)),
-      h("td", {}, PD.can_edit && !isDep ? h("button", { class: "btn small", "data-testid": "deploy", onclick: () => deploy(m) }, "Deploy") : ""));
+      h("td", {}, PD.can_edit && !isDep ? h("button", { class: "btn small", "data-testid": "deploy", onclick: () => deploy(m) }, "Deploy") : "",
+        PD.can_inspect ? h("a", { class: "btn small", href: `${API}/models/${m.id}/bundle/`, download: "", "data-testid": "bundle", title: "This model with the active rules as one file: python -m prompting inspect --bundle FILE --images DIR decides offline exactly as the server" }, "Bundle") : ""));
   }) : [h("tr", {}, h("td", { colspan: 10, class: "empty" }, "No models yet: paint prompts and press Run."))]));
   for (const id of ["cmp-a", "cmp-b"]) {
     const s = document.getElementById(id);
