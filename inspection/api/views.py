@@ -1109,29 +1109,18 @@ class InspectionReviewView(APIView):
         return Response(status=204)
 
 
+_PROMOTED = inline_serializer(
+    "PromoteResult",
+    {
+        "image": s.ImageOutput(),
+        "created": drf_serializers.BooleanField(),
+        "job": s.JobOutput(allow_null=True),
+    },
+)
+
+
 class InspectionPromoteView(APIView):
-    @extend_schema(
-        request=None,
-        responses={
-            201: inline_serializer(
-                "Promoted",
-                {
-                    "image": s.ImageOutput(),
-                    "created": drf_serializers.BooleanField(),
-                    "job": s.JobOutput(allow_null=True),
-                },
-            ),
-            200: inline_serializer(
-                "AlreadyAnImage",
-                {
-                    "image": s.ImageOutput(),
-                    "created": drf_serializers.BooleanField(),
-                    "job": s.JobOutput(allow_null=True),
-                },
-            ),
-            409: _DETAIL,
-        },
-    )
+    @extend_schema(request=None, responses={201: _PROMOTED, 200: _PROMOTED, 409: _DETAIL})
     def post(self, request, pk):
         ins = selectors.inspection_get(user=request.user, pk=pk)
         role_require(user=request.user, project=ins.project, need=EDIT)
