@@ -48,6 +48,13 @@ class Project(models.Model):
     keep_inspection_images = models.CharField(
         max_length=10, choices=KeepImages.choices, default=KeepImages.NONE
     )
+    #: line alert: raised when the NG share of the last ``alert_window`` inspections
+    #: reaches this (0..1; null: no alert), cleared when it falls below again
+    alert_ng_rate = models.FloatField(null=True, blank=True)
+    alert_window = models.PositiveIntegerField(default=50)
+    #: whether the line alert is raised now, and since when (or when it was cleared)
+    alert_active = models.BooleanField(default=False)
+    alert_changed_at = models.DateTimeField(null=True, blank=True)
     deployed_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -350,7 +357,11 @@ class Inspection(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["project", "verdict", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "verdict", "created_at"]),
+            # the log and the line alert read a project's newest inspections first
+            models.Index(fields=["project", "-created_at"], name="inspection_project_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.verdict} {self.part_id or self.image_sha256[:12]}"
@@ -399,6 +410,8 @@ class Webhook(models.Model):
         INSPECTION_NG = "inspection.ng"
         #: a person reviewed an inspection (payload says whether it was misjudged)
         INSPECTION_REVIEWED = "inspection.reviewed"
+        #: the line's NG rate reached the project's alert level, or fell below it again
+        LINE_ALERT = "line.alert"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")

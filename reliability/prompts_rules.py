@@ -157,6 +157,10 @@ def cases() -> list[Hostile]:
     project("backend unknown", {"name": "p", "classes": ["a"], "backend": "../../etc"}, "backend")
     project("patch classes removing a used class", {"classes": ["other"]}, "classes", path=PD, statuses=(409,))
     project("patch backend regex", {"backend": ".*"}, "backend", path=PD)
+    for value in (0, -1, 1.5, float("inf"), "often", [0.2], True):
+        project(f"patch alert_ng_rate {value!r}", None, "alert_ng_rate", path=PD, raw=_j({"alert_ng_rate": value}) if value != float("inf") else b'{"alert_ng_rate": 1e999}')
+    for value in (0, 4, 10**6, 2.5, "fifty", None):
+        project(f"patch alert_window {value!r}", {"alert_window": value}, "alert_window", path=PD)
     for keep in ("../etc", "ALL", ["all"], 1, None):
         project(f"patch keep_inspection_images {keep!r}", {"keep_inspection_images": keep}, "keep_inspection_images", path=PD)
 

@@ -40,6 +40,15 @@ class ClassInput(serializers.Serializer):
     colour = serializers.CharField(max_length=7, required=False)
 
 
+class NumberField(serializers.FloatField):
+    """A float that refuses JSON booleans (DRF would read ``true`` as 1.0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ProjectInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
@@ -50,6 +59,8 @@ class ProjectInput(serializers.Serializer):
     )
     backend = serializers.CharField(max_length=50, required=False)
     keep_inspection_images = serializers.ChoiceField(choices=KeepImages.choices, required=False)
+    alert_ng_rate = NumberField(min_value=0.001, max_value=1.0, required=False, allow_null=True)
+    alert_window = serializers.IntegerField(min_value=5, max_value=10_000, required=False)
 
 
 class ProjectPatchInput(ProjectInput):
@@ -142,6 +153,10 @@ class ProjectOutput(serializers.ModelSerializer):
             "px_per_mm",
             "backend",
             "keep_inspection_images",
+            "alert_ng_rate",
+            "alert_window",
+            "alert_active",
+            "alert_changed_at",
             "deployed_model",
             "deployed_model_number",
             "active_ruleset",

@@ -53,6 +53,67 @@ def inspection_image_keep(*, policy: str, verdict: str, uncertainty: float | Non
     return False
 
 
+def line_alert_check(*, project: Project) -> str | None:
+    """Raise or clear the project's line alert after an inspection.
+
+    The alert compares the NG share of the last ``alert_window`` inspections
+    with ``alert_ng_rate`` (off when that is null; silent until the window is
+    full). It changes state once per crossing: the first call that sees the rate
+    reach the level raises it (``line.alert`` webhook, state "raised"), the first
+    that sees it below clears it ("cleared"); a conditional update makes only
+    one of several concurrent inspections announce a crossing. Returns the new
+    state, or None when nothing changed.
+    """
+    from django.utils import timezone
+
+    from inspection.services.webhooks import webhook_event_emit
+
+    fresh = Project.objects.filter(id=project.id).values(
+        "alert_ng_rate", "alert_window", "alert_active"
+    )[0]
+    level, window = fresh["alert_ng_rate"], max(1, fresh["alert_window"])
+    if level is None:
+        return None
+    recent = list(
+        Inspection.objects.filter(project=project)
+        .order_by("-created_at", "-id")
+        .values_list("verdict", flat=True)[:window]
+    )
+    if len(recent) < window:
+        return None
+    rate = sum(v == "NG" for v in recent) / window
+    raise_it = rate >= level
+    if raise_it == fresh["alert_active"]:
+        return None
+    now = timezone.now()
+    changed = Project.objects.filter(id=project.id, alert_active=not raise_it).update(
+        alert_active=raise_it, alert_changed_at=now
+    )
+    if not changed:
+        return None  # another inspection announced this crossing
+    state = "raised" if raise_it else "cleared"
+    log.warning(
+        "project %s: line alert %s (NG rate %.1f %% over the last %d, level %.1f %%)",
+        project.id,
+        state,
+        100 * rate,
+        window,
+        100 * level,
+    )
+    webhook_event_emit(
+        project=project,
+        event="line.alert",
+        payload={
+            "state": state,
+            "ng_rate": rate,
+            "alert_ng_rate": level,
+            "window": window,
+            "changed_at": now.isoformat(),
+        },
+    )
+    return state
+
+
 def inspection_run(
     *,
     project: Project,
@@ -147,6 +208,7 @@ def inspection_run(
                 "rules_version": ruleset.version,
             },
         )
+    line_alert_check(project=project)
     return inspection
 
 

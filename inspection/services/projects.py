@@ -7,6 +7,7 @@ import re
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Membership, Project, Role
@@ -69,6 +70,8 @@ def project_create(
     px_per_mm: float | None = None,
     backend: str | None = None,
     keep_inspection_images: str = "none",
+    alert_ng_rate: float | None = None,
+    alert_window: int = 50,
 ) -> Project:
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     from inspection.services.rules import ruleset_default_create
@@ -83,6 +86,8 @@ def project_create(
         px_per_mm=px_per_mm,
         backend=backend,
         keep_inspection_images=keep_inspection_images,
+        alert_ng_rate=alert_ng_rate,
+        alert_window=alert_window,
         created_by=user,
     )
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
@@ -103,7 +108,8 @@ def _backend_check(name: str) -> None:
 @transaction.atomic
 def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
-    keep_inspection_images (applies to inspections from now on).
+    keep_inspection_images (applies to inspections from now on), alert_ng_rate
+    and alert_window (the line alert; turning it off clears a raised alert).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -126,9 +132,21 @@ def project_update(*, project: Project, data: dict) -> Project:
     if "backend" in data:
         _backend_check(data["backend"])
         project.backend = data["backend"]
-    for field in ("name", "description", "cold_start_min", "px_per_mm", "keep_inspection_images"):
+    fields = (
+        "name",
+        "description",
+        "cold_start_min",
+        "px_per_mm",
+        "keep_inspection_images",
+        "alert_ng_rate",
+        "alert_window",
+    )
+    for field in fields:
         if field in data:
             setattr(project, field, data[field])
+    if "alert_ng_rate" in data and data["alert_ng_rate"] is None and project.alert_active:
+        project.alert_active = False
+        project.alert_changed_at = timezone.now()
     project.save()
     return project
 

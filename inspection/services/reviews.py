@@ -153,10 +153,26 @@ def inspection_summary(*, project: Project) -> dict:
         n_images_kept=Count("id", filter=~Q(image_file="")),
     )
     n = counts["n_inspections"]
+    window = max(1, project.alert_window)
+    recent = list(
+        Inspection.objects.filter(project=project)
+        .order_by("-created_at", "-id")
+        .values_list("verdict", flat=True)[:window]
+    )
     return {
         **counts,
         "ng_rate": counts["n_ng"] / n if n else None,
         "keep_inspection_images": project.keep_inspection_images,
+        "alert": {
+            "ng_rate_level": project.alert_ng_rate,
+            "window": window,
+            # the NG share of the newest `window` inspections (None until there are that many)
+            "window_ng_rate": sum(v == "NG" for v in recent) / window
+            if len(recent) == window
+            else None,
+            "active": project.alert_active,
+            "changed_at": project.alert_changed_at,
+        },
         "reviews": inspection_review_summary(project=project),
     }
 

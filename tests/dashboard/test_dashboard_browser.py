@@ -573,8 +573,14 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     page.click("[data-testid=promoted-link]")
     page.wait_for_url(f"**/images/{image.pk}/")
 
+    # the line alert: half of the newest two decisions are NG, at a 50 % level
+    from inspection.services.inspections import line_alert_check
+
+    Project.objects.filter(id=project.id).update(alert_ng_rate=0.5, alert_window=2)
+    assert line_alert_check(project=project) == "raised"
     page.goto(f"{base}inspections/")
     page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 2")
+    expect_text(page, "[data-testid=line-alert]", "50.0 % of the newest 2 inspections are NG")
     expect_text(page, "[data-testid=review-summary]", "2 reviewed: 1 escape (100.0 % of real NG)")
     expect_text(page, "[data-testid=review-summary]", "1 overkill")
     page.select_option("[data-testid=log-review]", "misjudged")
@@ -595,6 +601,15 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     page.select_option("[data-testid=keep-images]", "unsure")
     page.wait_for_selector("[data-testid=keep-images-saved]")
     assert Project.objects.get(id=project.id).keep_inspection_images == "unsure"
+    page.wait_for_selector("[data-testid=alert-form][data-loaded='1']")
+    assert page.locator("[data-testid=alert-level]").input_value() == "50"
+    assert page.locator("[data-testid=alert-window]").input_value() == "2"
+    page.fill("[data-testid=alert-level]", "")
+    page.fill("[data-testid=alert-window]", "20")
+    page.click("[data-testid=alert-save]")
+    expect_text(page, "[data-testid=alert-saved]", "no line alert")
+    after = Project.objects.get(id=project.id)
+    assert after.alert_ng_rate is None and after.alert_active is False and after.alert_window == 20
     assert not page.js_errors, page.js_errors
 
 

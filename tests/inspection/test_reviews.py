@@ -7,64 +7,11 @@ from __future__ import annotations
 import csv
 import io
 
-import numpy as np
 import pytest
 
-from inspection.models import Image, Inspection, InspectionReview, ModelVersion
-from inspection.services import engine, inspections, reviews
-from inspection.services.projects import membership_set, project_create
-from prompting import pipeline
-from prompting.images import png_encode
-from prompting.rules import DEFAULT_RULESET, rules_apply, ruleset_validate
-
-
-def _probs(kind: str) -> np.ndarray:
-    """(2, 8, 8) probabilities whose default-rules verdict is NG, OK, or OK but unsure."""
-    p = np.full((8, 8), 0.02, np.float32)
-    if kind == "NG":
-        p[2:7, 2:7] = 0.95  # a confident 25 px blob
-    elif kind == "unsure":
-        p[0:2, :] = 0.45  # 16 of 64 pixels just under the threshold
-    return np.stack([1 - p, p])
-
-
-@pytest.fixture
-def line(db, make_user, monkeypatch):
-    """A project with a deployed model; ``line.inspect(kind, seed)`` runs the real
-    inspection service on a distinct 8x8 image with the decision of ``kind``."""
-    owner = make_user("eng")
-    project = project_create(user=owner, name="p", classes=["scratch"])
-    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact="m.npz")
-    project.deployed_model = mv
-    project.save(update_fields=["deployed_model"])
-    rules = ruleset_validate(DEFAULT_RULESET)
-    planned = {}
-
-    def inspect_image(rgb8, **kw):
-        probs = _probs(planned["kind"])
-        decision = rules_apply(probs, classes=["scratch"], ruleset=rules)
-        return pipeline.InspectionResult(decision=decision, probabilities=probs)
-
-    monkeypatch.setattr(engine, "learner_get", lambda mv: type("L", (), {"classes": ["scratch"]}))
-    monkeypatch.setattr(engine, "backend_for", lambda mv, learner=None: None)
-    monkeypatch.setattr(pipeline, "inspect_image", inspect_image)
-
-    class Line:
-        def __init__(self):
-            self.owner, self.project = owner, project
-
-        def png(self, seed: int) -> bytes:
-            rgb = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
-            return png_encode(rgb)
-
-        def inspect(self, kind: str, seed: int = 0, **kw) -> Inspection:
-            planned["kind"] = kind
-            project.refresh_from_db()
-            return inspections.inspection_run(
-                project=project, data=self.png(seed), filename=f"part{seed}.png", **kw
-            )
-
-    return Line()
+from inspection.models import Image, Inspection, InspectionReview
+from inspection.services import reviews
+from inspection.services.projects import membership_set
 
 
 def _set_policy(line, policy):

@@ -75,6 +75,10 @@ async function loadSummary() {
   const el = document.getElementById("review-summary");
   try {
     const s = await api(`/projects/${pid}/inspections/summary/`);
+    const banner = document.getElementById("line-alert");
+    const a = s.alert;
+    banner.hidden = !a.active;
+    if (a.active) banner.textContent = `Line alert since ${when(a.changed_at)}: ${(100 * a.window_ng_rate).toFixed(1)} % of the newest ${a.window} inspections are NG (alert level ${(100 * a.ng_rate_level).toFixed(1)} %). Check the process, the optics and the latest decisions.`;
     const r = s.reviews;
     el.replaceChildren(r.reviewed
       ? h("span", {}, `${r.reviewed} reviewed: `,

@@ -36,8 +36,23 @@ if (memberForm) memberForm.addEventListener("submit", async () => {
 
 // ---- which production images the log keeps (project setting)
 const keep = document.getElementById("keep-images");
+const alertForm = document.getElementById("alert-form");
+function showAlertSettings(p) {
+  alertForm.level.value = p.alert_ng_rate == null ? "" : +(100 * p.alert_ng_rate).toFixed(3);
+  alertForm.window.value = p.alert_window;
+  alertForm.dataset.loaded = "1";
+}
+if (alertForm) alertForm.addEventListener("submit", async () => {
+  const out = document.getElementById("alert-msg");
+  const level = alertForm.level.value.trim();
+  try {
+    const p = await api(`/projects/${pid}/`, { method: "PATCH", body: { alert_ng_rate: level === "" ? null : Number(level) / 100, alert_window: Number(alertForm.window.value) } });
+    showAlertSettings(p);
+    out.replaceChildren(h("span", { class: "ok-text", "data-testid": "alert-saved" }, p.alert_ng_rate == null ? "Saved: no line alert." : `Saved: alert at ${+(100 * p.alert_ng_rate).toFixed(3)} % NG over the newest ${p.alert_window} inspections.`));
+  } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
+});
 if (keep) {
-  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; });
+  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); });
   keep.addEventListener("change", async () => {
     const out = document.getElementById("keep-images-msg");
     try {
