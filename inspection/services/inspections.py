@@ -68,6 +68,8 @@ def line_alert_check(*, project: Project) -> str | None:
 
     from inspection.services.webhooks import webhook_event_emit
 
+    if project.alert_ng_rate is None:
+        return None  # off (as the caller's row says): no query on the inspect path
     fresh = Project.objects.filter(id=project.id).values(
         "alert_ng_rate", "alert_window", "alert_active"
     )[0]

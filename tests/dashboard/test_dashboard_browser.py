@@ -577,6 +577,7 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     from inspection.services.inspections import line_alert_check
 
     Project.objects.filter(id=project.id).update(alert_ng_rate=0.5, alert_window=2)
+    project.refresh_from_db()
     assert line_alert_check(project=project) == "raised"
     page.goto(f"{base}inspections/")
     page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 2")
