@@ -3,7 +3,7 @@ object of a project the user isn't a member of is simply not found (404)."""
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from inspection.models import (
@@ -24,6 +24,28 @@ def _member(user, prefix: str = "") -> Q:
     if not user or not user.is_authenticated:
         return Q(pk__in=[])
     return Q(**{f"{prefix}memberships__user": user})
+
+
+def _get_scoped(qs: QuerySet, pk, *, user, prefix: str = "", project: str = ""):
+    """``qs``'s row ``pk`` if ``user`` is a member of its project, else 404.
+
+    The same query reads the user's role in that project (the membership join
+    the scope needs anyway) and leaves it on the project object, so the
+    permission check that follows (:func:`project_role`) costs no query.
+    ``prefix``: the path from the row to its project (``"project__"``);
+    ``project``: the same as attributes (``"project"``; empty for a project).
+    """
+    if not user or not user.is_authenticated:
+        return _get(qs.none(), pk)
+    scoped = qs.filter(**{f"{prefix}memberships__user": user}).annotate(
+        member_role=F(f"{prefix}memberships__role")
+    )
+    row = _get(scoped, pk)
+    owner = row
+    for attr in filter(None, project.split(".")):
+        owner = getattr(owner, attr)
+    owner._member_role = (user.pk, row.member_role)
+    return row
 
 
 def _get(qs: QuerySet, pk):
@@ -53,14 +75,17 @@ def project_list(*, user) -> QuerySet[Project]:
 
 
 def project_get(*, user, pk) -> Project:
-    return _get(
-        Project.objects.filter(_member(user)).select_related("deployed_model", "active_ruleset"), pk
+    return _get_scoped(
+        Project.objects.select_related("deployed_model", "active_ruleset"), pk, user=user
     )
 
 
 def project_role(*, user, project: Project) -> str | None:
     if not user or not user.is_authenticated:
         return None
+    cached = getattr(project, "_member_role", None)
+    if cached is not None and cached[0] == user.pk:
+        return cached[1]  # read with the row, by a scoped selector
     return (
         Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     )
@@ -78,7 +103,13 @@ def membership_get(*, project: Project, user_id) -> Membership:
 
 
 def image_get(*, user, pk) -> Image:
-    return _get(Image.objects.filter(_member(user, "project__")).select_related("project"), pk)
+    return _get_scoped(
+        Image.objects.select_related("project"),
+        pk,
+        user=user,
+        prefix="project__",
+        project="project",
+    )
 
 
 def image_in_project(*, project: Project, pk) -> Image:
@@ -103,16 +134,19 @@ def prompt_list(*, image: Image, include_deleted: bool = False) -> QuerySet[Prom
 
 
 def prompt_get(*, user, pk) -> Prompt:
-    return _get(
-        Prompt.objects.filter(
-            _member(user, "image__project__"), deleted_at__isnull=True
-        ).select_related("image__project"),
+    return _get_scoped(
+        Prompt.objects.filter(deleted_at__isnull=True).select_related("image__project"),
         pk,
+        user=user,
+        prefix="image__project__",
+        project="image.project",
     )
 
 
 def job_get(*, user, pk) -> Job:
-    return _get(Job.objects.filter(_member(user, "project__")).select_related("project"), pk)
+    return _get_scoped(
+        Job.objects.select_related("project"), pk, user=user, prefix="project__", project="project"
+    )
 
 
 def train_job_active(*, project: Project) -> Job | None:
@@ -133,8 +167,12 @@ def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:
 
 
 def model_version_get(*, user, pk) -> ModelVersion:
-    return _get(
-        ModelVersion.objects.filter(_member(user, "project__")).select_related("project"), pk
+    return _get_scoped(
+        ModelVersion.objects.select_related("project"),
+        pk,
+        user=user,
+        prefix="project__",
+        project="project",
     )
 
 
@@ -160,11 +198,12 @@ def prediction_latest_for_image(*, image: Image) -> Prediction | None:
 
 
 def prediction_get(*, user, pk) -> Prediction:
-    return _get(
-        Prediction.objects.filter(_member(user, "image__project__")).select_related(
-            "image__project"
-        ),
+    return _get_scoped(
+        Prediction.objects.select_related("image__project"),
         pk,
+        user=user,
+        prefix="image__project__",
+        project="image.project",
     )
 
 
@@ -177,11 +216,14 @@ def inspection_list(*, project: Project) -> QuerySet[Inspection]:
 
 
 def inspection_get(*, user, pk) -> Inspection:
-    return _get(
-        Inspection.objects.filter(_member(user, "project__")).select_related(
+    return _get_scoped(
+        Inspection.objects.select_related(
             "model_version", "ruleset", "project", "review", "review__reviewed_by"
         ),
         pk,
+        user=user,
+        prefix="project__",
+        project="project",
     )
 
 
@@ -195,4 +237,10 @@ def webhook_list(*, project: Project) -> QuerySet[Webhook]:
 
 
 def webhook_get(*, user, pk) -> Webhook:
-    return _get(Webhook.objects.filter(_member(user, "project__")).select_related("project"), pk)
+    return _get_scoped(
+        Webhook.objects.select_related("project"),
+        pk,
+        user=user,
+        prefix="project__",
+        project="project",
+    )

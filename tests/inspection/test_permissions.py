@@ -282,3 +282,22 @@ def test_last_owner_cannot_leave(world, api_for):
     r = api_for(owner).delete(f"/api/v1/projects/{world['project'].id}/members/{owner.id}/")
     assert r.status_code == 409
     assert Project.objects.filter(id=world["project"].id).exists()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_scoped_lookup_reads_the_role_in_the_same_query(world, role, django_assert_num_queries):
+    """image_get finds the row through the membership join and keeps that user's own
+    role (not another member's), so the permission check costs no second query."""
+    from inspection import selectors
+    from inspection.api.permissions import READ, role_require
+
+    user = world["users"][role]
+    with django_assert_num_queries(1):
+        image = selectors.image_get(user=user, pk=world["image"].id)
+        assert role_require(user=user, project=image.project, need=READ) == role
+    with django_assert_num_queries(1):
+        job = selectors.job_get(user=user, pk=world["job"].id)
+        assert selectors.project_role(user=user, project=job.project) == role
+    # a project object read some other way still asks the database
+    with django_assert_num_queries(1):
+        assert selectors.project_role(user=user, project=Project(id=world["project"].id)) == role
