@@ -29,10 +29,11 @@ export function lineChart(canvas, points, { label = "NG rate" } = {}) {
   const L = 40, R = 10, T = 10, B = 24;
   const t0 = points[0].t.getTime(), t1 = points[points.length - 1].t.getTime();
   const x = (t) => L + (t1 === t0 ? (w - L - R) / 2 : ((t - t0) / (t1 - t0)) * (w - L - R));
-  const ymax = Math.max(0.05, ...points.map((p) => p.rate));
+  const top = Math.max(0.05, ...points.map((p) => p.rate));
+  const step = niceStep(top);
+  const ymax = Math.ceil(top / step - 1e-9) * step; // the axis ends on a labelled tick
   const y = (v) => h - B - (v / ymax) * (h - T - B);
   ctx.strokeStyle = GRID; ctx.fillStyle = TEXT; ctx.textAlign = "right"; ctx.lineWidth = 1;
-  const step = niceStep(ymax);
   for (let v = 0; v <= ymax + 1e-9; v += step) {
     ctx.beginPath(); ctx.moveTo(L, y(v)); ctx.lineTo(w - R, y(v)); ctx.stroke();
     ctx.fillText(`${Math.round(v * 100)}%`, L - 4, y(v) + 4);
