@@ -26,17 +26,18 @@ def _member(user, prefix: str = "") -> Q:
     return Q(**{f"{prefix}memberships__user": user})
 
 
-def _get_scoped(qs: QuerySet, pk, *, user, prefix: str = "", project: str = ""):
+def _get_scoped(qs: QuerySet, pk, *, user, project: str = ""):
     """``qs``'s row ``pk`` if ``user`` is a member of its project, else 404.
 
     The same query reads the user's role in that project (the membership join
     the scope needs anyway) and leaves it on the project object, so the
     permission check that follows (:func:`project_role`) costs no query.
-    ``prefix``: the path from the row to its project (``"project__"``);
-    ``project``: the same as attributes (``"project"``; empty for a project).
+    ``project``: the attribute path from the row to its project (``"image.project"``;
+    empty when the rows are projects).
     """
     if not user or not user.is_authenticated:
         return _get(qs.none(), pk)
+    prefix = "".join(f"{attr}__" for attr in filter(None, project.split(".")))
     scoped = qs.filter(**{f"{prefix}memberships__user": user}).annotate(
         member_role=F(f"{prefix}memberships__role")
     )
@@ -107,7 +108,6 @@ def image_get(*, user, pk) -> Image:
         Image.objects.select_related("project"),
         pk,
         user=user,
-        prefix="project__",
         project="project",
     )
 
@@ -138,15 +138,12 @@ def prompt_get(*, user, pk) -> Prompt:
         Prompt.objects.filter(deleted_at__isnull=True).select_related("image__project"),
         pk,
         user=user,
-        prefix="image__project__",
         project="image.project",
     )
 
 
 def job_get(*, user, pk) -> Job:
-    return _get_scoped(
-        Job.objects.select_related("project"), pk, user=user, prefix="project__", project="project"
-    )
+    return _get_scoped(Job.objects.select_related("project"), pk, user=user, project="project")
 
 
 def train_job_active(*, project: Project) -> Job | None:
@@ -171,7 +168,6 @@ def model_version_get(*, user, pk) -> ModelVersion:
         ModelVersion.objects.select_related("project"),
         pk,
         user=user,
-        prefix="project__",
         project="project",
     )
 
@@ -202,7 +198,6 @@ def prediction_get(*, user, pk) -> Prediction:
         Prediction.objects.select_related("image__project"),
         pk,
         user=user,
-        prefix="image__project__",
         project="image.project",
     )
 
@@ -222,7 +217,6 @@ def inspection_get(*, user, pk) -> Inspection:
         ),
         pk,
         user=user,
-        prefix="project__",
         project="project",
     )
 
@@ -241,6 +235,5 @@ def webhook_get(*, user, pk) -> Webhook:
         Webhook.objects.select_related("project"),
         pk,
         user=user,
-        prefix="project__",
         project="project",
     )

@@ -387,7 +387,7 @@ class InspectionOutput(serializers.ModelSerializer):
     def get_misjudged(self, obj) -> bool | None:
         """Whether a person found the line's verdict wrong (None: not reviewed)."""
         review = self._review(obj)
-        return None if review is None else review.verdict != obj.verdict
+        return None if review is None else review.misjudged
 
     class Meta:
         model = Inspection

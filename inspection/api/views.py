@@ -706,16 +706,21 @@ _PREFER = OpenApiParameter(
 )
 
 
-class BacktestView(APIView):
+class _RulesRunView(APIView):
+    """POST a backtest or a tune: validate the optional rules, call the service,
+    answer its report (200) or its job (202)."""
+
     parser_classes = [JSONParser]
+    need = READ
+    start = staticmethod(rule_services.rules_backtest_request)
 
     @extend_schema(request=s.RulesBacktestInput, responses=_RULES_RESPONSES, parameters=[_PREFER])
     def post(self, request, pk):
-        project, _ = _project(request, pk)
+        project, _ = _project(request, pk, self.need)
         data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
         return _rules_answer(
-            rule_services.rules_backtest_request(
+            self.start(
                 project=project,
                 data=data.validated_data.get("rules"),
                 user=request.user,
@@ -724,22 +729,13 @@ class BacktestView(APIView):
         )
 
 
-class TuneView(APIView):
-    parser_classes = [JSONParser]
+class BacktestView(_RulesRunView):
+    """A backtest only reads: every member may run one."""
 
-    @extend_schema(request=s.RulesBacktestInput, responses=_RULES_RESPONSES, parameters=[_PREFER])
-    def post(self, request, pk):
-        project, _ = _project(request, pk, EDIT)
-        data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
-        data.is_valid(raise_exception=True)
-        return _rules_answer(
-            rule_services.rules_tune_request(
-                project=project,
-                data=data.validated_data.get("rules"),
-                user=request.user,
-                prefer_async=_prefers_async(request),
-            )
-        )
+
+class TuneView(_RulesRunView):
+    need = EDIT
+    start = staticmethod(rule_services.rules_tune_request)
 
 
 # --- predictions ---------------------------------------------------------------
@@ -1002,6 +998,7 @@ class InspectionExportView(APIView):
         ]
         rows = []
         for ins in qs:
+            review = _review_of(ins)
             rows.append(
                 {
                     "id": str(ins.id),
@@ -1017,8 +1014,8 @@ class InspectionExportView(APIView):
                     "latency_ms": ins.latency_ms,
                     "uncertainty": ins.uncertainty,
                     "n_blobs": len(ins.blobs),
-                    "review_verdict": _review_of(ins).verdict if _review_of(ins) else "",
-                    "review_note": _review_of(ins).note if _review_of(ins) else "",
+                    "review_verdict": review.verdict if review else "",
+                    "review_note": review.note if review else "",
                     "reasons": "; ".join(r.get("message", "") for r in ins.reasons)
                     if fmt == "csv"
                     else ins.reasons,

@@ -53,6 +53,17 @@ def inspection_image_keep(*, policy: str, verdict: str, uncertainty: float | Non
     return False
 
 
+def inspection_window_ng_rate(*, project: Project, window: int) -> float | None:
+    """The NG share of the project's newest ``window`` inspections (None until there
+    are that many)."""
+    recent = list(
+        Inspection.objects.filter(project=project)
+        .order_by("-created_at", "-id")
+        .values_list("verdict", flat=True)[:window]
+    )
+    return sum(v == "NG" for v in recent) / window if len(recent) == window else None
+
+
 def line_alert_check(*, project: Project) -> str | None:
     """Raise or clear the project's line alert after an inspection.
 
@@ -76,14 +87,9 @@ def line_alert_check(*, project: Project) -> str | None:
     level, window = fresh["alert_ng_rate"], max(1, fresh["alert_window"])
     if level is None:
         return None
-    recent = list(
-        Inspection.objects.filter(project=project)
-        .order_by("-created_at", "-id")
-        .values_list("verdict", flat=True)[:window]
-    )
-    if len(recent) < window:
+    rate = inspection_window_ng_rate(project=project, window=window)
+    if rate is None:
         return None
-    rate = sum(v == "NG" for v in recent) / window
     raise_it = rate >= level
     if raise_it == fresh["alert_active"]:
         return None

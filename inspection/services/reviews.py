@@ -18,6 +18,7 @@ from django.db.models import Count, F, Q
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Image, Inspection, InspectionReview, Job, Project, Verdict
+from inspection.services.inspections import inspection_window_ng_rate
 from inspection.storage import bytes_read
 
 log = logging.getLogger("inspection.reviews")
@@ -154,11 +155,6 @@ def inspection_summary(*, project: Project) -> dict:
     )
     n = counts["n_inspections"]
     window = max(1, project.alert_window)
-    recent = list(
-        Inspection.objects.filter(project=project)
-        .order_by("-created_at", "-id")
-        .values_list("verdict", flat=True)[:window]
-    )
     return {
         **counts,
         "ng_rate": counts["n_ng"] / n if n else None,
@@ -166,10 +162,7 @@ def inspection_summary(*, project: Project) -> dict:
         "alert": {
             "ng_rate_level": project.alert_ng_rate,
             "window": window,
-            # the NG share of the newest `window` inspections (None until there are that many)
-            "window_ng_rate": sum(v == "NG" for v in recent) / window
-            if len(recent) == window
-            else None,
+            "window_ng_rate": inspection_window_ng_rate(project=project, window=window),
             "active": project.alert_active,
             "changed_at": project.alert_changed_at,
         },
