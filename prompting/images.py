@@ -424,6 +424,53 @@ def png_encode(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+# 8-bit modes a browser draws exactly as image_to_rgb8 sees them (no alpha to
+# composite, no colour conversion of its own).
+_BROWSER_MODES = {"L", "RGB"}
+_EXIF_ORIENTATION = 0x0112
+
+
+def display_encode(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[bytes, str] | None:
+    """What a browser should draw so that it shows the pixels the engine sees.
+
+    Returns None when ``data`` itself is that: an 8-bit gray or RGB PNG or JPEG
+    with no EXIF rotation (serve the original). Otherwise ``(png_bytes,
+    "image/png")``: TIFF and BMP (browsers draw no TIFF), 16-bit and 10/12-bit
+    data (scaled by :func:`image_to_rgb8`'s fixed range, where a browser would
+    show a 12-bit image nearly black), alpha (dropped, as the engine does),
+    palette with transparency, CMYK, and EXIF-rotated JPEGs (rotated here, so
+    stroke coordinates drawn on the display are the engine's). The PNG has the
+    decoded image's width and height; gray stays one channel. Raises ImageError
+    for a file :func:`image_decode` rejects.
+
+    >>> display_encode(png_encode(np.zeros((2, 3), np.uint8))) is None
+    True
+    >>> png, kind = display_encode(png_encode(np.array([[0, 4095]], np.uint16)))
+    >>> kind, image_decode(png).pixels.tolist()
+    ('image/png', [[0, 255]])
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            head = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+            ready = (
+                head.format in ("PNG", "JPEG")
+                and head.mode in _BROWSER_MODES
+                and head.getexif().get(_EXIF_ORIENTATION, 1) == 1
+                and getattr(head, "n_frames", 1) == 1
+            )
+        except Exception:  # noqa: BLE001 - image_decode below names what is wrong
+            ready = False
+    if ready:  # read from its header only: the file was validated when it was stored
+        return None
+    decoded = image_decode(data, max_pixels=max_pixels)
+    rgb = image_to_rgb8(decoded.pixels, bit_depth=None)
+    gray = decoded.pixels.ndim == 2 or decoded.pixels.shape[2] in (1, 2)
+    return png_encode(rgb[:, :, 0] if gray else rgb), "image/png"
+
+
 def thumbnail_encode(rgb8: np.ndarray, *, max_side: int = 256) -> bytes:
     """PNG thumbnail of (H, W, 3) uint8 RGB, longest side <= ``max_side``.
 

@@ -63,6 +63,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("PATCH", "/api/v1/images/{image}/", "image_patch", "401 403 403 2xx 2xx 404 403"),
     ("DELETE", "/api/v1/images/{image}/", "", "401 403 403 2xx 2xx 404 403"),
     ("GET", "/api/v1/images/{image}/file/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/images/{image}/display/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/images/{image}/thumbnail/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/images/{image}/mask/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/images/{image}/overlay/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
@@ -89,6 +90,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     # the kept image is read like the log; a review is an operator's call (the log
     # itself stays immutable); adding the part to the training images is an engineer's
     ("GET", "/api/v1/inspections/{inspection}/image/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/inspections/{inspection}/image/display/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("POST", "/api/v1/inspections/{inspection}/review/", "review", "401 403 2xx 2xx 2xx 404 2xx"),
     ("DELETE", "/api/v1/inspections/{inspection}/review/", "", "401 403 409 409 409 404 409"),
     ("POST", "/api/v1/inspections/{inspection}/promote/", "", "401 403 403 2xx 2xx 404 403"),
@@ -247,6 +249,7 @@ PROBES = [
     ("GET", "/api/v1/projects/{project}/rules/"),
     ("GET", "/api/v1/images/{image}/"),
     ("GET", "/api/v1/images/{image}/file/"),
+    ("GET", "/api/v1/images/{image}/display/"),
     ("GET", "/api/v1/images/{image}/thumbnail/"),
     ("DELETE", "/api/v1/images/{image}/"),
     ("GET", "/api/v1/images/{image}/prompts/"),
@@ -258,6 +261,7 @@ PROBES = [
     ("GET", "/api/v1/predictions/{prediction}/mask/"),
     ("GET", "/api/v1/inspections/{inspection}/"),
     ("GET", "/api/v1/inspections/{inspection}/image/"),
+    ("GET", "/api/v1/inspections/{inspection}/image/display/"),
     ("POST", "/api/v1/inspections/{inspection}/review/"),
     ("POST", "/api/v1/inspections/{inspection}/promote/"),
     ("GET", "/api/v1/models/{model}/bundle/"),

@@ -184,6 +184,7 @@ class MemberOutput(serializers.ModelSerializer):
 
 class ImageOutput(serializers.ModelSerializer):
     file_url = serializers.SerializerMethodField()
+    display_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
     overlay_url = serializers.SerializerMethodField()
     mask_url = serializers.SerializerMethodField()
@@ -207,6 +208,7 @@ class ImageOutput(serializers.ModelSerializer):
             "has_mask",
             "n_prompts",
             "file_url",
+            "display_url",
             "thumbnail_url",
             "overlay_url",
             "mask_url",
@@ -218,6 +220,11 @@ class ImageOutput(serializers.ModelSerializer):
 
     def get_file_url(self, obj) -> str:
         return _url(self._r(), "image-file", obj.id)
+
+    def get_display_url(self, obj) -> str:
+        """What a browser should draw: the file, or a PNG of it where a browser
+        would not show the engine's pixels (TIFF, 16-bit, alpha, EXIF rotation)."""
+        return _url(self._r(), "image-display", obj.id)
 
     def get_thumbnail_url(self, obj) -> str:
         return _url(self._r(), "image-thumbnail", obj.id)

@@ -57,6 +57,9 @@ urlpatterns = [
     path("images/<uuid:pk>/", v.ImageDetailView.as_view(), name="image-detail"),
     path("images/<uuid:pk>/file/", v.ImageFileView.as_view(kind="file"), name="image-file"),
     path(
+        "images/<uuid:pk>/display/", v.ImageFileView.as_view(kind="display"), name="image-display"
+    ),
+    path(
         "images/<uuid:pk>/thumbnail/",
         v.ImageFileView.as_view(kind="thumbnail"),
         name="image-thumbnail",
@@ -85,6 +88,11 @@ urlpatterns = [
     ),
     path("inspections/<uuid:pk>/", v.InspectionDetailView.as_view(), name="inspection-detail"),
     path("inspections/<uuid:pk>/image/", v.InspectionImageView.as_view(), name="inspection-image"),
+    path(
+        "inspections/<uuid:pk>/image/display/",
+        v.InspectionImageView.as_view(display=True),
+        name="inspection-image-display",
+    ),
     path(
         "inspections/<uuid:pk>/review/", v.InspectionReviewView.as_view(), name="inspection-review"
     ),

@@ -100,6 +100,26 @@ def _file(name: str, *, download: bool, filename: str, content_type: str = "") -
     return response
 
 
+def _display(name: str, *, filename: str):
+    """Serve the stored image ``name`` as a browser draws the engine's pixels: the
+    file itself when it already is that, else a PNG rendition (TIFF, 16-bit...)."""
+    if not name:
+        raise Http404("no such file")
+    try:
+        shown = image_services.image_display(name=name)
+    except FileNotFoundError:
+        raise Http404("file missing from storage") from None
+    if shown is None:
+        return _file(name, download=False, filename=filename)
+    data, content_type = shown
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Disposition"] = f'inline; filename="{filename.rsplit(".", 1)[0]}.png"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
 def _download(request) -> bool:
     return request.query_params.get("download") in ("1", "true", "yes")
 
@@ -415,6 +435,8 @@ class ImageFileView(APIView):
     def get(self, request, pk):
         image = selectors.image_get(user=request.user, pk=pk)
         role_require(user=request.user, project=image.project, need=READ)
+        if self.kind == "display":
+            return _display(image.file.name, filename=f"{image.id}-display.png")
         if self.kind == "file":
             name = image.file.name
         elif self.kind == "thumbnail":
@@ -1067,6 +1089,9 @@ class InspectionDetailView(APIView):
 
 
 class InspectionImageView(APIView):
+    #: the browser rendition (what the engine saw) instead of the file as sent
+    display = False
+
     @extend_schema(responses={(200, "image/*"): bytes, 404: _DETAIL})
     def get(self, request, pk):
         ins = selectors.inspection_get(user=request.user, pk=pk)
@@ -1076,6 +1101,8 @@ class InspectionImageView(APIView):
                 "this inspection kept no image (see the project's keep_inspection_images)"
             )
         name = ins.image_file.name
+        if self.display:
+            return _display(name, filename=f"inspection-{ins.id}-display.png")
         return _file(
             name,
             download=_download(request),

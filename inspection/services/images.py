@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from inspection.errors import InvalidInput
 from inspection.models import Image, Project, Verdict
-from inspection.storage import bytes_save, file_delete, name_new
+from inspection.storage import bytes_read, bytes_save, file_delete, name_new
 
 _EXT = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif"}
 
@@ -254,3 +254,18 @@ def cold_start_status(*, project: Project) -> dict:
             else f"{have} images: enough to train"
         ),
     }
+
+
+def image_display(*, name: str) -> tuple[bytes, str] | None:
+    """The browser rendition of the stored image ``name``: None when the stored
+    file is already what the engine sees (serve it as it is), else PNG bytes and
+    their content type (TIFF, BMP, 16-bit, alpha, EXIF-rotated; see
+    ``prompting.images.display_encode``). Raises FileNotFoundError when the file
+    is gone from storage."""
+    from prompting.errors import ImageError
+    from prompting.images import display_encode
+
+    try:
+        return display_encode(bytes_read(name), max_pixels=settings.UPLOAD_MAX_PIXELS)
+    except ImageError as exc:  # stored files were validated on upload; a damaged one
+        raise FileNotFoundError(f"stored image {name} no longer decodes: {exc}") from exc

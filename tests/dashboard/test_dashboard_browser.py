@@ -496,6 +496,45 @@ def test_viewer_sees_no_edit_tools_and_foreign_projects_are_404(
     assert response.status == 404
 
 
+def test_editor_paints_on_a_12_bit_tiff_as_the_engine_sees_it(
+    live_server, page, shot, login, make_user, dataset, eager_jobs
+):
+    """Line cameras send TIFF and 10/12-bit data, which a browser can't draw (TIFF)
+    or draws nearly black (16-bit PNG). The editor loads the display rendition:
+    same size as the image, grey levels scaled by the engine's fixed range."""
+    import io
+
+    from inspection.services.images import images_upload
+    from inspection.services.projects import project_create
+    from prompting.images import image_decode, image_to_rgb8
+
+    owner = make_user("tia")
+    project = project_create(
+        user=owner, name="TIFF line", classes=[{"name": "defect", "colour": "#e5484d"}]
+    )
+    row = dataset.pick(n_defect=1, n_free=0)[0][0]
+    grey = np.asarray(PILImage.open(dataset.image(row)).convert("L"), np.uint16) * 16  # 12-bit
+    buf = io.BytesIO()
+    PILImage.fromarray(grey).save(buf, format="TIFF")
+    images_upload(project=project, files=[("camera.tif", buf.getvalue())], user=owner)
+    image = project.images.get()
+    engine = image_to_rgb8(image_decode(buf.getvalue()).pixels)[:, :, 0]
+
+    login(page, live_server.url, "tia")
+    page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    y, x = np.unravel_index(int(np.argmax(engine)), engine.shape)
+    drawn = page.evaluate(f"window.__editor.image({int(x)}, {int(y)})")
+    assert (drawn["width"], drawn["height"]) == (image.width, image.height)
+    assert drawn["value"] == int(engine[y, x]) and drawn["value"] > 100  # not the near-black
+    page.click("[data-testid=label-defect]")
+    page.keyboard.press("b")
+    paint(page, [(10, 10), (40, 30)])
+    wait_prompts(page, 1)
+    assert image.prompts.count() == 1
+    shot(page, "15b-tiff-editor")
+
+
 # ----------------------------------------------------------------- production review
 def test_review_a_decision_and_add_the_part_to_the_training_images(
     live_server, page, shot, login, make_user, eager_jobs

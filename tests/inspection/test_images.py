@@ -156,3 +156,64 @@ def test_uploaded_file_served_safely(owner_client):
 )
 def test_filename_sanitise(raw, clean):
     assert filename_sanitise(raw) == clean
+
+
+def _tiff16(w=12, h=7) -> bytes:
+    raw = (np.arange(w * h, dtype=np.uint16).reshape(h, w) * 40) % 4096  # 12-bit camera
+    buf = io.BytesIO()
+    PILImage.fromarray(raw).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+def test_display_of_a_tiff_is_the_engines_view_as_png_and_the_file_stays_the_original(
+    owner_client,
+):
+    from prompting.images import image_decode, image_to_rgb8
+
+    project, client = owner_client
+    data = _tiff16()
+    r = _post(client, project, [SimpleUploadedFile("cam.tif", data)])
+    assert r.status_code == 201, r.content
+    image = Image.objects.get()
+    body = client.get(f"/api/v1/images/{image.id}/").json()
+    assert body["display_url"].endswith(f"/api/v1/images/{image.id}/display/")
+    r = client.get(f"/api/v1/images/{image.id}/display/")
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert r["X-Content-Type-Options"] == "nosniff" and "sandbox" in r["Content-Security-Policy"]
+    assert r["Content-Disposition"] == f'inline; filename="{image.id}-display.png"'
+    shown = image_decode(r.content)
+    assert (shown.width, shown.height) == (image.width, image.height) == (12, 7)
+    assert np.array_equal(shown.pixels, image_to_rgb8(image_decode(data).pixels)[:, :, 0])
+    original = client.get(f"/api/v1/images/{image.id}/file/")
+    assert original["Content-Type"] == "image/tiff"
+    assert b"".join(original.streaming_content) == data
+
+
+def test_display_of_a_plain_png_is_the_stored_file(owner_client):
+    project, client = owner_client
+    _post(client, project, [SimpleUploadedFile("a.png", _png())])
+    image = Image.objects.get()
+    r = client.get(f"/api/v1/images/{image.id}/display/")
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert b"".join(r.streaming_content) == _png()
+
+
+def test_display_of_another_users_image_is_404(owner_client, make_user, api_for):
+    project, client = owner_client
+    _post(client, project, [SimpleUploadedFile("cam.tif", _tiff16())])
+    image = Image.objects.get()
+    r = api_for(make_user("stranger")).get(f"/api/v1/images/{image.id}/display/")
+    assert r.status_code == 404
+    r = client.get(f"/api/v1/images/{image.id}/display/")
+    assert r.status_code == 200
+
+
+def test_display_of_an_image_gone_from_storage_is_404(owner_client):
+    from django.core.files.storage import default_storage
+
+    project, client = owner_client
+    _post(client, project, [SimpleUploadedFile("cam.tif", _tiff16())])
+    image = Image.objects.get()
+    default_storage.delete(image.file.name)
+    r = client.get(f"/api/v1/images/{image.id}/display/")
+    assert r.status_code == 404 and "missing from storage" in r.json()["detail"]

@@ -51,6 +51,30 @@ def test_the_kept_image_is_the_file_as_sent(line, api_for):
     other = line.inspect("OK", seed=4)
     r = api_for(line.owner).get(f"/api/v1/inspections/{other.id}/image/")
     assert r.status_code == 404 and "kept no image" in r.json()["detail"]
+    r = api_for(line.owner).get(f"/api/v1/inspections/{other.id}/image/display/")
+    assert r.status_code == 404 and "kept no image" in r.json()["detail"]
+
+
+def test_a_kept_tiff_is_drawn_from_a_png_of_what_the_engine_saw(line, api_for, make_user):
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from inspection.services import inspections
+    from prompting.images import image_decode, image_to_rgb8
+
+    _set_policy(line, "ng")
+    buf = io.BytesIO()
+    PILImage.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 60).save(buf, "TIFF")
+    line.inspect("NG")  # plans the decision
+    ins = inspections.inspection_run(project=line.project, data=buf.getvalue(), filename="c.tif")
+    assert ins.image_file.name.endswith(".tif")
+    r = api_for(line.owner).get(f"/api/v1/inspections/{ins.id}/image/display/")
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert r["Content-Disposition"] == f'inline; filename="inspection-{ins.id}-display.png"'
+    shown = image_decode(r.content).pixels
+    assert np.array_equal(shown, image_to_rgb8(image_decode(buf.getvalue()).pixels)[:, :, 0])
+    r = api_for(make_user("stranger")).get(f"/api/v1/inspections/{ins.id}/image/display/")
+    assert r.status_code == 404
 
 
 def test_a_review_is_set_replaced_and_cleared_without_touching_the_log(line, api_for, make_user):

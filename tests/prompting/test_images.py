@@ -13,6 +13,7 @@ from prompting.errors import ImageError
 from prompting.images import (
     ALLOWED_FORMATS,
     DEFAULT_MAX_PIXELS,
+    display_encode,
     image_decode,
     image_to_gray,
     image_to_rgb8,
@@ -358,3 +359,69 @@ def test_real_dataset_image_and_mask():
     assert rgb.shape == (img.height, img.width, 3)
     mask = mask_decode(root / "masks" / f"{row['id']}.png", shape=(img.height, img.width))
     assert mask.mean() == pytest.approx(float(row["defect_fraction"]), abs=1e-3)
+
+
+# --- display_encode ------------------------------------------------------------------
+def _rgb(h: int = 6, w: int = 9) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        png_encode(np.full((4, 5), 7, np.uint8)),
+        png_encode(_rgb()),
+        _encode(Image.fromarray(_rgb()), "JPEG", quality=90),
+        _encode(Image.fromarray(_rgb()[:, :, 0]), "JPEG", quality=90),
+    ],
+    ids=["png-gray", "png-rgb", "jpeg-rgb", "jpeg-gray"],
+)
+def test_display_of_a_browser_ready_file_is_the_file_itself(data):
+    assert display_encode(data) is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: _encode(Image.fromarray(a), "TIFF"),
+        lambda a: _encode(Image.fromarray(a), "BMP"),
+        lambda a: _encode(
+            Image.fromarray(np.dstack([a, np.full(a.shape[:2], 9, np.uint8)])), "PNG"
+        ),
+        lambda a: _encode(Image.fromarray(a).convert("CMYK"), "TIFF"),
+    ],
+    ids=["tiff", "bmp", "png-rgba", "tiff-cmyk"],
+)
+def test_display_is_a_png_of_the_pixels_the_engine_sees(make):
+    data = make(_rgb())
+    png, kind = display_encode(data)
+    assert kind == "image/png"
+    shown = image_decode(png)
+    assert shown.format == "PNG" and shown.bit_depth == 8
+    assert np.array_equal(shown.pixels, image_to_rgb8(image_decode(data).pixels))
+
+
+def test_display_of_12_bit_data_uses_the_engines_range_not_the_browsers():
+    raw = np.array([[0, 1000, 4095]] * 2, np.uint16)  # 12-bit camera in a 16-bit container
+    png, _ = display_encode(_encode(Image.fromarray(raw), "TIFF"))
+    shown = image_decode(png).pixels
+    assert shown.ndim == 2  # gray stays one channel
+    assert shown[0].tolist() == [0, 62, 255]  # a browser's 65535 range would draw 0, 4, 16
+
+
+def test_display_of_an_exif_rotated_jpeg_is_rotated_like_the_engine():
+    arr = np.zeros((8, 16, 3), np.uint8)
+    arr[:, :4] = 255  # bright left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise on display
+    data = _encode(Image.fromarray(arr), "JPEG", exif=exif, quality=95)
+    png, _ = display_encode(data)
+    shown = image_decode(png)
+    engine = image_decode(data)
+    assert (shown.width, shown.height) == (engine.width, engine.height) == (8, 16)
+    assert np.array_equal(shown.pixels, image_to_rgb8(engine.pixels))
+
+
+def test_display_of_a_rejected_file_names_the_problem():
+    with pytest.raises(ImageError, match="unknown or unsupported"):
+        display_encode(b"not an image at all")

@@ -173,7 +173,7 @@ async function main() {
     showReview(ins);
     wireReview(ins);
     render(ins, {
-      imageUrl: ins.image_kept ? `${API}/inspections/${ins.id}/image/` : null, overlayUrl: null,
+      imageUrl: ins.image_kept ? `${API}/inspections/${ins.id}/image/display/` : null, overlayUrl: null,
       width: ins.width || PD.width, height: ins.height || PD.height,
       meta: { versions: `model v${ins.model_number ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
               text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms${unsure(ins.uncertainty)}` },
@@ -184,11 +184,11 @@ async function main() {
     if (!p) {
       document.getElementById("verdict").textContent = "Not predicted yet";
       document.getElementById("reasons").replaceChildren(h("div", { class: "muted" }, "Paint prompts and press Run to get a decision."));
-      document.getElementById("decision-view").replaceChildren(h("img", { src: `${API}/images/${PD.image_id}/file/`, style: "max-width:100%" }));
+      document.getElementById("decision-view").replaceChildren(h("img", { src: `${API}/images/${PD.image_id}/display/`, style: "max-width:100%" }));
       return;
     }
     render(p, {
-      imageUrl: `${API}/images/${PD.image_id}/file/`,
+      imageUrl: `${API}/images/${PD.image_id}/display/`,
       overlayUrl: p.overlayUrl || `${API}/images/${PD.image_id}/overlay/?v=${p.id}`,
       width: PD.width, height: PD.height,
       meta: { versions: `model v${p.modelNumber ?? "?"} · rules v${p.rulesVersion ?? "?"}`, text: (p.created ? `predicted ${when(p.created)}` : "") + unsure(p.uncertainty) },

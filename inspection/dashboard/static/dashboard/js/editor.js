@@ -557,7 +557,7 @@ async function start() {
   setRadius(state.radius);
   setTool(canEdit ? "brush" : "pan");
   if (canEdit) setLabel(state.label);
-  state.img = await loadImage(`${API}/images/${iid}/file/`);
+  state.img = await loadImage(`${API}/images/${iid}/display/`);
   draw();
   const list = await apiAll(`/images/${iid}/prompts/`);
   state.prompts = list.map(fromServer);
@@ -569,5 +569,14 @@ async function start() {
   canvas.dataset.ready = "1";
 }
 // read-only view state for tests and debugging (image px -> screen px)
-window.__editor = { view: () => ({ scale: state.scale, ox: state.ox, oy: state.oy, width: W, height: H }), prompts: () => state.prompts.length };
+window.__editor = {
+  view: () => ({ scale: state.scale, ox: state.ox, oy: state.oy, width: W, height: H }),
+  prompts: () => state.prompts.length,
+  // the drawn image's own size and its grey level at image pixel (x, y)
+  image: (x, y) => {
+    const c = document.createElement("canvas"); c.width = state.img.naturalWidth; c.height = state.img.naturalHeight;
+    const g = c.getContext("2d"); g.drawImage(state.img, 0, 0);
+    return { width: c.width, height: c.height, value: g.getImageData(x, y, 1, 1).data[0] };
+  },
+};
 start().catch((ex) => setStatus(ex.message, "error"));

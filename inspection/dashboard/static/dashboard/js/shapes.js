@@ -13,7 +13,7 @@ export function normImage(im) {
     gtVerdict: gt || null,
     hasMask: Boolean(im.has_mask ?? im.gt_mask ?? im.mask_url ?? im.has_gt_mask),
     promptCount: im.prompt_count ?? im.prompts_count ?? im.n_prompts ?? 0,
-    fileUrl: im.file_url || `${API}/images/${im.id}/file/`,
+    fileUrl: im.display_url || `${API}/images/${im.id}/display/`,
     thumbUrl: im.thumbnail_url || `${API}/images/${im.id}/thumbnail/`,
     overlayUrl: im.overlay_url || `${API}/images/${im.id}/overlay/`,
     prediction: im.prediction ? normPrediction(im.prediction, im.id) : (im.latest_prediction ? normPrediction(im.latest_prediction, im.id) : null),
