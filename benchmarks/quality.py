@@ -114,7 +114,7 @@ def _rasterize(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
 
 
 class MemoryCache:
-    """In-process feature cache with FeatureCache's feature-map interface (benchmark only)."""
+    """In-process cache with FeatureCache's feature-map and embedding interface (benchmark only)."""
 
     def __init__(self) -> None:
         self._maps: dict[str, object] = {}
@@ -125,18 +125,33 @@ class MemoryCache:
     def put_feature_map(self, key: str, feature_map) -> None:
         self._maps[key] = feature_map
 
+    def get_embedding(self, key: str):
+        return self._maps.get(key)
+
+    def put_embedding(self, key: str, embedding) -> None:
+        self._maps[key] = embedding
+
 
 # ----------------------------------------------------------------------------- methods
 
 
 class OurMethod:
-    name = "ours (classic)"
+    """The product's learner on a feature backend: ``classic`` (no weights) or
+    ``sam`` with ``backend_options`` (model_type, checkpoint, device, dtype)."""
 
-    def __init__(self, seed: int, backend_name: str = "classic") -> None:
+    def __init__(
+        self, seed: int, backend_name: str = "classic", backend_options: dict | None = None
+    ) -> None:
         from prompting.features import backend_create
 
         self.seed = seed
-        self.backend = backend_create(backend_name)
+        options = dict(backend_options or {})
+        self.backend = backend_create(backend_name, **options)
+        self.name = (
+            f"ours (sam {options.get('model_type', 'vit_b')})"
+            if backend_name == "sam"
+            else f"ours ({backend_name})"
+        )
         self.cache = MemoryCache()
         self.learner = None
 
@@ -431,8 +446,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-baseline", action="store_true", help="only our method (quick iterations)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("classic", "sam"),
+        default="classic",
+        help="our method's feature backend (sam needs --sam-checkpoint)",
+    )
+    parser.add_argument("--sam-checkpoint", default="", help="SAM .pth file (sam_vit_b_01ec64.pth)")
+    parser.add_argument("--sam-model-type", default="vit_b", help="vit_b, vit_l or vit_h")
+    parser.add_argument("--sam-device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--sam-dtype", default="fp32", help="fp32 or bf16")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
+    backend_options = {}
+    if args.backend == "sam":
+        if not args.sam_checkpoint:
+            parser.error("--backend sam needs --sam-checkpoint PATH (see the README's checkpoints)")
+        backend_options = {
+            "model_type": args.sam_model_type,
+            "checkpoint": args.sam_checkpoint,
+            "device": args.sam_device,
+            "dtype": args.sam_dtype,
+        }
+    try:  # options checked before hours of work; the model itself loads on first use
+        ours_name = OurMethod(0, args.backend, backend_options).name
+    except Exception as exc:  # noqa: BLE001 - BackendError names the bad option
+        parser.error(f"--backend {args.backend}: {exc}")
 
     rows = []  # (dataset, seed, n_eval, ours, baseline)
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
@@ -452,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"({sum(not s.mask.any() for s in train)} defect-free), eval {len(evaluation)}",
                 file=sys.stderr,
             )
-            ours = run_method(OurMethod(seed), train, evaluation, prompts0)
+            method = OurMethod(seed, args.backend, backend_options)
+            ours = run_method(method, train, evaluation, prompts0)
             print(f"[{name} seed {seed}] ours: {ours}", file=sys.stderr)
             base = None
             if not args.skip_baseline:
@@ -465,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_head(with_seed=many))
     for name, seed, n_eval, ours, base in rows:
         label = f"{name} | {seed}" if many else name
-        print(_row(label, n_eval, "ours (classic)", ours))
+        print(_row(label, n_eval, ours_name, ours))
         if base is not None:
             print(_row(label, n_eval, "baseline (skimage RF)", base))
             print(_ratio_row(label, ours, base))
@@ -476,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             mine = [r for r in rows if r[0] == name]
             ours = _mean_result([r[3] for r in mine])
             n_eval = "/".join(str(v) for v in dict.fromkeys(r[2] for r in mine))
-            print(_row(name, n_eval, "ours (classic)", ours))
+            print(_row(name, n_eval, ours_name, ours))
             if all(r[4] is not None for r in mine):
                 base = _mean_result([r[4] for r in mine])
                 print(_row(name, n_eval, "baseline (skimage RF)", base))

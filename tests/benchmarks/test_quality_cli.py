@@ -51,3 +51,35 @@ def test_bad_seeds_are_a_usage_error(tmp_path, capsys):
         quality.main(["--seeds", "0,x", "--skip-sam", "--data-root", str(tmp_path)])
     assert exc.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_our_method_on_the_sam_backend_runs_the_protocol(tiny_dataset, tiny_sam_checkpoint, capsys):
+    """The SAM-feature learner through the same protocol (random weights here, so
+    only the plumbing is checked: rows, figures in range, the checkpoint loaded)."""
+    code = quality.main(
+        [
+            "--datasets", "tiny", "--seed", "0", "--skip-sam", "--skip-baseline",
+            "--data-root", str(tiny_dataset), "--backend", "sam",
+            "--sam-checkpoint", tiny_sam_checkpoint.checkpoint,
+            "--sam-model-type", tiny_sam_checkpoint.model_type,
+        ]
+    )  # fmt: skip
+    assert code == 0
+    rows = _table_rows(capsys.readouterr().out, f"ours (sam {tiny_sam_checkpoint.model_type})")
+    assert len(rows) == 1
+    seg_iou = float(rows[0][3])  # dataset | eval | method | seg IoU
+    assert 0.0 <= seg_iou <= 1.0
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--backend", "sam"], "needs --sam-checkpoint"),
+        (["--backend", "sam", "--sam-checkpoint", "/nonexistent.pth"], "checkpoint not found"),
+    ],
+)
+def test_sam_backend_options_are_checked_before_any_work(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--skip-sam", "--data-root", str(tmp_path), *extra])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
