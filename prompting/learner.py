@@ -41,6 +41,7 @@ import numpy as np
 
 from prompting.errors import ArtifactError, TrainingError
 from prompting.features.base import FeatureBackend, FeatureMap
+from prompting.inputcheck import image_profile, profile_ranges_fit
 
 ARTIFACT_FORMAT_VERSION = 1
 ARTIFACT_FORMAT_NAME = "prompting.learner"
@@ -724,6 +725,7 @@ def learner_train(
     report = progress or (lambda _f, _m: None)
 
     xs, ys, groups = [], [], []
+    profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
     t_feat = 0.0
     for i, im in enumerate(images):
         report(0.6 * i / len(images), f"features {i + 1}/{len(images)}")
@@ -739,6 +741,7 @@ def learner_train(
         xs.append(x)
         ys.append(y)
         groups.append(np.full(len(y), i, np.int32))
+        profiles.append(image_profile(np.asarray(im.pixels)))
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys)
     g = np.concatenate(groups)
@@ -820,6 +823,7 @@ def learner_train(
             "temperature_last": True,
             "guide_eps": float(guide_eps),
             "guide_passes": int(guide_passes),
+            "input_ranges": profile_ranges_fit(profiles),
         },
     )
     report(1.0, "done")

@@ -110,10 +110,13 @@ class Decision:
     blob_map: np.ndarray | None = None
     inspected_area_px: int = 0
     uncertainty: float = 0.0
+    #: ``prompting.inputcheck.InputCheck.to_dict()`` when the image was checked
+    input_check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (no pixel maps)."""
         return {
+            **({"input_check": self.input_check} if self.input_check is not None else {}),
             "verdict": self.verdict,
             "severity": self.severity,
             "reasons": [r.to_dict() for r in self.reasons],

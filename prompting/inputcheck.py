@@ -1,0 +1,233 @@
+"""Input check: is a production image taken like the images the model learned from?
+
+A few-shot model knows only the lighting, focus and scale of its ten or so
+training images. When the line's camera drifts (a lamp ages, exposure or focus
+changes, a lens gets dirty, the resolution is switched), the model still answers,
+and its answers are silently wrong. The input check catches that before anyone
+trusts a verdict:
+
+- :func:`image_profile`: five cheap measures of an image as the engine sees it
+  (brightness, contrast, focus, detail, scale);
+- :func:`profile_ranges_fit`: what each measure spans over the training images;
+- :func:`input_check`: which measures of one image fall outside, each with a
+  message that names the measure, the value and the range.
+
+The learner stores the ranges in its artifact (``Learner.info["input_ranges"]``),
+so a bundle checks its inputs off the server exactly as the server does.
+
+Example::
+
+    ranges = profile_ranges_fit([image_profile(im) for im in training_rgb8])
+    check = input_check(image_profile(rgb8), ranges)
+    check.ok, [i.message for i in check.issues]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MEASURES = ("brightness", "contrast", "focus", "detail", "scale")
+#: the accepted range is the training images' span widened by this share of it
+#: on either side (or of the measure's floor, when the span is narrower); chosen
+#: on protocol seeds 3-4 (benchmarks/input_check.py): 0.5 flags 16 % of unchanged
+#: sd_saliency images, 1.0 misses most defocused magnetic tiles
+DEFAULT_MARGIN = 0.75
+MAX_MARGIN = 5.0
+# The least span a measure is given, so that ten near-identical training images
+# don't make the range a needle: absolute grey levels for brightness, a share of
+# the median for the others (relative changes matter for them).
+_FLOOR_ABS = {"brightness": 24.0}
+_FLOOR_REL = {"contrast": 0.3, "focus": 0.4, "detail": 0.4, "scale": 0.1}
+_UNITS = {
+    "brightness": "median grey",
+    "contrast": "grey levels p5-p95",
+    "focus": "",
+    "detail": "",
+    "scale": "px",
+}
+_HINT = {
+    ("brightness", "high"): "brighter than the training images: lighting or exposure changed?",
+    ("brightness", "low"): "darker than the training images: lighting or exposure changed?",
+    ("contrast", "high"): "more contrast than the training images: lighting or gain changed?",
+    ("contrast", "low"): "less contrast than the training images: glare, fog or gain changed?",
+    ("focus", "high"): "sharper or noisier than the training images: gain or focus changed?",
+    ("focus", "low"): "blurrier than the training images: focus, motion or a dirty lens?",
+    ("detail", "high"): "more fine detail or noise than the training images: gain changed?",
+    ("detail", "low"): "less fine detail than the training images: focus or a dirty lens?",
+    ("scale", "high"): "larger than the training images: resolution or zoom changed?",
+    ("scale", "low"): "smaller than the training images: resolution or zoom changed?",
+}
+#: ranges fitted from fewer images are not used (one image is no range)
+MIN_IMAGES = 2
+
+
+def _laplacian_abs_mean(grey: np.ndarray) -> float:
+    lap = (
+        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
+        - 4.0 * grey[1:-1, 1:-1]
+    )  # fmt: skip
+    return float(np.mean(np.abs(lap)))
+
+
+def image_profile(rgb8: np.ndarray) -> dict[str, float]:
+    """The image's brightness, contrast, focus, detail and scale.
+
+    ``rgb8``: (H, W, 3) uint8 RGB (or (H, W) uint8 gray), as the engine sees it.
+    ``brightness``: median grey level (0..255); ``contrast``: 95th minus 5th
+    percentile of grey; ``focus``: mean absolute Laplacian of the image over
+    that of the image blurred by a 1 px Gaussian (the share of edge energy at
+    the finest scale, which defocus and motion take away first, whatever the
+    part's texture); ``detail``: mean absolute Laplacian per grey level of
+    contrast, x100 (fine texture and sensor noise, exposure scaled out);
+    ``scale``: sqrt(width * height) in pixels.
+
+    >>> flat = np.full((8, 8, 3), 100, np.uint8)
+    >>> p = image_profile(flat)
+    >>> p["brightness"], p["contrast"], p["focus"], p["detail"], p["scale"]
+    (100.0, 0.0, 0.0, 0.0, 8.0)
+    """
+    from scipy.ndimage import gaussian_filter
+
+    arr = np.asarray(rgb8)
+    if arr.ndim == 3:
+        grey = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    elif arr.ndim == 2:
+        grey = arr.astype(np.float32)
+    else:
+        raise ValueError(f"expected (H, W, 3) or (H, W) pixels, got shape {arr.shape}")
+    h, w = grey.shape
+    step = max(1, int(math.sqrt(h * w / 1_000_000)))  # percentiles from <= ~1 MP
+    p5, p50, p95 = np.percentile(grey[::step, ::step], [5, 50, 95])
+    contrast = float(p95 - p5)
+    focus = detail = 0.0
+    if h >= 3 and w >= 3:
+        fine = _laplacian_abs_mean(grey)
+        coarse = _laplacian_abs_mean(gaussian_filter(grey, 1.0))
+        focus = fine / coarse if coarse > 1e-3 else 0.0
+        detail = fine / max(contrast, 1.0) * 100.0
+    return {
+        "brightness": round(float(p50), 3),
+        "contrast": round(contrast, 3),
+        "focus": round(focus, 4),
+        "detail": round(detail, 3),
+        "scale": round(math.sqrt(h * w), 3),
+    }
+
+
+def profile_ranges_fit(profiles: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """What the training images' profiles span, per measure (JSON-able).
+
+    Returns ``{"n_images": n, "measures": {name: {"seen_low", "seen_high",
+    "spread"}}}``, ``spread`` being the larger of the span and the measure's
+    floor (24 grey levels for brightness; 30 % of the median for contrast, 40 %
+    for focus and detail, 10 % for scale). :func:`input_check` accepts
+    ``margin * spread`` beyond the span on either side. With fewer than
+    :data:`MIN_IMAGES` profiles, ``measures`` is empty (nothing is checked).
+
+    >>> r = profile_ranges_fit([{"brightness": 100}, {"brightness": 140}])
+    >>> r["measures"]["brightness"]
+    {'seen_low': 100.0, 'seen_high': 140.0, 'spread': 40.0}
+    """
+    measures: dict[str, dict[str, float]] = {}
+    if len(profiles) >= MIN_IMAGES:
+        for name in MEASURES:
+            values = [float(p[name]) for p in profiles if name in p]
+            if len(values) < MIN_IMAGES:
+                continue
+            lo, hi = min(values), max(values)
+            floor = _FLOOR_ABS.get(name, _FLOOR_REL.get(name, 0.0) * float(np.median(values)))
+            measures[name] = {
+                "seen_low": round(lo, 4),
+                "seen_high": round(hi, 4),
+                "spread": round(max(hi - lo, floor), 4),
+            }
+    return {"n_images": len(profiles), "measures": measures}
+
+
+@dataclass(frozen=True)
+class InputIssue:
+    """One measure outside its accepted range: ``side`` is "low" or "high",
+    ``bound`` the limit it crossed."""
+
+    measure: str
+    value: float
+    low: float
+    high: float
+    side: str
+    bound: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """The outcome for one image: ``checked`` False when the model carries no
+    ranges (older models, fewer than two training images), then ``ok`` is True."""
+
+    checked: bool
+    profile: dict[str, float]
+    issues: list[InputIssue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "ok": self.ok,
+            "profile": dict(self.profile),
+            "issues": [i.to_dict() for i in self.issues],
+        }
+
+
+def _show(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def input_check(
+    profile: Mapping[str, float],
+    ranges: Mapping[str, Any] | None,
+    *,
+    margin: float = DEFAULT_MARGIN,
+) -> InputCheck:
+    """Check one image's ``profile`` against ``ranges`` from :func:`profile_ranges_fit`:
+    a measure is out when it lies more than ``margin`` times its spread beyond
+    what the training images span (0: their span exactly; larger: more tolerant).
+
+    >>> ranges = profile_ranges_fit([{"brightness": 100}, {"brightness": 140}])
+    >>> check = input_check({"brightness": 200}, ranges)
+    >>> check.ok, check.issues[0].side, check.issues[0].bound
+    (False, 'high', 170.0)
+    >>> input_check({"brightness": 120}, ranges).ok
+    True
+    """
+    if not 0 <= margin <= MAX_MARGIN:
+        raise ValueError(f"margin must be 0..{MAX_MARGIN}, got {margin}")
+    measures = (ranges or {}).get("measures") or {}
+    issues = []
+    for name in MEASURES:
+        rng = measures.get(name)
+        if rng is None or name not in profile:
+            continue
+        value = float(profile[name])
+        seen_lo, seen_hi = float(rng["seen_low"]), float(rng["seen_high"])
+        pad = margin * float(rng["spread"])
+        lo, hi = round(max(0.0, seen_lo - pad), 4), round(seen_hi + pad, 4)
+        if lo <= value <= hi:
+            continue
+        side, bound = ("low", lo) if value < lo else ("high", hi)
+        unit = f" {_UNITS[name]}" if _UNITS[name] else ""
+        message = (
+            f"{name} {_show(value)}{unit} is outside {_show(lo)}-{_show(hi)} "
+            f"(training images {_show(seen_lo)}-{_show(seen_hi)}): {_HINT[(name, side)]}"
+        )
+        issues.append(InputIssue(name, value, lo, hi, side, bound, message))
+    return InputCheck(checked=bool(measures), profile=dict(profile), issues=issues)
