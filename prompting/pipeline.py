@@ -19,7 +19,6 @@ from prompting.features.base import FeatureBackend
 from prompting.inputcheck import DEFAULT_MARGIN, InputCheck, image_profile, input_check
 from prompting.learner import Learner
 
-
 #: what the input check does: nothing, report (the decision stands), or judge NG
 INPUT_CHECK_MODES = ("off", "flag", "ng")
 INPUT_CHECK_RULE_ID = "input-check"
