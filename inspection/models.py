@@ -35,6 +35,14 @@ class KeepImages(models.TextChoices):
     ALL = "all"
 
 
+class InputCheckMode(models.TextChoices):
+    """What the input check (is the image taken like the training images?) does."""
+
+    OFF = "off", "Off"
+    FLAG = "flag", "Flag (the verdict stands)"  # recorded on the inspection
+    NG = "ng", "Judge NG"  # an image unlike the training images is NG (fail-safe)
+
+
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -55,6 +63,12 @@ class Project(models.Model):
     #: whether the line alert is raised now, and since when (or when it was cleared)
     alert_active = models.BooleanField(default=False)
     alert_changed_at = models.DateTimeField(null=True, blank=True)
+    #: the input check on inspections (InputCheckMode) and its tolerance: how far
+    #: beyond the training images' span (in spreads) a measure may lie
+    input_check = models.CharField(
+        max_length=4, choices=InputCheckMode.choices, default=InputCheckMode.FLAG
+    )
+    input_check_margin = models.FloatField(default=0.75)
     deployed_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -349,6 +363,10 @@ class Inspection(models.Model):
     part_id = models.CharField(max_length=200, blank=True, default="")
     #: the inspected file as sent, when the project keeps it (Project.keep_inspection_images)
     image_file = models.FileField(max_length=300, blank=True, default="")
+    #: the input check (prompting.inputcheck.InputCheck.to_dict() plus the mode);
+    #: input_ok is null when the image was not checked (mode off, or an older model)
+    input_check = models.JSONField(default=dict, blank=True)
+    input_ok = models.BooleanField(null=True, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -412,6 +430,8 @@ class Webhook(models.Model):
         INSPECTION_REVIEWED = "inspection.reviewed"
         #: the line's NG rate reached the project's alert level, or fell below it again
         LINE_ALERT = "line.alert"
+        #: an inspected image was unlike the model's training images (the input check)
+        INSPECTION_INPUT = "inspection.input"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")

@@ -159,6 +159,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from prompting.rules import DEFAULT_RULESET, ruleset_validate
 
     px_per_mm = args.px_per_mm
+    from prompting.inputcheck import DEFAULT_MARGIN, MAX_MARGIN
+
+    input_mode, input_margin = "flag", DEFAULT_MARGIN
+    if args.input_margin is not None and not 0 <= args.input_margin <= MAX_MARGIN:
+        raise PromptingError(f"--input-margin must be 0..{MAX_MARGIN}, got {args.input_margin}")
     if args.bundle:
         from prompting.bundle import bundle_read
 
@@ -170,6 +175,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         learner, ruleset = bundle.learner, bundle.ruleset
         if px_per_mm is None:
             px_per_mm = bundle.px_per_mm
+        input_mode, input_margin = bundle.input_mode, bundle.input_margin
     else:
         if not args.model:
             raise PromptingError("give --model (and --rules), or --bundle")
@@ -196,6 +202,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             ruleset=ruleset,
             px_per_mm=px_per_mm,
             image_hash=digest,
+            input_mode=args.input_check or input_mode,
+            input_margin=input_margin if args.input_margin is None else args.input_margin,
         )
         record = {"image": path.name, **result.decision.to_dict()}
         record["timings_ms"] = {k: round(v, 1) for k, v in result.timings.items()}
@@ -218,9 +226,12 @@ def _format(records: list[dict], fmt: str) -> str:
         return json.dumps(records, indent=2, default=_json_default) + "\n"
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["image", "verdict", "severity", "blobs", "reasons", "predict_ms", "error"])
+    writer.writerow(
+        ["image", "verdict", "severity", "blobs", "reasons", "input_issues", "predict_ms", "error"]
+    )
     for r in records:
         reasons = "; ".join(str(x.get("message", x)) for x in r.get("reasons", []) or [])
+        issues = "; ".join(i["message"] for i in (r.get("input_check") or {}).get("issues", []))
         writer.writerow(
             [
                 r["image"],
@@ -228,6 +239,7 @@ def _format(records: list[dict], fmt: str) -> str:
                 r.get("severity") or "",
                 len(r.get("blobs", []) or []),
                 reasons,
+                issues,
                 (r.get("timings_ms") or {}).get("predict_ms", ""),
                 r.get("error", ""),
             ]
@@ -305,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--format", choices=("json", "csv"), default="json")
     i.add_argument("--out", type=Path, help="output file (default: stdout)")
     i.add_argument("--px-per-mm", type=float, default=None, help="scale for mm² rules")
+    i.add_argument(
+        "--input-check",
+        choices=("off", "flag", "ng"),
+        help="images unlike the training images: flag them (default), judge them NG, or "
+        "don't check (default: the bundle's setting)",
+    )
+    i.add_argument(
+        "--input-margin", type=float, help="the input check's tolerance (default: bundle's, 0.75)"
+    )
     sam_options(i)
     i.set_defaults(func=cmd_inspect)
 

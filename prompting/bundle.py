@@ -5,7 +5,9 @@ A bundle is a zip of exactly three members:
 - ``model.npz``: the learner artifact (:class:`prompting.learner.Learner`);
 - ``rules.json``: the rule set (validated by :func:`prompting.rules.ruleset_validate`);
 - ``manifest.json``: format name and version, the sha256 of the two others,
-  the classes, ``px_per_mm`` and free-form provenance (project, versions).
+  the classes, ``px_per_mm``, the input check (``input_check``: mode and
+  margin, see :mod:`prompting.inputcheck`; absent in older bundles: flag at the
+  default margin) and free-form provenance (project, versions).
 
 :func:`bundle_read` checks the format, the member names and sizes (before
 anything is decompressed), both checksums, the model artifact (its own header
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from prompting.errors import ArtifactError, BundleError, RuleSetError
+from prompting.inputcheck import DEFAULT_MARGIN
 
 BUNDLE_FORMAT_NAME = "prompting.bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -50,6 +53,9 @@ class Bundle:
     ruleset: Any
     px_per_mm: float | None
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: the input check the server applied: ``inspect_image(input_mode=, input_margin=)``
+    input_mode: str = "flag"
+    input_margin: float = DEFAULT_MARGIN
 
 
 def _sha256(data: bytes) -> str:
@@ -62,6 +68,8 @@ def bundle_build(
     rules: dict[str, Any],
     px_per_mm: float | None = None,
     provenance: dict[str, Any] | None = None,
+    input_mode: str = "flag",
+    input_margin: float = DEFAULT_MARGIN,
 ) -> bytes:
     """The bundle's bytes (a zip) for a model artifact and a rule set.
 
@@ -80,6 +88,7 @@ def bundle_build(
     except RuleSetError as exc:
         raise BundleError(f"the rules can't be bundled: {exc}") from None
     rules_bytes = json.dumps(validated, indent=1, sort_keys=True).encode()
+    _input_check_check({"mode": input_mode, "margin": input_margin}, "the input check")
     manifest = {
         "format": BUNDLE_FORMAT_NAME,
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -87,6 +96,7 @@ def bundle_build(
         "classes": list(learner.classes),
         "backend": {"name": learner.backend_name, "options": learner.backend_options},
         "px_per_mm": px_per_mm,
+        "input_check": {"mode": input_mode, "margin": float(input_margin)},
         "provenance": provenance or {},
     }
     buf = io.BytesIO()
@@ -156,6 +166,8 @@ def bundle_read(source: bytes | str | Path) -> Bundle:
     px = manifest.get("px_per_mm")
     if px is not None and (isinstance(px, bool) or not isinstance(px, (int, float)) or px <= 0):
         raise BundleError(f"{name}: px_per_mm must be a positive number or null, got {px!r}")
+    check = manifest.get("input_check", {"mode": "flag", "margin": DEFAULT_MARGIN})
+    _input_check_check(check, f"{name}: manifest input_check")
     try:
         ruleset = ruleset_validate(json.loads(raw["rules.json"].decode()))
         ruleset_check_context(ruleset, classes=learner.classes, px_per_mm=px)
@@ -163,4 +175,29 @@ def bundle_read(source: bytes | str | Path) -> Bundle:
         raise BundleError(f"{name}: rules.json is not valid JSON") from None
     except RuleSetError as exc:
         raise BundleError(f"{name}: rules.json: {exc}") from None
-    return Bundle(learner=learner, ruleset=ruleset, px_per_mm=px, manifest=manifest)
+    return Bundle(
+        learner=learner,
+        ruleset=ruleset,
+        px_per_mm=px,
+        manifest=manifest,
+        input_mode=check["mode"],
+        input_margin=float(check["margin"]),
+    )
+
+
+def _input_check_check(check: Any, what: str) -> None:
+    from prompting.inputcheck import MAX_MARGIN
+    from prompting.pipeline import INPUT_CHECK_MODES
+
+    mode = check.get("mode") if isinstance(check, dict) else None
+    margin = check.get("margin") if isinstance(check, dict) else None
+    if mode not in INPUT_CHECK_MODES:
+        raise BundleError(
+            f"{what}: mode must be one of {', '.join(INPUT_CHECK_MODES)}, got {mode!r}"
+        )
+    if (
+        isinstance(margin, bool)
+        or not isinstance(margin, (int, float))
+        or not 0 <= margin <= MAX_MARGIN
+    ):
+        raise BundleError(f"{what}: margin must be a number 0..{MAX_MARGIN}, got {margin!r}")

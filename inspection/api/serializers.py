@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from inspection.models import (
     Image,
+    InputCheckMode,
     Inspection,
     InspectionReview,
     Job,
@@ -61,6 +62,8 @@ class ProjectInput(serializers.Serializer):
     keep_inspection_images = serializers.ChoiceField(choices=KeepImages.choices, required=False)
     alert_ng_rate = NumberField(min_value=0.001, max_value=1.0, required=False, allow_null=True)
     alert_window = serializers.IntegerField(min_value=5, max_value=10_000, required=False)
+    input_check = serializers.ChoiceField(choices=InputCheckMode.choices, required=False)
+    input_check_margin = NumberField(min_value=0.0, max_value=5.0, required=False)
 
 
 class ProjectPatchInput(ProjectInput):
@@ -157,6 +160,8 @@ class ProjectOutput(serializers.ModelSerializer):
             "alert_window",
             "alert_active",
             "alert_changed_at",
+            "input_check",
+            "input_check_margin",
             "deployed_model",
             "deployed_model_number",
             "active_ruleset",
@@ -406,6 +411,8 @@ class InspectionOutput(serializers.ModelSerializer):
             "reasons",
             "blobs",
             "uncertainty",
+            "input_ok",
+            "input_check",
             "model_version",
             "model_number",
             "ruleset",

@@ -913,6 +913,8 @@ class InspectionFilter(django_filters.FilterSet):
     )
     misjudged = django_filters.BooleanFilter(method="f_misjudged")
     image_kept = django_filters.BooleanFilter(method="f_image_kept")
+    #: false: images the input check flagged (unlike the training images); true: passed
+    input_ok = django_filters.BooleanFilter(field_name="input_ok")
     ordering = django_filters.ChoiceFilter(
         choices=[(v, v) for v in ("-created_at", "created_at", "-uncertainty", "uncertainty")],
         method="f_ordering",
@@ -993,6 +995,8 @@ EXPORT_COLUMNS = [
     "rules_version",
     "latency_ms",
     "uncertainty",
+    "input_ok",
+    "input_issues",
     "n_blobs",
     "review_verdict",
     "review_note",
@@ -1035,6 +1039,12 @@ class InspectionExportView(APIView):
                     "rules_version": ins.ruleset.version,
                     "latency_ms": ins.latency_ms,
                     "uncertainty": ins.uncertainty,
+                    "input_ok": "" if ins.input_ok is None and fmt == "csv" else ins.input_ok,
+                    "input_issues": "; ".join(
+                        i.get("message", "") for i in ins.input_check.get("issues", [])
+                    )
+                    if fmt == "csv"
+                    else ins.input_check.get("issues", []),
                     "n_blobs": len(ins.blobs),
                     "review_verdict": review.verdict if review else "",
                     "review_note": review.note if review else "",

@@ -58,6 +58,8 @@ def model_bundle_build(
             rules=ruleset.data,
             px_per_mm=project.px_per_mm,
             provenance=provenance,
+            input_mode=project.input_check,
+            input_margin=project.input_check_margin,
         )
     except BundleError as exc:
         raise InvalidInput(str(exc), field_errors={"rules_version": [str(exc)]}) from None

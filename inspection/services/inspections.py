@@ -38,18 +38,28 @@ def _deployed(project: Project):
     return fresh.deployed_model, ruleset
 
 
-def inspection_image_keep(*, policy: str, verdict: str, uncertainty: float | None) -> bool:
+def inspection_image_keep(
+    *, policy: str, verdict: str, uncertainty: float | None, input_ok: bool | None = None
+) -> bool:
     """Whether an inspection with ``verdict`` and ``uncertainty`` keeps its image.
+    Under ``unsure``, an image the input check flagged (``input_ok`` False) is
+    kept too: it is the one a person should look at.
 
     >>> inspection_image_keep(policy="ng", verdict="OK", uncertainty=0.9)
     False
+    >>> inspection_image_keep(policy="unsure", verdict="OK", uncertainty=0.0, input_ok=False)
+    True
     """
     if policy == KeepImages.ALL:
         return True
     if policy == KeepImages.NG:
         return verdict == "NG"
     if policy == KeepImages.UNSURE:
-        return verdict == "NG" or (uncertainty or 0.0) >= settings.INSPECTION_KEEP_UNSURE_MIN
+        return (
+            verdict == "NG"
+            or input_ok is False
+            or (uncertainty or 0.0) >= settings.INSPECTION_KEEP_UNSURE_MIN
+        )
     return False
 
 
@@ -157,8 +167,13 @@ def inspection_run(
         ruleset=rules,
         px_per_mm=project.px_per_mm,
         cache=None,  # production images are seen once: don't fill the cache
+        input_mode=project.input_check,
+        input_margin=project.input_check_margin,
     )
     decision = result.decision.to_dict()
+    check = result.input_check
+    input_record = {"mode": project.input_check, **check.to_dict()} if check else {}
+    input_ok = check.ok if check is not None and check.checked else None
     total_ms = (time.perf_counter() - t0) * 1000
     timings = {
         "decode_ms": round(t_decode * 1000, 2),
@@ -172,6 +187,7 @@ def inspection_run(
         policy=project.keep_inspection_images,
         verdict=decision["verdict"],
         uncertainty=result.decision.uncertainty,
+        input_ok=input_ok,
     ):
         ext = _EXT.get(decoded.format, "bin")
         kept = bytes_save(name_new(project.id, "inspections", ext, stem=inspection_id.hex), data)
@@ -194,28 +210,36 @@ def inspection_run(
         station=(station or "")[:100],
         part_id=(part_id or "")[:200],
         image_file=kept,
+        input_check=input_record,
+        input_ok=input_ok,
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )
-    if inspection.verdict == "NG":
+    if inspection.verdict == "NG" or input_ok is False:
         from inspection.services.webhooks import webhook_event_emit
 
-        webhook_event_emit(
-            project=project,
-            event="inspection.ng",
-            payload={
-                "inspection": str(inspection.id),
-                "verdict": inspection.verdict,
-                "severity": inspection.severity,
-                "reasons": inspection.reasons,
-                "station": inspection.station,
-                "part_id": inspection.part_id,
-                "image_sha256": inspection.image_sha256,
-                "uncertainty": inspection.uncertainty,
-                "model_version": str(mv.id),
-                "rules_version": ruleset.version,
-            },
-        )
+        payload = {
+            "inspection": str(inspection.id),
+            "verdict": inspection.verdict,
+            "severity": inspection.severity,
+            "reasons": inspection.reasons,
+            "station": inspection.station,
+            "part_id": inspection.part_id,
+            "image_sha256": inspection.image_sha256,
+            "uncertainty": inspection.uncertainty,
+            "input_ok": input_ok,
+            "model_version": str(mv.id),
+            "rules_version": ruleset.version,
+        }
+        if inspection.verdict == "NG":
+            webhook_event_emit(project=project, event="inspection.ng", payload=payload)
+        if input_ok is False:
+            issues = input_record.get("issues", [])
+            webhook_event_emit(
+                project=project,
+                event="inspection.input",
+                payload={**payload, "input_mode": project.input_check, "issues": issues},
+            )
     line_alert_check(project=project)
     return inspection
 

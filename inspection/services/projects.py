@@ -72,6 +72,8 @@ def project_create(
     keep_inspection_images: str = "none",
     alert_ng_rate: float | None = None,
     alert_window: int = 50,
+    input_check: str = "flag",
+    input_check_margin: float = 0.75,
 ) -> Project:
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     from inspection.services.rules import ruleset_default_create
@@ -88,6 +90,8 @@ def project_create(
         keep_inspection_images=keep_inspection_images,
         alert_ng_rate=alert_ng_rate,
         alert_window=alert_window,
+        input_check=input_check,
+        input_check_margin=input_check_margin,
         created_by=user,
     )
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
@@ -109,7 +113,8 @@ def _backend_check(name: str) -> None:
 def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
-    and alert_window (the line alert; turning it off clears a raised alert).
+    and alert_window (the line alert; turning it off clears a raised alert),
+    input_check and input_check_margin (inspections from now on).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -140,6 +145,8 @@ def project_update(*, project: Project, data: dict) -> Project:
         "keep_inspection_images",
         "alert_ng_rate",
         "alert_window",
+        "input_check",
+        "input_check_margin",
     )
     for field in fields:
         if field in data:

@@ -152,6 +152,7 @@ def inspection_summary(*, project: Project) -> dict:
         n_inspections=Count("id"),
         n_ng=Count("id", filter=Q(verdict="NG")),
         n_images_kept=Count("id", filter=~Q(image_file="")),
+        n_input_flagged=Count("id", filter=Q(input_ok=False)),
     )
     n = counts["n_inspections"]
     window = max(1, project.alert_window)
@@ -159,6 +160,7 @@ def inspection_summary(*, project: Project) -> dict:
         **counts,
         "ng_rate": counts["n_ng"] / n if n else None,
         "keep_inspection_images": project.keep_inspection_images,
+        "input_check": project.input_check,
         "alert": {
             "ng_rate_level": project.alert_ng_rate,
             "window": window,

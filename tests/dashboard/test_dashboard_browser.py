@@ -654,6 +654,89 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
 
 
 # ----------------------------------------------------------------- rules as jobs
+def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
+    live_server, page, shot, login, make_user, eager_jobs
+):
+    """An image unlike the training images: the decision says which measure and
+    by how much, the log marks and filters it, Settings chooses flag or NG."""
+    from inspection.models import Inspection, ModelVersion, Project
+    from inspection.services.projects import project_create
+
+    owner = make_user("ines")
+    project = project_create(user=owner, name="Line 5", classes=["scratch"])
+    mv = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact="m.npz")
+    profile = {"brightness": 41.0, "contrast": 30.0, "focus": 3.1, "detail": 9.0, "scale": 480.0}
+    issue = {
+        "measure": "focus",
+        "value": 3.1,
+        "low": 4.2,
+        "high": 8.6,
+        "side": "low",
+        "bound": 4.2,
+        "message": "focus 3.10 is outside 4.20-8.60 (training images 6.04-6.67): "
+        "blurrier than the training images: focus, motion or a dirty lens?",
+    }
+    made = {}
+    for name, ok in (("sharp", True), ("blurred", False)):
+        ins = Inspection(
+            project=project,
+            image_sha256=name.ljust(64, "0"),
+            image_name=f"{name}.png",
+            width=80,
+            height=60,
+            model_version=mv,
+            ruleset=project.active_ruleset,
+            verdict="OK",
+            latency_ms=10.0,
+            input_ok=ok,
+            input_check={
+                "mode": "flag",
+                "checked": True,
+                "ok": ok,
+                "profile": profile,
+                "issues": [] if ok else [issue],
+            },
+        )
+        ins.save()
+        made[name] = ins
+
+    login(page, live_server.url, "ines")
+    base = f"{live_server.url}/projects/{project.pk}/"
+    page.goto(f"{base}inspections/{made['blurred'].pk}/")
+    page.wait_for_selector("[data-testid=input-check] [data-state=flagged]")
+    assert "the verdict stands" in page.locator("[data-testid=input-check]").inner_text()
+    assert (
+        page.locator("[data-testid=input-issue][data-measure=focus]").inner_text()
+        == issue["message"]
+    )
+    shot(page, "20-input-check-flagged")
+    page.goto(f"{base}inspections/{made['sharp'].pk}/")
+    page.wait_for_selector("[data-testid=input-check] [data-state=ok]")
+
+    page.goto(f"{base}inspections/")
+    page.wait_for_selector("[data-testid=log-row]")
+    assert page.locator("[data-testid=log-input-flag]").count() == 1
+    assert page.locator("[data-testid=log-input-flag]").inner_text() == "input: focus"
+    expect_text(page, "[data-testid=log-input-summary]", "1 image unlike the training images")
+    page.select_option("[data-testid=log-input]", "flagged")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
+    shot(page, "21-log-input-filter")
+
+    page.goto(f"{base}settings/")
+    page.wait_for_selector("[data-testid=input-form][data-loaded='1']")
+    assert page.locator("[data-testid=input-mode]").input_value() == "flag"
+    page.select_option("[data-testid=input-mode]", "ng")
+    page.fill("[data-testid=input-margin]", "1.25")
+    page.click("[data-testid=input-save]")
+    expect_text(page, "[data-testid=input-saved]", "judged NG (tolerance 1.25)")
+    project.refresh_from_db()
+    assert (project.input_check, project.input_check_margin) == ("ng", 1.25)
+    page.fill("[data-testid=input-margin]", "9")  # over the 0..5 the API accepts
+    page.click("[data-testid=input-save]")
+    assert page.locator("[data-testid=input-margin]").evaluate("el => el.validity.valid") is False
+    assert Project.objects.get(id=project.id).input_check_margin == 1.25
+
+
 def test_rules_page_follows_backtest_and_tune_jobs_on_a_large_project(
     live_server, page, shot, login, make_user, eager_jobs, settings
 ):

@@ -137,6 +137,9 @@ def _manifest_edit(data: bytes, **changes) -> bytes:
         ({"classes": ["dent"]}, "classes do not match"),
         ({"px_per_mm": -3}, "px_per_mm must be a positive number"),
         ({"px_per_mm": True}, "px_per_mm must be a positive number"),
+        ({"input_check": {"mode": "strict", "margin": 1}}, "input_check: mode must be one of"),
+        ({"input_check": {"mode": "ng", "margin": 99}}, "input_check: margin must be"),
+        ({"input_check": "ng"}, "input_check: mode must be one of"),
     ],
 )
 def test_an_inconsistent_manifest_is_refused(model_bytes, changes, message):
@@ -203,3 +206,17 @@ def test_the_command_line_inspects_with_a_bundle(model_bytes, tmp_path, capsys):
     tampered.write_bytes(_rezip(path.read_bytes(), **{"rules.json": b"{}"}))
     assert main(["-q", "inspect", "--bundle", str(tampered), "--images", str(images)]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+def test_the_input_check_travels_with_the_bundle(model_bytes):
+    data = bundle_build(model_bytes=model_bytes, rules=_rules(), input_mode="ng", input_margin=1.5)
+    bundle = bundle_read(data)
+    assert (bundle.input_mode, bundle.input_margin) == ("ng", 1.5)
+    assert bundle.learner.info["input_ranges"]["measures"]  # the ranges are in the model
+    # a bundle written before the input check: flag at the default tolerance
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
+    del manifest["input_check"]
+    old = bundle_read(_rezip(data, **{"manifest.json": json.dumps(manifest).encode()}))
+    assert (old.input_mode, old.input_margin) == ("flag", 0.75)
+    with pytest.raises(BundleError, match="input check: mode"):
+        bundle_build(model_bytes=model_bytes, rules=_rules(), input_mode="strict")

@@ -15,6 +15,27 @@ function blobClass(b) { return b.class_name ?? b.class ?? b.label ?? "—"; }
 // the share of inspected pixels near their class threshold (null: not measured)
 function unsure(u) { return typeof u === "number" ? ` · unsure ${(100 * u).toFixed(1)} % of the inspected area` : ""; }
 
+// the input check of an inspection: was the image taken like the training images?
+function renderInputCheck(check) {
+  const box = document.getElementById("input-check");
+  if (!box) return;
+  if (!check || !check.mode) { box.replaceChildren(); return; }
+  if (!check.checked) {
+    box.replaceChildren(h("div", { class: "small muted", "data-state": "unchecked" }, "Input check: not done (the model was trained before it existed)."));
+    return;
+  }
+  const p = check.profile || {};
+  const seen = `brightness ${fmt(p.brightness, 0)}, contrast ${fmt(p.contrast, 0)}, focus ${fmt(p.focus, 2)}, detail ${fmt(p.detail, 1)}, size ${fmt(p.scale, 0)} px`;
+  if (!check.issues.length) {
+    box.replaceChildren(h("div", { class: "small muted", "data-state": "ok" }, `Input check: taken like the training images (${seen}).`));
+    return;
+  }
+  const head = check.mode === "ng" ? "Image unlike the training images: judged NG." : "Image unlike the training images: the verdict stands, but check it by eye.";
+  box.replaceChildren(h("div", { class: "notice warn", "data-state": "flagged" },
+    h("b", {}, head),
+    ...check.issues.map((i) => h("div", { class: "small", "data-testid": "input-issue", "data-measure": i.measure }, i.message))));
+}
+
 function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
   const verdict = dec.verdict || "—";
   const v = document.getElementById("verdict");
@@ -31,6 +52,8 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
     h("div", {}, h("b", {}, r.message || `${r.rule_type} ${r.measure} ${fmt(r.value)} ≥ ${fmt(r.threshold)}`)),
     h("div", { class: "rid" }, `rule ${r.rule_id} · ${r.rule_type}${r.class_name ? " · " + r.class_name : ""}${r.blob_id != null ? " · blob #" + r.blob_id : ""} · ${r.severity || ""}`)))
     : [h("div", { class: "notice ok", "data-testid": "reason" }, "No rule fired: the image is OK.")]));
+
+  renderInputCheck(dec.input_check);
 
   const blobs = dec.blobs || [];
   document.getElementById("nblobs").textContent = `(${blobs.length})`;
@@ -53,8 +76,8 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
   svg.append(svgEl("rect", { x: 0, y: 0, width, height, fill: "#2a3038" }));
   if (imageUrl) svg.append(svgEl("image", { href: imageUrl, x: 0, y: 0, width, height }));
   else {
-    const note = svgEl("text", { x: width / 2, y: height / 2, fill: "#8a93a1", "font-size": Math.max(8, width / 30), "text-anchor": "middle", "font-family": "system-ui" });
-    note.textContent = "image not stored: blob outlines only";
+    const note = svgEl("text", { x: width / 2, y: height / 2, fill: "#8a93a1", "font-size": width / 22, "text-anchor": "middle", "font-family": "system-ui" });
+    note.textContent = "image not stored: blob outlines only"; // ~36 characters fit the width
     svg.append(note);
   }
   if (overlayUrl) { const o = svgEl("image", { href: overlayUrl, x: 0, y: 0, width, height, opacity: 0.7 }); svg.append(o); }

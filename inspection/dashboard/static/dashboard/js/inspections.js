@@ -19,6 +19,8 @@ function query() {
   else if (review === "unreviewed") q.set("reviewed", "false");
   else if (review === "reviewed") q.set("reviewed", "true");
   else if (review === "queue") { q.set("reviewed", "false"); q.set("image_kept", "true"); q.set("ordering", "-uncertainty"); }
+  if (f.get("input") === "flagged") q.set("input_ok", "false");
+  else if (f.get("input") === "ok") q.set("input_ok", "true");
   q.set("page_size", "500");
   return q;
 }
@@ -36,13 +38,20 @@ function reviewCell(r) {
     `really ${r.review.verdict}${wrong ? " · " + wrong : ""}`);
 }
 const rulesOf = (r) => r.rules_version ?? "";
+// an image the input check found unlike the training images
+function inputMark(r) {
+  if (r.input_ok !== false) return "";
+  const issues = (r.input_check && r.input_check.issues) || [];
+  return h("span", { class: "badge warn", style: "margin-left:4px", "data-testid": "log-input-flag", title: issues.map((i) => i.message).join("\n") },
+    `input: ${issues.map((i) => i.measure).join(", ") || "unlike training"}`);
+}
 
 function render() {
   document.getElementById("log-count").textContent = `${rows.length} inspection${rows.length === 1 ? "" : "s"}`;
   const body = document.getElementById("log-rows");
   body.replaceChildren(...(rows.length ? rows.slice(0, 1000).map((r) => h("tr", { "data-testid": "log-row" },
     h("td", {}, h("a", { href: `/projects/${pid}/inspections/${r.id}/` }, when(r.created_at))),
-    h("td", {}, verdictBadge(r.verdict)),
+    h("td", {}, verdictBadge(r.verdict), inputMark(r)),
     h("td", {}, r.severity || ""),
     h("td", {}, r.station || ""),
     h("td", {}, r.part_id || ""),
@@ -70,6 +79,11 @@ async function load() {
   loadSummary();
 }
 
+function inputText(s) {
+  if (!s.n_input_flagged) return "";
+  return h("span", { "data-testid": "log-input-summary" }, ` · ${s.n_input_flagged} image${s.n_input_flagged === 1 ? "" : "s"} unlike the training images (${s.input_check === "ng" ? "judged NG" : "flagged"})`);
+}
+
 // what reviews found: the line's real escapes and overkills
 async function loadSummary() {
   const el = document.getElementById("review-summary");
@@ -84,8 +98,8 @@ async function loadSummary() {
       ? h("span", {}, `${r.reviewed} reviewed: `,
           h("b", { class: r.escapes ? "ng-text" : "" }, `${r.escapes} escape${r.escapes === 1 ? "" : "s"}`), r.escape_rate != null ? ` (${(100 * r.escape_rate).toFixed(1)} % of real NG)` : "", ", ",
           h("b", { class: r.overkills ? "ng-text" : "" }, `${r.overkills} overkill${r.overkills === 1 ? "" : "s"}`), r.overkill_rate != null ? ` (${(100 * r.overkill_rate).toFixed(1)} % of real OK)` : "",
-          `; ${r.promoted} added to the training images · images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images})`)
-      : h("span", { class: "muted" }, `No decision reviewed yet: open one and say what the part really is. Images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images}).`));
+          `; ${r.promoted} added to the training images · images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images})`, inputText(s))
+      : h("span", { class: "muted" }, `No decision reviewed yet: open one and say what the part really is. Images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images}).`, inputText(s)));
   } catch (ex) { el.textContent = ""; }
 }
 

@@ -51,8 +51,24 @@ if (alertForm) alertForm.addEventListener("submit", async () => {
     out.replaceChildren(h("span", { class: "ok-text", "data-testid": "alert-saved" }, p.alert_ng_rate == null ? "Saved: no line alert." : `Saved: alert at ${+(100 * p.alert_ng_rate).toFixed(3)} % NG over the newest ${p.alert_window} inspections.`));
   } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
 });
+// ---- the input check: is an inspected image taken like the training images?
+const inputForm = document.getElementById("input-form");
+const INPUT_SAVED = { flag: "images unlike the training images are flagged", ng: "images unlike the training images are judged NG", off: "inputs are not checked" };
+function showInputSettings(p) {
+  inputForm.mode.value = p.input_check || "flag";
+  inputForm.margin.value = p.input_check_margin ?? 0.75;
+  inputForm.dataset.loaded = "1";
+}
+if (inputForm) inputForm.addEventListener("submit", async () => {
+  const out = document.getElementById("input-msg");
+  try {
+    const p = await api(`/projects/${pid}/`, { method: "PATCH", body: { input_check: inputForm.mode.value, input_check_margin: Number(inputForm.margin.value) } });
+    showInputSettings(p);
+    out.replaceChildren(h("span", { class: "ok-text", "data-testid": "input-saved" }, `Saved: ${INPUT_SAVED[p.input_check]} (tolerance ${p.input_check_margin}).`));
+  } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
+});
 if (keep) {
-  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); });
+  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); if (inputForm) showInputSettings(p); });
   keep.addEventListener("change", async () => {
     const out = document.getElementById("keep-images-msg");
     try {
