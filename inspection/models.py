@@ -384,6 +384,14 @@ class Inspection(models.Model):
     def __str__(self) -> str:
         return f"{self.verdict} {self.part_id or self.image_sha256[:12]}"
 
+    @property
+    def review_or_none(self) -> InspectionReview | None:
+        """The person's review of this decision, None when there is none yet."""
+        try:
+            return self.review
+        except InspectionReview.DoesNotExist:
+            return None
+
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
             raise ImmutableError("inspections are immutable: they can't be changed")

@@ -382,23 +382,17 @@ class InspectionOutput(serializers.ModelSerializer):
     review = serializers.SerializerMethodField()
     misjudged = serializers.SerializerMethodField()
 
-    def _review(self, obj):
-        try:
-            return obj.review
-        except InspectionReview.DoesNotExist:
-            return None
-
     def get_image_kept(self, obj) -> bool:
         return bool(obj.image_file)
 
     @extend_schema_field(InspectionReviewOutput(allow_null=True))
     def get_review(self, obj):
-        review = self._review(obj)
+        review = obj.review_or_none
         return InspectionReviewOutput(review).data if review else None
 
     def get_misjudged(self, obj) -> bool | None:
         """Whether a person found the line's verdict wrong (None: not reviewed)."""
-        review = self._review(obj)
+        review = obj.review_or_none
         return None if review is None else review.misjudged
 
     class Meta:

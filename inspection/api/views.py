@@ -27,7 +27,7 @@ from inspection import selectors
 from inspection.api import serializers as s
 from inspection.api.permissions import ADMIN, EDIT, INSPECT, READ, role_require
 from inspection.errors import InvalidInput
-from inspection.models import Image, Inspection, InspectionReview, Job, Membership, Prediction
+from inspection.models import Image, Inspection, Job, Membership, Prediction
 from inspection.services import bundles as bundle_services
 from inspection.services import images as image_services
 from inspection.services import inspections as inspection_services
@@ -1024,7 +1024,7 @@ class InspectionExportView(APIView):
         ]
         rows = []
         for ins in qs:
-            review = _review_of(ins)
+            review = ins.review_or_none
             rows.append(
                 {
                     "id": str(ins.id),
@@ -1072,13 +1072,6 @@ class InspectionExportView(APIView):
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response["X-Content-Type-Options"] = "nosniff"
         return response
-
-
-def _review_of(ins: Inspection):
-    try:
-        return ins.review
-    except InspectionReview.DoesNotExist:
-        return None
 
 
 class InspectionSummaryView(APIView):

@@ -143,14 +143,15 @@ class StoredProbabilities(Mapping):
         return image_id in self._predictions
 
 
-def _evaluation_set(project: Project):
+def _evaluation_set(project: Project, rows=None):
     """(probabilities by image id, truths by image id, model version) from stored predictions.
 
     Uses the latest prediction per labelled image of the deployed model (or the
     newest model when none is deployed). Probabilities are read on demand
-    (:class:`StoredProbabilities`), so this is cheap: it only queries rows.
+    (:class:`StoredProbabilities`), so this is cheap: it only queries rows, or
+    takes ``rows`` from :func:`_evaluation_rows` when the caller has them.
     """
-    latest, truths, mv = _evaluation_rows(project)
+    latest, truths, mv = rows if rows is not None else _evaluation_rows(project)
     return StoredProbabilities(latest, keep_bytes=PROBABILITIES_KEEP_BYTES), truths, mv
 
 
@@ -199,14 +200,16 @@ def _candidate(project: Project, data, fallback):
     return candidate
 
 
-def rules_backtest(*, project: Project, data=None, progress: ProgressFn | None = None) -> dict:
+def rules_backtest(
+    *, project: Project, data=None, progress: ProgressFn | None = None, rows=None
+) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
     from prompting.backtest import backtest_run
 
     active = ruleset_active_get(project=project)
     baseline = _validate(active.data)
     candidate = _candidate(project, data, baseline)
-    probabilities, truths, mv = _evaluation_set(project)
+    probabilities, truths, mv = _evaluation_set(project, rows)
     report = backtest_run(
         probabilities,
         truths,
@@ -224,7 +227,9 @@ def rules_backtest(*, project: Project, data=None, progress: ProgressFn | None =
     }
 
 
-def rules_tune(*, project: Project, data=None, progress: ProgressFn | None = None) -> dict:
+def rules_tune(
+    *, project: Project, data=None, progress: ProgressFn | None = None, rows=None
+) -> dict:
     """The engine tuner's suggested rules (not saved), with its warning if any.
 
     ``data``: the rule set to start from (every setting but the tuned threshold
@@ -234,7 +239,7 @@ def rules_tune(*, project: Project, data=None, progress: ProgressFn | None = Non
 
     active = ruleset_active_get(project=project)
     base = _validate(active.data) if data is None else _candidate(project, data, None)
-    probabilities, truths, mv = _evaluation_set(project)
+    probabilities, truths, mv = _evaluation_set(project, rows)
     tuned = engine_tune(
         probabilities,
         truths,
@@ -274,9 +279,9 @@ _OPERATIONS: dict[str, Callable[..., dict]] = {
 }
 
 
-def rules_labelled_megapixels(*, project: Project) -> float:
+def rules_labelled_megapixels(*, project: Project, rows=None) -> float:
     """Megapixels of the labelled images a backtest or tune of ``project`` reads."""
-    latest, _, _ = _evaluation_rows(project)
+    latest, _, _ = rows if rows is not None else _evaluation_rows(project)
     return sum(p.image.width * p.image.height for p in latest.values()) / 1e6
 
 
@@ -284,9 +289,10 @@ def _rules_request(*, kind: str, project: Project, data, user, prefer_async: boo
     operation = _OPERATIONS[kind]
     # refuse what cannot run before anything is queued (400 / 409 in the request)
     _candidate(project, data, None)
-    megapixels = rules_labelled_megapixels(project=project)
+    rows = _evaluation_rows(project)  # read once: sized here, judged below when in the request
+    megapixels = rules_labelled_megapixels(project=project, rows=rows)
     if not prefer_async and megapixels <= settings.RULES_SYNC_MAX_MEGAPIXELS:
-        return RulesOutcome(report=operation(project=project, data=data))
+        return RulesOutcome(report=operation(project=project, data=data, rows=rows))
     from inspection.services.jobs import job_create, job_enqueue, job_enqueue_raise_if_failed
 
     with transaction.atomic():

@@ -51,6 +51,20 @@ def test_a_small_project_is_answered_in_the_request(project, owner, api_for):
 
 
 @pytest.mark.parametrize("endpoint", ["backtest", "tune"])
+def test_in_the_request_the_labelled_predictions_are_read_once(project, owner, api_for, endpoint):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        r = api_for(owner).post(
+            f"/api/v1/projects/{project.id}/rules/{endpoint}/", {}, format="json"
+        )
+    assert r.status_code == 200, r.content
+    reads = [q["sql"] for q in ctx.captured_queries if 'FROM "inspection_prediction"' in q["sql"]]
+    assert len(reads) == 1, reads
+
+
+@pytest.mark.parametrize("endpoint", ["backtest", "tune"])
 def test_a_large_project_gets_a_job_with_the_same_report(
     project, owner, api_for, settings, endpoint
 ):
