@@ -54,9 +54,16 @@ def test_profile_rejects_a_bad_shape():
 def test_ranges_span_the_training_images_with_floors():
     r = profile_ranges_fit([{"brightness": 100.0, "contrast": 50.0}] * 3)
     b = r["measures"]["brightness"]
-    assert (b["seen_low"], b["seen_high"], b["spread"]) == (100.0, 100.0, 24.0)
-    assert r["measures"]["contrast"]["spread"] == pytest.approx(15.0)  # 30 % of the median
+    assert (b["seen_low"], b["seen_high"], b["spread"], b["log"]) == (100.0, 100.0, 24.0, False)
+    c = r["measures"]["contrast"]
+    assert c["log"] is True and c["spread"] == pytest.approx(np.log(1.3), abs=1e-4)
     assert r["n_images"] == 3
+    # ratio measures widen by factors: a span of 10..40 is ln 4, and half of it
+    # beyond either end accepts 5..80
+    r = profile_ranges_fit([{"detail": 10.0}, {"detail": 40.0}])
+    assert input_check({"detail": 5.1}, r, margin=0.5).ok
+    assert input_check({"detail": 79.0}, r, margin=0.5).ok
+    assert not input_check({"detail": 4.9}, r, margin=0.5).ok
 
 
 def test_one_training_image_is_no_range():
