@@ -72,6 +72,11 @@ class Project(models.Model):
     deployed_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    #: a candidate model that judges every inspection beside the deployed one,
+    #: without deciding anything (Inspection.shadow), until it is deployed or stopped
+    shadow_model = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     active_ruleset = models.ForeignKey(
         "RuleSet", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -367,6 +372,9 @@ class Inspection(models.Model):
     #: input_ok is null when the image was not checked (mode off, or an older model)
     input_check = models.JSONField(default=dict, blank=True)
     input_ok = models.BooleanField(null=True, blank=True)
+    #: the shadow model's decision on the same image with the same rules ({} when
+    #: none ran): model_version, model_number, verdict, severity, reasons, n_blobs, engine_ms
+    shadow = models.JSONField(default=dict, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

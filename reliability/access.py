@@ -39,8 +39,18 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("DELETE", "/api/v1/projects/{project}/", "", "401 403 403 403 2xx 404 403"),
     ("GET", "/api/v1/projects/{project}/members/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("POST", "/api/v1/projects/{project}/members/", "member", "401 403 403 403 2xx 404 403"),
-    ("PATCH", "/api/v1/projects/{project}/members/{viewer_id}/", "member_patch", "401 403 403 403 2xx 404 403"),
-    ("DELETE", "/api/v1/projects/{project}/members/{viewer_id}/", "", "401 403 403 403 2xx 404 403"),
+    (
+        "PATCH",
+        "/api/v1/projects/{project}/members/{viewer_id}/",
+        "member_patch",
+        "401 403 403 403 2xx 404 403",
+    ),
+    (
+        "DELETE",
+        "/api/v1/projects/{project}/members/{viewer_id}/",
+        "",
+        "401 403 403 403 2xx 404 403",
+    ),
     ("GET", "/api/v1/projects/{project}/images/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("POST", "/api/v1/projects/{project}/images/", "upload", "401 403 403 2xx 2xx 404 403"),
     ("POST", "/api/v1/projects/{project}/train/", "", "401 403 403 2xx 2xx 404 403"),
@@ -96,6 +106,11 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/inspections/{inspection}/promote/", "", "401 403 403 2xx 2xx 404 403"),
     # the model and rules as one file for a line PC: whoever inspects may take it
     ("GET", "/api/v1/models/{model}/bundle/", "", "401 403 2xx 2xx 2xx 404 2xx"),
+    # shadow mode: members read the comparison; engineers start and stop it
+    # (the world's model is the deployed one: it can't be its own shadow, 409)
+    ("GET", "/api/v1/models/{model}/shadow/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/models/{model}/shadow/", "", "401 403 403 409 409 404 403"),
+    ("DELETE", "/api/v1/models/{model}/shadow/", "", "401 403 403 409 409 404 403"),
     ("GET", "/api/v1/projects/{project}/inspections/summary/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     # webhooks
     ("GET", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
@@ -149,7 +164,9 @@ def _body(world, kind: str):
         return {"role": "viewer"}, "json"
     if kind == "upload":
         seed = 5000 + uuid.uuid4().int % 100000
-        return {"file": SimpleUploadedFile("new.png", tile_png(seed), content_type="image/png")}, "multipart"
+        return {
+            "file": SimpleUploadedFile("new.png", tile_png(seed), content_type="image/png")
+        }, "multipart"
     if kind == "rules":
         world.project.active_ruleset.refresh_from_db()
         return {"rules": world.project.active_ruleset.data, "note": "same"}, "json"
@@ -179,7 +196,9 @@ def request(client, method: str, url: str, data=None, fmt=None):
     return call(url, data, format=fmt)
 
 
-def cell_run(world, role: str, method: str, path: str, body: str, expected: str) -> tuple[bool, str]:
+def cell_run(
+    world, role: str, method: str, path: str, body: str, expected: str
+) -> tuple[bool, str]:
     """Run one cell (inside a rolled-back transaction); (ok, detail)."""
     from django.core.cache import cache
     from django.db import transaction
@@ -265,6 +284,8 @@ PROBES = [
     ("POST", "/api/v1/inspections/{inspection}/review/"),
     ("POST", "/api/v1/inspections/{inspection}/promote/"),
     ("GET", "/api/v1/models/{model}/bundle/"),
+    ("GET", "/api/v1/models/{model}/shadow/"),
+    ("POST", "/api/v1/models/{model}/shadow/"),
     ("GET", "/api/v1/webhooks/{webhook}/"),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries/"),
 ]
@@ -288,7 +309,13 @@ def probe_check(world) -> tuple[int, list[str]]:
             for ids in (world.foreign, missing):
                 with transaction.atomic():
                     t0 = time.perf_counter()
-                    resp = request(client, method, path.format(**ids), {} if method in ("POST", "PATCH") else None, "json")
+                    resp = request(
+                        client,
+                        method,
+                        path.format(**ids),
+                        {} if method in ("POST", "PATCH") else None,
+                        "json",
+                    )
                     dt = time.perf_counter() - t0
                     transaction.set_rollback(True)
                 body = _UUID.sub("<id>", resp.content.decode("utf-8", "replace"))
@@ -296,9 +323,13 @@ def probe_check(world) -> tuple[int, list[str]]:
             n += 1
             (s1, b1, _, c1), (s2, b2, _, c2) = answers
             if s1 != 404 or s2 != 404:
-                problems.append(f"probe {method} {path}: foreign {s1}, missing {s2} (both must be 404)")
+                problems.append(
+                    f"probe {method} {path}: foreign {s1}, missing {s2} (both must be 404)"
+                )
             elif b1 != b2 or c1 != c2:
-                problems.append(f"probe {method} {path}: foreign and missing ids answer differently: {b1!r} vs {b2!r}")
+                problems.append(
+                    f"probe {method} {path}: foreign and missing ids answer differently: {b1!r} vs {b2!r}"
+                )
     # a member id of another project, in this project's member route
     other_id = world.users["other"].id
     resp = client.get(f"/api/v1/projects/{world.ids['project']}/members/{other_id}/")
@@ -318,7 +349,9 @@ def csrf_check(world) -> tuple[int, list[str]]:
     n = 0
     c = APIClient(enforce_csrf_checks=True)
     # signing in through the session endpoint needs the CSRF cookie + header too
-    r = c.post("/api/v1/auth/session/", {"username": "rel_owner", "password": PASSWORD}, format="json")
+    r = c.post(
+        "/api/v1/auth/session/", {"username": "rel_owner", "password": PASSWORD}, format="json"
+    )
     n += 1
     if r.status_code != 403:
         problems.append(f"session login without CSRF token: {r.status_code} (expected 403)")
@@ -328,7 +361,12 @@ def csrf_check(world) -> tuple[int, list[str]]:
     if token is None:
         problems.append("GET /api/v1/auth/session/ sets no csrftoken cookie")
         return n, problems
-    r = c.post("/api/v1/auth/session/", {"username": "rel_owner", "password": PASSWORD}, format="json", HTTP_X_CSRFTOKEN=token.value)
+    r = c.post(
+        "/api/v1/auth/session/",
+        {"username": "rel_owner", "password": PASSWORD},
+        format="json",
+        HTTP_X_CSRFTOKEN=token.value,
+    )
     n += 1
     if r.status_code != 200:
         problems.append(f"session login with CSRF token: {r.status_code}")
@@ -337,8 +375,16 @@ def csrf_check(world) -> tuple[int, list[str]]:
         ("POST", "/api/v1/projects/", {"name": "csrf", "classes": ["scratch"]}),
         ("PATCH", f"/api/v1/projects/{world.ids['project']}/", {"description": "csrf"}),
         ("DELETE", f"/api/v1/images/{world.ids['image']}/", None),
-        ("POST", f"/api/v1/images/{world.ids['image']}/prompts/", {"kind": "point", "label": "scratch", "points": [[3, 3]]}),
-        ("PUT", f"/api/v1/projects/{world.ids['project']}/rules/", {"rules": world.project.active_ruleset.data}),
+        (
+            "POST",
+            f"/api/v1/images/{world.ids['image']}/prompts/",
+            {"kind": "point", "label": "scratch", "points": [[3, 3]]},
+        ),
+        (
+            "PUT",
+            f"/api/v1/projects/{world.ids['project']}/rules/",
+            {"rules": world.project.active_ruleset.data},
+        ),
     ]
     for method, url, data in writes:
         from django.db import transaction
@@ -348,13 +394,21 @@ def csrf_check(world) -> tuple[int, list[str]]:
             transaction.set_rollback(True)
         n += 1
         if r.status_code != 403 or "CSRF" not in r.content.decode():
-            problems.append(f"session {method} {url} without CSRF token: {r.status_code} (expected 403 CSRF)")
+            problems.append(
+                f"session {method} {url} without CSRF token: {r.status_code} (expected 403 CSRF)"
+            )
         with transaction.atomic():
-            r = request(c, method, url, data, "json") if False else getattr(c, method.lower())(url, data, format="json", HTTP_X_CSRFTOKEN=token)
+            r = (
+                request(c, method, url, data, "json")
+                if False
+                else getattr(c, method.lower())(url, data, format="json", HTTP_X_CSRFTOKEN=token)
+            )
             transaction.set_rollback(True)
         n += 1
         if not 200 <= r.status_code < 300:
-            problems.append(f"session {method} {url} with CSRF token: {r.status_code} {r.content[:200]!r}")
+            problems.append(
+                f"session {method} {url} with CSRF token: {r.status_code} {r.content[:200]!r}"
+            )
     return n, problems
 
 
@@ -370,9 +424,14 @@ def throttle_check(world) -> tuple[int, list[str]]:
     for url in ("/api/v1/auth/token/", "/api/v1/auth/session/"):
         cache.clear()
         c = APIClient()
-        codes = [c.post(url, {"username": "rel_owner", "password": "wrong-password"}, format="json").status_code for _ in range(rate + 2)]
+        codes = [
+            c.post(
+                url, {"username": "rel_owner", "password": "wrong-password"}, format="json"
+            ).status_code
+            for _ in range(rate + 2)
+        ]
         n += len(codes)
-        if 429 not in codes or any(code == 429 for code in codes[:rate - 1]):
+        if 429 not in codes or any(code == 429 for code in codes[: rate - 1]):
             problems.append(f"{url}: codes {codes} (expected 429 after {rate})")
         # a correct password doesn't get through the throttle either
         r = c.post(url, {"username": "rel_owner", "password": "x"}, format="json")
@@ -404,8 +463,12 @@ def main() -> int:
     tally.extend(*csrf_check(world))
     tally.extend(*throttle_check(world))
     tally.note(f"matrix cells: {n_cells} ({len(MATRIX)} endpoint×method rows × {len(ROLES)} roles)")
-    tally.note(f"list endpoints scanned for foreign ids: {len(LISTS)}; id probes: {len(PROBES) * 2 + 1}")
-    tally.note("ids: UUID primary keys for every object reachable by URL (member routes use user ids, scoped to the project)")
+    tally.note(
+        f"list endpoints scanned for foreign ids: {len(LISTS)}; id probes: {len(PROBES) * 2 + 1}"
+    )
+    tally.note(
+        "ids: UUID primary keys for every object reachable by URL (member routes use user ids, scoped to the project)"
+    )
     code = tally.report()
     print(json.dumps({"suite": "access", "tried": tally.tried, "failures": len(tally.failures)}))
     django_stop(var)

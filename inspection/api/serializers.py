@@ -162,6 +162,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "alert_changed_at",
             "input_check",
             "input_check_margin",
+            "shadow_model",
             "deployed_model",
             "deployed_model_number",
             "active_ruleset",
@@ -289,6 +290,7 @@ class JobOutput(serializers.ModelSerializer):
 
 class ModelVersionOutput(serializers.ModelSerializer):
     deployed = serializers.SerializerMethodField()
+    shadow = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -308,11 +310,16 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "timings",
             "job",
             "deployed",
+            "shadow",
             "created_at",
         ]
 
     def get_deployed(self, obj) -> bool:
         return obj.project.deployed_model_id == obj.id
+
+    def get_shadow(self, obj) -> bool:
+        """Whether this version judges the line's images in the shadow now."""
+        return obj.project.shadow_model_id == obj.id
 
 
 class RuleSetOutput(serializers.ModelSerializer):
@@ -407,6 +414,7 @@ class InspectionOutput(serializers.ModelSerializer):
             "uncertainty",
             "input_ok",
             "input_check",
+            "shadow",
             "model_version",
             "model_number",
             "ruleset",

@@ -76,6 +76,7 @@ urlpatterns = [
     path("models/<uuid:pk>/", v.ModelDetailView.as_view(), name="model-detail"),
     path("models/<uuid:pk>/deploy/", v.ModelDeployView.as_view(), name="model-deploy"),
     path("models/<uuid:pk>/bundle/", v.ModelBundleView.as_view(), name="model-bundle"),
+    path("models/<uuid:pk>/shadow/", v.ModelShadowView.as_view(), name="model-shadow"),
     path(
         "predictions/<uuid:pk>/mask/",
         v.PredictionFileView.as_view(kind="mask"),

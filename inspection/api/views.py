@@ -37,6 +37,7 @@ from inspection.services import prompts as prompt_services
 from inspection.services import reviews as review_services
 from inspection.services import rules as rule_services
 from inspection.services import segment as segment_services
+from inspection.services import shadow as shadow_services
 from inspection.services import training as training_services
 from inspection.services import webhooks as webhook_services
 
@@ -619,6 +620,32 @@ class ModelDeployView(APIView):
         return Response(s.ModelVersionOutput(mv).data)
 
 
+class ModelShadowView(APIView):
+    """Shadow mode: GET this version's comparison with the deployed model on the
+    line's inspections; POST to start shadowing it, DELETE to stop."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, pk):
+        mv = selectors.model_version_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=mv.project, need=READ)
+        return Response(shadow_services.model_shadow_compare(model_version=mv))
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
+    def post(self, request, pk):
+        mv = selectors.model_version_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=mv.project, need=EDIT)
+        shadow_services.model_shadow_start(model_version=mv)
+        mv.project.refresh_from_db()
+        return Response(shadow_services.model_shadow_compare(model_version=mv))
+
+    @extend_schema(responses={204: None, 409: _DETAIL})
+    def delete(self, request, pk):
+        mv = selectors.model_version_get(user=request.user, pk=pk)
+        role_require(user=request.user, project=mv.project, need=EDIT)
+        shadow_services.model_shadow_stop(model_version=mv)
+        return Response(status=204)
+
+
 class ModelBundleView(APIView):
     """The model with the active (or ``?rules_version=N``) rules as one file, for
     ``python -m prompting inspect --bundle`` on a line PC."""
@@ -915,6 +942,8 @@ class InspectionFilter(django_filters.FilterSet):
     image_kept = django_filters.BooleanFilter(method="f_image_kept")
     #: false: images the input check flagged (unlike the training images); true: passed
     input_ok = django_filters.BooleanFilter(field_name="input_ok")
+    #: true: the shadow model's verdict differs from the line's
+    shadow_disagrees = django_filters.BooleanFilter(method="f_shadow_disagrees")
     ordering = django_filters.ChoiceFilter(
         choices=[(v, v) for v in ("-created_at", "created_at", "-uncertainty", "uncertainty")],
         method="f_ordering",
@@ -926,6 +955,10 @@ class InspectionFilter(django_filters.FilterSet):
 
     def f_misjudged(self, qs, name, value):
         q = review_services.misjudged_q()
+        return qs.filter(q) if value else qs.exclude(q)
+
+    def f_shadow_disagrees(self, qs, name, value):
+        q = shadow_services.shadow_disagrees_q()
         return qs.filter(q) if value else qs.exclude(q)
 
     def f_image_kept(self, qs, name, value):

@@ -19,6 +19,7 @@ from django.db.models import Count, F, Q
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Image, Inspection, InspectionReview, Job, Project, Verdict
 from inspection.services.inspections import inspection_window_ng_rate
+from inspection.services.shadow import model_shadow_compare
 from inspection.storage import bytes_read
 
 log = logging.getLogger("inspection.reviews")
@@ -161,6 +162,9 @@ def inspection_summary(*, project: Project) -> dict:
         "ng_rate": counts["n_ng"] / n if n else None,
         "keep_inspection_images": project.keep_inspection_images,
         "input_check": project.input_check,
+        "shadow": model_shadow_compare(model_version=project.shadow_model)
+        if project.shadow_model_id
+        else None,
         "alert": {
             "ng_rate_level": project.alert_ng_rate,
             "window": window,

@@ -460,11 +460,14 @@ def _refresh(job: Job) -> tuple[dict, dict, str]:
 
 
 def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
-    """Make ``model_version`` the project's deployed model; refresh predictions."""
+    """Make ``model_version`` the project's deployed model (no longer its shadow
+    model, if it was); refresh predictions."""
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=model_version.project_id)
         project.deployed_model = model_version
-        project.save(update_fields=["deployed_model", "updated_at"])
+        if project.shadow_model_id == model_version.id:  # the candidate is promoted
+            project.shadow_model = None
+        project.save(update_fields=["deployed_model", "shadow_model", "updated_at"])
     predictions_refresh_start(
         project=project, user=user, reason=f"deployed model v{model_version.number}"
     )

@@ -737,6 +737,81 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
     assert Project.objects.get(id=project.id).input_check_margin == 1.25
 
 
+def test_shadow_a_candidate_model_and_read_the_comparison(
+    live_server, page, shot, login, make_user, eager_jobs
+):
+    """Models page: put v2 in the shadow of the deployed v1, read how the two
+    compare on the line's (reviewed) inspections, open a disagreement."""
+    from inspection.models import Inspection, InspectionReview, ModelVersion, Project
+    from inspection.services.projects import project_create
+
+    owner = make_user("sven")
+    project = project_create(user=owner, name="Line 6", classes=["scratch"])
+    v1 = ModelVersion.objects.create(project=project, number=1, backend="classic", artifact="a.npz")
+    v2 = ModelVersion.objects.create(project=project, number=2, backend="classic", artifact="b.npz")
+    Project.objects.filter(id=project.id).update(deployed_model=v1)
+
+    login(page, live_server.url, "sven")
+    base = f"{live_server.url}/projects/{project.pk}/"
+    page.goto(f"{base}models/")
+    page.wait_for_selector("[data-testid=model-row]")
+    assert page.locator("[data-testid=shadow-card]").is_hidden()
+    page.click(f"[data-model-id='{v2.id}'] [data-testid=shadow-start]")
+    page.wait_for_selector(f"[data-model-id='{v2.id}'] [data-testid=shadow-badge]")
+    assert Project.objects.get(id=project.id).shadow_model_id == v2.id
+    expect_text(page, "[data-testid=shadow-n]", "0")
+
+    # the line ran: v1 decided, v2 judged in the shadow; a person reviewed two
+    for k, (line_says, shadow_says, really) in enumerate(
+        [("OK", "NG", "NG"), ("OK", "OK", "OK"), ("NG", "NG", None)]
+    ):
+        ins = Inspection(
+            project=project,
+            image_sha256=f"{k:064d}",
+            image_name=f"part{k}.png",
+            width=80,
+            height=60,
+            model_version=v1,
+            ruleset=project.active_ruleset,
+            verdict=line_says,
+            latency_ms=20.0,
+            shadow={
+                "model_version": str(v2.id),
+                "model_number": 2,
+                "verdict": shadow_says,
+                "severity": "major" if shadow_says == "NG" else "",
+                "reasons": ["blob of 41 px"] if shadow_says == "NG" else [],
+                "n_blobs": int(shadow_says == "NG"),
+                "engine_ms": 30.0,
+            },
+        )
+        ins.save()
+        if really:
+            InspectionReview.objects.create(inspection=ins, verdict=really, reviewed_by=owner)
+        if k == 0:
+            missed = ins
+    page.reload()
+    page.wait_for_selector("[data-testid=shadow-card]:not([hidden])")
+    expect_text(page, "[data-testid=shadow-n]", "3")
+    assert page.locator("[data-testid=shadow-agree]").inner_text() == "2 (66.7 %)"
+    assert page.locator("[data-testid=shadow-ok-ng]").inner_text() == "1"
+    assert page.locator("[data-testid=shadow-escapes]").inner_text() == "1 / 0"
+    assert page.locator("[data-testid=shadow-right]").inner_text() == "1 / 2"
+    shot(page, "22-shadow-comparison")
+    page.click("[data-testid=shadow-log]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
+    assert page.locator("[data-testid=log-shadow]").input_value() == "disagrees"
+    page.goto(f"{base}inspections/{missed.pk}/")
+    page.wait_for_selector("[data-testid=shadow-verdict] [data-state=disagrees]")
+    assert "Shadow v2" in page.locator("[data-testid=shadow-verdict]").inner_text()
+
+    page.goto(f"{base}models/")
+    page.click(f"[data-model-id='{v2.id}'] [data-testid=shadow-stop]")
+    page.wait_for_selector(f"[data-model-id='{v2.id}'] [data-testid=shadow-start]")
+    assert Project.objects.get(id=project.id).shadow_model_id is None
+    expect_text(page, "#shadow-title", "(stopped)")
+
+
 def test_rules_page_follows_backtest_and_tune_jobs_on_a_large_project(
     live_server, page, shot, login, make_user, eager_jobs, settings
 ):

@@ -243,3 +243,76 @@ def line(db, make_user, monkeypatch):
             )
 
     return Line()
+
+
+@pytest.fixture
+def real_line(db, make_user, tmp_path):
+    """A project whose deployed model v1 was trained (engine, classic) on 4 real
+    magnetic tiles; ``real_line.model(invert=True)`` adds a version trained on
+    swapped labels (it calls nearly everything a defect), ``real_line.inspect``
+    posts an (H, W, 3) uint8 image to the real inspect endpoint."""
+    import io
+
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image as PILImage
+
+    from inspection.models import ModelVersion
+    from inspection.services.projects import project_create
+    from inspection.storage import bytes_save
+    from prompting.features import backend_create
+    from prompting.learner import TrainingImage, learner_train
+    from tests.inspection.svc_helpers import image_path, magnetic_pick, mask_path
+
+    owner = make_user("eng")
+    project = project_create(user=owner, name="tiles", classes=["scratch"])
+    rows = magnetic_pick(2, 2, seed=3)
+
+    def rgb(row) -> np.ndarray:
+        return np.asarray(PILImage.open(image_path(row)).convert("RGB"))
+
+    def png(pixels: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        PILImage.fromarray(pixels).save(buf, format="PNG")
+        return buf.getvalue()
+
+    class RealLine:
+        def __init__(self):
+            self.owner, self.project, self.rows = owner, project, rows
+            self.rgb, self.png = rgb, png
+
+        def model(self, *, invert: bool = False) -> ModelVersion:
+            images = []
+            for row in rows:
+                mask = np.asarray(PILImage.open(mask_path(row)).convert("L")) > 0
+                labels = np.full(mask.shape, -1, np.int16)
+                labels[mask] = 1
+                labels[::7, ::7][~mask[::7, ::7]] = 0
+                if invert:
+                    labels[labels >= 0] = 1 - labels[labels >= 0]
+                images.append(TrainingImage(row["id"], rgb(row), labels))
+            learner = learner_train(
+                images, classes=["scratch"], backend=backend_create("classic"), steps=100
+            ).learner
+            number = project.model_versions.count() + 1
+            path = tmp_path / f"m{number}.npz"
+            learner.save(path)
+            name = bytes_save(f"projects/{project.id}/models/m{number}.npz", path.read_bytes())
+            return ModelVersion.objects.create(
+                project=project, number=number, backend="classic", classes=["scratch"],
+                artifact=name,
+            )  # fmt: skip
+
+        def inspect(self, client, pixels, name="part.png"):
+            r = client.post(
+                f"/api/v1/projects/{project.id}/inspect/",
+                {"file": SimpleUploadedFile(name, png(pixels))},
+                format="multipart",
+            )
+            assert r.status_code == 200, r.content
+            return r.json()
+
+    line = RealLine()
+    project.deployed_model = line.model()
+    project.save(update_fields=["deployed_model"])
+    return line

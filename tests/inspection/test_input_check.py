@@ -7,12 +7,11 @@ import io
 
 import numpy as np
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from scipy.ndimage import gaussian_filter
 
-from inspection.models import Inspection, ModelVersion, Project
-from tests.inspection.svc_helpers import image_path, magnetic_pick, mask_path
+from inspection.models import Inspection, Project
+from tests.inspection.svc_helpers import image_path
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -32,50 +31,8 @@ def _drifted(rgb: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def deployed(db, make_user, tmp_path):
-    """A project whose deployed model was trained (engine, classic) on 4 real tiles."""
-    from inspection.services.projects import project_create
-    from inspection.storage import bytes_save
-    from prompting.features import backend_create
-    from prompting.learner import TrainingImage, learner_train
-
-    owner = make_user("eng")
-    project = project_create(user=owner, name="tiles", classes=["scratch"])
-    rows = magnetic_pick(2, 2, seed=3)
-    images = []
-    for row in rows:
-        rgb = _rgb(row)
-        mask = np.asarray(PILImage.open(mask_path(row)).convert("L")) > 0
-        labels = np.full(mask.shape, -1, np.int16)
-        labels[mask] = 1
-        labels[::7, ::7][~mask[::7, ::7]] = 0
-        images.append(TrainingImage(row["id"], rgb, labels, all_background=not mask.any()))
-    learner = learner_train(
-        images, classes=["scratch"], backend=backend_create("classic"), steps=100
-    ).learner
-    path = tmp_path / "m1.npz"
-    learner.save(path)
-    name = bytes_save(f"projects/{project.id}/models/m1.npz", path.read_bytes())
-    mv = ModelVersion.objects.create(
-        project=project, number=1, backend="classic", classes=["scratch"], artifact=name
-    )
-    project.deployed_model = mv
-    project.save(update_fields=["deployed_model"])
-
-    class Line:
-        def __init__(self):
-            self.owner, self.project, self.rows = owner, project, rows
-
-        def inspect(self, client, rgb, name="part.png"):
-            r = client.post(
-                f"/api/v1/projects/{project.id}/inspect/",
-                {"file": SimpleUploadedFile(name, _png(rgb))},
-                format="multipart",
-            )
-            assert r.status_code == 200, r.content
-            return r.json()
-
-    return Line()
+def deployed(real_line):
+    return real_line
 
 
 def _mode(line, mode, margin=None):

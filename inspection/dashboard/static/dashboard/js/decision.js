@@ -15,6 +15,8 @@ function blobClass(b) { return b.class_name ?? b.class ?? b.label ?? "—"; }
 // the share of inspected pixels near their class threshold (null: not measured)
 function unsure(u) { return typeof u === "number" ? ` · unsure ${(100 * u).toFixed(1)} % of the inspected area` : ""; }
 
+const verdictBadgeSmall = (v) => h("span", { class: `badge ${v === "NG" ? "ng" : "ok"}` }, v);
+
 // the input check of an inspection: was the image taken like the training images?
 function renderInputCheck(check) {
   const box = document.getElementById("input-check");
@@ -54,6 +56,12 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
     : [h("div", { class: "notice ok", "data-testid": "reason" }, "No rule fired: the image is OK.")]));
 
   renderInputCheck(dec.input_check);
+  const sh = dec.shadow || {};
+  document.getElementById("shadow-verdict").replaceChildren(...(sh.model_number == null ? [] : sh.error
+    ? [h("span", { class: "muted" }, `Shadow v${sh.model_number} failed on this image: ${sh.error}`)]
+    : [h("span", { class: "muted" }, `Shadow v${sh.model_number} (decides nothing): `), verdictBadgeSmall(sh.verdict),
+       sh.verdict === dec.verdict ? " agrees" : h("b", { "data-state": "disagrees" }, " disagrees"),
+       sh.reasons && sh.reasons.length ? h("span", { class: "muted" }, ` · ${sh.reasons[0]}`) : ""]));
 
   const blobs = dec.blobs || [];
   document.getElementById("nblobs").textContent = `(${blobs.length})`;

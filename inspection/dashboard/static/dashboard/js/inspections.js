@@ -21,6 +21,7 @@ function query() {
   else if (review === "queue") { q.set("reviewed", "false"); q.set("image_kept", "true"); q.set("ordering", "-uncertainty"); }
   if (f.get("input") === "flagged") q.set("input_ok", "false");
   else if (f.get("input") === "ok") q.set("input_ok", "true");
+  if (f.get("shadow") === "disagrees") q.set("shadow_disagrees", "true");
   q.set("page_size", "500");
   return q;
 }
@@ -136,5 +137,9 @@ if (inspectForm) {
   });
 }
 
+// links from other pages preselect a filter: ?shadow_disagrees=true, ?input_ok=false
+const asked = new URLSearchParams(location.search);
+if (asked.get("shadow_disagrees") === "true") form.shadow.value = "disagrees";
+if (asked.get("input_ok") === "false") form.input.value = "flagged";
 load();
 window.addEventListener("resize", debounce(render, 200));

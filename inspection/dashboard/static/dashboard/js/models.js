@@ -1,4 +1,4 @@
-// Models: versions with metrics and training inputs; deploy; compare two by per-image verdict.
+// Models: versions with metrics and training inputs; deploy; shadow mode; compare two by per-image verdict.
 import { API, api, apiAll, h, pageData, pct, fmt, when, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadProject, normPrediction } from "./shapes.js";
 
@@ -22,7 +22,8 @@ function render() {
     const met = m.metrics || {};
     const isDep = String(m.id) === String(deployed) || m.deployed === true;
     return h("tr", { "data-model-id": m.id, "data-testid": "model-row", class: isDep ? "model-card deployed" : "" },
-      h("td", {}, h("b", {}, `v${num(m)}`), " ", isDep ? h("span", { class: "badge ok", "data-testid": "deployed-badge" }, "DEPLOYED") : ""),
+      h("td", {}, h("b", {}, `v${num(m)}`), " ", isDep ? h("span", { class: "badge ok", "data-testid": "deployed-badge" }, "DEPLOYED") : "",
+        m.shadow ? h("span", { class: "badge warn", "data-testid": "shadow-badge", title: "judges every inspection beside the deployed model; decides nothing" }, "SHADOW") : ""),
       h("td", {}, when(m.created_at)),
       h("td", {}, m.backend || ""),
       h("td", { class: "num" }, fmt(met.iou, 3)),
@@ -32,6 +33,7 @@ function render() {
       h("td", { class: "num" }, met.n_ground_truth ?? "—"),
       h("td", {}, h("a", { href: "#", onclick: (e) => { e.preventDefault(); showUsed(m); } }, `${usedImages(m).length} images · ${usedPrompts(m).length} prompts`)),
       h("td", {}, PD.can_edit && !isDep ? h("button", { class: "btn small", "data-testid": "deploy", onclick: () => deploy(m) }, "Deploy") : "",
+        PD.can_edit && !isDep ? h("button", { class: "btn small", "data-testid": m.shadow ? "shadow-stop" : "shadow-start", onclick: () => shadow(m), title: "Run this version on the line's images beside the deployed one, without deciding anything" }, m.shadow ? "Stop shadow" : "Shadow") : "",
         PD.can_inspect ? h("a", { class: "btn small", href: `${API}/models/${m.id}/bundle/`, download: "", "data-testid": "bundle", title: "This model with the active rules as one file: python -m prompting inspect --bundle FILE --images DIR decides offline exactly as the server" }, "Bundle") : ""));
   }) : [h("tr", {}, h("td", { colspan: 10, class: "empty" }, "No models yet: paint prompts and press Run."))]));
   for (const id of ["cmp-a", "cmp-b"]) {
@@ -59,6 +61,40 @@ function showUsed(m) {
       : h("div", { class: "img empty small", style: "height:90px" }, "deleted image"));
   }));
   card.scrollIntoView({ behavior: "smooth" });
+}
+
+// shadow mode: a candidate judges the line's images beside the deployed model
+async function shadow(m) {
+  try {
+    await api(`/models/${m.id}/shadow/`, { method: m.shadow ? "DELETE" : "POST", body: m.shadow ? undefined : {} });
+    toast(m.shadow ? `v${num(m)} no longer in the shadow` : `v${num(m)} now judges every inspection in the shadow`);
+    await load();
+  } catch (ex) { toast(errorText(ex.body) || ex.message, { error: true }); }
+}
+
+async function renderShadow() {
+  const card = document.getElementById("shadow-card");
+  const m = models.find((x) => x.shadow) || models.find((x) => String(x.id) === card.dataset.last);
+  if (!m) { card.hidden = true; return; }
+  card.dataset.last = m.id;
+  const c = await api(`/models/${m.id}/shadow/`);
+  card.hidden = false;
+  document.getElementById("shadow-title").textContent = `v${c.model_number} in the shadow of the deployed model${c.active ? "" : " (stopped)"}`;
+  const r = c.reviewed;
+  const rows = [
+    ["inspections judged by both", c.n_inspections, "shadow-n"],
+    ["same verdict", c.agreement_rate == null ? "—" : `${c.agree} (${pct(c.agreement_rate)})`, "shadow-agree"],
+    ["deployed NG, shadow OK", c.deployed_ng_shadow_ok, "shadow-ng-ok"],
+    ["deployed OK, shadow NG", c.deployed_ok_shadow_ng, "shadow-ok-ng"],
+    ["reviewed by a person", r.n, "shadow-reviewed"],
+    ["right on reviewed parts: deployed / shadow", r.n ? `${r.deployed_right} / ${r.shadow_right}` : "—", "shadow-right"],
+    ["escapes: deployed / shadow", r.n ? `${r.deployed_escapes} / ${r.shadow_escapes}` : "—", "shadow-escapes"],
+    ["overkills: deployed / shadow", r.n ? `${r.deployed_overkills} / ${r.shadow_overkills}` : "—", "shadow-overkills"],
+    ["shadow engine time (median)", c.engine_ms_median == null ? "—" : `${fmt(c.engine_ms_median, 0)} ms`, "shadow-ms"],
+  ];
+  if (c.n_errors) rows.push(["inspections the shadow model failed on", c.n_errors, "shadow-errors"]);
+  document.getElementById("shadow-rows").replaceChildren(...rows.map(([k, v, id]) => h("tr", {}, h("td", {}, k), h("td", { class: "num", "data-testid": id }, String(v)))));
+  document.getElementById("shadow-log").href = `/projects/${pid}/inspections/?shadow_disagrees=true`;
 }
 
 async function deploy(m) {
@@ -103,5 +139,6 @@ document.getElementById("cmp-go").addEventListener("click", async () => {
 async function load() {
   [project, models, images] = await Promise.all([loadProject(pid), apiAll(`/projects/${pid}/models/`), loadImages(pid)]);
   render();
+  await renderShadow();
 }
 load().catch((ex) => document.getElementById("model-rows").replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "error" }, ex.message))));
