@@ -1030,6 +1030,8 @@ EXPORT_COLUMNS = [
     "uncertainty",
     "input_ok",
     "input_issues",
+    "shadow_model_number",
+    "shadow_verdict",
     "n_blobs",
     "review_verdict",
     "review_note",
@@ -1078,6 +1080,8 @@ class InspectionExportView(APIView):
                     )
                     if fmt == "csv"
                     else ins.input_check.get("issues", []),
+                    "shadow_model_number": ins.shadow.get("model_number", ""),
+                    "shadow_verdict": ins.shadow.get("verdict", ""),
                     "n_blobs": len(ins.blobs),
                     "review_verdict": review.verdict if review else "",
                     "review_note": review.note if review else "",

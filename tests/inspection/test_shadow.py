@@ -79,6 +79,13 @@ def test_the_comparison_counts_agreement_and_who_was_right_on_reviewed_parts(sha
     assert r.json()["count"] == 4 - len(deployed_ok)
     summary = client.get(f"/api/v1/projects/{pid}/inspections/summary/").json()
     assert summary["shadow"] == c
+    import csv
+    import io
+
+    r = client.get(f"/api/v1/projects/{pid}/inspections/export/?format=csv")
+    rows = list(csv.DictReader(io.StringIO(r.content.decode())))
+    assert {row["shadow_model_number"] for row in rows} == {"2"}
+    assert {row["id"]: row["shadow_verdict"] for row in rows} == {i["id"]: "NG" for i in made}
 
 
 def test_a_failing_shadow_model_never_fails_the_line(shadowed):
