@@ -423,6 +423,13 @@ def test_paint_run_review_tune_decide(
     page.fill("#webhook-form [name=url]", "http://127.0.0.1:9/hooks/inspection")
     page.click("#webhook-form button[type=submit]")
     page.wait_for_selector("[data-testid=webhook]")
+    # the signing secret is shown once, whole and selectable, until dismissed
+    from inspection.models import Webhook
+
+    secret = page.locator("[data-testid=webhook-secret]")
+    assert secret.inner_text() == Webhook.objects.get(url__endswith="/hooks/inspection").secret
+    box = secret.bounding_box()
+    assert box["x"] + box["width"] <= page.viewport_size["width"]
     page.fill("#member-form [name=username]", "eric")
     page.click("#member-form button[type=submit]")
     page.wait_for_function("document.querySelectorAll('[data-testid=member-row]').length === 2")

@@ -88,6 +88,18 @@ function renderTokens(me) {
     h("td", {}, t && t.created ? when(t.created) : "—"),
     h("td", {})));
 }
+// a new webhook's signing secret is shown once: keep it on screen until dismissed
+function showSecret(w) {
+  const box = document.getElementById("webhook-secret");
+  const code = h("code", { class: "secret", "data-testid": "webhook-secret" }, w.secret);
+  const copy = h("button", { class: "btn small", type: "button", onclick: async () => {
+    try { await navigator.clipboard.writeText(w.secret); copy.textContent = "Copied"; } catch (ex) { copy.textContent = "Select it and copy"; }
+  } }, "Copy");
+  box.replaceChildren(h("div", { class: "notice warn" },
+    h("b", {}, `Signing secret for ${w.url}: shown once, store it now (it signs every delivery).`), code,
+    copy, " ", h("button", { class: "btn small", type: "button", onclick: () => box.replaceChildren() }, "I stored it")));
+}
+
 const tokenForm = document.getElementById("token-form");
 tokenForm.addEventListener("submit", async () => {
   try {
@@ -129,7 +141,7 @@ if (hookForm) hookForm.addEventListener("submit", async () => {
   try {
     const w = await api(`/projects/${pid}/webhooks/`, { method: "POST", body: { url: hookForm.url.value.trim(), events } });
     hookForm.reset(); err("webhook-errors");
-    if (w.secret) toast(`Webhook added. Its signing secret (shown once): ${w.secret}`, { ms: 15000 });
+    if (w.secret) showSecret(w);
     loadWebhooks();
   } catch (ex) { err("webhook-errors", ex); }
 });
