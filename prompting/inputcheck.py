@@ -69,6 +69,30 @@ _HINT = {
 MIN_IMAGES = 2
 
 
+def _grey(arr: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luminance (ITU-R 601) of (H, W, 3|4) or (H, W) pixels."""
+    if arr.ndim == 3:
+        return arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return arr.astype(np.float32)
+
+
+_CROP = 256  # side of the full-resolution crops edges are measured on
+_MAX_CROPS = 16  # 16 x 256^2 = ~1 MP
+
+
+def _crops(arr: np.ndarray) -> list[np.ndarray]:
+    """The whole image when it is at most ~1 MP, else up to 16 full-resolution
+    256 px crops on an even grid (edge measures are means: a sample suffices)."""
+    h, w = arr.shape[:2]
+    if h * w <= _CROP * _CROP * _MAX_CROPS:
+        return [arr]
+    ny = max(1, min(4, h // _CROP))
+    nx = max(1, min(_MAX_CROPS // ny, w // _CROP))
+    ys = np.linspace(0, h - min(h, _CROP), ny).astype(int)
+    xs = np.linspace(0, w - min(w, _CROP), nx).astype(int)
+    return [arr[y : y + _CROP, x : x + _CROP] for y in ys for x in xs]
+
+
 def _laplacian_abs_mean(grey: np.ndarray) -> float:
     lap = (
         grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
@@ -87,7 +111,9 @@ def image_profile(rgb8: np.ndarray) -> dict[str, float]:
     the finest scale, which defocus and motion take away first, whatever the
     part's texture); ``detail``: mean absolute Laplacian per grey level of
     contrast, x100 (fine texture and sensor noise, exposure scaled out);
-    ``scale``: sqrt(width * height) in pixels.
+    ``scale``: sqrt(width * height) in pixels. Percentiles come from a strided
+    sample of at most ~1 MP and the edge measures from up to 16 full-resolution
+    256 px crops, so a 20 MP image costs about as much as a 1 MP one (~40 ms).
 
     >>> flat = np.full((8, 8, 3), 100, np.uint8)
     >>> p = image_profile(flat)
@@ -97,20 +123,21 @@ def image_profile(rgb8: np.ndarray) -> dict[str, float]:
     from scipy.ndimage import gaussian_filter
 
     arr = np.asarray(rgb8)
-    if arr.ndim == 3:
-        grey = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    elif arr.ndim == 2:
-        grey = arr.astype(np.float32)
-    else:
+    if arr.ndim not in (2, 3):
         raise ValueError(f"expected (H, W, 3) or (H, W) pixels, got shape {arr.shape}")
-    h, w = grey.shape
+    h, w = arr.shape[:2]
     step = max(1, int(math.sqrt(h * w / 1_000_000)))  # percentiles from <= ~1 MP
-    p5, p50, p95 = np.percentile(grey[::step, ::step], [5, 50, 95])
+    p5, p50, p95 = np.percentile(_grey(arr[::step, ::step]), [5, 50, 95])
     contrast = float(p95 - p5)
     focus = detail = 0.0
     if h >= 3 and w >= 3:
-        fine = _laplacian_abs_mean(grey)
-        coarse = _laplacian_abs_mean(gaussian_filter(grey, 1.0))
+        fine = coarse = 0.0
+        crops = [_grey(c) for c in _crops(arr)]  # edges at full resolution, <= ~1 MP of it
+        total = sum(g.size for g in crops)
+        for g in crops:
+            wt = g.size / total
+            fine += _laplacian_abs_mean(g) * wt
+            coarse += _laplacian_abs_mean(gaussian_filter(g, 1.0)) * wt
         focus = fine / coarse if coarse > 1e-3 else 0.0
         detail = fine / max(contrast, 1.0) * 100.0
     return {

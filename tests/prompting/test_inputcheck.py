@@ -113,3 +113,18 @@ def test_margin_sets_the_tolerance(ranges):
     assert not input_check({"brightness": b["seen_high"] + 0.5}, ranges, margin=0).ok
     with pytest.raises(ValueError, match="margin"):
         input_check(just_out, ranges, margin=-1)
+
+
+@pytest.mark.parametrize("shape", [(1500, 1400), (120, 12_000), (9000, 300)])
+def test_a_large_image_is_measured_on_crops_like_the_whole(monkeypatch, shape):
+    from prompting import inputcheck
+
+    rng = np.random.default_rng(1)
+    img = np.clip(120 + gaussian_filter(rng.normal(0, 30, shape), 1.0), 0, 255).astype(np.uint8)
+    sampled = image_profile(img)
+    assert sum(c.size for c in inputcheck._crops(img)) <= 16 * 256 * 256
+    monkeypatch.setattr(inputcheck, "_MAX_CROPS", 10_000)  # whole image, one crop
+    whole = image_profile(img)
+    assert sampled["scale"] == whole["scale"]
+    for measure in ("focus", "detail"):
+        assert sampled[measure] == pytest.approx(whole[measure], rel=0.05), measure
