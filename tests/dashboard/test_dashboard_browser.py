@@ -728,6 +728,11 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
     page.select_option("[data-testid=log-input]", "flagged")
     page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
     shot(page, "21-log-input-filter")
+    # the filter is in the address: a reload (or a shared link) shows the same rows
+    page.wait_for_function("location.search === '?input=flagged'")
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
+    assert page.locator("[data-testid=log-input]").input_value() == "flagged"
 
     page.goto(f"{base}settings/")
     page.wait_for_selector("[data-testid=input-form][data-loaded='1']")
@@ -808,6 +813,7 @@ def test_shadow_a_candidate_model_and_read_the_comparison(
     page.click("[data-testid=shadow-log]")
     page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
     assert page.locator("[data-testid=log-shadow]").input_value() == "disagrees"
+    page.wait_for_function("location.search === '?shadow=disagrees'")
     page.goto(f"{base}inspections/{missed.pk}/")
     page.wait_for_selector("[data-testid=shadow-verdict] [data-state=disagrees]")
     assert "Shadow v2" in page.locator("[data-testid=shadow-verdict]").inner_text()

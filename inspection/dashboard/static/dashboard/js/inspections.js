@@ -68,7 +68,24 @@ function render() {
   histogram(document.getElementById("chart-area"), rows.flatMap((r) => (r.blobs || []).map((b) => b.area_px).filter((a) => a > 0)));
 }
 
+// the filters live in the page's address too, so a filtered log can be linked
+const FILTERS = ["verdict", "station", "since", "until", "review", "input", "shadow"];
+function filtersToUrl() {
+  const q = new URLSearchParams();
+  for (const name of FILTERS) if (form[name] && form[name].value) q.set(name, form[name].value);
+  const url = `${location.pathname}${q.toString() ? "?" + q : ""}`;
+  if (url !== `${location.pathname}${location.search}`) history.replaceState(null, "", url);
+}
+function filtersFromUrl() {
+  const asked = new URLSearchParams(location.search);
+  for (const name of FILTERS) if (asked.has(name) && form[name]) form[name].value = asked.get(name);
+  // the API's own names, as other pages link them
+  if (asked.get("shadow_disagrees") === "true") form.shadow.value = "disagrees";
+  if (asked.get("input_ok") === "false") form.input.value = "flagged";
+}
+
 async function load() {
+  filtersToUrl();
   try {
     rows = await apiAll(`/projects/${pid}/inspections/?${query()}`, { limit: 5000 });
   } catch (ex) {
@@ -137,9 +154,6 @@ if (inspectForm) {
   });
 }
 
-// links from other pages preselect a filter: ?shadow_disagrees=true, ?input_ok=false
-const asked = new URLSearchParams(location.search);
-if (asked.get("shadow_disagrees") === "true") form.shadow.value = "disagrees";
-if (asked.get("input_ok") === "false") form.input.value = "flagged";
+filtersFromUrl();
 load();
 window.addEventListener("resize", debounce(render, 200));
