@@ -70,6 +70,15 @@ class InspectionReviewAdmin(admin.ModelAdmin):
     list_filter = ("verdict",)
 
 
+@admin.register(models.ShadowDecision)
+class ShadowDecisionAdmin(admin.ModelAdmin):
+    list_display = ("inspection", "model_version", "verdict", "error", "created_at")
+    list_filter = ("verdict",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(models.Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     list_display = ("project", "url", "active", "created_at")

@@ -372,9 +372,6 @@ class Inspection(models.Model):
     #: input_ok is null when the image was not checked (mode off, or an older model)
     input_check = models.JSONField(default=dict, blank=True)
     input_ok = models.BooleanField(null=True, blank=True)
-    #: the shadow model's decision on the same image with the same rules ({} when
-    #: none ran): model_version, model_number, verdict, severity, reasons, n_blobs, engine_ms
-    shadow = models.JSONField(default=dict, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -393,6 +390,14 @@ class Inspection(models.Model):
         return f"{self.verdict} {self.part_id or self.image_sha256[:12]}"
 
     @property
+    def shadow_or_none(self) -> ShadowDecision | None:
+        """The shadow model's decision on this inspection, None when none (yet)."""
+        try:
+            return self.shadow_decision
+        except ShadowDecision.DoesNotExist:
+            return None
+
+    @property
     def review_or_none(self) -> InspectionReview | None:
         """The person's review of this decision, None when there is none yet."""
         try:
@@ -407,6 +412,40 @@ class Inspection(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ImmutableError("inspections are immutable: they can't be deleted one by one")
+
+
+class ShadowDecision(models.Model):
+    """A shadow model's decision on a logged inspection's image, with the rules the
+    line used. Written once by a task after the line got its answer (the line's
+    latency does not include it); ``verdict`` is empty and ``error`` set when the
+    shadow model failed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    inspection = models.OneToOneField(
+        Inspection, on_delete=models.CASCADE, related_name="shadow_decision"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="shadow_decisions"
+    )
+    verdict = models.CharField(max_length=2, blank=True, default="")
+    severity = models.CharField(max_length=10, blank=True, default="")
+    reasons = models.JSONField(default=list)
+    n_blobs = models.PositiveIntegerField(default=0)
+    engine_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def to_dict(self) -> dict:
+        out = {
+            "model_version": str(self.model_version_id),
+            "model_number": self.model_version.number,
+            "verdict": self.verdict,
+            "severity": self.severity,
+            "reasons": self.reasons,
+            "n_blobs": self.n_blobs,
+            "engine_ms": self.engine_ms,
+        }
+        return {**out, "error": self.error} if self.error else out
 
 
 class InspectionReview(models.Model):

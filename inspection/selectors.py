@@ -205,7 +205,13 @@ def prediction_get(*, user, pk) -> Prediction:
 def inspection_list(*, project: Project) -> QuerySet[Inspection]:
     return (
         Inspection.objects.filter(project=project)
-        .select_related("model_version", "ruleset", "review", "review__reviewed_by")
+        .select_related(
+            "model_version",
+            "ruleset",
+            "review",
+            "review__reviewed_by",
+            "shadow_decision__model_version",
+        )
         .order_by("-created_at", "-id")
     )
 
@@ -213,7 +219,12 @@ def inspection_list(*, project: Project) -> QuerySet[Inspection]:
 def inspection_get(*, user, pk) -> Inspection:
     return _get_scoped(
         Inspection.objects.select_related(
-            "model_version", "ruleset", "project", "review", "review__reviewed_by"
+            "model_version",
+            "ruleset",
+            "project",
+            "review",
+            "review__reviewed_by",
+            "shadow_decision__model_version",
         ),
         pk,
         user=user,

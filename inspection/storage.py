@@ -8,6 +8,8 @@ Layout (every name is server-generated; client filenames are never used)::
     projects/<project id>/models/<uuid>.npz          learner artifacts
     projects/<project id>/predictions/<uuid>_{mask,overlay}.png, _prob.npz
     projects/<project id>/batches/<job id>/<n>.bin   batch inspection inputs (deleted after)
+    projects/<project id>/inspections/<id>.<ext>     kept inspection images (expire)
+    projects/<project id>/shadow/<inspection id>.<ext>  awaiting the shadow model (deleted after)
     tmp/                                             partial writes, renamed into place
 
 So deleting a project is deleting one prefix, and a file whose name no row

@@ -1,7 +1,8 @@
 """Celery tasks: each takes ids, calls one service, and is safe to run twice.
 
 Queues (see ``inspection/celery.py``): ``embed`` for SAM embeddings,
-``default`` for train / predict / batch inspection, ``webhooks`` for delivery.
+``default`` for train / predict / batch inspection and shadow decisions,
+``webhooks`` for delivery.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from inspection.services.jobs import jobs_sweep_stale
 from inspection.services.reviews import inspection_images_expire
 from inspection.services.rules import rules_job_run
 from inspection.services.segment import embedding_compute
+from inspection.services.shadow import shadow_decide
 from inspection.services.training import predictions_refresh, training_run
 from inspection.services.webhooks import DeliveryFailed, webhook_delivery_send
 
@@ -40,6 +42,11 @@ def rules_job_run_task(self, job_id: str) -> None:
 @shared_task(bind=True)
 def embedding_compute_task(self, job_id: str) -> None:
     embedding_compute(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task
+def shadow_decide_task(inspection_id: str, model_version_id: str, name: str) -> None:
+    shadow_decide(inspection_id=inspection_id, model_version_id=model_version_id, name=name)
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True)

@@ -25,7 +25,7 @@ import numpy as np
 from reliability.corpus import Case
 
 LAYOUT = re.compile(
-    r"^(projects/[0-9a-f-]{36}/(images|thumbs|masks|models|predictions|batches|inspections)/[0-9a-zA-Z_/.-]+|tmp/.*)$"
+    r"^(projects/[0-9a-f-]{36}/(images|thumbs|masks|models|predictions|batches|inspections|shadow)/[0-9a-zA-Z_/.-]+|tmp/.*)$"
 )
 
 

@@ -388,6 +388,12 @@ class InspectionOutput(serializers.ModelSerializer):
     image_kept = serializers.SerializerMethodField()
     review = serializers.SerializerMethodField()
     misjudged = serializers.SerializerMethodField()
+    shadow = serializers.SerializerMethodField()
+
+    def get_shadow(self, obj) -> dict:
+        """The shadow model's decision ({} when no shadow ran, or not yet)."""
+        decision = obj.shadow_or_none
+        return decision.to_dict() if decision else {}
 
     def get_image_kept(self, obj) -> bool:
         return bool(obj.image_file)

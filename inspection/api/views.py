@@ -1059,7 +1059,7 @@ class InspectionExportView(APIView):
         ]
         rows = []
         for ins in qs:
-            review = ins.review_or_none
+            review, shadow = ins.review_or_none, ins.shadow_or_none
             rows.append(
                 {
                     "id": str(ins.id),
@@ -1080,8 +1080,8 @@ class InspectionExportView(APIView):
                     )
                     if fmt == "csv"
                     else ins.input_check.get("issues", []),
-                    "shadow_model_number": ins.shadow.get("model_number", ""),
-                    "shadow_verdict": ins.shadow.get("verdict", ""),
+                    "shadow_model_number": shadow.model_version.number if shadow else "",
+                    "shadow_verdict": shadow.verdict if shadow else "",
                     "n_blobs": len(ins.blobs),
                     "review_verdict": review.verdict if review else "",
                     "review_note": review.note if review else "",

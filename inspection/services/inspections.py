@@ -42,37 +42,6 @@ def _deployed(project: Project):
     return fresh.deployed_model, ruleset, shadow
 
 
-def _shadow_decide(shadow_mv, rgb8, *, rules, project: Project) -> dict:
-    """The shadow model's decision on ``rgb8`` with the line's rules, as stored on
-    the inspection. A shadow model that fails is recorded, never the line's problem."""
-    from prompting.pipeline import inspect_image
-
-    record = {"model_version": str(shadow_mv.id), "model_number": shadow_mv.number}
-    try:
-        learner = engine.learner_get(shadow_mv)
-        result = inspect_image(
-            rgb8,
-            learner=learner,
-            backend=engine.backend_for(shadow_mv, learner),
-            ruleset=rules,
-            px_per_mm=project.px_per_mm,
-            cache=None,
-            input_mode="off",  # the deployed model's check decides what the image is
-        )
-    except Exception as exc:  # noqa: BLE001 - recorded; the deployed decision stands
-        log.warning("shadow model v%s failed on an inspection: %s", shadow_mv.number, exc)
-        return {**record, "error": f"{type(exc).__name__}: {exc}"[:500]}
-    decision = result.decision
-    return {
-        **record,
-        "verdict": decision.verdict,
-        "severity": decision.severity or "",
-        "reasons": [r.message for r in decision.reasons][:20],
-        "n_blobs": len(decision.blobs),
-        "engine_ms": round(float(result.timings.get("total_ms", 0.0)), 2),
-    }
-
-
 def inspection_image_keep(
     *, policy: str, verdict: str, uncertainty: float | None, input_ok: bool | None = None
 ) -> bool:
@@ -181,11 +150,11 @@ def inspection_run(
 
     The file as sent is stored with the log entry when the project's
     ``keep_inspection_images`` policy asks for it (for review and retraining).
-    With a shadow model set, it judges the same image with the same rules and
-    its decision is stored beside the line's (``Inspection.shadow``); the
-    verdict is the deployed model's. ``Inspection.timings``: ``decode_ms``,
-    ``predict_ms``, ``rules_ms``, ``engine_ms`` (predict + rules), ``shadow_ms``
-    and ``total_ms`` (service side).
+    With a shadow model set, a task judges the same image with the same rules
+    after this returns (a ``ShadowDecision``); the verdict is the deployed
+    model's. ``Inspection.timings``: ``decode_ms``, ``predict_ms``,
+    ``rules_ms``, ``input_ms``, ``engine_ms`` (predict + rules) and ``total_ms``
+    (service side).
     """
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
@@ -209,11 +178,6 @@ def inspection_run(
         input_margin=project.input_check_margin,
     )
     decision = result.decision.to_dict()
-    shadow = {}
-    if shadow_mv is not None:
-        t_shadow = time.perf_counter()
-        shadow = _shadow_decide(shadow_mv, rgb8, rules=rules, project=project)
-        shadow_ms = round((time.perf_counter() - t_shadow) * 1000, 2)
     check = result.input_check
     input_record = {"mode": project.input_check, **check.to_dict()} if check else {}
     input_ok = check.ok if check is not None and check.checked else None
@@ -222,7 +186,6 @@ def inspection_run(
         "decode_ms": round(t_decode * 1000, 2),
         **{k: round(float(v), 2) for k, v in result.timings.items()},
         "engine_ms": round(float(result.timings.get("total_ms", 0.0)), 2),
-        **({"shadow_ms": shadow_ms} if shadow else {}),
         "total_ms": round(total_ms, 2),
     }
     inspection_id = uuid.uuid4()
@@ -256,7 +219,6 @@ def inspection_run(
         image_file=kept,
         input_check=input_record,
         input_ok=input_ok,
-        shadow=shadow,
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )
@@ -285,6 +247,11 @@ def inspection_run(
                 event="inspection.input",
                 payload={**payload, "input_mode": project.input_check, "issues": issues},
             )
+    if shadow_mv is not None:
+        from inspection.services.shadow import shadow_decide_start
+
+        ext = _EXT.get(decoded.format, "bin")
+        shadow_decide_start(inspection=inspection, model_version=shadow_mv, data=data, ext=ext)
     line_alert_check(project=project)
     return inspection
 

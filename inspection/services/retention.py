@@ -64,7 +64,9 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
         .values_list("backend_fingerprint", flat=True)
         .distinct()
     )
-    names = set(Project.objects.values_list("backend", flat=True)) | {settings.DEFAULT_FEATURE_BACKEND}
+    names = set(Project.objects.values_list("backend", flat=True)) | {
+        settings.DEFAULT_FEATURE_BACKEND
+    }
     for name in sorted(names):
         if name == "sam" and not load_sam:
             continue
@@ -97,7 +99,11 @@ def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
     every fingerprint the cache has stored entries for."""
     from inspection.services import engine
 
-    still = set(Image.objects.filter(pixels_hash__in=list(pixels_hashes)).values_list("pixels_hash", flat=True))
+    still = set(
+        Image.objects.filter(pixels_hash__in=list(pixels_hashes)).values_list(
+            "pixels_hash", flat=True
+        )
+    )
     gone = [ph for ph in pixels_hashes if ph and ph not in still]
     if not gone:
         return 0
@@ -113,6 +119,30 @@ def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
     return n
 
 
+def _shadow_done(name: str) -> bool:
+    """Whether an image awaiting the shadow model no longer waits: its decision
+    exists, its inspection is gone, or it is older than ``TMP_GRACE_S``."""
+    import uuid
+
+    from django.core.files.storage import default_storage
+
+    from inspection.models import Inspection, ShadowDecision
+
+    try:
+        inspection_id = uuid.UUID(name.rsplit("/", 1)[-1].split(".", 1)[0])
+    except ValueError:
+        return True
+    if ShadowDecision.objects.filter(inspection_id=inspection_id).exists():
+        return True
+    if not Inspection.objects.filter(id=inspection_id).exists():
+        return True
+    try:
+        age = time.time() - default_storage.get_modified_time(name).timestamp()
+    except Exception:
+        return True
+    return age > TMP_GRACE_S
+
+
 def orphans_find(*, load_sam: bool = True) -> Orphans:
     """Every orphan file and cache entry (nothing is deleted)."""
     from django.core.files.storage import default_storage
@@ -125,7 +155,9 @@ def orphans_find(*, load_sam: bool = True) -> Orphans:
     active_batches = set()
     from inspection.models import Job
 
-    for job_id, project_id in Job.objects.filter(state__in=Job.ACTIVE_STATES).values_list("id", "project_id"):
+    for job_id, project_id in Job.objects.filter(state__in=Job.ACTIVE_STATES).values_list(
+        "id", "project_id"
+    ):
         active_batches.add(f"projects/{project_id}/batches/{job_id}/")
     for name in names_under("projects"):
         parts = name.split("/")
@@ -137,6 +169,9 @@ def orphans_find(*, load_sam: bool = True) -> Orphans:
         elif parts[2] == "batches":
             if not any(name.startswith(b) for b in active_batches):
                 out.files.append(name)  # inputs of a finished batch
+        elif parts[2] == "shadow":
+            if _shadow_done(name):
+                out.files.append(name)  # decided, or its task was lost
         elif name not in referenced:
             out.files.append(name)
     now = time.time()
@@ -151,7 +186,10 @@ def orphans_find(*, load_sam: bool = True) -> Orphans:
         with contextlib.suppress(Exception):
             out.bytes += default_storage.size(name)
     cache = engine.feature_cache_get()
-    live = cache_keys(Image.objects.values_list("pixels_hash", flat=True), fingerprints=backend_fingerprints(load_sam=load_sam))
+    live = cache_keys(
+        Image.objects.values_list("pixels_hash", flat=True),
+        fingerprints=backend_fingerprints(load_sam=load_sam),
+    )
     for path in sorted(cache.root.glob("*.npy")):
         key = path.name[: -len(".npy")]
         if key not in live:

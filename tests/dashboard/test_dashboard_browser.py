@@ -754,7 +754,13 @@ def test_shadow_a_candidate_model_and_read_the_comparison(
 ):
     """Models page: put v2 in the shadow of the deployed v1, read how the two
     compare on the line's (reviewed) inspections, open a disagreement."""
-    from inspection.models import Inspection, InspectionReview, ModelVersion, Project
+    from inspection.models import (
+        Inspection,
+        InspectionReview,
+        ModelVersion,
+        Project,
+        ShadowDecision,
+    )
     from inspection.services.projects import project_create
 
     owner = make_user("sven")
@@ -787,17 +793,17 @@ def test_shadow_a_candidate_model_and_read_the_comparison(
             ruleset=project.active_ruleset,
             verdict=line_says,
             latency_ms=20.0,
-            shadow={
-                "model_version": str(v2.id),
-                "model_number": 2,
-                "verdict": shadow_says,
-                "severity": "major" if shadow_says == "NG" else "",
-                "reasons": ["blob of 41 px"] if shadow_says == "NG" else [],
-                "n_blobs": int(shadow_says == "NG"),
-                "engine_ms": 30.0,
-            },
         )
         ins.save()
+        ShadowDecision.objects.create(
+            inspection=ins,
+            model_version=v2,
+            verdict=shadow_says,
+            severity="major" if shadow_says == "NG" else "",
+            reasons=["blob of 41 px"] if shadow_says == "NG" else [],
+            n_blobs=int(shadow_says == "NG"),
+            engine_ms=30.0,
+        )
         if really:
             InspectionReview.objects.create(inspection=ins, verdict=really, reviewed_by=owner)
         if k == 0:
