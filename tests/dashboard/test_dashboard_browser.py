@@ -618,6 +618,10 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     page.wait_for_selector("[data-testid=promoted-link]")  # the page remembers the part was added
     page.click("[data-testid=promoted-link]")
     page.wait_for_url(f"**/images/{image.pk}/")
+    # the editor's requests end before this test writes to the database itself
+    # (the test database is one shared in-memory SQLite: a write during a read
+    # of the same table fails with "table is locked")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
 
     # the line alert: half of the newest two decisions are NG, at a 50 % level
     from inspection.services.inspections import line_alert_check
