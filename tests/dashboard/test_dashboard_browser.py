@@ -106,6 +106,8 @@ def test_paint_run_review_tune_decide(
 ):
     base = live_server.url
     make_user("alice")
+    make_user("eric")  # added as a member in step 11 (users made up front: the shared
+    # in-memory test database refuses a write while the live server reads the table)
 
     # 1. sign in
     page.goto(f"{base}/")
@@ -417,7 +419,6 @@ def test_paint_run_review_tune_decide(
 
     # 11. settings: add a webhook (last, so no event tries to reach it) and a member
     settings.WEBHOOK_ALLOW_PRIVATE = True  # the test's receiver is on loopback
-    make_user("eric")
     page.goto(project_url + "settings/")
     page.wait_for_selector("[data-testid=member-row]")
     page.fill("#webhook-form [name=url]", "http://127.0.0.1:9/hooks/inspection")
