@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models import Q
 
@@ -389,21 +390,21 @@ class Inspection(models.Model):
     def __str__(self) -> str:
         return f"{self.verdict} {self.part_id or self.image_sha256[:12]}"
 
+    def _reverse_one(self, name: str):
+        try:
+            return getattr(self, name)
+        except ObjectDoesNotExist:
+            return None
+
     @property
     def shadow_or_none(self) -> ShadowDecision | None:
         """The shadow model's decision on this inspection, None when none (yet)."""
-        try:
-            return self.shadow_decision
-        except ShadowDecision.DoesNotExist:
-            return None
+        return self._reverse_one("shadow_decision")
 
     @property
     def review_or_none(self) -> InspectionReview | None:
         """The person's review of this decision, None when there is none yet."""
-        try:
-            return self.review
-        except InspectionReview.DoesNotExist:
-            return None
+        return self._reverse_one("review")
 
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:

@@ -67,6 +67,28 @@ def prompt_count(page) -> int:
     return int(match.group(1)) if match else 0
 
 
+def logged_inspection(project, model_version, name: str, verdict: str, *, save=True, **fields):
+    """An inspection row as the line service logs one (80x60 image, active rules);
+    ``save=False`` leaves it unsaved (to attach a kept image first)."""
+    from inspection.models import Inspection
+
+    ins = Inspection(
+        project=project,
+        image_sha256=name.encode().hex().ljust(64, "0")[:64],
+        image_name=f"{name}.png",
+        width=80,
+        height=60,
+        model_version=model_version,
+        ruleset=project.active_ruleset,
+        verdict=verdict,
+        latency_ms=fields.pop("latency_ms", 12.0),
+        **fields,
+    )
+    if save:
+        ins.save()
+    return ins
+
+
 def wait_prompts(page, n: int) -> None:
     page.wait_for_function(
         "n => /^(\\d+) prompt/.test(document.querySelector('[data-testid=prompt-count]').textContent)"
@@ -550,7 +572,7 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     """An operator's verdict on a logged decision, the line's real escapes and
     overkills on the log page, and an engineer adding the kept image to the
     project's images; the keep policy is a setting on the Settings page."""
-    from inspection.models import Image, Inspection, InspectionReview, ModelVersion, Project
+    from inspection.models import Image, InspectionReview, ModelVersion, Project
     from inspection.services.projects import project_create
     from inspection.storage import bytes_save, name_new
     from prompting.images import png_encode
@@ -562,27 +584,15 @@ def test_review_a_decision_and_add_the_part_to_the_training_images(
     for verdict, seed in (("NG", 1), ("OK", 2)):
         rgb = np.random.default_rng(seed).integers(0, 255, (60, 80, 3), dtype=np.uint8)
         data = png_encode(rgb)
-        ins = Inspection(
-            project=project,
-            image_sha256=f"{seed:064d}",
-            image_name=f"part-{verdict}.png",
-            width=80,
-            height=60,
-            model_version=mv,
-            ruleset=project.active_ruleset,
-            verdict=verdict,
-            reasons=[
-                {
-                    "rule_id": "any-defect",
-                    "rule_type": "blob_area",
-                    "severity": "major",
-                    "message": "blob of 40 px",
-                }
-            ]
-            if verdict == "NG"
-            else [],
-            latency_ms=12.0,
+        reason = {"rule_id": "any-defect", "rule_type": "blob_area", "severity": "major"}
+        ins = logged_inspection(
+            project,
+            mv,
+            f"part-{verdict}",
+            verdict,
+            reasons=[{**reason, "message": "blob of 40 px"}] if verdict == "NG" else [],
             station="L4",
+            save=False,
         )
         ins.image_file.name = bytes_save(
             name_new(project.id, "inspections", "png", stem=ins.id.hex), data
@@ -671,7 +681,7 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
 ):
     """An image unlike the training images: the decision says which measure and
     by how much, the log marks and filters it, Settings chooses flag or NG."""
-    from inspection.models import Inspection, ModelVersion, Project
+    from inspection.models import ModelVersion, Project
     from inspection.services.projects import project_create
 
     owner = make_user("ines")
@@ -690,26 +700,16 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
     }
     made = {}
     for name, ok in (("sharp", True), ("blurred", False)):
-        ins = Inspection(
-            project=project,
-            image_sha256=name.ljust(64, "0"),
-            image_name=f"{name}.png",
-            width=80,
-            height=60,
-            model_version=mv,
-            ruleset=project.active_ruleset,
-            verdict="OK",
+        check = {"mode": "flag", "checked": True, "ok": ok, "profile": profile}
+        ins = logged_inspection(
+            project,
+            mv,
+            name,
+            "OK",
             latency_ms=10.0,
             input_ok=ok,
-            input_check={
-                "mode": "flag",
-                "checked": True,
-                "ok": ok,
-                "profile": profile,
-                "issues": [] if ok else [issue],
-            },
+            input_check={**check, "issues": [] if ok else [issue]},
         )
-        ins.save()
         made[name] = ins
 
     login(page, live_server.url, "ines")
@@ -760,7 +760,6 @@ def test_shadow_a_candidate_model_and_read_the_comparison(
     """Models page: put v2 in the shadow of the deployed v1, read how the two
     compare on the line's (reviewed) inspections, open a disagreement."""
     from inspection.models import (
-        Inspection,
         InspectionReview,
         ModelVersion,
         Project,
@@ -788,18 +787,7 @@ def test_shadow_a_candidate_model_and_read_the_comparison(
     for k, (line_says, shadow_says, really) in enumerate(
         [("OK", "NG", "NG"), ("OK", "OK", "OK"), ("NG", "NG", None)]
     ):
-        ins = Inspection(
-            project=project,
-            image_sha256=f"{k:064d}",
-            image_name=f"part{k}.png",
-            width=80,
-            height=60,
-            model_version=v1,
-            ruleset=project.active_ruleset,
-            verdict=line_says,
-            latency_ms=20.0,
-        )
-        ins.save()
+        ins = logged_inspection(project, v1, f"part{k}", line_says, latency_ms=20.0)
         ShadowDecision.objects.create(
             inspection=ins,
             model_version=v2,
