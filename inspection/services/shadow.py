@@ -126,6 +126,15 @@ def shadow_decide(*, inspection_id, model_version_id, name: str) -> ShadowDecisi
         decision, _ = ShadowDecision.objects.get_or_create(
             inspection=inspection, defaults={k: v for k, v in record.items() if k != "inspection"}
         )
+        log.info(
+            "shadow v%s on inspection %s: %s (line %s) in %s ms%s",
+            mv.number,
+            inspection.id,
+            decision.verdict or "failed",
+            inspection.verdict,
+            decision.engine_ms,
+            f": {decision.error}" if decision.error else "",
+        )
         return decision
     finally:
         file_delete(name)
