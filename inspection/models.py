@@ -14,6 +14,8 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models import Q
 
+from prompting.inputcheck import DEFAULT_MARGIN
+
 
 class Role(models.TextChoices):
     OWNER = "owner"
@@ -69,7 +71,7 @@ class Project(models.Model):
     input_check = models.CharField(
         max_length=4, choices=InputCheckMode.choices, default=InputCheckMode.FLAG
     )
-    input_check_margin = models.FloatField(default=0.75)
+    input_check_margin = models.FloatField(default=DEFAULT_MARGIN)
     deployed_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

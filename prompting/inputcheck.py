@@ -126,13 +126,17 @@ def image_profile(rgb8: np.ndarray) -> dict[str, float]:
     if arr.ndim not in (2, 3):
         raise ValueError(f"expected (H, W, 3) or (H, W) pixels, got shape {arr.shape}")
     h, w = arr.shape[:2]
+    parts = _crops(arr)
+    crops = [_grey(c) for c in parts]  # edges at full resolution, <= ~1 MP of it
     step = max(1, int(math.sqrt(h * w / 1_000_000)))  # percentiles from <= ~1 MP
-    p5, p50, p95 = np.percentile(_grey(arr[::step, ::step]), [5, 50, 95])
+    # an image small enough to be its own crop gives its grey levels once
+    whole = step == 1 and parts[0] is arr
+    sample = crops[0] if whole else _grey(arr[::step, ::step])
+    p5, p50, p95 = np.percentile(sample, [5, 50, 95])
     contrast = float(p95 - p5)
     focus = detail = 0.0
     if h >= 3 and w >= 3:
         fine = coarse = 0.0
-        crops = [_grey(c) for c in _crops(arr)]  # edges at full resolution, <= ~1 MP of it
         total = sum(g.size for g in crops)
         for g in crops:
             wt = g.size / total

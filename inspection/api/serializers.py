@@ -23,6 +23,7 @@ from inspection.models import (
     Webhook,
     WebhookDelivery,
 )
+from prompting.inputcheck import MAX_MARGIN
 
 
 def _url(request, name: str, pk) -> str:
@@ -63,7 +64,7 @@ class ProjectInput(serializers.Serializer):
     alert_ng_rate = NumberField(min_value=0.001, max_value=1.0, required=False, allow_null=True)
     alert_window = serializers.IntegerField(min_value=5, max_value=10_000, required=False)
     input_check = serializers.ChoiceField(choices=InputCheckMode.choices, required=False)
-    input_check_margin = NumberField(min_value=0.0, max_value=5.0, required=False)
+    input_check_margin = NumberField(min_value=0.0, max_value=MAX_MARGIN, required=False)
 
 
 class ProjectPatchInput(ProjectInput):

@@ -95,6 +95,11 @@ def _file(name: str, *, download: bool, filename: str, content_type: str = "") -
     )
     if not download:
         response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return _file_headers(response)
+
+
+def _file_headers(response):
+    """Headers every served file gets: no sniffing, sandboxed, cached privately."""
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=60"
@@ -115,10 +120,7 @@ def _display(name: str, *, filename: str):
     data, content_type = shown
     response = HttpResponse(data, content_type=content_type)
     response["Content-Disposition"] = f'inline; filename="{filename.rsplit(".", 1)[0]}.png"'
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=60"
-    return response
+    return _file_headers(response)
 
 
 def _download(request) -> bool:

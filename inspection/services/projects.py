@@ -12,6 +12,7 @@ from django.utils import timezone
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Membership, Project, Role
 from inspection.storage import prefix_delete, project_prefix
+from prompting.inputcheck import DEFAULT_MARGIN
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,49}$")
@@ -73,7 +74,7 @@ def project_create(
     alert_ng_rate: float | None = None,
     alert_window: int = 50,
     input_check: str = "flag",
-    input_check_margin: float = 0.75,
+    input_check_margin: float = DEFAULT_MARGIN,
 ) -> Project:
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     from inspection.services.rules import ruleset_default_create

@@ -148,9 +148,9 @@ def model_shadow_compare(*, model_version: ModelVersion) -> dict:
     """How ``model_version`` judged the inspections it shadowed, against the
     deployed decisions, and against people's reviews where there are some."""
     project = model_version.project
-    rows = ShadowDecision.objects.filter(
-        model_version=model_version, inspection__project=project
-    ).values_list("inspection__verdict", "verdict", "engine_ms", "inspection__review__verdict")
+    rows = ShadowDecision.objects.filter(model_version=model_version).values_list(
+        "inspection__verdict", "verdict", "engine_ms", "inspection__review__verdict"
+    )
     n = errors = agree = ng_ok = ok_ng = 0
     engine_ms = []
     reviewed = {"n": 0, "deployed_right": 0, "shadow_right": 0}

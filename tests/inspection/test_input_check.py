@@ -7,21 +7,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image as PILImage
 from scipy.ndimage import gaussian_filter
 
 from inspection.models import Inspection, Project
-from tests.inspection.svc_helpers import image_path
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PILImage.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _rgb(row) -> np.ndarray:
-    return np.asarray(PILImage.open(image_path(row)).convert("RGB"))
 
 
 def _drifted(rgb: np.ndarray) -> np.ndarray:
@@ -30,19 +18,14 @@ def _drifted(rgb: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-@pytest.fixture
-def deployed(real_line):
-    return real_line
-
-
 def _mode(line, mode, margin=None):
     data = {"input_check": mode, **({} if margin is None else {"input_check_margin": margin})}
     Project.objects.filter(id=line.project.id).update(**data)
 
 
-def test_a_part_taken_like_the_training_images_passes(deployed, api_for):
-    client = api_for(deployed.owner)
-    ins = deployed.inspect(client, _rgb(deployed.rows[0]))  # the camera as trained
+def test_a_part_taken_like_the_training_images_passes(real_line, api_for):
+    client = api_for(real_line.owner)
+    ins = real_line.inspect(client, real_line.rgb(real_line.rows[0]))  # the camera as trained
     assert ins["input_ok"] is True
     check = ins["input_check"]
     assert check["checked"] is True and check["mode"] == "flag" and check["issues"] == []
@@ -50,14 +33,14 @@ def test_a_part_taken_like_the_training_images_passes(deployed, api_for):
     assert ins["timings"]["input_ms"] > 0
 
 
-def test_flag_mode_records_the_drift_and_the_verdict_stands(deployed, api_for):
-    client = api_for(deployed.owner)
-    drifted = _drifted(_rgb(deployed.rows[1]))
-    _mode(deployed, "off")
-    off = deployed.inspect(client, drifted)
+def test_flag_mode_records_the_drift_and_the_verdict_stands(real_line, api_for):
+    client = api_for(real_line.owner)
+    drifted = _drifted(real_line.rgb(real_line.rows[1]))
+    _mode(real_line, "off")
+    off = real_line.inspect(client, drifted)
     assert off["input_ok"] is None and off["input_check"] == {}
-    _mode(deployed, "flag")
-    flagged = deployed.inspect(client, drifted)
+    _mode(real_line, "flag")
+    flagged = real_line.inspect(client, drifted)
     assert flagged["input_ok"] is False
     assert flagged["verdict"] == off["verdict"] and flagged["reasons"] == off["reasons"]
     # these four tiles span median grey 61-166, so the dimmer lamp passes; the
@@ -70,38 +53,38 @@ def test_flag_mode_records_the_drift_and_the_verdict_stands(deployed, api_for):
         assert "than the training images" in issue["message"]
 
 
-def test_ng_mode_judges_an_image_unlike_the_training_images_ng_with_the_reasons(deployed, api_for):
-    client = api_for(deployed.owner)
-    _mode(deployed, "ng")
-    ins = deployed.inspect(client, _drifted(_rgb(deployed.rows[2])))
+def test_ng_mode_judges_an_image_unlike_the_training_images_ng_with_the_reasons(real_line, api_for):
+    client = api_for(real_line.owner)
+    _mode(real_line, "ng")
+    ins = real_line.inspect(client, _drifted(real_line.rgb(real_line.rows[2])))
     assert ins["verdict"] == "NG" and ins["severity"] in ("major", "critical")
     mine = [r for r in ins["reasons"] if r["rule_id"] == "input-check"]
     assert len(mine) == len(ins["input_check"]["issues"]) >= 2
     assert {r["measure"] for r in mine} == {i["measure"] for i in ins["input_check"]["issues"]}
     assert all(r["rule_type"] == "input_check" and r["message"] for r in mine)
-    ok = deployed.inspect(client, _rgb(deployed.rows[2]))  # the same part, camera fixed
+    ok = real_line.inspect(client, real_line.rgb(real_line.rows[2]))  # the same part, camera fixed
     assert not [r for r in ok["reasons"] if r["rule_id"] == "input-check"]
     # a wide enough tolerance lets the drifted image through again
-    _mode(deployed, "ng", margin=5.0)
-    wide = deployed.inspect(client, _drifted(_rgb(deployed.rows[2])))
+    _mode(real_line, "ng", margin=5.0)
+    wide = real_line.inspect(client, _drifted(real_line.rgb(real_line.rows[2])))
     assert wide["input_check"]["issues"] == [] or all(
         i["measure"] != "brightness" for i in wide["input_check"]["issues"]
     )
 
 
-def test_the_log_filters_counts_exports_and_keeps_flagged_images(deployed, api_for, monkeypatch):
+def test_the_log_filters_counts_exports_and_keeps_flagged_images(real_line, api_for, monkeypatch):
     import csv
 
     from inspection.services import webhooks as webhook_services
 
     sent = []
     monkeypatch.setattr(webhook_services, "webhook_event_emit", lambda **kw: sent.append(kw))
-    client = api_for(deployed.owner)
-    _mode(deployed, "flag")
-    Project.objects.filter(id=deployed.project.id).update(keep_inspection_images="unsure")
-    good = deployed.inspect(client, _rgb(deployed.rows[3]))
-    bad = deployed.inspect(client, _drifted(_rgb(deployed.rows[3])))
-    pid = deployed.project.id
+    client = api_for(real_line.owner)
+    _mode(real_line, "flag")
+    Project.objects.filter(id=real_line.project.id).update(keep_inspection_images="unsure")
+    good = real_line.inspect(client, real_line.rgb(real_line.rows[3]))
+    bad = real_line.inspect(client, _drifted(real_line.rgb(real_line.rows[3])))
+    pid = real_line.project.id
     r = client.get(f"/api/v1/projects/{pid}/inspections/?input_ok=false")
     assert [i["id"] for i in r.json()["results"]] == [bad["id"]]
     r = client.get(f"/api/v1/projects/{pid}/inspections/?input_ok=true")
@@ -135,15 +118,15 @@ def test_the_log_filters_counts_exports_and_keeps_flagged_images(deployed, api_f
     ],
 )
 def test_bad_input_check_settings_name_their_field_and_change_nothing(
-    deployed, api_for, body, field
+    real_line, api_for, body, field
 ):
-    client = api_for(deployed.owner)
-    r = client.patch(f"/api/v1/projects/{deployed.project.id}/", body, format="json")
+    client = api_for(real_line.owner)
+    r = client.patch(f"/api/v1/projects/{real_line.project.id}/", body, format="json")
     assert r.status_code == 400 and field in r.json()["errors"]
-    project = Project.objects.get(id=deployed.project.id)
+    project = Project.objects.get(id=real_line.project.id)
     assert (project.input_check, project.input_check_margin) == ("flag", 0.75)
     r = client.patch(
-        f"/api/v1/projects/{deployed.project.id}/",
+        f"/api/v1/projects/{real_line.project.id}/",
         {"input_check": "ng", "input_check_margin": 1.5},
         format="json",
     )
@@ -151,20 +134,20 @@ def test_bad_input_check_settings_name_their_field_and_change_nothing(
     assert (r.json()["input_check"], r.json()["input_check_margin"]) == ("ng", 1.5)
 
 
-def test_the_bundle_checks_inputs_off_the_server_as_the_server_does(deployed, api_for, tmp_path):
+def test_the_bundle_checks_inputs_off_the_server_as_the_server_does(real_line, api_for, tmp_path):
     import json
 
     from prompting.__main__ import main as prompting_main
 
-    client = api_for(deployed.owner)
-    _mode(deployed, "ng", margin=0.5)
-    drifted = _drifted(_rgb(deployed.rows[0]))
-    served = deployed.inspect(client, drifted, name="drifted.png")
-    r = client.get(f"/api/v1/models/{deployed.project.deployed_model_id}/bundle/")
+    client = api_for(real_line.owner)
+    _mode(real_line, "ng", margin=0.5)
+    drifted = _drifted(real_line.rgb(real_line.rows[0]))
+    served = real_line.inspect(client, drifted, name="drifted.png")
+    r = client.get(f"/api/v1/models/{real_line.project.deployed_model_id}/bundle/")
     assert r.status_code == 200
     (tmp_path / "line.zip").write_bytes(r.content)
     (tmp_path / "images").mkdir()
-    (tmp_path / "images" / "drifted.png").write_bytes(_png(drifted))
+    (tmp_path / "images" / "drifted.png").write_bytes(real_line.png(drifted))
     out = tmp_path / "out.json"
     code = prompting_main(
         ["-q", "inspect", "--bundle", str(tmp_path / "line.zip"),
