@@ -4,6 +4,7 @@ type is one class (the editor vocabulary and validation pick it up)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,16 +127,19 @@ def test_vocabulary_lists_every_measure_and_type_as_json():
     assert [f["mm_power"] for f in group["fields"]] == [0, 2]
 
 
-@pytest.fixture
-def mean_prob_type():
-    """A rule type defined the way a new one is: one class, registered."""
+@contextmanager
+def example_rule_type():
+    """A rule type defined the way a new one is: one class, registered (and
+    unregistered on leaving, so other tests see the shipped types only)."""
 
     @rule_type_register
     @dataclass(frozen=True)
     class MeanProbability(Rule):
         type_name = "test_mean_prob"
         label = "mean probability ≥"
-        fields = (RuleField("min_mean", unit="probability", lo=0, hi=1, default=0.5),)
+        fields = (
+            RuleField("min_mean", unit="probability", suffix="mean", lo=0, hi=1, default=0.5),
+        )
 
         min_mean: float | None = None
 
@@ -150,8 +154,16 @@ def mean_prob_type():
                 )
             return self.evaluation("mean", value, self.min_mean, triggered), reasons
 
-    yield MeanProbability
-    del RULE_TYPES["test_mean_prob"]
+    try:
+        yield MeanProbability
+    finally:
+        del RULE_TYPES["test_mean_prob"]
+
+
+@pytest.fixture
+def mean_prob_type():
+    with example_rule_type() as cls:
+        yield cls
 
 
 def test_a_new_type_is_one_registered_class(mean_prob_type):
