@@ -8,7 +8,6 @@ a ModelVersion with its exact inputs and metrics, then predict every image.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections import Counter
@@ -240,15 +239,16 @@ def prediction_store(
 ) -> tuple[Prediction, Any]:
     """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 and store a Prediction.
 
-    Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (float16 .npz), then
+    Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
     replaces any earlier prediction of the same (image, model, rules).
     """
     from prompting.images import png_encode
-    from prompting.rules import rules_apply, ruleset_validate
+    from prompting.probmaps import probabilities_encode
+    from prompting.rules import rules_apply
 
     project = image.project
     t0 = time.perf_counter()
-    rs = ruleset_validate(ruleset.data)
+    rs = engine.ruleset_get(ruleset)
     decision = rules_apply(
         probabilities, classes=model_version.classes, ruleset=rs, px_per_mm=project.px_per_mm
     )
@@ -261,17 +261,20 @@ def prediction_store(
     names = [
         bytes_save(
             name_new(project.id, "predictions", "png", stem=f"{stem}-mask"),
-            png_encode(mask_visible(decision.label_map, n_classes=len(model_version.classes))),
+            png_encode(
+                mask_visible(decision.label_map, n_classes=len(model_version.classes)),
+                compress_level=1,
+            ),
         ),
         bytes_save(
-            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"), png_encode(overlay)
+            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"),
+            png_encode(overlay, compress_level=1),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"),
+            probabilities_encode(probabilities),
         ),
     ]
-    buf = io.BytesIO()
-    np.savez_compressed(buf, probabilities=probabilities.astype(np.float16))
-    names.append(
-        bytes_save(name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"), buf.getvalue())
-    )
     as_dict = decision.to_dict()
     values = {
         "verdict": as_dict["verdict"],
@@ -317,9 +320,11 @@ def overlay_render(rgb8: np.ndarray, label_map: np.ndarray, *, colours, blobs=No
 
 
 def probabilities_load(prediction: Prediction) -> np.ndarray:
-    """(K+1,H,W) float32 probabilities stored with a prediction."""
-    with np.load(io.BytesIO(bytes_read(prediction.probabilities.name)), allow_pickle=False) as z:
-        return z["probabilities"].astype(np.float32)
+    """(K+1,H,W) float32 probabilities stored with a prediction (quantised to 1/255:
+    ``prompting.probmaps``)."""
+    from prompting.probmaps import probabilities_decode
+
+    return probabilities_decode(bytes_read(prediction.probabilities.name))
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
