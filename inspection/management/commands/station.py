@@ -83,6 +83,7 @@ def station_serve(*, station: Station, bind: str, workers: int) -> None:
             self.cfg.set("timeout", settings.STATION_TIMEOUT)
             self.cfg.set("accesslog", "-")
             self.cfg.set("proc_name", f"station-{station.name}")
+            self.cfg.set("control_socket_disable", True)  # several servers share a machine
 
         def load(self):
             return StationApp(station)
