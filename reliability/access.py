@@ -32,6 +32,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/api/v1/auth/me/", "", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
     ("GET", "/api/v1/projects/", "", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
     ("POST", "/api/v1/projects/", "project", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
+    # the rule editor's vocabulary (rule types, measures...): the engine's, not a project's
+    ("GET", "/api/v1/rules/vocabulary/", "", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
     # project
     ("GET", "/api/v1/projects/{project}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("PATCH", "/api/v1/projects/{project}/", "project_patch", "401 403 403 2xx 2xx 404 403"),
