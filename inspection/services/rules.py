@@ -37,6 +37,14 @@ def _validate(data):
         raise InvalidInput("invalid rule set", field_errors=exc.errors) from None
 
 
+def ruleset_vocabulary_get() -> dict:
+    """What a rule set may say (rule types and their fields, measures, morphology
+    operations, severities), from the engine: rule editors build their forms from it."""
+    from prompting.rules import ruleset_vocabulary
+
+    return ruleset_vocabulary()
+
+
 def ruleset_default_create(*, project: Project, user=None) -> RuleSet:
     from prompting.rules import DEFAULT_RULESET
 
