@@ -145,6 +145,32 @@ def inspection_run(
     job: Job | None = None,
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
+    See :func:`inspection_run_result` (this is it without the engine's result)."""
+    return inspection_run_result(
+        project=project,
+        data=data,
+        filename=filename,
+        station=station,
+        part_id=part_id,
+        user=user,
+        job=job,
+    )[0]
+
+
+def inspection_run_result(
+    *,
+    project: Project,
+    data: bytes,
+    filename: str = "",
+    station: str = "",
+    part_id: str = "",
+    user=None,
+    job: Job | None = None,
+):
+    """Inspect one image with the deployed model and active rules; log it immutably.
+    Returns ``(Inspection, prompting.pipeline.InspectionResult)``: the logged row
+    and the engine's result (its ``decision.label_map`` (H, W) uint8 is the class
+    mask the decision was made on, for protocols that answer with masks).
 
     The file as sent is stored with the log entry when the project's
     ``keep_inspection_images`` policy asks for it (for review and retraining).
@@ -247,7 +273,7 @@ def inspection_run(
         ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         shadow_decide_start(inspection=inspection, model_version=shadow_mv, data=data, ext=ext)
     line_alert_check(project=project)
-    return inspection
+    return inspection, result
 
 
 def inspection_batch_start(

@@ -9,7 +9,6 @@ and in a predict job), reusing stored probabilities when only the rules changed;
 
 from __future__ import annotations
 
-import io
 import time
 from collections import Counter
 from typing import Any
@@ -35,11 +34,12 @@ def prediction_store(
 ) -> tuple[Prediction, Any]:
     """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 and store a Prediction.
 
-    Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (float16 .npz), then
+    Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
     replaces any earlier prediction of the same (image, model, rules).
     """
     # deferred on purpose: the engine's image codecs load PIL and numpy
     from prompting.images import png_encode
+    from prompting.probmaps import probabilities_encode
 
     project = image.project
     t0 = time.perf_counter()
@@ -55,17 +55,20 @@ def prediction_store(
     names = [
         bytes_save(
             name_new(project.id, "predictions", "png", stem=f"{stem}-mask"),
-            png_encode(mask_visible(decision.label_map, n_classes=len(model_version.classes))),
+            png_encode(
+                mask_visible(decision.label_map, n_classes=len(model_version.classes)),
+                compress_level=1,
+            ),
         ),
         bytes_save(
-            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"), png_encode(overlay)
+            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"),
+            png_encode(overlay, compress_level=1),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"),
+            probabilities_encode(probabilities),
         ),
     ]
-    buf = io.BytesIO()
-    np.savez_compressed(buf, probabilities=probabilities.astype(np.float16))
-    names.append(
-        bytes_save(name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"), buf.getvalue())
-    )
     as_dict = decision.to_dict()
     values = {
         "verdict": as_dict["verdict"],
@@ -111,9 +114,12 @@ def overlay_render(rgb8: np.ndarray, label_map: np.ndarray, *, colours, blobs=No
 
 
 def probabilities_load(prediction: Prediction) -> np.ndarray:
-    """(K+1,H,W) float32 probabilities stored with a prediction."""
-    with np.load(io.BytesIO(bytes_read(prediction.probabilities.name)), allow_pickle=False) as z:
-        return z["probabilities"].astype(np.float32)
+    """(K+1,H,W) float32 probabilities stored with a prediction (quantised to 1/255:
+    ``prompting.probmaps``)."""
+    # deferred on purpose: the engine loads numpy
+    from prompting.probmaps import probabilities_decode
+
+    return probabilities_decode(bytes_read(prediction.probabilities.name))
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
