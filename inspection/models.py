@@ -317,7 +317,7 @@ class Prediction(models.Model):
     blobs = models.JSONField(default=list)
     mask = models.FileField(max_length=300)
     overlay = models.FileField(max_length=300)
-    #: (K+1, H, W) float16 probabilities, .npz; lets backtests re-run rules cheaply
+    #: probabilities, .npz (``prompting.probmaps``: uint8 defect planes); lets backtests re-run rules cheaply
     probabilities = models.FileField(max_length=300)
     #: fraction of inspected pixels near their class threshold (rules' Decision.uncertainty);
     #: null for predictions stored before it was measured

@@ -197,6 +197,16 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
 # webhooks to private/loopback addresses are refused unless this is on
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 
+# --- line stations (manage.py station serve) ----------------------------------------
+# address a station listens on unless --bind says otherwise (LandingEdge has no authentication)
+STATION_BIND = env("STATION_BIND", "127.0.0.1")
+# client addresses/networks a station answers unless --allow says otherwise (comma-separated)
+STATION_ALLOW = env_list("STATION_ALLOW", "127.0.0.0/8,::1/128")
+# gunicorn worker processes per station
+STATION_WORKERS = env_int("STATION_WORKERS", 1)
+# seconds one station request may take before its worker is restarted
+STATION_TIMEOUT = env_int("STATION_TIMEOUT", 60)
+
 # --- celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", "") or None  # job truth is the Job row

@@ -8,11 +8,12 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from inspection.errors import Conflict
+from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Job, KeepImages, Project
-from inspection.services import engine
-from inspection.services.images import _EXT, _decode, filename_sanitise
+from inspection.services import engine, webhooks
+from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
 from inspection.services.jobs import (
     job_create,
     job_enqueue,
@@ -20,7 +21,8 @@ from inspection.services.jobs import (
     job_execute,
     job_progress,
 )
-from inspection.services.rules import ruleset_active_get
+from inspection.services.rulesets import ruleset_active_get
+from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
 
 log = logging.getLogger("inspection.inspections")
@@ -89,10 +91,6 @@ def line_alert_check(*, project: Project) -> str | None:
     one of several concurrent inspections announce a crossing. Returns the new
     state, or None when nothing changed.
     """
-    from django.utils import timezone
-
-    from inspection.services.webhooks import webhook_event_emit
-
     if project.alert_ng_rate is None:
         return None  # off (as the caller's row says): no query on the inspect path
     fresh = Project.objects.filter(id=project.id).values(
@@ -122,7 +120,7 @@ def line_alert_check(*, project: Project) -> str | None:
         window,
         100 * level,
     )
-    webhook_event_emit(
+    webhooks.webhook_event_emit(
         project=project,
         event="line.alert",
         payload={
@@ -147,6 +145,32 @@ def inspection_run(
     job: Job | None = None,
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
+    See :func:`inspection_run_result` (this is it without the engine's result)."""
+    return inspection_run_result(
+        project=project,
+        data=data,
+        filename=filename,
+        station=station,
+        part_id=part_id,
+        user=user,
+        job=job,
+    )[0]
+
+
+def inspection_run_result(
+    *,
+    project: Project,
+    data: bytes,
+    filename: str = "",
+    station: str = "",
+    part_id: str = "",
+    user=None,
+    job: Job | None = None,
+):
+    """Inspect one image with the deployed model and active rules; log it immutably.
+    Returns ``(Inspection, prompting.pipeline.InspectionResult)``: the logged row
+    and the engine's result (its ``decision.label_map`` (H, W) uint8 is the class
+    mask the decision was made on, for protocols that answer with masks).
 
     The file as sent is stored with the log entry when the project's
     ``keep_inspection_images`` policy asks for it (for review and retraining).
@@ -161,7 +185,7 @@ def inspection_run(
 
     t0 = time.perf_counter()
     mv, ruleset, shadow_mv = _deployed(project)
-    decoded = _decode(data, field="file")
+    decoded = image_decode(data, field="file")
     rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
     t_decode = time.perf_counter() - t0
     learner = engine.learner_get(mv)
@@ -196,7 +220,7 @@ def inspection_run(
         uncertainty=result.decision.uncertainty,
         input_ok=input_ok,
     ):
-        ext = _EXT.get(decoded.format, "bin")
+        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         kept = bytes_save(name_new(project.id, "inspections", ext, stem=inspection_id.hex), data)
     inspection = Inspection.objects.create(
         id=inspection_id,
@@ -223,8 +247,6 @@ def inspection_run(
         created_by=user if user and user.is_authenticated else None,
     )
     if inspection.verdict == "NG" or input_ok is False:
-        from inspection.services.webhooks import webhook_event_emit
-
         payload = {
             "inspection": str(inspection.id),
             "verdict": inspection.verdict,
@@ -239,21 +261,19 @@ def inspection_run(
             "rules_version": ruleset.version,
         }
         if inspection.verdict == "NG":
-            webhook_event_emit(project=project, event="inspection.ng", payload=payload)
+            webhooks.webhook_event_emit(project=project, event="inspection.ng", payload=payload)
         if input_ok is False:
             issues = input_record.get("issues", [])
-            webhook_event_emit(
+            webhooks.webhook_event_emit(
                 project=project,
                 event="inspection.input",
                 payload={**payload, "input_mode": project.input_check, "issues": issues},
             )
     if shadow_mv is not None:
-        from inspection.services.shadow import shadow_decide_start
-
-        ext = _EXT.get(decoded.format, "bin")
+        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         shadow_decide_start(inspection=inspection, model_version=shadow_mv, data=data, ext=ext)
     line_alert_check(project=project)
-    return inspection
+    return inspection, result
 
 
 def inspection_batch_start(
@@ -284,8 +304,6 @@ def inspection_batch_run(*, job_id, task_id: str = "") -> None:
 
 
 def _batch(job: Job) -> tuple[dict, dict, str]:
-    from inspection.errors import InvalidInput
-
     items = job.params.get("items", [])
     done = Inspection.objects.filter(job=job).count()  # a retried job resumes
     counts = {"OK": 0, "NG": 0, "error": 0}
