@@ -25,8 +25,8 @@ shared, so wall time is noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import csv
+import json
 import sys
 import time
 from dataclasses import dataclass, field

@@ -127,36 +127,52 @@ def anomaly_fit(
     ``normal``: one (n_i, D) float32 array of normal patches per training image
     (a good image's every patch, or the patches under painted background).
     ``grids``: optional whole (h, w, D) patch grid per image, for the images whose
-    every patch is normal (good parts): the normal level is the highest smoothed
-    score such an image reaches against a bank fitted without it; without any,
-    it is the 99.5th percentile of the left-out patches' distances.
+    every patch is normal (good parts), None for the others. Each image is left
+    out in turn and scored against a random sample of the other images' patches
+    (as many as the bank holds): the normal level is the highest smoothed score
+    a good image reaches (for painted-background sets, the 99.5th percentile
+    of their patches' distances), the largest over the images.
     Raises TrainingError when there are fewer than :data:`MIN_PATCHES` patches.
     """
-    sets = [np.asarray(p, np.float32).reshape(-1, np.asarray(p).shape[-1]) for p in normal if len(p)]
-    if sum(len(p) for p in sets) < MIN_PATCHES:
+    grids = list(grids) if grids is not None else [None] * len(normal)
+    if len(grids) != len(normal):
+        raise ValueError("grids must have one entry (or None) per normal patch set")
+    pairs = [
+        (np.asarray(p, np.float32).reshape(-1, np.asarray(p).shape[-1]), g)
+        for p, g in zip(normal, grids, strict=True)
+        if len(p)
+    ]
+    if sum(len(p) for p, _ in pairs) < MIN_PATCHES:
         raise TrainingError(
             "too little normal evidence for the anomaly model: mark good parts OK or paint background"
         )
+    sets = [p for p, _ in pairs]
     every = np.concatenate(sets)
     bank = every[coreset_select(every, max_bank, seed=seed)]
     model = AnomalyModel(bank=bank, normal_level=1.0, stages=tuple(int(s) for s in stages))
     levels = []
-    whole = [g for g in (grids or []) if g is not None]
+    rng = np.random.default_rng(seed)
     if len(sets) >= 2:
         per_image = max(1, max_bank // len(sets))
-        for i in range(len(sets)):
+        for i, (patches, grid) in enumerate(pairs):
             others = np.concatenate([s for j, s in enumerate(sets) if j != i])
-            sub = others[coreset_select(others, min(len(others), per_image * (len(sets) - 1)), seed=seed + i)]
-            if i < len(whole) and whole[i] is not None:
-                g = whole[i]
-                raw = _nn_distance(g.reshape(-1, g.shape[-1]), sub).reshape(g.shape[:2])
+            take = min(len(others), per_image * (len(sets) - 1))
+            sub = (
+                others[rng.choice(len(others), take, replace=False)]
+                if take < len(others)
+                else others
+            )
+            if grid is not None:
+                raw = _nn_distance(grid.reshape(-1, grid.shape[-1]), sub).reshape(grid.shape[:2])
                 levels.append(float(ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest").max()))
             else:
-                levels.append(float(np.quantile(_nn_distance(sets[i], sub), 0.995)))
+                levels.append(float(np.quantile(_nn_distance(patches, sub), 0.995)))
     if levels:
         model.normal_level = float(np.max(levels))
-    else:  # one image: its own patches' spread is the only evidence
-        model.normal_level = float(np.quantile(_nn_distance(every, bank + 1e-3), 0.995)) or 1.0
+    else:  # one image: half of its patches against the other half
+        half = rng.permutation(len(every))
+        a, b = every[half[: len(every) // 2]], every[half[len(every) // 2 :]]
+        model.normal_level = float(np.quantile(_nn_distance(a, b), 0.995)) or 1.0
     return model
 
 

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 from prompting.errors import BackendError
-from prompting.features.base import FeatureMap
 from prompting.features.backbone.networks import (
     Architecture,
     architecture_get,
@@ -47,6 +46,7 @@ from prompting.features.backbone.networks import (
     architecture_register,
     lite_state_dict_to_timm,
 )
+from prompting.features.base import FeatureMap
 from prompting.features.classic import ClassicBackend
 
 #: bump when the features change: part of the fingerprint (so of cache keys)
@@ -89,7 +89,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return _SHA_CACHE[key]
 
 
-def _resolve_weights(arch: Architecture, checkpoint: str | None, expected: str | None) -> tuple[str, str]:
+def _resolve_weights(
+    arch: Architecture, checkpoint: str | None, expected: str | None
+) -> tuple[str, str]:
     """(path, sha256) of the weights to use, verified; BackendError says what is wrong."""
     if checkpoint is None:
         if arch.default_checkpoint is None:
@@ -129,7 +131,11 @@ def network_load(arch_name: str, checkpoint: str | None, sha256: str, *, device:
                 state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             except Exception as exc:  # pickle errors, truncated files, zip errors
                 raise BackendError(f"cannot read backbone weights {checkpoint}: {exc}") from None
-            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            if (
+                isinstance(state, dict)
+                and "state_dict" in state
+                and isinstance(state["state_dict"], dict)
+            ):
                 state = state["state_dict"]
             if not isinstance(state, dict):
                 raise BackendError(f"backbone weights {checkpoint} are not a state dict")
@@ -179,9 +185,13 @@ class BackboneBackend:
         if not 0.25 <= self.scale <= 4:
             raise BackendError("backbone backend: scale must be in [0.25, 4]")
         try:
-            self.stages = tuple(int(i) for i in (stages if stages is not None else self.arch.default_stages))
+            self.stages = tuple(
+                int(i) for i in (stages if stages is not None else self.arch.default_stages)
+            )
         except (TypeError, ValueError):
-            raise BackendError(f"backbone backend: stages must be integers, got {stages!r}") from None
+            raise BackendError(
+                f"backbone backend: stages must be integers, got {stages!r}"
+            ) from None
         if not self.stages or min(self.stages) < 0 or len(set(self.stages)) != len(self.stages):
             raise BackendError("backbone backend: stages must be distinct indices >= 0")
         self.device = str(device)
@@ -189,6 +199,9 @@ class BackboneBackend:
             self.arch, None if checkpoint in (None, "") else str(checkpoint), checkpoint_sha256
         )
         self._shipped = checkpoint in (None, "")
+        #: stages whose patches feed the anomaly memory bank (mid-level, as PatchCore)
+        self.anomaly_stages = tuple(self.arch.anomaly_stages)
+        self._recent: list[tuple[Any, list[np.ndarray]]] = []
         self.classic = ClassicBackend() if classic else None
         n_classic = 0
         if self.classic is not None:
@@ -228,16 +241,33 @@ class BackboneBackend:
     def network(self):
         return network_load(self.arch.name, self.checkpoint, self.sha256, device=self.device)
 
-    def deep_features(self, image: np.ndarray) -> list[np.ndarray]:
+    def deep_features(
+        self, image: np.ndarray, *, stages: tuple[int, ...] | None = None
+    ) -> list[np.ndarray]:
         """The network's stage outputs for ``image`` (H,W,3) uint8 RGB.
 
-        Returns a list of (C_i, h_i, w_i) float32 arrays, fine to coarse, of the
-        image resized by ``scale`` (not normalised per image).
+        Returns a list of (C_i, h_i, w_i) float32 arrays for ``stages`` (default:
+        the backend's), fine to coarse, of the image resized by ``scale`` (not
+        normalised per image). The last two images' outputs are kept, so the
+        features and the anomaly patches of one image run the network once.
         """
+        img = _rgb(image)
+        stages = self.stages if stages is None else tuple(int(i) for i in stages)
+        maps = self._forward(img)
+        if not stages or max(stages) >= len(maps) or min(stages) < 0:
+            raise BackendError(
+                f"backbone {self.arch.name!r} has {len(maps)} stages; asked for {list(stages)}"
+            )
+        return [maps[i] for i in stages]
+
+    def _forward(self, img: np.ndarray) -> list[np.ndarray]:
         import torch
         import torch.nn.functional as F
 
-        img = _rgb(image)
+        key = (img.shape, hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).digest())
+        for k, maps in self._recent:
+            if k == key:
+                return maps
         h, w = img.shape[:2]
         factor = min(self.scale, (MAX_INPUT_PIXELS / float(h * w)) ** 0.5)
         th, tw = max(32, round(h * factor)), max(32, round(w * factor))
@@ -248,13 +278,21 @@ class BackboneBackend:
             if (th, tw) != (h, w):
                 x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
             x = ((x - mean) / std).to(self.device)
-            maps = self.network()(x)
-            if max(self.stages) >= len(maps):
-                raise BackendError(
-                    f"backbone {self.arch.name!r} has {len(maps)} stages; asked for {list(self.stages)}"
-                )
-            maps = [maps[i] for i in self.stages]
-            return [m[0].float().cpu().numpy() for m in maps]
+            maps = [m[0].float().cpu().numpy() for m in self.network()(x)]
+        self._recent = [(key, maps), *self._recent[:1]]
+        return maps
+
+    def anomaly_patches(
+        self, image: np.ndarray, *, stages: tuple[int, ...] | None = None
+    ) -> np.ndarray:
+        """Patch features (h, w, D) float32 of ``image`` for the anomaly memory bank
+        (:func:`prompting.anomaly.anomaly_patches` of ``stages``, default
+        :attr:`anomaly_stages`)."""
+        from prompting.anomaly import anomaly_patches
+
+        return anomaly_patches(
+            self.deep_features(image, stages=self.anomaly_stages if stages is None else stages)
+        )
 
     def extract(self, image: np.ndarray) -> FeatureMap:
         """Features of ``image`` (H,W,3) uint8 RGB -> FeatureMap (H,W,F) float32, stride 1.
@@ -270,7 +308,9 @@ class BackboneBackend:
         deep = self.deep_features(img)
         with torch.inference_mode():
             ups = [
-                F.interpolate(torch.from_numpy(d)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+                F.interpolate(
+                    torch.from_numpy(d)[None], size=(h, w), mode="bilinear", align_corners=False
+                )[0]
                 for d in deep
             ]
             t = torch.cat(ups, 0)

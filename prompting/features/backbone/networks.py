@@ -60,6 +60,8 @@ class Architecture:
     checkpoint_sha256: str | None = None
     #: which of the module's outputs (fine to coarse) the backend reads by default
     default_stages: tuple[int, ...] = (0, 1)
+    #: the outputs whose patches feed the anomaly memory bank
+    anomaly_stages: tuple[int, ...] = (1, 2)
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -95,7 +97,12 @@ _LITE_TOP = {
     "_fc.weight": "classifier.weight",
     "_fc.bias": "classifier.bias",
 }
-_LITE_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LITE_FIRST_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
 _LITE_BLOCK = {
     "_expand_conv": "conv_pw",
     "_bn0": "bn1",
@@ -156,6 +163,7 @@ def _lite0_build(state: dict | None):
         if any(k.startswith("_blocks.") for k in state):
             state = lite_state_dict_to_timm(state)
         full.load_state_dict(state, strict=True)
+
     class Lite0Features(torch.nn.Module):
         def __init__(self, net):
             super().__init__()
@@ -183,6 +191,7 @@ architecture_register(
         checkpoint_sha256=LITE0_WHEEL_SHA256,
         # stride 4 and 8 (blocks 1 and 2): measured best for strokes (benchmarks/README.md)
         default_stages=(1, 2),
+        anomaly_stages=(2, 4),
     )
 )
 
