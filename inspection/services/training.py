@@ -3,7 +3,8 @@
 ``training_start`` checks the cold-start conditions and queues a train job
 (one per project at a time, guarded by the database). ``training_run`` is the
 job body: train on every painted image, write the artifact atomically, record
-a ModelVersion with its exact inputs and metrics, then predict every image.
+a ModelVersion with its exact inputs and metrics, then fan the prediction of
+every image out to the workers (``inspection.services.propagation``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -58,8 +60,12 @@ def training_readiness(*, project: Project) -> list[str]:
     return problems
 
 
-def training_start(*, project: Project, user=None) -> Job:
-    """Queue a training run; 409 with every reason when it can't start."""
+def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) -> Job:
+    """Queue a training run; 409 with every reason when it can't start.
+
+    ``visible``: ids of the images on the engineer's screen; their predictions
+    land first (``inspection.services.propagation``).
+    """
     problems = training_readiness(project=project)
     if problems:
         raise Conflict(" ; ".join(problems), code="not_ready", extra={"reasons": problems})
@@ -75,7 +81,12 @@ def training_start(*, project: Project, user=None) -> Job:
                     code="training_in_progress",
                     extra={"job": str(active.id)},
                 )
-            job = job_create(project=project, kind=Job.Kind.TRAIN, user=user)
+            job = job_create(
+                project=project,
+                kind=Job.Kind.TRAIN,
+                user=user,
+                params={"visible": [str(v) for v in visible]} if visible else None,
+            )
             job_enqueue(job=job)
     except IntegrityError:
         active = Job.objects.filter(
@@ -94,7 +105,7 @@ def training_run(*, job_id, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_train)
 
 
-def _train(job: Job) -> tuple[dict, dict, str]:
+def _train(job: Job) -> None:
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
@@ -197,28 +208,28 @@ def _train(job: Job) -> tuple[dict, dict, str]:
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
+    from inspection.services.propagation import propagation_fan_out
 
-    ruleset = _ruleset_active(project)
-    stats = _predict_all(
-        job=job, project=project, model_version=mv, ruleset=ruleset, start=0.6, span=0.4
+    propagation_fan_out(
+        job=job,
+        project=project,
+        model_version=mv,
+        ruleset=_ruleset_active(project),
+        start=0.6,
+        span=0.4,
+        finish={
+            "result": {
+                "model_version": str(mv.id),
+                "model_number": mv.number,
+                "deployed": deployed_now,
+                "n_training_images": len(images),
+                "n_prompts": len(prompts),
+            },
+            "timings": dict(mv.timings),
+            "message": f"model v{mv.number} trained on {len(images)} images",
+        },
     )
-    metrics = {**mv.metrics, **stats["metrics"]}
-    ModelVersion.objects.filter(id=mv.id).update(metrics=metrics)
-    message = f"model v{mv.number} trained on {len(images)} images; {stats['n']} images predicted"
-    if deployed_now:
-        message += "; deployed (the project had no deployed model)"
-    result_json = {
-        "model_version": str(mv.id),
-        "model_number": mv.number,
-        "deployed": deployed_now,
-        "n_training_images": len(images),
-        "n_prompts": len(prompts),
-        "n_predictions": stats["n"],
-        "verdicts": stats["verdicts"],
-        "metrics": metrics,
-    }
-    timings = {**mv.timings, "predict_s": stats["seconds"]}
-    return result_json, timings, message
+    return None  # the propagation's last chunk ends the job
 
 
 def _ruleset_active(project: Project) -> RuleSet:
@@ -332,85 +343,6 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
 
-def _predict_all(
-    *,
-    job: Job,
-    project: Project,
-    model_version: ModelVersion,
-    ruleset: RuleSet,
-    start: float,
-    span: float,
-    reuse_probabilities: bool = False,
-) -> dict:
-    """Predict every image of the project; returns counts and ground-truth metrics."""
-    t0 = time.perf_counter()
-    learner = engine.learner_get(model_version) if not reuse_probabilities else None
-    backend = engine.backend_for(model_version, learner) if not reuse_probabilities else None
-    cache = engine.feature_cache_get()
-    images = list(project.images.order_by("created_at", "id"))
-    verdicts: Counter = Counter()
-    inter = union = 0
-    conf = Counter()
-    for i, image in enumerate(images):
-        job_progress(
-            job=job,
-            fraction=start + span * i / max(1, len(images)),
-            message=f"predicting image {i + 1}/{len(images)}",
-        )
-        probs = rgb8 = None
-        tp = time.perf_counter()
-        if reuse_probabilities:
-            earlier = (
-                Prediction.objects.filter(image=image, model_version=model_version)
-                .exclude(probabilities="")
-                .order_by("-created_at")
-                .first()
-            )
-            if earlier is not None:
-                probs = probabilities_load(earlier)
-        if probs is None:
-            if learner is None:
-                learner = engine.learner_get(model_version)
-                backend = engine.backend_for(model_version, learner)
-            rgb8, phash = engine.image_pixels_load(image)
-            probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
-        predict_ms = (time.perf_counter() - tp) * 1000
-        pred, decision = prediction_store(
-            image=image,
-            model_version=model_version,
-            ruleset=ruleset,
-            probabilities=probs,
-            rgb8=rgb8,
-            job=job,
-            timings={"predict_ms": round(predict_ms, 2)},
-        )
-        verdicts[pred.verdict] += 1
-        if image.verdict:
-            key = {("NG", "NG"): "tp", ("NG", "OK"): "fn", ("OK", "NG"): "fp", ("OK", "OK"): "tn"}
-            conf[key[(image.verdict, pred.verdict)]] += 1
-        truth = engine.image_mask_load(image)
-        if truth is not None:
-            predicted = np.asarray(decision.label_map) > 0
-            inter += int(np.logical_and(predicted, truth).sum())
-            union += int(np.logical_or(predicted, truth).sum())
-    n_pos = conf["tp"] + conf["fn"]
-    n_neg = conf["fp"] + conf["tn"]
-    metrics = {
-        "iou": (inter / union) if union else None,
-        "escape_rate": (conf["fn"] / n_pos) if n_pos else None,
-        "overkill_rate": (conf["fp"] / n_neg) if n_neg else None,
-        "confusion": {k: conf[k] for k in ("tp", "fp", "tn", "fn")},
-        "n_ground_truth": n_pos + n_neg,
-        "metrics_on": "project images with ground truth (training images included)",
-    }
-    return {
-        "n": len(images),
-        "verdicts": dict(verdicts),
-        "metrics": metrics,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-
-
 def predictions_refresh_start(*, project: Project, user=None, reason: str = "") -> Job | None:
     """Queue re-predicting every image with the deployed model and active rules.
 
@@ -435,33 +367,24 @@ def predictions_refresh(*, job_id, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_refresh)
 
 
-def _refresh(job: Job) -> tuple[dict, dict, str]:
+def _refresh(job: Job) -> None:
+    from inspection.services.propagation import propagation_fan_out
+
     project = job.project
     mv_id = job.params.get("model_version") or project.deployed_model_id
     mv = ModelVersion.objects.filter(id=mv_id, project=project).first()
     if mv is None:
         raise Conflict("the model version to predict with no longer exists")
-    ruleset = _ruleset_active(project)
-    stats = _predict_all(
+    propagation_fan_out(
         job=job,
         project=project,
         model_version=mv,
-        ruleset=ruleset,
+        ruleset=_ruleset_active(project),
         start=0.0,
         span=1.0,
         reuse_probabilities=True,
     )
-    return (
-        {
-            "model_version": str(mv.id),
-            "ruleset": str(ruleset.id),
-            "n_predictions": stats["n"],
-            "verdicts": stats["verdicts"],
-            "metrics": stats["metrics"],
-        },
-        {"predict_s": stats["seconds"]},
-        f"{stats['n']} images predicted with model v{mv.number} and rules v{ruleset.version}",
-    )
+    return None  # the propagation's last chunk ends the job
 
 
 def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
