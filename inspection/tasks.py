@@ -12,11 +12,12 @@ from celery import shared_task
 from inspection.services.chunks import job_chunk_run
 from inspection.services.inspections import inspection_batch_run
 from inspection.services.jobs import jobs_sweep_stale
+from inspection.services.predictions import predictions_refresh
 from inspection.services.reviews import inspection_images_expire
 from inspection.services.rules import rules_job_run
 from inspection.services.segment import embedding_compute
 from inspection.services.shadow import shadow_decide
-from inspection.services.training import predictions_refresh, training_run
+from inspection.services.training import training_run
 from inspection.services.webhooks import DeliveryFailed, webhook_delivery_send
 
 

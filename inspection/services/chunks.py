@@ -34,12 +34,12 @@ from django.conf import settings
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from inspection import queue
 from inspection.errors import Conflict, JobCancelled
 from inspection.models import Job, JobChunk
 
 log = logging.getLogger("inspection.jobs")
 
-CHUNK_TASK = "inspection.tasks.job_chunk_run_task"
 #: a lost chunk is run this many times in all before its job is failed
 CHUNK_MAX_ATTEMPTS = 2
 
@@ -139,10 +139,8 @@ def job_fan_out(
 
 
 def _chunk_send(chunk: JobChunk) -> None:
-    from inspection.celery import app
-
     try:
-        app.tasks[CHUNK_TASK].apply_async(args=[str(chunk.id)])
+        queue.task_send(queue.JOB_CHUNK_RUN, [str(chunk.id)])
     except Exception as exc:  # broker unreachable: say so, never run inline
         log.error("chunk %s of job %s: could not enqueue: %s", chunk.index, chunk.job_id, exc)
         JobChunk.objects.filter(id=chunk.id, state=JobChunk.State.QUEUED).update(

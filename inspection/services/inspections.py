@@ -8,18 +8,20 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from inspection.errors import Conflict
+from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Job, KeepImages, Project
-from inspection.services import engine
-from inspection.services.images import _EXT, _decode, filename_sanitise
+from inspection.services import engine, webhooks
+from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
 from inspection.services.jobs import (
     job_create,
     job_enqueue,
     job_enqueue_raise_if_failed,
     job_execute,
 )
-from inspection.services.rules import ruleset_active_get
+from inspection.services.rulesets import ruleset_active_get
+from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
 
 log = logging.getLogger("inspection.inspections")
@@ -88,10 +90,6 @@ def line_alert_check(*, project: Project) -> str | None:
     one of several concurrent inspections announce a crossing. Returns the new
     state, or None when nothing changed.
     """
-    from django.utils import timezone
-
-    from inspection.services.webhooks import webhook_event_emit
-
     if project.alert_ng_rate is None:
         return None  # off (as the caller's row says): no query on the inspect path
     fresh = Project.objects.filter(id=project.id).values(
@@ -121,7 +119,7 @@ def line_alert_check(*, project: Project) -> str | None:
         window,
         100 * level,
     )
-    webhook_event_emit(
+    webhooks.webhook_event_emit(
         project=project,
         event="line.alert",
         payload={
@@ -186,7 +184,7 @@ def inspection_run_result(
 
     t0 = time.perf_counter()
     mv, ruleset, shadow_mv = _deployed(project)
-    decoded = _decode(data, field="file")
+    decoded = image_decode(data, field="file")
     rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
     t_decode = time.perf_counter() - t0
     learner = engine.learner_get(mv)
@@ -221,7 +219,7 @@ def inspection_run_result(
         uncertainty=result.decision.uncertainty,
         input_ok=input_ok,
     ):
-        ext = _EXT.get(decoded.format, "bin")
+        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         kept = bytes_save(name_new(project.id, "inspections", ext, stem=inspection_id.hex), data)
     inspection = Inspection.objects.create(
         id=inspection_id,
@@ -248,8 +246,6 @@ def inspection_run_result(
         created_by=user if user and user.is_authenticated else None,
     )
     if inspection.verdict == "NG" or input_ok is False:
-        from inspection.services.webhooks import webhook_event_emit
-
         payload = {
             "inspection": str(inspection.id),
             "verdict": inspection.verdict,
@@ -264,18 +260,16 @@ def inspection_run_result(
             "rules_version": ruleset.version,
         }
         if inspection.verdict == "NG":
-            webhook_event_emit(project=project, event="inspection.ng", payload=payload)
+            webhooks.webhook_event_emit(project=project, event="inspection.ng", payload=payload)
         if input_ok is False:
             issues = input_record.get("issues", [])
-            webhook_event_emit(
+            webhooks.webhook_event_emit(
                 project=project,
                 event="inspection.input",
                 payload={**payload, "input_mode": project.input_check, "issues": issues},
             )
     if shadow_mv is not None:
-        from inspection.services.shadow import shadow_decide_start
-
-        ext = _EXT.get(decoded.format, "bin")
+        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         shadow_decide_start(inspection=inspection, model_version=shadow_mv, data=data, ext=ext)
     line_alert_check(project=project)
     return inspection, result
@@ -310,8 +304,6 @@ def inspection_batch_run(*, job_id, task_id: str = "") -> None:
 
 def _batch(job: Job) -> None:
     """Fan the uploads out to the workers in chunks (``services.chunks``)."""
-    from django.conf import settings
-
     from inspection.services.chunks import chunk_sizes, job_fan_out
 
     n = len(job.params.get("items", []))
@@ -329,10 +321,6 @@ def _batch(job: Job) -> None:
 def _batch_chunk_run(job: Job, chunk, ctx) -> None:
     """Inspect the uploads of one chunk; each inspection and the chunk's count of
     finished uploads commit together, so a chunk run again resumes exactly."""
-    from django.db import transaction
-
-    from inspection.errors import InvalidInput
-
     items = job.params.get("items", [])
     ctx.check()
     for i in chunk.items[chunk.done :]:

@@ -18,23 +18,26 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from inspection import queue
 from inspection.errors import Conflict, JobCancelled, Unavailable
 from inspection.models import Job, Project
+from inspection.services import webhooks
+from prompting.errors import PromptingError
 
 log = logging.getLogger("inspection.jobs")
 
 #: job kind -> dotted name of the Celery task that runs it
 TASKS = {
-    Job.Kind.EMBED: "inspection.tasks.embedding_compute_task",
-    Job.Kind.TRAIN: "inspection.tasks.training_run_task",
-    Job.Kind.PREDICT: "inspection.tasks.predictions_refresh_task",
-    Job.Kind.INSPECT_BATCH: "inspection.tasks.inspection_batch_run_task",
-    Job.Kind.BACKTEST: "inspection.tasks.rules_job_run_task",
-    Job.Kind.TUNE: "inspection.tasks.rules_job_run_task",
+    Job.Kind.EMBED: queue.EMBEDDING_COMPUTE,
+    Job.Kind.TRAIN: queue.TRAINING_RUN,
+    Job.Kind.PREDICT: queue.PREDICTIONS_REFRESH,
+    Job.Kind.INSPECT_BATCH: queue.INSPECTION_BATCH_RUN,
+    Job.Kind.BACKTEST: queue.RULES_JOB_RUN,
+    Job.Kind.TUNE: queue.RULES_JOB_RUN,
 }
 
 
@@ -65,25 +68,20 @@ def job_enqueue(*, job: Job) -> None:
     must answer the client check :func:`job_enqueue_raise_if_failed`.
     """
     job_id = str(job.id)
-    kind = job.kind
 
-    def send() -> None:
-        from inspection.celery import app
+    def sent(task_id: str) -> None:
+        Job.objects.filter(id=job_id, celery_task_id="").update(celery_task_id=task_id)
 
-        try:
-            # apply_async honours CELERY_TASK_ALWAYS_EAGER (tests); send_task would not
-            result = app.tasks[TASKS[kind]].apply_async(args=[job_id])
-            Job.objects.filter(id=job_id, celery_task_id="").update(celery_task_id=result.id or "")
-        except Exception as exc:  # broker unreachable, misconfigured transport...
-            log.error("job %s: could not enqueue: %s", job_id, exc)
-            Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
-                state=Job.State.FAILED,
-                message="could not reach the task broker",
-                error=f"enqueue failed: {exc.__class__.__name__}: {exc}",
-                finished_at=timezone.now(),
-            )
+    def failed(exc: Exception) -> None:
+        log.error("job %s: could not enqueue: %s", job_id, exc)
+        Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
+            state=Job.State.FAILED,
+            message="could not reach the task broker",
+            error=f"enqueue failed: {exc.__class__.__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
 
-    transaction.on_commit(send)
+    queue.task_enqueue(TASKS[job.kind], [job_id], sent=sent, failed=failed)
 
 
 def job_enqueue_raise_if_failed(*, job: Job) -> Job:
@@ -239,10 +237,6 @@ def job_execute(
     time limit and engine errors end the job with a message; unexpected errors
     fail it with the traceback in ``error`` (the worker never crashes).
     """
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from prompting.errors import PromptingError
-
     job = job_claim(job_id=job_id, task_id=task_id)
     if job is None:
         log.info("job %s: not queued any more; delivery ignored", job_id)
@@ -284,9 +278,7 @@ def job_execute(
 
 
 def _job_finished_event(*, job: Job) -> None:
-    from inspection.services.webhooks import webhook_event_emit
-
-    webhook_event_emit(
+    webhooks.webhook_event_emit(
         project=job.project,
         event="job.finished",
         payload={

@@ -104,7 +104,7 @@ def propagation_fan_out(
 
 
 def _probabilities_earlier(image: Image, model_version: ModelVersion) -> np.ndarray | None:
-    from inspection.services.training import probabilities_load
+    from inspection.services.predictions import probabilities_load
 
     earlier = (
         Prediction.objects.filter(image=image, model_version=model_version)
@@ -117,7 +117,7 @@ def _probabilities_earlier(image: Image, model_version: ModelVersion) -> np.ndar
 
 def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
     """Predict and store every image of ``chunk`` not done yet."""
-    from inspection.services.training import prediction_store
+    from inspection.services.predictions import prediction_store
 
     fan = job.params["fanout"]
     model_version = ModelVersion.objects.get(id=fan["model_version"])

@@ -156,7 +156,7 @@ def _fanned_out_job(project, kind="predict"):
     original = chunk_service._chunk_send
     chunk_service._chunk_send = sent.append
     try:
-        from inspection.services.training import _refresh
+        from inspection.services.predictions import _refresh
 
         assert _refresh(job) is None
     finally:
@@ -181,14 +181,14 @@ def test_cancel_stops_every_chunk(project):
 
 
 def test_running_chunk_stops_at_its_next_image_after_cancel(project, monkeypatch):
-    from inspection.services import training
+    from inspection.services import predictions
 
     job, sent = _fanned_out_job(project)
     chunk = max(sent, key=lambda c: len(c.items))
     assert len(chunk.items) > 1
 
     stored = []
-    original = training.prediction_store
+    original = predictions.prediction_store
 
     def store_then_cancel(**kw):
         out = original(**kw)
@@ -197,7 +197,7 @@ def test_running_chunk_stops_at_its_next_image_after_cancel(project, monkeypatch
             Job.objects.filter(id=job.id).update(state="cancelled")
         return out
 
-    monkeypatch.setattr(training, "prediction_store", store_then_cancel)
+    monkeypatch.setattr(predictions, "prediction_store", store_then_cancel)
     job_chunk_run(chunk_id=chunk.id)
     chunk.refresh_from_db()
     assert chunk.state == "cancelled" and chunk.done == 1 and len(stored) == 1
@@ -235,14 +235,14 @@ def test_chunk_lost_twice_fails_its_job(project):
 
 
 def test_a_failing_chunk_fails_the_job_and_names_the_chunk(project, monkeypatch):
-    from inspection.services import training
+    from inspection.services import predictions
 
     job, sent = _fanned_out_job(project)
 
     def broken(**kw):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(training, "prediction_store", broken)
+    monkeypatch.setattr(predictions, "prediction_store", broken)
     job_chunk_run(chunk_id=sent[0].id)
     job.refresh_from_db()
     assert job.state == "failed" and job.error.startswith("chunk 0 failed:")
