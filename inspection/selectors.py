@@ -16,6 +16,7 @@ from inspection.models import (
     Image,
     Inspection,
     Job,
+    JobChunk,
     Membership,
     ModelVersion,
     Prediction,
@@ -167,14 +168,21 @@ def job_list(*, project: Project) -> QuerySet[Job]:
 
 def jobs_stale_q(*, now: datetime | None = None, stale_s: int | None = None) -> Q:
     """Jobs whose worker is lost: running with no heartbeat for ``stale_s``
-    (``JOB_STALE_AFTER``), or queued for longer than the hard time limit plus
-    that plus a day (their message was lost)."""
+    (``JOB_STALE_AFTER``) and no chunk waiting in the queue for a free worker,
+    or queued for longer than the hard time limit plus that plus a day (their
+    message was lost)."""
     now = now or timezone.now()
     stale_s = stale_s if stale_s is not None else settings.JOB_STALE_AFTER
     queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
-    return Q(state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)) | Q(
-        state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit)
+    # a fanned-out job whose chunks wait in the queue for a free worker is not lost
+    waiting = JobChunk.objects.filter(
+        state=JobChunk.State.QUEUED, created_at__gte=now - timedelta(seconds=queued_limit)
+    ).values("job_id")
+    running = Q(state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)) & ~Q(
+        id__in=waiting
     )
+    queued = Q(state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit))
+    return running | queued
 
 
 def job_stale_fields(*, state: str, stale_s: int, now: datetime) -> dict[str, Any]:
@@ -192,11 +200,12 @@ def job_stale_fields(*, state: str, stale_s: int, now: datetime) -> dict[str, An
 
 
 def job_is_lost(job: Job, *, now: datetime, stale_s: int) -> bool:
-    """Whether ``job`` matches :func:`jobs_stale_q` (the same rule, in Python)."""
+    """Whether ``job`` matches :func:`jobs_stale_q` (a query only for a running
+    job whose heartbeat stopped: are its chunks waiting for a worker?)."""
     if job.state == Job.State.RUNNING:
-        return job.heartbeat_at is not None and job.heartbeat_at < now - timedelta(
-            seconds=stale_s
-        )
+        if job.heartbeat_at is None or job.heartbeat_at >= now - timedelta(seconds=stale_s):
+            return False
+        return Job.objects.filter(id=job.id).filter(jobs_stale_q(now=now, stale_s=stale_s)).exists()
     if job.state == Job.State.QUEUED:
         queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
         return job.created_at < now - timedelta(seconds=queued_limit)

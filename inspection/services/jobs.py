@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from inspection import queue, selectors
 from inspection.errors import Conflict, JobCancelled, Unavailable
-from inspection.models import Job, Project
+from inspection.models import Job, JobChunk, Project
 from inspection.services import webhooks
 from prompting.errors import PromptingError
 
@@ -166,6 +166,9 @@ def job_cancel(*, job: Job) -> Job:
     job.refresh_from_db()
     if not updated:
         raise Conflict(f"job is already {job.state}; only queued or running jobs can be cancelled")
+    from inspection.services.chunks import job_chunks_cancel
+
+    job_chunks_cancel(job=job)
     _job_finished_event(job=job)
     return job
 
@@ -176,7 +179,10 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
     Also fails queued jobs older than the hard time limit plus the stale window
     (their message was lost). Returns how many jobs were swept.
     """
+    from inspection.services.chunks import chunks_sweep_stale
+
     stale_s = older_than_s if older_than_s is not None else settings.JOB_STALE_AFTER
+    chunks_sweep_stale(older_than_s=stale_s, project=project)
     now = timezone.now()
     lost = Job.objects.filter(selectors.jobs_stale_q(now=now, stale_s=stale_s))
     if project is not None:
@@ -193,12 +199,21 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
             n += 1
             job.refresh_from_db()
             log.warning("job %s (%s) swept to failed: %s", job.id, job.kind, job.error)
+            JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED).update(
+                state=JobChunk.State.CANCELLED, finished_at=now
+            )
             _job_finished_event(job=job)
     return n
 
 
-def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str]]) -> None:
+def job_execute(
+    *, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str] | None]
+) -> None:
     """Run ``work(job) -> (result, timings, message)`` for a queued job, safely.
+
+    ``work`` returning None has fanned the job out into chunks
+    (``inspection.services.chunks``): the job stays running and its last chunk
+    ends it.
 
     Idempotent: a job that is not queued is left alone. Cancellation, the soft
     time limit and engine errors end the job with a message; unexpected errors
@@ -210,7 +225,7 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
         return
     t0 = time.perf_counter()
     try:
-        result, timings, message = work(job)
+        outcome = work(job)
     except JobCancelled:
         log.info("job %s (%s) cancelled after %.1f s", job.id, job.kind, time.perf_counter() - t0)
         return
@@ -233,6 +248,10 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
             error=traceback.format_exc()[-4000:],
         )
         return
+    if outcome is None:  # fanned out: the last chunk ends the job (services.chunks)
+        log.info("job %s (%s) fanned out after %.2f s", job.id, job.kind, time.perf_counter() - t0)
+        return
+    result, timings, message = outcome
     timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
     if job_succeed(job=job, result=result, timings=timings, message=message):
         log.info(
