@@ -20,6 +20,7 @@ from inspection.celery import app
 TRAINING_RUN = "inspection.tasks.training_run_task"
 PREDICTIONS_REFRESH = "inspection.tasks.predictions_refresh_task"
 INSPECTION_BATCH_RUN = "inspection.tasks.inspection_batch_run_task"
+JOB_CHUNK_RUN = "inspection.tasks.job_chunk_run_task"
 RULES_JOB_RUN = "inspection.tasks.rules_job_run_task"
 EMBEDDING_COMPUTE = "inspection.tasks.embedding_compute_task"
 SHADOW_DECIDE = "inspection.tasks.shadow_decide_task"

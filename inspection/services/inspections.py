@@ -19,7 +19,6 @@ from inspection.services.jobs import (
     job_enqueue,
     job_enqueue_raise_if_failed,
     job_execute,
-    job_progress,
 )
 from inspection.services.rulesets import ruleset_active_get
 from inspection.services.shadow import shadow_decide_start
@@ -303,37 +302,74 @@ def inspection_batch_run(*, job_id, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_batch)
 
 
-def _batch(job: Job) -> tuple[dict, dict, str]:
+def _batch(job: Job) -> None:
+    """Fan the uploads out to the workers in chunks (``services.chunks``)."""
+    from inspection.services.chunks import chunk_sizes, job_fan_out
+
+    n = len(job.params.get("items", []))
+    size = max(1, settings.PROPAGATION_CHUNK)
+    job_fan_out(
+        job=job,
+        items=list(range(n)),
+        sizes=chunk_sizes(n, first=0, first_size=size, size=size),
+        start=0.0,
+        span=1.0,
+    )
+    return None  # the last chunk ends the job
+
+
+def _batch_chunk_run(job: Job, chunk, ctx) -> None:
+    """Inspect the uploads of one chunk; each inspection and the chunk's count of
+    finished uploads commit together, so a chunk run again resumes exactly."""
     items = job.params.get("items", [])
-    done = Inspection.objects.filter(job=job).count()  # a retried job resumes
-    counts = {"OK": 0, "NG": 0, "error": 0}
-    errors = []
-    latencies = []
-    for i, item in enumerate(items):
-        job_progress(
-            job=job, fraction=i / max(1, len(items)), message=f"inspecting {i + 1}/{len(items)}"
-        )
-        if i < done:
-            continue
-        try:
-            ins = inspection_run(
-                project=job.project,
-                data=bytes_read(item["file"]),
-                filename=item.get("name", ""),
-                station=job.params.get("station", ""),
-                part_id=job.params.get("part_id", ""),
-                user=job.created_by,
-                job=job,
-            )
-            counts[ins.verdict] += 1
-            latencies.append(ins.latency_ms)
-        except InvalidInput as exc:
-            counts["error"] += 1
-            errors.append({"index": i, "name": item.get("name", ""), "error": exc.message})
+    ctx.check()
+    for i in chunk.items[chunk.done :]:
+        item = items[int(i)]
+        with transaction.atomic():
+            try:
+                ins = inspection_run(
+                    project=job.project,
+                    data=bytes_read(item["file"]),
+                    filename=item.get("name", ""),
+                    station=job.params.get("station", ""),
+                    part_id=job.params.get("part_id", ""),
+                    user=job.created_by,
+                    job=job,
+                )
+                stats = {"counts": {ins.verdict: 1}, "latency_ms": ins.latency_ms, "n_ok": 1}
+            except InvalidInput as exc:
+                stats = {
+                    "counts": {"error": 1},
+                    "errors": [
+                        {"index": int(i), "name": item.get("name", ""), "error": exc.message}
+                    ],
+                }
+            ctx.item_done(stats)
+
+
+def _batch_finish(job: Job, totals: dict) -> tuple[dict, dict, str]:
     prefix_delete(f"{project_prefix(job.project_id)}/batches/{job.id.hex}")
-    n = len(items)
+    n = len(job.params.get("items", []))
+    counts = {"OK": 0, "NG": 0, "error": 0, **(totals.get("counts") or {})}
+    errors = sorted(totals.get("errors") or [], key=lambda e: e["index"])
+    n_ok = int(totals.get("n_ok") or 0)
     return (
         {"n_images": n, "counts": counts, "errors": errors[:100]},
-        {"mean_latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None},
+        {
+            "mean_latency_ms": round(float(totals.get("latency_ms") or 0.0) / n_ok, 2)
+            if n_ok
+            else None
+        },
         f"{n} images inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
     )
+
+
+def _register() -> None:
+    from inspection.services.chunks import FanOut, fan_out_register
+
+    fan_out_register(
+        Job.Kind.INSPECT_BATCH, FanOut(chunk_run=_batch_chunk_run, job_finish=_batch_finish)
+    )
+
+
+_register()

@@ -15,16 +15,15 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from inspection import queue
+from inspection import queue, selectors
 from inspection.errors import Conflict, JobCancelled, Unavailable
-from inspection.models import Job, Project
+from inspection.models import Job, JobChunk, Project
 from inspection.services import webhooks
 from prompting.errors import PromptingError
 
@@ -167,6 +166,9 @@ def job_cancel(*, job: Job) -> Job:
     job.refresh_from_db()
     if not updated:
         raise Conflict(f"job is already {job.state}; only queued or running jobs can be cancelled")
+    from inspection.services.chunks import job_chunks_cancel
+
+    job_chunks_cancel(job=job)
     _job_finished_event(job=job)
     return job
 
@@ -177,41 +179,41 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
     Also fails queued jobs older than the hard time limit plus the stale window
     (their message was lost). Returns how many jobs were swept.
     """
+    from inspection.services.chunks import chunks_sweep_stale
+
     stale_s = older_than_s if older_than_s is not None else settings.JOB_STALE_AFTER
+    chunks_sweep_stale(older_than_s=stale_s, project=project)
     now = timezone.now()
-    running = Job.objects.filter(
-        state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)
-    )
-    queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
-    queued = Job.objects.filter(
-        state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit)
-    )
+    lost = Job.objects.filter(selectors.jobs_stale_q(now=now, stale_s=stale_s))
     if project is not None:
-        running = running.filter(project=project)
-        queued = queued.filter(project=project)
+        lost = lost.filter(project=project)
+    running = lost.filter(state=Job.State.RUNNING)
+    queued = lost.filter(state=Job.State.QUEUED)
     n = 0
     for job in list(running) + list(queued):
         was = job.state
         updated = Job.objects.filter(id=job.id, state=was).update(
-            state=Job.State.FAILED,
-            message="worker lost",
-            error=(
-                f"no heartbeat for more than {stale_s} s: the worker running this job stopped"
-                if was == Job.State.RUNNING
-                else "the job was never picked up by a worker"
-            ),
-            finished_at=now,
+            **selectors.job_stale_fields(state=was, stale_s=stale_s, now=now)
         )
         if updated:
             n += 1
             job.refresh_from_db()
             log.warning("job %s (%s) swept to failed: %s", job.id, job.kind, job.error)
+            JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED).update(
+                state=JobChunk.State.CANCELLED, finished_at=now
+            )
             _job_finished_event(job=job)
     return n
 
 
-def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str]]) -> None:
+def job_execute(
+    *, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str] | None]
+) -> None:
     """Run ``work(job) -> (result, timings, message)`` for a queued job, safely.
+
+    ``work`` returning None has fanned the job out into chunks
+    (``inspection.services.chunks``): the job stays running and its last chunk
+    ends it.
 
     Idempotent: a job that is not queued is left alone. Cancellation, the soft
     time limit and engine errors end the job with a message; unexpected errors
@@ -223,7 +225,7 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
         return
     t0 = time.perf_counter()
     try:
-        result, timings, message = work(job)
+        outcome = work(job)
     except JobCancelled:
         log.info("job %s (%s) cancelled after %.1f s", job.id, job.kind, time.perf_counter() - t0)
         return
@@ -246,6 +248,10 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
             error=traceback.format_exc()[-4000:],
         )
         return
+    if outcome is None:  # fanned out: the last chunk ends the job (services.chunks)
+        log.info("job %s (%s) fanned out after %.2f s", job.id, job.kind, time.perf_counter() - t0)
+        return
+    result, timings, message = outcome
     timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
     if job_succeed(job=job, result=result, timings=timings, message=message):
         log.info(

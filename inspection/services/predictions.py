@@ -2,15 +2,14 @@
 
 ``prediction_store`` applies the rules (through the engine doorway) to a
 model's probabilities and stores the mask, overlay and probabilities;
-``predictions_predict_all`` predicts every image of a project (after training,
-and in a predict job), reusing stored probabilities when only the rules changed;
-``predictions_refresh_start`` queues that job after a deploy or a rules change.
+``predictions_refresh_start`` queues a predict job after a deploy or a rules
+change, which predicts every image in chunks (``propagation``), reusing stored
+probabilities when only the rules changed.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -127,85 +126,6 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
 
-def predictions_predict_all(
-    *,
-    job: Job,
-    project: Project,
-    model_version: ModelVersion,
-    ruleset: RuleSet,
-    start: float,
-    span: float,
-    reuse_probabilities: bool = False,
-) -> dict:
-    """Predict every image of the project; returns counts and ground-truth metrics."""
-    t0 = time.perf_counter()
-    learner = engine.learner_get(model_version) if not reuse_probabilities else None
-    backend = engine.backend_for(model_version, learner) if not reuse_probabilities else None
-    cache = engine.feature_cache_get()
-    images = list(project.images.order_by("created_at", "id"))
-    verdicts: Counter = Counter()
-    inter = union = 0
-    conf = Counter()
-    for i, image in enumerate(images):
-        jobs.job_progress(
-            job=job,
-            fraction=start + span * i / max(1, len(images)),
-            message=f"predicting image {i + 1}/{len(images)}",
-        )
-        probs = rgb8 = None
-        tp = time.perf_counter()
-        if reuse_probabilities:
-            earlier = (
-                Prediction.objects.filter(image=image, model_version=model_version)
-                .exclude(probabilities="")
-                .order_by("-created_at")
-                .first()
-            )
-            if earlier is not None:
-                probs = probabilities_load(earlier)
-        if probs is None:
-            if learner is None:
-                learner = engine.learner_get(model_version)
-                backend = engine.backend_for(model_version, learner)
-            rgb8, phash = engine.image_pixels_load(image)
-            probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
-        predict_ms = (time.perf_counter() - tp) * 1000
-        pred, decision = prediction_store(
-            image=image,
-            model_version=model_version,
-            ruleset=ruleset,
-            probabilities=probs,
-            rgb8=rgb8,
-            job=job,
-            timings={"predict_ms": round(predict_ms, 2)},
-        )
-        verdicts[pred.verdict] += 1
-        if image.verdict:
-            key = {("NG", "NG"): "tp", ("NG", "OK"): "fn", ("OK", "NG"): "fp", ("OK", "OK"): "tn"}
-            conf[key[(image.verdict, pred.verdict)]] += 1
-        truth = engine.image_mask_load(image)
-        if truth is not None:
-            predicted = np.asarray(decision.label_map) > 0
-            inter += int(np.logical_and(predicted, truth).sum())
-            union += int(np.logical_or(predicted, truth).sum())
-    n_pos = conf["tp"] + conf["fn"]
-    n_neg = conf["fp"] + conf["tn"]
-    metrics = {
-        "iou": (inter / union) if union else None,
-        "escape_rate": (conf["fn"] / n_pos) if n_pos else None,
-        "overkill_rate": (conf["fp"] / n_neg) if n_neg else None,
-        "confusion": {k: conf[k] for k in ("tp", "fp", "tn", "fn")},
-        "n_ground_truth": n_pos + n_neg,
-        "metrics_on": "project images with ground truth (training images included)",
-    }
-    return {
-        "n": len(images),
-        "verdicts": dict(verdicts),
-        "metrics": metrics,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-
-
 def predictions_refresh_start(*, project: Project, user=None, reason: str = "") -> Job | None:
     """Queue re-predicting every image with the deployed model and active rules.
 
@@ -230,30 +150,22 @@ def predictions_refresh(*, job_id, task_id: str = "") -> None:
     jobs.job_execute(job_id=job_id, task_id=task_id, work=_refresh)
 
 
-def _refresh(job: Job) -> tuple[dict, dict, str]:
+def _refresh(job: Job) -> None:
+    # deferred: propagation imports this module (prediction_store)
+    from inspection.services import propagation
+
     project = job.project
     mv_id = job.params.get("model_version") or project.deployed_model_id
     mv = ModelVersion.objects.filter(id=mv_id, project=project).first()
     if mv is None:
         raise Conflict("the model version to predict with no longer exists")
-    ruleset = rulesets.ruleset_active_get(project=project)
-    stats = predictions_predict_all(
+    propagation.propagation_fan_out(
         job=job,
         project=project,
         model_version=mv,
-        ruleset=ruleset,
+        ruleset=rulesets.ruleset_active_get(project=project),
         start=0.0,
         span=1.0,
         reuse_probabilities=True,
     )
-    return (
-        {
-            "model_version": str(mv.id),
-            "ruleset": str(ruleset.id),
-            "n_predictions": stats["n"],
-            "verdicts": stats["verdicts"],
-            "metrics": stats["metrics"],
-        },
-        {"predict_s": stats["seconds"]},
-        f"{stats['n']} images predicted with model v{mv.number} and rules v{ruleset.version}",
-    )
+    return None  # the propagation's last chunk ends the job

@@ -3,8 +3,8 @@
 ``training_start`` checks the cold-start conditions and queues a train job
 (one per project at a time, guarded by the database). ``training_run`` is the
 job body: train on every painted image, write the artifact atomically, record
-a ModelVersion with its exact inputs and metrics, then predict every image
-(``predictions``).
+a ModelVersion with its exact inputs and metrics, then fan the prediction of
+every image out to the workers (``propagation``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -20,7 +21,7 @@ from django.db.models import Max
 
 from inspection.errors import Conflict
 from inspection.models import Image, Job, ModelVersion, Project, Prompt
-from inspection.services import engine, predictions, rulesets
+from inspection.services import engine, predictions, propagation, rulesets
 from inspection.services.jobs import (
     job_check_cancelled,
     job_create,
@@ -59,8 +60,12 @@ def training_readiness(*, project: Project) -> list[str]:
     return problems
 
 
-def training_start(*, project: Project, user=None) -> Job:
-    """Queue a training run; 409 with every reason when it can't start."""
+def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) -> Job:
+    """Queue a training run; 409 with every reason when it can't start.
+
+    ``visible``: ids of the images on the engineer's screen; their predictions
+    land first (``inspection.services.propagation``).
+    """
     problems = training_readiness(project=project)
     if problems:
         raise Conflict(" ; ".join(problems), code="not_ready", extra={"reasons": problems})
@@ -76,7 +81,12 @@ def training_start(*, project: Project, user=None) -> Job:
                     code="training_in_progress",
                     extra={"job": str(active.id)},
                 )
-            job = job_create(project=project, kind=Job.Kind.TRAIN, user=user)
+            job = job_create(
+                project=project,
+                kind=Job.Kind.TRAIN,
+                user=user,
+                params={"visible": [str(v) for v in visible]} if visible else None,
+            )
             job_enqueue(job=job)
     except IntegrityError:
         active = Job.objects.filter(
@@ -95,7 +105,7 @@ def training_run(*, job_id, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_train)
 
 
-def _train(job: Job) -> tuple[dict, dict, str]:
+def _train(job: Job) -> None:
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
@@ -197,27 +207,26 @@ def _train(job: Job) -> tuple[dict, dict, str]:
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
 
-    ruleset = rulesets.ruleset_active_get(project=project)
-    stats = predictions.predictions_predict_all(
-        job=job, project=project, model_version=mv, ruleset=ruleset, start=0.6, span=0.4
+    propagation.propagation_fan_out(
+        job=job,
+        project=project,
+        model_version=mv,
+        ruleset=rulesets.ruleset_active_get(project=project),
+        start=0.6,
+        span=0.4,
+        finish={
+            "result": {
+                "model_version": str(mv.id),
+                "model_number": mv.number,
+                "deployed": deployed_now,
+                "n_training_images": len(images),
+                "n_prompts": len(prompts),
+            },
+            "timings": dict(mv.timings),
+            "message": f"model v{mv.number} trained on {len(images)} images",
+        },
     )
-    metrics = {**mv.metrics, **stats["metrics"]}
-    ModelVersion.objects.filter(id=mv.id).update(metrics=metrics)
-    message = f"model v{mv.number} trained on {len(images)} images; {stats['n']} images predicted"
-    if deployed_now:
-        message += "; deployed (the project had no deployed model)"
-    result_json = {
-        "model_version": str(mv.id),
-        "model_number": mv.number,
-        "deployed": deployed_now,
-        "n_training_images": len(images),
-        "n_prompts": len(prompts),
-        "n_predictions": stats["n"],
-        "verdicts": stats["verdicts"],
-        "metrics": metrics,
-    }
-    timings = {**mv.timings, "predict_s": stats["seconds"]}
-    return result_json, timings, message
+    return None  # the propagation's last chunk ends the job
 
 
 def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
