@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from inspection.api import rules
+from inspection.api import job_results, rules
 from inspection.api import views as v
 
 urlpatterns = [
@@ -75,6 +75,11 @@ urlpatterns = [
     path("prompts/<uuid:pk>/", v.PromptDetailView.as_view(), name="prompt-detail"),
     path("jobs/<uuid:pk>/", v.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:pk>/cancel/", v.JobCancelView.as_view(), name="job-cancel"),
+    path(
+        "jobs/<uuid:pk>/predictions/",
+        job_results.JobPredictionListView.as_view(),
+        name="job-predictions",
+    ),
     path("models/<uuid:pk>/", v.ModelDetailView.as_view(), name="model-detail"),
     path("models/<uuid:pk>/deploy/", v.ModelDeployView.as_view(), name="model-deploy"),
     path("models/<uuid:pk>/bundle/", v.ModelBundleView.as_view(), name="model-bundle"),

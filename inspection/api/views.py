@@ -541,12 +541,16 @@ class SegmentView(APIView):
 # --- training and jobs ------------------------------------------------------------
 class TrainView(APIView):
     @extend_schema(
-        request=None,
+        request=s.TrainInput,
         responses={202: inline_serializer("JobAccepted", {"job": s.JobOutput()}), 409: _DETAIL},
     )
     def post(self, request, pk):
         project, _ = _project(request, pk, EDIT)
-        job = training_services.training_start(project=project, user=request.user)
+        data = s.TrainInput(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        job = training_services.training_start(
+            project=project, user=request.user, visible=data.validated_data.get("visible") or ()
+        )
         return Response({"job": s.JobOutput(job).data}, status=202)
 
 
