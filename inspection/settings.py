@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the dashboard's static files, from STATIC_ROOT
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +151,10 @@ USE_TZ = True
 # --- files ----------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
+# whitenoise serves STATIC_ROOT (filled by `manage.py collectstatic`, which scripts/run.sh runs);
+# on: straight from the apps' static folders instead, as in development (no collectstatic)
+WHITENOISE_USE_FINDERS = env_bool("STATIC_FROM_APPS", DEBUG)
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 # uploaded images, masks, thumbnails, model artifacts, prediction PNGs; layout
 # projects/<project id>/{images,masks,thumbs,models,predictions}/<uuid>.<ext>
 MEDIA_ROOT = Path(env("STORAGE_ROOT", str(VAR_DIR / "media")))
