@@ -122,17 +122,23 @@ def line_alert_check(*, project: Project) -> str | None:
         window,
         100 * level,
     )
-    webhook_event_emit(
-        project=project,
-        event="line.alert",
-        payload={
-            "state": state,
-            "ng_rate": rate,
-            "alert_ng_rate": level,
-            "window": window,
-            "changed_at": now.isoformat(),
-        },
-    )
+    payload = {
+        "state": state,
+        "ng_rate": rate,
+        "alert_ng_rate": level,
+        "window": window,
+        "changed_at": now.isoformat(),
+    }
+    webhook_event_emit(project=project, event="line.alert", payload=payload)
+    if project.mqtt_publish:
+        from inspection.services.mqtt import ALERT_EVENT, mqtt_message_record
+
+        mqtt_message_record(
+            project=project,
+            event=ALERT_EVENT,
+            key=f"{ALERT_EVENT}:{project.id}:{now.isoformat()}",
+            payload=payload,
+        )
     return state
 
 
@@ -248,22 +254,32 @@ def inspection_run_result(
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )
+    payload = {
+        "inspection": str(inspection.id),
+        "verdict": inspection.verdict,
+        "severity": inspection.severity,
+        "reasons": inspection.reasons,
+        "station": inspection.station,
+        "part_id": inspection.part_id,
+        "image_sha256": inspection.image_sha256,
+        "uncertainty": inspection.uncertainty,
+        "input_ok": input_ok,
+        "model_version": str(mv.id),
+        "rules_version": ruleset.version,
+    }
+    if project.mqtt_publish:
+        from inspection.services.mqtt import DECISION_EVENT, mqtt_message_record
+
+        mqtt_message_record(
+            project=project,
+            event=DECISION_EVENT,
+            key=f"{DECISION_EVENT}:{inspection.id}",
+            payload=payload,
+            station=inspection.station,
+        )
     if inspection.verdict == "NG" or input_ok is False:
         from inspection.services.webhooks import webhook_event_emit
 
-        payload = {
-            "inspection": str(inspection.id),
-            "verdict": inspection.verdict,
-            "severity": inspection.severity,
-            "reasons": inspection.reasons,
-            "station": inspection.station,
-            "part_id": inspection.part_id,
-            "image_sha256": inspection.image_sha256,
-            "uncertainty": inspection.uncertainty,
-            "input_ok": input_ok,
-            "model_version": str(mv.id),
-            "rules_version": ruleset.version,
-        }
         if inspection.verdict == "NG":
             webhook_event_emit(project=project, event="inspection.ng", payload=payload)
         if input_ok is False:
