@@ -88,9 +88,9 @@ def edge_calls(
 
 
 def rest_calls(
-    port: int, project_id: str, token: str, data: bytes, *, fmt: str, n: int
+    port: int, project_id: str, token: str, data: bytes, *, fmt: str, n: int, part: str = ""
 ) -> list[float]:
-    body = multipart({"station": "bench-rest", "part_id": fmt}, f"part.{fmt.lower()}", data)
+    body = multipart({"station": "bench-rest", "part_id": part or fmt}, f"part.{fmt.lower()}", data)
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
