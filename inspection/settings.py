@@ -191,6 +191,11 @@ COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
 # --- jobs -------------------------------------------------------------------------
 JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job failed
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
+# propagation and batch inspection run in chunks, one task each, on every free worker:
+# the first images (on the engineer's screen, then the most uncertain) in small chunks
+PROPAGATION_FIRST_IMAGES = env_int("PROPAGATION_FIRST_IMAGES", 12)  # images that land first
+PROPAGATION_FIRST_CHUNK = env_int("PROPAGATION_FIRST_CHUNK", 4)  # chunk size for those
+PROPAGATION_CHUNK = env_int("PROPAGATION_CHUNK", 16)  # images / uploads per chunk after
 # keep_inspection_images=unsure also keeps OK images with at least this uncertain fraction
 INSPECTION_KEEP_UNSURE_MIN = env_float("INSPECTION_KEEP_UNSURE_MIN", 0.1)
 # kept inspection images older than this many days are deleted by the daily sweep (0: never)

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inspection.services import rules as rule_services
+from inspection.services import rulesets as ruleset_services
 
 
 class RuleVocabularyView(APIView):
@@ -18,4 +18,4 @@ class RuleVocabularyView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
-        return Response(rule_services.ruleset_vocabulary_get())
+        return Response(ruleset_services.ruleset_vocabulary_get())

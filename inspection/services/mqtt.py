@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from inspection import queue
 from inspection.models import MqttMessage, Project
 
 log = logging.getLogger("inspection.mqtt")
@@ -91,17 +91,13 @@ def mqtt_message_record(
         ],
         ignore_conflicts=True,  # the same key again: already queued (or sent)
     )
-    transaction.on_commit(_enqueue)
+    queue.task_enqueue(queue.MQTT_FLUSH, [], failed=_enqueue_failed)
     return rows[0]
 
 
-def _enqueue() -> None:
-    from inspection.tasks import mqtt_flush_task
-
-    try:
-        mqtt_flush_task.apply_async()
-    except Exception as exc:  # the backlog stays; beat's sweep sends it later
-        log.error("MQTT: could not enqueue a flush (the outbox keeps the messages): %s", exc)
+def _enqueue_failed(exc: Exception) -> None:
+    # no silent fallback: say so; the outbox keeps the messages and beat's sweep sends them
+    log.error("MQTT: could not enqueue a flush (the outbox keeps the messages): %s", exc)
 
 
 @dataclass

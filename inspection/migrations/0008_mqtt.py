@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inspection', '0006_input_check_shadow'),
+        ('inspection', '0007_job_chunks'),
     ]
 
     operations = [
