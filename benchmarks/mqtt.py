@@ -137,9 +137,9 @@ def main() -> int:
         f"{cpu_model()}"
     )
     print(
-        "| mode | inspections | published (acked) | received | duplicated | lost | backlog max | drained after return | run |"
+        "| mode | inspections | published (acked) | received | duplicated | lost | backlog max | drained after return |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         drained = f"{r['drained_s']:.2f} s" if r["drained_s"] is not None else "-"
         print(

@@ -112,7 +112,12 @@ def coco_bbox(mask: np.ndarray) -> list[float]:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    return [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1),
+    ]
 
 
 # --------------------------------------------------------------------------- Label Studio
@@ -151,42 +156,56 @@ def ls_brush_encode(mask: np.ndarray) -> list[int]:
     return [int(stream[i : i + 8], 2) for i in range(0, len(stream), 8)]
 
 
+#: most run codes one brush rle may hold (a 1 MP image painted in Label Studio's
+#: colours is about 4 M single values): bounds the work of a hostile file
+LS_MAX_CODES = 8_000_000
+
+
 def ls_brush_decode(rle: list[int], *, height: int, width: int) -> np.ndarray:
     """(H, W) bool from a Label Studio brush RLE: the pixels whose alpha is
-    nonzero (what ``decode_from_annotation`` takes as the layer)."""
+    nonzero (what ``decode_from_annotation`` takes as the layer). ``ValueError``
+    when it is malformed or doesn't fit the size."""
     try:
         data = bytes(int(v) for v in rle)
     except (TypeError, ValueError):
         raise ValueError("a Label Studio brush rle is a list of byte values (0..255)") from None
-    bits = np.unpackbits(np.frombuffer(data, np.uint8))
+    bits = "".join(f"{b:08b}" for b in data)
     pos = 0
 
     def read(k: int) -> int:
         nonlocal pos
-        if pos + k > bits.size:
+        if pos + k > len(bits):
             raise ValueError("truncated Label Studio brush rle")
-        v = 0
-        for b in bits[pos : pos + k]:
-            v = (v << 1) | int(b)
         pos += k
-        return v
+        return int(bits[pos - k : pos], 2)
 
     num = read(32)
     if num != height * width * 4:
-        raise ValueError(f"brush rle holds {num} values; a {width}x{height} RGBA image has {height * width * 4}")
+        raise ValueError(
+            f"brush rle holds {num} values; a {width}x{height} RGBA image has {height * width * 4}"
+        )
     word = read(5) + 1
     sizes = [read(4) + 1 for _ in range(4)]
-    out = np.zeros(num, np.uint8)
-    i = 0
+    alpha = np.zeros(height * width, bool)
+    i = codes = 0
     while i < num:
+        codes += 1
+        if codes > LS_MAX_CODES:
+            raise ValueError(f"brush rle has more than {LS_MAX_CODES} runs")
         series = read(1)
         j = i + 1 + read(sizes[read(2)])
         if j > num:
             raise ValueError("brush rle runs past the image")
         if series:
-            out[i:j] = read(word)
+            value = read(word)
+            if value:  # the alpha values (every 4th) inside [i, j)
+                first = i + (3 - i % 4)
+                if first < j:
+                    alpha[first // 4 : (j - 1 - 3) // 4 + 1] = True
         else:
             for k in range(i, j):
-                out[k] = read(word)
+                value = read(word)
+                if k % 4 == 3 and value:
+                    alpha[k // 4] = True
         i = j
-    return out.reshape(height, width, 4)[:, :, 3] > 0
+    return alpha.reshape(height, width)

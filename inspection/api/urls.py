@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from inspection.api import rules
+from inspection.api import interchange, rules
 from inspection.api import views as v
 
 urlpatterns = [
@@ -11,6 +11,19 @@ urlpatterns = [
     path("auth/me/", v.MeView.as_view(), name="auth-me"),
     path("projects/", v.ProjectListView.as_view(), name="project-list"),
     path("rules/vocabulary/", rules.RuleVocabularyView.as_view(), name="rule-vocabulary"),
+    path("projects/<uuid:pk>/export/coco/", interchange.CocoExportView.as_view(), name="export-coco"),
+    path(
+        "projects/<uuid:pk>/export/labelstudio/",
+        interchange.LabelStudioExportView.as_view(),
+        name="export-labelstudio",
+    ),
+    path("projects/<uuid:pk>/export/masks/", interchange.MasksExportView.as_view(), name="export-masks"),
+    path("projects/<uuid:pk>/import/coco/", interchange.CocoImportView.as_view(), name="import-coco"),
+    path(
+        "projects/<uuid:pk>/import/labelstudio/",
+        interchange.LabelStudioImportView.as_view(),
+        name="import-labelstudio",
+    ),
     path("projects/<uuid:pk>/", v.ProjectDetailView.as_view(), name="project-detail"),
     path("projects/<uuid:pk>/members/", v.MemberListView.as_view(), name="project-members"),
     path(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import shutil
 import socket
@@ -112,6 +113,7 @@ class Subscriber:
             clean_session=not persistent,
         )
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
+        self.client.enable_logger(logging.getLogger("tests.mqtt"))  # not "not connected" on stderr
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()
         self.client.on_message = self._on_message
