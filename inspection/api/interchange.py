@@ -16,8 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inspection import selectors
-from inspection.api.permissions import EDIT, READ, role_require
+from inspection.api.base import project_for
+from inspection.api.permissions import EDIT, READ
 from inspection.errors import InvalidInput
 from inspection.services import interchange as interchange_services
 
@@ -33,12 +33,6 @@ ImportOutput = inline_serializer(
 ImportInput = inline_serializer(
     "InterchangeImportFile", {"file": drf_serializers.FileField(help_text="the JSON file")}
 )
-
-
-def _project(request: Request, pk, need: str):
-    project = selectors.project_get(user=request.user, pk=pk)
-    role_require(user=request.user, project=project, need=need)
-    return project
 
 
 def _json_body(request: Request):
@@ -72,7 +66,7 @@ class CocoExportView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )  # fmt: skip
     def get(self, request: Request, pk) -> Response:
-        project = _project(request, pk, READ)
+        project = project_for(request, pk, READ)[0]
         source = request.query_params.get("source", "ground_truth")
         data = interchange_services.project_export_coco(project=project, source=source)
         response = Response(data)
@@ -83,7 +77,7 @@ class CocoExportView(APIView):
 class LabelStudioExportView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, pk) -> Response:
-        project = _project(request, pk, READ)
+        project = project_for(request, pk, READ)[0]
         response = Response(interchange_services.project_export_labelstudio(project=project))
         response["Content-Disposition"] = f'attachment; filename="labelstudio-{project.id}.json"'
         return response
@@ -92,7 +86,7 @@ class LabelStudioExportView(APIView):
 class MasksExportView(APIView):
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
     def get(self, request: Request, pk) -> HttpResponse:
-        project = _project(request, pk, READ)
+        project = project_for(request, pk, READ)[0]
         response = HttpResponse(
             interchange_services.project_export_masks_zip(project=project),
             content_type="application/zip",
@@ -109,7 +103,7 @@ class CocoImportView(APIView):
         responses={200: ImportOutput},
     )
     def post(self, request: Request, pk) -> Response:
-        project = _project(request, pk, EDIT)
+        project = project_for(request, pk, EDIT)[0]
         result = interchange_services.ground_truth_import_coco(
             project=project, data=_json_body(request)
         )
@@ -124,7 +118,7 @@ class LabelStudioImportView(APIView):
         responses={200: ImportOutput},
     )
     def post(self, request: Request, pk) -> Response:
-        project = _project(request, pk, EDIT)
+        project = project_for(request, pk, EDIT)[0]
         result = interchange_services.ground_truth_import_labelstudio(
             project=project, tasks=_json_body(request)
         )
