@@ -68,6 +68,12 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/projects/{project}/inspect/", "upload", "401 403 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/projects/{project}/inspections/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/projects/{project}/inspections/export/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    # interchange: every member exports, engineers import ground truth
+    ("GET", "/api/v1/projects/{project}/export/coco/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/projects/{project}/export/labelstudio/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/projects/{project}/export/masks/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/projects/{project}/import/coco/", "coco", "401 403 403 2xx 2xx 404 403"),
+    ("POST", "/api/v1/projects/{project}/import/labelstudio/", "labelstudio", "401 403 403 2xx 2xx 404 403"),
     ("GET", "/api/v1/projects/{project}/webhooks/", "", "401 403 403 403 2xx 404 403"),
     ("POST", "/api/v1/projects/{project}/webhooks/", "webhook", "401 403 403 403 2xx 404 403"),
     # images
@@ -89,6 +95,9 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("DELETE", "/api/v1/jobs/{job}/", "", "401 405 405 405 405 405 405"),
     # the world's train job has finished: cancelling it is refused with 409
     ("POST", "/api/v1/jobs/{job}/cancel/", "", "401 403 403 409 409 404 403"),
+    # a job's predictions as they land (propagation): read like the job itself
+    ("GET", "/api/v1/jobs/{job}/predictions/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/jobs/{job}/predictions/", "", "401 405 405 405 405 405 405"),
     ("GET", "/api/v1/models/{model}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("PATCH", "/api/v1/models/{model}/", "project_patch", "401 405 405 405 405 405 405"),
     ("POST", "/api/v1/models/{model}/deploy/", "", "401 403 403 2xx 2xx 404 403"),
@@ -248,6 +257,10 @@ def _body(world, kind: str):
         return {"url": "https://hooks.example.invalid/y", "events": ["job.finished"]}, "json"
     if kind == "review":
         return {"verdict": "NG", "note": "checked at the line"}, "json"
+    if kind == "coco":
+        return {"images": [], "annotations": []}, "json"
+    if kind == "labelstudio":
+        return [], "json"
     if kind == "image_patch":
         return {"verdict": "NG"}, "json"
     if kind == "prompt":
@@ -306,6 +319,7 @@ LISTS = [
     "/api/v1/projects/{project}/models/",
     "/api/v1/projects/{project}/rules/versions/",
     "/api/v1/projects/{project}/predictions/",
+    "/api/v1/jobs/{job}/predictions/",
     "/api/v1/projects/{project}/inspections/",
     "/api/v1/projects/{project}/inspections/export/?format=json",
     "/api/v1/projects/{project}/inspections/summary/",
@@ -349,6 +363,7 @@ PROBES = [
     ("DELETE", "/api/v1/prompts/{prompt}/"),
     ("GET", "/api/v1/jobs/{job}/"),
     ("POST", "/api/v1/jobs/{job}/cancel/"),
+    ("GET", "/api/v1/jobs/{job}/predictions/"),
     ("GET", "/api/v1/models/{model}/"),
     ("POST", "/api/v1/models/{model}/deploy/"),
     ("GET", "/api/v1/predictions/{prediction}/mask/"),

@@ -1,5 +1,5 @@
 import { API, api, uploadXHR, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
-import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder } from "./shapes.js";
+import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder, normPrediction } from "./shapes.js";
 import { setupRun } from "./run.js";
 
 const PD = pageData();
@@ -129,9 +129,23 @@ if (dz) {
 }
 
 // ---- Run ----
+// the thumbnails in the window: Run predicts them first
+function onScreen() {
+  return [...thumbs.querySelectorAll(".thumb")].filter((el) => {
+    const r = el.getBoundingClientRect();
+    return r.bottom > 0 && r.top < window.innerHeight;
+  }).map((el) => el.dataset.imageId).slice(0, 200);
+}
+
 const runner = setupRun({
   projectId: pid,
   root: document.getElementById("runbar"),
+  visible: onScreen,
+  // each chunk of the propagation: its thumbnails update at once
+  onLanded: (rows) => {
+    for (const p of rows) predictions.set(String(p.image), normPrediction(p, p.image));
+    render();
+  },
   onDone: async () => { await refresh(); toast("Predictions updated"); },
 });
 document.addEventListener("keydown", (e) => {
