@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the dashboard's static files, from STATIC_ROOT
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +151,10 @@ USE_TZ = True
 # --- files ----------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
+# whitenoise serves STATIC_ROOT (filled by `manage.py collectstatic`, which scripts/run.sh runs);
+# on: straight from the apps' static folders instead, as in development (no collectstatic)
+WHITENOISE_USE_FINDERS = env_bool("STATIC_FROM_APPS", DEBUG)
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 # uploaded images, masks, thumbnails, model artifacts, prediction PNGs; layout
 # projects/<project id>/{images,masks,thumbs,models,predictions}/<uuid>.<ext>
 MEDIA_ROOT = Path(env("STORAGE_ROOT", str(VAR_DIR / "media")))
@@ -204,6 +209,20 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
 # webhooks to private/loopback addresses are refused unless this is on
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 
+# --- MQTT (decisions and line alerts for PLC gateways / MES; off unless MQTT_URL is set) ----
+# broker, mqtt://host:1883 or mqtts://host:8883 (TLS); empty: MQTT is off for every project
+MQTT_URL = env("MQTT_URL", "")
+MQTT_USERNAME = env("MQTT_USERNAME", "")  # broker login, if it asks for one
+MQTT_PASSWORD = env("MQTT_PASSWORD", "")
+# topics: <prefix>/<project id>/<station>/decision and <prefix>/<project id>/alert
+MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "inspection")
+# seconds to wait for the broker to connect or acknowledge one message
+MQTT_TIMEOUT = env_float("MQTT_TIMEOUT", 5.0)
+# most messages one flush publishes (the backlog after an outage goes out in such batches)
+MQTT_FLUSH_BATCH = env_int("MQTT_FLUSH_BATCH", 1000)
+# seconds between backlog sweeps by Celery beat (messages left behind by a broker outage)
+MQTT_SWEEP_SECONDS = env_int("MQTT_SWEEP_SECONDS", 15)
+
 # --- line stations (manage.py station serve) ----------------------------------------
 # address a station listens on unless --bind says otherwise (LandingEdge has no authentication)
 STATION_BIND = env("STATION_BIND", "127.0.0.1")
@@ -255,6 +274,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+if MQTT_URL:  # the backlog a broker outage left goes out when the broker is back
+    CELERY_BEAT_SCHEDULE["mqtt-sweep"] = {
+        "task": "inspection.tasks.mqtt_flush_task",
+        "schedule": float(MQTT_SWEEP_SECONDS),
+    }
 
 # --- REST API -----------------------------------------------------------------
 LOGIN_THROTTLE_RATE = env("LOGIN_THROTTLE_RATE", "10/min")

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from prompting.anomaly import MIN_PATCHES as ANOMALY_MIN_PATCHES
+from prompting.anomaly import AnomalyModel, anomaly_fit
 from prompting.errors import ArtifactError, TrainingError
 from prompting.features.base import FeatureBackend, FeatureMap
 from prompting.inputcheck import image_profile, profile_ranges_fit
@@ -462,6 +464,8 @@ class Learner:
     info: dict[str, Any] = field(default_factory=dict)
     #: ``weights`` holds this many MLPs of equal depth, one after the other (an ensemble)
     n_models: int = 1
+    #: memory bank of good-part patches (backends with ``anomaly_patches`` only)
+    anomaly: AnomalyModel | None = None
 
     def models(self) -> list[list[np.ndarray]]:
         """The ensemble's MLPs, each [W0, b0, W1, b1, ...]."""
@@ -575,6 +579,16 @@ class Learner:
             probs = probabilities_refine(probs, model=sam_model, embedding=emb)
         return probs
 
+    def anomaly_map(self, pixels: np.ndarray, *, backend: FeatureBackend) -> np.ndarray | None:
+        """Anomaly score (H,W) float32 of ``pixels`` (H,W,3) uint8 RGB against the
+        memory bank of good parts (1.0 = the level good training images reach), or
+        None when the model has no bank."""
+        if self.anomaly is None:
+            return None
+        self.check_backend(backend)
+        grid = backend.anomaly_patches(pixels, stages=self.anomaly.stages)
+        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2])
+
     def check_backend(self, backend: FeatureBackend) -> None:
         """ArtifactError unless ``backend`` is the one this model was trained on."""
         if backend.name != self.backend_name:
@@ -602,11 +616,16 @@ class Learner:
             "n_layers": len(self.weights) // 2,
             "n_models": int(self.n_models),
             "info": self.info,
+            "anomaly": None
+            if self.anomaly is None
+            else {"normal_level": self.anomaly.normal_level, "stages": list(self.anomaly.stages)},
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
         arrays = {"mean": self.mean, "std": self.std}
         for i, w in enumerate(self.weights):
             arrays[f"w{i:02d}"] = w
+        if self.anomaly is not None:
+            arrays["anomaly_bank"] = self.anomaly.bank.astype(np.float16)
         return meta_bytes, arrays
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -702,6 +721,12 @@ class Learner:
                 info=dict(meta.get("info") or {}),
                 n_models=int(meta.get("n_models", 1)),
             )
+            if meta.get("anomaly"):
+                learner.anomaly = AnomalyModel(
+                    bank=arrays["anomaly_bank"].astype(np.float32),
+                    normal_level=float(meta["anomaly"]["normal_level"]),
+                    stages=tuple(int(v) for v in meta["anomaly"]["stages"]),
+                )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ArtifactError(
                 f"{source} has an incomplete payload ({type(exc).__name__}: {exc})"
@@ -840,7 +865,9 @@ def _sample_image(
     return fmap.features[cy, cx], ks
 
 
-def _validate(images: Sequence[TrainingImage], classes: Sequence[str]) -> None:
+def _validate(
+    images: Sequence[TrainingImage], classes: Sequence[str], *, defects_optional: bool = False
+) -> None:
     if not classes:
         raise TrainingError("no classes: give at least one defect class")
     if len(set(classes)) != len(classes):
@@ -865,6 +892,8 @@ def _validate(images: Sequence[TrainingImage], classes: Sequence[str]) -> None:
         if im.all_background:
             counts[0] += 1
     missing = [c for c, n in zip(classes, counts[1:], strict=True) if n == 0]
+    if defects_optional and len(missing) == len(classes):
+        missing = []  # good parts only: the anomaly bank decides (learner_train checks it fits)
     if missing:
         raise TrainingError(
             f"class(es) without strokes: {', '.join(missing)}; paint at least one stroke of each class"
@@ -892,6 +921,7 @@ def learner_train(
     n_models: int = 1,
     warm_start: Learner | None = None,
     warm_steps: int = 100,
+    anomaly: bool = True,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
 
@@ -914,10 +944,18 @@ def learner_train(
     steps at a lower rate, and the held-out calibration is skipped: a fraction of
     a cold training's time. ``timings`` says what was reused
     (``warm_start``, ``features_cached``/``features_computed``).
+
+    ``anomaly``: on a backend with ``anomaly_patches`` (``backbone``), also fit a
+    memory bank of good-part patches (:mod:`prompting.anomaly`) from the images
+    marked defect-free and the painted background. With such a bank, defect
+    strokes are optional: a project may start from good parts only, and its
+    classifier then calls every pixel background until defects are painted,
+    while the anomaly map carries the evidence.
     """
     t0 = time.perf_counter()
     classes = list(classes)
-    _validate(images, classes)
+    can_anomaly = anomaly and callable(getattr(backend, "anomaly_patches", None))
+    _validate(images, classes, defects_optional=can_anomaly)
     n_classes = len(classes) + 1
     rng = np.random.default_rng(seed)
     report = progress or (lambda _f, _m: None)
@@ -925,6 +963,8 @@ def learner_train(
     xs, ys, groups = [], [], []
     reuse: dict[str, int] = {}  # features taken from the cache / computed
     profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
+    normal: list[np.ndarray] = []  # good-part patches per image, for the anomaly bank
+    normal_grids: list[np.ndarray | None] = []
     t_feat = 0.0
     for i, im in enumerate(images):
         report(0.6 * i / len(images), f"features {i + 1}/{len(images)}")
@@ -943,6 +983,39 @@ def learner_train(
         ys.append(y)
         groups.append(np.full(len(y), i, np.int32))
         profiles.append(image_profile(np.asarray(im.pixels)))
+        if can_anomaly:
+            tf = time.perf_counter()
+            patches, grid = _normal_patches(backend, im)
+            t_feat += time.perf_counter() - tf
+            normal.append(patches)
+            normal_grids.append(grid)
+    t_anom = time.perf_counter()
+    anomaly_model = None
+    if can_anomaly and sum(len(p) for p in normal) >= ANOMALY_MIN_PATCHES:
+        report(0.62, "anomaly memory bank")
+        anomaly_model = anomaly_fit(
+            normal, grids=normal_grids, stages=backend.anomaly_stages, seed=seed
+        )
+    t_anom = time.perf_counter() - t_anom
+    painted = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    if not (painted > 0).any():
+        if anomaly_model is None:
+            raise TrainingError(
+                "no defect strokes, and too few good parts for an anomaly model: paint a defect, "
+                "or mark good images OK"
+            )
+        return _anomaly_only_result(
+            classes,
+            backend,
+            anomaly_model,
+            images,
+            profiles,
+            seed=seed,
+            t0=t0,
+            t_feat=t_feat,
+            t_anom=t_anom,
+            pixels_per_class=int((painted == 0).sum()),
+        )
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys)
     g = np.concatenate(groups)
@@ -1047,12 +1120,14 @@ def learner_train(
             "loo_iou": loo_iou,
             "warm_start": warm is not None,
         },
+        anomaly=anomaly_model,
     )
     report(1.0, "done")
     timings = {
         "features_s": t_feat,
         "calibrate_s": t_cal,
         "fit_s": t_fit,
+        "anomaly_s": t_anom,
         "total_s": time.perf_counter() - t0,
         "warm_start": int(warm is not None),
         "features_cached": reuse.get("cached", 0),
@@ -1082,6 +1157,77 @@ def _warm_start_fits(
     sizes = [x.shape[1], *hidden, len(classes) + 1]
     shapes = [w.shape for w in warm.models()[0][0::2]]
     return shapes == list(zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _normal_patches(
+    backend: FeatureBackend, im: TrainingImage
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Good-part patches of one training image: every patch of an image marked
+    defect-free (and its whole grid), else the patches mostly under painted background."""
+    grid = backend.anomaly_patches(np.asarray(im.pixels))
+    h, w, d = grid.shape
+    if im.all_background and not (np.asarray(im.labels) > 0).any():
+        return grid.reshape(-1, d), grid
+    bg = (np.asarray(im.labels) == 0).astype(np.float32)
+    big_h, big_w = bg.shape
+    # share of each patch cell's pixels painted background (block mean)
+    ys = np.minimum((np.arange(big_h) * h) // big_h, h - 1)
+    xs = np.minimum((np.arange(big_w) * w) // big_w, w - 1)
+    cell_sum = np.zeros((h, w), np.float32)
+    cell_n = np.zeros((h, w), np.float32)
+    np.add.at(cell_sum, (ys[:, None], xs[None, :]), bg)
+    np.add.at(cell_n, (ys[:, None], xs[None, :]), 1.0)
+    keep = cell_sum >= 0.5 * np.maximum(cell_n, 1.0)
+    return grid[keep], None
+
+
+def _anomaly_only_result(
+    classes: list[str],
+    backend: FeatureBackend,
+    anomaly_model: AnomalyModel,
+    images: Sequence[TrainingImage],
+    profiles: list[dict[str, float]],
+    *,
+    seed: int,
+    t0: float,
+    t_feat: float,
+    t_anom: float,
+    pixels_per_class: int,
+) -> TrainResult:
+    """A model from good parts only: the classifier says background everywhere
+    (one linear layer, zero weights, background bias), the bank carries the evidence."""
+    n_features = int(features_for(backend, np.asarray(images[0].pixels)).features.shape[-1])
+    n_classes = len(classes) + 1
+    bias = np.full(n_classes, -12.0, np.float32)
+    bias[0] = 12.0
+    learner = Learner(
+        classes=classes,
+        backend_name=backend.name,
+        backend_fingerprint=backend.fingerprint(),
+        backend_options=dict(getattr(backend, "options", {}) or {}),
+        weights=[np.zeros((n_features, n_classes), np.float32), bias],
+        mean=np.zeros(n_features, np.float32),
+        std=np.ones(n_features, np.float32),
+        info={
+            "seed": seed,
+            "n_images": len(images),
+            "pixels_per_class": {"background": pixels_per_class, **{c: 0 for c in classes}},
+            "classifier": "none: no defect strokes yet (good parts only; the anomaly map decides)",
+            "input_ranges": profile_ranges_fit(profiles),
+        },
+        anomaly=anomaly_model,
+    )
+    timings = {
+        "features_s": t_feat,
+        "anomaly_s": t_anom,
+        "total_s": time.perf_counter() - t0,
+    }
+    return TrainResult(
+        learner=learner,
+        timings=timings,
+        pixels_per_class=dict(learner.info["pixels_per_class"]),
+        loo_iou=None,
+    )
 
 
 def _stratified_pick(

@@ -68,6 +68,12 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/projects/{project}/inspect/", "upload", "401 403 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/projects/{project}/inspections/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/projects/{project}/inspections/export/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    # interchange: every member exports, engineers import ground truth
+    ("GET", "/api/v1/projects/{project}/export/coco/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/projects/{project}/export/labelstudio/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/projects/{project}/export/masks/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/projects/{project}/import/coco/", "coco", "401 403 403 2xx 2xx 404 403"),
+    ("POST", "/api/v1/projects/{project}/import/labelstudio/", "labelstudio", "401 403 403 2xx 2xx 404 403"),
     ("GET", "/api/v1/projects/{project}/webhooks/", "", "401 403 403 403 2xx 404 403"),
     ("POST", "/api/v1/projects/{project}/webhooks/", "webhook", "401 403 403 403 2xx 404 403"),
     # images
@@ -251,6 +257,10 @@ def _body(world, kind: str):
         return {"url": "https://hooks.example.invalid/y", "events": ["job.finished"]}, "json"
     if kind == "review":
         return {"verdict": "NG", "note": "checked at the line"}, "json"
+    if kind == "coco":
+        return {"images": [], "annotations": []}, "json"
+    if kind == "labelstudio":
+        return [], "json"
     if kind == "image_patch":
         return {"verdict": "NG"}, "json"
     if kind == "prompt":
