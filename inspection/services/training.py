@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -158,6 +159,8 @@ def _train(job: Job) -> None:
             job=job, fraction=0.05 + 0.55 * float(fraction), message=f"training: {message}"
         )
 
+    # the training length is the learner's unless TRAIN_STEPS says otherwise
+    steps = {"steps": settings.TRAIN_STEPS} if settings.TRAIN_STEPS > 0 else {}
     warm = _warm_start_get(project=project, classes=classes)
     result = learner_train(
         training,
@@ -167,6 +170,7 @@ def _train(job: Job) -> None:
         seed=0,
         progress=progress,
         warm_start=warm[1] if warm else None,
+        **steps,
     )
     warm_from = warm[0] if warm and result.timings.get("warm_start") else None
     job_check_cancelled(job=job)
@@ -242,8 +246,6 @@ def _train(job: Job) -> None:
 def _warm_start_get(*, project: Project, classes: list[str]):
     """(ModelVersion, Learner) the next training continues from: the project's
     newest model with the same backend and classes (TRAIN_WARM_START), or None."""
-    from django.conf import settings
-
     if not settings.TRAIN_WARM_START:
         return None
     latest = (
