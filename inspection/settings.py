@@ -187,6 +187,8 @@ FEATURE_CACHE_DIR = Path(env("FEATURE_CACHE_DIR", str(VAR_DIR / "cache" / "featu
 FEATURE_CACHE_MAX_BYTES = env_int("FEATURE_CACHE_MAX_BYTES", 2 * 1024**3)
 DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "classic")
 COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
+# optimiser steps of a training run (0: the learner's default); the fault suite shortens runs with it
+TRAIN_STEPS = env_int("TRAIN_STEPS", 0)
 
 # --- jobs -------------------------------------------------------------------------
 JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job failed

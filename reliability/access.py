@@ -542,43 +542,39 @@ def throttle_check(world) -> tuple[int, list[str]]:
 
 
 def main() -> int:
-    from reliability._django import Tally, django_start, django_stop
+    from reliability._django import suite_run
 
-    var = django_start()
-    from django.test import override_settings
+    def setup() -> None:
+        from django.test import override_settings
 
-    override_settings(WEBHOOK_ALLOW_PRIVATE=True).enable()
-    from reliability.world import world_build
+        override_settings(WEBHOOK_ALLOW_PRIVATE=True).enable()
 
-    world = world_build()
-    tally = Tally("access matrix")
-    for case in matrix_cases():
-        t0 = time.perf_counter()
-        ok, detail = cell_run(world, *case)
-        tally.case(ok, detail, time.perf_counter() - t0)
-    for row in STATION_MATRIX:
-        t0 = time.perf_counter()
-        ok, detail = station_cell_run(world, *row)
-        tally.case(ok, detail, time.perf_counter() - t0)
-    n_cells = tally.tried
-    tally.extend(len(LISTS), foreign_rows_check(world))
-    tally.extend(*probe_check(world))
-    tally.extend(*csrf_check(world))
-    tally.extend(*throttle_check(world))
-    tally.note(
-        f"matrix cells: {n_cells} ({len(MATRIX)} endpoint×method rows × {len(ROLES)} roles, "
-        f"+ {len(STATION_MATRIX)} station rows: allow-list × client × method × path)"
-    )
-    tally.note(
-        f"list endpoints scanned for foreign ids: {len(LISTS)}; id probes: {len(PROBES) * 2 + 1}"
-    )
-    tally.note(
-        "ids: UUID primary keys for every object reachable by URL (member routes use user ids, scoped to the project)"
-    )
-    code = tally.report()
-    print(json.dumps({"suite": "access", "tried": tally.tried, "failures": len(tally.failures)}))
-    django_stop(var)
-    return code
+    def body(world, tally, var) -> None:
+        for case in matrix_cases():
+            t0 = time.perf_counter()
+            ok, detail = cell_run(world, *case)
+            tally.case(ok, detail, time.perf_counter() - t0)
+        for row in STATION_MATRIX:
+            t0 = time.perf_counter()
+            ok, detail = station_cell_run(world, *row)
+            tally.case(ok, detail, time.perf_counter() - t0)
+        n_cells = tally.tried
+        tally.extend(len(LISTS), foreign_rows_check(world))
+        tally.extend(*probe_check(world))
+        tally.extend(*csrf_check(world))
+        tally.extend(*throttle_check(world))
+        tally.note(
+            f"matrix cells: {n_cells} ({len(MATRIX)} endpoint×method rows × {len(ROLES)} roles, "
+            f"+ {len(STATION_MATRIX)} station rows: allow-list × client × method × path)"
+        )
+        tally.note(
+            f"list endpoints scanned for foreign ids: {len(LISTS)}; id probes: {len(PROBES) * 2 + 1}"
+        )
+        tally.note(
+            "ids: UUID primary keys for every object reachable by URL (member routes use user ids, scoped to the project)"
+        )
+
+    return suite_run("access", "access matrix", body, setup=setup)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -158,8 +159,10 @@ def _train(job: Job) -> None:
             job=job, fraction=0.05 + 0.55 * float(fraction), message=f"training: {message}"
         )
 
+    # the training length is the learner's unless TRAIN_STEPS says otherwise
+    steps = {"steps": settings.TRAIN_STEPS} if settings.TRAIN_STEPS > 0 else {}
     result = learner_train(
-        training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress
+        training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress, **steps
     )
     job_check_cancelled(job=job)
 
