@@ -114,14 +114,21 @@ def features_for(
     *,
     cache: Any = None,
     image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
 ) -> FeatureMap:
-    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them."""
+    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them.
+
+    ``stats``: counts ``"cached"`` / ``"computed"`` up (what was reused)."""
     try:
         from prompting.features.cache import features_extract_cached
     except ImportError:  # cache module not available: plain extraction
         features_extract_cached = None
     if features_extract_cached is not None:
-        return features_extract_cached(backend, pixels, cache=cache, image_hash=image_hash)
+        return features_extract_cached(
+            backend, pixels, cache=cache, image_hash=image_hash, stats=stats
+        )
+    if stats is not None:
+        stats["computed"] = stats.get("computed", 0) + 1
     return backend.extract(pixels)
 
 
@@ -195,11 +202,13 @@ def _mlp_fit(
     weight_decay: float,
     seed: int,
     balance: float = 1.0,
+    init: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Adam on class-weighted cross-entropy; deterministic for ``seed``.
 
     Class weights are (N / (K count_k)) ** ``balance``: 1 balances the classes,
-    0 keeps the painted frequencies.
+    0 keeps the painted frequencies. ``init``: starting weights (a warm start)
+    instead of a random initialisation.
     """
     rng = np.random.default_rng(seed)
     sizes = [x.shape[1], *hidden, n_classes]
@@ -207,6 +216,8 @@ def _mlp_fit(
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         weights.append((rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32))
         weights.append(np.zeros(b, np.float32))
+    if init is not None:
+        weights = [np.array(w, np.float32, copy=True) for w in init]
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     class_w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
     class_w = (class_w**balance).astype(np.float32)
@@ -908,6 +919,8 @@ def learner_train(
     guide_passes: int = 2,
     balance: float = 0.0,
     n_models: int = 1,
+    warm_start: Learner | None = None,
+    warm_steps: int = 100,
     anomaly: bool = True,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
@@ -925,6 +938,13 @@ def learner_train(
     guided filter (radius 0 disables it; a second pass thins halos around thin
     defects further).
 
+    ``warm_start``: the previous model of the same project (same classes, backend
+    and layer sizes), after a few more strokes. Its standardisation, temperature
+    and schedule are kept, its weights are the starting point of ``warm_steps``
+    steps at a lower rate, and the held-out calibration is skipped: a fraction of
+    a cold training's time. ``timings`` says what was reused
+    (``warm_start``, ``features_cached``/``features_computed``).
+
     ``anomaly``: on a backend with ``anomaly_patches`` (``backbone``), also fit a
     memory bank of good-part patches (:mod:`prompting.anomaly`) from the images
     marked defect-free and the painted background. With such a bank, defect
@@ -941,6 +961,7 @@ def learner_train(
     report = progress or (lambda _f, _m: None)
 
     xs, ys, groups = [], [], []
+    reuse: dict[str, int] = {}  # features taken from the cache / computed
     profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
     normal: list[np.ndarray] = []  # good-part patches per image, for the anomaly bank
     normal_grids: list[np.ndarray | None] = []
@@ -951,7 +972,9 @@ def learner_train(
         if not (lab >= 0).any() and not im.all_background:
             continue
         tf = time.perf_counter()
-        fmap = features_for(backend, np.asarray(im.pixels), cache=cache, image_hash=im.image_hash)
+        fmap = features_for(
+            backend, np.asarray(im.pixels), cache=cache, image_hash=im.image_hash, stats=reuse
+        )
         t_feat += time.perf_counter() - tf
         x, y = _sample_image(
             fmap, lab, n_classes=n_classes, all_background=im.all_background, rng=rng
@@ -982,8 +1005,16 @@ def learner_train(
                 "or mark good images OK"
             )
         return _anomaly_only_result(
-            classes, backend, anomaly_model, images, profiles, seed=seed, t0=t0, t_feat=t_feat,
-            t_anom=t_anom, pixels_per_class=int((painted == 0).sum()),
+            classes,
+            backend,
+            anomaly_model,
+            images,
+            profiles,
+            seed=seed,
+            t0=t0,
+            t_feat=t_feat,
+            t_anom=t_anom,
+            pixels_per_class=int((painted == 0).sum()),
         )
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys)
@@ -997,9 +1028,15 @@ def learner_train(
             ["background", *classes], np.bincount(y, minlength=n_classes), strict=True
         )
     }
-    mean = x.mean(axis=0).astype(np.float32)
-    std = x.std(axis=0).astype(np.float32)
-    std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    warm = (
+        warm_start if _warm_start_fits(warm_start, classes, backend, x, hidden, n_models) else None
+    )
+    if warm is not None:  # the previous model's input space: its weights stay meaningful
+        mean, std = warm.mean.copy(), warm.std.copy()
+    else:
+        mean = x.mean(axis=0).astype(np.float32)
+        std = x.std(axis=0).astype(np.float32)
+        std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
     xn = (x - mean) / std
     fit_kw = {
         "n_classes": n_classes,
@@ -1016,7 +1053,11 @@ def learner_train(
     temperature, loo_iou = 1.0, None
     t_cal = time.perf_counter()
     uniq = np.unique(g)
-    if calibrate and len(uniq) >= 3:
+    if warm is not None:
+        temperature = warm.temperature
+        chosen_steps = int(warm.info.get("steps", chosen_steps))
+        loo_iou = warm.info.get("loo_iou")
+    elif calibrate and len(uniq) >= 3:
         report(0.65, "calibrating on held-out images")
         held = np.isin(g, uniq[rng.permutation(len(uniq))[: max(1, len(uniq) // 3)]])
         if all((y[~held] == k).any() for k in range(n_classes)) and len(np.unique(y[held])) > 1:
@@ -1042,7 +1083,16 @@ def learner_train(
     t_fit = time.perf_counter()
     weights = []
     for j in range(n_models):
-        weights += _mlp_fit(xn, y, seed=seed + 7919 * j, **{**fit_kw, "steps": chosen_steps})
+        if warm is not None:
+            weights += _mlp_fit(
+                xn,
+                y,
+                seed=seed + 7919 * j,
+                init=warm.models()[j],
+                **{**fit_kw, "steps": int(warm_steps), "lr": 1e-3},
+            )
+        else:
+            weights += _mlp_fit(xn, y, seed=seed + 7919 * j, **{**fit_kw, "steps": chosen_steps})
     t_fit = time.perf_counter() - t_fit
     learner = Learner(
         classes=classes,
@@ -1067,6 +1117,8 @@ def learner_train(
             "guide_eps": float(guide_eps),
             "guide_passes": int(guide_passes),
             "input_ranges": profile_ranges_fit(profiles),
+            "loo_iou": loo_iou,
+            "warm_start": warm is not None,
         },
         anomaly=anomaly_model,
     )
@@ -1077,13 +1129,39 @@ def learner_train(
         "fit_s": t_fit,
         "anomaly_s": t_anom,
         "total_s": time.perf_counter() - t0,
+        "warm_start": int(warm is not None),
+        "features_cached": reuse.get("cached", 0),
+        "features_computed": reuse.get("computed", 0),
     }
     return TrainResult(
         learner=learner, timings=timings, pixels_per_class=pixels_per_class, loo_iou=loo_iou
     )
 
 
-def _normal_patches(backend: FeatureBackend, im: TrainingImage) -> tuple[np.ndarray, np.ndarray | None]:
+def _warm_start_fits(
+    warm: Learner | None,
+    classes: list[str],
+    backend: FeatureBackend,
+    x: np.ndarray,
+    hidden: Sequence[int],
+    n_models: int,
+) -> bool:
+    """Whether ``warm`` can start this training: same classes, backend, features
+    and layer sizes."""
+    if warm is None:
+        return False
+    if warm.classes != classes or warm.backend_fingerprint != backend.fingerprint():
+        return False
+    if warm.n_features != x.shape[1] or warm.n_models != n_models:
+        return False
+    sizes = [x.shape[1], *hidden, len(classes) + 1]
+    shapes = [w.shape for w in warm.models()[0][0::2]]
+    return shapes == list(zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _normal_patches(
+    backend: FeatureBackend, im: TrainingImage
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Good-part patches of one training image: every patch of an image marked
     defect-free (and its whole grid), else the patches mostly under painted background."""
     grid = backend.anomaly_patches(np.asarray(im.pixels))

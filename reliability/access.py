@@ -159,6 +159,8 @@ def station_call(app, *, method="POST", path="/images", files=None, data=None, r
     import io
     from wsgiref.util import setup_testing_defaults
 
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
     from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
     body = b""
@@ -175,9 +177,17 @@ def station_call(app, *, method="POST", path="/images", files=None, data=None, r
     environ["wsgi.input"] = io.BytesIO(body)
     setup_testing_defaults(environ)
     status = []
-    response = app(environ, lambda s, h: status.append(s))
-    content = b"".join(response)
-    response.close()
+    # as Django's test client does: the caller's database connection (and its
+    # open test transaction) must survive the request's start and end signals
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        response = app(environ, lambda s, h: status.append(s))
+        content = b"".join(response)
+        response.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return int(status[0].split()[0]), json.loads(content)
 
 
