@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Job, KeepImages, Project
-from inspection.services import engine, webhooks
+from inspection.services import engine, mqtt, webhooks
 from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
 from inspection.services.jobs import (
     job_create,
@@ -23,6 +24,7 @@ from inspection.services.jobs import (
 from inspection.services.rulesets import ruleset_active_get
 from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.inspections")
 
@@ -119,17 +121,21 @@ def line_alert_check(*, project: Project) -> str | None:
         window,
         100 * level,
     )
-    webhooks.webhook_event_emit(
-        project=project,
-        event="line.alert",
-        payload={
-            "state": state,
-            "ng_rate": rate,
-            "alert_ng_rate": level,
-            "window": window,
-            "changed_at": now.isoformat(),
-        },
-    )
+    payload = {
+        "state": state,
+        "ng_rate": rate,
+        "alert_ng_rate": level,
+        "window": window,
+        "changed_at": now.isoformat(),
+    }
+    webhooks.webhook_event_emit(project=project, event="line.alert", payload=payload)
+    if project.mqtt_publish:
+        mqtt.mqtt_message_record(
+            project=project,
+            event=mqtt.ALERT_EVENT,
+            key=f"{mqtt.ALERT_EVENT}:{project.id}:{now.isoformat()}",
+            payload=payload,
+        )
     return state
 
 
@@ -140,7 +146,7 @@ def inspection_run(
     filename: str = "",
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
     job: Job | None = None,
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
@@ -163,9 +169,9 @@ def inspection_run_result(
     filename: str = "",
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
     job: Job | None = None,
-):
+) -> tuple[Inspection, Any]:
     """Inspect one image with the deployed model and active rules; log it immutably.
     Returns ``(Inspection, prompting.pipeline.InspectionResult)``: the logged row
     and the engine's result (its ``decision.label_map`` (H, W) uint8 is the class
@@ -245,20 +251,28 @@ def inspection_run_result(
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )
+    payload = {
+        "inspection": str(inspection.id),
+        "verdict": inspection.verdict,
+        "severity": inspection.severity,
+        "reasons": inspection.reasons,
+        "station": inspection.station,
+        "part_id": inspection.part_id,
+        "image_sha256": inspection.image_sha256,
+        "uncertainty": inspection.uncertainty,
+        "input_ok": input_ok,
+        "model_version": str(mv.id),
+        "rules_version": ruleset.version,
+    }
+    if project.mqtt_publish:
+        mqtt.mqtt_message_record(
+            project=project,
+            event=mqtt.DECISION_EVENT,
+            key=f"{mqtt.DECISION_EVENT}:{inspection.id}",
+            payload=payload,
+            station=inspection.station,
+        )
     if inspection.verdict == "NG" or input_ok is False:
-        payload = {
-            "inspection": str(inspection.id),
-            "verdict": inspection.verdict,
-            "severity": inspection.severity,
-            "reasons": inspection.reasons,
-            "station": inspection.station,
-            "part_id": inspection.part_id,
-            "image_sha256": inspection.image_sha256,
-            "uncertainty": inspection.uncertainty,
-            "input_ok": input_ok,
-            "model_version": str(mv.id),
-            "rules_version": ruleset.version,
-        }
         if inspection.verdict == "NG":
             webhooks.webhook_event_emit(project=project, event="inspection.ng", payload=payload)
         if input_ok is False:
@@ -281,7 +295,7 @@ def inspection_batch_start(
     files: list[tuple[str, bytes]],
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
 ) -> Job:
     """Store the uploads under the job's folder and queue them (202)."""
     _deployed(project)
@@ -298,7 +312,7 @@ def inspection_batch_start(
     return job_enqueue_raise_if_failed(job=job)
 
 
-def inspection_batch_run(*, job_id, task_id: str = "") -> None:
+def inspection_batch_run(*, job_id: RowId, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_batch)
 
 

@@ -29,6 +29,7 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.services.prompts import prompt_parse
+from inspection.types import Actor, RowId
 from prompting.errors import PromptError
 
 MAX_SEGMENT_PROMPTS = 200
@@ -110,7 +111,7 @@ def segment_run(
     prompts: Sequence[dict],
     target: str | None = None,
     mask_input: np.ndarray | None = None,
-    user=None,
+    user: Actor = None,
 ) -> SegmentOutput:
     """The mask of ``target`` (default: the first class a prompt names) that
     ``prompts`` point at on ``image``.
@@ -223,7 +224,7 @@ def _click_key(fingerprint: str, phash: str) -> str:
     return cache_key(fingerprint, phash, kind=CLICKS_CACHE_KIND)
 
 
-def embedding_start(*, image: Image, user=None) -> Job:
+def embedding_start(*, image: Image, user: Actor = None) -> Job:
     """The active embed job of ``image``, or a new one on the ``embed`` queue."""
     active = Job.objects.filter(
         image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES
@@ -239,13 +240,13 @@ def embedding_start(*, image: Image, user=None) -> Job:
     return job_enqueue_raise_if_failed(job=job)
 
 
-def embedding_compute(*, job_id, task_id: str = "") -> None:
+def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of an embed job (queue ``embed``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_embed)
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
-    from prompting.features.cache import embedding_extract_cached
+    from prompting.features.sam import embedding_extract_cached
 
     image = job.image
     if image is None:
