@@ -46,6 +46,7 @@ class EmbeddingNotReady(Conflict):
 
 
 def _embedding_key(model, phash: str) -> str:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import cache_key
 
     return cache_key(model.fingerprint, phash, kind="sam_embedding")
@@ -105,6 +106,7 @@ def segment_run(
             "the image's SAM embedding is being computed; retry when the job has succeeded",
             extra={"job": str(job.id), "job_state": job.state},
         )
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.segment import segment_prompts
 
     result = segment_prompts(model, embedding, parsed, target=target, mask_input=mask_input)
@@ -140,6 +142,7 @@ def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.sam import embedding_extract_cached
 
     image = job.image
@@ -163,6 +166,7 @@ def _embed(job: Job) -> tuple[dict, dict, str]:
 
 def mask_png_base64(mask: np.ndarray) -> str:
     """A 1-bit PNG (black/white once decoded), fast to encode and small on the wire."""
+    # deferred on purpose: PIL loads on first use
     from PIL import Image as PILImage
 
     buf = io.BytesIO()
