@@ -115,6 +115,47 @@ def embedding_get(key: str) -> SamEmbedding | None:
     return embedding
 
 
+_click_features: OrderedDict[str, Any] = OrderedDict()
+_CLICK_FEATURES_MAX = 16  # ~1-4 MB each: the images being clicked on right now
+
+
+def click_features_cached(key: str):
+    """Click features (:class:`prompting.clicks.ClickFeatures`) by cache key: from
+    process memory, else the disk cache (or None)."""
+    from prompting.clicks import ClickFeatures
+
+    with _lock:
+        if key in _click_features:
+            _click_features.move_to_end(key)
+            return _click_features[key]
+    arrays = feature_cache_get().get_arrays(key)
+    if arrays is None:
+        return None
+    try:
+        features = ClickFeatures.from_arrays(arrays)
+    except ValueError:
+        return None
+    _click_features_remember(key, features)
+    return features
+
+
+def click_features_store(key: str, features, *, fingerprint: str) -> None:
+    """Keep click features in process memory and the shared disk cache; the
+    fingerprint goes on the cache's list so deleting the image removes them."""
+    cache = feature_cache_get()
+    cache.fingerprint_note(fingerprint)
+    cache.put_arrays(key, features.to_arrays())
+    _click_features_remember(key, features)
+
+
+def _click_features_remember(key: str, features) -> None:
+    with _lock:
+        _click_features[key] = features
+        _click_features.move_to_end(key)
+        while len(_click_features) > _CLICK_FEATURES_MAX:
+            _click_features.popitem(last=False)
+
+
 _rulesets: OrderedDict[str, Any] = OrderedDict()
 
 

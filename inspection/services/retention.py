@@ -37,7 +37,7 @@ from inspection.storage import file_delete, names_under
 log = logging.getLogger("inspection.retention")
 
 TMP_GRACE_S = 3600  # partial writes younger than this may still be in progress
-CACHE_KINDS = ("features", "sam_embedding")
+CACHE_KINDS = ("features", "sam_embedding", "click_features")
 
 
 @dataclass
