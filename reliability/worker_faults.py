@@ -307,6 +307,9 @@ def main() -> int:
         "STORAGE_ROOT": str(var / "media"),
         "FEATURE_CACHE_DIR": str(var / "cache"),
         "JOB_STALE_AFTER": "3600",  # the suite sweeps with its own window (STALE_S)
+        # every training of the suite's one project starts cold, so a retried run can be
+        # compared with the baseline run (a warm start would continue from the last model)
+        "TRAIN_WARM_START": "0",
         "TRAIN_STEPS": TRAIN_STEPS,
         "PYTHONPATH": str(REPO),
         "LOG_LEVEL": "INFO",

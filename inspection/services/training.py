@@ -32,6 +32,7 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.storage import bytes_read, file_write_atomic, name_new
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.training")
 
@@ -61,7 +62,7 @@ def training_readiness(*, project: Project) -> list[str]:
     return problems
 
 
-def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) -> Job:
+def training_start(*, project: Project, user: Actor = None, visible: Sequence[str] = ()) -> Job:
     """Queue a training run; 409 with every reason when it can't start.
 
     ``visible``: ids of the images on the engineer's screen; their predictions
@@ -101,7 +102,7 @@ def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) 
     return job_enqueue_raise_if_failed(job=job)
 
 
-def training_run(*, job_id, task_id: str = "") -> None:
+def training_run(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a train job (idempotent: see ``job_execute``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_train)
 
@@ -161,9 +162,18 @@ def _train(job: Job) -> None:
 
     # the training length is the learner's unless TRAIN_STEPS says otherwise
     steps = {"steps": settings.TRAIN_STEPS} if settings.TRAIN_STEPS > 0 else {}
+    warm = _warm_start_get(project=project, classes=classes)
     result = learner_train(
-        training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress, **steps
+        training,
+        classes=classes,
+        backend=backend,
+        cache=cache,
+        seed=0,
+        progress=progress,
+        warm_start=warm[1] if warm else None,
+        **steps,
     )
+    warm_from = warm[0] if warm and result.timings.get("warm_start") else None
     job_check_cancelled(job=job)
 
     with transaction.atomic():
@@ -177,6 +187,8 @@ def _train(job: Job) -> None:
             classes=classes,
             config={
                 "seed": 0,
+                # the model this one continued from (incremental retraining), or None
+                "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
                 "backend_options": {}
                 if project.backend != "sam"
@@ -232,7 +244,29 @@ def _train(job: Job) -> None:
     return None  # the propagation's last chunk ends the job
 
 
-def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
+def _warm_start_get(*, project: Project, classes: list[str]):
+    """(ModelVersion, Learner) the next training continues from: the project's
+    newest model with the same backend and classes (TRAIN_WARM_START), or None."""
+    if not settings.TRAIN_WARM_START:
+        return None
+    latest = (
+        ModelVersion.objects.filter(project=project, backend=project.backend)
+        .exclude(artifact="")
+        .order_by("-number")
+        .first()
+    )
+    if latest is None or list(latest.classes) != list(classes):
+        return None
+    try:
+        return latest, engine.learner_get(latest)
+    except Exception as exc:  # an unreadable artifact: train from scratch, and say so
+        log.warning(
+            "model v%s can't start the next training (%s): a cold start", latest.number, exc
+        )
+        return None
+
+
+def model_deploy(*, model_version: ModelVersion, user: Actor = None) -> ModelVersion:
     """Make ``model_version`` the project's deployed model (no longer its shadow
     model, if it was); refresh predictions."""
     with transaction.atomic():
