@@ -104,6 +104,8 @@ class TrainResult:
     timings: dict[str, float]
     pixels_per_class: dict[str, int]
     loo_iou: float | None
+    #: ids of the images whose strokes ``loo_iou`` was measured on (held out of one fit)
+    loo_image_ids: tuple[str, ...] = ()
 
 
 def features_for(
@@ -771,6 +773,7 @@ def learner_train(
     candidates = (steps,) if isinstance(steps, int) else tuple(sorted(int(v) for v in steps))
     chosen_steps = candidates[len(candidates) // 2]
     temperature, loo_iou = 1.0, None
+    loo_image_ids: tuple[str, ...] = ()
     t_cal = time.perf_counter()
     uniq = np.unique(g)
     if calibrate and len(uniq) >= 3:
@@ -793,6 +796,7 @@ def learner_train(
                 if (y[held] == k).any():
                     ious.append(inter / max(union, 1))
             loo_iou = float(np.mean(ious)) if ious else None
+            loo_image_ids = tuple(str(images[int(i)].image_id) for i in np.unique(g[held]).tolist())
     t_cal = time.perf_counter() - t_cal
 
     report(0.8, "fitting")
@@ -834,7 +838,11 @@ def learner_train(
         "total_s": time.perf_counter() - t0,
     }
     return TrainResult(
-        learner=learner, timings=timings, pixels_per_class=pixels_per_class, loo_iou=loo_iou
+        learner=learner,
+        timings=timings,
+        pixels_per_class=pixels_per_class,
+        loo_iou=loo_iou,
+        loo_image_ids=loo_image_ids,
     )
 
 

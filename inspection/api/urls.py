@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from inspection.api import lifecycle as lc
 from inspection.api import views as v
 
 urlpatterns = [
@@ -18,6 +19,12 @@ urlpatterns = [
     ),
     path("projects/<uuid:pk>/images/", v.ImageListView.as_view(), name="project-images"),
     path("projects/<uuid:pk>/train/", v.TrainView.as_view(), name="project-train"),
+    path(
+        "projects/<uuid:pk>/candidate/", lc.ProjectCandidateView.as_view(), name="project-candidate"
+    ),
+    path(
+        "projects/<uuid:pk>/next-step/", lc.ProjectNextStepView.as_view(), name="project-next-step"
+    ),
     path("projects/<uuid:pk>/jobs/", v.ProjectJobListView.as_view(), name="project-jobs"),
     path("projects/<uuid:pk>/models/", v.ModelListView.as_view(), name="project-models"),
     path("projects/<uuid:pk>/rules/", v.RulesView.as_view(), name="project-rules"),
@@ -77,6 +84,13 @@ urlpatterns = [
     path("models/<uuid:pk>/deploy/", v.ModelDeployView.as_view(), name="model-deploy"),
     path("models/<uuid:pk>/bundle/", v.ModelBundleView.as_view(), name="model-bundle"),
     path("models/<uuid:pk>/shadow/", v.ModelShadowView.as_view(), name="model-shadow"),
+    path("models/<uuid:pk>/comparison/", lc.ModelComparisonView.as_view(), name="model-comparison"),
+    path("models/<uuid:pk>/dismiss/", lc.ModelDismissView.as_view(), name="model-dismiss"),
+    path(
+        "models/<uuid:pk>/undo-strokes/",
+        lc.ModelUndoStrokesView.as_view(),
+        name="model-undo-strokes",
+    ),
     path(
         "predictions/<uuid:pk>/mask/",
         v.PredictionFileView.as_view(kind="mask"),

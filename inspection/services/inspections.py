@@ -273,7 +273,7 @@ def inspection_batch_start(
             stored = bytes_save(f"{project_prefix(project.id)}/batches/{job.id.hex}/{i}.bin", data)
             items.append({"name": filename_sanitise(name), "file": stored})
         job.params = {"items": items, "station": station[:100], "part_id": part_id[:200]}
-        job.message = f"queued: {len(items)} images"
+        job.message = f"queued: {len(items)} image{'' if len(items) == 1 else 's'}"
         job.save(update_fields=["params", "message"])
         job_enqueue(job=job)
     return job_enqueue_raise_if_failed(job=job)
@@ -317,5 +317,5 @@ def _batch(job: Job) -> tuple[dict, dict, str]:
     return (
         {"n_images": n, "counts": counts, "errors": errors[:100]},
         {"mean_latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None},
-        f"{n} images inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
+        f"{n} image{'' if n == 1 else 's'} inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
     )

@@ -115,7 +115,8 @@ def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
-    input_check and input_check_margin (inspections from now on).
+    input_check and input_check_margin (inspections from now on), auto_deploy
+    (every Run's model is deployed until the first line inspection).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -148,6 +149,7 @@ def project_update(*, project: Project, data: dict) -> Project:
         "alert_window",
         "input_check",
         "input_check_margin",
+        "auto_deploy",
     )
     for field in fields:
         if field in data:

@@ -19,8 +19,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from inspection.errors import Conflict
-from inspection.models import Image, Job, ModelVersion, Prediction, Project, Prompt, RuleSet
-from inspection.services import engine
+from inspection.models import (
+    DeployedHow,
+    Image,
+    Job,
+    ModelVersion,
+    Prediction,
+    Project,
+    Prompt,
+    RuleSet,
+)
+from inspection.services import engine, lifecycle
 from inspection.services.jobs import (
     job_check_cancelled,
     job_create,
@@ -43,7 +52,7 @@ def training_readiness(*, project: Project) -> list[str]:
     have = project.images.count()
     if have < project.cold_start_min:
         problems.append(
-            f"cold start: the project has {have} images and needs at least "
+            f"cold start: the project has {have} image{'' if have == 1 else 's'} and needs at least "
             f"{project.cold_start_min} to train; add {project.cold_start_min - have} more"
         )
     labels = Counter(
@@ -188,13 +197,12 @@ def _train(job: Job) -> tuple[dict, dict, str]:
 
         mv.artifact.name = name
         mv.artifact_sha256 = hashlib.sha256(bytes_read(name)).hexdigest()
-        mv.metrics = {"loo_iou": result.loo_iou}
+        mv.metrics = {"loo_iou": result.loo_iou, "loo_image_ids": list(result.loo_image_ids)}
         mv.save()
         project.refresh_from_db()
-        deployed_now = project.deployed_model_id is None
-        if deployed_now:
-            project.deployed_model = mv
-            project.save(update_fields=["deployed_model", "updated_at"])
+        deploy_how = lifecycle.run_deploy_how(project=project)
+        if deploy_how:
+            lifecycle.project_deployed_set(project=project, model_version=mv, how=deploy_how)
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
@@ -205,13 +213,34 @@ def _train(job: Job) -> tuple[dict, dict, str]:
     )
     metrics = {**mv.metrics, **stats["metrics"]}
     ModelVersion.objects.filter(id=mv.id).update(metrics=metrics)
-    message = f"model v{mv.number} trained on {len(images)} images; {stats['n']} images predicted"
-    if deployed_now:
+    mv.metrics = metrics
+    message = (
+        f"model v{mv.number} trained on {_count(len(images), 'image')}; "
+        f"{_count(stats['n'], 'image')} predicted"
+    )
+    if deploy_how == "first":
         message += "; deployed (the project had no deployed model)"
+    elif deploy_how == "auto":
+        message += "; deployed automatically (auto-deploy, until the first line inspection)"
+    else:
+        message += "; a candidate: the line still uses the deployed version"
+    guard = lifecycle.model_guard(model_version=mv)
+    if guard is not None:
+        message += f". Warning: {guard['assessment']['summary']}"
     result_json = {
         "model_version": str(mv.id),
         "model_number": mv.number,
-        "deployed": deployed_now,
+        "deployed": bool(deploy_how),
+        "deployed_how": deploy_how or None,
+        "guard": None
+        if guard is None
+        else {
+            "verdict": guard["assessment"]["verdict"],
+            "summary": guard["assessment"]["summary"],
+            "previous": guard["baseline"],
+            "prompts_added": guard["prompts"]["added"],
+            "prompts_removed": guard["prompts"]["removed"],
+        },
         "n_training_images": len(images),
         "n_prompts": len(prompts),
         "n_predictions": stats["n"],
@@ -220,6 +249,10 @@ def _train(job: Job) -> tuple[dict, dict, str]:
     }
     timings = {**mv.timings, "predict_s": stats["seconds"]}
     return result_json, timings, message
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _ruleset_active(project: Project) -> RuleSet:
@@ -414,12 +447,20 @@ def predictions_refresh_start(*, project: Project, user=None, reason: str = "") 
     """
     if project.deployed_model_id is None:
         return None
+    # the candidate too: the Images page may be showing it, and a rules change
+    # must not leave it with the old rules (or swap it for the deployed version)
+    candidate = lifecycle.model_candidate(project=project)
+    versions = [str(project.deployed_model_id)] + ([str(candidate.id)] if candidate else [])
     with transaction.atomic():
         job = job_create(
             project=project,
             kind=Job.Kind.PREDICT,
             user=user,
-            params={"model_version": str(project.deployed_model_id), "reason": reason},
+            params={
+                "model_version": str(project.deployed_model_id),
+                "model_versions": versions,
+                "reason": reason,
+            },
         )
         job_enqueue(job=job)
     return job_enqueue_raise_if_failed(job=job)
@@ -432,30 +473,40 @@ def predictions_refresh(*, job_id, task_id: str = "") -> None:
 
 def _refresh(job: Job) -> tuple[dict, dict, str]:
     project = job.project
-    mv_id = job.params.get("model_version") or project.deployed_model_id
-    mv = ModelVersion.objects.filter(id=mv_id, project=project).first()
-    if mv is None:
+    ids = job.params.get("model_versions") or [
+        job.params.get("model_version") or project.deployed_model_id
+    ]
+    found = {str(m.id): m for m in ModelVersion.objects.filter(id__in=ids, project=project)}
+    versions = [found[str(i)] for i in ids if str(i) in found]
+    if not versions:
         raise Conflict("the model version to predict with no longer exists")
     ruleset = _ruleset_active(project)
-    stats = _predict_all(
-        job=job,
-        project=project,
-        model_version=mv,
-        ruleset=ruleset,
-        start=0.0,
-        span=1.0,
-        reuse_probabilities=True,
-    )
+    span = 1.0 / len(versions)
+    runs = []
+    for k, mv in enumerate(versions):
+        stats = _predict_all(
+            job=job,
+            project=project,
+            model_version=mv,
+            ruleset=ruleset,
+            start=k * span,
+            span=span,
+            reuse_probabilities=True,
+        )
+        runs.append((mv, stats))
+    mv, stats = runs[0]
+    names = " and ".join(f"v{m.number}" for m, _ in runs)
     return (
         {
             "model_version": str(mv.id),
+            "model_versions": [str(m.id) for m, _ in runs],
             "ruleset": str(ruleset.id),
             "n_predictions": stats["n"],
             "verdicts": stats["verdicts"],
             "metrics": stats["metrics"],
         },
-        {"predict_s": stats["seconds"]},
-        f"{stats['n']} images predicted with model v{mv.number} and rules v{ruleset.version}",
+        {"predict_s": round(sum(st["seconds"] for _, st in runs), 3)},
+        f"{_count(stats['n'], 'image')} predicted with model {names} and rules v{ruleset.version}",
     )
 
 
@@ -464,10 +515,9 @@ def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
     model, if it was); refresh predictions."""
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=model_version.project_id)
-        project.deployed_model = model_version
-        if project.shadow_model_id == model_version.id:  # the candidate is promoted
-            project.shadow_model = None
-        project.save(update_fields=["deployed_model", "shadow_model", "updated_at"])
+        lifecycle.project_deployed_set(
+            project=project, model_version=model_version, how=DeployedHow.MANUAL
+        )
     predictions_refresh_start(
         project=project, user=user, reason=f"deployed model v{model_version.number}"
     )

@@ -288,6 +288,22 @@ def _class_blobs(
     return _ClassBlobs(window, labels, ids[keep], all_areas[keep], blobs)
 
 
+def number_readable(x: float) -> str:
+    """A measure as people write it: never scientific notation.
+
+    >>> number_readable(12200.0), number_readable(3.5), number_readable(0.0125)
+    ('12,200', '3.5', '0.0125')
+    """
+    x = float(x)
+    if x.is_integer():
+        return f"{int(x):,}"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}".rstrip("0").rstrip(".")
+    return f"{x:.4f}".rstrip("0").rstrip(".") or "0"
+
+
 def _reason(
     rule: Rule,
     class_name: str,
@@ -354,7 +370,8 @@ def _rule_evaluate(
                             measure,
                             value,
                             threshold,
-                            f"{name} blob #{blob_id}: area {value:.4g} {unit} >= {threshold:.4g} {unit}",
+                            f"{name} blob #{blob_id}: area {number_readable(value)} {unit} >= "
+                            f"{number_readable(threshold)} {unit}",
                         )
                     )
         triggered = largest >= threshold and largest > 0

@@ -1,6 +1,6 @@
 // The Run button: POST /projects/{id}/train/ (train + propagate), then a live
 // progress bar from the job row until it ends. Used by the overview and editor.
-import { api, pollJob, jobIdOf, errorText } from "./api.js";
+import { api, pollJob, jobIdOf, errorText, h } from "./api.js";
 
 export function setupRun({ projectId, root, onDone }) {
   if (!root) return null;
@@ -20,7 +20,7 @@ export function setupRun({ projectId, root, onDone }) {
   });
 
   function show(job) {
-    box.classList.remove("hidden", "failed");
+    box.classList.remove("hidden", "failed", "warn");
     const p = Number(job.progress ?? 0);
     bar.value = p;
     bar.dataset.state = job.state || job.status || "";
@@ -40,7 +40,21 @@ export function setupRun({ projectId, root, onDone }) {
       const state = job.state || job.status;
       if (state === "succeeded") {
         bar.value = 100;
-        msg.textContent = "Done: predictions updated" + (job.timings && job.timings.total ? ` in ${Number(job.timings.total).toFixed(1)} s` : "");
+        // the job's own words: which version was made, whether it was deployed
+        // or is a candidate, and a warning when it scores worse than the one before
+        const secs = job.timings && job.timings.total ? ` (${Number(job.timings.total).toFixed(1)} s)` : "";
+        const guard = job.result && job.result.guard;
+        // the warning's evidence is long: the run bar says what happened, the
+        // Images page's comparison card gives the figures and the way back
+        const said = (job.message || "predictions updated").split(". Warning: ")[0];
+        msg.replaceChildren(`Done: ${said}${secs}`);
+        if (guard) {
+          msg.append(h("span", { class: "guard-line", "data-testid": "run-guard" },
+            ` Warning: v${job.result.model_number} scores ${guard.verdict === "worse" ? "clearly worse than" : "worse in part than"} v${guard.previous.number}. `,
+            h("a", { href: `/projects/${projectId}/#lifecycle` }, "See why, undo or keep")));
+        }
+        box.classList.toggle("warn", Boolean(guard));
+        box.dataset.guard = guard ? guard.verdict : "";
         if (onDone) await onDone(job);
       } else {
         box.classList.add("failed");
