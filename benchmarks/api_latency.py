@@ -526,7 +526,7 @@ def inspect_bench(api, world: World, *, n: int, warmup: int) -> Series:
 
     from inspection.models import Project
     from inspection.services import engine
-    from inspection.services.rules import ruleset_active_get
+    from inspection.services.rulesets import ruleset_active_get
     from prompting.images import image_decode, image_to_rgb8
     from prompting.pipeline import inspect_image
     from prompting.rules import ruleset_validate

@@ -36,6 +36,13 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("kind", "state")
 
 
+@admin.register(models.JobChunk)
+class JobChunkAdmin(admin.ModelAdmin):
+    list_display = ("job", "index", "state", "done", "attempts", "started_at", "finished_at")
+    list_filter = ("state",)
+    readonly_fields = [f.name for f in models.JobChunk._meta.fields]
+
+
 @admin.register(models.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("project", "number", "backend", "created_at")

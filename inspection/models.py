@@ -262,6 +262,49 @@ class Job(models.Model):
         return self.state in self.ACTIVE_STATES
 
 
+class JobChunk(models.Model):
+    """One slice of a fanned-out job (propagation, batch inspection): a Celery task
+    runs it on whichever worker is free. The parent Job stays the truth: its
+    progress and result aggregate its chunks, and it ends when the last one does.
+
+    ``items``: what the chunk works on (image ids; batch item indices). ``done``:
+    how many of them are finished, so a chunk re-run after a lost worker resumes.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    items = models.JSONField(default=list)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="jobchunk_unique_index"),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of {self.job_id} ({self.state})"
+
+
 class ModelVersion(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
@@ -334,7 +377,7 @@ class Prediction(models.Model):
     blobs = models.JSONField(default=list)
     mask = models.FileField(max_length=300)
     overlay = models.FileField(max_length=300)
-    #: (K+1, H, W) float16 probabilities, .npz; lets backtests re-run rules cheaply
+    #: probabilities, .npz (``prompting.probmaps``: uint8 defect planes); lets backtests re-run rules cheaply
     probabilities = models.FileField(max_length=300)
     #: fraction of inspected pixels near their class threshold (rules' Decision.uncertainty);
     #: null for predictions stored before it was measured

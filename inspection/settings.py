@@ -186,6 +186,11 @@ COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
 # --- jobs -------------------------------------------------------------------------
 JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job failed
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
+# propagation and batch inspection run in chunks, one task each, on every free worker:
+# the first images (on the engineer's screen, then the most uncertain) in small chunks
+PROPAGATION_FIRST_IMAGES = env_int("PROPAGATION_FIRST_IMAGES", 12)  # images that land first
+PROPAGATION_FIRST_CHUNK = env_int("PROPAGATION_FIRST_CHUNK", 4)  # chunk size for those
+PROPAGATION_CHUNK = env_int("PROPAGATION_CHUNK", 16)  # images / uploads per chunk after
 # keep_inspection_images=unsure also keeps OK images with at least this uncertain fraction
 INSPECTION_KEEP_UNSURE_MIN = env_float("INSPECTION_KEEP_UNSURE_MIN", 0.1)
 # kept inspection images older than this many days are deleted by the daily sweep (0: never)
@@ -196,6 +201,16 @@ WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
 # webhooks to private/loopback addresses are refused unless this is on
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+
+# --- line stations (manage.py station serve) ----------------------------------------
+# address a station listens on unless --bind says otherwise (LandingEdge has no authentication)
+STATION_BIND = env("STATION_BIND", "127.0.0.1")
+# client addresses/networks a station answers unless --allow says otherwise (comma-separated)
+STATION_ALLOW = env_list("STATION_ALLOW", "127.0.0.0/8,::1/128")
+# gunicorn worker processes per station
+STATION_WORKERS = env_int("STATION_WORKERS", 1)
+# seconds one station request may take before its worker is restarted
+STATION_TIMEOUT = env_int("STATION_TIMEOUT", 60)
 
 # --- celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")

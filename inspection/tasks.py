@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from inspection.services.chunks import job_chunk_run
 from inspection.services.inspections import inspection_batch_run
 from inspection.services.jobs import jobs_sweep_stale
+from inspection.services.predictions import predictions_refresh
 from inspection.services.reviews import inspection_images_expire
 from inspection.services.rules import rules_job_run
 from inspection.services.segment import embedding_compute
 from inspection.services.shadow import shadow_decide
-from inspection.services.training import predictions_refresh, training_run
+from inspection.services.training import training_run
 from inspection.services.webhooks import DeliveryFailed, webhook_delivery_send
 
 
@@ -32,6 +34,12 @@ def predictions_refresh_task(self, job_id: str) -> None:
 @shared_task(bind=True)
 def inspection_batch_run_task(self, job_id: str) -> None:
     inspection_batch_run(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True)
+def job_chunk_run_task(self, chunk_id: str) -> None:
+    """One chunk of a fanned-out job (propagation, batch inspection)."""
+    job_chunk_run(chunk_id=chunk_id, task_id=self.request.id or "")
 
 
 @shared_task(bind=True)

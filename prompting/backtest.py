@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from prompting.rules.decision import _class_areas, _prepare, _rule_evaluate, rules_verdict
+from prompting.rules.decision import class_areas, probabilities_prepare, rules_verdict
 from prompting.rules.regions import regions_mask
-from prompting.rules.schema import ANY_CLASS, Rule, RuleSet, ruleset_check_context
+from prompting.rules.schema import RuleSet, ruleset_check_context
+from prompting.rules.types import ANY_CLASS, RULE_TYPES, Rule, RuleContext
 
 VERDICTS = ("OK", "NG")
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -227,41 +228,34 @@ class TuneResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _tunable_names() -> str:
+    """The rule types whose minimum blob area the tuner may set, for messages."""
+    return "/".join(name for name, cls in RULE_TYPES.items() if cls.tunable_area)
+
+
 def _tuned_rule(base: RuleSet, rule_id: str | None, notes: list[str]) -> Rule | None:
-    candidates = [r for r in base.rules if r.type == "blob_area"]
+    candidates = [r for r in base.rules if r.tunable_area]
     if rule_id is not None:
         for r in base.rules:
             if r.id == rule_id:
-                if r.type != "blob_area":
+                if not r.tunable_area:
                     raise ValueError(
-                        f"rule {rule_id!r} is a {r.type} rule; only blob_area rules can be tuned"
+                        f"rule {rule_id!r} is a {r.type} rule; "
+                        f"only {_tunable_names()} rules can be tuned"
                     )
                 return r
         raise ValueError(f"no rule {rule_id!r} in the base rule set")
     if len(candidates) > 1:
         others = ", ".join(repr(r.id) for r in candidates[1:])
         notes.append(
-            f"tuned rule {candidates[0].id!r}, the first of {len(candidates)} blob_area rules; "
-            f"{others} kept as they are"
+            f"tuned rule {candidates[0].id!r}, the first of {len(candidates)} "
+            f"{_tunable_names()} rules; {others} kept as they are"
         )
     return candidates[0] if candidates else None
 
 
-def _base_min_area_px(rule: Rule | None, px_per_mm: float | None) -> int | None:
-    if rule is None:
-        return None
-    if rule.min_area_px is not None:
-        return rule.min_area_px
-    assert rule.min_area_mm2 is not None and px_per_mm
-    return max(1, math.ceil(rule.min_area_mm2 * px_per_mm**2 - 1e-9))
-
-
 def _with_rule(base: RuleSet, rule: Rule, min_area_px: int, px_per_mm: float | None) -> RuleSet:
-    if rule.min_area_mm2 is not None:
-        assert px_per_mm
-        new = replace(rule, min_area_mm2=min_area_px * (1.0 / px_per_mm**2))
-    else:
-        new = replace(rule, min_area_px=min_area_px)
+    new = rule.with_area_px(min_area_px, px_per_mm)
     rules = tuple(new if r.id == rule.id else r for r in base.rules)
     if not any(r.id == rule.id for r in base.rules):
         rules = (*rules, new)
@@ -304,12 +298,12 @@ def _table(
     for i, image_id in enumerate(image_ids):
         progress(i / max(1, n), f"tuning {i + 1}/{n}")
         probs = probabilities[image_id]
-        prep = _prepare(probs)
+        prep = probabilities_prepare(probs)
         inspected = regions_mask(base.regions, shape=probs.shape[1:])
         inspected_area = int(inspected.sum())
 
         fixed = {
-            name: _class_areas(prep, k, name, base, inspected=inspected, px_per_mm=px_per_mm)
+            name: class_areas(prep, k, name, base, inspected=inspected, px_per_mm=px_per_mm)
             for k, name in enumerate(classes)
             if name not in affected
         }
@@ -324,18 +318,20 @@ def _table(
             areas = dict(fixed)
             for k, name in enumerate(classes):
                 if name in affected:
-                    areas[name] = _class_areas(
+                    areas[name] = class_areas(
                         prep, k, name, rs, inspected=inspected, px_per_mm=px_per_mm
                     )
             seen = [areas[c] for c in affected if areas[c].size]
             tuned_max[i, j] = max((int(a.max()) for a in seen), default=0)
-            ordered = {c: areas[c] for c in classes}
-            other_ng[i, j] = any(
-                _rule_evaluate(
-                    r, ordered, None, inspected_area=inspected_area, px_per_mm=px_per_mm
-                )[0].triggered
-                for r in others
+            ctx = RuleContext(
+                areas_by_class={c: areas[c] for c in classes},
+                ids_by_class=None,
+                inspected_area=inspected_area,
+                px_per_mm=px_per_mm,
+                probabilities=probs,
+                inspected=inspected,
             )
+            other_ng[i, j] = any(r.evaluate(ctx)[0].triggered for r in others)
     return _Table(tuned_max=tuned_max, other_ng=other_ng)
 
 
@@ -427,21 +423,18 @@ def rules_tune(
     notes: list[str] = []
     rule = _tuned_rule(base, rule_id, notes)
     if rule is None:
-        rule = Rule(
-            id=TUNED_RULE_ID,
-            type="blob_area",
-            class_name=ANY_CLASS,
-            severity="major",
-            min_area_px=1,
-        )
+        # a new rule of the first type the tuner can set (blob_area)
+        new_type = next(cls for cls in RULE_TYPES.values() if cls.tunable_area)
+        rule = new_type(id=TUNED_RULE_ID, class_name=ANY_CLASS, severity="major")
+        rule = rule.with_area_px(1, px_per_mm)
         while any(r.id == rule.id for r in base.rules):
             rule = replace(rule, id=rule.id + "-1")
         base_min_area = None
         notes.append(
-            f"the base rule set has no blob_area rule; proposed a new one, {rule.id!r}, for any class"
+            f"the base rule set has no {_tunable_names()} rule; proposed a new one, {rule.id!r}, for any class"
         )
     else:
-        base_min_area = _base_min_area_px(rule, px_per_mm)
+        base_min_area = rule.area_px(px_per_mm)
     base_threshold = (
         base.default.threshold
         if rule.class_name == ANY_CLASS

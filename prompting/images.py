@@ -405,10 +405,11 @@ def mask_decode(
     return np.ascontiguousarray(mask)
 
 
-def png_encode(array: np.ndarray) -> bytes:
+def png_encode(array: np.ndarray, *, compress_level: int = 6) -> bytes:
     """Encode (H, W) bool|uint8|uint16 or (H, W, 3|4) uint8 as PNG bytes.
 
-    bool becomes 0/255 gray.
+    bool becomes 0/255 gray. ``compress_level`` 0-9 (zlib): 1 writes a photo-like
+    image about 4x faster than the default 6, for a file ~5 % larger.
     """
     arr = np.asarray(array)
     if arr.dtype == bool:
@@ -420,7 +421,7 @@ def png_encode(array: np.ndarray) -> bytes:
     else:
         raise ImageError(f"cannot encode array of shape {arr.shape} and dtype {arr.dtype} as PNG")
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", compress_level=int(compress_level))
     return buf.getvalue()
 
 

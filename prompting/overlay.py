@@ -79,14 +79,26 @@ def render_overlay(
     palette = np.zeros((max(n, 0) + 1, 3), np.float32)
     for k in range(1, n + 1):
         palette[k] = colours[(k - 1) % len(colours)]
-    out = rgb8.astype(np.float32)
+    # only labelled pixels and rectangles change: the rest is copied as it is
+    out = rgb8.copy()
     hit = labels > 0
-    if hit.any():
-        colour = palette[labels[hit]]
-        out[hit] = (1.0 - alpha) * out[hit] + alpha * colour
-        edges = find_boundaries(labels, mode="inner") & hit
-        out[edges] = palette[labels[edges]]
-    height, width = labels.shape
+    rows = np.flatnonzero(hit.any(axis=1))
+    if rows.size:
+        cols = np.flatnonzero(hit.any(axis=0))
+        height, width = labels.shape
+        # the boundary of the labelled window grown by one pixel is the boundary
+        # of the whole map there (every neighbour of a labelled pixel is inside)
+        win = (
+            slice(max(0, rows[0] - 1), min(height, rows[-1] + 2)),
+            slice(max(0, cols[0] - 1), min(width, cols[-1] + 2)),
+        )
+        lab, sub = labels[win], out[win]
+        hit_w = hit[win]
+        colour = palette[lab[hit_w]]
+        blended = (1.0 - alpha) * sub[hit_w].astype(np.float32) + alpha * colour
+        edges = find_boundaries(lab, mode="inner") & hit_w
+        blended[edges[hit_w]] = palette[lab[edges]]
+        sub[hit_w] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     for blob in blobs or ():
         (x0, y0, x1, y1), class_name = _bbox_and_class(blob)
         if classes is not None and class_name in classes:
@@ -95,5 +107,5 @@ def render_overlay(
             window = labels[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
             k = int(window.max(initial=0))
             c = palette[k] if k > 0 else np.asarray(colours[0], np.float32)
-        _rectangle_draw(out, (x0 - 1, y0 - 1, x1, y1), c)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        _rectangle_draw(out, (x0 - 1, y0 - 1, x1, y1), np.clip(np.rint(c), 0, 255).astype(np.uint8))
+    return out

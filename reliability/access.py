@@ -32,6 +32,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/api/v1/auth/me/", "", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
     ("GET", "/api/v1/projects/", "", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
     ("POST", "/api/v1/projects/", "project", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
+    # the rule editor's vocabulary (rule types, measures...): the engine's, not a project's
+    ("GET", "/api/v1/rules/vocabulary/", "", "401 2xx 2xx 2xx 2xx 2xx 2xx"),
     # project
     ("GET", "/api/v1/projects/{project}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("PATCH", "/api/v1/projects/{project}/", "project_patch", "401 403 403 2xx 2xx 404 403"),
@@ -125,6 +127,78 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("DELETE", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries/", "", "401 403 403 403 2xx 404 403"),
 ]
+
+
+# Line stations (``manage.py station serve``): LandingEdge's POST /images on their
+# own port, no users or tokens (the protocol has none): the client's address
+# decides. Rows: client address, method, path, body, expected; the station allows
+# its default (this machine) unless the row's allow column names networks.
+STATION_CLIENTS = {"local": "127.0.0.1", "local6": "::1", "lan": "10.20.30.40"}
+STATION_MATRIX: list[tuple[str, str, str, str, str, str]] = [
+    # allow          client    method  path                  body      expected
+    ("", "local", "POST", "/images", "upload", "2xx"),
+    ("", "local6", "POST", "/images", "upload", "2xx"),
+    ("", "lan", "POST", "/images", "upload", "403"),
+    ("", "local", "GET", "/images", "", "405"),
+    ("", "local", "PUT", "/images", "upload", "405"),
+    ("", "local", "DELETE", "/images", "", "405"),
+    ("", "lan", "GET", "/images", "", "403"),
+    ("", "local", "GET", "/", "", "404"),
+    ("", "local", "GET", "/api/v1/projects/", "", "404"),
+    ("", "local", "POST", "/api/v1/projects/{project}/inspect/", "upload", "404"),
+    ("", "local", "GET", "/admin/", "", "404"),
+    ("", "lan", "GET", "/api/v1/projects/", "", "403"),
+    ("10.20.0.0/16", "lan", "POST", "/images", "upload", "2xx"),
+    ("10.20.0.0/16", "local", "POST", "/images", "upload", "403"),
+]
+
+
+def station_call(app, *, method="POST", path="/images", files=None, data=None, remote="127.0.0.1"):
+    """One request straight into a station's WSGI app: (status, JSON body)."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+    body = b""
+    # PEP 3333: the path as the server got it, its UTF-8 bytes read as latin-1
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path.encode().decode("latin-1"), "REMOTE_ADDR": remote}
+    if method in ("POST", "PUT"):
+        fields = dict(data or {})
+        for name, (filename, content) in (files or {}).items():
+            f = io.BytesIO(content)
+            f.name = filename
+            fields[name] = f
+        body = encode_multipart(BOUNDARY, fields)
+        environ.update(CONTENT_TYPE=MULTIPART_CONTENT, CONTENT_LENGTH=str(len(body)))
+    environ["wsgi.input"] = io.BytesIO(body)
+    setup_testing_defaults(environ)
+    status = []
+    response = app(environ, lambda s, h: status.append(s))
+    content = b"".join(response)
+    response.close()
+    return int(status[0].split()[0]), json.loads(content)
+
+
+def station_cell_run(world, allow: str, client: str, method: str, path: str, body: str, expected: str):
+    """(ok, detail) for one station row; a 2xx must be logged with the station's name."""
+    from inspection.models import Inspection
+    from inspection.services.stations import DEFAULT_ALLOW, Station, networks_parse
+    from inspection.stations.app import StationApp
+    from reliability.world import tile_png
+
+    station = Station(
+        name="rel-station", project_id=str(world.project.id), allow=networks_parse([allow or ",".join(DEFAULT_ALLOW)])
+    )
+    files = {"file": ("part.png", tile_png(9000 + uuid.uuid4().int % 1000))} if body == "upload" else None
+    before = Inspection.objects.filter(project=world.project).count()
+    status, answer = station_call(
+        StationApp(station), method=method, path=url_fill(world, path), files=files, remote=STATION_CLIENTS[client]
+    )
+    logged = Inspection.objects.filter(project=world.project).count() - before
+    ok = outcome_ok(status, expected) and logged == (1 if 200 <= status < 300 else 0)
+    detail = f"station allow={allow or 'default'} {client} {method} {path}: expected {expected}, got {status} ({str(answer)[:200]}), logged {logged}"
+    return ok, detail
 
 
 def matrix_cases() -> list[tuple[str, str, str, str, str]]:
@@ -470,12 +544,19 @@ def main() -> int:
         t0 = time.perf_counter()
         ok, detail = cell_run(world, *case)
         tally.case(ok, detail, time.perf_counter() - t0)
+    for row in STATION_MATRIX:
+        t0 = time.perf_counter()
+        ok, detail = station_cell_run(world, *row)
+        tally.case(ok, detail, time.perf_counter() - t0)
     n_cells = tally.tried
     tally.extend(len(LISTS), foreign_rows_check(world))
     tally.extend(*probe_check(world))
     tally.extend(*csrf_check(world))
     tally.extend(*throttle_check(world))
-    tally.note(f"matrix cells: {n_cells} ({len(MATRIX)} endpoint×method rows × {len(ROLES)} roles)")
+    tally.note(
+        f"matrix cells: {n_cells} ({len(MATRIX)} endpoint×method rows × {len(ROLES)} roles, "
+        f"+ {len(STATION_MATRIX)} station rows: allow-list × client × method × path)"
+    )
     tally.note(
         f"list endpoints scanned for foreign ids: {len(LISTS)}; id probes: {len(PROBES) * 2 + 1}"
     )

@@ -8,7 +8,13 @@ content type documented, body valid against the documented schema. Then every
 operation is called without credentials and with a bogus token: it must answer
 401 (0 endpoints that ignore authentication).
 
-    python -m reliability.fuzz [--per-operation N]
+Line stations are not in the schema (LandingEdge's protocol, on their own
+port): ``station_fuzz`` generates their requests with Hypothesis (methods,
+paths, client addresses, image bytes valid and broken, metadata JSON valid and
+hostile, extra and missing fields). Checks: never a server error; a 2xx is a
+LandingEdge answer whose bitmaps decode to the image's size and is logged.
+
+    python -m reliability.fuzz [--per-operation N] [--station-requests N]
 """
 
 from __future__ import annotations
@@ -184,9 +190,101 @@ def _fuzz(world, *, per_operation: int, operations: int | None, auth_variants: i
     }
 
 
+def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
+    """Hypothesis-generated requests into a station of the world's project.
+    Returns {"requests", "statuses": {class: n}, "failures": [detail]}."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from inspection.models import Inspection
+    from inspection.services.stations import Station
+    from inspection.stations.app import StationApp
+    from inspection.stations.landingedge import METADATA_FIELDS, bitmap_rle_decode
+    from reliability.access import station_call
+    from reliability.world import tile_png
+
+    app = StationApp(Station(name="fuzz-station", project_id=str(world.project.id)))
+    png = tile_png(4242)
+    keys = list(METADATA_FIELDS) + list(METADATA_FIELDS.values()) + ["camera", "", "__proto__"]
+    json_value = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=300),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+        max_leaves=8,
+    )
+    metadata = st.one_of(
+        st.none(),
+        st.text(max_size=200),
+        st.dictionaries(st.sampled_from(keys), json_value, max_size=5).map(json.dumps),
+        st.builds(lambda n: "[" * n + "]" * n, st.integers(1, 5000)),
+    )
+    image = st.one_of(
+        st.just(png),
+        st.binary(max_size=512),
+        st.integers(0, len(png)).map(lambda n: png[:n]),
+        st.builds(lambda a, b: a + b, st.just(png), st.binary(max_size=64)),
+    )
+    request_st = st.fixed_dictionaries(
+        {
+            "method": st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "DELETE", "PATCH"]),
+            "path": st.one_of(st.just("/images"), st.just("/images/"), st.text(max_size=40).map(lambda t: "/" + t)),
+            "remote": st.sampled_from(["127.0.0.1", "::1", "10.0.0.1", "", "not-an-ip"]),
+            "files": st.one_of(
+                st.none(),
+                st.fixed_dictionaries({"file": st.tuples(st.text(max_size=30), image)}),
+                st.fixed_dictionaries({"image": st.tuples(st.just("a.png"), image)}),
+            ),
+            "metadata": metadata,
+        }
+    )
+    statuses: Counter = Counter()
+    failures: list[str] = []
+
+    @settings(
+        max_examples=requests,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(request_st)
+    def one(req):
+        data = {} if req["metadata"] is None else {"metadata": req["metadata"]}
+        before = Inspection.objects.filter(project=world.project).count()
+        try:
+            status, body = station_call(
+                app, method=req["method"], path=req["path"], files=req["files"], data=data, remote=req["remote"]
+            )
+        except Exception as exc:  # a crash of the app itself
+            failures.append(f"{req!r:.300}: raised {exc!r}")
+            return
+        statuses[f"{status // 100}xx"] += 1
+        logged = Inspection.objects.filter(project=world.project).count() - before
+        problem = ""
+        if status >= 500:
+            problem = f"server error {status}: {body}"
+        elif 200 <= status < 300:
+            p = body.get("predictions", {})
+            shape = (p.get("imageHeight"), p.get("imageWidth"))
+            try:
+                for bitmap in p["bitmaps"].values():
+                    bitmap_rle_decode(bitmap["bitmap"], shape)
+            except (KeyError, ValueError, TypeError) as exc:
+                problem = f"answer does not decode: {exc}"
+            if logged != 1:
+                problem = problem or f"answered 2xx but logged {logged} inspections"
+        elif logged:
+            problem = f"answered {status} but logged {logged} inspections"
+        if problem:
+            failures.append(f"{req!r:.300}: {problem}")
+
+    one()
+    return {"requests": sum(statuses.values()), "statuses": dict(statuses), "failures": failures}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-operation", type=int, default=25, help="generated requests per operation (default 25)")
+    parser.add_argument("--station-requests", type=int, default=300, help="generated station requests (default 300)")
     args = parser.parse_args()
     from reliability._django import Tally, django_start, django_stop
 
@@ -213,6 +311,10 @@ def main() -> int:
     tally.note(f"operations: {figures['operations']}; generated requests: {figures['generated']}; unauthenticated probes: {figures['requests'] - figures['generated']}")
     tally.note(f"generated responses by class: {figures['statuses']}")
     tally.note(f"distinct failing (operation, check): {len(figures['failures'])}; endpoints ignoring auth: {len(figures['auth_failures'])}")
+    station = station_fuzz(world, requests=args.station_requests)
+    tally.tried += station["requests"]
+    tally.failures.extend(f"station: {f}" for f in station["failures"])
+    tally.note(f"station (LandingEdge POST /images) generated requests: {station['requests']}; by class: {station['statuses']}")
     tally.note(f"fuzzing time: {time.perf_counter() - t0:.1f} s")
     code = tally.report()
     print(json.dumps({"suite": "fuzz", "tried": tally.tried, "failures": len(tally.failures)}))

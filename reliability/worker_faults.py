@@ -234,7 +234,7 @@ def artifacts_check() -> list[str]:
 def result_of(job) -> dict:
     """The comparable outcome of a succeeded training job."""
     from inspection.models import ModelVersion, Prediction
-    from inspection.services.training import probabilities_load
+    from inspection.services.predictions import probabilities_load
 
     mv = ModelVersion.objects.get(id=job.result["model_version"])
     preds = {str(p.image_id): p for p in Prediction.objects.filter(model_version=mv)}
@@ -469,7 +469,7 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
             t_down = time.perf_counter()
             try:
                 # a second training is refused (one at a time), so probe with a predict refresh
-                from inspection.services.training import predictions_refresh_start
+                from inspection.services.predictions import predictions_refresh_start
 
                 project.refresh_from_db()
                 t1 = time.perf_counter()

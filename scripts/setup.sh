@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned requirements. Idempotent: a second run only
-# checks. Usage: scripts/setup.sh [requirements file] (default requirements.txt)
+# Create a virtualenv and install pinned requirements. Idempotent: a second run only
+# checks. Usage: scripts/setup.sh [requirements file] [virtualenv dir]
+# (defaults requirements.txt and .venv; the landingai client that the station tests
+# drive has its own: scripts/setup.sh requirements-landingai.txt .venv-landingai)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQ="${1:-requirements.txt}"
+VENV="${2:-.venv}"
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating virtualenv .venv"
-  "$PY" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
-STAMP=".venv/.installed-$(basename "$REQ")"
-if [ ! -f "$STAMP" ] || [ "$REQ" -nt "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
-  echo "==> installing $REQ (torch comes from the local wheel cache when available)"
-  .venv/bin/python -m pip install --quiet -r "$REQ"
+STAMP="$VENV/.installed-$(basename "$REQ")"
+if [ ! -f "$STAMP" ] || [ "$REQ" -nt "$STAMP" ] || { [ "$VENV" = .venv ] && [ requirements.txt -nt "$STAMP" ]; }; then
+  echo "==> installing $REQ into $VENV (torch comes from the local wheel cache when available)"
+  "$VENV/bin/python" -m pip install --quiet -r "$REQ"
   touch "$STAMP"
 fi

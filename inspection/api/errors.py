@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import JsonResponse
+from django.views.csrf import csrf_failure as default
+from django.views.defaults import page_not_found
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -57,10 +60,7 @@ def exception_handler(exc, context):
 def not_found(request, exception=None):
     """404 for unrouted URLs: the JSON error shape under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        from django.http import JsonResponse
-
         return JsonResponse({"detail": "no such API route", "code": "not_found"}, status=404)
-    from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
 
@@ -68,11 +68,8 @@ def not_found(request, exception=None):
 def csrf_failure(request, reason=""):
     """CSRF refusal (CSRF_FAILURE_VIEW): the JSON error shape under /api/."""
     if request.path.startswith("/api/"):
-        from django.http import JsonResponse
-
         return JsonResponse(
             {"detail": f"CSRF check failed: {reason}", "code": "csrf_failed"}, status=403
         )
-    from django.views.csrf import csrf_failure as default
 
     return default(request, reason=reason)

@@ -7,6 +7,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from inspection.celery import app
+
 
 def _database() -> str:
     try:
@@ -21,7 +23,6 @@ def _database() -> str:
 def _broker() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "eager"
-    from inspection.celery import app
 
     try:
         with app.connection_for_write() as conn:

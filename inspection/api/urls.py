@@ -3,6 +3,7 @@
 from django.urls import path
 
 from inspection.api import lifecycle as lc
+from inspection.api import rules
 from inspection.api import views as v
 
 urlpatterns = [
@@ -10,6 +11,7 @@ urlpatterns = [
     path("auth/session/", v.SessionView.as_view(), name="auth-session"),
     path("auth/me/", v.MeView.as_view(), name="auth-me"),
     path("projects/", v.ProjectListView.as_view(), name="project-list"),
+    path("rules/vocabulary/", rules.RuleVocabularyView.as_view(), name="rule-vocabulary"),
     path("projects/<uuid:pk>/", v.ProjectDetailView.as_view(), name="project-detail"),
     path("projects/<uuid:pk>/members/", v.MemberListView.as_view(), name="project-members"),
     path(

@@ -36,6 +36,7 @@ from inspection.services import projects as project_services
 from inspection.services import prompts as prompt_services
 from inspection.services import reviews as review_services
 from inspection.services import rules as rule_services
+from inspection.services import rulesets as ruleset_services
 from inspection.services import segment as segment_services
 from inspection.services import shadow as shadow_services
 from inspection.services import training as training_services
@@ -692,7 +693,7 @@ class RulesView(APIView):
     @extend_schema(responses={200: s.RuleSetOutput})
     def get(self, request, pk):
         project, _ = _project(request, pk)
-        rs = rule_services.ruleset_active_get(project=project)
+        rs = ruleset_services.ruleset_active_get(project=project)
         rs.project = project
         return Response(s.RuleSetOutput(rs).data)
 

@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from inspection.errors import InvalidInput
 from inspection.models import ModelVersion, RuleSet
+from inspection.services.rulesets import ruleset_active_get
 from inspection.storage import bytes_read
+from prompting.errors import BundleError
 
 
 @dataclass
@@ -31,9 +33,7 @@ def model_bundle_build(
     """The bundle of ``model_version`` with the project's active rules (or rule-set
     version ``rules_version``) and its px_per_mm; 400 naming ``rules_version``
     when the project has no such version, or when the rules don't fit the model."""
-    from inspection.services.rules import ruleset_active_get
     from prompting.bundle import bundle_build
-    from prompting.errors import BundleError
 
     project = model_version.project
     if rules_version is None:

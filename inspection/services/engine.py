@@ -120,6 +120,16 @@ def ruleset_get(ruleset) -> Any:
     return validated
 
 
+def rules_apply(probabilities: np.ndarray, *, classes, ruleset, px_per_mm: float | None):
+    """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` under the
+    RuleSet row ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
+    from prompting.rules import rules_apply as engine_rules_apply
+
+    return engine_rules_apply(
+        probabilities, classes=classes, ruleset=ruleset_get(ruleset), px_per_mm=px_per_mm
+    )
+
+
 def backend_get(name: str, options: dict | None = None):
     """A feature backend by registry name; ``sam`` takes its options from settings,
     other backends ``options`` (default: the backend's defaults)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -12,9 +14,14 @@ from django.db import IntegrityError, transaction
 
 from inspection.errors import InvalidInput
 from inspection.models import Image, Project, Verdict
+from inspection.services.retention import cache_purge
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
+from prompting.errors import ImageError
 
-_EXT = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif"}
+log = logging.getLogger("inspection.images")
+
+#: decoded image format -> the extension it is stored under
+IMAGE_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif"}
 
 
 @dataclass
@@ -38,12 +45,14 @@ def filename_sanitise(name: str | None) -> str:
     return name[:200]
 
 
-def _decode(data: bytes, *, field: str):
-    from prompting.errors import ImageError
-    from prompting.images import image_decode
+def image_decode(data: bytes, *, field: str) -> Any:
+    """The engine's decoded image (``prompting.images.DecodedImage``) of uploaded
+    ``data``, within the upload limits; InvalidInput on ``field`` otherwise."""
+    # deferred on purpose: the engine's image codecs load PIL and numpy
+    from prompting.images import image_decode as engine_image_decode
 
     try:
-        return image_decode(
+        return engine_image_decode(
             data, max_pixels=settings.UPLOAD_MAX_PIXELS, max_bytes=settings.UPLOAD_MAX_BYTES
         )
     except ImageError as exc:
@@ -75,7 +84,7 @@ def image_upload(
         raise InvalidInput(
             "verdict must be OK or NG", field_errors={"verdict": ["must be OK or NG"]}
         )
-    decoded = _decode(data, field="file")
+    decoded = image_decode(data, field="file")
     existing = Image.objects.filter(project=project, sha256=decoded.sha256).first()
     if existing is not None:
         return UploadResult(image=existing, duplicate=True)
@@ -105,7 +114,7 @@ def image_upload(
     stem = image.id.hex
     written = [
         bytes_save(
-            name_new(project.id, "images", _EXT.get(decoded.format, "bin"), stem=stem), data
+            name_new(project.id, "images", IMAGE_EXTENSIONS.get(decoded.format, "bin"), stem=stem), data
         ),
         bytes_save(name_new(project.id, "thumbs", "png", stem=stem), thumbnail_encode(rgb8)),
     ]
@@ -143,7 +152,7 @@ def images_upload(
         raise InvalidInput("masks don't match files", field_errors={"mask": ["one mask per file"]})
     for i, (name, data) in enumerate(files):
         try:
-            decoded = _decode(data, field="file")
+            decoded = image_decode(data, field="file")
         except InvalidInput as exc:
             label = (
                 f"file {i + 1} ({filename_sanitise(name) or 'unnamed'})"
@@ -169,7 +178,6 @@ def images_upload(
 
 
 def _mask_decode(data: bytes, *, shape: tuple[int, int]) -> np.ndarray:
-    from prompting.errors import ImageError
     from prompting.images import mask_decode
 
     try:
@@ -223,19 +231,15 @@ def image_delete(*, image: Image) -> None:
     with transaction.atomic():
         image.delete()
     transaction.on_commit(lambda: [file_delete(n) for n in names])
-    transaction.on_commit(lambda: _cache_purge([phash]))
+    transaction.on_commit(lambda: image_cache_purge([phash]))
 
 
-def _cache_purge(pixels_hashes: list[str]) -> None:
+def image_cache_purge(pixels_hashes: list[str]) -> None:
     """Drop the feature cache entries no remaining image uses (never fails the delete)."""
-    from inspection.services.retention import cache_purge
-
     try:
         cache_purge(pixels_hashes=pixels_hashes)
     except Exception:  # the orphans command cleans up what is left
-        import logging
-
-        logging.getLogger("inspection.images").exception("cache purge failed")
+        log.exception("cache purge failed")
 
 
 def cold_start_status(*, project: Project) -> dict:
@@ -262,7 +266,6 @@ def image_display(*, name: str) -> tuple[bytes, str] | None:
     their content type (TIFF, BMP, 16-bit, alpha, EXIF-rotated; see
     ``prompting.images.display_encode``). Raises FileNotFoundError when the file
     is gone from storage."""
-    from prompting.errors import ImageError
     from prompting.images import display_encode
 
     try:

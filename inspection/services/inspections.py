@@ -8,19 +8,20 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from inspection.errors import Conflict
+from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Job, KeepImages, Project
-from inspection.services import engine
-from inspection.services.images import _EXT, _decode, filename_sanitise
+from inspection.services import engine, webhooks
+from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
 from inspection.services.jobs import (
     job_create,
     job_enqueue,
     job_enqueue_raise_if_failed,
     job_execute,
-    job_progress,
 )
-from inspection.services.rules import ruleset_active_get
+from inspection.services.rulesets import ruleset_active_get
+from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
 
 log = logging.getLogger("inspection.inspections")
@@ -89,10 +90,6 @@ def line_alert_check(*, project: Project) -> str | None:
     one of several concurrent inspections announce a crossing. Returns the new
     state, or None when nothing changed.
     """
-    from django.utils import timezone
-
-    from inspection.services.webhooks import webhook_event_emit
-
     if project.alert_ng_rate is None:
         return None  # off (as the caller's row says): no query on the inspect path
     fresh = Project.objects.filter(id=project.id).values(
@@ -122,7 +119,7 @@ def line_alert_check(*, project: Project) -> str | None:
         window,
         100 * level,
     )
-    webhook_event_emit(
+    webhooks.webhook_event_emit(
         project=project,
         event="line.alert",
         payload={
@@ -147,6 +144,32 @@ def inspection_run(
     job: Job | None = None,
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
+    See :func:`inspection_run_result` (this is it without the engine's result)."""
+    return inspection_run_result(
+        project=project,
+        data=data,
+        filename=filename,
+        station=station,
+        part_id=part_id,
+        user=user,
+        job=job,
+    )[0]
+
+
+def inspection_run_result(
+    *,
+    project: Project,
+    data: bytes,
+    filename: str = "",
+    station: str = "",
+    part_id: str = "",
+    user=None,
+    job: Job | None = None,
+):
+    """Inspect one image with the deployed model and active rules; log it immutably.
+    Returns ``(Inspection, prompting.pipeline.InspectionResult)``: the logged row
+    and the engine's result (its ``decision.label_map`` (H, W) uint8 is the class
+    mask the decision was made on, for protocols that answer with masks).
 
     The file as sent is stored with the log entry when the project's
     ``keep_inspection_images`` policy asks for it (for review and retraining).
@@ -161,7 +184,7 @@ def inspection_run(
 
     t0 = time.perf_counter()
     mv, ruleset, shadow_mv = _deployed(project)
-    decoded = _decode(data, field="file")
+    decoded = image_decode(data, field="file")
     rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
     t_decode = time.perf_counter() - t0
     learner = engine.learner_get(mv)
@@ -196,7 +219,7 @@ def inspection_run(
         uncertainty=result.decision.uncertainty,
         input_ok=input_ok,
     ):
-        ext = _EXT.get(decoded.format, "bin")
+        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         kept = bytes_save(name_new(project.id, "inspections", ext, stem=inspection_id.hex), data)
     inspection = Inspection.objects.create(
         id=inspection_id,
@@ -223,8 +246,6 @@ def inspection_run(
         created_by=user if user and user.is_authenticated else None,
     )
     if inspection.verdict == "NG" or input_ok is False:
-        from inspection.services.webhooks import webhook_event_emit
-
         payload = {
             "inspection": str(inspection.id),
             "verdict": inspection.verdict,
@@ -239,21 +260,19 @@ def inspection_run(
             "rules_version": ruleset.version,
         }
         if inspection.verdict == "NG":
-            webhook_event_emit(project=project, event="inspection.ng", payload=payload)
+            webhooks.webhook_event_emit(project=project, event="inspection.ng", payload=payload)
         if input_ok is False:
             issues = input_record.get("issues", [])
-            webhook_event_emit(
+            webhooks.webhook_event_emit(
                 project=project,
                 event="inspection.input",
                 payload={**payload, "input_mode": project.input_check, "issues": issues},
             )
     if shadow_mv is not None:
-        from inspection.services.shadow import shadow_decide_start
-
-        ext = _EXT.get(decoded.format, "bin")
+        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         shadow_decide_start(inspection=inspection, model_version=shadow_mv, data=data, ext=ext)
     line_alert_check(project=project)
-    return inspection
+    return inspection, result
 
 
 def inspection_batch_start(
@@ -283,39 +302,74 @@ def inspection_batch_run(*, job_id, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_batch)
 
 
-def _batch(job: Job) -> tuple[dict, dict, str]:
-    from inspection.errors import InvalidInput
+def _batch(job: Job) -> None:
+    """Fan the uploads out to the workers in chunks (``services.chunks``)."""
+    from inspection.services.chunks import chunk_sizes, job_fan_out
 
+    n = len(job.params.get("items", []))
+    size = max(1, settings.PROPAGATION_CHUNK)
+    job_fan_out(
+        job=job,
+        items=list(range(n)),
+        sizes=chunk_sizes(n, first=0, first_size=size, size=size),
+        start=0.0,
+        span=1.0,
+    )
+    return None  # the last chunk ends the job
+
+
+def _batch_chunk_run(job: Job, chunk, ctx) -> None:
+    """Inspect the uploads of one chunk; each inspection and the chunk's count of
+    finished uploads commit together, so a chunk run again resumes exactly."""
     items = job.params.get("items", [])
-    done = Inspection.objects.filter(job=job).count()  # a retried job resumes
-    counts = {"OK": 0, "NG": 0, "error": 0}
-    errors = []
-    latencies = []
-    for i, item in enumerate(items):
-        job_progress(
-            job=job, fraction=i / max(1, len(items)), message=f"inspecting {i + 1}/{len(items)}"
-        )
-        if i < done:
-            continue
-        try:
-            ins = inspection_run(
-                project=job.project,
-                data=bytes_read(item["file"]),
-                filename=item.get("name", ""),
-                station=job.params.get("station", ""),
-                part_id=job.params.get("part_id", ""),
-                user=job.created_by,
-                job=job,
-            )
-            counts[ins.verdict] += 1
-            latencies.append(ins.latency_ms)
-        except InvalidInput as exc:
-            counts["error"] += 1
-            errors.append({"index": i, "name": item.get("name", ""), "error": exc.message})
+    ctx.check()
+    for i in chunk.items[chunk.done :]:
+        item = items[int(i)]
+        with transaction.atomic():
+            try:
+                ins = inspection_run(
+                    project=job.project,
+                    data=bytes_read(item["file"]),
+                    filename=item.get("name", ""),
+                    station=job.params.get("station", ""),
+                    part_id=job.params.get("part_id", ""),
+                    user=job.created_by,
+                    job=job,
+                )
+                stats = {"counts": {ins.verdict: 1}, "latency_ms": ins.latency_ms, "n_ok": 1}
+            except InvalidInput as exc:
+                stats = {
+                    "counts": {"error": 1},
+                    "errors": [
+                        {"index": int(i), "name": item.get("name", ""), "error": exc.message}
+                    ],
+                }
+            ctx.item_done(stats)
+
+
+def _batch_finish(job: Job, totals: dict) -> tuple[dict, dict, str]:
     prefix_delete(f"{project_prefix(job.project_id)}/batches/{job.id.hex}")
-    n = len(items)
+    n = len(job.params.get("items", []))
+    counts = {"OK": 0, "NG": 0, "error": 0, **(totals.get("counts") or {})}
+    errors = sorted(totals.get("errors") or [], key=lambda e: e["index"])
+    n_ok = int(totals.get("n_ok") or 0)
     return (
         {"n_images": n, "counts": counts, "errors": errors[:100]},
-        {"mean_latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None},
+        {
+            "mean_latency_ms": round(float(totals.get("latency_ms") or 0.0) / n_ok, 2)
+            if n_ok
+            else None
+        },
         f"{n} image{'' if n == 1 else 's'} inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
     )
+
+
+def _register() -> None:
+    from inspection.services.chunks import FanOut, fan_out_register
+
+    fan_out_register(
+        Job.Kind.INSPECT_BATCH, FanOut(chunk_run=_batch_chunk_run, job_finish=_batch_finish)
+    )
+
+
+_register()

@@ -18,23 +18,26 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from inspection import queue
 from inspection.errors import Conflict, JobCancelled, Unavailable
 from inspection.models import Job, Project
+from inspection.services import webhooks
+from prompting.errors import PromptingError
 
 log = logging.getLogger("inspection.jobs")
 
 #: job kind -> dotted name of the Celery task that runs it
 TASKS = {
-    Job.Kind.EMBED: "inspection.tasks.embedding_compute_task",
-    Job.Kind.TRAIN: "inspection.tasks.training_run_task",
-    Job.Kind.PREDICT: "inspection.tasks.predictions_refresh_task",
-    Job.Kind.INSPECT_BATCH: "inspection.tasks.inspection_batch_run_task",
-    Job.Kind.BACKTEST: "inspection.tasks.rules_job_run_task",
-    Job.Kind.TUNE: "inspection.tasks.rules_job_run_task",
+    Job.Kind.EMBED: queue.EMBEDDING_COMPUTE,
+    Job.Kind.TRAIN: queue.TRAINING_RUN,
+    Job.Kind.PREDICT: queue.PREDICTIONS_REFRESH,
+    Job.Kind.INSPECT_BATCH: queue.INSPECTION_BATCH_RUN,
+    Job.Kind.BACKTEST: queue.RULES_JOB_RUN,
+    Job.Kind.TUNE: queue.RULES_JOB_RUN,
 }
 
 
@@ -65,25 +68,20 @@ def job_enqueue(*, job: Job) -> None:
     must answer the client check :func:`job_enqueue_raise_if_failed`.
     """
     job_id = str(job.id)
-    kind = job.kind
 
-    def send() -> None:
-        from inspection.celery import app
+    def sent(task_id: str) -> None:
+        Job.objects.filter(id=job_id, celery_task_id="").update(celery_task_id=task_id)
 
-        try:
-            # apply_async honours CELERY_TASK_ALWAYS_EAGER (tests); send_task would not
-            result = app.tasks[TASKS[kind]].apply_async(args=[job_id])
-            Job.objects.filter(id=job_id, celery_task_id="").update(celery_task_id=result.id or "")
-        except Exception as exc:  # broker unreachable, misconfigured transport...
-            log.error("job %s: could not enqueue: %s", job_id, exc)
-            Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
-                state=Job.State.FAILED,
-                message="could not reach the task broker",
-                error=f"enqueue failed: {exc.__class__.__name__}: {exc}",
-                finished_at=timezone.now(),
-            )
+    def failed(exc: Exception) -> None:
+        log.error("job %s: could not enqueue: %s", job_id, exc)
+        Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
+            state=Job.State.FAILED,
+            message="could not reach the task broker",
+            error=f"enqueue failed: {exc.__class__.__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
 
-    transaction.on_commit(send)
+    queue.task_enqueue(TASKS[job.kind], [job_id], sent=sent, failed=failed)
 
 
 def job_enqueue_raise_if_failed(*, job: Job) -> Job:
@@ -169,6 +167,9 @@ def job_cancel(*, job: Job) -> Job:
     job.refresh_from_db()
     if not updated:
         raise Conflict(f"job is already {job.state}; only queued or running jobs can be cancelled")
+    from inspection.services.chunks import job_chunks_cancel
+
+    job_chunks_cancel(job=job)
     _job_finished_event(job=job)
     return job
 
@@ -179,12 +180,20 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
     Also fails queued jobs older than the hard time limit plus the stale window
     (their message was lost). Returns how many jobs were swept.
     """
+    from inspection.models import JobChunk
+    from inspection.services.chunks import chunks_sweep_stale
+
     stale_s = older_than_s if older_than_s is not None else settings.JOB_STALE_AFTER
+    chunks_sweep_stale(older_than_s=stale_s, project=project)
     now = timezone.now()
+    queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
+    # a fanned-out job whose chunks wait in the queue for a free worker is not lost
+    waiting = JobChunk.objects.filter(
+        state=JobChunk.State.QUEUED, created_at__gte=now - timedelta(seconds=queued_limit)
+    ).values("job_id")
     running = Job.objects.filter(
         state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)
-    )
-    queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
+    ).exclude(id__in=waiting)
     queued = Job.objects.filter(
         state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit)
     )
@@ -208,28 +217,33 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
             n += 1
             job.refresh_from_db()
             log.warning("job %s (%s) swept to failed: %s", job.id, job.kind, job.error)
+            JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED).update(
+                state=JobChunk.State.CANCELLED, finished_at=now
+            )
             _job_finished_event(job=job)
     return n
 
 
-def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str]]) -> None:
+def job_execute(
+    *, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str] | None]
+) -> None:
     """Run ``work(job) -> (result, timings, message)`` for a queued job, safely.
+
+    ``work`` returning None has fanned the job out into chunks
+    (``inspection.services.chunks``): the job stays running and its last chunk
+    ends it.
 
     Idempotent: a job that is not queued is left alone. Cancellation, the soft
     time limit and engine errors end the job with a message; unexpected errors
     fail it with the traceback in ``error`` (the worker never crashes).
     """
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from prompting.errors import PromptingError
-
     job = job_claim(job_id=job_id, task_id=task_id)
     if job is None:
         log.info("job %s: not queued any more; delivery ignored", job_id)
         return
     t0 = time.perf_counter()
     try:
-        result, timings, message = work(job)
+        outcome = work(job)
     except JobCancelled:
         log.info("job %s (%s) cancelled after %.1f s", job.id, job.kind, time.perf_counter() - t0)
         return
@@ -252,6 +266,10 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
             error=traceback.format_exc()[-4000:],
         )
         return
+    if outcome is None:  # fanned out: the last chunk ends the job (services.chunks)
+        log.info("job %s (%s) fanned out after %.2f s", job.id, job.kind, time.perf_counter() - t0)
+        return
+    result, timings, message = outcome
     timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
     if job_succeed(job=job, result=result, timings=timings, message=message):
         log.info(
@@ -260,9 +278,7 @@ def job_execute(*, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict,
 
 
 def _job_finished_event(*, job: Job) -> None:
-    from inspection.services.webhooks import webhook_event_emit
-
-    webhook_event_emit(
+    webhooks.webhook_event_emit(
         project=job.project,
         event="job.finished",
         payload={

@@ -406,7 +406,7 @@ def model_dismiss(*, model_version: ModelVersion, user=None) -> ModelVersion | N
     If it was deployed, the version before it is deployed again. Returns the
     version kept (None when there is none before it).
     """
-    from inspection.services.training import predictions_refresh_start
+    from inspection.services.predictions import predictions_refresh_start
 
     previous = model_previous(model_version=model_version)
     with transaction.atomic():
@@ -476,3 +476,27 @@ def prompts_by_image_describe(groups: list[dict]) -> str:
         )
         parts.append(f"{labels} on {g['image_name']}")
     return "; ".join(parts)
+
+
+def run_summary(*, model_version: ModelVersion, result: dict, message: str) -> tuple[dict, str]:
+    """A finished Run's result and message: deployed (and why) or a candidate, and
+    the guard's warning when the version scores clearly worse than the one before."""
+    how = result.get("deployed_how")
+    if how == DeployedHow.FIRST:
+        message += "; deployed (the project had no deployed model)"
+    elif how == DeployedHow.AUTO:
+        message += "; deployed automatically (auto-deploy, until the first line inspection)"
+    else:
+        message += "; a candidate: the line still uses the deployed version"
+    guard = model_guard(model_version=model_version)
+    result = {**result, "guard": None}
+    if guard is not None:
+        message += f". Warning: {guard['assessment']['summary']}"
+        result["guard"] = {
+            "verdict": guard["assessment"]["verdict"],
+            "summary": guard["assessment"]["summary"],
+            "previous": guard["baseline"],
+            "prompts_added": guard["prompts"]["added"],
+            "prompts_removed": guard["prompts"]["removed"],
+        }
+    return result, message

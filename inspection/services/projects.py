@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Membership, Project, Role
+from inspection.services.images import image_cache_purge
+from inspection.services.rulesets import ruleset_default_create
 from inspection.storage import prefix_delete, project_prefix
 from prompting.inputcheck import DEFAULT_MARGIN
 
@@ -77,8 +79,6 @@ def project_create(
     input_check_margin: float = DEFAULT_MARGIN,
 ) -> Project:
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
-    from inspection.services.rules import ruleset_default_create
-
     backend = backend or settings.DEFAULT_FEATURE_BACKEND
     _backend_check(backend)
     project = Project.objects.create(
@@ -163,8 +163,6 @@ def project_update(*, project: Project, data: dict) -> Project:
 
 def project_delete(*, project: Project) -> None:
     """Delete the project, its rows and every file under its storage prefix."""
-    from inspection.services.images import _cache_purge
-
     prefix = project_prefix(project.id)
     hashes = list(project.images.values_list("pixels_hash", flat=True))
     with transaction.atomic():
@@ -173,7 +171,7 @@ def project_delete(*, project: Project) -> None:
         Inspection.objects.filter(project=project).delete()
         project.delete()
     transaction.on_commit(lambda: prefix_delete(prefix))
-    transaction.on_commit(lambda: _cache_purge(hashes))
+    transaction.on_commit(lambda: image_cache_purge(hashes))
 
 
 def membership_set(*, project: Project, username: str, role: str) -> Membership:

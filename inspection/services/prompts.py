@@ -8,13 +8,13 @@ from django.utils import timezone
 
 from inspection.errors import InvalidInput
 from inspection.models import Image, Prompt
+from prompting.errors import PromptError
 
 MAX_PROMPTS_PER_IMAGE = 2000
 
 
 def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = ""):
     """Engine prompt from its dict form; PromptError → 400 naming the field."""
-    from prompting.errors import PromptError
     from prompting.prompts import prompt_from_dict
 
     if not isinstance(data, Mapping):

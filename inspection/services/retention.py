@@ -15,11 +15,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 
-from inspection.models import Image, Inspection, ModelVersion, Prediction, Project
+from inspection.models import (
+    Image,
+    Inspection,
+    Job,
+    ModelVersion,
+    Prediction,
+    Project,
+    ShadowDecision,
+)
+from inspection.services import engine
 from inspection.storage import file_delete, names_under
 
 log = logging.getLogger("inspection.retention")
@@ -57,8 +68,6 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
     fingerprint needs the model loaded (checkpoint hash, dtype): only with
     ``load_sam`` (the orphans command), not on every image delete.
     """
-    from inspection.services import engine
-
     out: set[str] = set(
         ModelVersion.objects.exclude(backend_fingerprint="")
         .values_list("backend_fingerprint", flat=True)
@@ -97,8 +106,6 @@ def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
 def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
     """Remove cache entries of ``pixels_hashes`` that no remaining image uses, under
     every fingerprint the cache has stored entries for."""
-    from inspection.services import engine
-
     still = set(
         Image.objects.filter(pixels_hash__in=list(pixels_hashes)).values_list(
             "pixels_hash", flat=True
@@ -122,12 +129,6 @@ def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
 def _shadow_done(name: str) -> bool:
     """Whether an image awaiting the shadow model no longer waits: its decision
     exists, its inspection is gone, or it is older than ``TMP_GRACE_S``."""
-    import uuid
-
-    from django.core.files.storage import default_storage
-
-    from inspection.models import Inspection, ShadowDecision
-
     try:
         inspection_id = uuid.UUID(name.rsplit("/", 1)[-1].split(".", 1)[0])
     except ValueError:
@@ -145,15 +146,10 @@ def _shadow_done(name: str) -> bool:
 
 def orphans_find(*, load_sam: bool = True) -> Orphans:
     """Every orphan file and cache entry (nothing is deleted)."""
-    from django.core.files.storage import default_storage
-
-    from inspection.services import engine
-
     out = Orphans()
     referenced = _referenced_names()
     projects = {str(p) for p in Project.objects.values_list("id", flat=True)}
     active_batches = set()
-    from inspection.models import Job
 
     for job_id, project_id in Job.objects.filter(state__in=Job.ACTIVE_STATES).values_list(
         "id", "project_id"
@@ -200,8 +196,6 @@ def orphans_find(*, load_sam: bool = True) -> Orphans:
 
 def orphans_delete(orphans: Orphans) -> int:
     """Delete what :func:`orphans_find` found; returns how many entries went."""
-    from inspection.services import engine
-
     for name in orphans.files:
         file_delete(name)
     cache = engine.feature_cache_get()

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q
+from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Image, Inspection, InspectionReview, Job, Project, Verdict
+from inspection.services import predictions, webhooks
+from inspection.services.images import image_upload
 from inspection.services.inspections import inspection_window_ng_rate
 from inspection.services.shadow import model_shadow_compare
-from inspection.storage import bytes_read
+from inspection.storage import bytes_read, file_delete
 
 log = logging.getLogger("inspection.reviews")
 
@@ -38,8 +43,6 @@ def inspection_review_set(
 ) -> InspectionReview:
     """Record (or replace) a person's verdict on ``inspection``; emits
     ``inspection.reviewed`` with whether the line's decision was wrong."""
-    from inspection.services.webhooks import webhook_event_emit
-
     verdict = _verdict_clean(verdict)
     if len(note or "") > 500:
         raise InvalidInput("note is too long", field_errors={"note": ["at most 500 characters"]})
@@ -51,7 +54,7 @@ def inspection_review_set(
         review.note = note or ""
         review.reviewed_by = user if user and user.is_authenticated else None
         review.save()
-    webhook_event_emit(
+    webhooks.webhook_event_emit(
         project=inspection.project,
         event="inspection.reviewed",
         payload={
@@ -92,9 +95,6 @@ def inspection_promote(*, inspection: Inspection, user=None) -> PromoteResult:
     rules backtest counts it at once, as a part the model was not trained on.
     409 when the inspection kept no image.
     """
-    from inspection.services.images import image_upload
-    from inspection.services.training import predictions_refresh_start
-
     if not inspection.image_file:
         raise Conflict(
             "this inspection kept no image: set the project's keep_inspection_images "
@@ -119,7 +119,7 @@ def inspection_promote(*, inspection: Inspection, user=None) -> PromoteResult:
         InspectionReview.objects.filter(id=review.id).update(image=result.image)
     job = None
     if not result.duplicate:
-        job = predictions_refresh_start(
+        job = predictions.predictions_refresh_start(
             project=inspection.project, user=user, reason="a part added from the line"
         )
     return PromoteResult(image=result.image, created=not result.duplicate, job=job)
@@ -185,13 +185,6 @@ def inspection_images_expire(*, older_than_days: int | None = None, now=None) ->
     Images already added to the training images are copies and stay. Returns
     how many files were deleted. Safe to run twice.
     """
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
-    from inspection.storage import file_delete
-
     days = settings.INSPECTION_IMAGES_KEEP_DAYS if older_than_days is None else older_than_days
     if days <= 0:
         return 0

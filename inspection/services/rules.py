@@ -1,4 +1,4 @@
-"""Rule sets (versioned JSON validated by the engine), backtests and tuning.
+"""Rule-set changes, backtests and tuning (versions themselves: ``rulesets``).
 
 A backtest or tune reads the stored probabilities of every labelled image. On a
 small project that takes well under a second and is answered in the request; on
@@ -11,95 +11,26 @@ request either way, so a job is only queued when it can run.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Job, Prediction, Project, RuleSet
+from inspection.services import jobs, predictions, rulesets
 
 
-def _validate(data):
-    from prompting.errors import RuleSetError
-    from prompting.rules import ruleset_validate
-
-    if not isinstance(data, Mapping):
-        raise InvalidInput(
-            "rules must be a JSON object", field_errors={"rules": ["must be an object"]}
-        )
-    try:
-        return ruleset_validate(data)
-    except RuleSetError as exc:
-        raise InvalidInput("invalid rule set", field_errors=exc.errors) from None
-
-
-def ruleset_default_create(*, project: Project, user=None) -> RuleSet:
-    from prompting.rules import DEFAULT_RULESET
-
-    rs = RuleSet.objects.create(
-        project=project,
-        version=1,
-        data=_validate(copy.deepcopy(DEFAULT_RULESET)).to_dict(),
-        note="engine defaults",
-        created_by=user if user and user.is_authenticated else None,
-    )
-    Project.objects.filter(id=project.id).update(active_ruleset=rs)
-    project.active_ruleset = rs
-    return rs
-
-
-def ruleset_active_get(*, project: Project) -> RuleSet:
-    """The active rule set (creating v1 from the engine defaults if missing)."""
-    project.refresh_from_db(fields=["active_ruleset"])
-    if project.active_ruleset_id:
-        return RuleSet.objects.get(id=project.active_ruleset_id)
-    with transaction.atomic():
-        Project.objects.select_for_update().get(id=project.id)
-        latest = project.rulesets.order_by("-version").first()
-        if latest is None:
-            return ruleset_default_create(project=project)
-        Project.objects.filter(id=project.id).update(active_ruleset=latest)
-        return latest
-
-
-def ruleset_update(*, project: Project, data, user=None, note: str = "") -> RuleSet:
+def ruleset_update(*, project: Project, data: Any, user=None, note: str = "") -> RuleSet:
     """Validate ``data``; store it as a new version and make it active.
 
     Predictions of the deployed model are refreshed with the new rules.
     """
-    from inspection.services.training import predictions_refresh_start
-
-    validated = _validate(data)
-    _classes_check(project, validated.to_dict())
-    with transaction.atomic():
-        Project.objects.select_for_update().get(id=project.id)
-        version = (project.rulesets.aggregate(v=Max("version"))["v"] or 0) + 1
-        rs = RuleSet.objects.create(
-            project=project,
-            version=version,
-            data=validated.to_dict(),
-            note=note[:200],
-            created_by=user if user and user.is_authenticated else None,
-        )
-        Project.objects.filter(id=project.id).update(active_ruleset=rs)
-        project.active_ruleset = rs
-    predictions_refresh_start(project=project, user=user, reason=f"rules v{version}")
+    rs = rulesets.ruleset_version_create(project=project, data=data, user=user, note=note)
+    predictions.predictions_refresh_start(project=project, user=user, reason=f"rules v{rs.version}")
     return rs
-
-
-def _classes_check(project: Project, data: dict) -> None:
-    unknown = set((data.get("classes") or {}).keys()) - set(project.class_names)
-    errors = {f"classes.{name}": ["not a class of this project"] for name in sorted(unknown)}
-    for i, rule in enumerate(data.get("rules") or []):
-        cls = rule.get("class")
-        if cls not in (None, "*") and cls not in project.class_names:
-            errors[f"rules[{i}].class"] = ["not a class of this project"]
-    if errors:
-        raise InvalidInput("invalid rule set", field_errors=errors)
 
 
 #: decoded probabilities a backtest or tune keeps in memory; beyond it they are
@@ -123,11 +54,9 @@ class StoredProbabilities(Mapping):
         self._keep_bytes = int(keep_bytes)
 
     def __getitem__(self, image_id: str):
-        from inspection.services.training import probabilities_load
-
         if image_id in self._kept:
             return self._kept[image_id]
-        probabilities = probabilities_load(self._predictions[image_id])
+        probabilities = predictions.probabilities_load(self._predictions[image_id])
         if self._kept_bytes + probabilities.nbytes <= self._keep_bytes:
             self._kept[image_id] = probabilities
             self._kept_bytes += probabilities.nbytes
@@ -195,8 +124,8 @@ def _candidate(project: Project, data, fallback):
     """``data`` validated against the engine and the project's classes, or ``fallback``."""
     if data is None:
         return fallback
-    candidate = _validate(data)
-    _classes_check(project, candidate.to_dict())
+    candidate = rulesets.ruleset_parse(data)
+    rulesets.ruleset_classes_check(project=project, data=candidate.to_dict())
     return candidate
 
 
@@ -206,8 +135,8 @@ def rules_backtest(
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
     from prompting.backtest import backtest_run
 
-    active = ruleset_active_get(project=project)
-    baseline = _validate(active.data)
+    active = rulesets.ruleset_active_get(project=project)
+    baseline = rulesets.ruleset_parse(active.data)
     candidate = _candidate(project, data, baseline)
     probabilities, truths, mv = _evaluation_set(project, rows)
     report = backtest_run(
@@ -237,8 +166,8 @@ def rules_tune(
     """
     from prompting.backtest import rules_tune as engine_tune
 
-    active = ruleset_active_get(project=project)
-    base = _validate(active.data) if data is None else _candidate(project, data, None)
+    active = rulesets.ruleset_active_get(project=project)
+    base = rulesets.ruleset_parse(active.data) if data is None else _candidate(project, data, None)
     probabilities, truths, mv = _evaluation_set(project, rows)
     tuned = engine_tune(
         probabilities,
@@ -293,18 +222,16 @@ def _rules_request(*, kind: str, project: Project, data, user, prefer_async: boo
     megapixels = rules_labelled_megapixels(project=project, rows=rows)
     if not prefer_async and megapixels <= settings.RULES_SYNC_MAX_MEGAPIXELS:
         return RulesOutcome(report=operation(project=project, data=data, rows=rows))
-    from inspection.services.jobs import job_create, job_enqueue, job_enqueue_raise_if_failed
-
     with transaction.atomic():
-        job = job_create(
+        job = jobs.job_create(
             project=project,
             kind=kind,
             user=user,
             params={"rules": data} if data is not None else {},
             message=f"queued: {kind} over {megapixels:.1f} megapixels of labelled images",
         )
-        job_enqueue(job=job)
-    return RulesOutcome(job=job_enqueue_raise_if_failed(job=job))
+        jobs.job_enqueue(job=job)
+    return RulesOutcome(job=jobs.job_enqueue_raise_if_failed(job=job))
 
 
 def rules_backtest_request(
@@ -329,16 +256,12 @@ def rules_tune_request(
 
 def rules_job_run(*, job_id, task_id: str = "") -> None:
     """Run a queued backtest or tune job; its report becomes the job's result."""
-    from inspection.services.jobs import job_execute
-
-    job_execute(job_id=job_id, task_id=task_id, work=_rules_job)
+    jobs.job_execute(job_id=job_id, task_id=task_id, work=_rules_job)
 
 
 def _rules_job(job: Job) -> tuple[dict, dict, str]:
-    from inspection.services.jobs import job_progress
-
     def progress(fraction: float, message: str) -> None:
-        job_progress(job=job, fraction=fraction, message=message)
+        jobs.job_progress(job=job, fraction=fraction, message=message)
 
     try:
         report = _OPERATIONS[job.kind](

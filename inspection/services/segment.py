@@ -21,6 +21,7 @@ from inspection.services.jobs import (
     job_execute,
     job_progress,
 )
+from inspection.services.prompts import prompt_parse
 
 MAX_SEGMENT_PROMPTS = 200
 
@@ -69,8 +70,6 @@ def segment_run(
     Raises Conflict when SAM isn't configured, EmbeddingNotReady (with the embed
     job) when the embedding isn't cached yet.
     """
-    from inspection.services.prompts import prompt_parse
-
     t0 = time.perf_counter()
     model = engine.sam_model_get()
     if not isinstance(prompts, (list, tuple)) or not prompts:

@@ -19,9 +19,11 @@ import statistics
 from django.db import transaction
 from django.db.models import Q
 
+from inspection import queue
 from inspection.errors import Conflict
 from inspection.models import Inspection, ModelVersion, Project, ShadowDecision
 from inspection.services import engine
+from inspection.services.images import image_decode
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
 
 log = logging.getLogger("inspection.shadow")
@@ -67,23 +69,19 @@ def shadow_decide_start(
     broker that is down costs this inspection its shadow decision, nothing else."""
     name = bytes_save(name_new(inspection.project_id, "shadow", ext, stem=inspection.id.hex), data)
 
-    def enqueue() -> None:
-        from inspection.tasks import shadow_decide_task
+    def failed(exc: Exception) -> None:  # the line's answer never depends on it
+        log.error("inspection %s: shadow decision not queued: %s", inspection.id, exc)
+        file_delete(name)
 
-        try:
-            shadow_decide_task.apply_async(args=[str(inspection.id), str(model_version.id), name])
-        except Exception as exc:  # noqa: BLE001 - the line's answer never depends on it
-            log.error("inspection %s: shadow decision not queued: %s", inspection.id, exc)
-            file_delete(name)
-
-    transaction.on_commit(enqueue)
+    queue.task_enqueue(
+        queue.SHADOW_DECIDE, [str(inspection.id), str(model_version.id), name], failed=failed
+    )
 
 
 def shadow_decide(*, inspection_id, model_version_id, name: str) -> ShadowDecision | None:
     """The shadow task's work: decide the stored image with ``model_version_id``
     and the inspection's own rules, record it, delete the image. Safe to run
     twice (the second finds the decision); a model that fails is recorded."""
-    from inspection.services.images import _decode
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
 
@@ -97,7 +95,7 @@ def shadow_decide(*, inspection_id, model_version_id, name: str) -> ShadowDecisi
             return existing
         record = {"inspection": inspection, "model_version": mv}
         try:
-            decoded = _decode(bytes_read(name), field="file")
+            decoded = image_decode(bytes_read(name), field="file")
             rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
             learner = engine.learner_get(mv)
             result = inspect_image(

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.utils import timezone
 
+from inspection import queue
 from inspection.errors import InvalidInput
 from inspection.models import Project, Webhook, WebhookDelivery
 
@@ -90,20 +90,20 @@ def webhook_event_emit(*, project: Project, event: str, payload: dict) -> list[W
             webhook=hook, event=event, payload=json.loads(json.dumps(body, cls=DjangoJSONEncoder))
         )
         deliveries.append(delivery)
-        transaction.on_commit(lambda d=str(delivery.id): _enqueue(d))
+        _enqueue(str(delivery.id))
     return deliveries
 
 
 def _enqueue(delivery_id: str) -> None:
-    from inspection.tasks import webhook_delivery_send_task
+    """Queue the delivery's first attempt once the transaction commits."""
 
-    try:
-        webhook_delivery_send_task.apply_async(args=[delivery_id])
-    except Exception as exc:
+    def failed(exc: Exception) -> None:
         log.error("webhook delivery %s: could not enqueue: %s", delivery_id, exc)
         WebhookDelivery.objects.filter(id=delivery_id).update(
             status=WebhookDelivery.Status.FAILED, last_error=f"enqueue failed: {exc}"
         )
+
+    queue.task_enqueue(queue.WEBHOOK_DELIVERY_SEND, [delivery_id], failed=failed)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

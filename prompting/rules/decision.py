@@ -27,65 +27,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from prompting.errors import RuleSetError
 from prompting.rules.blobs import Blob, blob_passes, blobs_measure
 from prompting.rules.morphology import components_label, morphology_apply
 from prompting.rules.regions import regions_mask
-from prompting.rules.schema import (
-    ANY_CLASS,
-    SEVERITIES,
-    ClassConfig,
-    Rule,
-    RuleSet,
-    ruleset_check_context,
-)
+from prompting.rules.schema import ClassConfig, RuleSet, ruleset_check_context
+from prompting.rules.types import SEVERITIES, Reason, RuleContext, RuleEvaluation
 
 AREA_ONLY_MEASURES = frozenset({"area_px", "area_mm2"})
 #: a pixel is uncertain when its winning probability is this close to its class threshold
 UNCERTAIN_MARGIN = 0.1
-
-
-@dataclass
-class Reason:
-    """Why an image is NG: one violated rule (for blob rules, one blob)."""
-
-    rule_id: str
-    rule_type: str
-    class_name: str
-    blob_id: int | None
-    measure: str
-    value: float
-    threshold: float
-    severity: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class RuleEvaluation:
-    """The outcome of one rule, violated or not. ``value`` is what was compared
-    with ``threshold``: the largest blob area, the blob count, or the area
-    fraction of the inspected area."""
-
-    rule_id: str
-    rule_type: str
-    class_name: str
-    measure: str
-    value: float
-    threshold: float
-    triggered: bool
-    severity: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -153,7 +109,7 @@ def _check_inputs(
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """What does not depend on thresholds: computed once per image."""
 
     winner: np.ndarray  # (H, W) int: index of the most probable defect class (0-based)
@@ -161,7 +117,7 @@ class _Prepared:
     probabilities: np.ndarray  # (K+1, H, W)
 
 
-def _prepare(probabilities: np.ndarray) -> _Prepared:
+def probabilities_prepare(probabilities: np.ndarray) -> Prepared:
     """Most probable defect class per pixel (ties: the first), and its probability.
 
     A loop over classes: much faster than ``argmax(axis=0)`` on (K, H, W).
@@ -173,11 +129,11 @@ def _prepare(probabilities: np.ndarray) -> _Prepared:
         better = defect[k] > winner_prob
         winner[better] = k
         np.maximum(winner_prob, defect[k], out=winner_prob)
-    return _Prepared(winner=winner, winner_prob=winner_prob, probabilities=probabilities)
+    return Prepared(winner=winner, winner_prob=winner_prob, probabilities=probabilities)
 
 
 def _uncertainty(
-    prep: _Prepared, classes: Sequence[str], ruleset: RuleSet, inspected: np.ndarray
+    prep: Prepared, classes: Sequence[str], ruleset: RuleSet, inspected: np.ndarray
 ) -> float:
     """Fraction of ``inspected`` pixels whose winning probability is within
     ``UNCERTAIN_MARGIN`` of the threshold of the winning class."""
@@ -211,7 +167,7 @@ def _growth(cfg: ClassConfig) -> int:
 
 
 def _class_blobs(
-    prep: _Prepared,
+    prep: Prepared,
     k: int,
     class_name: str,
     cfg: ClassConfig,
@@ -288,153 +244,21 @@ def _class_blobs(
     return _ClassBlobs(window, labels, ids[keep], all_areas[keep], blobs)
 
 
-def number_readable(x: float) -> str:
-    """A measure as people write it: never scientific notation.
-
-    >>> number_readable(12200.0), number_readable(3.5), number_readable(0.0125)
-    ('12,200', '3.5', '0.0125')
-    """
-    x = float(x)
-    if x.is_integer():
-        return f"{int(x):,}"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}".rstrip("0").rstrip(".")
-    return f"{x:.4f}".rstrip("0").rstrip(".") or "0"
-
-
-def _reason(
-    rule: Rule,
-    class_name: str,
-    blob_id: int | None,
-    measure: str,
-    value: float,
-    threshold: float,
-    what: str,
-) -> Reason:
-    """A triggered rule's reason; ``what`` is the finding, the rule and severity are appended."""
-    return Reason(
-        rule_id=rule.id,
-        rule_type=rule.type,
-        class_name=class_name,
-        blob_id=blob_id,
-        measure=measure,
-        value=value,
-        threshold=threshold,
-        severity=rule.severity,
-        message=f"{what} (rule {rule.id!r}, {rule.severity})",
-    )
-
-
-def _rule_evaluate(
-    rule: Rule,
-    areas_by_class: dict[str, np.ndarray],
-    ids_by_class: dict[str, list[int]] | None,
-    *,
-    inspected_area: int,
-    px_per_mm: float | None,
-) -> tuple[RuleEvaluation, list[Reason]]:
-    """Evaluate one rule on per-class kept-blob areas (px)."""
-    names = [c for c in areas_by_class if rule.applies_to(c)]
-    where = "any class" if rule.class_name == ANY_CLASS else rule.class_name
-    reasons: list[Reason] = []
-    if rule.type == "blob_area":
-        if rule.min_area_mm2 is not None:
-            if not px_per_mm:
-                raise RuleSetError(
-                    {f"rule {rule.id}.min_area_mm2": ["needs px_per_mm, which is not set"]}
-                )
-            measure, threshold, scale, unit = (
-                "area_mm2",
-                rule.min_area_mm2,
-                1.0 / px_per_mm**2,
-                "mm²",
-            )
-        else:
-            measure, threshold, scale, unit = "area_px", float(rule.min_area_px), 1.0, "px"
-        largest = 0.0
-        for name in names:
-            values = areas_by_class[name] * scale
-            if values.size:
-                largest = max(largest, float(values.max()))
-            if ids_by_class is None:
-                continue
-            for blob_id, value in zip(ids_by_class[name], values.tolist(), strict=True):
-                if value >= threshold:
-                    reasons.append(
-                        _reason(
-                            rule,
-                            name,
-                            blob_id,
-                            measure,
-                            value,
-                            threshold,
-                            f"{name} blob #{blob_id}: area {number_readable(value)} {unit} >= "
-                            f"{number_readable(threshold)} {unit}",
-                        )
-                    )
-        triggered = largest >= threshold and largest > 0
-    elif rule.type == "blob_count":
-        measure, threshold = "count", float(rule.min_count)
-        value = float(sum(areas_by_class[n].size for n in names))
-        triggered = value >= threshold
-        largest = value
-        if triggered and ids_by_class is not None:
-            reasons.append(
-                _reason(
-                    rule,
-                    rule.class_name,
-                    None,
-                    measure,
-                    value,
-                    threshold,
-                    f"{int(value)} {where} blobs >= {int(threshold)}",
-                )
-            )
-    else:  # area_fraction
-        measure, threshold = "area_fraction", float(rule.min_fraction)
-        defect = sum(int(areas_by_class[n].sum()) for n in names)
-        value = defect / inspected_area if inspected_area else 0.0
-        triggered = value >= threshold and defect > 0
-        largest = value
-        if triggered and ids_by_class is not None:
-            reasons.append(
-                _reason(
-                    rule,
-                    rule.class_name,
-                    None,
-                    measure,
-                    value,
-                    threshold,
-                    f"{where} covers {value:.2%} of the inspected area >= {threshold:.2%}",
-                )
-            )
-    evaluation = RuleEvaluation(
-        rule_id=rule.id,
-        rule_type=rule.type,
-        class_name=rule.class_name,
-        measure=measure,
-        value=largest,
-        threshold=threshold,
-        triggered=bool(triggered),
-        severity=rule.severity,
-    )
-    return evaluation, reasons
-
-
 def rules_apply(
     probabilities: np.ndarray,
     *,
     classes: Sequence[str],
     ruleset: RuleSet,
     px_per_mm: float | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Turn per-pixel probabilities into blobs and an explained OK/NG decision.
 
     ``probabilities``: (K+1, H, W) float32, index 0 = background, k = class
     ``classes[k-1]``. ``px_per_mm``: pixels per millimetre, needed by mm²
-    rules and filters (RuleSetError naming them otherwise).
+    rules and filters (RuleSetError naming them otherwise). ``inputs``: further
+    per-image data by name, for rule types that read it (see
+    :class:`~prompting.rules.types.RuleContext`).
 
     >>> from prompting.rules import DEFAULT_RULESET, ruleset_validate
     >>> p = np.zeros((2, 8, 8), np.float32); p[0] = 1
@@ -447,7 +271,7 @@ def rules_apply(
     _check_inputs(probabilities, classes, ruleset, px_per_mm)
     shape = probabilities.shape[1:]
     inspected = regions_mask(ruleset.regions, shape=shape)
-    prep = _prepare(probabilities)
+    prep = probabilities_prepare(probabilities)
     t1 = time.perf_counter()
 
     label_map = np.zeros(shape, np.uint8)
@@ -484,10 +308,17 @@ def rules_apply(
     uncertainty = _uncertainty(prep, classes, ruleset, inspected)
     reasons: list[Reason] = []
     evaluations: list[RuleEvaluation] = []
+    ctx = RuleContext(
+        areas_by_class=areas_by_class,
+        ids_by_class=ids_by_class,
+        inspected_area=inspected_area,
+        px_per_mm=px_per_mm,
+        probabilities=probabilities,
+        inspected=inspected,
+        inputs=inputs or {},
+    )
     for rule in ruleset.rules:
-        evaluation, rule_reasons = _rule_evaluate(
-            rule, areas_by_class, ids_by_class, inspected_area=inspected_area, px_per_mm=px_per_mm
-        )
+        evaluation, rule_reasons = rule.evaluate(ctx)
         evaluations.append(evaluation)
         reasons.extend(rule_reasons)
     t3 = time.perf_counter()
@@ -512,8 +343,8 @@ def rules_apply(
     )
 
 
-def _class_areas(
-    prep: Any,
+def class_areas(
+    prep: Prepared,
     k: int,
     name: str,
     ruleset: RuleSet,
@@ -540,6 +371,7 @@ def rules_verdict(
     classes: Sequence[str],
     ruleset: RuleSet,
     px_per_mm: float | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> str:
     """``rules_apply(...).verdict`` without measuring blobs that no filter needs.
 
@@ -549,16 +381,19 @@ def rules_verdict(
     _check_inputs(probabilities, classes, ruleset, px_per_mm)
     shape = probabilities.shape[1:]
     inspected = regions_mask(ruleset.regions, shape=shape)
-    prep = _prepare(probabilities)
+    prep = probabilities_prepare(probabilities)
     areas_by_class = {
-        name: _class_areas(prep, k, name, ruleset, inspected=inspected, px_per_mm=px_per_mm)
+        name: class_areas(prep, k, name, ruleset, inspected=inspected, px_per_mm=px_per_mm)
         for k, name in enumerate(classes)
     }
-    inspected_area = int(inspected.sum())
-    triggered = [
-        _rule_evaluate(r, areas_by_class, None, inspected_area=inspected_area, px_per_mm=px_per_mm)[
-            0
-        ].triggered
-        for r in ruleset.rules
-    ]
+    ctx = RuleContext(
+        areas_by_class=areas_by_class,
+        ids_by_class=None,
+        inspected_area=int(inspected.sum()),
+        px_per_mm=px_per_mm,
+        probabilities=probabilities,
+        inspected=inspected,
+        inputs=inputs or {},
+    )
+    triggered = [r.evaluate(ctx)[0].triggered for r in ruleset.rules]
     return "NG" if any(triggered) else "OK"

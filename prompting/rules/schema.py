@@ -21,10 +21,11 @@ Shape (defaults in brackets)::
                                   {"op": "remove_small", "min_area": px}],
                    "filters": [{"measure": <MEASURES>, "min": x, "max": y}]}
     polygon = [[x, y], ...]   (>= 3 points, image pixels)
-    Rule = {"id": str, "type": "blob_area", "class": name | "*", "min_area_px": n | "min_area_mm2": x,
-            "severity": "minor"|"major"|"critical"}
-         | {"id", "type": "blob_count", "class", "min_count": n, "severity"}
-         | {"id", "type": "area_fraction", "class", "min_fraction": 0..1, "severity"}
+    Rule = {"id": str, "type": <RULE_TYPES>, "class": name | "*",
+            "severity": "minor"|"major"|"critical", <the type's fields>}
+           e.g. {"id": "big", "type": "blob_area", "class": "*", "min_area_px": 30,
+                 "severity": "major"}; every type, its fields and its evaluation
+           are one class in :mod:`prompting.rules.types`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,25 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prompting.errors import RuleSetError
+from prompting.rules.checks import (
+    FieldErrors,
+    check_list,
+    check_mapping,
+    check_name,
+    check_number,
+    is_number,
+    show,
+)
+from prompting.rules.types import (
+    ANY_CLASS,
+    MAX_AREA,
+    RULE_TYPES,
+    SEVERITIES,
+    Rule,
+    rule_types_describe,
+)
 
 FORMAT_VERSION = 1
-SEVERITIES = ("minor", "major", "critical")
-RULE_TYPES = ("blob_area", "blob_count", "area_fraction")
 RADIUS_OPS = ("opening", "closing", "erosion", "dilation")
 MORPHOLOGY_OPS = (*RADIUS_OPS, "fill_holes", "remove_small")
 MEASURES = (
@@ -54,7 +70,6 @@ MEASURES = (
     "max_prob",
 )
 MM_MEASURES = ("area_mm2", "length_mm", "width_mm")
-ANY_CLASS = "*"
 RESERVED_CLASS_NAMES = (ANY_CLASS, "background")
 
 # Bounds that keep validation and evaluation cheap whatever the input.
@@ -65,10 +80,7 @@ MAX_MORPHOLOGY_RADIUS = 50
 MAX_FILTERS = 16
 MAX_POLYGONS = 32
 MAX_POLYGON_POINTS = 1_000
-MAX_AREA = 1_000_000_000
-MAX_COUNT = 1_000_000
 MAX_COORDINATE = 1_000_000
-MAX_NAME_LENGTH = 64
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CONNECTIVITY = 8
@@ -158,32 +170,6 @@ class ClassConfig:
 
 
 @dataclass(frozen=True)
-class Rule:
-    """A decision rule; which ``min_*`` field is set depends on ``type``."""
-
-    id: str
-    type: str
-    class_name: str
-    severity: str
-    min_area_px: int | None = None
-    min_area_mm2: float | None = None
-    min_count: int | None = None
-    min_fraction: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "type": self.type, "class": self.class_name}
-        for key in ("min_area_px", "min_area_mm2", "min_count", "min_fraction"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        out["severity"] = self.severity
-        return out
-
-    def applies_to(self, class_name: str) -> bool:
-        return self.class_name in (ANY_CLASS, class_name)
-
-
-@dataclass(frozen=True)
 class Regions:
     """Inspection regions: union of ``include`` polygons (whole image if none),
     minus the union of ``ignore`` polygons. Polygons are (x, y) pixel points."""
@@ -225,11 +211,7 @@ class RuleSet:
 
     def mm2_fields(self) -> list[str]:
         """Paths of every field that needs px_per_mm."""
-        paths = [
-            f"rules[{i}].min_area_mm2"
-            for i, r in enumerate(self.rules)
-            if r.min_area_mm2 is not None
-        ]
+        paths = [f"rules[{i}].{name}" for i, r in enumerate(self.rules) for name in r.mm_fields()]
         entries = [("default", self.default)] + [
             (f"classes.{k}", v) for k, v in self.classes.items()
         ]
@@ -282,119 +264,38 @@ class _NotGiven:
 NOT_GIVEN: Any = _NotGiven()
 
 
-class _Errors:
-    def __init__(self) -> None:
-        self.errors: dict[str, list[str]] = {}
-
-    def add(self, path: str, message: str) -> None:
-        self.errors.setdefault(path or "(root)", []).append(message)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number(
-    value: Any,
-    path: str,
-    errs: _Errors,
-    *,
-    lo: float,
-    hi: float,
-    integer: bool = False,
-    lo_open: bool = False,
-) -> Any:
-    """Checked number or None (after recording an error)."""
-    if integer:
-        if not isinstance(value, int) or isinstance(value, bool):
-            if _is_number(value) and float(value).is_integer():
-                value = int(value)
-            else:
-                errs.add(path, f"must be an integer, got {_show(value)}")
-                return None
-    elif not _is_number(value):
-        errs.add(path, f"must be a number, got {_show(value)}")
-        return None
-    if not math.isfinite(value):
-        errs.add(path, f"must be finite, got {value}")
-        return None
-    if (value <= lo) if lo_open else (value < lo):
-        errs.add(path, f"must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
-        return None
-    if value > hi:
-        errs.add(path, f"must be <= {hi:g}, got {value:g}")
-        return None
-    return value if integer else float(value)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _mapping(value: Any, path: str, errs: _Errors, allowed: Sequence[str]) -> Mapping | None:
-    if not isinstance(value, Mapping):
-        errs.add(path, f"must be an object, got {type(value).__name__}")
-        return None
-    for key in value:
-        if key not in allowed:
-            sub = f"{path}.{key}" if path else str(key)
-            errs.add(sub, f"unknown field; allowed: {', '.join(allowed)}")
-    return value
-
-
-def _list(value: Any, path: str, errs: _Errors, *, max_len: int) -> list | None:
-    if not isinstance(value, (list, tuple)):
-        errs.add(path, f"must be a list, got {type(value).__name__}")
-        return None
-    if len(value) > max_len:
-        errs.add(path, f"too many items: {len(value)} > {max_len}")
-        return None
-    return list(value)
-
-
-def _name(value: Any, path: str, errs: _Errors, what: str) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        errs.add(path, f"{what} must be a non-empty string")
-        return None
-    if len(value) > MAX_NAME_LENGTH:
-        errs.add(path, f"{what} is longer than {MAX_NAME_LENGTH} characters")
-        return None
-    return value
-
-
-def _parse_step(raw: Any, path: str, errs: _Errors) -> MorphologyStep | None:
+def _parse_step(raw: Any, path: str, errs: FieldErrors) -> MorphologyStep | None:
     if not isinstance(raw, Mapping):
         errs.add(path, "must be an object like {'op': 'opening', 'radius': 1}")
         return None
     op = raw.get("op")
     if op not in MORPHOLOGY_OPS:
-        errs.add(f"{path}.op", f"must be one of {', '.join(MORPHOLOGY_OPS)}, got {_show(op)}")
+        errs.add(f"{path}.op", f"must be one of {', '.join(MORPHOLOGY_OPS)}, got {show(op)}")
         return None
     key = {"fill_holes": "max_area", "remove_small": "min_area"}.get(op, "radius")
-    _mapping(raw, path, errs, ("op", key))
+    check_mapping(raw, path, errs, ("op", key))
     if key not in raw:
         errs.add(f"{path}.{key}", f"required for {op}")
         return None
     hi = MAX_MORPHOLOGY_RADIUS if key == "radius" else MAX_AREA
-    value = _number(raw[key], f"{path}.{key}", errs, lo=1, hi=hi, integer=True)
+    value = check_number(raw[key], f"{path}.{key}", errs, lo=1, hi=hi, integer=True)
     if value is None:
         return None
     return MorphologyStep(op=op, **{key: value})
 
 
-def _parse_filter(raw: Any, path: str, errs: _Errors) -> BlobFilter | None:
-    if _mapping(raw, path, errs, ("measure", "min", "max")) is None:
+def _parse_filter(raw: Any, path: str, errs: FieldErrors) -> BlobFilter | None:
+    if check_mapping(raw, path, errs, ("measure", "min", "max")) is None:
         return None
     ok = True
     measure = raw.get("measure")
     if measure not in MEASURES:
-        errs.add(f"{path}.measure", f"must be one of {', '.join(MEASURES)}, got {_show(measure)}")
+        errs.add(f"{path}.measure", f"must be one of {', '.join(MEASURES)}, got {show(measure)}")
         ok = False
     bounds: dict[str, float | None] = {"min": None, "max": None}
     for key in bounds:
         if key in raw:
-            bounds[key] = _number(raw[key], f"{path}.{key}", errs, lo=-1e12, hi=1e12)
+            bounds[key] = check_number(raw[key], f"{path}.{key}", errs, lo=-1e12, hi=1e12)
             ok = ok and bounds[key] is not None
     if "min" not in raw and "max" not in raw:
         errs.add(path, "give min, max or both")
@@ -407,19 +308,19 @@ def _parse_filter(raw: Any, path: str, errs: _Errors) -> BlobFilter | None:
 
 
 def _parse_class_config(
-    raw: Any, path: str, errs: _Errors, *, is_default: bool
+    raw: Any, path: str, errs: FieldErrors, *, is_default: bool
 ) -> ClassConfig | None:
-    if _mapping(raw, path, errs, ("threshold", "morphology", "filters")) is None:
+    if check_mapping(raw, path, errs, ("threshold", "morphology", "filters")) is None:
         return None
     threshold = morphology = filters = None
     ok = True
     if "threshold" in raw:
-        threshold = _number(raw["threshold"], f"{path}.threshold", errs, lo=0, hi=1)
+        threshold = check_number(raw["threshold"], f"{path}.threshold", errs, lo=0, hi=1)
         ok = ok and threshold is not None
     elif is_default:
         threshold = DEFAULT_THRESHOLD
     if "morphology" in raw:
-        items = _list(raw["morphology"], f"{path}.morphology", errs, max_len=MAX_MORPHOLOGY_STEPS)
+        items = check_list(raw["morphology"], f"{path}.morphology", errs, max_len=MAX_MORPHOLOGY_STEPS)
         if items is None:
             ok = False
         else:
@@ -429,7 +330,7 @@ def _parse_class_config(
     elif is_default:
         morphology = ()
     if "filters" in raw:
-        items = _list(raw["filters"], f"{path}.filters", errs, max_len=MAX_FILTERS)
+        items = check_list(raw["filters"], f"{path}.filters", errs, max_len=MAX_FILTERS)
         if items is None:
             ok = False
         else:
@@ -441,8 +342,8 @@ def _parse_class_config(
     return ClassConfig(threshold=threshold, morphology=morphology, filters=filters) if ok else None
 
 
-def _parse_polygon(raw: Any, path: str, errs: _Errors) -> Polygon | None:
-    points = _list(raw, path, errs, max_len=MAX_POLYGON_POINTS)
+def _parse_polygon(raw: Any, path: str, errs: FieldErrors) -> Polygon | None:
+    points = check_list(raw, path, errs, max_len=MAX_POLYGON_POINTS)
     if points is None:
         return None
     if len(points) < 3:
@@ -453,20 +354,20 @@ def _parse_polygon(raw: Any, path: str, errs: _Errors) -> Polygon | None:
         if not isinstance(p, (list, tuple)) or len(p) != 2:
             errs.add(f"{path}[{i}]", "must be [x, y]")
             continue
-        x = _number(p[0], f"{path}[{i}]", errs, lo=-MAX_COORDINATE, hi=MAX_COORDINATE)
-        y = _number(p[1], f"{path}[{i}]", errs, lo=-MAX_COORDINATE, hi=MAX_COORDINATE)
+        x = check_number(p[0], f"{path}[{i}]", errs, lo=-MAX_COORDINATE, hi=MAX_COORDINATE)
+        y = check_number(p[1], f"{path}[{i}]", errs, lo=-MAX_COORDINATE, hi=MAX_COORDINATE)
         if x is not None and y is not None:
             out.append((x, y))
     return tuple(out) if len(out) == len(points) else None
 
 
-def _parse_regions(raw: Any, path: str, errs: _Errors) -> Regions | None:
-    if _mapping(raw, path, errs, ("include", "ignore")) is None:
+def _parse_regions(raw: Any, path: str, errs: FieldErrors) -> Regions | None:
+    if check_mapping(raw, path, errs, ("include", "ignore")) is None:
         return None
     parsed: dict[str, tuple[Polygon, ...]] = {}
     ok = True
     for key in ("include", "ignore"):
-        items = _list(raw.get(key, []), f"{path}.{key}", errs, max_len=MAX_POLYGONS)
+        items = check_list(raw.get(key, []), f"{path}.{key}", errs, max_len=MAX_POLYGONS)
         if items is None:
             ok = False
             continue
@@ -476,77 +377,53 @@ def _parse_regions(raw: Any, path: str, errs: _Errors) -> Regions | None:
     return Regions(**parsed) if ok else None
 
 
-_RULE_FIELDS = {
-    "blob_area": ("min_area_px", "min_area_mm2"),
-    "blob_count": ("min_count",),
-    "area_fraction": ("min_fraction",),
-}
-
-
-def _parse_rule(raw: Any, path: str, errs: _Errors) -> Rule | None:
+def _parse_rule(raw: Any, path: str, errs: FieldErrors) -> Rule | None:
     if not isinstance(raw, Mapping):
         errs.add(path, f"must be an object, got {type(raw).__name__}")
         return None
     rule_type = raw.get("type")
-    if rule_type not in RULE_TYPES:
-        errs.add(f"{path}.type", f"must be one of {', '.join(RULE_TYPES)}, got {_show(rule_type)}")
-        specific: tuple[str, ...] = ()
-        allowed = (
-            "id",
-            "type",
-            "class",
-            "severity",
-            *{k for v in _RULE_FIELDS.values() for k in v},
-        )
+    cls = RULE_TYPES.get(rule_type) if isinstance(rule_type, str) else None
+    common = ("id", "type", "class", "severity")
+    if cls is None:
+        errs.add(f"{path}.type", f"must be one of {', '.join(RULE_TYPES)}, got {show(rule_type)}")
+        allowed = (*common, *{f.name for t in RULE_TYPES.values() for f in t.fields})
     else:
-        specific = _RULE_FIELDS[rule_type]
-        allowed = ("id", "type", "class", "severity", *specific)
-    _mapping(raw, path, errs, allowed)
-    ok = rule_type in RULE_TYPES
-    rule_id = _name(raw.get("id"), f"{path}.id", errs, "id")
-    class_name = _name(raw.get("class"), f"{path}.class", errs, "class")
+        allowed = (*common, *(f.name for f in cls.fields))
+    check_mapping(raw, path, errs, allowed)
+    rule_id = check_name(raw.get("id"), f"{path}.id", errs, "id")
+    class_name = check_name(raw.get("class"), f"{path}.class", errs, "class")
     severity = raw.get("severity")
+    ok = cls is not None
     if severity not in SEVERITIES:
         errs.add(
-            f"{path}.severity", f"must be one of {', '.join(SEVERITIES)}, got {_show(severity)}"
+            f"{path}.severity", f"must be one of {', '.join(SEVERITIES)}, got {show(severity)}"
         )
         ok = False
     ok = ok and rule_id is not None and class_name is not None
-    values: dict[str, Any] = {}
-    if rule_type == "blob_area":
-        given = [k for k in specific if k in raw]
-        if len(given) != 1:
-            msg = "give exactly one of min_area_px, min_area_mm2"
-            errs.add(f"{path}.min_area_px", msg + (" (got both)" if given else " (got neither)"))
-            ok = False
-        elif given[0] == "min_area_px":
-            values["min_area_px"] = _number(
-                raw["min_area_px"], f"{path}.min_area_px", errs, lo=1, hi=MAX_AREA, integer=True
-            )
-        else:
-            values["min_area_mm2"] = _number(
-                raw["min_area_mm2"], f"{path}.min_area_mm2", errs, lo=0, hi=1e9, lo_open=True
-            )
-    elif rule_type == "blob_count":
-        if "min_count" not in raw:
-            errs.add(f"{path}.min_count", "required")
-            ok = False
-        else:
-            values["min_count"] = _number(
-                raw["min_count"], f"{path}.min_count", errs, lo=1, hi=MAX_COUNT, integer=True
-            )
-    elif rule_type == "area_fraction":
-        if "min_fraction" not in raw:
-            errs.add(f"{path}.min_fraction", "required")
-            ok = False
-        else:
-            values["min_fraction"] = _number(
-                raw["min_fraction"], f"{path}.min_fraction", errs, lo=0, hi=1, lo_open=True
-            )
-    ok = ok and None not in values.values()
-    if not ok:
+    if cls is None:
         return None
-    return Rule(id=rule_id, type=rule_type, class_name=class_name, severity=severity, **values)
+    values = cls.parse(raw, path, errs)
+    if not ok or values is None:
+        return None
+    return cls(id=rule_id, class_name=class_name, severity=severity, **values)
+
+
+def ruleset_vocabulary() -> dict[str, Any]:
+    """What a rule set may say, for editors: severities, blob measures,
+    morphology operations (op -> its parameter), and every rule type with its
+    fields (see :func:`prompting.rules.types.rule_types_describe`)."""
+    return {
+        "version": FORMAT_VERSION,
+        "any_class": ANY_CLASS,
+        "severities": list(SEVERITIES),
+        "measures": list(MEASURES),
+        "mm_measures": list(MM_MEASURES),
+        "morphology_ops": {
+            op: {"fill_holes": "max_area", "remove_small": "min_area"}.get(op, "radius")
+            for op in MORPHOLOGY_OPS
+        },
+        "rule_types": rule_types_describe(),
+    }
 
 
 _TOP_KEYS = ("version", "connectivity", "default", "classes", "regions", "rules")
@@ -572,19 +449,19 @@ def ruleset_validate(
     >>> ruleset_validate({"connectivity": 4}).connectivity
     4
     """
-    errs = _Errors()
-    if _mapping(data, "", errs, _TOP_KEYS) is None:
+    errs = FieldErrors()
+    if check_mapping(data, "", errs, _TOP_KEYS) is None:
         raise RuleSetError(errs.errors)
 
     version = data.get("version", FORMAT_VERSION)
     if version != FORMAT_VERSION or isinstance(version, bool):
         errs.add(
-            "version", f"unsupported version {_show(version)}; this engine reads {FORMAT_VERSION}"
+            "version", f"unsupported version {show(version)}; this engine reads {FORMAT_VERSION}"
         )
 
     connectivity = data.get("connectivity", DEFAULT_CONNECTIVITY)
     if connectivity not in (4, 8) or isinstance(connectivity, bool):
-        errs.add("connectivity", f"must be 4 or 8, got {_show(connectivity)}")
+        errs.add("connectivity", f"must be 4 or 8, got {show(connectivity)}")
 
     default = _parse_class_config(data.get("default", {}), "default", errs, is_default=True)
 
@@ -600,7 +477,7 @@ def ruleset_validate(
     else:
         for name, raw in raw_classes.items():
             path = f"classes.{name}"
-            if _name(name, path, errs, "class name") is None:
+            if check_name(name, path, errs, "class name") is None:
                 continue
             if name in RESERVED_CLASS_NAMES:
                 errs.add(
@@ -614,7 +491,7 @@ def ruleset_validate(
     regions = _parse_regions(data.get("regions", {}), "regions", errs)
 
     rules: list[Rule] = []
-    raw_rules = _list(data.get("rules", []), "rules", errs, max_len=MAX_RULES)
+    raw_rules = check_list(data.get("rules", []), "rules", errs, max_len=MAX_RULES)
     if raw_rules is not None:
         seen: dict[str, int] = {}
         for i, raw in enumerate(raw_rules):
@@ -657,7 +534,7 @@ def ruleset_check_context(
     Raises RuleSetError naming every field that refers to an unknown class,
     and, when ``px_per_mm`` is given as None, every mm-based field.
     """
-    errs = _Errors()
+    errs = FieldErrors()
     if classes is not None:
         known = ", ".join(classes)
         for path, name in ruleset.referenced_classes().items():
@@ -670,7 +547,7 @@ def ruleset_check_context(
         if px_per_mm is None:
             for path in ruleset.mm2_fields():
                 errs.add(path, "needs px_per_mm (pixels per millimetre), which is not set")
-        elif not _is_number(px_per_mm) or not math.isfinite(px_per_mm) or px_per_mm <= 0:
-            errs.add("px_per_mm", f"must be a positive number, got {_show(px_per_mm)}")
+        elif not is_number(px_per_mm) or not math.isfinite(px_per_mm) or px_per_mm <= 0:
+            errs.add("px_per_mm", f"must be a positive number, got {show(px_per_mm)}")
     if errs.errors:
         raise RuleSetError(errs.errors)

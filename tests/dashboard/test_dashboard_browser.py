@@ -853,6 +853,33 @@ def test_rules_page_follows_backtest_and_tune_jobs_on_a_large_project(
     assert not jobs.exclude(state__in=["succeeded", "cancelled"]).exists()
 
 
+def test_rule_editor_builds_its_form_from_the_engines_rule_types(
+    live_server, page, login, make_user, eager_jobs
+):
+    """A rule type registered in the engine shows up in the editor, with its
+    fields, without a change to rules.js; so do every blob measure."""
+    from tests.inspection.svc_helpers import labelled_project_build
+    from tests.prompting.test_rules_types import example_rule_type
+
+    owner = make_user("rita")
+    project = labelled_project_build(owner, n_images=2, size=64, name="Rule types")
+    with example_rule_type():
+        login(page, live_server.url, "rita")
+        page.goto(f"{live_server.url}/projects/{project.pk}/rules/")
+        seq = wait_backtest(page)
+        options = page.locator("[data-testid=rule-0-type] option").all_inner_texts()
+        assert options == ["blob area ≥", "blob count ≥", "area fraction ≥", "mean probability ≥"]
+        page.select_option("[data-testid=rule-0-type]", "test_mean_prob")
+        assert page.input_value("[data-testid=rule-0-min-mean]") == "0.5"
+        assert page.locator("[data-testid=rule-0-min-area]").count() == 0
+        seq = wait_backtest(page, seq)
+        assert page.locator("[data-testid=backtest-error]").count() == 0
+        page.locator("#rules-form button:text('+ filter')").first.click()
+        measures = page.locator("#rules-form .filter-row select").first.locator("option")
+        assert {"length_mm", "width_mm"} <= set(measures.all_inner_texts())
+    assert page.js_errors == []
+
+
 # ----------------------------------------------------------------- SAM
 def test_point_click_shows_sam_mask_after_embedding(
     live_server, page, shot, login, make_user, dataset, eager_jobs, settings, tiny_sam_checkpoint

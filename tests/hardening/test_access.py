@@ -7,11 +7,13 @@ import pytest
 from reliability.access import (
     MATRIX,
     ROLES,
+    STATION_MATRIX,
     cell_run,
     csrf_check,
     foreign_rows_check,
     matrix_cases,
     probe_check,
+    station_cell_run,
     throttle_check,
 )
 
@@ -47,6 +49,14 @@ def test_matrix_covers_every_api_route():
 )
 def test_matrix(db, world, hooks_private, role, method, path, body, expected):
     ok, detail = cell_run(world, role, method, path, body, expected)
+    assert ok, detail
+
+
+@pytest.mark.parametrize("row", STATION_MATRIX, ids=["-".join(r[:4]) for r in STATION_MATRIX])
+def test_station_matrix(db, world, row):
+    """A station answers POST /images to allowed clients only, and nothing else
+    of the product through its port."""
+    ok, detail = station_cell_run(world, *row)
     assert ok, detail
 
 

@@ -19,6 +19,17 @@ def test_schemathesis_slice(db, world, hooks_private):
     assert "5xx" not in figures["statuses"]
 
 
+def test_station_fuzz_slice(db, world):
+    """Generated LandingEdge requests into a station: no server error, every 2xx
+    decodes and is logged, nothing refused is logged."""
+    from reliability.fuzz import station_fuzz
+
+    figures = station_fuzz(world, requests=60)
+    assert figures["requests"] >= 50  # Hypothesis drops duplicate examples
+    assert figures["failures"] == [], "\n".join(figures["failures"][:10])
+    assert figures["statuses"].get("2xx", 0) > 0 and figures["statuses"].get("4xx", 0) > 0
+
+
 def test_schema_documents_errors_and_pagination(db):
     import json
 

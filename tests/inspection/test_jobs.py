@@ -170,7 +170,7 @@ def test_broker_down_surfaces_as_503_and_failed_job(transactional_db, make_user,
 
 def test_enqueue_failure_raises_unavailable(transactional_db, make_user):
     from inspection.celery import app
-    from inspection.services.training import predictions_refresh_start
+    from inspection.services.predictions import predictions_refresh_start
 
     owner = make_user("o")
     project = project_create(user=owner, name="p", classes=["scratch"])

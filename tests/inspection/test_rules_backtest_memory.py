@@ -21,16 +21,16 @@ def labelled_project(db, make_user):
 
 
 def _counting_reads(monkeypatch) -> list[str]:
-    from inspection.services import training
+    from inspection.services import predictions
 
     reads: list[str] = []
-    real = training.probabilities_load
+    real = predictions.probabilities_load
 
     def load(prediction):
         reads.append(str(prediction.image_id))
         return real(prediction)
 
-    monkeypatch.setattr(training, "probabilities_load", load)
+    monkeypatch.setattr(predictions, "probabilities_load", load)
     return reads
 
 

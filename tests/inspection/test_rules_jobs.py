@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from inspection.models import Job
-from inspection.services import rules
+from inspection.services import rules, rulesets
 from inspection.services.jobs import job_create
 from inspection.services.projects import membership_set
 from tests.inspection.svc_helpers import job_wait, labelled_project_build
@@ -38,7 +38,7 @@ def _without_timings(report: dict) -> dict:
 
 
 def _tighter_rules(project) -> dict:
-    data = copy.deepcopy(rules.ruleset_active_get(project=project).data)
+    data = copy.deepcopy(rulesets.ruleset_active_get(project=project).data)
     data["default"]["threshold"] = 0.97  # above every blob: every NG image escapes
     return data
 
@@ -129,7 +129,7 @@ def test_invalid_rules_are_refused_before_a_job_is_queued(project, owner, api_fo
     assert r.json()["errors"] == {"rules[0].class": ["not a class of this project"]}
     assert not Job.objects.filter(project=project).exists()
     # nothing stored changed: the active rules are still version 1
-    assert rules.ruleset_active_get(project=project).version == 1
+    assert rulesets.ruleset_active_get(project=project).version == 1
 
 
 def test_a_project_without_a_model_is_refused_before_a_job_is_queued(jobs_db, owner, api_for):
@@ -143,7 +143,7 @@ def test_a_project_without_a_model_is_refused_before_a_job_is_queued(jobs_db, ow
 
 
 def test_tune_starts_from_the_posted_rules(project, owner, api_for):
-    data = copy.deepcopy(rules.ruleset_active_get(project=project).data)
+    data = copy.deepcopy(rulesets.ruleset_active_get(project=project).data)
     data["rules"].append(
         {"id": "many", "type": "blob_count", "class": "*", "min_count": 50, "severity": "minor"}
     )
@@ -203,7 +203,7 @@ def test_a_cancelled_job_stops_at_its_next_image(project, monkeypatch):
 
 
 def test_a_job_whose_rules_no_longer_fit_the_project_fails_with_the_reason(project):
-    data = copy.deepcopy(rules.ruleset_active_get(project=project).data)
+    data = copy.deepcopy(rulesets.ruleset_active_get(project=project).data)
     data["rules"][0]["class"] = "dent"
     job = _queued(project, params={"rules": data})
     rules.rules_job_run(job_id=job.id)

@@ -284,13 +284,13 @@ def test_tune_matches_brute_force_grid():
 def test_tune_computes_blob_areas_once_per_image_and_threshold(monkeypatch):
     probs, truths = _separable()
     calls = []
-    real = backtest_module._class_areas
+    real = backtest_module.class_areas
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(backtest_module, "_class_areas", counting)
+    monkeypatch.setattr(backtest_module, "class_areas", counting)
     thresholds = [0.1, 0.3, 0.5, 0.7, 0.9]
     rules_tune(probs, truths, classes=CLASSES, base=_rs(threshold=0.5), thresholds=thresholds)
     # one class, 8 images, 5 thresholds (the base's 0.5 is among them): at most 40,

@@ -468,7 +468,7 @@ def test_uncertainty_counts_only_inspected_pixels():
     ],
 )
 def test_number_readable_never_writes_scientific_notation(value, text):
-    from prompting.rules.decision import number_readable
+    from prompting.rules.types import number_readable
 
     assert number_readable(value) == text
 

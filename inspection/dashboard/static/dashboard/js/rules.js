@@ -10,11 +10,34 @@ const classes = classesOf({ classes: PD.classes });
 const form = document.getElementById("rules-form");
 const msg = document.getElementById("rules-msg");
 
-const OPS = ["opening", "closing", "erosion", "dilation", "fill_holes", "remove_small"];
-const OP_PARAM = { opening: "radius", closing: "radius", erosion: "radius", dilation: "radius", fill_holes: "max_area", remove_small: "min_area" };
-const MEASURES = ["area_px", "area_mm2", "length", "width", "eccentricity", "solidity", "mean_prob", "max_prob"];
-const SEVERITIES = ["minor", "major", "critical"];
-const RULE_TYPES = { blob_area: "blob area ≥", blob_count: "blob count ≥", area_fraction: "area fraction ≥" };
+// The vocabulary (rule types and their fields, measures, morphology operations,
+// severities) comes from the engine through GET /rules/vocabulary/, so a new rule
+// type shows up here without a change to this file.
+let OPS = [];          // morphology operations
+let OP_PARAM = {};     // operation -> its parameter
+let MEASURES = [];     // blob filter measures
+let SEVERITIES = [];
+let RULE_TYPES = [];   // [{type, label, params: [{group, fields: [{name, unit, unit_label, min, max, step, default, integer, mm_power, suffix}]}]}]
+let ANY_CLASS = "*";
+async function vocabularyLoad() {
+  const v = await api("/rules/vocabulary/");
+  OPS = Object.keys(v.morphology_ops);
+  OP_PARAM = v.morphology_ops;
+  MEASURES = v.measures;
+  SEVERITIES = v.severities;
+  RULE_TYPES = v.rule_types;
+  ANY_CLASS = v.any_class;
+}
+const ruleTypeOf = (name) => RULE_TYPES.find((t) => t.type === name);
+const ruleFieldNames = () => RULE_TYPES.flatMap((t) => t.params.flatMap((p) => p.fields.map((f) => f.name)));
+// a new rule of type t: the first field of each of its groups, at its default
+function ruleDefaults(t) { const out = {}; for (const p of t.params) out[p.fields[0].name] = p.fields[0].default; return out; }
+// a value moved from one field to its alternative (px <-> mm²) through the calibration
+function unitConvert(value, from, to) {
+  if (!PD.px_per_mm || value == null) return to.default;
+  const v = value * PD.px_per_mm ** from.mm_power / PD.px_per_mm ** to.mm_power;
+  return to.integer ? Math.round(v) : +v.toFixed(4);
+}
 
 let active = null;     // rule set as stored (the active version)
 let rules = null;      // working copy (the form's model)
@@ -76,34 +99,41 @@ function classBlock(key, entry, title) {
   return fs;
 }
 
+function ruleParams(r, i, t) {
+  const out = [];
+  for (const group of t.params) {
+    const fields = group.fields;
+    const cur = fields.find((f) => r[f.name] != null) || fields[0];
+    const key = group.group.replaceAll("_", "-");
+    out.push(num(r[cur.name], { testid: `rule-${i}-${key}`, min: cur.min, max: cur.max, step: cur.step, onInput: (v) => { r[cur.name] = v; } }));
+    if (fields.length > 1) {
+      out.push(sel(fields.map((f) => [f.unit, f.unit_label]), cur.unit, { testid: t.params.length > 1 ? `rule-${i}-${key}-unit` : `rule-${i}-unit`, onChange: (v) => {
+        const to = fields.find((f) => f.unit === v);
+        const value = r[cur.name];
+        delete r[cur.name];
+        r[to.name] = unitConvert(value, cur, to);
+        renderForm();
+      } }));
+    }
+    if (cur.suffix) out.push(h("span", { class: "small muted" }, cur.suffix));
+  }
+  return out;
+}
+
 function ruleRow(r, i) {
   const row = h("div", { class: "rule-row", "data-testid": `rule-${i}` });
   const idIn = h("input", { type: "text", value: r.id || "", placeholder: "rule id", title: "rule id" });
   idIn.addEventListener("input", () => { r.id = idIn.value; changed(); });
   row.append(idIn,
-    sel(Object.entries(RULE_TYPES), r.type, { testid: `rule-${i}-type`, onChange: (v) => {
-      delete r.min_area_px; delete r.min_area_mm2; delete r.min_count; delete r.min_fraction;
+    sel(RULE_TYPES.map((t) => [t.type, t.label]), r.type, { testid: `rule-${i}-type`, onChange: (v) => {
+      for (const name of ruleFieldNames()) delete r[name];
       r.type = v;
-      if (v === "blob_area") r.min_area_px = 30; else if (v === "blob_count") r.min_count = 1; else r.min_fraction = 0.01;
+      Object.assign(r, ruleDefaults(ruleTypeOf(v)));
       renderForm();
     } }),
-    sel([["*", "any class"], ...classes.map((c) => [c.name, c.name])], r.class || "*", { onChange: (v) => { r.class = v; } }));
-  if (r.type === "blob_area") {
-    const unit = r.min_area_mm2 != null ? "mm2" : "px";
-    row.append(
-      num(unit === "px" ? r.min_area_px : r.min_area_mm2, { testid: `rule-${i}-min-area`, min: 0, step: unit === "px" ? 1 : "any", onInput: (v) => {
-        if (unit === "px") r.min_area_px = v; else r.min_area_mm2 = v;
-      } }),
-      sel([["px", "px"], ["mm2", "mm²"]], unit, { testid: `rule-${i}-unit`, onChange: (v) => {
-        if (v === "mm2") { const px = r.min_area_px; delete r.min_area_px; r.min_area_mm2 = PD.px_per_mm && px != null ? +(px / PD.px_per_mm ** 2).toFixed(4) : 1; }
-        else { const mm = r.min_area_mm2; delete r.min_area_mm2; r.min_area_px = PD.px_per_mm && mm != null ? Math.round(mm * PD.px_per_mm ** 2) : 30; }
-        renderForm();
-      } }));
-  } else if (r.type === "blob_count") {
-    row.append(num(r.min_count, { step: 1, min: 1, testid: `rule-${i}-min-count`, onInput: (v) => { r.min_count = v; } }), h("span", { class: "small muted" }, "blobs"));
-  } else {
-    row.append(num(r.min_fraction, { step: 0.001, min: 0, max: 1, testid: `rule-${i}-min-fraction`, onInput: (v) => { r.min_fraction = v; } }), h("span", { class: "small muted" }, "of the image"));
-  }
+    sel([[ANY_CLASS, "any class"], ...classes.map((c) => [c.name, c.name])], r.class || ANY_CLASS, { onChange: (v) => { r.class = v; } }));
+  const t = ruleTypeOf(r.type);
+  if (t) row.append(...ruleParams(r, i, t));
   row.append(h("span", { class: "small muted" }, "→"),
     sel(SEVERITIES, r.severity || "major", { testid: `rule-${i}-severity`, onChange: (v) => { r.severity = v; } }),
     btn("×", () => { rules.rules.splice(i, 1); renderForm(); changed(); }, { title: "remove rule" }));
@@ -123,7 +153,7 @@ function renderForm() {
         h("span", { class: "small muted", style: "line-height:32px" }, PD.px_per_mm ? `${PD.px_per_mm} px per mm` : "none (mm² rules need px_per_mm)"))));
   const ruleList = h("div", {}, rules.rules.map(ruleRow));
   const rulesFs = h("fieldset", {}, h("legend", {}, "NG rules (any rule that fires makes the image NG)"), ruleList,
-    btn("+ rule", () => { rules.rules.push({ id: `rule${rules.rules.length + 1}`, type: "blob_area", class: "*", min_area_px: 30, severity: "major" }); renderForm(); changed(); }, { "data-testid": "add-rule" }));
+    btn("+ rule", () => { rules.rules.push({ id: `rule${rules.rules.length + 1}`, type: RULE_TYPES[0].type, class: ANY_CLASS, ...ruleDefaults(RULE_TYPES[0]), severity: "major" }); renderForm(); changed(); }, { "data-testid": "add-rule" }));
   const blocks = [classBlock("default", rules.default, "Segmentation: default for every class")];
   for (const c of classes) {
     if (rules.classes[c.name]) {
@@ -342,6 +372,7 @@ if (canEdit) {
 }
 
 (async () => {
+  await vocabularyLoad();
   images = await loadImages(pid).catch(() => []);
   thumbs = new Map(images.map((i) => [String(i.id), i]));
   await load();

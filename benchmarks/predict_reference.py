@@ -1,0 +1,173 @@
+"""The learner's predict path and the stored-prediction encoding as they were at
+commit 3f4efde, kept verbatim so the benchmarks and tests can measure the fast
+path (``prompting.learner``) against them in the same run.
+
+Not used by the product.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from prompting.errors import ArtifactError
+from prompting.features.base import FeatureMap
+from prompting.learner import (
+    ADAPT_CONFIDENCE,
+    ADAPT_MAX_LOGIT,
+    ADAPT_MIN_PIXELS,
+    Learner,
+    _one_blas_thread,
+)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0, out=x)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _mlp_forward(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Logits (N, K+1) of standardised inputs x (N, F)."""
+    h = x
+    n_layers = len(weights) // 2
+    for i in range(n_layers):
+        h = h @ weights[2 * i] + weights[2 * i + 1]
+        if i < n_layers - 1:
+            h = _relu(h)
+    return h
+
+
+def _adapt_per_image(probs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Transductive per-image refinement of (N, K+1) probabilities.
+
+    For each class, confident pixels of this image (class vs background, p >=
+    ``ADAPT_CONFIDENCE``) fit a linear discriminant on the fine-scale features
+    ``x`` (N, F'); its clipped log-likelihood ratio is added to the class logit.
+    A defect is thus re-described with the image's own grey levels, which
+    sharpens boundaries and removes halos; images without confident defect
+    pixels are left unchanged.
+    """
+    out = probs.copy()
+    bg = probs[:, 0] >= ADAPT_CONFIDENCE
+    n = len(x)
+    step = max(1, n // 20000)
+    for k in range(1, probs.shape[1]):
+        fg = probs[:, k] >= ADAPT_CONFIDENCE
+        if fg.sum() < ADAPT_MIN_PIXELS or bg.sum() < ADAPT_MIN_PIXELS:
+            continue
+        xf = x[fg][:: max(1, int(fg.sum()) // 5000)].astype(np.float64)
+        xb = x[bg][:: max(1, int(bg.sum()) // 5000 + step - 1)].astype(np.float64)
+        mf, mb = xf.mean(axis=0), xb.mean(axis=0)
+        cov = (np.cov(xf, rowvar=False) * len(xf) + np.cov(xb, rowvar=False) * len(xb)) / (
+            len(xf) + len(xb)
+        )
+        cov = np.atleast_2d(cov) + 0.05 * np.eye(x.shape[1])
+        w = np.linalg.solve(cov, mf - mb)
+        b = -0.5 * float((mf + mb) @ w)
+        llr = np.clip(x @ w.astype(np.float32) + np.float32(b), -ADAPT_MAX_LOGIT, ADAPT_MAX_LOGIT)
+        out[:, k] = probs[:, k] * np.exp(llr)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def _box(img: np.ndarray, radius: int) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    return ndi.uniform_filter(img, size=2 * radius + 1, mode="reflect")
+
+
+def _guided_filter(probs: np.ndarray, guide: np.ndarray, *, radius: int, eps: float) -> np.ndarray:
+    """Edge-aware refinement of (K+1,h,w) probabilities by a grey guide (He et al. 2010).
+
+    Locally the output is a linear function of the guide, so a probability edge
+    snaps to the image edge (a crack's halo, a blob's rim). Renormalised.
+    """
+    g = guide.astype(np.float32)
+    mean_g = _box(g, radius)
+    var_g = _box(g * g, radius) - mean_g * mean_g
+    out = np.empty_like(probs)
+    for k in range(probs.shape[0]):
+        p = probs[k]
+        mean_p = _box(p, radius)
+        a = (_box(g * p, radius) - mean_g * mean_p) / (var_g + eps)
+        b = mean_p - a * mean_g
+        out[k] = _box(a, radius) * g + _box(b, radius)
+    np.clip(out, 1e-4, 1.0, out=out)
+    out /= out.sum(axis=0, keepdims=True)
+    return out
+
+
+def _upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (C,h,w) -> (C,H,W), cell centres aligned; renormalised."""
+    from scipy import ndimage as ndi
+
+    c, h, w = probs.shape
+    big_h, big_w = size
+    ys = np.clip((np.arange(big_h) + 0.5) * h / big_h - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(big_w) + 0.5) * w / big_w - 0.5, 0, w - 1)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    out = np.stack([ndi.map_coordinates(p, [yy, xx], order=1, mode="nearest") for p in probs])
+    out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-6)
+    return out.astype(np.float32)
+
+
+def predict_features_reference(self: Learner, fmap: FeatureMap) -> np.ndarray:
+    """(K+1,H,W) float32 probabilities from a FeatureMap, upsampled to the image size."""
+    feats = fmap.features
+    if feats.ndim != 3 or feats.shape[2] != self.n_features:
+        raise ArtifactError(
+            f"model expects {self.n_features} features per pixel, backend gave "
+            f"{feats.shape[-1] if feats.ndim == 3 else feats.shape}; wrong backend options?"
+        )
+    h, w, f = feats.shape
+    flat = feats.reshape(-1, f)
+    out = np.empty((h * w, len(self.classes) + 1), np.float32)
+    inv_std = (1.0 / self.std).astype(np.float32)
+    temp_last = bool(self.info.get("temperature_last", False))
+    temp_first = 1.0 if temp_last else self.temperature
+    for s in range(0, h * w, 131072):
+        x = (flat[s : s + 131072] - self.mean) * inv_std
+        chunk = sum(_softmax(_mlp_forward(m, x) / temp_first) for m in self.models())
+        out[s : s + 131072] = chunk / self.n_models
+    adapt = self.info.get("adapt_features")
+    if adapt:
+        cols = [int(c) for c in adapt if 0 <= int(c) < f]
+        xa = (flat[:, cols] - self.mean[cols]) * inv_std[cols]
+        for _ in range(int(self.info.get("adapt_rounds", 1))):
+            out = _adapt_per_image(out, xa)
+    probs = out.reshape(h, w, -1).transpose(2, 0, 1)
+    guide = self.info.get("guide_feature")
+    radius = int(self.info.get("guide_radius", 0))
+    if guide is not None and radius > 0 and 0 <= int(guide) < f:
+        eps = float(self.info.get("guide_eps", 1.0))
+        passes = min(max(1, int(self.info.get("guide_passes", 1))), 4)
+        for _ in range(passes):
+            probs = _guided_filter(probs, feats[..., int(guide)], radius=radius, eps=eps)
+    if temp_last and self.temperature != 1.0:
+        # calibration last: the arg-max and the refinements do not depend on it
+        logp = np.log(np.maximum(probs, 1e-6)) / np.float32(self.temperature)
+        probs = _softmax(logp.reshape(len(logp), -1).T.copy()).T.reshape(probs.shape)
+    big_h, big_w = fmap.image_size
+    if (h, w) != (big_h, big_w):
+        probs = _upsample(probs, (big_h, big_w))
+    return np.ascontiguousarray(probs, dtype=np.float32)
+
+
+def predict_reference(learner: Learner, fmap: FeatureMap) -> np.ndarray:
+    """(K+1,H,W) float32 probabilities of ``fmap`` the way commit 3f4efde computed them."""
+    with _one_blas_thread():
+        return predict_features_reference(learner, fmap)
+
+
+def probabilities_encode_reference(probabilities: np.ndarray) -> bytes:
+    """The stored probability file of commit 3f4efde: float16, deflated .npz."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probabilities=probabilities.astype(np.float16))
+    return buf.getvalue()

@@ -1,0 +1,183 @@
+"""Predictions: an image judged by a model version and a rule set, stored.
+
+``prediction_store`` applies the rules (through the engine doorway) to a
+model's probabilities and stores the mask, overlay and probabilities;
+``predictions_refresh_start`` queues a predict job after a deploy or a rules
+change, which predicts every image in chunks (``propagation``), reusing stored
+probabilities when only the rules changed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+
+from inspection.errors import Conflict
+from inspection.models import Image, Job, ModelVersion, Prediction, Project, RuleSet
+from inspection.services import engine, jobs, rulesets
+from inspection.storage import bytes_read, bytes_save, name_new
+
+
+def prediction_store(
+    *,
+    image: Image,
+    model_version: ModelVersion,
+    ruleset: RuleSet,
+    probabilities: np.ndarray,
+    rgb8: np.ndarray | None,
+    job: Job | None = None,
+    timings: dict | None = None,
+) -> tuple[Prediction, Any]:
+    """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 and store a Prediction.
+
+    Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
+    replaces any earlier prediction of the same (image, model, rules).
+    """
+    # deferred on purpose: the engine's image codecs load PIL and numpy
+    from prompting.images import png_encode
+    from prompting.probmaps import probabilities_encode
+
+    project = image.project
+    t0 = time.perf_counter()
+    decision = engine.rules_apply(
+        probabilities, classes=model_version.classes, ruleset=ruleset, px_per_mm=project.px_per_mm
+    )
+    t_rules = time.perf_counter() - t0
+    if rgb8 is None:
+        rgb8, _ = engine.image_pixels_load(image)
+    colours = [_hex_rgb(c["colour"]) for c in project.classes if c["name"] in model_version.classes]
+    overlay = overlay_render(rgb8, decision.label_map, colours=colours, blobs=decision.blobs)
+    stem = f"{image.id.hex}-{model_version.id.hex[:8]}-{ruleset.id.hex[:8]}"
+    names = [
+        bytes_save(
+            name_new(project.id, "predictions", "png", stem=f"{stem}-mask"),
+            png_encode(
+                mask_visible(decision.label_map, n_classes=len(model_version.classes)),
+                compress_level=1,
+            ),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"),
+            png_encode(overlay, compress_level=1),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"),
+            probabilities_encode(probabilities),
+        ),
+    ]
+    as_dict = decision.to_dict()
+    values = {
+        "verdict": as_dict["verdict"],
+        "severity": as_dict.get("severity") or "",
+        "reasons": as_dict.get("reasons", []),
+        "blobs": as_dict.get("blobs", []),
+        "uncertainty": decision.uncertainty,
+        "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
+        "job": job,
+    }
+    with transaction.atomic():
+        pred = Prediction.objects.filter(
+            image=image, model_version=model_version, ruleset=ruleset
+        ).first()
+        if pred is None:
+            pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
+        else:
+            # same names were overwritten in place; drop the row so "latest" moves
+            pred.delete()
+            pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
+        for k, v in values.items():
+            setattr(pred, k, v)
+        pred.mask.name, pred.overlay.name, pred.probabilities.name = names
+        pred.save()
+    return pred, decision
+
+
+def mask_visible(label_map: np.ndarray, *, n_classes: int) -> np.ndarray:
+    """(H,W) uint8 mask PNG values: 0 none, class k (1-based) -> k * (255 // K).
+
+    With one class that is 0/255, like ground-truth masks.
+    """
+    step = 255 // max(1, n_classes)
+    return (np.asarray(label_map).astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
+
+
+def overlay_render(rgb8: np.ndarray, label_map: np.ndarray, *, colours, blobs=None) -> np.ndarray:
+    """(H,W,3) uint8 RGB: ``rgb8`` with the labelled pixels tinted by ``colours``."""
+    # deferred on purpose: the engine's overlay loads scikit-image
+    from prompting.overlay import render_overlay
+
+    return render_overlay(rgb8, label_map, colours=colours, blobs=blobs)
+
+
+def probabilities_load(prediction: Prediction) -> np.ndarray:
+    """(K+1,H,W) float32 probabilities stored with a prediction (quantised to 1/255:
+    ``prompting.probmaps``)."""
+    # deferred on purpose: the engine loads numpy
+    from prompting.probmaps import probabilities_decode
+
+    return probabilities_decode(bytes_read(prediction.probabilities.name))
+
+
+def _hex_rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
+
+
+def predictions_refresh_start(*, project: Project, user=None, reason: str = "") -> Job | None:
+    """Queue re-predicting every image with the deployed model and active rules
+    (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
+
+    Stored probabilities are reused when the model is unchanged, so a rules
+    change or a deploy costs only the rules. None when nothing is deployed.
+    """
+    from inspection.services.lifecycle import model_candidate
+
+    if project.deployed_model_id is None:
+        return None
+    # the candidate too: the Images page may be showing it, and a rules change must
+    # not leave it judged by the old rules (nor swap it for the deployed version)
+    candidate = model_candidate(project=project)
+    versions = [project.deployed_model_id] + ([candidate.id] if candidate is not None else [])
+    created = []
+    with transaction.atomic():
+        for mv_id in versions:
+            job = jobs.job_create(
+                project=project,
+                kind=Job.Kind.PREDICT,
+                user=user,
+                params={"model_version": str(mv_id), "reason": reason},
+            )
+            jobs.job_enqueue(job=job)
+            created.append(job)
+    for job in created[1:]:
+        jobs.job_enqueue_raise_if_failed(job=job)
+    return jobs.job_enqueue_raise_if_failed(job=created[0])
+
+
+def predictions_refresh(*, job_id, task_id: str = "") -> None:
+    """Celery body of a predict job."""
+    jobs.job_execute(job_id=job_id, task_id=task_id, work=_refresh)
+
+
+def _refresh(job: Job) -> None:
+    # deferred: propagation imports this module (prediction_store)
+    from inspection.services import propagation
+
+    project = job.project
+    mv_id = job.params.get("model_version") or project.deployed_model_id
+    mv = ModelVersion.objects.filter(id=mv_id, project=project).first()
+    if mv is None:
+        raise Conflict("the model version to predict with no longer exists")
+    propagation.propagation_fan_out(
+        job=job,
+        project=project,
+        model_version=mv,
+        ruleset=rulesets.ruleset_active_get(project=project),
+        start=0.0,
+        span=1.0,
+        reuse_probabilities=True,
+    )
+    return None  # the propagation's last chunk ends the job

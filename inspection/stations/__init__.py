@@ -1,0 +1,1 @@
+"""Line stations: listeners that speak the protocols line equipment already uses."""

@@ -1,0 +1,81 @@
+"""Compact storage of probability maps: uint8 quantised defect planes in an ``.npz``.
+
+A prediction keeps its probabilities so rules, backtests and the tuner can be
+re-run without the model. They are stored as the K defect planes quantised to
+1/255 (``round(p * 255)``, uint8, deflated); the background plane is their
+complement. A map of a 480x320 image takes ~80 KB and 4 ms to write, against
+~375 KB and 30 ms for the float16 stack written before, which is still read.
+
+Quantisation moves a probability by at most 1/510 (K/510 where K > 1 defect
+planes rounded up together past 1 are renormalised): a pixel changes side of a
+threshold t only if its probability lies within 1/510 of t (at t = 0.5, the
+default, rounding keeps the side: round(255 p) >= 128 exactly when p >= 0.5, up
+to float32 rounding).
+
+Example::
+
+    data = probabilities_encode(probs)          # probs (K+1,H,W) float32
+    again = probabilities_decode(data)          # (K+1,H,W) float32, |again - probs| <= 1/510
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+
+from prompting.errors import ArtifactError
+
+#: the arrays' names in the file: quantised planes, or the float16 stack of older files
+_QUANTISED = "defect_u8"
+_FLOAT16 = "probabilities"
+
+
+def probabilities_encode(probabilities: np.ndarray) -> bytes:
+    """``.npz`` bytes of ``probabilities`` (K+1,H,W) float in [0, 1], plane 0 background.
+
+    >>> p = np.zeros((2, 2, 2), np.float32); p[1] = [[0, 0.5], [0.25, 1]]; p[0] = 1 - p[1]
+    >>> probabilities_decode(probabilities_encode(p))[1].tolist()
+    [[0.0, 0.501960813999176], [0.250980406999588, 1.0]]
+    """
+    p = np.asarray(probabilities)
+    if p.ndim != 3 or p.shape[0] < 2:
+        raise ValueError(f"probabilities must be (K+1,H,W) with K >= 1, got {p.shape}")
+    q = np.empty(p.shape[1:], np.float32)
+    planes = np.empty((p.shape[0] - 1, *p.shape[1:]), np.uint8)
+    for k in range(1, p.shape[0]):
+        np.multiply(p[k], np.float32(255.0), out=q)
+        np.rint(q, out=q)
+        np.clip(q, 0, 255, out=q)
+        planes[k - 1] = q
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        zf.open(f"{_QUANTISED}.npy", "w") as fh,
+    ):
+        np.lib.format.write_array(fh, planes, allow_pickle=False)
+    return buf.getvalue()
+
+
+def probabilities_decode(data: bytes) -> np.ndarray:
+    """(K+1,H,W) float32 probabilities of bytes from :func:`probabilities_encode`
+    (or of the float16 ``probabilities`` stack of older files)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if _QUANTISED in z.files:
+                planes = z[_QUANTISED]
+                if planes.ndim != 3 or planes.dtype != np.uint8:
+                    raise ArtifactError(f"quantised probabilities have shape {planes.shape}")
+                out = np.empty((planes.shape[0] + 1, *planes.shape[1:]), np.float32)
+                np.multiply(planes, np.float32(1.0 / 255.0), out=out[1:])
+                out[0] = 1.0
+                out[0] -= out[1:].sum(axis=0)
+                if planes.shape[0] > 1 and (out[0] < 0).any():
+                    # several defect planes rounded up past 1 together: renormalise
+                    np.clip(out[0], 0.0, 1.0, out=out[0])
+                    out /= out.sum(axis=0, keepdims=True)
+                return out
+            return z[_FLOAT16].astype(np.float32)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"unreadable probability file ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,279 @@
+"""Propagation fanned out in chunks: order, aggregation, cancel, redelivery, lost chunks,
+batch inspection in chunks. Embedded mode runs each chunk as it is sent (eager);
+services mode sends them to the real worker and waits on the Job row."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from inspection.models import Image, Inspection, Job, JobChunk, Prediction
+from inspection.services.chunks import chunk_sizes, chunks_sweep_stale, job_chunk_run
+from inspection.services.images import image_upload
+from inspection.services.jobs import job_cancel
+from inspection.services.projects import project_create
+from inspection.services.prompts import prompt_create
+from inspection.services.propagation import propagation_order
+from inspection.services.training import training_start
+from tests.inspection.svc_helpers import job_wait
+
+N_IMAGES = 9
+
+
+def _png(seed: int, defect: bool) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = rng.normal(120, 6, (40, 56)).clip(0, 255)
+    if defect:
+        img[18:21, 8:48] = 30
+    buf = io.BytesIO()
+    PILImage.fromarray(img.astype(np.uint8), "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def project(jobs_db, make_user, settings):
+    if settings.CELERY_TASK_ALWAYS_EAGER:  # the real worker of services mode keeps its defaults
+        settings.PROPAGATION_FIRST_IMAGES = 4
+        settings.PROPAGATION_FIRST_CHUNK = 2
+        settings.PROPAGATION_CHUNK = 3
+    owner = make_user("owner")
+    project = project_create(user=owner, name="p", classes=["scratch"], cold_start_min=0)
+    for i in range(N_IMAGES):
+        image = image_upload(project=project, data=_png(i, i % 2 == 0), filename=f"im{i}.png").image
+        if i < 3:
+            prompt_create(
+                image=image,
+                data={
+                    "kind": "stroke",
+                    "label": "scratch",
+                    "points": [[10, 19], [45, 19]],
+                    "radius": 1,
+                },
+            )
+            prompt_create(
+                image=image,
+                data={
+                    "kind": "stroke",
+                    "label": "background",
+                    "points": [[4, 5], [50, 5]],
+                    "radius": 2,
+                },
+            )
+    project.owner = owner
+    return project
+
+
+def _sizes(n: int) -> list[int]:
+    from django.conf import settings
+
+    return chunk_sizes(
+        n,
+        first=settings.PROPAGATION_FIRST_IMAGES,
+        first_size=settings.PROPAGATION_FIRST_CHUNK,
+        size=settings.PROPAGATION_CHUNK,
+    )
+
+
+def _train(project, **kw) -> Job:
+    return job_wait(training_start(project=project, **kw).id)
+
+
+def _images(project) -> list[str]:
+    return [
+        str(i) for i in project.images.order_by("created_at", "id").values_list("id", flat=True)
+    ]
+
+
+def test_training_fans_out_and_the_last_chunk_ends_the_job(project):
+    job = _train(project)
+    assert job.state == "succeeded", job.error
+    chunks = list(job.chunks.order_by("index"))
+    # embedded: 4 first images in chunks of 2, then the other 5 in chunks of 3
+    assert [len(c.items) for c in chunks] == _sizes(N_IMAGES)
+    assert len(chunks) > 1
+    assert all(c.state == "succeeded" and c.done == len(c.items) for c in chunks)
+    assert sorted(i for c in chunks for i in c.items) == sorted(_images(project))
+    assert job.result["n_predictions"] == N_IMAGES and job.result["model_number"] == 1
+    assert sum(job.result["verdicts"].values()) == N_IMAGES
+    assert Prediction.objects.filter(job=job).count() == N_IMAGES
+    assert job.timings["chunks"] == len(chunks) and job.timings["predict_s"] > 0
+    assert job.progress == 100 and f"; {N_IMAGES} images predicted" in job.message
+
+
+def test_visible_images_first_then_never_predicted_then_most_uncertain(project):
+    ids = _images(project)
+    _train(project)
+    # a later image with no prediction yet, and uncertainties set by hand
+    extra = image_upload(project=project, data=_png(99, True), filename="late.png").image
+    for rank, image_id in enumerate(ids):
+        Prediction.objects.filter(image_id=image_id).update(uncertainty=rank / 100)
+    order = propagation_order(project=project, visible=[ids[2], "not-an-image", ids[5]])
+    assert order[:2] == [ids[2], ids[5]]
+    assert order[2] == str(extra.id)
+    rest = [i for i in reversed(ids) if i not in (ids[2], ids[5])]
+    assert order[3:] == rest
+
+
+def test_run_with_visible_images_predicts_them_in_the_first_chunk(project):
+    ids = _images(project)
+    job = _train(project, visible=[ids[7], ids[8]])
+    first = job.chunks.get(index=0)
+    assert first.items[:2] == [ids[7], ids[8]]
+    first_landed = Prediction.objects.filter(job=job).order_by("created_at")[:2]
+    assert {str(p.image_id) for p in first_landed} == {ids[7], ids[8]}
+
+
+def test_chunk_delivered_twice_does_nothing_twice(project):
+    job = _train(project)
+    chunk = job.chunks.get(index=1)
+    before = list(Prediction.objects.values_list("id", flat=True).order_by("id"))
+    job_chunk_run(chunk_id=chunk.id, task_id="again")
+    chunk.refresh_from_db()
+    assert chunk.state == "succeeded" and chunk.attempts == 1
+    assert list(Prediction.objects.values_list("id", flat=True).order_by("id")) == before
+
+
+def _fanned_out_job(project, kind="predict"):
+    """A running predict job with its chunks created but not sent (as if the
+    workers had not picked them up yet)."""
+    from inspection.services import chunks as chunk_service
+
+    _train(project)
+    job = Job.objects.create(
+        project=project,
+        kind=kind,
+        state="running",
+        params={"model_version": str(project.model_versions.get().id)},
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    sent = []
+    original = chunk_service._chunk_send
+    chunk_service._chunk_send = sent.append
+    try:
+        from inspection.services.predictions import _refresh
+
+        assert _refresh(job) is None
+    finally:
+        chunk_service._chunk_send = original
+    return job, sent
+
+
+def test_cancel_stops_every_chunk(project):
+    job, sent = _fanned_out_job(project)
+    n_chunks = len(_sizes(N_IMAGES))
+    assert len(sent) == n_chunks and job.chunks.filter(state="queued").count() == n_chunks
+    job_chunk_run(chunk_id=sent[0].id)  # one chunk runs before the cancel
+    landed = Prediction.objects.filter(job=job).count()
+    assert landed == len(sent[0].items)
+    job_cancel(job=job)
+    assert job.chunks.filter(state="cancelled").count() == n_chunks - 1
+    for chunk in sent[1:]:  # their messages arrive after the cancel
+        job_chunk_run(chunk_id=chunk.id)
+    assert Prediction.objects.filter(job=job).count() == landed
+    job.refresh_from_db()
+    assert job.state == "cancelled"
+
+
+def test_running_chunk_stops_at_its_next_image_after_cancel(project, monkeypatch):
+    from inspection.services import predictions
+
+    job, sent = _fanned_out_job(project)
+    chunk = max(sent, key=lambda c: len(c.items))
+    assert len(chunk.items) > 1
+
+    stored = []
+    original = predictions.prediction_store
+
+    def store_then_cancel(**kw):
+        out = original(**kw)
+        stored.append(kw["image"].id)
+        if len(stored) == 1:
+            Job.objects.filter(id=job.id).update(state="cancelled")
+        return out
+
+    monkeypatch.setattr(predictions, "prediction_store", store_then_cancel)
+    job_chunk_run(chunk_id=chunk.id)
+    chunk.refresh_from_db()
+    assert chunk.state == "cancelled" and chunk.done == 1 and len(stored) == 1
+
+
+def test_lost_chunk_is_queued_again_then_resumes(project):
+    job, sent = _fanned_out_job(project)
+    for chunk in sent[:-1]:
+        job_chunk_run(chunk_id=chunk.id)
+    lost = sent[-1]
+    # its worker claimed it, finished one image, and died
+    JobChunk.objects.filter(id=lost.id).update(
+        state="running",
+        attempts=1,
+        done=1,
+        result={"n": 1, "verdicts": {"OK": 1}},
+        heartbeat_at=timezone.now() - timedelta(seconds=999),
+    )
+    assert chunks_sweep_stale(older_than_s=60) == 1  # queued again and sent
+    job = job_wait(job.id)
+    lost.refresh_from_db()
+    assert lost.state == "succeeded" and lost.attempts == 2 and lost.done == len(lost.items)
+    assert job.state == "succeeded" and job.result["n_predictions"] == N_IMAGES
+
+
+def test_chunk_lost_twice_fails_its_job(project):
+    job, sent = _fanned_out_job(project)
+    JobChunk.objects.filter(id=sent[1].id).update(
+        state="running", attempts=2, heartbeat_at=timezone.now() - timedelta(seconds=999)
+    )
+    assert chunks_sweep_stale(older_than_s=60) == 1
+    job.refresh_from_db()
+    assert job.state == "failed" and "chunk 1 lost its worker 2 times" in job.error
+    assert set(job.chunks.exclude(index=1).values_list("state", flat=True)) == {"cancelled"}
+
+
+def test_a_failing_chunk_fails_the_job_and_names_the_chunk(project, monkeypatch):
+    from inspection.services import predictions
+
+    job, sent = _fanned_out_job(project)
+
+    def broken(**kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(predictions, "prediction_store", broken)
+    job_chunk_run(chunk_id=sent[0].id)
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error.startswith("chunk 0 failed:")
+    assert "disk full" in job.error
+
+
+def test_batch_inspection_in_chunks_resumes_without_duplicates(project, settings):
+    from inspection.services.inspections import inspection_batch_start
+
+    _train(project)
+    files = [(f"b{i}.png", _png(200 + i, i % 3 == 0)) for i in range(7)]
+    files.append(("broken.png", b"not an image"))
+    job = job_wait(inspection_batch_start(project=project, files=files).id)
+    assert job.state == "succeeded", job.error
+    size = settings.PROPAGATION_CHUNK
+    assert job.chunks.count() == len(chunk_sizes(8, first=0, first_size=size, size=size))
+    assert job.result["n_images"] == 8 and job.result["counts"]["error"] == 1
+    assert job.result["counts"]["OK"] + job.result["counts"]["NG"] == 7
+    assert [e["index"] for e in job.result["errors"]] == [7]
+    assert Inspection.objects.filter(job=job).count() == 7
+    # a chunk run again after it finished adds nothing
+    job_chunk_run(chunk_id=job.chunks.get(index=0).id)
+    assert Inspection.objects.filter(job=job).count() == 7
+
+
+def test_image_deleted_during_propagation_is_skipped(project):
+    from inspection.services.images import image_delete
+
+    job, sent = _fanned_out_job(project)
+    image_delete(image=Image.objects.get(id=sent[0].items[0]))
+    for chunk in sent:
+        job_chunk_run(chunk_id=chunk.id)
+    job.refresh_from_db()
+    assert job.state == "succeeded" and job.result["n_predictions"] == N_IMAGES - 1
