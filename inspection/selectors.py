@@ -3,13 +3,20 @@ object of a project the user isn't a member of is simply not found (404)."""
 
 from __future__ import annotations
 
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
+from django.utils import timezone
 
 from inspection.models import (
     Image,
     Inspection,
     Job,
+    JobChunk,
     Membership,
     ModelVersion,
     Prediction,
@@ -159,6 +166,74 @@ def job_list(*, project: Project) -> QuerySet[Job]:
     return Job.objects.filter(project=project).order_by("-created_at")
 
 
+def jobs_stale_q(*, now: datetime | None = None, stale_s: int | None = None) -> Q:
+    """Jobs whose worker is lost: running with no heartbeat for ``stale_s``
+    (``JOB_STALE_AFTER``) and no chunk waiting in the queue for a free worker,
+    or queued for longer than the hard time limit plus that plus a day (their
+    message was lost)."""
+    now = now or timezone.now()
+    stale_s = stale_s if stale_s is not None else settings.JOB_STALE_AFTER
+    queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
+    # a fanned-out job whose chunks wait in the queue for a free worker is not lost
+    waiting = JobChunk.objects.filter(
+        state=JobChunk.State.QUEUED, created_at__gte=now - timedelta(seconds=queued_limit)
+    ).values("job_id")
+    running = Q(state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)) & ~Q(
+        id__in=waiting
+    )
+    queued = Q(state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit))
+    return running | queued
+
+
+def job_stale_fields(*, state: str, stale_s: int, now: datetime) -> dict[str, Any]:
+    """What a lost job of ``state`` becomes: failed, with why."""
+    return {
+        "state": Job.State.FAILED,
+        "message": "worker lost",
+        "error": (
+            f"no heartbeat for more than {stale_s} s: the worker running this job stopped"
+            if state == Job.State.RUNNING
+            else "the job was never picked up by a worker"
+        ),
+        "finished_at": now,
+    }
+
+
+def job_is_lost(job: Job, *, now: datetime, stale_s: int) -> bool:
+    """Whether ``job`` matches :func:`jobs_stale_q` (a query only for a running
+    job whose heartbeat stopped: are its chunks waiting for a worker?)."""
+    if job.state == Job.State.RUNNING:
+        if job.heartbeat_at is None or job.heartbeat_at >= now - timedelta(seconds=stale_s):
+            return False
+        return Job.objects.filter(id=job.id).filter(jobs_stale_q(now=now, stale_s=stale_s)).exists()
+    if job.state == Job.State.QUEUED:
+        queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
+        return job.created_at < now - timedelta(seconds=queued_limit)
+    return False
+
+
+def job_as_seen(job: Job, *, now: datetime | None = None) -> Job:
+    """``job`` as a reader sees it: a lost job (see :func:`jobs_stale_q`) reads
+    as failed at once, though only the sweep (every minute) writes that down.
+    A lost job comes back as a changed copy; nothing is written."""
+    now = now or timezone.now()
+    stale_s = settings.JOB_STALE_AFTER
+    if not job_is_lost(job, now=now, stale_s=stale_s):
+        return job
+    seen = copy.copy(job)
+    for key, value in job_stale_fields(state=job.state, stale_s=stale_s, now=now).items():
+        setattr(seen, key, value)
+    return seen
+
+
+def jobs_with_state(qs: QuerySet[Job], state: str) -> QuerySet[Job]:
+    """``qs`` narrowed to jobs that read as ``state`` (lost ones read as failed)."""
+    stale = jobs_stale_q()
+    if state == Job.State.FAILED:
+        return qs.filter(Q(state=state) | stale)
+    return qs.filter(state=state).exclude(stale)
+
+
 def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(project=project).order_by("-number")
 
@@ -214,6 +289,70 @@ def inspection_list(*, project: Project) -> QuerySet[Inspection]:
         )
         .order_by("-created_at", "-id")
     )
+
+
+EXPORT_COLUMNS = [
+    "id",
+    "created_at",
+    "verdict",
+    "severity",
+    "station",
+    "part_id",
+    "image_name",
+    "image_sha256",
+    "model_number",
+    "rules_version",
+    "latency_ms",
+    "uncertainty",
+    "input_ok",
+    "input_issues",
+    "shadow_model_number",
+    "shadow_verdict",
+    "n_blobs",
+    "review_verdict",
+    "review_note",
+    "reasons",
+]
+EXPORT_MAX_ROWS = 100_000
+
+
+def inspection_export_rows(qs: QuerySet[Inspection], *, flat: bool) -> list[dict[str, Any]]:
+    """The first ``EXPORT_MAX_ROWS`` inspections of ``qs`` as export rows
+    (``EXPORT_COLUMNS``). ``flat`` (CSV): lists become "; "-joined messages and
+    an unknown ``input_ok`` an empty cell; else (JSON) they stay structured."""
+    rows = []
+    for ins in qs[:EXPORT_MAX_ROWS]:
+        review, shadow = ins.review_or_none, ins.shadow_or_none
+        issues = ins.input_check.get("issues", [])
+        rows.append(
+            {
+                "id": str(ins.id),
+                "created_at": ins.created_at.isoformat(),
+                "verdict": ins.verdict,
+                "severity": ins.severity,
+                "station": ins.station,
+                "part_id": ins.part_id,
+                "image_name": ins.image_name,
+                "image_sha256": ins.image_sha256,
+                "model_number": ins.model_version.number,
+                "rules_version": ins.ruleset.version,
+                "latency_ms": ins.latency_ms,
+                "uncertainty": ins.uncertainty,
+                "input_ok": "" if ins.input_ok is None and flat else ins.input_ok,
+                "input_issues": "; ".join(i.get("message", "") for i in issues)
+                if flat
+                else issues,
+                "shadow_model_number": shadow.model_version.number if shadow else "",
+                "shadow_verdict": shadow.verdict if shadow else "",
+                "n_blobs": len(ins.blobs),
+                "review_verdict": review.verdict if review else "",
+                "review_note": review.note if review else "",
+                "reasons": "; ".join(r.get("message", "") for r in ins.reasons)
+                if flat
+                else ins.reasons,
+            }
+        )
+    return rows
 
 
 def inspection_get(*, user, pk) -> Inspection:

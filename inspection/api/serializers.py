@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from inspection import selectors
+from inspection.errors import InvalidInput
 from inspection.models import (
     Image,
     InputCheckMode,
@@ -82,12 +88,63 @@ class MemberPatchInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class ImageUploadInput(serializers.Serializer):
+def upload_read(upload: UploadedFile, field: str) -> bytes:
+    """The bytes of an uploaded file; 400 on ``field`` past ``UPLOAD_MAX_BYTES``."""
+    if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
+        msg = f"{field} is {upload.size} bytes; the limit is {settings.UPLOAD_MAX_BYTES}"
+        raise InvalidInput(msg, field_errors={field: [msg]})
+    return upload.read()
+
+
+class _UploadInput(serializers.Serializer):
+    """A multipart upload: one or more ``file`` fields, at most
+    ``UPLOAD_MAX_FILES``, each read within ``UPLOAD_MAX_BYTES``. Invalid input
+    raises InvalidInput naming the field (the one error shape of the API);
+    ``validated_data["files"]`` holds (client filename, bytes) pairs."""
+
+    def _files(self, data: Any, field: str) -> list[UploadedFile]:
+        getlist = getattr(data, "getlist", None)
+        values = getlist(field) if getlist else []
+        return [v for v in values if isinstance(v, UploadedFile)]
+
+    def _validate_files(self, data: Any) -> list[UploadedFile]:
+        files = self._files(data, "file")
+        if not files:
+            raise InvalidInput(
+                "no image", field_errors={"file": ["send one or more `file` fields"]}
+            )
+        if len(files) > settings.UPLOAD_MAX_FILES:
+            raise InvalidInput(
+                "too many files",
+                field_errors={"file": [f"at most {settings.UPLOAD_MAX_FILES} files per request"]},
+            )
+        return files
+
+
+class ImageUploadInput(_UploadInput):
+    """Images with optional ground truth: one ``mask`` per ``file`` (same order)
+    and a ``verdict`` for all of them (checked by the service)."""
+
     file = serializers.ListField(child=serializers.FileField(), min_length=1)
     mask = serializers.ListField(child=serializers.FileField(), required=False)
     verdict = serializers.ChoiceField(
         choices=[("OK", "OK"), ("NG", "NG"), ("", "")], required=False, allow_blank=True
     )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        files = self._validate_files(data)
+        masks = self._files(data, "mask")
+        if masks and len(masks) != len(files):
+            raise InvalidInput(
+                "masks don't match files",
+                field_errors={"mask": ["send one `mask` per `file`, in the same order"]},
+            )
+        verdict = data.get("verdict") or None
+        return {
+            "files": [(f.name, upload_read(f, "file")) for f in files],
+            "masks": [upload_read(m, "mask") for m in masks] or None,
+            "verdict": verdict,
+        }
 
 
 class ImagePatchInput(serializers.Serializer):
@@ -118,10 +175,21 @@ class RulesBacktestInput(serializers.Serializer):
     rules = serializers.JSONField(required=False)
 
 
-class InspectInput(serializers.Serializer):
+class InspectInput(_UploadInput):
+    """Parts to inspect, with the station and part id they came from (cut to
+    100 and 200 characters)."""
+
     file = serializers.ListField(child=serializers.FileField(), min_length=1)
     station = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     part_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        files = self._validate_files(data)
+        return {
+            "station": str(data.get("station", ""))[:100],
+            "part_id": str(data.get("part_id", ""))[:200],
+            "files": [(f.name, upload_read(f, "file")) for f in files],
+        }
 
 
 class WebhookInput(serializers.Serializer):
@@ -291,6 +359,13 @@ class PromptOutput(serializers.ModelSerializer):
 
 
 class JobOutput(serializers.ModelSerializer):
+    """A job as readers see it: one whose worker is lost reads as failed at
+    once (``selectors.job_as_seen``); the sweep writes that down within a minute,
+    so a GET never writes."""
+
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        return super().to_representation(selectors.job_as_seen(instance))
+
     class Meta:
         model = Job
         fields = [

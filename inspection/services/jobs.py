@@ -15,16 +15,15 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from inspection import queue
+from inspection import queue, selectors
 from inspection.errors import Conflict, JobCancelled, Unavailable
-from inspection.models import Job, Project
+from inspection.models import Job, JobChunk, Project
 from inspection.services import webhooks
 from prompting.errors import PromptingError
 
@@ -180,38 +179,21 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
     Also fails queued jobs older than the hard time limit plus the stale window
     (their message was lost). Returns how many jobs were swept.
     """
-    from inspection.models import JobChunk
     from inspection.services.chunks import chunks_sweep_stale
 
     stale_s = older_than_s if older_than_s is not None else settings.JOB_STALE_AFTER
     chunks_sweep_stale(older_than_s=stale_s, project=project)
     now = timezone.now()
-    queued_limit = settings.CELERY_TASK_TIME_LIMIT + stale_s + 24 * 3600
-    # a fanned-out job whose chunks wait in the queue for a free worker is not lost
-    waiting = JobChunk.objects.filter(
-        state=JobChunk.State.QUEUED, created_at__gte=now - timedelta(seconds=queued_limit)
-    ).values("job_id")
-    running = Job.objects.filter(
-        state=Job.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_s)
-    ).exclude(id__in=waiting)
-    queued = Job.objects.filter(
-        state=Job.State.QUEUED, created_at__lt=now - timedelta(seconds=queued_limit)
-    )
+    lost = Job.objects.filter(selectors.jobs_stale_q(now=now, stale_s=stale_s))
     if project is not None:
-        running = running.filter(project=project)
-        queued = queued.filter(project=project)
+        lost = lost.filter(project=project)
+    running = lost.filter(state=Job.State.RUNNING)
+    queued = lost.filter(state=Job.State.QUEUED)
     n = 0
     for job in list(running) + list(queued):
         was = job.state
         updated = Job.objects.filter(id=job.id, state=was).update(
-            state=Job.State.FAILED,
-            message="worker lost",
-            error=(
-                f"no heartbeat for more than {stale_s} s: the worker running this job stopped"
-                if was == Job.State.RUNNING
-                else "the job was never picked up by a worker"
-            ),
-            finished_at=now,
+            **selectors.job_stale_fields(state=was, stale_s=stale_s, now=now)
         )
         if updated:
             n += 1

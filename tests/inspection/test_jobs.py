@@ -131,13 +131,36 @@ def test_stale_job_swept_to_failed(project, api_for):
     fresh = Job.objects.create(
         project=project, kind="predict", state="running", heartbeat_at=timezone.now()
     )
-    # read lazily through the API: the sweep runs first
+    # read through the API: a job whose worker is lost reads as failed at once
     r = api_for(project.created_by).get(f"/api/v1/jobs/{job.id}/")
     assert r.json()["state"] == "failed" and r.json()["message"] == "worker lost"
     assert "no heartbeat" in r.json()["error"]
     fresh.refresh_from_db()
     assert fresh.state == "running"
     assert jobs_sweep_stale(older_than_s=10_000) == 0
+
+
+def test_reading_a_lost_job_writes_nothing(project, api_for):
+    """A GET never writes: the lost job reads as failed (detail, list, state
+    filter) while its row stays running until the sweep records it."""
+    old = timezone.now() - timedelta(hours=1)
+    job = Job.objects.create(
+        project=project, kind="train", state="running", heartbeat_at=old, started_at=old
+    )
+    client = api_for(project.created_by)
+    assert client.get(f"/api/v1/jobs/{job.id}/").json()["state"] == "failed"
+    listed = client.get(f"/api/v1/projects/{project.id}/jobs/").json()["results"]
+    assert [(j["id"], j["state"], j["message"]) for j in listed] == [
+        (str(job.id), "failed", "worker lost")
+    ]
+    failed = client.get(f"/api/v1/projects/{project.id}/jobs/?state=failed").json()["results"]
+    running = client.get(f"/api/v1/projects/{project.id}/jobs/?state=running").json()["results"]
+    assert [j["id"] for j in failed] == [str(job.id)] and running == []
+    job.refresh_from_db()
+    assert job.state == "running" and job.finished_at is None
+    assert jobs_sweep_stale() == 1
+    job.refresh_from_db()
+    assert job.state == "failed" and job.message == "worker lost"
 
 
 def test_sweep_command(project, capsys):

@@ -1,0 +1,42 @@
+"""Jobs: a project's list, one job, cancelling it."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inspection import selectors
+from inspection.api import serializers as s
+from inspection.api.base import DETAIL, filtered, paginate, project_for, row_for
+from inspection.api.filters import JobFilter
+from inspection.api.permissions import EDIT, INSPECT, READ, role_require
+from inspection.models import Job
+from inspection.services import jobs as job_services
+
+
+class ProjectJobListView(APIView):
+    @extend_schema(
+        responses={200: s.JobOutput(many=True)},
+        parameters=[OpenApiParameter("kind", str), OpenApiParameter("state", str)],
+    )
+    def get(self, request, pk):
+        project, _ = project_for(request, pk)
+        qs = filtered(JobFilter, request, selectors.job_list(project=project))
+        return paginate(self, request, qs, s.JobOutput)
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses={200: s.JobOutput})
+    def get(self, request, pk):
+        job = row_for(request, selectors.job_get, pk, READ)
+        return Response(s.JobOutput(job).data)
+
+
+class JobCancelView(APIView):
+    @extend_schema(request=None, responses={200: s.JobOutput, 409: DETAIL})
+    def post(self, request, pk):
+        job = selectors.job_get(user=request.user, pk=pk)
+        need = INSPECT if job.kind == Job.Kind.INSPECT_BATCH else EDIT
+        role_require(user=request.user, project=job.project, need=need)
+        return Response(s.JobOutput(job_services.job_cancel(job=job)).data)

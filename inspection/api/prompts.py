@@ -1,0 +1,98 @@
+"""Prompts painted on an image, and interactive segmentation from prompts."""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+import numpy as np
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers as drf_serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inspection import selectors
+from inspection.api import serializers as s
+from inspection.api.base import DETAIL, paginate, row_for
+from inspection.api.permissions import EDIT, READ
+from inspection.errors import InvalidInput
+from inspection.services import prompts as prompt_services
+from inspection.services import segment as segment_services
+
+
+class PromptListView(APIView):
+    @extend_schema(
+        responses={200: s.PromptOutput(many=True)},
+        parameters=[OpenApiParameter("include_deleted", bool)],
+    )
+    def get(self, request, pk):
+        image = row_for(request, selectors.image_get, pk, READ)
+        include = request.query_params.get("include_deleted") in ("1", "true")
+        return paginate(
+            self,
+            request,
+            selectors.prompt_list(image=image, include_deleted=include),
+            s.PromptOutput,
+        )
+
+    @extend_schema(request=s.PromptInput, responses={201: s.PromptOutput})
+    def post(self, request, pk):
+        image = row_for(request, selectors.image_get, pk, EDIT)
+        if not isinstance(request.data, dict):
+            raise InvalidInput("a prompt must be a JSON object")
+        prompt = prompt_services.prompt_create(
+            image=image, data=dict(request.data), user=request.user
+        )
+        return Response(s.PromptOutput(prompt).data, status=201)
+
+
+class PromptDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk):
+        prompt = row_for(
+            request, selectors.prompt_get, pk, EDIT, project=attrgetter("image.project")
+        )
+        prompt_services.prompt_delete(prompt=prompt)
+        return Response(status=204)
+
+
+class SegmentView(APIView):
+    @extend_schema(
+        request=s.SegmentInput,
+        responses={
+            200: inline_serializer(
+                "Segment",
+                {
+                    "score": drf_serializers.FloatField(),
+                    "time_ms": drf_serializers.FloatField(),
+                    "mask_png": drf_serializers.CharField(),
+                    "rle": drf_serializers.DictField(),
+                },
+            ),
+            409: DETAIL,
+        },
+    )
+    def post(self, request, pk):
+        image = row_for(request, selectors.image_get, pk, EDIT)
+        data = s.SegmentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        out = segment_services.segment_run(
+            image=image,
+            prompts=data.validated_data["prompts"],
+            target=data.validated_data.get("label"),
+            user=request.user,
+        )
+        fmt = data.validated_data.get("output", "both")
+        body = {
+            "label": out.label,
+            "score": out.score,
+            "time_ms": round(out.time_ms, 2),
+            "service_ms": round(out.service_ms, 2),
+            "width": image.width,
+            "height": image.height,
+            "area_px": int(np.count_nonzero(out.mask)),
+        }
+        if fmt in ("png", "both"):
+            body["mask_png"] = segment_services.mask_png_base64(out.mask)
+        if fmt in ("rle", "both"):
+            body["rle"] = segment_services.mask_rle(out.mask)
+        return Response(body)
