@@ -387,3 +387,12 @@ def webhook_get(*, user, pk) -> Webhook:
         user=user,
         project="project",
     )
+
+
+def job_predictions(*, job: Job, since=None) -> QuerySet[Prediction]:
+    """Predictions a job has stored so far (a propagation's results as they land),
+    oldest first; ``since``: only those stored after that moment."""
+    qs = Prediction.objects.filter(job=job).select_related("image", "model_version", "ruleset")
+    if since is not None:
+        qs = qs.filter(created_at__gt=since)
+    return qs.order_by("created_at", "id")

@@ -89,6 +89,9 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("DELETE", "/api/v1/jobs/{job}/", "", "401 405 405 405 405 405 405"),
     # the world's train job has finished: cancelling it is refused with 409
     ("POST", "/api/v1/jobs/{job}/cancel/", "", "401 403 403 409 409 404 403"),
+    # a job's predictions as they land (propagation): read like the job itself
+    ("GET", "/api/v1/jobs/{job}/predictions/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/jobs/{job}/predictions/", "", "401 405 405 405 405 405 405"),
     ("GET", "/api/v1/models/{model}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("PATCH", "/api/v1/models/{model}/", "project_patch", "401 405 405 405 405 405 405"),
     ("POST", "/api/v1/models/{model}/deploy/", "", "401 403 403 2xx 2xx 404 403"),
@@ -314,6 +317,7 @@ LISTS = [
     "/api/v1/projects/{project}/models/",
     "/api/v1/projects/{project}/rules/versions/",
     "/api/v1/projects/{project}/predictions/",
+    "/api/v1/jobs/{job}/predictions/",
     "/api/v1/projects/{project}/inspections/",
     "/api/v1/projects/{project}/inspections/export/?format=json",
     "/api/v1/projects/{project}/inspections/summary/",
@@ -357,6 +361,7 @@ PROBES = [
     ("DELETE", "/api/v1/prompts/{prompt}/"),
     ("GET", "/api/v1/jobs/{job}/"),
     ("POST", "/api/v1/jobs/{job}/cancel/"),
+    ("GET", "/api/v1/jobs/{job}/predictions/"),
     ("GET", "/api/v1/models/{model}/"),
     ("POST", "/api/v1/models/{model}/deploy/"),
     ("GET", "/api/v1/predictions/{prediction}/mask/"),

@@ -1,7 +1,8 @@
-"""Jobs: a project's list, one job, cancelling it."""
+"""Jobs: a project's list, one job, cancelling it, the predictions it has stored so far."""
 
 from __future__ import annotations
 
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +12,7 @@ from inspection.api import serializers as s
 from inspection.api.base import DETAIL, filtered, paginate, project_for, row_for
 from inspection.api.filters import JobFilter
 from inspection.api.permissions import EDIT, INSPECT, READ, role_require
+from inspection.errors import InvalidInput
 from inspection.models import Job
 from inspection.services import jobs as job_services
 
@@ -40,3 +42,42 @@ class JobCancelView(APIView):
         need = INSPECT if job.kind == Job.Kind.INSPECT_BATCH else EDIT
         role_require(user=request.user, project=job.project, need=need)
         return Response(s.JobOutput(job_services.job_cancel(job=job)).data)
+
+
+def _since(raw: str | None):
+    if not raw:
+        return None
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidInput(
+            "since must be an ISO 8601 date and time with its zone",
+            field_errors={"since": ["not an ISO 8601 date-time with a zone, e.g. a created_at"]},
+        )
+    return moment
+
+
+class JobPredictionListView(APIView):
+    """Predictions stored by a job so far, oldest first. A client polls it while
+    a training or predict job runs (``since``: the ``created_at`` of the last
+    one it has) to show each image as soon as its new prediction lands."""
+
+    @extend_schema(
+        responses={200: s.PredictionOutput(many=True)},
+        parameters=[
+            OpenApiParameter(
+                "since",
+                str,
+                description="only predictions stored after this ISO 8601 date-time "
+                "(the created_at of the last one read)",
+            )
+        ],
+    )
+    def get(self, request, pk):
+        job = row_for(request, selectors.job_get, pk, READ)
+        since = _since(request.query_params.get("since"))
+        return paginate(
+            self, request, selectors.job_predictions(job=job, since=since), s.PredictionOutput
+        )

@@ -21,12 +21,16 @@ from inspection.services import training as training_services
 
 class TrainView(APIView):
     @extend_schema(
-        request=None,
+        request=s.TrainInput,
         responses={202: inline_serializer("JobAccepted", {"job": s.JobOutput()}), 409: DETAIL},
     )
     def post(self, request, pk):
         project, _ = project_for(request, pk, EDIT)
-        job = training_services.training_start(project=project, user=request.user)
+        data = s.TrainInput(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        job = training_services.training_start(
+            project=project, user=request.user, visible=data.validated_data.get("visible") or ()
+        )
         return Response({"job": s.JobOutput(job).data}, status=202)
 
 

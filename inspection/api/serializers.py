@@ -358,10 +358,35 @@ class PromptOutput(serializers.ModelSerializer):
         ]
 
 
+class TrainInput(serializers.Serializer):
+    visible = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        max_length=500,
+        help_text="ids of the images on the engineer's screen: their new predictions land first",
+    )
+
+
+class JobChunksOutput(serializers.Serializer):
+    total = serializers.IntegerField(help_text="chunks the job was split into")
+    n_items = serializers.IntegerField(help_text="images (or uploads) over all chunks")
+    done_items = serializers.IntegerField(help_text="of them finished so far")
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
 class JobOutput(serializers.ModelSerializer):
     """A job as readers see it: one whose worker is lost reads as failed at
     once (``selectors.job_as_seen``); the sweep writes that down within a minute,
     so a GET never writes."""
+
+    chunks = serializers.SerializerMethodField(
+        help_text="a job fanned out over the workers (propagation, batch inspection): "
+        "its chunks by state and the items done; null otherwise"
+    )
 
     def to_representation(self, instance: Job) -> dict[str, Any]:
         return super().to_representation(selectors.job_as_seen(instance))
@@ -379,11 +404,18 @@ class JobOutput(serializers.ModelSerializer):
             "error",
             "timings",
             "result",
+            "chunks",
             "created_at",
             "started_at",
             "heartbeat_at",
             "finished_at",
         ]
+
+    @extend_schema_field(JobChunksOutput(allow_null=True))
+    def get_chunks(self, obj) -> dict | None:
+        from inspection.services.chunks import job_chunks_summary
+
+        return job_chunks_summary(obj)
 
 
 class ModelVersionOutput(serializers.ModelSerializer):

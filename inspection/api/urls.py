@@ -76,11 +76,15 @@ urlpatterns = [
         inspections.InspectionExportView.as_view(),
         name="project-inspections-export",
     ),
-    path("projects/<uuid:pk>/webhooks/", webhooks.WebhookListView.as_view(), name="project-webhooks"),
+    path(
+        "projects/<uuid:pk>/webhooks/", webhooks.WebhookListView.as_view(), name="project-webhooks"
+    ),
     path("images/<uuid:pk>/", images.ImageDetailView.as_view(), name="image-detail"),
     path("images/<uuid:pk>/file/", images.ImageFileView.as_view(kind="file"), name="image-file"),
     path(
-        "images/<uuid:pk>/display/", images.ImageFileView.as_view(kind="display"), name="image-display"
+        "images/<uuid:pk>/display/",
+        images.ImageFileView.as_view(kind="display"),
+        name="image-display",
     ),
     path(
         "images/<uuid:pk>/thumbnail/",
@@ -89,13 +93,18 @@ urlpatterns = [
     ),
     path("images/<uuid:pk>/mask/", images.ImageFileView.as_view(kind="mask"), name="image-mask"),
     path(
-        "images/<uuid:pk>/overlay/", images.ImageFileView.as_view(kind="overlay"), name="image-overlay"
+        "images/<uuid:pk>/overlay/",
+        images.ImageFileView.as_view(kind="overlay"),
+        name="image-overlay",
     ),
     path("images/<uuid:pk>/prompts/", prompts.PromptListView.as_view(), name="image-prompts"),
     path("images/<uuid:pk>/segment/", prompts.SegmentView.as_view(), name="image-segment"),
     path("prompts/<uuid:pk>/", prompts.PromptDetailView.as_view(), name="prompt-detail"),
     path("jobs/<uuid:pk>/", jobs.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:pk>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path(
+        "jobs/<uuid:pk>/predictions/", jobs.JobPredictionListView.as_view(), name="job-predictions"
+    ),
     path("models/<uuid:pk>/", models.ModelDetailView.as_view(), name="model-detail"),
     path("models/<uuid:pk>/deploy/", models.ModelDeployView.as_view(), name="model-deploy"),
     path("models/<uuid:pk>/bundle/", models.ModelBundleView.as_view(), name="model-bundle"),
@@ -121,15 +130,25 @@ urlpatterns = [
         predictions.PredictionFileView.as_view(kind="overlay"),
         name="prediction-overlay",
     ),
-    path("inspections/<uuid:pk>/", inspections.InspectionDetailView.as_view(), name="inspection-detail"),
-    path("inspections/<uuid:pk>/image/", inspections.InspectionImageView.as_view(), name="inspection-image"),
+    path(
+        "inspections/<uuid:pk>/",
+        inspections.InspectionDetailView.as_view(),
+        name="inspection-detail",
+    ),
+    path(
+        "inspections/<uuid:pk>/image/",
+        inspections.InspectionImageView.as_view(),
+        name="inspection-image",
+    ),
     path(
         "inspections/<uuid:pk>/image/display/",
         inspections.InspectionImageView.as_view(display=True),
         name="inspection-image-display",
     ),
     path(
-        "inspections/<uuid:pk>/review/", inspections.InspectionReviewView.as_view(), name="inspection-review"
+        "inspections/<uuid:pk>/review/",
+        inspections.InspectionReviewView.as_view(),
+        name="inspection-review",
     ),
     path(
         "inspections/<uuid:pk>/promote/",

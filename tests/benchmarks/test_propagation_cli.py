@@ -16,6 +16,7 @@ def test_engine_part_prints_both_paths_and_their_agreement(tiny_dataset, capsys)
             "3",
             "--runs",
             "1",
+            "--skip-service",
         ]
     )
     assert code == 0
@@ -26,3 +27,17 @@ def test_engine_part_prints_both_paths_and_their_agreement(tiny_dataset, capsys)
     # the same masks: the fast path is the same maths
     assert "0 of 6912 pixels differ (mask IoU 1.000000)" in out
     assert "stored quantised probabilities: 0 pixels differ" in out
+
+
+def test_project_variants_are_distinct_images():
+    import numpy as np
+
+    rgb = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    mask = np.zeros((5, 7), bool)
+    mask[2, 3] = True  # the centre: kept by every crop
+    seen = set()
+    for k in range(12):
+        out, m = propagation._variant(rgb, mask, k)
+        assert out.shape[:2] == m.shape and int(m.sum()) == 1
+        seen.add((out.shape, out.tobytes()))
+    assert len(seen) == 12

@@ -277,3 +277,49 @@ def test_image_deleted_during_propagation_is_skipped(project):
         job_chunk_run(chunk_id=chunk.id)
     job.refresh_from_db()
     assert job.state == "succeeded" and job.result["n_predictions"] == N_IMAGES - 1
+
+
+def test_api_reads_a_jobs_predictions_as_they_land(project, api_for):
+    client = api_for(project.owner)
+    ids = _images(project)
+    r = client.post(f"/api/v1/projects/{project.id}/train/", {"visible": [ids[4]]}, format="json")
+    assert r.status_code == 202, r.content
+    job = job_wait(r.json()["job"]["id"])
+    r = client.get(f"/api/v1/jobs/{job.id}/")
+    chunks = r.json()["chunks"]
+    assert chunks["total"] == job.chunks.count() and chunks["succeeded"] == chunks["total"]
+    assert chunks["n_items"] == chunks["done_items"] == N_IMAGES
+    r = client.get(f"/api/v1/jobs/{job.id}/predictions/?page_size=500")
+    assert r.status_code == 200
+    rows = r.json()["results"]
+    assert len(rows) == N_IMAGES and rows[0]["image"] == ids[4]
+    assert all(p["model_number"] == 1 and p["overlay_url"] for p in rows)
+    # a client that has the first three asks for what landed since
+    r = client.get(
+        f"/api/v1/jobs/{job.id}/predictions/", {"since": rows[2]["created_at"], "page_size": 500}
+    )
+    later = [p["id"] for p in r.json()["results"]]
+    assert later == [p["id"] for p in rows if p["created_at"] > rows[2]["created_at"]]
+    assert rows[2]["id"] not in later
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-12-02T10:00:00", "2026-13-40T10:00:00Z"])
+def test_bad_since_is_a_400_naming_it(project, api_for, since):
+    client = api_for(project.owner)
+    job = _train(project)
+    r = client.get(f"/api/v1/jobs/{job.id}/predictions/", {"since": since})
+    assert r.status_code == 400 and "since" in r.json()["errors"]
+
+
+@pytest.mark.parametrize("visible", [["not-a-uuid"], "abc", [{"id": 1}]])
+def test_bad_visible_ids_are_a_400_naming_them(project, api_for, visible):
+    client = api_for(project.owner)
+    r = client.post(f"/api/v1/projects/{project.id}/train/", {"visible": visible}, format="json")
+    assert r.status_code == 400 and "visible" in r.json()["errors"]
+    assert not Job.objects.filter(project=project, kind="train").exists()
+
+
+def test_job_without_chunks_says_so(project, api_for):
+    job = Job.objects.create(project=project, kind="embed", state="succeeded")
+    r = api_for(project.owner).get(f"/api/v1/jobs/{job.id}/")
+    assert r.status_code == 200 and r.json()["chunks"] is None

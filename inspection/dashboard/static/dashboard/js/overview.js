@@ -1,5 +1,5 @@
 import { API, api, uploadXHR, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
-import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder } from "./shapes.js";
+import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder, normPrediction } from "./shapes.js";
 import { setupRun } from "./run.js";
 import { shownModel, chooseShown, modelLabel, plural, comparisonView, strokesList, deployConfirm, deployedWhen } from "./lifecycle.js";
 
@@ -11,6 +11,7 @@ let predictions = new Map();
 let stamp = Date.now();
 let summary = null;
 let shown = null;
+let landing = null; // a Run's new version whose predictions are landing now
 
 const thumbs = document.getElementById("thumbs");
 const filters = {
@@ -84,6 +85,11 @@ function render() {
 // whose predictions the thumbnails show, and the switch
 function renderShowing() {
   const el = document.getElementById("showing");
+  if (landing != null) {
+    el.dataset.model = "landing";
+    el.replaceChildren(h("span", {}, "Showing the predictions of ", h("strong", { "data-testid": "showing-model" }, `v${landing}`), " as they land (Run in progress)"));
+    return;
+  }
   if (!shown) { el.replaceChildren(); el.dataset.model = ""; return; }
   el.dataset.model = shown.kind;
   el.dataset.number = shown.number;
@@ -178,6 +184,7 @@ async function undoStrokes(modelId) {
 async function refresh() {
   [project, images, summary] = await Promise.all([loadProject(pid), loadImages(pid), api(`/projects/${pid}/candidate/`)]);
   shown = shownModel(project);
+  landing = null;
   predictions = await loadPredictions(pid, shown ? shown.id : null);
   stamp = Date.now();
   render();
@@ -236,9 +243,24 @@ if (dz) {
 }
 
 // ---- Run ----
+// the thumbnails in the window: Run predicts them first
+function onScreen() {
+  return [...thumbs.querySelectorAll(".thumb")].filter((el) => {
+    const r = el.getBoundingClientRect();
+    return r.bottom > 0 && r.top < window.innerHeight;
+  }).map((el) => el.dataset.imageId).slice(0, 200);
+}
+
 const runner = setupRun({
   projectId: pid,
   root: document.getElementById("runbar"),
+  visible: onScreen,
+  // each chunk of the propagation: its thumbnails update at once (the new version's)
+  onLanded: (rows) => {
+    for (const p of rows) predictions.set(String(p.image), normPrediction(p, p.image));
+    if (rows.length && (!shown || String(rows[0].model_version) !== shown.id)) landing = rows[0].model_number;
+    render();
+  },
   onDone: async (job) => {
     // a new candidate is what the engineer wants to see after a Run
     if (job.result && job.result.model_version) chooseShown(pid, "candidate");

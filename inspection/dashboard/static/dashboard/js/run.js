@@ -1,8 +1,11 @@
 // The Run button: POST /projects/{id}/train/ (train + propagate), then a live
 // progress bar from the job row until it ends. Used by the overview and editor.
+// visible(): ids of the images on screen (their predictions land first);
+// onLanded(predictions): called as each chunk of the propagation lands, with the
+// predictions stored since the last call (GET /jobs/{id}/predictions/?since=).
 import { api, pollJob, jobIdOf, errorText, h } from "./api.js";
 
-export function setupRun({ projectId, root, onDone }) {
+export function setupRun({ projectId, root, onDone, visible, onLanded }) {
   if (!root) return null;
   const button = root.querySelector("[data-run]");
   const box = root.querySelector(".job");
@@ -31,12 +34,36 @@ export function setupRun({ projectId, root, onDone }) {
     if (cancel) cancel.classList.toggle("hidden", !(state === "queued" || state === "running"));
   }
 
+  // the job's predictions that landed since the last read (a chunk at a time)
+  function lander(jobId) {
+    let since = null;
+    let doneSeen = 0;
+    let busy = false;
+    return async (job) => {
+      const done = job && job.chunks ? Number(job.chunks.done_items || 0) : 0;
+      if (!onLanded || busy || done <= doneSeen) return;
+      busy = true;
+      try {
+        const q = since ? `&since=${encodeURIComponent(since)}` : "";
+        const page = await api(`/jobs/${jobId}/predictions/?page_size=500${q}`);
+        const rows = Array.isArray(page) ? page : (page.results || []);
+        doneSeen = done;
+        if (rows.length) {
+          since = rows[rows.length - 1].created_at;
+          await onLanded(rows);
+        }
+      } catch (ex) { /* the next poll tries again */ }
+      finally { busy = false; }
+    };
+  }
+
   async function follow(jobId) {
     running = true;
     current = jobId;
     button.disabled = true;
+    const land = lander(jobId);
     try {
-      const job = await pollJob(jobId, { onUpdate: show });
+      const job = await pollJob(jobId, { onUpdate: (j) => { show(j); land(j); } });
       const state = job.state || job.status;
       if (state === "succeeded") {
         bar.value = 100;
@@ -81,7 +108,8 @@ export function setupRun({ projectId, root, onDone }) {
     box.dataset.state = "starting";
     msg.textContent = "Starting…";
     try {
-      const data = await api(`/projects/${projectId}/train/`, { method: "POST", body: {} });
+      const ids = visible ? visible() : [];
+      const data = await api(`/projects/${projectId}/train/`, { method: "POST", body: ids.length ? { visible: ids } : {} });
       const jobId = jobIdOf(data);
       if (data && data.job && typeof data.job === "object") show(data.job);
       return await follow(jobId);
