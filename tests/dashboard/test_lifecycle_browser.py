@@ -11,6 +11,8 @@ the page.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image as PILImage
@@ -91,9 +93,7 @@ def run_and_wait(page) -> str:
     )
     state = page.locator("[data-testid=job]").get_attribute("data-state")
     assert state == "succeeded", page.locator("[data-testid=job-message]").inner_text()
-    page.wait_for_function(
-        "document.querySelector('[data-testid=job-message]').textContent.startsWith('Done:')"
-    )
+    page.wait_for_function("document.querySelector('[data-testid=job]').dataset.settled === '1'")
     return page.locator("[data-testid=job-message]").inner_text()
 
 
@@ -463,4 +463,134 @@ def test_the_next_step_panel_follows_the_project_state(
         assert page.locator("[data-testid=canvas]").get_attribute("data-focus")
         assert "active" in page.locator("[data-testid=label-background]").get_attribute("class")
         shots(page, "26-next-opens-the-blob")
+    assert not page.js_errors, page.js_errors
+
+
+# ----------------------------------------------------------------- 4. labels
+def _inside(inner: dict, outer: dict, slack: float = 0.5) -> bool:
+    return (
+        inner["x"] >= outer["x"] - slack
+        and inner["y"] >= outer["y"] - slack
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + slack
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + slack
+    )
+
+
+def test_every_message_true_and_every_label_readable(
+    live_server, page, shots, login, make_user, dataset, eager_jobs
+):
+    base = live_server.url
+    make_user("polly")
+    login(page, base, "polly")
+    page.fill("#p-name", "Labels")
+    page.locator("#class-rows input[type=text]").first.fill("defect")
+    page.click("#create-project button[type=submit]")
+    page.wait_for_url("**/projects/*/")
+    url = page.url
+
+    # uploads: every finished file has a full bar beside "done"
+    defect, free = dataset.pick(n_defect=6, n_free=4)
+    rows = defect + free
+    page.set_input_files("[data-testid=file-input]", [str(dataset.image(r)) for r in rows])
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=upload-item][data-state=done]').length === 10"
+    )
+    bars = page.eval_on_selector_all(
+        "[data-testid=upload-item] progress", "els => els.map(e => [e.value, e.max])"
+    )
+    assert bars == [[100, 100]] * 10
+    shots(page, "30-uploads-done")
+
+    # one painted image: strokes through the page's session, a mask on that image
+    page.wait_for_function("document.querySelectorAll('[data-testid=thumb]').length === 10")
+    ids = page.eval_on_selector_all(
+        "[data-testid=thumb]",
+        "els => els.map(e => [e.dataset.imageId, e.querySelector('img').alt])",
+    )
+    by_name = {name: i for i, name in ids}
+    first = by_name[f"{rows[0]['id']}.png"]
+    mask = np.asarray(PILImage.open(dataset.mask(rows[0]))) > 0
+    for p in _background_strokes(mask) + [_defect_stroke(mask)]:
+        assert api_post(page, f"/api/v1/images/{first}/prompts/", p)["status"] == 201
+    page.goto(f"{url}images/{first}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    page.set_input_files("[data-testid=gt-mask]", str(dataset.mask(rows[0])))
+    page.wait_for_function(
+        "document.querySelector('[data-testid=gt-status]').textContent.includes('mask uploaded')"
+    )
+    page.goto(url)
+    images_ready(page, 10)
+    message = run_and_wait(page)
+    assert "model v1 trained on 1 image;" in message  # not "1 images"
+    assert "1 image with prompts" in page.locator("#prompt-summary").inner_text()
+    images_ready(page, 10)
+
+    # thumbnails: the file's name; the footer keeps "why?" and the stroke count whole
+    # beside the GT and mask badges; the orange border has its legend
+    thumb = page.locator(f"[data-testid=thumb][data-image-id='{first}']")
+    assert thumb.locator("[data-testid=thumb-name]").inner_text() == f"{rows[0]['id']}.png"
+    box = thumb.bounding_box()
+    why = thumb.locator("[data-testid=decision-link]")
+    assert why.inner_text() == "why?" and _inside(why.bounding_box(), box)
+    assert why.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    count = thumb.locator(".strokes")
+    assert count.bounding_box()["height"] < 20  # one line
+    assert thumb.locator(".meta .badge").count() == 2  # GT NG and mask
+    assert page.locator("[data-testid=legend-disagree]").is_visible()
+    shots(page, "31-thumbnails")
+
+    # a decision: plain numbers in its reasons, the blob table's Rule column whole
+    page.goto(f"{url}decisions/{first}/")
+    page.wait_for_selector("[data-testid=reason]")
+    reasons = page.locator("[data-testid=reason]").all_inner_texts()
+    assert not any(re.search(r"\de[+-]\d", r) for r in reasons), reasons
+    if page.locator("[data-testid=blob-rule] .badge").count():
+        cell = page.locator("[data-testid=blob-rule]").first
+        badge = cell.locator(".badge").first
+        assert _inside(badge.bounding_box(), cell.bounding_box())
+        table = page.locator("#blob-rows").locator("xpath=ancestor::table")
+        card = table.locator("xpath=ancestor::*[contains(@class,'card')][1]")
+        assert _inside(table.bounding_box(), card.bounding_box())
+    shots(page, "32-decision-readable")
+
+    # the Rules page: "×" stays on its row; no empty "Verdicts that would change" box
+    page.goto(url + "rules/")
+    page.wait_for_selector("[data-testid=rule-0-min-area]")
+    page.wait_for_function(
+        "['done', 'error'].includes(document.querySelector('[data-testid=backtest-state]').dataset.state)"
+    )
+    assert page.locator("[data-testid=backtest-changes]").inner_text().strip() != ""
+    for row in page.locator(".rule-row, .step-row").all():
+        remove = row.locator(".btn.remove")
+        if remove.count():
+            rb, xb = row.bounding_box(), remove.bounding_box()
+            first_control = row.locator("select, input").first.bounding_box()
+            assert (
+                abs(
+                    (xb["y"] + xb["height"] / 2)
+                    - (first_control["y"] + first_control["height"] / 2)
+                )
+                < 12
+            )
+            assert _inside(xb, rb, slack=2)
+    shots(page, "33-rules-page", full_page=True)
+
+    # a line inspection whose image was not kept; the input check says why it did not check
+    page.goto(url + "inspections/")
+    page.set_input_files("[data-testid=inspect-file]", [str(dataset.image(rows[3]))])
+    page.click("#inspect-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=log-row]').length === 1")
+    page.locator("[data-testid=log-row] a").first.click()
+    page.wait_for_selector("[data-testid=reason]")
+    assert page.locator("[data-testid=promote]").is_hidden()  # nothing to add: no image
+    note = page.locator("[data-testid=image-not-stored]")
+    assert note.is_visible() and "The image was not kept" in note.inner_text()
+    view = page.locator("[data-testid=decision-view]").bounding_box()
+    assert view["height"] < 320  # not a page-high dark canvas
+    unchecked = page.locator("[data-testid=input-unchecked]").inner_text()
+    assert unchecked == (
+        "Input check: not done (the model was trained on 1 image; "
+        "the check needs at least 2 to know what varies)."
+    )
+    shots(page, "34-inspection-not-kept")
     assert not page.js_errors, page.js_errors

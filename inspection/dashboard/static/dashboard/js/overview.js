@@ -86,10 +86,12 @@ function render() {
 function renderShowing() {
   const el = document.getElementById("showing");
   if (landing != null) {
+    el.classList.remove("hidden");
     el.dataset.model = "landing";
     el.replaceChildren(h("span", {}, "Showing the predictions of ", h("strong", { "data-testid": "showing-model" }, `v${landing}`), " as they land (Run in progress)"));
     return;
   }
+  el.classList.toggle("hidden", !shown && landing == null);
   if (!shown) { el.replaceChildren(); el.dataset.model = ""; return; }
   el.dataset.model = shown.kind;
   el.dataset.number = shown.number;

@@ -59,6 +59,7 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
 
   async function follow(jobId) {
     running = true;
+    box.dataset.settled = "";
     current = jobId;
     button.disabled = true;
     const land = lander(jobId);
@@ -83,6 +84,7 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
         box.classList.toggle("warn", Boolean(guard));
         box.dataset.guard = guard ? guard.verdict : "";
         if (onDone) await onDone(job);
+        box.dataset.settled = "1"; // the page has taken the finished job in
       } else {
         box.classList.add("failed");
         msg.textContent = `${state}: ${job.error || job.message || "no message"}`;
@@ -106,6 +108,7 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
     bar.value = 0;
     bar.dataset.state = "starting";
     box.dataset.state = "starting";
+    box.dataset.settled = "";
     msg.textContent = "Starting…";
     try {
       const ids = visible ? visible() : [];
