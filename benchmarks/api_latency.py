@@ -47,11 +47,12 @@ from typing import Any
 
 import numpy as np
 
+from prompting.features.sam.tiny import TINY_SAM_TYPE, tiny_sam_build, tiny_sam_register
+
 REPO = Path(__file__).resolve().parents[1]
 MAGNETIC = REPO / ".." / "shared" / "datasets" / "magnetic_tile"
 OVERHEAD_MAX_PCT = 10.0
 BOUNDARY = "BenchBoundary7f3a9c"
-TINY_SAM_TYPE = "vit_tiny_bench"
 N_TRAIN_DEFECT, N_TRAIN_FREE = 7, 3
 MAX_PIXELS = 90_000  # the small magnetic tiles (about 300x300), as the service tests use
 
@@ -61,19 +62,6 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 # --- environment --------------------------------------------------------------------
-def _tiny_sam_build():
-    """A small random SAM (smoke tests only: its timings are not the product's)."""
-    from segment_anything.build_sam import _build_sam
-
-    return _build_sam(
-        encoder_embed_dim=32,
-        encoder_depth=2,
-        encoder_num_heads=2,
-        encoder_global_attn_indexes=(),
-        checkpoint=None,
-    )
-
-
 def sam_checkpoint_write(root: Path, *, model_type: str, seed: int = 0) -> Path:
     """Save a randomly initialised SAM ``model_type`` state_dict under ``root``."""
     import torch
@@ -81,10 +69,8 @@ def sam_checkpoint_write(root: Path, *, model_type: str, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     if model_type == TINY_SAM_TYPE:
-        from prompting.features.sam import sam_model_type_register
-
-        sam_model_type_register(TINY_SAM_TYPE, _tiny_sam_build)
-        sam = _tiny_sam_build()
+        tiny_sam_register()
+        sam = tiny_sam_build()
     else:
         sam = sam_model_registry[model_type](checkpoint=None)
     path = root / f"sam_{model_type}_random.pth"
@@ -593,12 +579,15 @@ def segment_bench(api, world: World, *, n: int, warmup: int) -> Series:
     from inspection.models import Image
     from inspection.services import engine
     from inspection.services.segment import _embedding_key
+    from prompting.features.sam import embedding_cache_get
     from prompting.prompts import prompt_from_dict
     from prompting.segment import segment_prompts
 
     image = Image.objects.select_related("project").get(id=world.segment_image_id)
     model = engine.sam_model_get()
-    embedding = engine.feature_cache_get().get_embedding(_embedding_key(model, image.pixels_hash))
+    embedding = embedding_cache_get(
+        engine.feature_cache_get(), _embedding_key(model, image.pixels_hash)
+    )
     if embedding is None:
         raise RuntimeError("the segment image's embedding is not cached")
     prompts = [

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def _rasterize(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
 
 
 class MemoryCache:
-    """In-process cache with FeatureCache's feature-map and embedding interface (benchmark only)."""
+    """In-process cache with FeatureCache's feature-map and arrays interface (benchmark only)."""
 
     def __init__(self) -> None:
         self._maps: dict[str, object] = {}
@@ -125,11 +126,11 @@ class MemoryCache:
     def put_feature_map(self, key: str, feature_map) -> None:
         self._maps[key] = feature_map
 
-    def get_embedding(self, key: str):
+    def get_arrays(self, key: str):
         return self._maps.get(key)
 
-    def put_embedding(self, key: str, embedding) -> None:
-        self._maps[key] = embedding
+    def put_arrays(self, key: str, arrays) -> None:
+        self._maps[key] = list(arrays)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--backend",
-        choices=("classic", "sam"),
+        choices=("classic", "backbone", "sam"),
         default="classic",
         help="our method's feature backend (sam needs --sam-checkpoint)",
     )
@@ -456,9 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-model-type", default="vit_b", help="vit_b, vit_l or vit_h")
     parser.add_argument("--sam-device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sam-dtype", default="fp32", help="fp32 or bf16")
+    parser.add_argument("--backend-options", default="{}", help="JSON options of the backend")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
-    backend_options = {}
+    backend_options = json.loads(args.backend_options)
     if args.backend == "sam":
         if not args.sam_checkpoint:
             parser.error("--backend sam needs --sam-checkpoint PATH (see the README's checkpoints)")

@@ -95,3 +95,18 @@ class WebhookAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ("webhook", "event", "status", "attempts", "response_code", "created_at")
     list_filter = ("status",)
+
+
+@admin.register(models.MqttMessage)
+class MqttMessageAdmin(admin.ModelAdmin):
+    """The MQTT outbox, read-only: what waits for the broker and what it acknowledged."""
+
+    list_display = ("key", "topic", "event", "created_at", "published_at", "attempts", "last_error")
+    list_filter = ("event", ("published_at", admin.EmptyFieldListFilter))
+    search_fields = ("key", "topic")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -24,5 +24,6 @@ app.conf.task_queues = tuple(
 app.conf.task_routes = {
     "inspection.tasks.embedding_compute_task": {"queue": "embed"},
     "inspection.tasks.webhook_delivery_send_task": {"queue": "webhooks"},
+    "inspection.tasks.mqtt_flush_task": {"queue": "webhooks"},
 }
 app.autodiscover_tasks()

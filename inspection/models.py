@@ -74,6 +74,8 @@ class Project(models.Model):
     #: whether the line alert is raised now, and since when (or when it was cleared)
     alert_active = models.BooleanField(default=False)
     alert_changed_at = models.DateTimeField(null=True, blank=True)
+    #: publish every decision and line alert to the MQTT broker (MQTT_URL; off when unset)
+    mqtt_publish = models.BooleanField(default=False)
     #: the input check on inspections (InputCheckMode) and its tolerance: how far
     #: beyond the training images' span (in spreads) a measure may lie
     input_check = models.CharField(
@@ -590,3 +592,33 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.status}"
+
+
+class MqttMessage(models.Model):
+    """The MQTT outbox: a decision or line alert waiting for (or past) its
+    publication. Written beside the inspection, published by ``mqtt_flush``
+    (QoS 1) once the broker acknowledges it, so a broker outage leaves a backlog
+    that goes out when it returns. ``key`` is unique (``<event>:<inspection
+    id>``), so one inspection is never queued, and so never published, twice."""
+
+    id = models.BigAutoField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="mqtt_messages")
+    key = models.CharField(max_length=200, unique=True)
+    event = models.CharField(max_length=50)
+    topic = models.CharField(max_length=500)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    #: a flush that took the message (a random token) and when; a stale claim is taken over
+    claim = models.CharField(max_length=40, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    #: when the broker acknowledged it (PUBACK); null: still in the backlog
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["published_at", "id"], name="mqtt_backlog")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {'published' if self.published_at else 'pending'}"

@@ -25,6 +25,7 @@ RULES_JOB_RUN = "inspection.tasks.rules_job_run_task"
 EMBEDDING_COMPUTE = "inspection.tasks.embedding_compute_task"
 SHADOW_DECIDE = "inspection.tasks.shadow_decide_task"
 WEBHOOK_DELIVERY_SEND = "inspection.tasks.webhook_delivery_send_task"
+MQTT_FLUSH = "inspection.tasks.mqtt_flush_task"
 
 
 def task_send(name: str, args: Sequence[str]) -> str:

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the dashboard's static files, from STATIC_ROOT
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +151,10 @@ USE_TZ = True
 # --- files ----------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
+# whitenoise serves STATIC_ROOT (filled by `manage.py collectstatic`, which scripts/run.sh runs);
+# on: straight from the apps' static folders instead, as in development (no collectstatic)
+WHITENOISE_USE_FINDERS = env_bool("STATIC_FROM_APPS", DEBUG)
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 # uploaded images, masks, thumbnails, model artifacts, prediction PNGs; layout
 # projects/<project id>/{images,masks,thumbs,models,predictions}/<uuid>.<ext>
 MEDIA_ROOT = Path(env("STORAGE_ROOT", str(VAR_DIR / "media")))
@@ -182,12 +187,16 @@ FEATURE_CACHE_DIR = Path(env("FEATURE_CACHE_DIR", str(VAR_DIR / "cache" / "featu
 FEATURE_CACHE_MAX_BYTES = env_int("FEATURE_CACHE_MAX_BYTES", 2 * 1024**3)
 DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "classic")
 COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
+# optimiser steps of a training run (0: the learner's default); the fault suite shortens runs with it
+TRAIN_STEPS = env_int("TRAIN_STEPS", 0)
 
 # --- jobs -------------------------------------------------------------------------
 JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job failed
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
 # propagation and batch inspection run in chunks, one task each, on every free worker:
 # the first images (on the engineer's screen, then the most uncertain) in small chunks
+# retraining continues from the project's newest model (same backend and classes): ~4x faster
+TRAIN_WARM_START = env_bool("TRAIN_WARM_START", True)
 PROPAGATION_FIRST_IMAGES = env_int("PROPAGATION_FIRST_IMAGES", 12)  # images that land first
 PROPAGATION_FIRST_CHUNK = env_int("PROPAGATION_FIRST_CHUNK", 4)  # chunk size for those
 PROPAGATION_CHUNK = env_int("PROPAGATION_CHUNK", 16)  # images / uploads per chunk after
@@ -201,6 +210,20 @@ WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
 # webhooks to private/loopback addresses are refused unless this is on
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+
+# --- MQTT (decisions and line alerts for PLC gateways / MES; off unless MQTT_URL is set) ----
+# broker, mqtt://host:1883 or mqtts://host:8883 (TLS); empty: MQTT is off for every project
+MQTT_URL = env("MQTT_URL", "")
+MQTT_USERNAME = env("MQTT_USERNAME", "")  # broker login, if it asks for one
+MQTT_PASSWORD = env("MQTT_PASSWORD", "")
+# topics: <prefix>/<project id>/<station>/decision and <prefix>/<project id>/alert
+MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "inspection")
+# seconds to wait for the broker to connect or acknowledge one message
+MQTT_TIMEOUT = env_float("MQTT_TIMEOUT", 5.0)
+# most messages one flush publishes (the backlog after an outage goes out in such batches)
+MQTT_FLUSH_BATCH = env_int("MQTT_FLUSH_BATCH", 1000)
+# seconds between backlog sweeps by Celery beat (messages left behind by a broker outage)
+MQTT_SWEEP_SECONDS = env_int("MQTT_SWEEP_SECONDS", 15)
 
 # --- line stations (manage.py station serve) ----------------------------------------
 # address a station listens on unless --bind says otherwise (LandingEdge has no authentication)
@@ -253,6 +276,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+if MQTT_URL:  # the backlog a broker outage left goes out when the broker is back
+    CELERY_BEAT_SCHEDULE["mqtt-sweep"] = {
+        "task": "inspection.tasks.mqtt_flush_task",
+        "schedule": float(MQTT_SWEEP_SECONDS),
+    }
 
 # --- REST API -----------------------------------------------------------------
 LOGIN_THROTTLE_RATE = env("LOGIN_THROTTLE_RATE", "10/min")

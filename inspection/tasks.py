@@ -84,3 +84,12 @@ def jobs_sweep_stale_task() -> int:
 @shared_task
 def inspection_images_expire_task() -> int:
     return inspection_images_expire()
+
+
+@shared_task
+def mqtt_flush_task() -> None:
+    """Publish the MQTT outbox's backlog (after an inspection; and by beat's sweep
+    while MQTT_URL is set). Safe to run twice or concurrently."""
+    from inspection.services.mqtt import mqtt_flush
+
+    mqtt_flush()

@@ -17,3 +17,4 @@ os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="inspection-test-"))
 from inspection.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = True  # static files without collectstatic

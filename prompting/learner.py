@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from prompting.anomaly import MIN_PATCHES as ANOMALY_MIN_PATCHES
+from prompting.anomaly import AnomalyModel, anomaly_fit
 from prompting.errors import ArtifactError, TrainingError
 from prompting.features.base import FeatureBackend, FeatureMap
 from prompting.inputcheck import image_profile, profile_ranges_fit
@@ -114,14 +116,21 @@ def features_for(
     *,
     cache: Any = None,
     image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
 ) -> FeatureMap:
-    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them."""
+    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them.
+
+    ``stats``: counts ``"cached"`` / ``"computed"`` up (what was reused)."""
     try:
         from prompting.features.cache import features_extract_cached
     except ImportError:  # cache module not available: plain extraction
         features_extract_cached = None
     if features_extract_cached is not None:
-        return features_extract_cached(backend, pixels, cache=cache, image_hash=image_hash)
+        return features_extract_cached(
+            backend, pixels, cache=cache, image_hash=image_hash, stats=stats
+        )
+    if stats is not None:
+        stats["computed"] = stats.get("computed", 0) + 1
     return backend.extract(pixels)
 
 
@@ -195,11 +204,13 @@ def _mlp_fit(
     weight_decay: float,
     seed: int,
     balance: float = 1.0,
+    init: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Adam on class-weighted cross-entropy; deterministic for ``seed``.
 
     Class weights are (N / (K count_k)) ** ``balance``: 1 balances the classes,
-    0 keeps the painted frequencies.
+    0 keeps the painted frequencies. ``init``: starting weights (a warm start)
+    instead of a random initialisation.
     """
     rng = np.random.default_rng(seed)
     sizes = [x.shape[1], *hidden, n_classes]
@@ -207,6 +218,8 @@ def _mlp_fit(
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         weights.append((rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32))
         weights.append(np.zeros(b, np.float32))
+    if init is not None:
+        weights = [np.array(w, np.float32, copy=True) for w in init]
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     class_w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
     class_w = (class_w**balance).astype(np.float32)
@@ -453,6 +466,8 @@ class Learner:
     info: dict[str, Any] = field(default_factory=dict)
     #: ``weights`` holds this many MLPs of equal depth, one after the other (an ensemble)
     n_models: int = 1
+    #: memory bank of good-part patches (backends with ``anomaly_patches`` only)
+    anomaly: AnomalyModel | None = None
 
     def models(self) -> list[list[np.ndarray]]:
         """The ensemble's MLPs, each [W0, b0, W1, b1, ...]."""
@@ -566,6 +581,16 @@ class Learner:
             probs = probabilities_refine(probs, model=sam_model, embedding=emb)
         return probs
 
+    def anomaly_map(self, pixels: np.ndarray, *, backend: FeatureBackend) -> np.ndarray | None:
+        """Anomaly score (H,W) float32 of ``pixels`` (H,W,3) uint8 RGB against the
+        memory bank of good parts (1.0 = the level good training images reach), or
+        None when the model has no bank."""
+        if self.anomaly is None:
+            return None
+        self.check_backend(backend)
+        grid = backend.anomaly_patches(pixels, stages=self.anomaly.stages)
+        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2])
+
     def check_backend(self, backend: FeatureBackend) -> None:
         """ArtifactError unless ``backend`` is the one this model was trained on."""
         if backend.name != self.backend_name:
@@ -593,11 +618,16 @@ class Learner:
             "n_layers": len(self.weights) // 2,
             "n_models": int(self.n_models),
             "info": self.info,
+            "anomaly": None
+            if self.anomaly is None
+            else {"normal_level": self.anomaly.normal_level, "stages": list(self.anomaly.stages)},
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
         arrays = {"mean": self.mean, "std": self.std}
         for i, w in enumerate(self.weights):
             arrays[f"w{i:02d}"] = w
+        if self.anomaly is not None:
+            arrays["anomaly_bank"] = self.anomaly.bank.astype(np.float16)
         return meta_bytes, arrays
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -693,6 +723,12 @@ class Learner:
                 info=dict(meta.get("info") or {}),
                 n_models=int(meta.get("n_models", 1)),
             )
+            if meta.get("anomaly"):
+                learner.anomaly = AnomalyModel(
+                    bank=arrays["anomaly_bank"].astype(np.float32),
+                    normal_level=float(meta["anomaly"]["normal_level"]),
+                    stages=tuple(int(v) for v in meta["anomaly"]["stages"]),
+                )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ArtifactError(
                 f"{source} has an incomplete payload ({type(exc).__name__}: {exc})"
@@ -831,7 +867,9 @@ def _sample_image(
     return fmap.features[cy, cx], ks
 
 
-def _validate(images: Sequence[TrainingImage], classes: Sequence[str]) -> None:
+def _validate(
+    images: Sequence[TrainingImage], classes: Sequence[str], *, defects_optional: bool = False
+) -> None:
     if not classes:
         raise TrainingError("no classes: give at least one defect class")
     if len(set(classes)) != len(classes):
@@ -856,6 +894,8 @@ def _validate(images: Sequence[TrainingImage], classes: Sequence[str]) -> None:
         if im.all_background:
             counts[0] += 1
     missing = [c for c, n in zip(classes, counts[1:], strict=True) if n == 0]
+    if defects_optional and len(missing) == len(classes):
+        missing = []  # good parts only: the anomaly bank decides (learner_train checks it fits)
     if missing:
         raise TrainingError(
             f"class(es) without strokes: {', '.join(missing)}; paint at least one stroke of each class"
@@ -881,6 +921,9 @@ def learner_train(
     guide_passes: int = 2,
     balance: float = 0.0,
     n_models: int = 1,
+    warm_start: Learner | None = None,
+    warm_steps: int = 100,
+    anomaly: bool = True,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
 
@@ -896,16 +939,34 @@ def learner_train(
     per-image discriminant; ``guide_radius``/``guide_eps``/``guide_passes`` of the
     guided filter (radius 0 disables it; a second pass thins halos around thin
     defects further).
+
+    ``warm_start``: the previous model of the same project (same classes, backend
+    and layer sizes), after a few more strokes. Its standardisation, temperature
+    and schedule are kept, its weights are the starting point of ``warm_steps``
+    steps at a lower rate, and the held-out calibration is skipped: a fraction of
+    a cold training's time. ``timings`` says what was reused
+    (``warm_start``, ``features_cached``/``features_computed``).
+
+    ``anomaly``: on a backend with ``anomaly_patches`` (``backbone``), also fit a
+    memory bank of good-part patches (:mod:`prompting.anomaly`) from the images
+    marked defect-free and the painted background. With such a bank, defect
+    strokes are optional: a project may start from good parts only, and its
+    classifier then calls every pixel background until defects are painted,
+    while the anomaly map carries the evidence.
     """
     t0 = time.perf_counter()
     classes = list(classes)
-    _validate(images, classes)
+    can_anomaly = anomaly and callable(getattr(backend, "anomaly_patches", None))
+    _validate(images, classes, defects_optional=can_anomaly)
     n_classes = len(classes) + 1
     rng = np.random.default_rng(seed)
     report = progress or (lambda _f, _m: None)
 
     xs, ys, groups = [], [], []
+    reuse: dict[str, int] = {}  # features taken from the cache / computed
     profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
+    normal: list[np.ndarray] = []  # good-part patches per image, for the anomaly bank
+    normal_grids: list[np.ndarray | None] = []
     t_feat = 0.0
     for i, im in enumerate(images):
         report(0.6 * i / len(images), f"features {i + 1}/{len(images)}")
@@ -913,7 +974,9 @@ def learner_train(
         if not (lab >= 0).any() and not im.all_background:
             continue
         tf = time.perf_counter()
-        fmap = features_for(backend, np.asarray(im.pixels), cache=cache, image_hash=im.image_hash)
+        fmap = features_for(
+            backend, np.asarray(im.pixels), cache=cache, image_hash=im.image_hash, stats=reuse
+        )
         t_feat += time.perf_counter() - tf
         x, y = _sample_image(
             fmap, lab, n_classes=n_classes, all_background=im.all_background, rng=rng
@@ -922,6 +985,39 @@ def learner_train(
         ys.append(y)
         groups.append(np.full(len(y), i, np.int32))
         profiles.append(image_profile(np.asarray(im.pixels)))
+        if can_anomaly:
+            tf = time.perf_counter()
+            patches, grid = _normal_patches(backend, im)
+            t_feat += time.perf_counter() - tf
+            normal.append(patches)
+            normal_grids.append(grid)
+    t_anom = time.perf_counter()
+    anomaly_model = None
+    if can_anomaly and sum(len(p) for p in normal) >= ANOMALY_MIN_PATCHES:
+        report(0.62, "anomaly memory bank")
+        anomaly_model = anomaly_fit(
+            normal, grids=normal_grids, stages=backend.anomaly_stages, seed=seed
+        )
+    t_anom = time.perf_counter() - t_anom
+    painted = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    if not (painted > 0).any():
+        if anomaly_model is None:
+            raise TrainingError(
+                "no defect strokes, and too few good parts for an anomaly model: paint a defect, "
+                "or mark good images OK"
+            )
+        return _anomaly_only_result(
+            classes,
+            backend,
+            anomaly_model,
+            images,
+            profiles,
+            seed=seed,
+            t0=t0,
+            t_feat=t_feat,
+            t_anom=t_anom,
+            pixels_per_class=int((painted == 0).sum()),
+        )
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys)
     g = np.concatenate(groups)
@@ -934,9 +1030,15 @@ def learner_train(
             ["background", *classes], np.bincount(y, minlength=n_classes), strict=True
         )
     }
-    mean = x.mean(axis=0).astype(np.float32)
-    std = x.std(axis=0).astype(np.float32)
-    std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    warm = (
+        warm_start if _warm_start_fits(warm_start, classes, backend, x, hidden, n_models) else None
+    )
+    if warm is not None:  # the previous model's input space: its weights stay meaningful
+        mean, std = warm.mean.copy(), warm.std.copy()
+    else:
+        mean = x.mean(axis=0).astype(np.float32)
+        std = x.std(axis=0).astype(np.float32)
+        std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
     xn = (x - mean) / std
     fit_kw = {
         "n_classes": n_classes,
@@ -954,7 +1056,11 @@ def learner_train(
     loo_image_ids: tuple[str, ...] = ()
     t_cal = time.perf_counter()
     uniq = np.unique(g)
-    if calibrate and len(uniq) >= 3:
+    if warm is not None:
+        temperature = warm.temperature
+        chosen_steps = int(warm.info.get("steps", chosen_steps))
+        loo_iou = warm.info.get("loo_iou")
+    elif calibrate and len(uniq) >= 3:
         report(0.65, "calibrating on held-out images")
         held = np.isin(g, uniq[rng.permutation(len(uniq))[: max(1, len(uniq) // 3)]])
         if all((y[~held] == k).any() for k in range(n_classes)) and len(np.unique(y[held])) > 1:
@@ -981,7 +1087,16 @@ def learner_train(
     t_fit = time.perf_counter()
     weights = []
     for j in range(n_models):
-        weights += _mlp_fit(xn, y, seed=seed + 7919 * j, **{**fit_kw, "steps": chosen_steps})
+        if warm is not None:
+            weights += _mlp_fit(
+                xn,
+                y,
+                seed=seed + 7919 * j,
+                init=warm.models()[j],
+                **{**fit_kw, "steps": int(warm_steps), "lr": 1e-3},
+            )
+        else:
+            weights += _mlp_fit(xn, y, seed=seed + 7919 * j, **{**fit_kw, "steps": chosen_steps})
     t_fit = time.perf_counter() - t_fit
     learner = Learner(
         classes=classes,
@@ -1006,14 +1121,21 @@ def learner_train(
             "guide_eps": float(guide_eps),
             "guide_passes": int(guide_passes),
             "input_ranges": profile_ranges_fit(profiles),
+            "loo_iou": loo_iou,
+            "warm_start": warm is not None,
         },
+        anomaly=anomaly_model,
     )
     report(1.0, "done")
     timings = {
         "features_s": t_feat,
         "calibrate_s": t_cal,
         "fit_s": t_fit,
+        "anomaly_s": t_anom,
         "total_s": time.perf_counter() - t0,
+        "warm_start": int(warm is not None),
+        "features_cached": reuse.get("cached", 0),
+        "features_computed": reuse.get("computed", 0),
     }
     return TrainResult(
         learner=learner,
@@ -1021,6 +1143,98 @@ def learner_train(
         pixels_per_class=pixels_per_class,
         loo_iou=loo_iou,
         loo_image_ids=loo_image_ids,
+    )
+
+
+def _warm_start_fits(
+    warm: Learner | None,
+    classes: list[str],
+    backend: FeatureBackend,
+    x: np.ndarray,
+    hidden: Sequence[int],
+    n_models: int,
+) -> bool:
+    """Whether ``warm`` can start this training: same classes, backend, features
+    and layer sizes."""
+    if warm is None:
+        return False
+    if warm.classes != classes or warm.backend_fingerprint != backend.fingerprint():
+        return False
+    if warm.n_features != x.shape[1] or warm.n_models != n_models:
+        return False
+    sizes = [x.shape[1], *hidden, len(classes) + 1]
+    shapes = [w.shape for w in warm.models()[0][0::2]]
+    return shapes == list(zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _normal_patches(
+    backend: FeatureBackend, im: TrainingImage
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Good-part patches of one training image: every patch of an image marked
+    defect-free (and its whole grid), else the patches mostly under painted background."""
+    grid = backend.anomaly_patches(np.asarray(im.pixels))
+    h, w, d = grid.shape
+    if im.all_background and not (np.asarray(im.labels) > 0).any():
+        return grid.reshape(-1, d), grid
+    bg = (np.asarray(im.labels) == 0).astype(np.float32)
+    big_h, big_w = bg.shape
+    # share of each patch cell's pixels painted background (block mean)
+    ys = np.minimum((np.arange(big_h) * h) // big_h, h - 1)
+    xs = np.minimum((np.arange(big_w) * w) // big_w, w - 1)
+    cell_sum = np.zeros((h, w), np.float32)
+    cell_n = np.zeros((h, w), np.float32)
+    np.add.at(cell_sum, (ys[:, None], xs[None, :]), bg)
+    np.add.at(cell_n, (ys[:, None], xs[None, :]), 1.0)
+    keep = cell_sum >= 0.5 * np.maximum(cell_n, 1.0)
+    return grid[keep], None
+
+
+def _anomaly_only_result(
+    classes: list[str],
+    backend: FeatureBackend,
+    anomaly_model: AnomalyModel,
+    images: Sequence[TrainingImage],
+    profiles: list[dict[str, float]],
+    *,
+    seed: int,
+    t0: float,
+    t_feat: float,
+    t_anom: float,
+    pixels_per_class: int,
+) -> TrainResult:
+    """A model from good parts only: the classifier says background everywhere
+    (one linear layer, zero weights, background bias), the bank carries the evidence."""
+    n_features = int(features_for(backend, np.asarray(images[0].pixels)).features.shape[-1])
+    n_classes = len(classes) + 1
+    bias = np.full(n_classes, -12.0, np.float32)
+    bias[0] = 12.0
+    learner = Learner(
+        classes=classes,
+        backend_name=backend.name,
+        backend_fingerprint=backend.fingerprint(),
+        backend_options=dict(getattr(backend, "options", {}) or {}),
+        weights=[np.zeros((n_features, n_classes), np.float32), bias],
+        mean=np.zeros(n_features, np.float32),
+        std=np.ones(n_features, np.float32),
+        info={
+            "seed": seed,
+            "n_images": len(images),
+            "pixels_per_class": {"background": pixels_per_class, **{c: 0 for c in classes}},
+            "classifier": "none: no defect strokes yet (good parts only; the anomaly map decides)",
+            "input_ranges": profile_ranges_fit(profiles),
+        },
+        anomaly=anomaly_model,
+    )
+    timings = {
+        "features_s": t_feat,
+        "anomaly_s": t_anom,
+        "total_s": time.perf_counter() - t0,
+    }
+    return TrainResult(
+        learner=learner,
+        timings=timings,
+        pixels_per_class=dict(learner.info["pixels_per_class"]),
+        loo_iou=None,
     )
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command: set up and run the product on embedded defaults (SQLite, a
-# filesystem Celery broker) at http://127.0.0.1:8000 with a Celery worker beside
-# the web server. Settings come from the environment (see .env.example).
+# filesystem Celery broker) at http://127.0.0.1:8000: gunicorn (WEB_WORKERS
+# processes, DEBUG off, whitenoise serving the dashboard's static files) with a
+# Celery worker beside it. Settings come from the environment (see .env.example).
+# For development only: DEBUG=1 .venv/bin/python manage.py runserver
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements.txt
@@ -17,13 +19,15 @@ if [ -z "${SECRET_KEY:-}" ]; then
   export SECRET_KEY
 fi
 $PY manage.py migrate --noinput
+$PY manage.py collectstatic --noinput --verbosity 0   # STATIC_ROOT, served by whitenoise
 $PY manage.py create_admin            # prints the password unless ADMIN_PASSWORD is set
 echo "==> starting Celery worker (queues: embed, default, webhooks) and beat"
 .venv/bin/celery -A inspection worker -B -Q embed,default,webhooks --concurrency "${WORKER_CONCURRENCY:-1}" \
   --loglevel INFO --schedule "$VAR/celerybeat-schedule" &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
-echo "==> serving http://${HOST:-127.0.0.1}:${PORT:-8000}/  (API docs at /api/docs/)"
-# --insecure: the development server also serves the dashboard's static files
-# with DEBUG off; behind a real web server use collectstatic + gunicorn instead.
-$PY manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}" --noreload --insecure
+echo "==> serving http://${HOST:-127.0.0.1}:${PORT:-8000}/  (API docs at /api/docs/) with gunicorn"
+.venv/bin/gunicorn -c python:inspection.gunicorn_conf &
+WEB=$!
+# stopping run.sh (Ctrl+C, SIGTERM) stops both; either one ending stops the other
+trap 'kill $WEB $WORKER 2>/dev/null; wait $WEB $WORKER 2>/dev/null' EXIT INT TERM
+wait -n $WEB $WORKER

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-test.txt
 # the real LandingEdge client the station tests drive (it pins numpy<2: its own virtualenv)
 bash scripts/setup.sh requirements-landingai.txt .venv-landingai
+# label-studio-sdk's converter and pycocotools read our exports in the interchange tests
+bash scripts/setup.sh requirements-labelstudio.txt .venv-labelstudio
 if [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Debian's chromium for the browser tests"
   if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi

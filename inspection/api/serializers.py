@@ -71,6 +71,7 @@ class ProjectInput(serializers.Serializer):
     alert_window = serializers.IntegerField(min_value=5, max_value=10_000, required=False)
     input_check = serializers.ChoiceField(choices=InputCheckMode.choices, required=False)
     input_check_margin = NumberField(min_value=0.0, max_value=MAX_MARGIN, required=False)
+    mqtt_publish = serializers.BooleanField(required=False)
 
 
 class ProjectPatchInput(ProjectInput):
@@ -233,6 +234,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "alert_changed_at",
             "input_check",
             "input_check_margin",
+            "mqtt_publish",
             "shadow_model",
             "deployed_model",
             "deployed_model_number",

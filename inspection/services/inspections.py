@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Job, KeepImages, Project
-from inspection.services import engine, webhooks
+from inspection.services import engine, mqtt, webhooks
 from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
 from inspection.services.jobs import (
     job_create,
@@ -119,17 +119,21 @@ def line_alert_check(*, project: Project) -> str | None:
         window,
         100 * level,
     )
-    webhooks.webhook_event_emit(
-        project=project,
-        event="line.alert",
-        payload={
-            "state": state,
-            "ng_rate": rate,
-            "alert_ng_rate": level,
-            "window": window,
-            "changed_at": now.isoformat(),
-        },
-    )
+    payload = {
+        "state": state,
+        "ng_rate": rate,
+        "alert_ng_rate": level,
+        "window": window,
+        "changed_at": now.isoformat(),
+    }
+    webhooks.webhook_event_emit(project=project, event="line.alert", payload=payload)
+    if project.mqtt_publish:
+        mqtt.mqtt_message_record(
+            project=project,
+            event=mqtt.ALERT_EVENT,
+            key=f"{mqtt.ALERT_EVENT}:{project.id}:{now.isoformat()}",
+            payload=payload,
+        )
     return state
 
 
@@ -245,20 +249,28 @@ def inspection_run_result(
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )
+    payload = {
+        "inspection": str(inspection.id),
+        "verdict": inspection.verdict,
+        "severity": inspection.severity,
+        "reasons": inspection.reasons,
+        "station": inspection.station,
+        "part_id": inspection.part_id,
+        "image_sha256": inspection.image_sha256,
+        "uncertainty": inspection.uncertainty,
+        "input_ok": input_ok,
+        "model_version": str(mv.id),
+        "rules_version": ruleset.version,
+    }
+    if project.mqtt_publish:
+        mqtt.mqtt_message_record(
+            project=project,
+            event=mqtt.DECISION_EVENT,
+            key=f"{mqtt.DECISION_EVENT}:{inspection.id}",
+            payload=payload,
+            station=inspection.station,
+        )
     if inspection.verdict == "NG" or input_ok is False:
-        payload = {
-            "inspection": str(inspection.id),
-            "verdict": inspection.verdict,
-            "severity": inspection.severity,
-            "reasons": inspection.reasons,
-            "station": inspection.station,
-            "part_id": inspection.part_id,
-            "image_sha256": inspection.image_sha256,
-            "uncertainty": inspection.uncertainty,
-            "input_ok": input_ok,
-            "model_version": str(mv.id),
-            "rules_version": ruleset.version,
-        }
         if inspection.verdict == "NG":
             webhooks.webhook_event_emit(project=project, event="inspection.ng", payload=payload)
         if input_ok is False:

@@ -262,10 +262,17 @@ def model_compare(*, candidate: ModelVersion, baseline: ModelVersion) -> dict:
                     "effect": effect,
                 }
             )
+    # a version that continued from another's weights (warm start) ran no held-out
+    # check of its own: the figure it carries is the earlier version's
     loo = {
-        "baseline": (baseline.metrics or {}).get("loo_iou"),
-        "candidate": (candidate.metrics or {}).get("loo_iou"),
+        side: None
+        if (mv.config or {}).get("warm_start_from")
+        else (mv.metrics or {}).get("loo_iou")
+        for side, mv in (("baseline", baseline), ("candidate", candidate))
     }
+    not_measured = [
+        mv.number for mv in (baseline, candidate) if (mv.config or {}).get("warm_start_from")
+    ]
     held_b = sorted((baseline.metrics or {}).get("loo_image_ids") or [])
     held_c = sorted((candidate.metrics or {}).get("loo_image_ids") or [])
     held = {k: v.to_dict() for k, v in scores.items()}
@@ -277,6 +284,8 @@ def model_compare(*, candidate: ModelVersion, baseline: ModelVersion) -> dict:
             **loo,
             "same_images": bool(held_b) and held_b == held_c,
             "images": held_c,
+            # versions that continued from an earlier one's weights: no check of their own
+            "not_measured": not_measured,
         },
         "prompts": _prompts_diff(baseline, candidate),
     }

@@ -77,6 +77,7 @@ def project_create(
     alert_window: int = 50,
     input_check: str = "flag",
     input_check_margin: float = DEFAULT_MARGIN,
+    mqtt_publish: bool = False,
 ) -> Project:
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     backend = backend or settings.DEFAULT_FEATURE_BACKEND
@@ -93,6 +94,7 @@ def project_create(
         alert_window=alert_window,
         input_check=input_check,
         input_check_margin=input_check_margin,
+        mqtt_publish=mqtt_publish,
         created_by=user,
     )
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
@@ -115,7 +117,8 @@ def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
-    input_check and input_check_margin (inspections from now on), auto_deploy
+    input_check and input_check_margin (inspections from now on), mqtt_publish
+    (every decision and line alert to the MQTT broker, from now on), auto_deploy
     (every Run's model is deployed until the first line inspection).
 
     Classes can be added or recoloured; removing or renaming a class that
@@ -149,6 +152,7 @@ def project_update(*, project: Project, data: dict) -> Project:
         "alert_window",
         "input_check",
         "input_check_margin",
+        "mqtt_publish",
         "auto_deploy",
     )
     for field in fields:

@@ -13,7 +13,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from inspection.errors import Conflict
 from inspection.models import Project
+from inspection.services import engine
+from inspection.services.inspections import inspection_run_result
 from inspection.stations.landingedge import segmentation_answer
 
 log = logging.getLogger("inspection.stations")
@@ -65,8 +68,6 @@ class Station:
 
 def station_project_get(*, station: Station) -> Project:
     """The station's project; 409 when it was deleted under the running station."""
-    from inspection.errors import Conflict
-
     project = Project.objects.filter(id=station.project_id).first()
     if project is None:
         raise Conflict(f"station {station.name}: its project no longer exists", code="no_project")
@@ -83,8 +84,6 @@ def station_inspect(
     is ``inspection_station_id`` (else the station's name), its part id
     ``image_id``; ``location_id`` and ``capture_timestamp`` are echoed back.
     """
-    from inspection.services.inspections import inspection_run_result
-
     project = station_project_get(station=station)
     ins, result = inspection_run_result(
         project=project,
@@ -134,6 +133,4 @@ def station_inspect(
 
 def _classes(ins) -> list[str]:
     """The deployed model's classes in its order (the label map's k + 1)."""
-    from inspection.services import engine
-
     return list(engine.learner_get(ins.model_version).classes)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -158,9 +159,20 @@ def _train(job: Job) -> None:
             job=job, fraction=0.05 + 0.55 * float(fraction), message=f"training: {message}"
         )
 
+    # the training length is the learner's unless TRAIN_STEPS says otherwise
+    steps = {"steps": settings.TRAIN_STEPS} if settings.TRAIN_STEPS > 0 else {}
+    warm = _warm_start_get(project=project, classes=classes)
     result = learner_train(
-        training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress
+        training,
+        classes=classes,
+        backend=backend,
+        cache=cache,
+        seed=0,
+        progress=progress,
+        warm_start=warm[1] if warm else None,
+        **steps,
     )
+    warm_from = warm[0] if warm and result.timings.get("warm_start") else None
     job_check_cancelled(job=job)
 
     with transaction.atomic():
@@ -174,6 +186,8 @@ def _train(job: Job) -> None:
             classes=classes,
             config={
                 "seed": 0,
+                # the model this one continued from (incremental retraining), or None
+                "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
                 "backend_options": {}
                 if project.backend != "sam"
@@ -228,6 +242,31 @@ def _train(job: Job) -> None:
         },
     )
     return None  # the propagation's last chunk ends the job
+
+
+def _warm_start_get(*, project: Project, classes: list[str]):
+    """(ModelVersion, Learner) the next training continues from: the project's
+    newest model with the same backend and classes that nobody set aside
+    (TRAIN_WARM_START), or None."""
+    if not settings.TRAIN_WARM_START:
+        return None
+    latest = (
+        ModelVersion.objects.filter(
+            project=project, backend=project.backend, dismissed_at__isnull=True
+        )  # never from a version set aside (kept the earlier one, or its strokes undone)
+        .exclude(artifact="")
+        .order_by("-number")
+        .first()
+    )
+    if latest is None or list(latest.classes) != list(classes):
+        return None
+    try:
+        return latest, engine.learner_get(latest)
+    except Exception as exc:  # an unreadable artifact: train from scratch, and say so
+        log.warning(
+            "model v%s can't start the next training (%s): a cold start", latest.number, exc
+        )
+        return None
 
 
 def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:

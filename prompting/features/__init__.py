@@ -1,6 +1,6 @@
-"""Feature backends: the registry plus the built-in ``classic`` and ``sam`` backends.
+"""Feature backends: the registry plus the built-in ``classic``, ``backbone`` and ``sam`` backends.
 
-Both are registered lazily: ``backend_create("sam", ...)`` imports the SAM
+All are registered lazily: ``backend_create("sam", ...)`` imports the SAM
 module (and, on first use, torch) only when called.
 """
 
@@ -24,6 +24,12 @@ def _classic_create(**options: Any) -> FeatureBackend:
     return ClassicBackend(**options)
 
 
+def _backbone_create(**options: Any) -> FeatureBackend:
+    from prompting.features.backbone import BackboneBackend
+
+    return BackboneBackend(**options)
+
+
 def _sam_create(**options: Any) -> FeatureBackend:
     from prompting.features.sam import SamBackend
 
@@ -31,6 +37,7 @@ def _sam_create(**options: Any) -> FeatureBackend:
 
 
 backend_register("classic", _classic_create)
+backend_register("backbone", _backbone_create)
 backend_register("sam", _sam_create)
 
 __all__ = [

@@ -127,7 +127,10 @@ def test_every_run_after_the_first_makes_a_candidate_and_rules_keep_its_predicti
     assert c["held_out"]["candidate"]["n"] == 6 and c["held_out"]["baseline"]["n"] == 6
     assert c["held_out"]["candidate"]["n_masks"] == 6
     assert 0.0 <= c["held_out"]["candidate"]["iou"] <= 1.0
-    assert c["strokes"]["baseline"] is not None and c["strokes"]["same_images"] is True
+    # v2 continued from v1's weights (incremental retraining, the default): it ran
+    # no held-out stroke check of its own, and the comparison says so
+    assert c["strokes"]["baseline"] is not None and c["strokes"]["candidate"] is None
+    assert c["strokes"]["not_measured"] == [2]
     assert c["prompts"]["n_added"] == 1 and c["prompts"]["added"][0]["labels"] == {"background": 1}
     assert c["assessment"]["verdict"] in ("better", "similar", "mixed", "worse")
 
@@ -237,3 +240,16 @@ def test_comparison_names_its_field_errors(tiles):
     r = tiles.client.get(f"/api/v1/models/{v1}/comparison/")
     assert r.status_code == 200
     assert r.json()["assessment"]["verdict"] == "similar"  # itself: same figures
+
+
+def test_trained_cold_both_versions_carry_a_stroke_check_on_the_same_images(tiles, settings):
+    settings.TRAIN_WARM_START = False  # every Run calibrates on held-out images itself
+    tiles.run()
+    row = tiles.painted[1]
+    tiles.stroke(row, _background_strokes(tiles.mask[row["id"]], n=3)[1])
+    tiles.run()
+    s = tiles.candidate()["comparison"]["strokes"]
+    assert s["not_measured"] == []
+    assert s["baseline"] is not None and s["candidate"] is not None
+    # the same images, painted the same: both held out the same ones
+    assert s["same_images"] is True and len(s["images"]) == 2

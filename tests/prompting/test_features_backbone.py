@@ -1,0 +1,142 @@
+"""The pretrained backbone backend: shipped weights, any network by checkpoint, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from prompting.errors import BackendError
+from prompting.features import FeatureBackend, backend_create
+from prompting.features.backbone import BackboneBackend, file_sha256
+from prompting.features.backbone.networks import LITE0_WHEEL_SHA256, lite_state_dict_to_timm
+
+torch = pytest.importorskip("torch")
+
+
+def _image(h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def lite0() -> BackboneBackend:
+    return backend_create("backbone")
+
+
+def test_shipped_weights_are_the_pinned_file(lite0) -> None:
+    assert lite0.sha256 == LITE0_WHEEL_SHA256
+    assert file_sha256(lite0.checkpoint) == LITE0_WHEEL_SHA256
+    assert LITE0_WHEEL_SHA256[:12] in lite0.fingerprint()
+    assert isinstance(lite0, FeatureBackend)
+
+
+def test_renamed_network_matches_the_reference_implementation() -> None:
+    """timm's tf_efficientnet_lite0 with the renamed state dict gives the logits of
+    the original implementation (efficientnet-lite-pytorch) on real photographs."""
+    import timm
+    from efficientnet_lite_pytorch import EfficientNet
+    from skimage import data
+
+    path = backend_create("backbone").checkpoint
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    ours = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    ours.load_state_dict(lite_state_dict_to_timm(state), strict=True)
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    ours.eval(), reference.eval()
+    for picture, imagenet_class in ((data.chelsea(), 285), (data.coffee(), 967)):
+        x = torch.from_numpy(picture).permute(2, 0, 1)[None].float()
+        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+        x = (x - 127.0) / 128.0
+        with torch.inference_mode():
+            a, b = ours(x), reference(x)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        assert int(a.argmax()) == imagenet_class  # Egyptian cat, espresso
+
+
+def test_features_are_pixel_resolution_and_normalised(lite0) -> None:
+    img = _image()
+    fmap = lite0.extract(img)
+    n_classic = lite0.n_classic
+    assert fmap.features.shape[:2] == img.shape[:2] and fmap.features.dtype == np.float32
+    deep = fmap.features[..., n_classic:]
+    assert deep.shape[-1] == sum(d.shape[0] for d in lite0.deep_features(img))
+    np.testing.assert_allclose(deep.mean(axis=(0, 1)), 0, atol=1e-3)
+    assert np.isfinite(fmap.features).all()
+
+
+def test_without_classic_planes() -> None:
+    backend = backend_create("backbone", classic=False)
+    assert backend.adapt_features == () and backend.guide_feature is None
+    assert backend.extract(_image()).features.shape[-1] == sum(
+        d.shape[0] for d in backend.deep_features(_image())
+    )
+
+
+def test_anomaly_patches_grid(lite0) -> None:
+    grid = lite0.anomaly_patches(_image(64, 96))
+    assert grid.ndim == 3 and grid.dtype == np.float32 and grid.shape[0] >= 8
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"arch": "nope"}, "unknown backbone architecture 'nope'"),
+        ({"scale": 9}, "scale must be in"),
+        ({"stages": []}, "stages must be distinct"),
+        ({"colour": 1}, "unknown option"),
+        ({"arch": "resnet18"}, "no weights that ship with the product"),
+        ({"checkpoint_sha256": "0" * 64}, "expected 0000"),
+        ({"arch": "resnet18", "checkpoint": "/nonexistent/r18.pth"}, "not found"),
+    ],
+)
+def test_bad_options_are_refused(options, message) -> None:
+    with pytest.raises(BackendError, match=message):
+        backend_create("backbone", **options)
+
+
+@pytest.fixture(scope="module")
+def resnet18_checkpoint(tmp_path_factory):
+    """A randomly initialised torchvision ResNet-18 state dict, saved by the test."""
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-random.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def test_any_torchvision_network_by_checkpoint(resnet18_checkpoint) -> None:
+    backend = backend_create("backbone", arch="resnet18", checkpoint=str(resnet18_checkpoint))
+    fmap = backend.extract(_image())
+    assert fmap.features.shape[:2] == (40, 56)
+    assert backend.sha256 == file_sha256(resnet18_checkpoint)
+    assert backend.options["checkpoint"] == str(resnet18_checkpoint)
+    again = backend_create("backbone", **backend.options)
+    assert again.fingerprint() == backend.fingerprint()
+
+
+def test_wrong_weights_for_the_architecture(resnet18_checkpoint) -> None:
+    backend = backend_create("backbone", arch="resnet50", checkpoint=str(resnet18_checkpoint))
+    with pytest.raises(BackendError, match="do not fit architecture 'resnet50'"):
+        backend.extract(_image())
+
+
+def test_any_timm_network_by_checkpoint(tmp_path) -> None:
+    import timm
+
+    torch.manual_seed(0)
+    path = tmp_path / "convnext-random.pth"
+    torch.save(timm.create_model("convnext_atto", pretrained=False).state_dict(), path)
+    backend = backend_create("backbone", arch="timm:convnext_atto", checkpoint=str(path))
+    fmap = backend.extract(_image(64, 64))
+    assert fmap.features.shape[:2] == (64, 64) and np.isfinite(fmap.features).all()
+
+
+def test_importing_the_backend_loads_no_torch() -> None:
+    code = (
+        "import sys, prompting.features.backbone; "
+        "sys.exit(1 if 'torch' in sys.modules or 'timm' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
