@@ -73,7 +73,7 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
       h("td", {}, `#${b.id}`),
       h("td", {}, h("span", { class: "swatch", style: `background:${colourOf(blobClass(b))}` }), " ", blobClass(b)),
       h("td", { class: "num" }, Number(b.area_px).toLocaleString("en-US"), b.area_mm2 == null ? null : h("div", { class: "muted" }, `${fmt(b.area_mm2, 3)} mm²`)),
-      h("td", { class: "num" }, `${fmt(b.length, 0)} × ${fmt(b.width, 0)}`),
+      h("td", { class: "num" }, `${fmt(b.length, b.length < 10 ? 1 : 0)} × ${fmt(b.width, b.width < 10 ? 1 : 0)}`),
       h("td", { class: "num" }, `${fmt(b.mean_prob, 2)} / ${fmt(b.max_prob, 2)}`),
       h("td", { class: "rules-cell", "data-testid": "blob-rule" }, rs.length ? rs.map((r) => h("span", { class: "badge soft-ng", title: r.message || "" }, r.rule_id)) : h("span", { class: "muted" }, "—")));
   }) : [h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No blobs."))]));

@@ -1,7 +1,7 @@
 // Which model's predictions a page shows (deployed, or the newest candidate), the
 // comparison of the candidate with the deployed version, the worse-model guard,
 // and Deploy with confirmation. Used by the Images page, the editor and Models.
-import { api, h, pct, fmt, when, toast, errorText } from "./api.js";
+import { api, h, pct, when, toast, errorText } from "./api.js";
 
 const key = (pid) => `shown-model:${pid}`;
 
@@ -29,7 +29,7 @@ export function plural(n, noun, nouns) {
   return `${n} ${n === 1 ? noun : (nouns || noun + "s")}`;
 }
 
-function iou(x) { return x == null ? "—" : fmt(x, 2); }
+function iou(x) { return x == null ? "—" : Number(x).toFixed(2); }
 
 // candidate against baseline: a small table (held-out labelled images, held-out
 // strokes), the verdict changes with thumbnails, and the assessment in words
