@@ -5,16 +5,19 @@ calls one service and returns its answer."""
 from __future__ import annotations
 
 import uuid
+from uuid import UUID
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inspection import selectors
 from inspection.api.permissions import EDIT, READ, role_require
 from inspection.errors import InvalidInput
+from inspection.models import ModelVersion, Project
 from inspection.services import lifecycle
 from inspection.services.next_step import next_step_get
 
@@ -23,13 +26,13 @@ _DETAIL = inline_serializer(
 )
 
 
-def _project(request, pk, need: str = READ):
+def _project(request: Request, pk: UUID, need: str = READ) -> Project:
     project = selectors.project_get(user=request.user, pk=pk)
     role_require(user=request.user, project=project, need=need)
     return project
 
 
-def _model(request, pk, need: str = READ):
+def _model(request: Request, pk: UUID, need: str = READ) -> ModelVersion:
     mv = selectors.model_version_get(user=request.user, pk=pk)
     role_require(user=request.user, project=mv.project, need=need)
     return mv
@@ -41,7 +44,7 @@ class ProjectCandidateView(APIView):
     guard (the newest version against the one before it, when clearly worse)."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> Response:
         project = _project(request, pk)
         return Response(lifecycle.project_candidate_summary(project=project))
 
@@ -50,7 +53,7 @@ class ProjectNextStepView(APIView):
     """The single most useful next step, with the link (or button) that does it."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> Response:
         project = _project(request, pk)
         return Response(next_step_get(project=project).to_dict())
 
@@ -64,7 +67,7 @@ class ModelComparisonView(APIView):
         responses={200: OpenApiTypes.OBJECT, 400: _DETAIL, 409: _DETAIL},
         parameters=[OpenApiParameter("against", str, description="model version id")],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> Response:
         mv = _model(request, pk)
         against = request.query_params.get("against")
         if against:
@@ -96,7 +99,7 @@ class ModelDismissView(APIView):
     was deployed, the version before it is deployed again)."""
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> Response:
         mv = _model(request, pk, EDIT)
         kept = lifecycle.model_dismiss(model_version=mv, user=request.user)
         return Response(
@@ -112,6 +115,6 @@ class ModelUndoStrokesView(APIView):
     before this one, and dismiss this one."""
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _DETAIL})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> Response:
         mv = _model(request, pk, EDIT)
         return Response(lifecycle.model_strokes_undo(model_version=mv, user=request.user))

@@ -10,13 +10,23 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 
 from inspection.errors import Conflict
 from inspection.storage import bytes_read, local_copy
+
+if TYPE_CHECKING:  # the engine's types, for signatures only (the engine loads lazily)
+    from inspection.models import Image, ModelVersion, RuleSet
+    from prompting.features.base import FeatureBackend
+    from prompting.features.cache import FeatureCache
+    from prompting.features.sam import SamEmbedding, SamModel
+    from prompting.learner import Learner
+    from prompting.rules import Decision
+    from prompting.rules import RuleSet as EngineRuleSet
 
 _lock = threading.Lock()
 _backends: dict[tuple, Any] = {}
@@ -26,7 +36,7 @@ _embeddings: OrderedDict[str, Any] = OrderedDict()
 _EMBEDDINGS_MAX = 8  # ~4 MB each: the images being painted right now
 
 
-def feature_cache_get():
+def feature_cache_get() -> FeatureCache:
     """The on-disk feature/embedding cache shared by every process (or None)."""
     from prompting.features.cache import FeatureCache
 
@@ -52,7 +62,7 @@ def sam_options() -> dict[str, Any]:
     }
 
 
-def sam_model_get():
+def sam_model_get() -> SamModel:
     """The configured SAM model; Conflict when SAM isn't configured."""
     if not sam_configured():
         raise Conflict(
@@ -82,7 +92,7 @@ def _fingerprint_listed(fingerprint: str) -> None:
         _listed.add(key)
 
 
-def embedding_get(key: str):
+def embedding_get(key: str) -> SamEmbedding | None:
     """A SAM embedding by cache key: from process memory, else the disk cache (or None).
 
     Interactive clicks on the same image skip re-reading 4 MB from disk.
@@ -106,7 +116,7 @@ def embedding_get(key: str):
 _rulesets: OrderedDict[str, Any] = OrderedDict()
 
 
-def ruleset_get(ruleset) -> Any:
+def ruleset_get(ruleset: RuleSet) -> EngineRuleSet:
     """The engine RuleSet of a (never edited: versions are new rows) RuleSet row, cached."""
     from prompting.rules import ruleset_validate
 
@@ -123,7 +133,9 @@ def ruleset_get(ruleset) -> Any:
     return validated
 
 
-def rules_apply(probabilities: np.ndarray, *, classes, ruleset, px_per_mm: float | None):
+def rules_apply(
+    probabilities: np.ndarray, *, classes: Sequence[str], ruleset: RuleSet, px_per_mm: float | None
+) -> Decision:
     """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` under the
     RuleSet row ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
     from prompting.rules import rules_apply as engine_rules_apply
@@ -133,7 +145,7 @@ def rules_apply(probabilities: np.ndarray, *, classes, ruleset, px_per_mm: float
     )
 
 
-def backend_get(name: str, options: dict | None = None):
+def backend_get(name: str, options: dict | None = None) -> FeatureBackend:
     """A feature backend by registry name; ``sam`` takes its options from settings,
     other backends ``options`` (default: the backend's defaults)."""
     from prompting.features import backend_create
@@ -151,7 +163,7 @@ def backend_get(name: str, options: dict | None = None):
         return _backends[key]
 
 
-def backend_for(model_version, learner=None):
+def backend_for(model_version: ModelVersion, learner: Learner | None = None) -> FeatureBackend:
     """The feature backend ``model_version`` was trained with: the options stored in
     its artifact (so a model keeps predicting after the defaults change), except
     ``sam``, whose checkpoint comes from settings."""
@@ -161,7 +173,7 @@ def backend_for(model_version, learner=None):
     return backend_get(model_version.backend, getattr(learner, "backend_options", None))
 
 
-def learner_get(model_version) -> Any:
+def learner_get(model_version: ModelVersion) -> Learner:
     """The learner of ``model_version``, loaded once per process (LRU by id)."""
     from prompting.learner import Learner
 
@@ -179,7 +191,7 @@ def learner_get(model_version) -> Any:
     return learner
 
 
-def image_pixels_load(image) -> tuple[np.ndarray, str]:
+def image_pixels_load(image: Image) -> tuple[np.ndarray, str]:
     """(rgb8 (H,W,3) uint8 RGB, pixels_hash) of a stored Image row."""
     from prompting.images import image_decode, image_to_rgb8, pixels_hash
 
@@ -188,7 +200,7 @@ def image_pixels_load(image) -> tuple[np.ndarray, str]:
     return rgb8, pixels_hash(rgb8)
 
 
-def image_mask_load(image) -> np.ndarray | None:
+def image_mask_load(image: Image) -> np.ndarray | None:
     """Ground-truth mask (H,W) bool of an Image row, or None."""
     if not image.mask:
         return None

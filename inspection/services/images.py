@@ -16,6 +16,7 @@ from inspection.errors import InvalidInput
 from inspection.models import Image, Project, Verdict
 from inspection.services.retention import cache_purge
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
+from inspection.types import Actor
 from prompting.errors import ImageError
 
 log = logging.getLogger("inspection.images")
@@ -66,7 +67,7 @@ def image_upload(
     filename: str | None = None,
     verdict: str | None = None,
     mask: bytes | None = None,
-    user=None,
+    user: Actor = None,
 ) -> UploadResult:
     """Store one image (and optional ground truth) in ``project``.
 
@@ -142,7 +143,7 @@ def images_upload(
     files: list[tuple[str, bytes]],
     masks: list[bytes] | None = None,
     verdict: str | None = None,
-    user=None,
+    user: Actor = None,
 ) -> list[UploadResult]:
     """Upload several images: all are validated before any is stored.
 

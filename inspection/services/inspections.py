@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +24,7 @@ from inspection.services.jobs import (
 from inspection.services.rulesets import ruleset_active_get
 from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.inspections")
 
@@ -144,7 +146,7 @@ def inspection_run(
     filename: str = "",
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
     job: Job | None = None,
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
@@ -167,9 +169,9 @@ def inspection_run_result(
     filename: str = "",
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
     job: Job | None = None,
-):
+) -> tuple[Inspection, Any]:
     """Inspect one image with the deployed model and active rules; log it immutably.
     Returns ``(Inspection, prompting.pipeline.InspectionResult)``: the logged row
     and the engine's result (its ``decision.label_map`` (H, W) uint8 is the class
@@ -293,7 +295,7 @@ def inspection_batch_start(
     files: list[tuple[str, bytes]],
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
 ) -> Job:
     """Store the uploads under the job's folder and queue them (202)."""
     _deployed(project)
@@ -310,7 +312,7 @@ def inspection_batch_start(
     return job_enqueue_raise_if_failed(job=job)
 
 
-def inspection_batch_run(*, job_id, task_id: str = "") -> None:
+def inspection_batch_run(*, job_id: RowId, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_batch)
 
 

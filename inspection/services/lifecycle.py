@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from inspection.errors import Conflict
 from inspection.models import DeployedHow, Image, ModelVersion, Prediction, Project, Prompt
+from inspection.types import Actor
 
 log = logging.getLogger("inspection.lifecycle")
 
@@ -409,7 +410,7 @@ def _brief(mv: ModelVersion | None) -> dict | None:
 
 
 # ------------------------------------------------------------------ decisions
-def model_dismiss(*, model_version: ModelVersion, user=None) -> ModelVersion | None:
+def model_dismiss(*, model_version: ModelVersion, user: Actor = None) -> ModelVersion | None:
     """Keep the previous version: ``model_version`` is no longer the candidate.
 
     If it was deployed, the version before it is deployed again. Returns the
@@ -446,7 +447,7 @@ def model_dismiss(*, model_version: ModelVersion, user=None) -> ModelVersion | N
     return previous
 
 
-def model_strokes_undo(*, model_version: ModelVersion, user=None) -> dict:
+def model_strokes_undo(*, model_version: ModelVersion, user: Actor = None) -> dict:
     """Undo the stroke changes between the previous version and ``model_version``:
     strokes added since are deleted (soft: versions keep naming them), strokes
     removed since come back; ``model_version`` is dismissed. Returns counts."""

@@ -10,6 +10,7 @@ probabilities when only the rules changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from inspection.errors import Conflict
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, RuleSet
 from inspection.services import engine, jobs, rulesets
 from inspection.storage import bytes_read, bytes_save, name_new
+from inspection.types import Actor, RowId
 
 
 def prediction_store(
@@ -104,7 +106,9 @@ def mask_visible(label_map: np.ndarray, *, n_classes: int) -> np.ndarray:
     return (np.asarray(label_map).astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
 
 
-def overlay_render(rgb8: np.ndarray, label_map: np.ndarray, *, colours, blobs=None) -> np.ndarray:
+def overlay_render(
+    rgb8: np.ndarray, label_map: np.ndarray, *, colours: Sequence[tuple[int, int, int]], blobs: list | None = None
+) -> np.ndarray:
     """(H,W,3) uint8 RGB: ``rgb8`` with the labelled pixels tinted by ``colours``."""
     # deferred on purpose: the engine's overlay loads scikit-image
     from prompting.overlay import render_overlay
@@ -126,7 +130,7 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
 
-def predictions_refresh_start(*, project: Project, user=None, reason: str = "") -> Job | None:
+def predictions_refresh_start(*, project: Project, user: Actor = None, reason: str = "") -> Job | None:
     """Queue re-predicting every image with the deployed model and active rules
     (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
 
@@ -157,7 +161,7 @@ def predictions_refresh_start(*, project: Project, user=None, reason: str = "") 
     return jobs.job_enqueue_raise_if_failed(job=created[0])
 
 
-def predictions_refresh(*, job_id, task_id: str = "") -> None:
+def predictions_refresh(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a predict job."""
     jobs.job_execute(job_id=job_id, task_id=task_id, work=_refresh)
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -91,7 +92,7 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
     return out
 
 
-def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
+def cache_keys(pixels_hashes: Iterable[str], *, fingerprints: set[str]) -> set[str]:
     from prompting.features.cache import cache_key
 
     return {
@@ -103,7 +104,7 @@ def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
     }
 
 
-def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
+def cache_purge(*, pixels_hashes: Iterable[str], load_sam: bool = False) -> int:
     """Remove cache entries of ``pixels_hashes`` that no remaining image uses, under
     every fingerprint the cache has stored entries for."""
     still = set(

@@ -22,6 +22,7 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.services.prompts import prompt_parse
+from inspection.types import Actor, RowId
 
 MAX_SEGMENT_PROMPTS = 200
 
@@ -63,7 +64,7 @@ def segment_run(
     prompts: Sequence[dict],
     target: str | None = None,
     mask_input: np.ndarray | None = None,
-    user=None,
+    user: Actor = None,
 ) -> SegmentOutput:
     """SAM mask for ``prompts`` on ``image`` using its cached embedding.
 
@@ -117,7 +118,7 @@ def segment_run(
     )
 
 
-def embedding_start(*, image: Image, user=None) -> Job:
+def embedding_start(*, image: Image, user: Actor = None) -> Job:
     """The active embed job of ``image``, or a new one on the ``embed`` queue."""
     active = Job.objects.filter(
         image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES
@@ -133,7 +134,7 @@ def embedding_start(*, image: Image, user=None) -> Job:
     return job_enqueue_raise_if_failed(job=job)
 
 
-def embedding_compute(*, job_id, task_id: str = "") -> None:
+def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of an embed job (queue ``embed``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_embed)
 

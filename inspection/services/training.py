@@ -32,6 +32,7 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.storage import bytes_read, file_write_atomic, name_new
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.training")
 
@@ -61,7 +62,7 @@ def training_readiness(*, project: Project) -> list[str]:
     return problems
 
 
-def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) -> Job:
+def training_start(*, project: Project, user: Actor = None, visible: Sequence[str] = ()) -> Job:
     """Queue a training run; 409 with every reason when it can't start.
 
     ``visible``: ids of the images on the engineer's screen; their predictions
@@ -101,7 +102,7 @@ def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) 
     return job_enqueue_raise_if_failed(job=job)
 
 
-def training_run(*, job_id, task_id: str = "") -> None:
+def training_run(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a train job (idempotent: see ``job_execute``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_train)
 
@@ -269,7 +270,7 @@ def _warm_start_get(*, project: Project, classes: list[str]):
         return None
 
 
-def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
+def model_deploy(*, model_version: ModelVersion, user: Actor = None) -> ModelVersion:
     """Make ``model_version`` the project's deployed model (no longer its shadow
     model, if it was); refresh predictions."""
     with transaction.atomic():
