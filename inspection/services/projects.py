@@ -105,6 +105,7 @@ def project_create(
 
 
 def _backend_check(name: str) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features import backend_names
 
     if name not in backend_names():

@@ -333,6 +333,48 @@ def test_rule_editor_builds_its_form_from_the_engines_rule_types(
     assert page.js_errors == []
 
 
+# ----------------------------------------------------------------- points and boxes
+def test_point_click_shows_backbone_mask_without_sam(
+    live_server, page, shot, login, make_user, dataset, eager_jobs, settings
+):
+    """Without a SAM checkpoint the point tool still answers: the backbone
+    network's mask is drawn, and the status says which engine made it."""
+    from inspection.services.images import images_upload
+    from inspection.services.projects import project_create
+
+    settings.SAM_CHECKPOINT = ""
+    owner = make_user("bea")
+    project = project_create(
+        user=owner, name="No SAM line", classes=[{"name": "defect", "colour": "#e5484d"}]
+    )
+    row = dataset.pick(n_defect=1, n_free=0)[0][0]
+    images_upload(
+        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
+    )
+    image = project.images.get()
+
+    login(page, live_server.url, "bea")
+    page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
+    page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    page.click("[data-testid=label-defect]")
+    page.keyboard.press("p")
+    view = page.evaluate("window.__editor.view()")
+    box = page.locator("[data-testid=canvas]").bounding_box()
+    page.mouse.click(
+        box["x"] + view["ox"] + image.width / 2 * view["scale"],
+        box["y"] + view["oy"] + image.height / 2 * view["scale"],
+    )
+    page.wait_for_function(
+        "document.querySelector('[data-testid=canvas]').dataset.sam", timeout=60_000
+    )
+    canvas = page.locator("[data-testid=canvas]")
+    assert canvas.get_attribute("data-segment-engine") == "backbone"
+    assert canvas.get_attribute("data-sam-waited") is None  # answered at once, no job
+    assert "Backbone mask" in page.locator("[data-testid=editor-status]").inner_text()
+    shot(page, "16-backbone-point")
+    assert page.js_errors == []
+
+
 # ----------------------------------------------------------------- SAM
 def test_point_click_shows_sam_mask_after_embedding(
     live_server, page, shot, login, make_user, dataset, eager_jobs, settings, tiny_sam_checkpoint

@@ -172,7 +172,8 @@ async function addPrompt(p) {
     toast(`Prompt not saved: ${errorText(ex.body) || ex.message}`, { error: true });
   }
   updateCount(); draw();
-  if ((p.kind === "point" || p.kind === "box") && PD.sam_enabled) segment(p.label);
+  // points and boxes always show a mask: SAM's when configured, else the backbone network's
+  if (p.kind === "point" || p.kind === "box") segment(p.label);
 }
 
 async function undo() {
@@ -224,7 +225,8 @@ function touches(p, x, y, r) {
   return inX && inY && nearEdge;
 }
 
-// ---------------------------------------------------------------- SAM
+// ---------------------------------------------------------------- points and boxes -> a mask
+const ENGINE_NAMES = { sam: "SAM", backbone: "Backbone" };
 async function segment(label) {
   const prompts = state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box")).map(toPayload);
   if (!prompts.length) return;
@@ -237,10 +239,11 @@ async function segment(label) {
       const res = await api(`/images/${iid}/segment/`, { method: "POST", body });
       await showSamMask(res, res.label || label);
       canvas.dataset.sam = String(res.area_px ?? 1);
-      setStatus(`SAM mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(res.time_ms ?? performance.now() - t0)} ms`);
+      canvas.dataset.segmentEngine = res.engine || "sam";
+      setStatus(`${ENGINE_NAMES[res.engine] || "SAM"} mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(performance.now() - t0)} ms`);
       return;
     } catch (ex) {
-      if (ex instanceof ApiError && ex.status === 409) {
+      if (ex instanceof ApiError && ex.status === 409 && ex.body?.code === "embedding_not_ready") {
         setStatus("Embedding in progress… the mask appears when it is ready", "wait");
         canvas.dataset.samWaited = "1";
         const jid = jobIdOf(ex.body);
