@@ -65,8 +65,11 @@ class SegmentView(APIView):
             200: inline_serializer(
                 "Segment",
                 {
+                    "label": drf_serializers.CharField(),
+                    "engine": drf_serializers.ChoiceField(choices=["sam", "backbone"]),
                     "score": drf_serializers.FloatField(),
                     "time_ms": drf_serializers.FloatField(),
+                    "features_ms": drf_serializers.FloatField(),
                     "mask_png": drf_serializers.CharField(),
                     "rle": drf_serializers.DictField(),
                 },
@@ -87,8 +90,10 @@ class SegmentView(APIView):
         fmt = data.validated_data.get("output", "both")
         body = {
             "label": out.label,
+            "engine": out.engine,
             "score": out.score,
             "time_ms": round(out.time_ms, 2),
+            "features_ms": round(out.features_ms, 2),
             "service_ms": round(out.service_ms, 2),
             "width": image.width,
             "height": image.height,

@@ -37,7 +37,7 @@ from inspection.storage import file_delete, names_under
 log = logging.getLogger("inspection.retention")
 
 TMP_GRACE_S = 3600  # partial writes younger than this may still be in progress
-CACHE_KINDS = ("features", "sam_embedding")
+CACHE_KINDS = ("features", "sam_embedding", "click_features")
 
 
 @dataclass
@@ -93,6 +93,7 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
 
 
 def cache_keys(pixels_hashes: Iterable[str], *, fingerprints: set[str]) -> set[str]:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import cache_key
 
     return {
