@@ -259,7 +259,7 @@ def cold_start_status(*, project: Project) -> dict:
         "message": (
             f"{have} of {need} images: add {remaining} more to train"
             if remaining
-            else f"{have} images: enough to train"
+            else f"{have} image{'' if have == 1 else 's'}: enough to train"
         ),
     }
 

@@ -121,7 +121,8 @@ def project_update(*, project: Project, data: dict) -> Project:
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
     input_check and input_check_margin (inspections from now on), mqtt_publish
-    (every decision and line alert to the MQTT broker, from now on).
+    (every decision and line alert to the MQTT broker, from now on), auto_deploy
+    (every Run's model is deployed until the first line inspection).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -155,6 +156,7 @@ def project_update(*, project: Project, data: dict) -> Project:
         "input_check",
         "input_check_margin",
         "mqtt_publish",
+        "auto_deploy",
     )
     for field in fields:
         if field in data:

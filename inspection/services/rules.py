@@ -276,7 +276,7 @@ def _rules_job(job: Job) -> tuple[dict, dict, str]:
     body = report.get("report", report)
     confusion = body.get("confusion", {})
     message = (
-        f"{job.kind} of {body.get('n_images', 0)} images: "
+        f"{job.kind} of {body.get('n_images', 0)} image{'' if body.get('n_images', 0) == 1 else 's'}: "
         f"{confusion.get('fn', 0)} escapes, {confusion.get('fp', 0)} overkills"
     )
     timings = {"engine_ms": round(float((body.get("timings") or {}).get("total_ms", 0.0)), 1)}
