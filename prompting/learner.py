@@ -104,6 +104,8 @@ class TrainResult:
     timings: dict[str, float]
     pixels_per_class: dict[str, int]
     loo_iou: float | None
+    #: ids of the images whose strokes ``loo_iou`` was measured on (held out of one fit)
+    loo_image_ids: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- training
@@ -331,6 +333,7 @@ def learner_train(
     candidates = (steps,) if isinstance(steps, int) else tuple(sorted(int(v) for v in steps))
     chosen_steps = candidates[len(candidates) // 2]
     temperature, loo_iou = 1.0, None
+    loo_image_ids: tuple[str, ...] = ()
     t_cal = time.perf_counter()
     uniq = np.unique(g)
     if warm is not None:
@@ -357,6 +360,7 @@ def learner_train(
                 if (y[held] == k).any():
                     ious.append(inter / max(union, 1))
             loo_iou = float(np.mean(ious)) if ious else None
+            loo_image_ids = tuple(str(images[int(i)].image_id) for i in np.unique(g[held]).tolist())
     t_cal = time.perf_counter() - t_cal
 
     report(0.8, "fitting")
@@ -414,7 +418,11 @@ def learner_train(
         "features_computed": reuse.get("computed", 0),
     }
     return TrainResult(
-        learner=learner, timings=timings, pixels_per_class=pixels_per_class, loo_iou=loo_iou
+        learner=learner,
+        timings=timings,
+        pixels_per_class=pixels_per_class,
+        loo_iou=loo_iou,
+        loo_image_ids=loo_image_ids,
     )
 
 

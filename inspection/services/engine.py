@@ -38,6 +38,7 @@ _EMBEDDINGS_MAX = 8  # ~4 MB each: the images being painted right now
 
 def feature_cache_get() -> FeatureCache:
     """The on-disk feature/embedding cache shared by every process (or None)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import FeatureCache
 
     key = ("cache", str(settings.FEATURE_CACHE_DIR), settings.FEATURE_CACHE_MAX_BYTES)
@@ -70,6 +71,7 @@ def sam_model_get() -> SamModel:
             "SAM_DEVICE) to a segment-anything checkpoint",
             code="sam_not_configured",
         )
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.sam import sam_model_load
 
     model = sam_model_load(**sam_options())
@@ -159,6 +161,7 @@ _rulesets: OrderedDict[str, Any] = OrderedDict()
 
 def ruleset_get(ruleset: RuleSet) -> EngineRuleSet:
     """The engine RuleSet of a (never edited: versions are new rows) RuleSet row, cached."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules import ruleset_validate
 
     key = str(ruleset.id)
@@ -179,6 +182,7 @@ def rules_apply(
 ) -> Decision:
     """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` under the
     RuleSet row ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules import rules_apply as engine_rules_apply
 
     return engine_rules_apply(
@@ -189,6 +193,7 @@ def rules_apply(
 def backend_get(name: str, options: dict | None = None) -> FeatureBackend:
     """A feature backend by registry name; ``sam`` takes its options from settings,
     other backends ``options`` (default: the backend's defaults)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features import backend_create
 
     options = sam_options() if name == "sam" else dict(options or {})
@@ -216,6 +221,7 @@ def backend_for(model_version: ModelVersion, learner: Learner | None = None) -> 
 
 def learner_get(model_version: ModelVersion) -> Learner:
     """The learner of ``model_version``, loaded once per process (LRU by id)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import Learner
 
     key = str(model_version.id)
@@ -234,6 +240,7 @@ def learner_get(model_version: ModelVersion) -> Learner:
 
 def image_pixels_load(image: Image) -> tuple[np.ndarray, str]:
     """(rgb8 (H,W,3) uint8 RGB, pixels_hash) of a stored Image row."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import image_decode, image_to_rgb8, pixels_hash
 
     decoded = image_decode(bytes_read(image.file.name), max_pixels=settings.UPLOAD_MAX_PIXELS)
@@ -245,6 +252,7 @@ def image_mask_load(image: Image) -> np.ndarray | None:
     """Ground-truth mask (H,W) bool of an Image row, or None."""
     if not image.mask:
         return None
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import mask_decode
 
     return mask_decode(bytes_read(image.mask.name), shape=(image.height, image.width))

@@ -185,6 +185,7 @@ def inspection_run_result(
     ``rules_ms``, ``input_ms``, ``engine_ms`` (predict + rules) and ``total_ms``
     (service side).
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
 
@@ -306,7 +307,7 @@ def inspection_batch_start(
             stored = bytes_save(f"{project_prefix(project.id)}/batches/{job.id.hex}/{i}.bin", data)
             items.append({"name": filename_sanitise(name), "file": stored})
         job.params = {"items": items, "station": station[:100], "part_id": part_id[:200]}
-        job.message = f"queued: {len(items)} images"
+        job.message = f"queued: {len(items)} image{'' if len(items) == 1 else 's'}"
         job.save(update_fields=["params", "message"])
         job_enqueue(job=job)
     return job_enqueue_raise_if_failed(job=job)
@@ -374,7 +375,7 @@ def _batch_finish(job: Job, totals: dict) -> tuple[dict, dict, str]:
             if n_ok
             else None
         },
-        f"{n} images inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
+        f"{n} image{'' if n == 1 else 's'} inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
     )
 
 

@@ -131,22 +131,34 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
 
 
 def predictions_refresh_start(*, project: Project, user: Actor = None, reason: str = "") -> Job | None:
-    """Queue re-predicting every image with the deployed model and active rules.
+    """Queue re-predicting every image with the deployed model and active rules
+    (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
 
     Stored probabilities are reused when the model is unchanged, so a rules
     change or a deploy costs only the rules. None when nothing is deployed.
     """
+    from inspection.services.lifecycle import model_candidate
+
     if project.deployed_model_id is None:
         return None
+    # the candidate too: the Images page may be showing it, and a rules change must
+    # not leave it judged by the old rules (nor swap it for the deployed version)
+    candidate = model_candidate(project=project)
+    versions = [project.deployed_model_id] + ([candidate.id] if candidate is not None else [])
+    created = []
     with transaction.atomic():
-        job = jobs.job_create(
-            project=project,
-            kind=Job.Kind.PREDICT,
-            user=user,
-            params={"model_version": str(project.deployed_model_id), "reason": reason},
-        )
-        jobs.job_enqueue(job=job)
-    return jobs.job_enqueue_raise_if_failed(job=job)
+        for mv_id in versions:
+            job = jobs.job_create(
+                project=project,
+                kind=Job.Kind.PREDICT,
+                user=user,
+                params={"model_version": str(mv_id), "reason": reason},
+            )
+            jobs.job_enqueue(job=job)
+            created.append(job)
+    for job in created[1:]:
+        jobs.job_enqueue_raise_if_failed(job=job)
+    return jobs.job_enqueue_raise_if_failed(job=created[0])
 
 
 def predictions_refresh(*, job_id: RowId, task_id: str = "") -> None:

@@ -105,6 +105,7 @@ def project_create(
 
 
 def _backend_check(name: str) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features import backend_names
 
     if name not in backend_names():
@@ -120,7 +121,8 @@ def project_update(*, project: Project, data: dict) -> Project:
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
     input_check and input_check_margin (inspections from now on), mqtt_publish
-    (every decision and line alert to the MQTT broker, from now on).
+    (every decision and line alert to the MQTT broker, from now on), auto_deploy
+    (every Run's model is deployed until the first line inspection).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -154,6 +156,7 @@ def project_update(*, project: Project, data: dict) -> Project:
         "input_check",
         "input_check_margin",
         "mqtt_publish",
+        "auto_deploy",
     )
     for field in fields:
         if field in data:

@@ -134,6 +134,7 @@ def rules_backtest(
     *, project: Project, data: Any = None, progress: ProgressFn | None = None, rows: tuple | None = None
 ) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.backtest import backtest_run
 
     active = rulesets.ruleset_active_get(project=project)
@@ -165,6 +166,7 @@ def rules_tune(
     ``data``: the rule set to start from (every setting but the tuned threshold
     and minimum area is kept), by default the active one.
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.backtest import rules_tune as engine_tune
 
     active = rulesets.ruleset_active_get(project=project)
@@ -274,7 +276,7 @@ def _rules_job(job: Job) -> tuple[dict, dict, str]:
     body = report.get("report", report)
     confusion = body.get("confusion", {})
     message = (
-        f"{job.kind} of {body.get('n_images', 0)} images: "
+        f"{job.kind} of {body.get('n_images', 0)} image{'' if body.get('n_images', 0) == 1 else 's'}: "
         f"{confusion.get('fn', 0)} escapes, {confusion.get('fp', 0)} overkills"
     )
     timings = {"engine_ms": round(float((body.get("timings") or {}).get("total_ms", 0.0)), 1)}

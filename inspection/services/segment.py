@@ -65,6 +65,7 @@ class EmbeddingNotReady(Conflict):
 
 
 def _embedding_key(model, phash: str) -> str:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import cache_key
 
     return cache_key(model.fingerprint, phash, kind="sam_embedding")
@@ -134,6 +135,7 @@ def segment_run(
             "the image's SAM embedding is being computed; retry when the job has succeeded",
             extra={"job": str(job.id), "job_state": job.state},
         )
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.segment import segment_prompts
 
     try:
@@ -246,6 +248,7 @@ def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.sam import embedding_extract_cached
 
     image = job.image
@@ -269,6 +272,7 @@ def _embed(job: Job) -> tuple[dict, dict, str]:
 
 def mask_png_base64(mask: np.ndarray) -> str:
     """A 1-bit PNG (black/white once decoded), fast to encode and small on the wire."""
+    # deferred on purpose: PIL loads on first use
     from PIL import Image as PILImage
 
     buf = io.BytesIO()

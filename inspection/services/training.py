@@ -21,8 +21,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from inspection.errors import Conflict
-from inspection.models import Image, Job, ModelVersion, Project, Prompt
-from inspection.services import engine, predictions, propagation, rulesets
+from inspection.models import DeployedHow, Image, Job, ModelVersion, Project, Prompt
+from inspection.services import engine, lifecycle, predictions, propagation, rulesets
 from inspection.services.jobs import (
     job_check_cancelled,
     job_create,
@@ -46,7 +46,7 @@ def training_readiness(*, project: Project) -> list[str]:
     have = project.images.count()
     if have < project.cold_start_min:
         problems.append(
-            f"cold start: the project has {have} images and needs at least "
+            f"cold start: the project has {have} image{'' if have == 1 else 's'} and needs at least "
             f"{project.cold_start_min} to train; add {project.cold_start_min - have} more"
         )
     labels = Counter(
@@ -108,6 +108,7 @@ def training_run(*, job_id: RowId, task_id: str = "") -> None:
 
 
 def _train(job: Job) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
@@ -211,13 +212,12 @@ def _train(job: Job) -> None:
         file_write_atomic(name, lambda path: result.learner.save(path))
         mv.artifact.name = name
         mv.artifact_sha256 = hashlib.sha256(bytes_read(name)).hexdigest()
-        mv.metrics = {"loo_iou": result.loo_iou}
+        mv.metrics = {"loo_iou": result.loo_iou, "loo_image_ids": list(result.loo_image_ids)}
         mv.save()
         project.refresh_from_db()
-        deployed_now = project.deployed_model_id is None
-        if deployed_now:
-            project.deployed_model = mv
-            project.save(update_fields=["deployed_model", "updated_at"])
+        deploy_how = lifecycle.run_deploy_how(project=project)
+        if deploy_how:
+            lifecycle.project_deployed_set(project=project, model_version=mv, how=deploy_how)
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
@@ -233,12 +233,14 @@ def _train(job: Job) -> None:
             "result": {
                 "model_version": str(mv.id),
                 "model_number": mv.number,
-                "deployed": deployed_now,
+                "deployed": bool(deploy_how),
+                "deployed_how": deploy_how or None,
                 "n_training_images": len(images),
                 "n_prompts": len(prompts),
             },
             "timings": dict(mv.timings),
-            "message": f"model v{mv.number} trained on {len(images)} images",
+            "message": f"model v{mv.number} trained on {len(images)} "
+            f"image{'' if len(images) == 1 else 's'}",
         },
     )
     return None  # the propagation's last chunk ends the job
@@ -246,11 +248,14 @@ def _train(job: Job) -> None:
 
 def _warm_start_get(*, project: Project, classes: list[str]):
     """(ModelVersion, Learner) the next training continues from: the project's
-    newest model with the same backend and classes (TRAIN_WARM_START), or None."""
+    newest model with the same backend and classes that nobody set aside
+    (TRAIN_WARM_START), or None."""
     if not settings.TRAIN_WARM_START:
         return None
     latest = (
-        ModelVersion.objects.filter(project=project, backend=project.backend)
+        ModelVersion.objects.filter(
+            project=project, backend=project.backend, dismissed_at__isnull=True
+        )  # never from a version set aside (kept the earlier one, or its strokes undone)
         .exclude(artifact="")
         .order_by("-number")
         .first()
@@ -271,10 +276,9 @@ def model_deploy(*, model_version: ModelVersion, user: Actor = None) -> ModelVer
     model, if it was); refresh predictions."""
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=model_version.project_id)
-        project.deployed_model = model_version
-        if project.shadow_model_id == model_version.id:  # the candidate is promoted
-            project.shadow_model = None
-        project.save(update_fields=["deployed_model", "shadow_model", "updated_at"])
+        lifecycle.project_deployed_set(
+            project=project, model_version=model_version, how=DeployedHow.MANUAL
+        )
     predictions.predictions_refresh_start(
         project=project, user=user, reason=f"deployed model v{model_version.number}"
     )

@@ -323,6 +323,7 @@ def test_paint_run_review_tune_decide(
     assert page.locator("[data-testid=compare-row] [data-verdict]").count() == 20
     shot(page, "14-models-compare", full_page=True)
     page.click("[data-testid=model-row]:first-child [data-testid=deploy]")
+    page.click("[data-testid=deploy-confirm]")  # Deploy asks first, with the comparison
     page.wait_for_selector("[data-testid=model-row]:first-child [data-testid=deployed-badge]")
 
     # 10. drag and drop onto the drop zone (a PNG made in the page)

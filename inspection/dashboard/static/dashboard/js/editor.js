@@ -1,8 +1,9 @@
 // Image editor: paint prompts on a canvas, saved to the API as they are drawn.
 // Coordinates: image pixels, x right, y down (the API's [[x, y], ...] form).
 import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
-import { loadImages, loadPredictions, classesOf, normPrediction, reviewOrder } from "./shapes.js";
+import { loadImages, loadPredictions, loadProject, classesOf, normPrediction, reviewOrder } from "./shapes.js";
 import { setupRun } from "./run.js";
+import { shownModel, chooseShown, modelLabel } from "./lifecycle.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -106,6 +107,12 @@ function draw() {
   if (d && d.kind === "eraser") {
     ctx.save(); ctx.globalAlpha = 0.35; ctx.strokeStyle = "#fff"; ctx.lineWidth = 2 * d.radius; ctx.lineCap = "round";
     ctx.beginPath(); d.points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke(); ctx.restore();
+  }
+  // the region a "next step" link points at (?focus=x0,y0,x1,y1)
+  if (state.focus) {
+    const [x0, y0, x1, y1] = state.focus;
+    ctx.save(); ctx.lineWidth = 2 / state.scale; ctx.strokeStyle = "#ffd24a"; ctx.setLineDash([6 / state.scale, 4 / state.scale]);
+    ctx.strokeRect(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6); ctx.restore();
   }
   // image border
   ctx.lineWidth = 1 / state.scale; ctx.strokeStyle = "rgba(255,255,255,.25)"; ctx.strokeRect(0, 0, W, H);
@@ -425,12 +432,17 @@ document.getElementById("opacity").addEventListener("input", (e) => {
 // ---------------------------------------------------------------- images, predictions
 let siblings = [];
 let predictions = new Map();
+let shown = null;
 async function loadPrediction() {
-  const preds = await loadPredictions(pid);
+  // the model the Images page shows (the candidate, unless the deployed one was chosen)
+  shown = shownModel(await loadProject(pid));
+  const preds = await loadPredictions(pid, shown ? shown.id : null);
   predictions = preds;
   state.prediction = preds.get(String(iid)) || null;
   const badge = document.getElementById("pred-badge");
   badge.replaceChildren(state.prediction ? verdictBadge(state.prediction.verdict, state.prediction.severity) : h("span", { class: "muted small" }, "not predicted"));
+  const who = document.getElementById("pred-model");
+  if (who) { who.textContent = shown ? `predictions of ${modelLabel(shown)}` : ""; who.dataset.model = shown ? shown.kind : ""; }
   const u = state.prediction ? state.prediction.uncertainty : null;
   document.getElementById("pred-uncertainty").textContent = u != null ? `unsure about ${(100 * u).toFixed(1)} % of the inspected area` : "";
   document.getElementById("decision-link").classList.toggle("hidden", !state.prediction);
@@ -474,7 +486,10 @@ document.getElementById("next-img").addEventListener("click", (e) => { e.prevent
 const runner = setupRun({
   projectId: pid,
   root: document.getElementById("runbar"),
-  onDone: async () => { const preds = await loadPrediction(); await loadFilmstrip(preds); toast("Predictions updated"); },
+  onDone: async (job) => {
+    if (job.result && job.result.model_version) chooseShown(pid, "candidate");
+    const preds = await loadPrediction(); await loadFilmstrip(preds);
+  },
 });
 if (runner && PD.active_job) runner.follow(PD.active_job);
 
@@ -561,6 +576,24 @@ async function start() {
   setTool(canEdit ? "brush" : "pan");
   if (canEdit) setLabel(state.label);
   state.img = await loadImage(`${API}/images/${iid}/display/`);
+  // a link from the next-step panel: which label to paint, where to look
+  const q = new URLSearchParams(window.location.search);
+  if (canEdit && q.get("label") && document.querySelector(`[data-label="${CSS.escape(q.get("label"))}"]`)) setLabel(q.get("label"));
+  const focus = (q.get("focus") || "").split(",").map(Number);
+  if (focus.length === 4 && focus.every(Number.isFinite) && focus[2] > focus[0] && focus[3] > focus[1]) {
+    state.focus = focus;
+    const r = wrap.getBoundingClientRect();
+    const [x0, y0, x1, y1] = focus;
+    const pad = Math.max(24, 0.6 * Math.max(x1 - x0, y1 - y0));
+    state.scale = Math.min(8, (r.width - 20) / (x1 - x0 + 2 * pad), (r.height - 20) / (y1 - y0 + 2 * pad));
+    state.ox = r.width / 2 - ((x0 + x1) / 2) * state.scale;
+    state.oy = r.height / 2 - ((y0 + y1) / 2) * state.scale;
+    canvas.dataset.focus = focus.join(",");
+  }
+  if (window.location.hash === "#ground-truth") {
+    const gt = document.querySelector("[data-testid=ground-truth]");
+    gt.classList.add("highlight"); gt.scrollIntoView({ block: "nearest" });
+  }
   draw();
   const list = await apiAll(`/images/${iid}/prompts/`);
   state.prompts = list.map(fromServer);
