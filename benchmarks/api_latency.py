@@ -593,12 +593,15 @@ def segment_bench(api, world: World, *, n: int, warmup: int) -> Series:
     from inspection.models import Image
     from inspection.services import engine
     from inspection.services.segment import _embedding_key
+    from prompting.features.sam import embedding_cache_get
     from prompting.prompts import prompt_from_dict
     from prompting.segment import segment_prompts
 
     image = Image.objects.select_related("project").get(id=world.segment_image_id)
     model = engine.sam_model_get()
-    embedding = engine.feature_cache_get().get_embedding(_embedding_key(model, image.pixels_hash))
+    embedding = embedding_cache_get(
+        engine.feature_cache_get(), _embedding_key(model, image.pixels_hash)
+    )
     if embedding is None:
         raise RuntimeError("the segment image's embedding is not cached")
     prompts = [

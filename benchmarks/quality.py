@@ -115,7 +115,7 @@ def _rasterize(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
 
 
 class MemoryCache:
-    """In-process cache with FeatureCache's feature-map and embedding interface (benchmark only)."""
+    """In-process cache with FeatureCache's feature-map and arrays interface (benchmark only)."""
 
     def __init__(self) -> None:
         self._maps: dict[str, object] = {}
@@ -126,11 +126,11 @@ class MemoryCache:
     def put_feature_map(self, key: str, feature_map) -> None:
         self._maps[key] = feature_map
 
-    def get_embedding(self, key: str):
+    def get_arrays(self, key: str):
         return self._maps.get(key)
 
-    def put_embedding(self, key: str, embedding) -> None:
-        self._maps[key] = embedding
+    def put_arrays(self, key: str, arrays) -> None:
+        self._maps[key] = list(arrays)
 
 
 # ----------------------------------------------------------------------------- methods

@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from prompting.features.cache import FeatureCache, embedding_extract_cached
+from prompting.features.cache import FeatureCache
 from prompting.features.sam import (
     DECODE_THREADS_ENV,
     SamModel,
-    _probe_image,
+    embedding_extract_cached,
+    probe_image,
     sam_mask_agreement,
     torch_threads_configure,
 )
@@ -74,7 +75,7 @@ def _bench_image(height: int, width: int) -> np.ndarray:
     """The loader's probe image (disc, bar, gradient) scaled to (height, width)."""
     from PIL import Image
 
-    probe = _probe_image()
+    probe = probe_image()
     return np.asarray(Image.fromarray(probe).resize((width, height), Image.BILINEAR))
 
 

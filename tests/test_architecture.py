@@ -31,23 +31,23 @@ def _modules(root: Path = REPO, packages=PACKAGES) -> dict[str, Path]:
     return out
 
 
-def _top_level_imports(tree: ast.Module, *, package: str) -> list[str]:
-    """Dotted names imported by module-level statements (``if``/``try`` blocks
-    included, ``if TYPE_CHECKING`` excluded); ``from a import b`` gives ``a.b``
-    and ``a``, relative imports are resolved against ``package``."""
-    names: list[str] = []
+def _top_level_imports(tree: ast.Module, *, package: str) -> list[tuple[str, list[str]]]:
+    """(module, names) of each module-level import (``if``/``try`` blocks
+    included, ``if TYPE_CHECKING`` excluded): ``import a.b`` gives
+    ``("a.b", [])``, ``from a import b, c`` gives ``("a", ["b", "c"])``;
+    relative imports are resolved against ``package``."""
+    found: list[tuple[str, list[str]]] = []
 
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
             if isinstance(node, ast.Import):
-                names.extend(alias.name for alias in node.names)
+                found.extend((alias.name, []) for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
                     parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join([*parent, base] if base else parent)
-                names.append(base)
-                names.extend(f"{base}.{alias.name}" for alias in node.names)
+                found.append((base, [alias.name for alias in node.names]))
             elif isinstance(node, ast.If):
                 test = node.test
                 guarded = (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
@@ -64,19 +64,24 @@ def _top_level_imports(tree: ast.Module, *, package: str) -> list[str]:
                 visit(node.finalbody)
 
     visit(tree.body)
-    return names
+    return found
 
 
 def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """Module -> the project modules its module-level statements import."""
+    """Module -> the project modules its module-level statements import.
+
+    ``from package import module`` depends on that module; ``from module
+    import name`` (a function, a class...) on the module."""
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets = set()
-        for imported in _top_level_imports(ast.parse(path.read_text()), package=package):
-            if imported in modules and imported != name:
-                targets.add(imported)
-        graph[name] = targets
+        for base, names in _top_level_imports(ast.parse(path.read_text()), package=package):
+            submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in modules]
+            targets.update(submodules)
+            if len(submodules) < len(names) or not names:
+                targets.add(base)
+        graph[name] = {t for t in targets if t in modules and t != name}
     return graph
 
 
@@ -144,6 +149,12 @@ def test_no_import_circle_among_project_modules():
             [["pkg.a", "pkg.b"]],
         ),
         ({"a.py": "import pkg.b\n", "b.py": "import pkg.c\n", "c.py": "import os\n"}, []),
+        # importing a sibling from its package is not importing the package's __init__
+        ({"__init__.py": "from pkg.a import f\n", "a.py": "from pkg import b\n", "b.py": ""}, []),
+        (
+            {"__init__.py": "from pkg.a import f\n", "a.py": "from pkg import g\n"},
+            [["pkg", "pkg.a"]],
+        ),
     ],
 )
 def test_the_check_finds_circles_through_module_level_imports_only(tmp_path, files, expected):

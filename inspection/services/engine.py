@@ -87,11 +87,14 @@ def embedding_get(key: str):
 
     Interactive clicks on the same image skip re-reading 4 MB from disk.
     """
+    # deferred on purpose: the SAM package loads with the engine's numpy stack
+    from prompting.features.sam import embedding_cache_get
+
     with _lock:
         if key in _embeddings:
             _embeddings.move_to_end(key)
             return _embeddings[key]
-    embedding = feature_cache_get().get_embedding(key)
+    embedding = embedding_cache_get(feature_cache_get(), key)
     if embedding is not None:
         with _lock:
             _embeddings[key] = embedding

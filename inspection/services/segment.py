@@ -139,7 +139,7 @@ def embedding_compute(*, job_id, task_id: str = "") -> None:
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
-    from prompting.features.cache import embedding_extract_cached
+    from prompting.features.sam import embedding_extract_cached
 
     image = job.image
     if image is None:

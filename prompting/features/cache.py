@@ -29,15 +29,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prompting.features.base import FeatureBackend, FeatureMap
-from prompting.features.sam import SamEmbedding
-
-if TYPE_CHECKING:
-    from prompting.features.sam import SamModel
+from prompting.images import pixels_hash
 
 log = logging.getLogger(__name__)
 
@@ -253,21 +249,6 @@ class FeatureCache:
             os.utime(path, ns=(now, now))
 
     # ------------------------------------------------------------------ typed entries
-    def get_embedding(self, key: str) -> SamEmbedding | None:
-        """A :class:`SamEmbedding` stored with :meth:`put_embedding`, or None."""
-        arrays = self.get_arrays(key)
-        if arrays is None:
-            return None
-        try:
-            return embedding_from_arrays(arrays)
-        except ValueError as exc:
-            log.debug("cache entry %s is not a SAM embedding (%s)", key, exc)
-            return None
-
-    def put_embedding(self, key: str, embedding: SamEmbedding) -> None:
-        """Store a :class:`SamEmbedding` under ``key``."""
-        self.put_arrays(key, embedding_to_arrays(embedding))
-
     def get_feature_map(self, key: str) -> FeatureMap | None:
         """A :class:`FeatureMap` stored with :meth:`put_feature_map`, or None."""
         arrays = self.get_arrays(key)
@@ -284,60 +265,16 @@ class FeatureCache:
         self.put_arrays(key, [size, np.asarray(feature_map.features)])
 
 
-def embedding_to_arrays(embedding: SamEmbedding) -> list[np.ndarray]:
-    """``[sizes (4,) int64 = (H, W, h, w), embedding (1, 256, 64, 64) float32]``."""
-    sizes = np.array([*embedding.original_size, *embedding.input_size], dtype=np.int64)
-    return [sizes, np.asarray(embedding.embedding, dtype=np.float32)]
-
-
-def embedding_from_arrays(arrays: Sequence[np.ndarray]) -> SamEmbedding:
-    """Inverse of :func:`embedding_to_arrays`; ValueError if the arrays don't fit."""
-    if len(arrays) != 2:
-        raise ValueError(f"expected 2 arrays, got {len(arrays)}")
-    sizes, emb = arrays
-    if sizes.shape != (4,) or sizes.dtype.kind not in "iu":
-        raise ValueError(f"bad size header {sizes.shape} {sizes.dtype}")
-    if emb.ndim != 4 or emb.shape[0] != 1 or emb.dtype != np.float32:
-        raise ValueError(f"bad embedding {emb.shape} {emb.dtype}")
-    h, w, ih, iw = (int(v) for v in sizes)
-    return SamEmbedding(embedding=emb, original_size=(h, w), input_size=(ih, iw))
-
-
-def _image_hash(image: np.ndarray) -> str:
-    from prompting.images import pixels_hash
-
+def image_pixels_hash(image: np.ndarray) -> str:
+    """``prompting.images.pixels_hash`` of an (H, W, 3) uint8 RGB image."""
     return pixels_hash(image)
 
 
-def _fingerprint_note(cache, fingerprint: str) -> None:
+def cache_fingerprint_note(cache, fingerprint: str) -> None:
     """``cache.fingerprint_note`` where the cache keeps a list (an in-memory one need not)."""
     note = getattr(cache, "fingerprint_note", None)
     if callable(note):
         note(fingerprint)
-
-
-def embedding_extract_cached(
-    model: SamModel,
-    image: np.ndarray,
-    *,
-    cache: FeatureCache | None,
-    image_hash: str | None = None,
-) -> SamEmbedding:
-    """``model.embed(image)``, from ``cache`` when present there (then stored).
-
-    ``image``: (H, W, 3) uint8 RGB. ``image_hash``: ``pixels_hash(image)``
-    when the caller knows it (computed otherwise).
-    """
-    if cache is None:
-        return model.embed(image)
-    key = cache_key(model.fingerprint, image_hash or _image_hash(image), kind="sam_embedding")
-    embedding = cache.get_embedding(key)
-    if embedding is not None and embedding.original_size == tuple(image.shape[:2]):
-        return embedding
-    embedding = model.embed(image)
-    _fingerprint_note(cache, model.fingerprint)
-    cache.put_embedding(key, embedding)
-    return embedding
 
 
 def features_extract_cached(
@@ -358,11 +295,11 @@ def features_extract_cached(
     own = getattr(backend, "extract_cached", None)
     if callable(own):
         return own(rgb8, cache=cache, image_hash=image_hash)
-    key = cache_key(backend.fingerprint(), image_hash or _image_hash(rgb8))
+    key = cache_key(backend.fingerprint(), image_hash or image_pixels_hash(rgb8))
     feature_map = cache.get_feature_map(key)
     if feature_map is not None and tuple(feature_map.image_size) == tuple(rgb8.shape[:2]):
         return feature_map
     feature_map = backend.extract(rgb8)
-    _fingerprint_note(cache, backend.fingerprint())
+    cache_fingerprint_note(cache, backend.fingerprint())
     cache.put_feature_map(key, feature_map)
     return feature_map

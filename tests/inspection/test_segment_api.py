@@ -133,7 +133,7 @@ def test_an_embedding_cached_before_the_fingerprint_list_goes_with_its_image(
 
     from inspection.services import engine
     from prompting.features.cache import cache_key
-    from prompting.features.sam import SamEmbedding
+    from prompting.features.sam import SamEmbedding, embedding_cache_put
 
     owner = make_user("o")
     project = project_create(user=owner, name="p", classes=["spot"])
@@ -144,7 +144,7 @@ def test_an_embedding_cached_before_the_fingerprint_list_goes_with_its_image(
     model = engine.sam_model_get()
     key = cache_key(model.fingerprint, image.pixels_hash, kind="sam_embedding")
     emb = np.zeros((1, 256, 64, 64), np.float32)
-    cache.put_embedding(key, SamEmbedding(emb, (17, 31), (1024, 1024)))
+    embedding_cache_put(cache, key, SamEmbedding(emb, (17, 31), (1024, 1024)))
     assert model.fingerprint in cache.fingerprints_seen()
     assert api_for(owner).delete(f"/api/v1/images/{image.id}/").status_code == 204
     assert key not in cache

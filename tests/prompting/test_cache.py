@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 from prompting.features.base import FeatureMap
-from prompting.features.cache import (
-    FeatureCache,
-    cache_key,
+from prompting.features.cache import FeatureCache, cache_key, features_extract_cached
+from prompting.features.sam import (
+    SamBackend,
+    SamEmbedding,
+    embedding_cache_get,
+    embedding_cache_put,
     embedding_extract_cached,
-    embedding_from_arrays,
-    embedding_to_arrays,
-    features_extract_cached,
 )
-from prompting.features.sam import SamBackend, SamEmbedding
 
 KB = 1024
 
@@ -218,8 +217,8 @@ def _embedding() -> SamEmbedding:
 def test_embedding_roundtrip(tmp_path) -> None:
     cache = FeatureCache(tmp_path, max_bytes=16 * 1024 * KB)
     emb = _embedding()
-    cache.put_embedding("e", emb)
-    got = cache.get_embedding("e")
+    embedding_cache_put(cache, "e", emb)
+    got = embedding_cache_get(cache, "e")
     assert got.original_size == (480, 640) and got.input_size == (768, 1024)
     np.testing.assert_array_equal(got.embedding, emb.embedding)
 
@@ -235,17 +234,17 @@ def test_embedding_roundtrip(tmp_path) -> None:
 )
 def test_embedding_from_bad_arrays(arrays) -> None:
     with pytest.raises(ValueError):
-        embedding_from_arrays(arrays)
+        SamEmbedding.from_arrays(arrays)
 
 
 def test_embedding_to_arrays_is_plain() -> None:
-    sizes, emb = embedding_to_arrays(_embedding())
+    sizes, emb = _embedding().to_arrays()
     assert sizes.tolist() == [480, 640, 768, 1024] and emb.dtype == np.float32
 
 
 def test_non_embedding_entry_is_an_embedding_miss(cache) -> None:
     cache.put("e", _arr(1))
-    assert cache.get_embedding("e") is None
+    assert embedding_cache_get(cache, "e") is None
 
 
 class _CountingBackend:

@@ -26,6 +26,9 @@ from prompting.features.sam import (
     sam_model_types,
     torch_threads_configure,
 )
+from prompting.features.sam import bf16 as sam_bf16
+from prompting.features.sam import model as sam_model
+from prompting.features.sam import registry as sam_registry
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -191,7 +194,7 @@ def test_decoder_prep_is_kept_for_the_last_embedding(tiny_sam_model) -> None:
 def test_masks_upscale_matches_sam_postprocess(tiny_sam_reference, original, input_size) -> None:
     low_res = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     want = tiny_sam_reference.postprocess_masks(low_res, input_size, original)[0]
-    got = sam_mod._masks_upscale(low_res, input_size, original, side=1024)
+    got = sam_model.masks_upscale(low_res, input_size, original, side=1024)
     assert got.shape == (3, *original)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert ((got > 0) != (want > 0)).float().mean() < 1e-4
@@ -348,7 +351,7 @@ def test_bad_load_options(tiny_sam_checkpoint, options, match) -> None:
 def test_model_type_registry_is_open(tiny_sam_checkpoint, monkeypatch) -> None:
     from tests.conftest import tiny_sam_build
 
-    monkeypatch.setattr(sam_mod, "_MODEL_TYPES", dict(sam_mod._MODEL_TYPES))
+    monkeypatch.setattr(sam_registry, "_MODEL_TYPES", dict(sam_registry._MODEL_TYPES))
     assert {"vit_b", "vit_l", "vit_h", tiny_sam_checkpoint.model_type} <= set(sam_model_types())
     sam_model_type_register("vit_t_test", tiny_sam_build)
     model = sam_model_load(model_type="vit_t_test", checkpoint=tiny_sam_checkpoint.checkpoint)
@@ -360,7 +363,7 @@ def test_model_type_registry_is_open(tiny_sam_checkpoint, monkeypatch) -> None:
 
 
 def test_model_types_from_environment(tiny_sam_checkpoint, monkeypatch) -> None:
-    monkeypatch.setattr(sam_mod, "_MODEL_TYPES", dict(sam_mod._MODEL_TYPES))
+    monkeypatch.setattr(sam_registry, "_MODEL_TYPES", dict(sam_registry._MODEL_TYPES))
     monkeypatch.setenv(
         sam_mod.MODEL_TYPES_ENV, "vit_env_test=tests.conftest:tiny_sam_build, broken=no_such_mod:x"
     )
@@ -413,7 +416,7 @@ def test_bf16_validation_measures_mask_agreement(tiny_sam_model) -> None:
 def test_bf16_used_only_when_validated(
     tiny_sam_checkpoint, monkeypatch, caplog, iou, in_use
 ) -> None:
-    monkeypatch.setattr(sam_mod, "sam_bf16_validate", lambda model: iou)
+    monkeypatch.setattr(sam_bf16, "sam_bf16_validate", lambda model: iou)
     sam_model_cache_clear()
     caplog.set_level(logging.INFO, logger="prompting.features.sam")
     model = sam_model_load(
@@ -574,7 +577,7 @@ def test_auto_dtype_loads_the_chosen_dtype_with_the_probe_check(
 ) -> None:
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     probed = []
-    monkeypatch.setattr(sam_mod, "sam_bf16_validate", lambda model: probed.append(1) or 0.99)
+    monkeypatch.setattr(sam_bf16, "sam_bf16_validate", lambda model: probed.append(1) or 0.99)
     sam_model_cache_clear()
     model = sam_model_load(
         model_type=tiny_sam_checkpoint.model_type,
