@@ -81,6 +81,7 @@ def prediction_store(
         "reasons": as_dict.get("reasons", []),
         "blobs": as_dict.get("blobs", []),
         "uncertainty": decision.uncertainty,
+        "anomaly_peak": None if anomaly is None else round(float(np.max(anomaly)), 4),
         "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
         "job": job,
     }
