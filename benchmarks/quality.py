@@ -105,7 +105,7 @@ def dataset_load(root: Path, name: str) -> list[Sample]:
     return samples
 
 
-def _rasterize(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
+def prompts_paint(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
     parsed = [
@@ -225,7 +225,7 @@ class BaselineMethod:
 # ----------------------------------------------------------------------------- protocol run
 
 
-def _initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
+def initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
     prompts = {}
     for i, s in enumerate(train):
         rng = np.random.default_rng([seed, i])
@@ -258,7 +258,7 @@ def protocol_train(
     train_cpu = 0.0
     timings = []
     for r in range(n_rounds + 1):
-        labels = {s.image_id: _rasterize(prompts[s.image_id], s.mask.shape) for s in train}
+        labels = {s.image_id: prompts_paint(prompts[s.image_id], s.mask.shape) for s in train}
         t0, c0 = time.perf_counter(), time.process_time()
         method.train(train, labels)
         train_probs = {s.image_id: method.predict(s, cached=True) for s in train}
@@ -392,7 +392,7 @@ def _head(*, with_seed: bool) -> str:
     return "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|"
 
 
-def _seeds(text: str) -> list[int]:
+def seeds_parse(text: str) -> list[int]:
     try:
         seeds = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--seeds",
-        type=_seeds,
+        type=seeds_parse,
         default=[0],
         help="comma-separated protocol seeds (each: its own 10 training images and strokes); "
         "with several, a seed-averaged table follows the per-seed one",
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             train = [by_id[i] for i in train_ids]
             evaluation = [by_id[i] for i in eval_ids]
-            prompts0 = _initial_prompts(train, seed)
+            prompts0 = initial_prompts(train, seed)
             print(
                 f"[{name} seed {seed}] {len(samples)} images loaded in "
                 f"{time.perf_counter() - t_load:.1f}s; train {len(train)} "

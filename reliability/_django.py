@@ -6,12 +6,15 @@ fresh temporary directory that is removed at the end (unless ``KEEP=1``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +33,7 @@ def django_start(*, eager: bool = True, extra_env: dict[str, str] | None = None)
             "CELERY_BROKER_URL": "filesystem://",
             "CELERY_TASK_ALWAYS_EAGER": "1" if eager else "0",
             "LOG_LEVEL": "ERROR",
+            "STATIC_FROM_APPS": "1",  # static files from the apps: no collectstatic for a suite
             **(extra_env or {}),
         }
     )
@@ -105,3 +109,35 @@ class Tally:
         if len(self.failures) > 50:
             print(f"... and {len(self.failures) - 50} more failures")
         return 0 if not self.failures else 1
+
+
+def suite_report(tally: Tally, name: str) -> int:
+    """Print the suite's figures and its one JSON line; the exit status (0: no failure)."""
+    code = tally.report()
+    print(json.dumps({"suite": name, "tried": tally.tried, "failures": len(tally.failures)}))
+    return code
+
+
+def suite_run(
+    name: str,
+    title: str,
+    body: Callable[[Any, Tally, Path], None],
+    *,
+    setup: Callable[[], None] | None = None,
+) -> int:
+    """The life of a suite command: Django on a throwaway VAR_DIR, ``setup()``,
+    the shared world (``reliability.world``), ``body(world, tally, var_dir)``,
+    then the report; the VAR_DIR goes whatever happens (unless ``KEEP=1``).
+    Returns the exit status."""
+    var = django_start()
+    try:
+        if setup is not None:
+            setup()
+        from reliability.world import world_build
+
+        world = world_build()
+        tally = Tally(title)
+        body(world, tally, var)
+        return suite_report(tally, name)
+    finally:
+        django_stop(var)

@@ -202,19 +202,13 @@ def main() -> int:
     if "--child" in sys.argv:
         _child()
         return 0
-    from reliability._django import Tally, django_start, django_stop
+    from reliability._django import suite_run
 
-    var = django_start()
-    from reliability.world import world_build
+    def body(world, tally, var) -> None:
+        for ok, what in run(world):
+            tally.case(ok, what)
 
-    world = world_build()
-    tally = Tally("production settings and file headers")
-    for ok, what in run(world):
-        tally.case(ok, what)
-    code = tally.report()
-    print(json.dumps({"suite": "deploy", "tried": tally.tried, "failures": len(tally.failures)}))
-    django_stop(var)
-    return code
+    return suite_run("deploy", "production settings and file headers", body)
 
 
 if __name__ == "__main__":

@@ -236,6 +236,21 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
             "metadata": metadata,
         }
     )
+    # half the requests are well-formed ones from an allowed client, so the
+    # answers that decode masks and write the log are exercised too
+    valid_st = st.fixed_dictionaries(
+        {
+            "method": st.just("POST"),
+            "path": st.just("/images"),
+            "remote": st.sampled_from(["127.0.0.1", "::1"]),
+            "files": st.fixed_dictionaries({"file": st.tuples(st.text(max_size=30), st.just(png))}),
+            "metadata": st.one_of(
+                st.none(),
+                st.dictionaries(st.sampled_from(keys[:8]), st.text(max_size=50), max_size=4).map(json.dumps),
+            ),
+        }
+    )
+    request_st = st.one_of(valid_st, request_st)
     statuses: Counter = Counter()
     failures: list[str] = []
 
@@ -286,40 +301,36 @@ def main() -> int:
     parser.add_argument("--per-operation", type=int, default=25, help="generated requests per operation (default 25)")
     parser.add_argument("--station-requests", type=int, default=300, help="generated station requests (default 300)")
     args = parser.parse_args()
-    from reliability._django import Tally, django_start, django_stop
+    from reliability._django import suite_run
 
-    var = django_start()
-    import logging
-    import warnings
+    def setup() -> None:
+        import logging
+        import warnings
 
-    from django.test import override_settings
+        from django.test import override_settings
 
-    warnings.filterwarnings("ignore")
-    logging.getLogger("django.security").setLevel(logging.CRITICAL)
-    override_settings(WEBHOOK_ALLOW_PRIVATE=True).enable()  # generated hook URLs must not hit DNS
-    from reliability.world import world_build
+        warnings.filterwarnings("ignore")
+        logging.getLogger("django.security").setLevel(logging.CRITICAL)
+        override_settings(WEBHOOK_ALLOW_PRIVATE=True).enable()  # generated hook URLs must not hit DNS
 
-    world = world_build()
-    t0 = time.perf_counter()
-    tally = Tally("API fuzzing (Schemathesis)")
-    figures = fuzz(world, per_operation=args.per_operation)
-    tally.tried = figures["requests"]
-    for key, detail in figures["failures"].items():
-        tally.failures.append(f"{key}\n{detail}\n")
-    for line in figures["auth_failures"]:
-        tally.failures.append(f"ignores authentication: {line}")
-    tally.note(f"operations: {figures['operations']}; generated requests: {figures['generated']}; unauthenticated probes: {figures['requests'] - figures['generated']}")
-    tally.note(f"generated responses by class: {figures['statuses']}")
-    tally.note(f"distinct failing (operation, check): {len(figures['failures'])}; endpoints ignoring auth: {len(figures['auth_failures'])}")
-    station = station_fuzz(world, requests=args.station_requests)
-    tally.tried += station["requests"]
-    tally.failures.extend(f"station: {f}" for f in station["failures"])
-    tally.note(f"station (LandingEdge POST /images) generated requests: {station['requests']}; by class: {station['statuses']}")
-    tally.note(f"fuzzing time: {time.perf_counter() - t0:.1f} s")
-    code = tally.report()
-    print(json.dumps({"suite": "fuzz", "tried": tally.tried, "failures": len(tally.failures)}))
-    django_stop(var)
-    return code
+    def body(world, tally, var) -> None:
+        t0 = time.perf_counter()
+        figures = fuzz(world, per_operation=args.per_operation)
+        tally.tried = figures["requests"]
+        for key, detail in figures["failures"].items():
+            tally.failures.append(f"{key}\n{detail}\n")
+        for line in figures["auth_failures"]:
+            tally.failures.append(f"ignores authentication: {line}")
+        tally.note(f"operations: {figures['operations']}; generated requests: {figures['generated']}; unauthenticated probes: {figures['requests'] - figures['generated']}")
+        tally.note(f"generated responses by class: {figures['statuses']}")
+        tally.note(f"distinct failing (operation, check): {len(figures['failures'])}; endpoints ignoring auth: {len(figures['auth_failures'])}")
+        station = station_fuzz(world, requests=args.station_requests)
+        tally.tried += station["requests"]
+        tally.failures.extend(f"station: {f}" for f in station["failures"])
+        tally.note(f"station (LandingEdge POST /images) generated requests: {station['requests']}; by class: {station['statuses']}")
+        tally.note(f"fuzzing time: {time.perf_counter() - t0:.1f} s")
+
+    return suite_run("fuzz", "API fuzzing (Schemathesis)", body, setup=setup)
 
 
 if __name__ == "__main__":

@@ -218,33 +218,28 @@ def case_run(client, world, case: Hostile) -> tuple[list[str], float, int]:
 
 
 def main() -> int:
-    from reliability._django import Tally, django_start, django_stop
+    from reliability._django import suite_run
 
-    var = django_start()
-    from django.conf import settings
+    def body(world, tally, var) -> None:
+        from django.conf import settings
 
-    from reliability.access import client_for
-    from reliability.world import world_build
+        from reliability.access import client_for
 
-    world = world_build()
-    client = client_for(world, "owner")
-    tally = Tally("hostile prompts and rules")
-    all_cases = cases()
-    peaks = []
-    for case in all_cases:
-        problems, dt, _ = case_run(client, world, case)  # timed without tracing
-        tracemalloc.start()
-        more, _, peak = case_run(client, world, case)  # again, for the traced memory peak
-        tracemalloc.stop()
-        problems += [p for p in more if p.startswith("peak memory")]
-        peaks.append(peak)
-        tally.case(not problems, f"{case.name}: {'; '.join(problems)}", dt)
-    tally.note(f"bounds asserted per request: {MAX_SECONDS} s, {MAX_PEAK_BYTES // 2**20} MiB traced peak; max traced peak seen {max(peaks) / 2**20:.1f} MiB")
-    tally.note(f"DATA_UPLOAD_MAX_MEMORY_SIZE = {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (bodies over it: 413 JSON before parsing)")
-    code = tally.report()
-    print(json.dumps({"suite": "prompts_rules", "tried": tally.tried, "failures": len(tally.failures)}))
-    django_stop(var)
-    return code
+        client = client_for(world, "owner")
+        all_cases = cases()
+        peaks = []
+        for case in all_cases:
+            problems, dt, _ = case_run(client, world, case)  # timed without tracing
+            tracemalloc.start()
+            more, _, peak = case_run(client, world, case)  # again, for the traced memory peak
+            tracemalloc.stop()
+            problems += [p for p in more if p.startswith("peak memory")]
+            peaks.append(peak)
+            tally.case(not problems, f"{case.name}: {'; '.join(problems)}", dt)
+        tally.note(f"bounds asserted per request: {MAX_SECONDS} s, {MAX_PEAK_BYTES // 2**20} MiB traced peak; max traced peak seen {max(peaks) / 2**20:.1f} MiB")
+        tally.note(f"DATA_UPLOAD_MAX_MEMORY_SIZE = {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (bodies over it: 413 JSON before parsing)")
+
+    return suite_run("prompts_rules", "hostile prompts and rules", body)
 
 
 if __name__ == "__main__":

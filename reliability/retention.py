@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import time
 import uuid
@@ -180,25 +179,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from reliability._django import Tally, django_start, django_stop
+    from reliability._django import suite_run
 
-    var = django_start()
-    import warnings
+    def setup() -> None:
+        import warnings
 
-    warnings.filterwarnings("ignore")
-    from reliability.world import world_build
+        warnings.filterwarnings("ignore")
 
-    world = world_build()
-    tally = Tally("deletion and retention")
-    for i in range(args.rounds):
-        t0 = time.perf_counter()
-        for ok, what in scenario(world, seed=10 + i):
-            tally.case(ok, f"round {i + 1}: {what}")
-        tally.note(f"round {i + 1}: {time.perf_counter() - t0:.1f} s")
-    code = tally.report()
-    print(json.dumps({"suite": "retention", "tried": tally.tried, "failures": len(tally.failures)}))
-    django_stop(var)
-    return code
+    def body(world, tally, var) -> None:
+        for i in range(args.rounds):
+            t0 = time.perf_counter()
+            for ok, what in scenario(world, seed=10 + i):
+                tally.case(ok, f"round {i + 1}: {what}")
+            tally.note(f"round {i + 1}: {time.perf_counter() - t0:.1f} s")
+
+    return suite_run("retention", "deletion and retention", body, setup=setup)
 
 
 if __name__ == "__main__":

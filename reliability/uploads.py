@@ -254,36 +254,32 @@ def run(cases: list[Case], *, client, project, media_root: Path, var_dir: Path, 
 
 
 def main() -> int:
-    from reliability._django import Tally, django_start, django_stop
+    from reliability._django import suite_run
 
-    var = django_start()
-    import warnings
+    def setup() -> None:
+        import warnings
 
-    from django.conf import settings
+        warnings.filterwarnings("ignore")  # Pillow's EXIF/bomb warnings: the outcome is what counts
 
-    warnings.filterwarnings("ignore")  # Pillow's EXIF/bomb warnings: the outcome is what counts
+    def body(world, tally, var) -> None:
+        from django.conf import settings
 
-    from reliability.access import client_for
-    from reliability.corpus import corpus
-    from reliability.world import world_build
+        from reliability.access import client_for
+        from reliability.corpus import corpus
 
-    world = world_build()
-    images_before = {str(i) for i in world.project.images.values_list("id", flat=True)}
-    cases = corpus()
-    tally = Tally("hostile uploads")
-    client = client_for(world, "engineer")
-    figures = run(cases, client=client, project=world.project, media_root=Path(settings.MEDIA_ROOT), var_dir=var, tally=tally)
-    # earlier images untouched (rows): same ids, same hashes
-    from inspection.models import Image
+        images_before = {str(i) for i in world.project.images.values_list("id", flat=True)}
+        cases = corpus()
+        client = client_for(world, "engineer")
+        figures = run(cases, client=client, project=world.project, media_root=Path(settings.MEDIA_ROOT), var_dir=var, tally=tally)
+        # earlier images untouched (rows): same ids, same hashes
+        from inspection.models import Image
 
-    still = {str(i) for i in Image.objects.filter(id__in=images_before).values_list("id", flat=True)}
-    tally.case(still == images_before, "earlier images removed")
-    tally.note(f"corpus cases: {len(cases)}; outcomes: {figures['outcomes']}")
-    tally.note(f"stored files checked against the layout: {figures['stored_files_checked']}; earlier files hashed: {figures['earlier_files_hashed']}")
-    code = tally.report()
-    print(json.dumps({"suite": "uploads", "tried": tally.tried, "failures": len(tally.failures)}))
-    django_stop(var)
-    return code
+        still = {str(i) for i in Image.objects.filter(id__in=images_before).values_list("id", flat=True)}
+        tally.case(still == images_before, "earlier images removed")
+        tally.note(f"corpus cases: {len(cases)}; outcomes: {figures['outcomes']}")
+        tally.note(f"stored files checked against the layout: {figures['stored_files_checked']}; earlier files hashed: {figures['earlier_files_hashed']}")
+
+    return suite_run("uploads", "hostile uploads", body, setup=setup)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -308,18 +307,21 @@ def main() -> int:
         "STORAGE_ROOT": str(var / "media"),
         "FEATURE_CACHE_DIR": str(var / "cache"),
         "JOB_STALE_AFTER": "3600",  # the suite sweeps with its own window (STALE_S)
-        "RELIABILITY_TRAIN_STEPS": TRAIN_STEPS,
+        # every training of the suite's one project starts cold, so a retried run can be
+        # compared with the baseline run (a warm start would continue from the last model)
+        "TRAIN_WARM_START": "0",
+        "TRAIN_STEPS": TRAIN_STEPS,
         "PYTHONPATH": str(REPO),
         "LOG_LEVEL": "INFO",
     }
-    os.environ.update({k: v for k, v in env.items() if k != "RELIABILITY_TRAIN_STEPS"})
+    os.environ.update({k: v for k, v in env.items() if k != "TRAIN_STEPS"})
     sys.path.insert(0, str(REPO))
     import django
 
     django.setup()
     from django.core.management import call_command
 
-    from reliability._django import Tally
+    from reliability._django import Tally, suite_report
 
     call_command("migrate", verbosity=0)
     tally = Tally("worker faults (Celery over Redis + PostgreSQL)")
@@ -352,8 +354,7 @@ def main() -> int:
     ended = [float(x) for _, d in tally.details for x in re.findall(r"ended \w+ after ([0-9.]+) s", d)]
     if ended:
         tally.note(f"jobs hit by a fault ended (succeeded/failed) within {max(ended):.1f} s (bound {JOB_BOUND_S} s)")
-    code = tally.report()
-    print(json.dumps({"suite": "worker_faults", "tried": tally.tried, "failures": len(tally.failures)}))
+    code = suite_report(tally, "worker_faults")
     if os.environ.get("KEEP") != "1":
         import shutil
 
@@ -498,7 +499,7 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
 
     # 4. exceed the job time limit (a worker with JOB_TIME_LIMIT=2 s, long training)
     worker.stop()
-    slow = Worker({**env, "JOB_TIME_LIMIT": "2", "RELIABILITY_TRAIN_STEPS": "100000"}, var / "worker-slow.log", "slow")
+    slow = Worker({**env, "JOB_TIME_LIMIT": "2", "TRAIN_STEPS": "100000"}, var / "worker-slow.log", "slow")
     workers.append(slow)
     slow.start()
     # Celery writes the time limits into each message from the *sending* process's

@@ -1,16 +1,11 @@
 """Imported by the fault-suite's Celery worker (``--include reliability.worker_setup``).
 
-``RELIABILITY_TRAIN_STEPS`` shortens (or lengthens) the learner's optimiser so a
-training run takes a few seconds: long enough to be killed mid-way, short enough
-to repeat. Training is otherwise the product's own, end to end.
+The suite shortens training runs through the product's own ``TRAIN_STEPS``
+setting (see ``worker_faults.TRAIN_STEPS``); here the worker only learns to dump
+its stacks on request when ``RELIABILITY_STACKS`` is set.
 """
 
 import os
-
-from prompting import learner
-
-if os.environ.get("RELIABILITY_TRAIN_STEPS"):
-    learner.learner_train.__kwdefaults__["steps"] = int(os.environ["RELIABILITY_TRAIN_STEPS"])
 
 if os.environ.get("RELIABILITY_STACKS"):
     import faulthandler

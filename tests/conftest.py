@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
-TINY_SAM_TYPE = "vit_tiny_test"
+from prompting.features.sam.tiny import TINY_SAM_TYPE, tiny_sam_build, tiny_sam_save
+
+__all__ = ["TINY_SAM_TYPE", "tiny_sam_build", "tiny_sam_save"]
+
 TINY_SAM_SEED = 0
 
 
@@ -30,65 +32,6 @@ class TinySamCheckpoint(NamedTuple):
 
     model_type: str
     checkpoint: str
-
-
-def tiny_sam_build() -> Any:
-    """An uninitialised tiny ``segment_anything.modeling.Sam`` (random weights)."""
-    from functools import partial
-
-    import torch
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=1024,
-            patch_size=16,
-            embed_dim=32,
-            depth=2,
-            num_heads=2,
-            mlp_ratio=2.0,
-            out_chans=256,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=14,
-            global_attn_indexes=(),  # windowed only: global attention on 64x64 tokens is the slow part
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=256,
-            image_embedding_size=(64, 64),
-            input_image_size=(1024, 1024),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            transformer_dim=256,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=256, mlp_dim=64, num_heads=2),
-            num_multimask_outputs=3,
-            iou_head_depth=2,
-            iou_head_hidden_dim=32,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    ).eval()
-
-
-def tiny_sam_save(path: Path, *, seed: int) -> Path:
-    """Save the state_dict of a tiny SAM initialised with ``seed`` to ``path``."""
-    import torch
-
-    from prompting.features.sam import sam_model_type_register
-
-    sam_model_type_register(TINY_SAM_TYPE, tiny_sam_build)
-    torch.manual_seed(seed)
-    model = tiny_sam_build()
-    torch.save(model.state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,8 @@ ImportOutput = inline_serializer(
         "unmatched": drf_serializers.ListField(child=drf_serializers.CharField()),
     },
 )
+#: Label Studio's task list (raw OpenAPI: a JSON array of task objects)
+TASKS_SCHEMA = {"type": "array", "items": {"type": "object", "additionalProperties": {}}}
 ImportInput = inline_serializer(
     "InterchangeImportFile", {"file": drf_serializers.FileField(help_text="the JSON file")}
 )
@@ -75,7 +77,8 @@ class CocoExportView(APIView):
 
 
 class LabelStudioExportView(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    # the whole task list, as Label Studio imports it (not the API's pages)
+    @extend_schema(responses={200: TASKS_SCHEMA}, extensions={"x-unpaginated": True})
     def get(self, request: Request, pk) -> Response:
         project = project_for(request, pk, READ)[0]
         response = Response(interchange_services.project_export_labelstudio(project=project))
@@ -114,7 +117,7 @@ class LabelStudioImportView(APIView):
     parser_classes = [JSONParser, MultiPartParser]
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT, "multipart/form-data": ImportInput},
+        request={"application/json": TASKS_SCHEMA, "multipart/form-data": ImportInput},
         responses={200: ImportOutput},
     )
     def post(self, request: Request, pk) -> Response:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from operator import attrgetter
+from uuid import UUID
 
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from inspection import selectors
@@ -45,7 +47,7 @@ class PredictionListView(APIView):
             ),
         ],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         mv = request.query_params.get("model_version") or None
         try:
@@ -64,7 +66,7 @@ class PredictionFileView(APIView):
     kind = "mask"
 
     @extend_schema(responses={(200, "image/png"): bytes})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         pred = row_for(
             request, selectors.prediction_get, pk, READ, project=attrgetter("image.project")
         )

@@ -63,7 +63,11 @@ def error_responses(result, generator, request, public):
             ok = op["responses"].get("200", {}).get("content", {}).get("application/json", {})
             if ok.get("schema") == {"type": "string", "format": "binary"}:
                 ok["schema"] = {"type": "array", "items": {"type": "object"}}  # JSON export rows
-            elif method == "get" and ok.get("schema", {}).get("type") == "array":
+            elif (
+                method == "get"
+                and ok.get("schema", {}).get("type") == "array"
+                and not op.pop("x-unpaginated", False)  # a whole document (an export)
+            ):
                 ok["schema"] = _paginated(ok["schema"])
                 op.setdefault("parameters", []).extend(
                     {

@@ -6,12 +6,13 @@ and how the job's result is made from its chunks). Its work function calls
 one :class:`~inspection.models.JobChunk` row per slice and sends one
 ``job_chunk_run_task`` per chunk. The Job row stays the truth:
 
-- progress: every finished item of any chunk moves the job's progress and
-  heartbeat (the sum of the chunks' ``done`` counters over the job's items);
+- progress: finished items of any chunk move the job's progress and heartbeat
+  (the sum of the chunks' ``done`` counters over the job's items);
 - the end: the chunk that finishes last builds the job's result from every
   chunk (the state-guarded update lets only one of two racing chunks end it);
-- cancel: a chunk checks the job after every item and stops when it is no
-  longer running; chunks still queued are marked cancelled with it;
+- cancel: a chunk checks the job as it reports progress (a few times a
+  second) and stops when it is no longer running; chunks still queued are
+  marked cancelled with it;
 - a chunk delivered twice: the second delivery finds it not queued and does
   nothing; a chunk whose worker died (no heartbeat for ``JOB_STALE_AFTER``)
   is queued again and resumes after its last finished item, once
@@ -36,12 +37,15 @@ from django.utils import timezone
 
 from inspection import queue
 from inspection.errors import Conflict, JobCancelled
-from inspection.models import Job, JobChunk
+from inspection.models import Job, JobChunk, Project
+from inspection.types import RowId
 
 log = logging.getLogger("inspection.jobs")
 
 #: a lost chunk is run this many times in all before its job is failed
 CHUNK_MAX_ATTEMPTS = 2
+#: a chunk writes its job's progress (and checks for a cancel) at most this often
+JOB_PROGRESS_EVERY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ class ChunkContext:
         self._n = max(1, int(fan.get("n_items", 1)))
         self._start = float(fan.get("start", 0.0))
         self._span = float(fan.get("span", 1.0))
+        self._job_written = 0.0  # monotonic time of the last progress written to the job
 
     def check(self) -> None:
         """Raise JobCancelled when the job is no longer running."""
@@ -166,8 +171,10 @@ class ChunkContext:
             raise JobCancelled(str(self.job.id))
 
     def item_done(self, stats: dict[str, Any] | None = None) -> None:
-        """One more item finished: count it, add ``stats`` to the chunk's result,
-        move the job's progress and heartbeat; JobCancelled when the job stopped."""
+        """One more item finished: count it and add ``stats`` to the chunk's result
+        (every item: a re-run resumes after it); move the job's progress and
+        heartbeat (at most every ``JOB_PROGRESS_EVERY_S``, and at the chunk's
+        last item); JobCancelled when the job stopped."""
         now = timezone.now()
         chunk = self.chunk
         chunk.done += 1
@@ -175,6 +182,10 @@ class ChunkContext:
         JobChunk.objects.filter(id=chunk.id).update(
             done=chunk.done, result=chunk.result, heartbeat_at=now
         )
+        last = chunk.done >= len(chunk.items)
+        if not last and time.monotonic() - self._job_written < JOB_PROGRESS_EVERY_S:
+            return  # the job's row is written a few times a second at most
+        self._job_written = time.monotonic()
         done = JobChunk.objects.filter(job_id=self.job.id).aggregate(n=Sum("done"))["n"] or 0
         pct = max(0, min(99, int(round((self._start + self._span * done / self._n) * 100))))
         updated = Job.objects.filter(id=self.job.id, state=Job.State.RUNNING).update(
@@ -201,7 +212,7 @@ def stats_add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def job_chunk_run(*, chunk_id, task_id: str = "") -> None:
+def job_chunk_run(*, chunk_id: RowId, task_id: str = "") -> None:
     """Celery body of one chunk: claim it (queued → running, atomically), run it,
     and end the job if it was the last. Safe to run twice."""
     from celery.exceptions import SoftTimeLimitExceeded
@@ -332,7 +343,7 @@ def job_chunks_summary(job: Job) -> dict[str, Any] | None:
     }
 
 
-def chunks_sweep_stale(*, older_than_s: int | None = None, project=None) -> int:
+def chunks_sweep_stale(*, older_than_s: int | None = None, project: Project | None = None) -> int:
     """Queue again each running chunk whose heartbeat stopped (its worker died),
     once; a chunk lost ``CHUNK_MAX_ATTEMPTS`` times fails with its job.
     Returns how many chunks were requeued or failed."""

@@ -10,6 +10,7 @@ probabilities when only the rules changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from inspection.errors import Conflict
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, RuleSet
 from inspection.services import engine, jobs, rulesets
 from inspection.storage import bytes_read, bytes_save, name_new
+from inspection.types import Actor, RowId
 
 
 def prediction_store(
@@ -111,7 +113,9 @@ def mask_visible(label_map: np.ndarray, *, n_classes: int) -> np.ndarray:
     return (np.asarray(label_map).astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
 
 
-def overlay_render(rgb8: np.ndarray, label_map: np.ndarray, *, colours, blobs=None) -> np.ndarray:
+def overlay_render(
+    rgb8: np.ndarray, label_map: np.ndarray, *, colours: Sequence[tuple[int, int, int]], blobs: list | None = None
+) -> np.ndarray:
     """(H,W,3) uint8 RGB: ``rgb8`` with the labelled pixels tinted by ``colours``."""
     # deferred on purpose: the engine's overlay loads scikit-image
     from prompting.overlay import render_overlay
@@ -155,26 +159,38 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
 
-def predictions_refresh_start(*, project: Project, user=None, reason: str = "") -> Job | None:
-    """Queue re-predicting every image with the deployed model and active rules.
+def predictions_refresh_start(*, project: Project, user: Actor = None, reason: str = "") -> Job | None:
+    """Queue re-predicting every image with the deployed model and active rules
+    (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
 
     Stored probabilities are reused when the model is unchanged, so a rules
     change or a deploy costs only the rules. None when nothing is deployed.
     """
+    from inspection.services.lifecycle import model_candidate
+
     if project.deployed_model_id is None:
         return None
+    # the candidate too: the Images page may be showing it, and a rules change must
+    # not leave it judged by the old rules (nor swap it for the deployed version)
+    candidate = model_candidate(project=project)
+    versions = [project.deployed_model_id] + ([candidate.id] if candidate is not None else [])
+    created = []
     with transaction.atomic():
-        job = jobs.job_create(
-            project=project,
-            kind=Job.Kind.PREDICT,
-            user=user,
-            params={"model_version": str(project.deployed_model_id), "reason": reason},
-        )
-        jobs.job_enqueue(job=job)
-    return jobs.job_enqueue_raise_if_failed(job=job)
+        for mv_id in versions:
+            job = jobs.job_create(
+                project=project,
+                kind=Job.Kind.PREDICT,
+                user=user,
+                params={"model_version": str(mv_id), "reason": reason},
+            )
+            jobs.job_enqueue(job=job)
+            created.append(job)
+    for job in created[1:]:
+        jobs.job_enqueue_raise_if_failed(job=job)
+    return jobs.job_enqueue_raise_if_failed(job=created[0])
 
 
-def predictions_refresh(*, job_id, task_id: str = "") -> None:
+def predictions_refresh(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a predict job."""
     jobs.job_execute(job_id=job_id, task_id=task_id, work=_refresh)
 

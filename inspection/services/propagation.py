@@ -212,9 +212,14 @@ def _job_finish(job: Job, totals: dict[str, Any]) -> tuple[dict, dict, str]:
             ModelVersion.objects.filter(id=mv.id).update(metrics=metrics)
         result = {**(fan.get("result") or {}), "n_predictions": n, "verdicts": verdicts}
         result["metrics"] = metrics
-        message = f"{fan.get('message', 'model trained')}; {n} images predicted"
-        if result.get("deployed"):
-            message += "; deployed (the project had no deployed model)"
+        message = (
+            f"{fan.get('message', 'model trained')}; {n} image{'' if n == 1 else 's'} predicted"
+        )
+        if mv is not None:
+            # deployed or a candidate, and the worse-model guard (every image is predicted now)
+            from inspection.services.lifecycle import run_summary
+
+            result, message = run_summary(model_version=mv, result=result, message=message)
         return result, timings, message
     ruleset = RuleSet.objects.filter(id=fan["ruleset"]).first()
     number = mv.number if mv is not None else "?"
@@ -228,7 +233,7 @@ def _job_finish(job: Job, totals: dict[str, Any]) -> tuple[dict, dict, str]:
             "metrics": metrics,
         },
         timings,
-        f"{n} images predicted with model v{number} and rules v{version}",
+        f"{n} image{'' if n == 1 else 's'} predicted with model v{number} and rules v{version}",
     )
 
 

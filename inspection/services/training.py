@@ -16,12 +16,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
 from inspection.errors import Conflict
-from inspection.models import Image, Job, ModelVersion, Project, Prompt
-from inspection.services import engine, predictions, propagation, rulesets
+from inspection.models import DeployedHow, Image, Job, ModelVersion, Project, Prompt
+from inspection.services import engine, lifecycle, predictions, propagation, rulesets
 from inspection.services.jobs import (
     job_check_cancelled,
     job_create,
@@ -31,6 +32,7 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.storage import bytes_read, file_write_atomic, name_new
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.training")
 
@@ -46,7 +48,7 @@ def training_readiness(*, project: Project) -> list[str]:
     have = project.images.count()
     if have < project.cold_start_min:
         problems.append(
-            f"cold start: the project has {have} images and needs at least "
+            f"cold start: the project has {have} image{'' if have == 1 else 's'} and needs at least "
             f"{project.cold_start_min} to train; add {project.cold_start_min - have} more"
         )
     labels = Counter(
@@ -71,7 +73,7 @@ def training_readiness(*, project: Project) -> list[str]:
     return problems
 
 
-def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) -> Job:
+def training_start(*, project: Project, user: Actor = None, visible: Sequence[str] = ()) -> Job:
     """Queue a training run; 409 with every reason when it can't start.
 
     ``visible``: ids of the images on the engineer's screen; their predictions
@@ -111,12 +113,13 @@ def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) 
     return job_enqueue_raise_if_failed(job=job)
 
 
-def training_run(*, job_id, task_id: str = "") -> None:
+def training_run(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a train job (idempotent: see ``job_execute``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_train)
 
 
 def _train(job: Job) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
@@ -172,9 +175,20 @@ def _train(job: Job) -> None:
             job=job, fraction=0.05 + 0.55 * float(fraction), message=f"training: {message}"
         )
 
+    # the training length is the learner's unless TRAIN_STEPS says otherwise
+    steps = {"steps": settings.TRAIN_STEPS} if settings.TRAIN_STEPS > 0 else {}
+    warm = _warm_start_get(project=project, classes=classes)
     result = learner_train(
-        training, classes=classes, backend=backend, cache=cache, seed=0, progress=progress
+        training,
+        classes=classes,
+        backend=backend,
+        cache=cache,
+        seed=0,
+        progress=progress,
+        warm_start=warm[1] if warm else None,
+        **steps,
     )
+    warm_from = warm[0] if warm and result.timings.get("warm_start") else None
     job_check_cancelled(job=job)
 
     with transaction.atomic():
@@ -188,6 +202,8 @@ def _train(job: Job) -> None:
             classes=classes,
             config={
                 "seed": 0,
+                # the model this one continued from (incremental retraining), or None
+                "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
                 "backend_options": {"model_type": engine.sam_options()["model_type"]}
                 if project.backend == "sam"
@@ -212,13 +228,12 @@ def _train(job: Job) -> None:
         file_write_atomic(name, lambda path: result.learner.save(path))
         mv.artifact.name = name
         mv.artifact_sha256 = hashlib.sha256(bytes_read(name)).hexdigest()
-        mv.metrics = {"loo_iou": result.loo_iou}
+        mv.metrics = {"loo_iou": result.loo_iou, "loo_image_ids": list(result.loo_image_ids)}
         mv.save()
         project.refresh_from_db()
-        deployed_now = project.deployed_model_id is None
-        if deployed_now:
-            project.deployed_model = mv
-            project.save(update_fields=["deployed_model", "updated_at"])
+        deploy_how = lifecycle.run_deploy_how(project=project)
+        if deploy_how:
+            lifecycle.project_deployed_set(project=project, model_version=mv, how=deploy_how)
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
@@ -234,26 +249,52 @@ def _train(job: Job) -> None:
             "result": {
                 "model_version": str(mv.id),
                 "model_number": mv.number,
-                "deployed": deployed_now,
+                "deployed": bool(deploy_how),
+                "deployed_how": deploy_how or None,
                 "n_training_images": len(images),
                 "n_prompts": len(prompts),
             },
             "timings": dict(mv.timings),
-            "message": f"model v{mv.number} trained on {len(images)} images",
+            "message": f"model v{mv.number} trained on {len(images)} "
+            f"image{'' if len(images) == 1 else 's'}",
         },
     )
     return None  # the propagation's last chunk ends the job
 
 
-def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
+def _warm_start_get(*, project: Project, classes: list[str]):
+    """(ModelVersion, Learner) the next training continues from: the project's
+    newest model with the same backend and classes that nobody set aside
+    (TRAIN_WARM_START), or None."""
+    if not settings.TRAIN_WARM_START:
+        return None
+    latest = (
+        ModelVersion.objects.filter(
+            project=project, backend=project.backend, dismissed_at__isnull=True
+        )  # never from a version set aside (kept the earlier one, or its strokes undone)
+        .exclude(artifact="")
+        .order_by("-number")
+        .first()
+    )
+    if latest is None or list(latest.classes) != list(classes):
+        return None
+    try:
+        return latest, engine.learner_get(latest)
+    except Exception as exc:  # an unreadable artifact: train from scratch, and say so
+        log.warning(
+            "model v%s can't start the next training (%s): a cold start", latest.number, exc
+        )
+        return None
+
+
+def model_deploy(*, model_version: ModelVersion, user: Actor = None) -> ModelVersion:
     """Make ``model_version`` the project's deployed model (no longer its shadow
     model, if it was); refresh predictions."""
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=model_version.project_id)
-        project.deployed_model = model_version
-        if project.shadow_model_id == model_version.id:  # the candidate is promoted
-            project.shadow_model = None
-        project.save(update_fields=["deployed_model", "shadow_model", "updated_at"])
+        lifecycle.project_deployed_set(
+            project=project, model_version=model_version, how=DeployedHow.MANUAL
+        )
     predictions.predictions_refresh_start(
         project=project, user=user, reason=f"deployed model v{model_version.number}"
     )

@@ -283,22 +283,33 @@ def features_extract_cached(
     *,
     cache: FeatureCache | None,
     image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
 ) -> FeatureMap:
     """``backend.extract(rgb8)``, from ``cache`` when present there (then stored).
 
     ``rgb8``: (H, W, 3) uint8 RGB. ``image_hash``: ``pixels_hash(rgb8)`` when
     known. A backend with its own ``extract_cached(rgb8, cache=, image_hash=)``
     (SAM stores the embedding, which segmentation reuses) is delegated to.
+    ``stats``: counts ``"cached"`` / ``"computed"`` (``"delegated"``) up.
     """
+
+    def count(what: str) -> None:
+        if stats is not None:
+            stats[what] = stats.get(what, 0) + 1
+
     if cache is None:
+        count("computed")
         return backend.extract(rgb8)
     own = getattr(backend, "extract_cached", None)
     if callable(own):
+        count("delegated")
         return own(rgb8, cache=cache, image_hash=image_hash)
     key = cache_key(backend.fingerprint(), image_hash or image_pixels_hash(rgb8))
     feature_map = cache.get_feature_map(key)
     if feature_map is not None and tuple(feature_map.image_size) == tuple(rgb8.shape[:2]):
+        count("cached")
         return feature_map
+    count("computed")
     feature_map = backend.extract(rgb8)
     cache_fingerprint_note(cache, backend.fingerprint())
     cache.put_feature_map(key, feature_map)

@@ -42,6 +42,22 @@ MAX_AREA = 1_000_000_000
 MAX_COUNT = 1_000_000
 
 
+def number_readable(x: float) -> str:
+    """A measure as people write it in a reason: never scientific notation.
+
+    >>> number_readable(12200.0), number_readable(3.5), number_readable(0.0125)
+    ('12,200', '3.5', '0.0125')
+    """
+    x = float(x)
+    if x.is_integer():
+        return f"{int(x):,}"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}".rstrip("0").rstrip(".")
+    return f"{x:.4f}".rstrip("0").rstrip(".") or "0"
+
+
 @dataclass(frozen=True)
 class RuleField:
     """One numeric field of a rule type.
@@ -386,7 +402,8 @@ class BlobArea(Rule):
             for blob_id, value in zip(ctx.ids_by_class[name], values.tolist(), strict=True):
                 if value >= threshold:
                     what = (
-                        f"{name} blob #{blob_id}: area {value:.4g} {unit} >= {threshold:.4g} {unit}"
+                        f"{name} blob #{blob_id}: area {number_readable(value)} {unit} >= "
+                        f"{number_readable(threshold)} {unit}"
                     )
                     reasons.append(self.reason(name, blob_id, measure, value, threshold, what))
         triggered = largest >= threshold and largest > 0

@@ -40,7 +40,7 @@ def smoke(tmp_path_factory):
             "--warmup",
             "1",
             "--sam-model-type",
-            "vit_tiny_bench",
+            "vit_tiny_test",
             "--json",
             str(out),
         ],

@@ -219,3 +219,23 @@ def test_healthz(db, client):
     with mock.patch("inspection.api.health._broker", return_value="error: OperationalError"):
         r = client.get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
+
+
+@pytest.mark.parametrize(("steps", "expected"), [(0, None), (7, 7)])
+def test_training_length_is_the_train_steps_setting(project, settings, monkeypatch, steps, expected):
+    """TRAIN_STEPS sets the optimiser steps of a run; 0 leaves the learner's default."""
+    from inspection.services.training import training_run
+    from prompting import learner
+
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("steps"))
+        raise RuntimeError("stopped after the call was recorded")
+
+    monkeypatch.setattr(learner, "learner_train", recording)
+    settings.TRAIN_STEPS = steps
+    job = Job.objects.create(project=project, kind="train")
+    training_run(job_id=job.id)
+    job.refresh_from_db()
+    assert seen == [expected] and job.state == "failed" and "stopped after" in job.error

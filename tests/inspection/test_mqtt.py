@@ -143,3 +143,25 @@ def test_backlog_survives_a_broker_restart(mqtt_line, settings):
     received = [body["data"]["inspection"] for _, _, body in got]
     assert sorted(received) == sorted(ids)  # every one, none twice
     assert received[5:] == ids[5:]  # the backlog in the order it was made
+
+
+def test_an_inspection_publishes_by_itself_after_commit(
+    mqtt_line, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """No explicit flush: the inspection queues the flush task after commit
+    (run eagerly here, in both test modes; the worker's webhooks queue in production)."""
+    from inspection.celery import app
+    from inspection.models import MqttMessage
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    _required(reachable(*SYSTEM_BROKER), f"no MQTT broker on {SYSTEM_BROKER}")
+    settings.MQTT_URL = "mqtt://127.0.0.1:1883"
+    sub = Subscriber(settings.MQTT_URL, f"{settings.MQTT_TOPIC_PREFIX}/#")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            ins = mqtt_line.inspect("NG", seed=7, station="cam-9")
+        got = sub.wait_for(1)
+    finally:
+        sub.close()
+    assert [body["data"]["inspection"] for _, _, body in got] == [str(ins.id)]
+    assert MqttMessage.objects.get().published_at is not None

@@ -323,3 +323,31 @@ def test_job_without_chunks_says_so(project, api_for):
     job = Job.objects.create(project=project, kind="embed", state="succeeded")
     r = api_for(project.owner).get(f"/api/v1/jobs/{job.id}/")
     assert r.status_code == 200 and r.json()["chunks"] is None
+
+
+def test_retraining_continues_from_the_last_model_and_says_what_it_reused(project):
+    first = _train(project)
+    image = Image.objects.get(id=_images(project)[0])
+    prompt_create(
+        image=image,
+        data={"kind": "stroke", "label": "background", "points": [[4, 35], [50, 35]], "radius": 2},
+    )
+    second = _train(project)
+    assert second.state == "succeeded", second.error
+    mv1, mv2 = project.model_versions.order_by("number")
+    assert mv2.config["warm_start_from"] == str(mv1.id)
+    assert mv1.config["warm_start_from"] is None
+    # the job's timings say what was reused: the model, the training images' features
+    assert second.timings["warm_start"] == 1 and first.timings["warm_start"] == 0
+    assert second.timings["features_cached"] == 3 and second.timings["features_computed"] == 0
+    assert second.timings["probabilities_reused"] == 0  # a new model predicts every image
+
+
+def test_warm_start_can_be_switched_off(project, settings):
+    from inspection.services.training import _warm_start_get
+
+    _train(project)
+    assert _warm_start_get(project=project, classes=["scratch"]) is not None
+    assert _warm_start_get(project=project, classes=["scratch", "dent"]) is None
+    settings.TRAIN_WARM_START = False
+    assert _warm_start_get(project=project, classes=["scratch"]) is None

@@ -215,3 +215,66 @@ def test_sam_refinement(trained, tiny_sam_checkpoint):
     assert refined.shape == plain.shape and refined.dtype == np.float32
     np.testing.assert_allclose(refined.sum(axis=0), 1.0, atol=1e-5)
     assert np.isfinite(refined).all()
+
+
+def test_warm_start_continues_from_the_previous_model(trained):
+    backend, result = trained
+    previous = result.learner
+    images = [TrainingImage(f"im{i}", *_scratch_image(i, row=20 + 5 * i)) for i in range(3)]
+    images[0].labels[50, 5:75] = 0  # one more background stroke
+    warm = learner_train(
+        images, classes=["scratch"], backend=backend, seed=0, warm_start=previous, warm_steps=50
+    )
+    assert warm.timings["warm_start"] == 1 and warm.learner.info["warm_start"] is True
+    assert warm.timings["calibrate_s"] < 0.05  # no held-out calibration
+    np.testing.assert_array_equal(warm.learner.mean, previous.mean)
+    assert warm.learner.temperature == previous.temperature
+    pairs = zip(warm.learner.weights, previous.weights, strict=True)
+    assert any(not np.array_equal(a, b) for a, b in pairs)
+    rgb, _ = _scratch_image(7, row=40)
+    probs = warm.learner.predict_proba(rgb, backend=backend)
+    assert probs[1, 40:42, 20:60].mean() > 0.7 and probs[1, 5:15, :].mean() < 0.2
+    again = learner_train(
+        images, classes=["scratch"], backend=backend, seed=0, warm_start=previous, warm_steps=50
+    )
+    for a, b in zip(warm.learner.weights, again.learner.weights, strict=True):
+        np.testing.assert_array_equal(a, b)  # deterministic for the same previous model
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["classes", "backend", "hidden"],
+)
+def test_warm_start_that_does_not_fit_trains_from_scratch(trained, change):
+    backend, result = trained
+    images = [TrainingImage(f"im{i}", *_scratch_image(i, row=20 + 5 * i)) for i in range(3)]
+    kw = {"classes": ["scratch"], "backend": backend, "steps": 50}
+    if change == "classes":
+        kw["classes"] = ["dent"]
+    elif change == "backend":
+        kw["backend"] = ClassicBackend(sigmas=(1, 2))
+    else:
+        kw["hidden"] = (8,)
+    out = learner_train(images, warm_start=result.learner, **kw)
+    assert out.timings["warm_start"] == 0 and out.learner.info["warm_start"] is False
+
+
+def test_training_reports_features_taken_from_the_cache(trained):
+    backend, _ = trained
+
+    class Cache(dict):
+        def get_feature_map(self, key):
+            return self.get(key)
+
+        def put_feature_map(self, key, fmap):
+            self[key] = fmap
+
+        def fingerprint_note(self, fingerprint):
+            pass
+
+    cache = Cache()
+    images = [TrainingImage(f"im{i}", *_scratch_image(i, row=20 + 5 * i)) for i in range(3)]
+    first = learner_train(images, classes=["scratch"], backend=backend, cache=cache, steps=20)
+    assert (first.timings["features_cached"], first.timings["features_computed"]) == (0, 3)
+    second = learner_train(images, classes=["scratch"], backend=backend, cache=cache, steps=20)
+    assert (second.timings["features_cached"], second.timings["features_computed"]) == (3, 0)
