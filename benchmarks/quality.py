@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -458,8 +459,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sam-dtype", default="fp32", help="fp32 or bf16")
     parser.add_argument("--backend-options", default="{}", help="JSON options of the backend")
+    api = parser.add_argument_group(
+        "through the REST API (benchmarks.quality_api): what a user of the product gets"
+    )
+    api.add_argument(
+        "--via-api",
+        action="store_true",
+        help="drive the protocol through the REST API (an embedded server unless --base-url)",
+    )
+    api.add_argument("--base-url", default="", help="a running server, http://host:port")
+    api.add_argument(
+        "--token",
+        default=os.environ.get("INSPECTION_TOKEN", ""),
+        help="its API token (default $INSPECTION_TOKEN)",
+    )
+    api.add_argument("--max-eval", type=int, default=0, help="at most N evaluation images (0: all)")
+    api.add_argument(
+        "--skip-engine", action="store_true", help="with --via-api: not the engine path beside it"
+    )
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
+    if args.via_api and args.backend == "sam":
+        parser.error(
+            "--via-api uses the server's SAM settings: run it with --backend classic or backbone"
+        )
     backend_options = json.loads(args.backend_options)
     if args.backend == "sam":
         if not args.sam_checkpoint:
@@ -474,6 +497,12 @@ def main(argv: list[str] | None = None) -> int:
         ours_name = OurMethod(0, args.backend, backend_options).name
     except Exception as exc:  # noqa: BLE001 - BackendError names the bad option
         parser.error(f"--backend {args.backend}: {exc}")
+    if args.via_api:
+        if args.base_url and not args.token:
+            parser.error("--base-url needs --token (or $INSPECTION_TOKEN)")
+        from benchmarks.quality_api import api_main
+
+        return api_main(args, seeds=seeds, backend_options=backend_options, ours_name=ours_name)
 
     rows = []  # (dataset, seed, n_eval, ours, baseline)
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
