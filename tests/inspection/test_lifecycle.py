@@ -228,7 +228,7 @@ def test_keep_the_previous_version_when_auto_deploy_deployed_a_worse_one(tiles):
     assert tiles.get(f"/api/v1/projects/{tiles.pid}/")["deployed_model"] == v1
 
 
-def test_comparison_names_its_field_errors(tiles):
+def test_comparison_names_its_field_errors(tiles, monkeypatch):
     tiles.run()
     v1 = tiles.get(f"/api/v1/projects/{tiles.pid}/")["deployed_model"]
     r = tiles.client.get(f"/api/v1/models/{v1}/comparison/?against=nope")
@@ -240,6 +240,16 @@ def test_comparison_names_its_field_errors(tiles):
     r = tiles.client.get(f"/api/v1/models/{v1}/comparison/")
     assert r.status_code == 200
     assert r.json()["assessment"]["verdict"] == "similar"  # itself: same figures
+    assert r.json()["held_out"]["baseline"]["n_masks"] == 6
+    # read again (the Images page does on every load): the same figures, and no
+    # ground-truth mask decoded a second time
+    from inspection.services import engine
+
+    decoded = []
+    real = engine.image_mask_load
+    monkeypatch.setattr(engine, "image_mask_load", lambda im: decoded.append(im) or real(im))
+    again = tiles.client.get(f"/api/v1/models/{v1}/comparison/").json()
+    assert again["held_out"] == r.json()["held_out"] and decoded == []
 
 
 def test_trained_cold_both_versions_carry_a_stroke_check_on_the_same_images(tiles, settings):
