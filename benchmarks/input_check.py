@@ -30,10 +30,10 @@ from benchmarks.quality import (
     DATASETS,
     DEFAULT_DATA_ROOT,
     OurMethod,
-    _initial_prompts,
-    _rasterize,
-    _seeds,
     dataset_load,
+    initial_prompts,
+    prompts_paint,
+    seeds_parse,
 )
 
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.input_check", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seeds_parse, default=[0, 1, 2])
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument(
         "--iou-images", type=int, default=30, help="evaluation images per seed for the IoU (0: none)"
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             method = None
             if args.iou_images > 0:
                 method = OurMethod(seed)
-                prompts = _initial_prompts(train, seed)
+                prompts = initial_prompts(train, seed)
                 method.train(
-                    train, {s.image_id: _rasterize(prompts[s.image_id], s.mask.shape) for s in train}
+                    train, {s.image_id: prompts_paint(prompts[s.image_id], s.mask.shape) for s in train}
                 )
             for change, fn in CHANGES.items():
                 changed = [fn(s.rgb, k) for k, s in enumerate(evaluation)]

@@ -11,15 +11,10 @@ import io
 
 import numpy as np
 
+from prompting.classifier import Learner
 from prompting.errors import ArtifactError
 from prompting.features.base import FeatureMap
-from prompting.learner import (
-    ADAPT_CONFIDENCE,
-    ADAPT_MAX_LOGIT,
-    ADAPT_MIN_PIXELS,
-    Learner,
-    _one_blas_thread,
-)
+from prompting.mlp import ADAPT_CONFIDENCE, ADAPT_MAX_LOGIT, ADAPT_MIN_PIXELS, one_blas_thread
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -162,7 +157,7 @@ def predict_features_reference(self: Learner, fmap: FeatureMap) -> np.ndarray:
 
 def predict_reference(learner: Learner, fmap: FeatureMap) -> np.ndarray:
     """(K+1,H,W) float32 probabilities of ``fmap`` the way commit 3f4efde computed them."""
-    with _one_blas_thread():
+    with one_blas_thread():
         return predict_features_reference(learner, fmap)
 
 

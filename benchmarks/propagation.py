@@ -55,9 +55,9 @@ from benchmarks.quality import (
     CLASSES,
     DEFAULT_DATA_ROOT,
     MemoryCache,
-    _initial_prompts,
-    _rasterize,
     dataset_load,
+    initial_prompts,
+    prompts_paint,
 )
 
 _COLOURS = [(230, 25, 75)]
@@ -87,14 +87,14 @@ def engine_learner(samples, *, seed: int = 0):
         [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
     )
     train = [by_id[i] for i in train_ids]
-    prompts = _initial_prompts(train, seed)
+    prompts = initial_prompts(train, seed)
     backend = backend_create("classic")
     cache = MemoryCache()
     images = [
         TrainingImage(
             s.image_id,
             s.rgb,
-            _rasterize(prompts[s.image_id], s.mask.shape),
+            prompts_paint(prompts[s.image_id], s.mask.shape),
             s.image_hash,
             all_background=not s.mask.any(),
         )
@@ -377,7 +377,7 @@ def project_build(samples, n: int, *, seed: int = 0) -> Project:
         [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
     )
     train_set = set(train_ids)
-    prompts = _initial_prompts([s for s in samples if s.image_id in train_set], seed)
+    prompts = initial_prompts([s for s in samples if s.image_id in train_set], seed)
     train, ids = [], []
     i = 0
     while len(ids) < n:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def dataset_load(root: Path, name: str) -> list[Sample]:
     return samples
 
 
-def _rasterize(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
+def prompts_paint(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
     parsed = [
@@ -177,6 +178,10 @@ class OurMethod:
             image_hash=sample.image_hash,
         )
 
+    def anomaly(self, sample: Sample) -> np.ndarray | None:
+        """The anomaly map (H, W) of ``sample``, or None without a memory bank."""
+        return self.learner.anomaly_map(sample.rgb, backend=self.backend)
+
 
 class BaselineMethod:
     """skimage.future.TrainableSegmenter recipe: multiscale_basic_features + RandomForest."""
@@ -225,7 +230,7 @@ class BaselineMethod:
 # ----------------------------------------------------------------------------- protocol run
 
 
-def _initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
+def initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
     prompts = {}
     for i, s in enumerate(train):
         rng = np.random.default_rng([seed, i])
@@ -258,7 +263,7 @@ def protocol_train(
     train_cpu = 0.0
     timings = []
     for r in range(n_rounds + 1):
-        labels = {s.image_id: _rasterize(prompts[s.image_id], s.mask.shape) for s in train}
+        labels = {s.image_id: prompts_paint(prompts[s.image_id], s.mask.shape) for s in train}
         t0, c0 = time.perf_counter(), time.process_time()
         method.train(train, labels)
         train_probs = {s.image_id: method.predict(s, cached=True) for s in train}
@@ -286,11 +291,16 @@ def run_method(
 
     truths_train = {s.image_id: s.truth for s in train}
     warning = None
+    anomaly_of = getattr(method, "anomaly", None)
+    train_inputs = _inputs(anomaly_of, train)
     if isinstance(method, BaselineMethod):
         ruleset = base
     else:
-        tuned = rules_tune(train_probs, truths_train, classes=CLASSES, base=base)
+        tuned = rules_tune(
+            train_probs, truths_train, classes=CLASSES, base=base, inputs=train_inputs
+        )
         ruleset, warning = tuned.ruleset, tuned.warning
+    eval_inputs: dict[str, dict] = {}
 
     probs, inter, union, inter05, union05, times, cpu = {}, 0, 0, 0, 0, [], []
     uncertainty, errors = [], []
@@ -300,7 +310,10 @@ def run_method(
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         probs[s.image_id] = p
-        decision = rules_apply(p, classes=CLASSES, ruleset=ruleset)
+        eval_inputs.update(_inputs(anomaly_of, [s]))
+        decision = rules_apply(
+            p, classes=CLASSES, ruleset=ruleset, inputs=eval_inputs.get(s.image_id)
+        )
         pred = np.asarray(decision.label_map) == 1
         uncertainty.append(decision.uncertainty)
         errors.append(int((pred ^ s.mask).sum()))
@@ -310,8 +323,14 @@ def run_method(
         inter05 += int((p05 & s.mask).sum())
         union05 += int((p05 | s.mask).sum())
     report = backtest_run(
-        probs, {s.image_id: s.truth for s in evaluation}, classes=CLASSES, ruleset=ruleset
+        probs,
+        {s.image_id: s.truth for s in evaluation},
+        classes=CLASSES,
+        ruleset=ruleset,
+        inputs=eval_inputs,
     )
+    extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
+    extra.update(_anomaly_figures(evaluation, eval_inputs))
     return MethodResult(
         iou=inter / max(union, 1),
         iou_05=inter05 / max(union05, 1),
@@ -324,8 +343,113 @@ def run_method(
         tune_warning=warning,
         review_rho=_spearman(uncertainty, errors),
         rounds=rounds,
-        extra={"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset},
+        extra=extra,
     )
+
+
+def _inputs(anomaly_of, samples: list[Sample]) -> dict[str, dict]:
+    """image id -> rule inputs (the anomaly map) for methods that give one."""
+    if anomaly_of is None:
+        return {}
+    out = {}
+    for s in samples:
+        a = anomaly_of(s)
+        if a is not None:
+            out[s.image_id] = {"anomaly": a}
+    return out
+
+
+def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
+    """Image AUROC of the anomaly peak (NG vs OK) and the pixel IoU of score >= 1."""
+    if not inputs or len(inputs) != len(evaluation):
+        return {}
+    from sklearn.metrics import roc_auc_score
+
+    peaks = [float(inputs[s.image_id]["anomaly"].max()) for s in evaluation]
+    ng = [int(s.mask.any()) for s in evaluation]
+    inter = union = 0
+    for s in evaluation:
+        hot = inputs[s.image_id]["anomaly"] >= 1.0
+        inter += int((hot & s.mask).sum())
+        union += int((hot | s.mask).sum())
+    return {
+        "anomaly_auroc": roc_auc_score(ng, peaks) if 0 < sum(ng) < len(ng) else None,
+        "anomaly_iou": inter / max(union, 1),
+    }
+
+
+def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodResult, int]:
+    """Good parts only: train on ten defect-free images, no stroke; the rules are the
+    base ones plus ``anomaly score >= 1.0`` (the good parts' own level; with no NG
+    image labelled there is nothing to tune it on). Evaluates every other image."""
+    from prompting.backtest import backtest_run
+    from prompting.learner import TrainingImage, learner_train
+    from prompting.rules import rules_apply, ruleset_validate
+
+    rng = np.random.default_rng(seed)
+    free = [s for s in samples if not s.mask.any()]
+    train = [free[i] for i in sorted(rng.permutation(len(free))[: protocol.N_TRAIN])]
+    chosen = {s.image_id for s in train}
+    evaluation = [s for s in samples if s.image_id not in chosen]
+    rules = dict(BASE_RULES)
+    rules["rules"] = [
+        *BASE_RULES["rules"],
+        {
+            "id": "anomaly",
+            "type": "anomaly_score",
+            "class": "*",
+            "min_score": 1.0,
+            "severity": "major",
+        },
+    ]
+    ruleset = ruleset_validate(rules)
+    t0, c0 = time.perf_counter(), time.process_time()
+    images = [
+        TrainingImage(
+            s.image_id,
+            s.rgb,
+            np.full(s.mask.shape, -1, np.int16),
+            s.image_hash,
+            all_background=True,
+        )
+        for s in train
+    ]
+    method.learner = learner_train(
+        images, classes=CLASSES, backend=method.backend, cache=method.cache, seed=seed
+    ).learner
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    probs, inputs, times, cpu, inter, union = {}, {}, [], [], 0, 0
+    for s in evaluation:
+        t1, c1 = time.perf_counter(), time.process_time()
+        probs[s.image_id] = method.predict(s, cached=False)
+        inputs.update(_inputs(method.anomaly, [s]))
+        times.append(time.perf_counter() - t1)
+        cpu.append(time.process_time() - c1)
+        d = rules_apply(
+            probs[s.image_id], classes=CLASSES, ruleset=ruleset, inputs=inputs[s.image_id]
+        )
+        pred = (np.asarray(d.label_map) > 0) | (inputs[s.image_id]["anomaly"] >= 1.0)
+        inter += int((pred & s.mask).sum())
+        union += int((pred | s.mask).sum())
+    report = backtest_run(
+        probs,
+        {s.image_id: s.truth for s in evaluation},
+        classes=CLASSES,
+        ruleset=ruleset,
+        inputs=inputs,
+    )
+    result = MethodResult(
+        iou=inter / max(union, 1),
+        iou_05=inter / max(union, 1),
+        escape=report.escape_rate,
+        overkill=report.overkill_rate,
+        train_s=train_s,
+        predict_s=float(np.mean(times)),
+        train_cpu_s=train_cpu,
+        predict_cpu_s=float(np.mean(cpu)),
+        extra={"ruleset": ruleset.to_dict(), **_anomaly_figures(evaluation, inputs)},
+    )
+    return result, len(evaluation)
 
 
 def _spearman(a: list[float], b: list[int]) -> float | None:
@@ -392,7 +516,7 @@ def _head(*, with_seed: bool) -> str:
     return "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|"
 
 
-def _seeds(text: str) -> list[int]:
+def seeds_parse(text: str) -> list[int]:
     try:
         seeds = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -427,6 +551,41 @@ def _review_table(rows, seeds: list[int]) -> None:
         print(f"| {name} | {_rho(ours)} | {_rho(base)} |")
 
 
+def _anomaly_table(rows, good_rows) -> None:
+    """Image AUROC of the anomaly peak and the anomaly map's pixel IoU, where measured."""
+    measured = [(r[0], r[1], r[3]) for r in rows if r[3].extra.get("anomaly_iou") is not None]
+    if measured:
+        print(
+            "\nAnomaly evidence (protocol training; bank from the defect-free images and "
+            "painted background): image AUROC of the anomaly peak, NG vs OK, and pixel IoU "
+            "of score >= 1.0 against the defect masks.\n"
+        )
+        print("| dataset | seed | image AUROC | anomaly pixel IoU |\n|---|---|---|---|")
+        for name, seed, r in measured:
+            auroc = r.extra.get("anomaly_auroc")
+            print(
+                f"| {name} | {seed} | {'n/a' if auroc is None else f'{auroc:.3f}'} "
+                f"| {r.extra['anomaly_iou']:.3f} |"
+            )
+    if good_rows:
+        print(
+            "\nGood parts only: ten defect-free images, no stroke; rules = base + "
+            "anomaly score >= 1.0; evaluated on every other image. IoU of (classifier mask "
+            "or score >= 1.0).\n"
+        )
+        print(
+            "| dataset | seed | eval imgs | escape | overkill | image AUROC | pixel IoU "
+            "| train wall | predict / image wall |\n|---|---|---|---|---|---|---|---|---|"
+        )
+        for name, seed, n, r in good_rows:
+            auroc = r.extra.get("anomaly_auroc")
+            print(
+                f"| {name} | {seed} | {n} | {_pct(r.escape)} | {_pct(r.overkill)} | "
+                f"{'n/a' if auroc is None else f'{auroc:.3f}'} | {r.iou:.3f} | "
+                f"{r.train_s:.1f} s | {r.predict_s:.2f} s |"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.quality", description=__doc__.split("\n")[0]
@@ -436,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--seeds",
-        type=_seeds,
+        type=seeds_parse,
         default=[0],
         help="comma-separated protocol seeds (each: its own 10 training images and strokes); "
         "with several, a seed-averaged table follows the per-seed one",
@@ -458,8 +617,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sam-dtype", default="fp32", help="fp32 or bf16")
     parser.add_argument("--backend-options", default="{}", help="JSON options of the backend")
+    parser.add_argument(
+        "--no-classic",
+        action="store_true",
+        help="with another --backend, skip today's classic learner beside it",
+    )
+    parser.add_argument(
+        "--good-parts-only",
+        action="store_true",
+        help="also run the good-parts-only protocol (ten defect-free images, no stroke) "
+        "on datasets with defect-free images; needs a backend with an anomaly bank",
+    )
+    api = parser.add_argument_group(
+        "through the REST API (benchmarks.quality_api): what a user of the product gets"
+    )
+    api.add_argument(
+        "--via-api",
+        action="store_true",
+        help="drive the protocol through the REST API (an embedded server unless --base-url)",
+    )
+    api.add_argument("--base-url", default="", help="a running server, http://host:port")
+    api.add_argument(
+        "--token",
+        default=os.environ.get("INSPECTION_TOKEN", ""),
+        help="its API token (default $INSPECTION_TOKEN)",
+    )
+    api.add_argument("--max-eval", type=int, default=0, help="at most N evaluation images (0: all)")
+    api.add_argument(
+        "--skip-engine", action="store_true", help="with --via-api: not the engine path beside it"
+    )
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
+    if args.via_api and args.backend == "sam":
+        parser.error(
+            "--via-api uses the server's SAM settings: run it with --backend classic or backbone"
+        )
     backend_options = json.loads(args.backend_options)
     if args.backend == "sam":
         if not args.sam_checkpoint:
@@ -474,8 +666,15 @@ def main(argv: list[str] | None = None) -> int:
         ours_name = OurMethod(0, args.backend, backend_options).name
     except Exception as exc:  # noqa: BLE001 - BackendError names the bad option
         parser.error(f"--backend {args.backend}: {exc}")
+    if args.via_api:
+        if args.base_url and not args.token:
+            parser.error("--base-url needs --token (or $INSPECTION_TOKEN)")
+        from benchmarks.quality_api import api_main
 
-    rows = []  # (dataset, seed, n_eval, ours, baseline)
+        return api_main(args, seeds=seeds, backend_options=backend_options, ours_name=ours_name)
+
+    rows = []  # (dataset, seed, n_eval, ours, baseline, classic or None)
+    good_rows = []  # (dataset, seed, n_eval, result) of the good-parts-only protocol
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         t_load = time.perf_counter()
         samples = dataset_load(args.data_root, name)
@@ -486,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             train = [by_id[i] for i in train_ids]
             evaluation = [by_id[i] for i in eval_ids]
-            prompts0 = _initial_prompts(train, seed)
+            prompts0 = initial_prompts(train, seed)
             print(
                 f"[{name} seed {seed}] {len(samples)} images loaded in "
                 f"{time.perf_counter() - t_load:.1f}s; train {len(train)} "
@@ -496,18 +695,30 @@ def main(argv: list[str] | None = None) -> int:
             method = OurMethod(seed, args.backend, backend_options)
             ours = run_method(method, train, evaluation, prompts0)
             print(f"[{name} seed {seed}] ours: {ours}", file=sys.stderr)
+            classic = None
+            if args.backend != "classic" and not args.no_classic:
+                classic = run_method(OurMethod(seed, "classic"), train, evaluation, prompts0)
+                print(f"[{name} seed {seed}] classic: {classic}", file=sys.stderr)
+            if args.good_parts_only and sum(not s.mask.any() for s in samples) > 10:
+                gp, n_gp = good_parts_run(
+                    OurMethod(seed, args.backend, backend_options), samples, seed=seed
+                )
+                good_rows.append((name, seed, n_gp, gp))
+                print(f"[{name} seed {seed}] good parts only: {gp}", file=sys.stderr)
             base = None
             if not args.skip_baseline:
                 base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
                 print(f"[{name} seed {seed}] baseline: {base}", file=sys.stderr)
-            rows.append((name, seed, len(evaluation), ours, base))
+            rows.append((name, seed, len(evaluation), ours, base, classic))
 
     many = len(seeds) > 1
     print()
     print(_head(with_seed=many))
-    for name, seed, n_eval, ours, base in rows:
+    for name, seed, n_eval, ours, base, classic in rows:
         label = f"{name} | {seed}" if many else name
         print(_row(label, n_eval, ours_name, ours))
+        if classic is not None:
+            print(_row(label, n_eval, "ours (classic)", classic))
         if base is not None:
             print(_row(label, n_eval, "baseline (skimage RF)", base))
             print(_ratio_row(label, ours, base))
@@ -519,12 +730,15 @@ def main(argv: list[str] | None = None) -> int:
             ours = _mean_result([r[3] for r in mine])
             n_eval = "/".join(str(v) for v in dict.fromkeys(r[2] for r in mine))
             print(_row(name, n_eval, ours_name, ours))
+            if all(r[5] is not None for r in mine):
+                print(_row(name, n_eval, "ours (classic)", _mean_result([r[5] for r in mine])))
             if all(r[4] is not None for r in mine):
                 base = _mean_result([r[4] for r in mine])
                 print(_row(name, n_eval, "baseline (skimage RF)", base))
                 print(_ratio_row(name, ours, base))
     _review_table(rows, seeds)
-    for name, seed, _, ours, _ in rows:
+    _anomaly_table(rows, good_rows)
+    for name, seed, _, ours, _, _ in rows:
         prefix = f"{name} (seed {seed})" if many else name
         if ours.tune_warning:
             print(f"\n{prefix}: rules_tune warning: {ours.tune_warning}")

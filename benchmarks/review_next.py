@@ -38,10 +38,10 @@ from benchmarks.quality import (
     DEFAULT_DATA_ROOT,
     OurMethod,
     Sample,
-    _initial_prompts,
-    _seeds,
     dataset_load,
+    initial_prompts,
     protocol_train,
+    seeds_parse,
 )
 
 ARMS = ("random", "most uncertain")
@@ -84,7 +84,7 @@ def run_seed(samples: list[Sample], *, seed: int, add: int) -> dict[str, float]:
     pool = [by_id[i] for i in pool_ids]
     add = min(add, len(pool) // 3)
     method = OurMethod(seed)
-    trained = protocol_train(method, train, _initial_prompts(train, seed))
+    trained = protocol_train(method, train, initial_prompts(train, seed))
     picks = _picks(method, pool, add=add, seed=seed)
     picked = {s.image_id for chosen in picks.values() for s in chosen}
     held = [s for s in pool if s.image_id not in picked]
@@ -92,7 +92,7 @@ def run_seed(samples: list[Sample], *, seed: int, add: int) -> dict[str, float]:
     for arm in ARMS:
         extra = picks[arm]
         prompts = {k: list(v) for k, v in trained.prompts.items()}
-        first = _initial_prompts(extra, seed + 1000)
+        first = initial_prompts(extra, seed + 1000)
         for s in extra:
             pred = method.predict(s, cached=True)[1] >= 0.5
             prompts[s.image_id] = first[s.image_id] + protocol.correction_strokes(
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.review_next", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seeds_parse, default=[0, 1, 2])
     parser.add_argument("--add", type=int, default=3, help="images painted after the cold start")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     args = parser.parse_args(argv)

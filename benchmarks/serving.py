@@ -1,7 +1,7 @@
 """Inspect throughput under concurrency: gunicorn (the product's server) against
 Django's runserver (the baseline), in the same run.
 
-    python -m benchmarks.serving [--seconds 60] [--clients 1,4,8] [--workers N] [--json PATH]
+    python -m benchmarks.serving [--seconds 60] [--clients 1,4,8] [--workers N] [--threads N] [--json PATH]
 
 Self-contained, on the embedded default: a temporary VAR_DIR with SQLite (WAL,
 as the product), a project whose deployed model (classic backend) was trained
@@ -140,12 +140,16 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def server_start(kind: str, port: int, *, workers: int, log: Path) -> subprocess.Popen:
+def server_start(
+    kind: str, port: int, *, workers: int, log: Path, threads: int = 1
+) -> subprocess.Popen:
     """Start ``gunicorn`` or ``runserver`` on 127.0.0.1:``port``; wait until it answers."""
     py = sys.executable
     env = server_env()
     if kind == "gunicorn":
-        env.update(HOST="127.0.0.1", PORT=str(port), WEB_WORKERS=str(workers))
+        env.update(
+            HOST="127.0.0.1", PORT=str(port), WEB_WORKERS=str(workers), WEB_THREADS=str(threads)
+        )
         cmd = [str(Path(py).parent / "gunicorn"), "-c", "python:inspection.gunicorn_conf"]
     elif kind == "runserver":
         cmd = [py, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"]
@@ -280,6 +284,9 @@ def main() -> int:
     ap.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers (default: cores)"
     )
+    ap.add_argument(
+        "--threads", type=int, default=1, help="gunicorn threads per worker (WEB_THREADS)"
+    )
     ap.add_argument("--servers", default="gunicorn,runserver")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -300,7 +307,9 @@ def main() -> int:
         for kind in servers:
             port = free_port()
             procs[kind] = (
-                server_start(kind, port, workers=args.workers, log=var / f"{kind}.log"),
+                server_start(
+                    kind, port, workers=args.workers, threads=args.threads, log=var / f"{kind}.log"
+                ),
                 port,
             )
             # warm-up: every worker loads the model before the clock runs
@@ -333,7 +342,7 @@ def main() -> int:
     print()
     print(
         f"Inspect throughput, {args.seconds:.0f} s per level, {cpu_model()}, {os.cpu_count()} cores; "
-        f"gunicorn {args.workers} sync workers vs runserver (threaded); SQLite (WAL); "
+        f"gunicorn {args.workers} workers x {args.threads} threads vs runserver (threaded); SQLite (WAL); "
         f"clients on the same machine; 1-min load average at the end {load:.1f}"
     )
     print("| server | clients | answered | req/s | p50 ms | p95 ms | errors | in the log | lost |")

@@ -46,6 +46,14 @@ class InputCheckMode(models.TextChoices):
     NG = "ng", "Judge NG"  # an image unlike the training images is NG (fail-safe)
 
 
+class DeployedHow(models.TextChoices):
+    """How the deployed model came to be deployed."""
+
+    FIRST = "first"  # the project's first model (nothing was deployed)
+    AUTO = "auto"  # a Run under auto_deploy, before the first line inspection
+    MANUAL = "manual"  # a person pressed Deploy (or kept a previous version)
+
+
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -77,6 +85,12 @@ class Project(models.Model):
     deployed_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    #: when the deployed model was deployed, and how (DeployedHow)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+    deployed_how = models.CharField(max_length=10, blank=True, default="")
+    #: cold-start convenience: every Run's model is deployed at once, until the
+    #: project's first line inspection arrives (then a Run makes a candidate again)
+    auto_deploy = models.BooleanField(default=False)
     #: a candidate model that judges every inspection beside the deployed one,
     #: without deciding anything (Inspection.shadow), until it is deployed or stopped
     shadow_model = models.ForeignKey(
@@ -316,6 +330,9 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    #: set when an engineer kept an earlier version instead (or undid the strokes
+    #: that made this one): a dismissed version is never the candidate
+    dismissed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -367,6 +384,9 @@ class Prediction(models.Model):
     #: fraction of inspected pixels near their class threshold (rules' Decision.uncertainty);
     #: null for predictions stored before it was measured
     uncertainty = models.FloatField(null=True, blank=True)
+    #: highest anomaly score of the image (1.0 = good parts' level); null when the
+    #: model has no memory bank of good parts (the map itself is in ``probabilities``)
+    anomaly_peak = models.FloatField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

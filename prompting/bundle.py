@@ -77,6 +77,7 @@ def bundle_build(
     ``rules``: a rule-set dict. Both are checked as :func:`bundle_read` checks
     them, so a bundle that was built can be read.
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import Learner
     from prompting.rules import ruleset_check_context, ruleset_validate
 
@@ -109,6 +110,7 @@ def bundle_build(
 
 def bundle_read(source: bytes | str | Path) -> Bundle:
     """Open and verify a bundle (its bytes or a path); raises BundleError."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import Learner
     from prompting.rules import ruleset_check_context, ruleset_validate
 
@@ -186,6 +188,7 @@ def bundle_read(source: bytes | str | Path) -> Bundle:
 
 
 def _input_check_check(check: Any, what: str) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.inputcheck import MAX_MARGIN
     from prompting.pipeline import INPUT_CHECK_MODES
 

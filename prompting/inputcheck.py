@@ -120,6 +120,7 @@ def image_profile(rgb8: np.ndarray) -> dict[str, float]:
     >>> p["brightness"], p["contrast"], p["focus"], p["detail"], p["scale"]
     (100.0, 0.0, 0.0, 0.0, 8.0)
     """
+    # deferred on purpose: scipy loads on first use
     from scipy.ndimage import gaussian_filter
 
     arr = np.asarray(rgb8)
@@ -214,18 +215,40 @@ class InputCheck:
     checked: bool
     profile: dict[str, float]
     issues: list[InputIssue] = field(default_factory=list)
+    #: why the image was not checked, in words ("" when it was)
+    unchecked_reason: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.issues
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "checked": self.checked,
             "ok": self.ok,
             "profile": dict(self.profile),
             "issues": [i.to_dict() for i in self.issues],
         }
+        if self.unchecked_reason:
+            out["unchecked_reason"] = self.unchecked_reason
+        return out
+
+
+def unchecked_reason(ranges: Mapping[str, Any] | None) -> str:
+    """Why ``ranges`` can't check an image, in words ("" when they can).
+
+    >>> unchecked_reason({"n_images": 1, "measures": {}})
+    'the model was trained on 1 image; the check needs at least 2 to know what varies'
+    """
+    if ranges is None:
+        return "the model was trained before the input check existed"
+    if ranges.get("measures") or {}:
+        return ""
+    n = int(ranges.get("n_images") or 0)
+    return (
+        f"the model was trained on {n} image{'' if n == 1 else 's'}; the check needs at "
+        f"least {MIN_IMAGES} to know what varies"
+    )
 
 
 def _show(value: float) -> str:
@@ -273,4 +296,9 @@ def input_check(
             f"(training images {_show(seen_lo)}-{_show(seen_hi)}): {_HINT[(name, side)]}"
         )
         issues.append(InputIssue(name, value, lo, hi, side, bound, message))
-    return InputCheck(checked=bool(measures), profile=dict(profile), issues=issues)
+    return InputCheck(
+        checked=bool(measures),
+        profile=dict(profile),
+        issues=issues,
+        unchecked_reason=unchecked_reason(ranges),
+    )

@@ -1,4 +1,7 @@
-"""Few-shot pixel classifier: painted strokes -> per-class probability maps.
+"""Few-shot pixel classifier, training: painted strokes -> a :class:`Learner`.
+
+The trained classifier (prediction, artifacts) is :mod:`prompting.classifier`,
+its numerics :mod:`prompting.mlp`; both are importable from here too.
 
 One multi-class classifier is trained from the painted pixels of all images of a
 project (class strokes plus background strokes) on the features of a backend
@@ -23,30 +26,46 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
-import io
-import json
-import os
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from prompting.anomaly import MIN_PATCHES as ANOMALY_MIN_PATCHES
 from prompting.anomaly import AnomalyModel, anomaly_fit
-from prompting.errors import ArtifactError, TrainingError
+from prompting.classifier import (
+    ARTIFACT_FORMAT_NAME,
+    ARTIFACT_FORMAT_VERSION,
+    Learner,
+    features_for,
+)
+from prompting.errors import TrainingError
 from prompting.features.base import FeatureBackend, FeatureMap
 from prompting.inputcheck import image_profile, profile_ranges_fit
+from prompting.mlp import (
+    ADAPT_CONFIDENCE,
+    ADAPT_MAX_LOGIT,
+    ADAPT_MIN_PIXELS,
+    fit_temperature,
+    mlp_fit,
+    mlp_forward,
+    one_blas_thread,
+)
 
-ARTIFACT_FORMAT_VERSION = 1
-ARTIFACT_FORMAT_NAME = "prompting.learner"
+__all__ = [
+    "ADAPT_CONFIDENCE",
+    "ADAPT_MAX_LOGIT",
+    "ADAPT_MIN_PIXELS",
+    "ARTIFACT_FORMAT_NAME",
+    "ARTIFACT_FORMAT_VERSION",
+    "Learner",
+    "TrainResult",
+    "TrainingImage",
+    "features_for",
+    "learner_train",
+]
 
 #: at most this many painted pixels per class per image are used for training
 MAX_PIXELS_PER_CLASS_PER_IMAGE = 4000
@@ -56,27 +75,6 @@ FREE_PIXELS_PER_IMAGE = 1500
 MAX_TRAIN_PIXELS = 60_000
 
 ProgressFn = Callable[[float, str], None]
-
-
-def _one_blas_thread():
-    """Context that runs BLAS single-threaded: the matrices here are small, and a
-    multi-threaded BLAS on a shared, busy CPU spin-waits (10x slower measured)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _with_one_blas_thread(fn):
-    """Decorator: ``fn`` runs inside :func:`_one_blas_thread`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with _one_blas_thread():
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 @dataclass
@@ -106,724 +104,8 @@ class TrainResult:
     timings: dict[str, float]
     pixels_per_class: dict[str, int]
     loo_iou: float | None
-
-
-def features_for(
-    backend: FeatureBackend,
-    pixels: np.ndarray,
-    *,
-    cache: Any = None,
-    image_hash: str | None = None,
-    stats: dict[str, int] | None = None,
-) -> FeatureMap:
-    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them.
-
-    ``stats``: counts ``"cached"`` / ``"computed"`` up (what was reused)."""
-    try:
-        from prompting.features.cache import features_extract_cached
-    except ImportError:  # cache module not available: plain extraction
-        features_extract_cached = None
-    if features_extract_cached is not None:
-        return features_extract_cached(
-            backend, pixels, cache=cache, image_hash=image_hash, stats=stats
-        )
-    if stats is not None:
-        stats["computed"] = stats.get("computed", 0) + 1
-    return backend.extract(pixels)
-
-
-# --------------------------------------------------------------------------- model
-
-
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0, out=x)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
-def _mlp_forward_into(
-    weights: list[np.ndarray], x: np.ndarray, bufs: dict[tuple[int, int], np.ndarray]
-) -> np.ndarray:
-    """:func:`_mlp_forward` of float32 ``x`` (N, F) into reused buffers (N, width) of
-    ``bufs``; the returned logits are overwritten by the next call."""
-    h = x
-    n_layers = len(weights) // 2
-    for i in range(n_layers):
-        w = weights[2 * i]
-        key = (i, len(x))
-        out = bufs.get(key)
-        if out is None:
-            out = bufs[key] = np.empty((len(x), w.shape[1]), np.float32)
-        np.matmul(h, w, out=out)
-        out += weights[2 * i + 1]
-        if i < n_layers - 1:
-            np.maximum(out, 0.0, out=out)
-        h = out
-    return h
-
-
-def _softmax2(z: np.ndarray) -> np.ndarray:
-    """Softmax of (N, 2) logits, in place: a logistic of their difference."""
-    d = z[:, 0] - z[:, 1]
-    np.clip(d, -80.0, 80.0, out=d)
-    np.exp(d, out=d)
-    d += 1.0
-    np.divide(1.0, d, out=z[:, 1])
-    np.subtract(1.0, z[:, 1], out=z[:, 0])
-    return z
-
-
-def _mlp_forward(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Logits (N, K+1) of standardised inputs x (N, F)."""
-    h = x
-    n_layers = len(weights) // 2
-    for i in range(n_layers):
-        h = h @ weights[2 * i] + weights[2 * i + 1]
-        if i < n_layers - 1:
-            h = _relu(h)
-    return h
-
-
-@_with_one_blas_thread
-def _mlp_fit(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_classes: int,
-    hidden: tuple[int, ...],
-    steps: int,
-    batch: int,
-    lr: float,
-    weight_decay: float,
-    seed: int,
-    balance: float = 1.0,
-    init: list[np.ndarray] | None = None,
-) -> list[np.ndarray]:
-    """Adam on class-weighted cross-entropy; deterministic for ``seed``.
-
-    Class weights are (N / (K count_k)) ** ``balance``: 1 balances the classes,
-    0 keeps the painted frequencies. ``init``: starting weights (a warm start)
-    instead of a random initialisation.
-    """
-    rng = np.random.default_rng(seed)
-    sizes = [x.shape[1], *hidden, n_classes]
-    weights: list[np.ndarray] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        weights.append((rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32))
-        weights.append(np.zeros(b, np.float32))
-    if init is not None:
-        weights = [np.array(w, np.float32, copy=True) for w in init]
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    class_w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
-    class_w = (class_w**balance).astype(np.float32)
-    m = [np.zeros_like(w) for w in weights]
-    v = [np.zeros_like(w) for w in weights]
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    n = len(y)
-    batch = min(batch, n)
-    n_layers = len(weights) // 2
-    order = rng.permutation(n)
-    pos = 0
-    for t in range(1, steps + 1):
-        if pos + batch > n:
-            order = rng.permutation(n)
-            pos = 0
-        idx = order[pos : pos + batch]
-        pos += batch
-        xb, yb = x[idx], y[idx]
-        acts = [xb]
-        h = xb
-        for i in range(n_layers):
-            h = h @ weights[2 * i] + weights[2 * i + 1]
-            if i < n_layers - 1:
-                h = np.maximum(h, 0.0)
-            acts.append(h)
-        p = _softmax(acts[-1].copy())
-        sw = class_w[yb]
-        sw = sw / sw.sum()
-        grad = p
-        grad[np.arange(len(yb)), yb] -= 1.0
-        grad *= sw[:, None]
-        grads: list[np.ndarray] = [None] * len(weights)  # type: ignore[list-item]
-        for i in range(n_layers - 1, -1, -1):
-            grads[2 * i] = acts[i].T @ grad + weight_decay * weights[2 * i]
-            grads[2 * i + 1] = grad.sum(axis=0)
-            if i > 0:
-                grad = (grad @ weights[2 * i].T) * (acts[i] > 0)
-        lr_t = lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * t / steps)))  # cosine decay
-        for j, g in enumerate(grads):
-            m[j] = b1 * m[j] + (1 - b1) * g
-            v[j] = b2 * v[j] + (1 - b2) * g * g
-            mh = m[j] / (1 - b1**t)
-            vh = v[j] / (1 - b2**t)
-            weights[j] -= (lr_t * mh / (np.sqrt(vh) + eps)).astype(np.float32)
-    return weights
-
-
-#: confidence for pseudo-labels of the per-image adaptation, and its logit clip
-ADAPT_CONFIDENCE = 0.9
-ADAPT_MAX_LOGIT = 4.0
-ADAPT_MIN_PIXELS = 20
-
-
-def _adapt_per_image(probs: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Transductive per-image refinement of (N, K+1) probabilities.
-
-    For each class, confident pixels of this image (class vs background, p >=
-    ``ADAPT_CONFIDENCE``) fit a linear discriminant on the fine-scale features
-    ``x`` (N, F'); its clipped log-likelihood ratio is added to the class logit.
-    A defect is thus re-described with the image's own grey levels, which
-    sharpens boundaries and removes halos; images without confident defect
-    pixels are left unchanged.
-    """
-    out = probs.copy()
-    bg = probs[:, 0] >= ADAPT_CONFIDENCE
-    n = len(x)
-    step = max(1, n // 20000)
-    for k in range(1, probs.shape[1]):
-        fg = probs[:, k] >= ADAPT_CONFIDENCE
-        if fg.sum() < ADAPT_MIN_PIXELS or bg.sum() < ADAPT_MIN_PIXELS:
-            continue
-        xf = x[fg][:: max(1, int(fg.sum()) // 5000)].astype(np.float64)
-        xb = x[bg][:: max(1, int(bg.sum()) // 5000 + step - 1)].astype(np.float64)
-        mf, mb = xf.mean(axis=0), xb.mean(axis=0)
-        cov = (np.cov(xf, rowvar=False) * len(xf) + np.cov(xb, rowvar=False) * len(xb)) / (
-            len(xf) + len(xb)
-        )
-        cov = np.atleast_2d(cov) + 0.05 * np.eye(x.shape[1])
-        w = np.linalg.solve(cov, mf - mb)
-        b = -0.5 * float((mf + mb) @ w)
-        llr = np.clip(x @ w.astype(np.float32) + np.float32(b), -ADAPT_MAX_LOGIT, ADAPT_MAX_LOGIT)
-        out[:, k] = probs[:, k] * np.exp(llr)
-    out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
-def _box(img: np.ndarray, radius: int) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    return ndi.uniform_filter(img, size=2 * radius + 1, mode="reflect")
-
-
-def _guided_filter(probs: np.ndarray, guide: np.ndarray, *, radius: int, eps: float) -> np.ndarray:
-    """Edge-aware refinement of (K+1,h,w) probabilities by a grey guide (He et al. 2010).
-
-    Locally the output is a linear function of the guide, so a probability edge
-    snaps to the image edge (a crack's halo, a blob's rim). Renormalised.
-    """
-    g = guide.astype(np.float32)
-    mean_g = _box(g, radius)
-    var_g = _box(g * g, radius) - mean_g * mean_g
-    out = np.empty_like(probs)
-    for k in range(probs.shape[0]):
-        p = probs[k]
-        mean_p = _box(p, radius)
-        a = (_box(g * p, radius) - mean_g * mean_p) / (var_g + eps)
-        b = mean_p - a * mean_g
-        out[k] = _box(a, radius) * g + _box(b, radius)
-    np.clip(out, 1e-4, 1.0, out=out)
-    out /= out.sum(axis=0, keepdims=True)
-    return out
-
-
-#: pixels per MLP chunk in prediction: the activations stay in the CPU's cache
-_PREDICT_CHUNK = 8192
-
-
-def _adapt_per_image_raw(
-    probs: np.ndarray, raw: np.ndarray, cols: list[int], mean: np.ndarray, inv_std: np.ndarray
-) -> np.ndarray:
-    """:func:`_adapt_per_image` on the standardised columns ``cols`` of ``raw`` (N, F)
-    float32, without materialising them: the discriminant is fitted on the few
-    sampled pixels, and its standardisation folded into the weights."""
-    out = probs.copy()
-    bg = probs[:, 0] >= ADAPT_CONFIDENCE
-    n = len(raw)
-    step = max(1, n // 20000)
-    n_bg = int(np.count_nonzero(bg))
-    touched = False
-    for k in range(1, probs.shape[1]):
-        fg = probs[:, k] >= ADAPT_CONFIDENCE
-        n_fg = int(np.count_nonzero(fg))
-        if n_fg < ADAPT_MIN_PIXELS or n_bg < ADAPT_MIN_PIXELS:
-            continue
-        idx_f = np.flatnonzero(fg)[:: max(1, n_fg // 5000)]
-        idx_b = np.flatnonzero(bg)[:: max(1, n_bg // 5000 + step - 1)]
-        xf = ((raw[idx_f][:, cols] - mean) * inv_std).astype(np.float64)
-        xb = ((raw[idx_b][:, cols] - mean) * inv_std).astype(np.float64)
-        mf, mb = xf.mean(axis=0), xb.mean(axis=0)
-        cov = (np.cov(xf, rowvar=False) * len(xf) + np.cov(xb, rowvar=False) * len(xb)) / (
-            len(xf) + len(xb)
-        )
-        cov = np.atleast_2d(cov) + 0.05 * np.eye(len(cols))
-        wv = np.linalg.solve(cov, mf - mb)
-        b = -0.5 * float((mf + mb) @ wv)
-        # (x - mean) * inv_std @ w + b == x @ (inv_std * w) + (b - (mean * inv_std) @ w)
-        w_raw = (wv * inv_std).astype(np.float32)
-        b_raw = np.float32(b - float((mean * inv_std).astype(np.float64) @ wv))
-        w_full = np.zeros(raw.shape[1], np.float32)
-        w_full[cols] = w_raw
-        llr = raw @ w_full
-        llr += b_raw
-        np.clip(llr, -ADAPT_MAX_LOGIT, ADAPT_MAX_LOGIT, out=llr)
-        np.exp(llr, out=llr)
-        out[:, k] = probs[:, k] * llr
-        touched = True
-    if touched:
-        out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
-def _guided_filter_passes(
-    probs: np.ndarray, guide: np.ndarray, *, radius: int, eps: float, passes: int
-) -> np.ndarray:
-    """``passes`` x :func:`_guided_filter` of (K+1,h,w) probabilities, fast.
-
-    The guide's statistics are computed once for every pass. The filter is
-    linear in the probabilities and keeps a constant, so the K defect planes
-    are filtered and the background plane is their complement; then the planes
-    are clipped and renormalised as before.
-    """
-    g = np.ascontiguousarray(guide, dtype=np.float32)
-    mean_g = _box(g, radius)
-    var_g = _box(g * g, radius)
-    var_g -= mean_g * mean_g
-    var_g += np.float32(eps)
-    inv_var = np.float32(1.0) / var_g
-    k1 = probs.shape[0]
-    out = np.empty(probs.shape, np.float32)
-    planes = probs[1:]
-    for _ in range(passes):
-        for k in range(1, k1):
-            p = planes[k - 1]
-            mean_p = _box(p, radius)
-            a = _box(g * p, radius)
-            a -= mean_g * mean_p
-            a *= inv_var
-            mean_p -= a * mean_g  # b
-            res = _box(a, radius)
-            res *= g
-            res += _box(mean_p, radius)
-            out[k] = res
-        out[0] = 1.0
-        out[0] -= out[1:].sum(axis=0)
-        np.clip(out, 1e-4, 1.0, out=out)
-        out /= out.sum(axis=0, keepdims=True)
-        planes = out[1:].copy()
-    return out
-
-
-def _temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of log(probs) / temperature over the planes of (K+1,h,w) float32."""
-    logp = np.log(np.maximum(probs, np.float32(1e-6)))
-    logp /= np.float32(temperature)
-    logp -= logp.max(axis=0, keepdims=True)
-    np.exp(logp, out=logp)
-    logp /= logp.sum(axis=0, keepdims=True)
-    return logp
-
-
-def _fit_temperature(logits: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float]:
-    """(temperature, its NLL) minimising class-balanced NLL on held-out logits (grid search)."""
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    w = (1.0 / np.maximum(counts, 1))[y]
-    best_t, best = 1.0, np.inf
-    for t in np.exp(np.linspace(np.log(0.5), np.log(8.0), 25)):
-        p = _softmax(logits / t)
-        nll = -(w * np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0))).sum() / w.sum()
-        if nll < best:
-            best, best_t = nll, float(t)
-    return best_t, float(best)
-
-
-# --------------------------------------------------------------------------- learner
-
-
-@dataclass
-class Learner:
-    """A trained pixel classifier.
-
-    ``classes``: the defect classes (index k-1 of probability plane k).
-    ``weights``: MLP layers [W0 (F,H0), b0, W1, b1, ...] float32.
-    ``mean``/``std``: (F,) float32 feature standardisation.
-    """
-
-    classes: list[str]
-    backend_name: str
-    backend_fingerprint: str
-    backend_options: dict[str, Any]
-    weights: list[np.ndarray]
-    mean: np.ndarray
-    std: np.ndarray
-    temperature: float = 1.0
-    info: dict[str, Any] = field(default_factory=dict)
-    #: ``weights`` holds this many MLPs of equal depth, one after the other (an ensemble)
-    n_models: int = 1
-    #: memory bank of good-part patches (backends with ``anomaly_patches`` only)
-    anomaly: AnomalyModel | None = None
-
-    def models(self) -> list[list[np.ndarray]]:
-        """The ensemble's MLPs, each [W0, b0, W1, b1, ...]."""
-        per = len(self.weights) // max(self.n_models, 1)
-        return [self.weights[i * per : (i + 1) * per] for i in range(self.n_models)]
-
-    @property
-    def n_features(self) -> int:
-        return int(self.mean.shape[0])
-
-    def _folded(self) -> list[list[np.ndarray]]:
-        """The ensemble's MLPs with the feature standardisation folded into the first
-        layer (``(x - mean) / std @ W0 + b0 == x @ W0' + b0'``), built once per learner."""
-        folded = self.__dict__.get("_folded_models")
-        if folded is None:
-            inv_std = (1.0 / self.std).astype(np.float32)
-            folded = []
-            for m in self.models():
-                w0 = (m[0] * inv_std[:, None]).astype(np.float32)
-                b0 = (m[1] - (self.mean * inv_std) @ m[0]).astype(np.float32)
-                folded.append([w0, b0, *m[2:]])
-            self.__dict__["_folded_models"] = folded
-        return folded
-
-    @_with_one_blas_thread
-    def predict_features(self, fmap: FeatureMap) -> np.ndarray:
-        """(K+1,H,W) float32 probabilities from a FeatureMap, upsampled to the image size.
-
-        The fast path: the MLP runs on cache-sized chunks with the standardisation
-        folded into its first layer, the per-image adaptation works on the raw
-        features, and the guided filter filters the K defect planes once per pass
-        with the guide's statistics computed once (the background plane is their
-        complement: the filter is linear and preserves a constant). The result
-        matches the straightforward computation up to float32 rounding.
-        """
-        feats = fmap.features
-        if feats.ndim != 3 or feats.shape[2] != self.n_features:
-            raise ArtifactError(
-                f"model expects {self.n_features} features per pixel, backend gave "
-                f"{feats.shape[-1] if feats.ndim == 3 else feats.shape}; wrong backend options?"
-            )
-        h, w, f = feats.shape
-        flat = feats.reshape(-1, f)
-        if flat.dtype != np.float32:
-            flat = flat.astype(np.float32)
-        n_out = len(self.classes) + 1
-        out = np.empty((h * w, n_out), np.float32)
-        temp_last = bool(self.info.get("temperature_last", False))
-        temp_first = np.float32(1.0 if temp_last else self.temperature)
-        models = self._folded()
-        bufs: dict[tuple[int, int], np.ndarray] = {}
-        for s in range(0, h * w, _PREDICT_CHUNK):
-            x = flat[s : s + _PREDICT_CHUNK]
-            dest = out[s : s + _PREDICT_CHUNK]
-            for j, m in enumerate(models):
-                z = _mlp_forward_into(m, x, bufs)
-                if temp_first != 1.0:
-                    z /= temp_first
-                p = _softmax2(z) if n_out == 2 else _softmax(z)
-                if j == 0:
-                    dest[:] = p
-                else:
-                    dest += p
-            if len(models) > 1:
-                dest /= np.float32(len(models))
-        adapt = self.info.get("adapt_features")
-        if adapt:
-            cols = [int(c) for c in adapt if 0 <= int(c) < f]
-            inv_std = (1.0 / self.std).astype(np.float32)
-            for _ in range(int(self.info.get("adapt_rounds", 1))):
-                out = _adapt_per_image_raw(out, flat, cols, self.mean[cols], inv_std[cols])
-        probs = out.reshape(h, w, -1).transpose(2, 0, 1)
-        guide = self.info.get("guide_feature")
-        radius = int(self.info.get("guide_radius", 0))
-        if guide is not None and radius > 0 and 0 <= int(guide) < f:
-            eps = float(self.info.get("guide_eps", 1.0))
-            passes = min(max(1, int(self.info.get("guide_passes", 1))), 4)
-            probs = _guided_filter_passes(
-                probs, feats[..., int(guide)], radius=radius, eps=eps, passes=passes
-            )
-        else:
-            probs = np.ascontiguousarray(probs)
-        if temp_last and self.temperature != 1.0:
-            # calibration last: the arg-max and the refinements do not depend on it
-            probs = _temper(probs, float(self.temperature))
-        big_h, big_w = fmap.image_size
-        if (h, w) != (big_h, big_w):
-            probs = _upsample(probs, (big_h, big_w))
-        return np.ascontiguousarray(probs, dtype=np.float32)
-
-    def predict_proba(
-        self,
-        pixels: np.ndarray,
-        *,
-        backend: FeatureBackend,
-        cache: Any = None,
-        image_hash: str | None = None,
-        sam_model: Any = None,
-        sam_embedding: Any = None,
-    ) -> np.ndarray:
-        """Calibrated probabilities (K+1,H,W) float32 of ``pixels`` (H,W,3) uint8 RGB.
-
-        Plane 0 is background; planes sum to 1. With ``sam_model`` each predicted
-        blob is refined by SAM (:func:`probabilities_refine`).
-        """
-        self.check_backend(backend)
-        fmap = features_for(backend, pixels, cache=cache, image_hash=image_hash)
-        probs = self.predict_features(fmap)
-        if sam_model is not None:
-            emb = sam_embedding if sam_embedding is not None else sam_model.embed(pixels)
-            probs = probabilities_refine(probs, model=sam_model, embedding=emb)
-        return probs
-
-    def anomaly_map(self, pixels: np.ndarray, *, backend: FeatureBackend) -> np.ndarray | None:
-        """Anomaly score (H,W) float32 of ``pixels`` (H,W,3) uint8 RGB against the
-        memory bank of good parts (1.0 = the level good training images reach), or
-        None when the model has no bank."""
-        if self.anomaly is None:
-            return None
-        self.check_backend(backend)
-        grid = backend.anomaly_patches(pixels, stages=self.anomaly.stages)
-        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2])
-
-    def check_backend(self, backend: FeatureBackend) -> None:
-        """ArtifactError unless ``backend`` is the one this model was trained on."""
-        if backend.name != self.backend_name:
-            raise ArtifactError(
-                f"model was trained on backend {self.backend_name!r}, got {backend.name!r}"
-            )
-        fp = backend.fingerprint()
-        if fp != self.backend_fingerprint:
-            raise ArtifactError(
-                f"backend fingerprint {fp!r} differs from the model's {self.backend_fingerprint!r} "
-                "(other weights or options): retrain"
-            )
-
-    # ----------------------------------------------------------------- artifact
-
-    def _payload(self) -> tuple[bytes, dict[str, np.ndarray]]:
-        meta = {
-            "classes": list(self.classes),
-            "backend": {
-                "name": self.backend_name,
-                "fingerprint": self.backend_fingerprint,
-                "options": self.backend_options,
-            },
-            "temperature": float(self.temperature),
-            "n_layers": len(self.weights) // 2,
-            "n_models": int(self.n_models),
-            "info": self.info,
-            "anomaly": None
-            if self.anomaly is None
-            else {"normal_level": self.anomaly.normal_level, "stages": list(self.anomaly.stages)},
-        }
-        meta_bytes = json.dumps(meta, sort_keys=True).encode()
-        arrays = {"mean": self.mean, "std": self.std}
-        for i, w in enumerate(self.weights):
-            arrays[f"w{i:02d}"] = w
-        if self.anomaly is not None:
-            arrays["anomaly_bank"] = self.anomaly.bank.astype(np.float16)
-        return meta_bytes, arrays
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the artifact atomically (temp file + ``os.replace``)."""
-        meta_bytes, arrays = self._payload()
-        header = {
-            "format": ARTIFACT_FORMAT_NAME,
-            "format_version": ARTIFACT_FORMAT_VERSION,
-            "backend": self.backend_name,
-            "backend_fingerprint": self.backend_fingerprint,
-            "classes": list(self.classes),
-            "sha256": _checksum(meta_bytes, arrays),
-        }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    header=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                    meta=np.frombuffer(meta_bytes, np.uint8),
-                    **arrays,
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], *, expected_backend: str | None = None) -> Learner:
-        """Read an artifact; ArtifactError if corrupt, foreign or incompatible."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ArtifactError(
-                f"cannot read model artifact {path}: {exc.strerror or exc}"
-            ) from None
-        return cls.from_bytes(data, expected_backend=expected_backend, source=str(path))
-
-    @classmethod
-    def from_bytes(
-        cls, data: bytes, *, expected_backend: str | None = None, source: str = "<bytes>"
-    ) -> Learner:
-        """Like :meth:`load` for the artifact's bytes."""
-        if not data.startswith(b"PK"):
-            raise ArtifactError(f"{source} is not a model artifact (not an .npz archive)")
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-            raise ArtifactError(
-                f"{source} is corrupt or truncated ({type(exc).__name__}: {exc})"
-            ) from None
-        try:
-            header = json.loads(bytes(arrays.pop("header")).decode())
-            meta_bytes = bytes(arrays.pop("meta"))
-        except (KeyError, ValueError, UnicodeDecodeError, TypeError):
-            raise ArtifactError(
-                f"{source} is not a model artifact of this engine (no valid header)"
-            ) from None
-        if not isinstance(header, dict) or header.get("format") != ARTIFACT_FORMAT_NAME:
-            raise ArtifactError(
-                f"{source} is not a model artifact of this engine (format {header.get('format')!r})"
-                if isinstance(header, dict)
-                else f"{source}: invalid header"
-            )
-        version = header.get("format_version")
-        if version != ARTIFACT_FORMAT_VERSION:
-            raise ArtifactError(
-                f"{source} has artifact format version {version!r}; this engine reads version "
-                f"{ARTIFACT_FORMAT_VERSION}: retrain the model"
-            )
-        if _checksum(meta_bytes, arrays) != header.get("sha256"):
-            raise ArtifactError(
-                f"{source} failed its sha256 checksum: the file is corrupt or was modified"
-            )
-        try:
-            meta = json.loads(meta_bytes.decode())
-            n_layers = int(meta["n_layers"])
-            weights = [arrays[f"w{i:02d}"].astype(np.float32) for i in range(2 * n_layers)]
-            learner = cls(
-                classes=[str(c) for c in meta["classes"]],
-                backend_name=str(meta["backend"]["name"]),
-                backend_fingerprint=str(meta["backend"]["fingerprint"]),
-                backend_options=dict(meta["backend"].get("options") or {}),
-                weights=weights,
-                mean=arrays["mean"].astype(np.float32),
-                std=arrays["std"].astype(np.float32),
-                temperature=float(meta["temperature"]),
-                info=dict(meta.get("info") or {}),
-                n_models=int(meta.get("n_models", 1)),
-            )
-            if meta.get("anomaly"):
-                learner.anomaly = AnomalyModel(
-                    bank=arrays["anomaly_bank"].astype(np.float32),
-                    normal_level=float(meta["anomaly"]["normal_level"]),
-                    stages=tuple(int(v) for v in meta["anomaly"]["stages"]),
-                )
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise ArtifactError(
-                f"{source} has an incomplete payload ({type(exc).__name__}: {exc})"
-            ) from None
-        _check_shapes(learner, source)
-        if expected_backend is not None and learner.backend_name != expected_backend:
-            raise ArtifactError(
-                f"{source} was trained on backend {learner.backend_name!r}, expected {expected_backend!r}"
-            )
-        return learner
-
-
-def _checksum(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    h.update(meta_bytes)
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"|{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _check_shapes(learner: Learner, source: str) -> None:
-    f = learner.mean.shape
-    ok = learner.mean.ndim == 1 and learner.std.shape == f and len(learner.weights) >= 2
-    ok = ok and learner.n_models >= 1 and len(learner.weights) % (2 * learner.n_models) == 0
-    for model in learner.models() if ok else []:
-        prev = f[0]
-        for i in range(0, len(model), 2):
-            w, b = model[i], model[i + 1]
-            ok = ok and w.ndim == 2 and w.shape[0] == prev and b.shape == (w.shape[1],)
-            prev = w.shape[1] if w.ndim == 2 else -1
-        ok = ok and prev == len(learner.classes) + 1
-    ok = ok and bool(np.all(np.isfinite(learner.std)))
-    ok = ok and bool(np.all(learner.std > 0)) and learner.temperature > 0
-    if not ok:
-        raise ArtifactError(f"{source} has inconsistent model shapes for classes {learner.classes}")
-
-
-def _upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (C,h,w) -> (C,H,W), cell centres aligned; renormalised.
-
-    Separable: rows are interpolated first, then columns (the same values as
-    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` on the clipped
-    grid, at a fraction of its cost).
-    """
-    c, h, w = probs.shape
-    big_h, big_w = size
-
-    def axis(n_small: int, n_big: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.clip((np.arange(n_big) + 0.5) * n_small / n_big - 0.5, 0, n_small - 1)
-        lo = np.floor(pos).astype(np.intp)
-        hi = np.minimum(lo + 1, n_small - 1)
-        return lo, hi, (pos - lo).astype(np.float32)
-
-    y0, y1, wy = axis(h, big_h)
-    x0, x1, wx = axis(w, big_w)
-    p = np.asarray(probs, np.float32)
-    rows = p[:, y0, :] * (1 - wy)[None, :, None] + p[:, y1, :] * wy[None, :, None]
-    out = rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
-    out /= np.maximum(out.sum(axis=0, keepdims=True), np.float32(1e-6))
-    return out.astype(np.float32, copy=False)
-
-
-def probabilities_refine(
-    probs: np.ndarray, *, model: Any, embedding: Any, threshold: float = 0.5
-) -> np.ndarray:
-    """Sharpen each predicted blob with SAM (``prompting.segment.blob_refine``).
-
-    ``probs``: (K+1,H,W) float32; ``embedding``: the image's SamEmbedding. For
-    each class, the blobs of ``probs[k] >= threshold`` prompt SAM (box + interior
-    points); inside SAM's mask the class gets at least 0.75, blob pixels SAM
-    rejects at most 0.25; other planes are rescaled so each pixel sums to 1.
-    Returns a new array.
-    """
-    from prompting.segment import blob_refine
-
-    out = probs.copy()
-    for k in range(1, probs.shape[0]):
-        mask = probs[k] >= threshold
-        if not mask.any():
-            continue
-        refined = np.asarray(blob_refine(model, embedding, mask), bool)
-        new = probs[k].copy()
-        new[refined] = np.maximum(new[refined], 0.75)
-        rejected = mask & ~refined
-        new[rejected] = np.minimum(new[rejected], 0.25)
-        changed = new != probs[k]
-        if not changed.any():
-            continue
-        scale = (1.0 - new[changed]) / np.maximum(1.0 - out[k][changed], 1e-6)
-        for j in range(out.shape[0]):
-            if j != k:
-                out[j][changed] *= scale
-        out[k][changed] = new[changed]
-    out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-6)
-    return out.astype(np.float32)
+    #: ids of the images whose strokes ``loo_iou`` was measured on (held out of one fit)
+    loo_image_ids: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- training
@@ -1051,6 +333,7 @@ def learner_train(
     candidates = (steps,) if isinstance(steps, int) else tuple(sorted(int(v) for v in steps))
     chosen_steps = candidates[len(candidates) // 2]
     temperature, loo_iou = 1.0, None
+    loo_image_ids: tuple[str, ...] = ()
     t_cal = time.perf_counter()
     uniq = np.unique(g)
     if warm is not None:
@@ -1063,10 +346,10 @@ def learner_train(
         if all((y[~held] == k).any() for k in range(n_classes)) and len(np.unique(y[held])) > 1:
             best_nll = np.inf
             for n_steps in candidates:
-                w_cal = _mlp_fit(xn[~held], y[~held], seed=seed + 1, **{**fit_kw, "steps": n_steps})
-                with _one_blas_thread():
-                    cand_logits = _mlp_forward(w_cal, xn[held])
-                cand_t, nll = _fit_temperature(cand_logits, y[held], n_classes)
+                w_cal = mlp_fit(xn[~held], y[~held], seed=seed + 1, **{**fit_kw, "steps": n_steps})
+                with one_blas_thread():
+                    cand_logits = mlp_forward(w_cal, xn[held])
+                cand_t, nll = fit_temperature(cand_logits, y[held], n_classes)
                 if nll < best_nll - 1e-4:
                     best_nll, temperature, chosen_steps, logits = nll, cand_t, n_steps, cand_logits
             pred = logits.argmax(axis=1)
@@ -1077,6 +360,7 @@ def learner_train(
                 if (y[held] == k).any():
                     ious.append(inter / max(union, 1))
             loo_iou = float(np.mean(ious)) if ious else None
+            loo_image_ids = tuple(str(images[int(i)].image_id) for i in np.unique(g[held]).tolist())
     t_cal = time.perf_counter() - t_cal
 
     report(0.8, "fitting")
@@ -1084,7 +368,7 @@ def learner_train(
     weights = []
     for j in range(n_models):
         if warm is not None:
-            weights += _mlp_fit(
+            weights += mlp_fit(
                 xn,
                 y,
                 seed=seed + 7919 * j,
@@ -1092,7 +376,7 @@ def learner_train(
                 **{**fit_kw, "steps": int(warm_steps), "lr": 1e-3},
             )
         else:
-            weights += _mlp_fit(xn, y, seed=seed + 7919 * j, **{**fit_kw, "steps": chosen_steps})
+            weights += mlp_fit(xn, y, seed=seed + 7919 * j, **{**fit_kw, "steps": chosen_steps})
     t_fit = time.perf_counter() - t_fit
     learner = Learner(
         classes=classes,
@@ -1134,7 +418,11 @@ def learner_train(
         "features_computed": reuse.get("computed", 0),
     }
     return TrainResult(
-        learner=learner, timings=timings, pixels_per_class=pixels_per_class, loo_iou=loo_iou
+        learner=learner,
+        timings=timings,
+        pixels_per_class=pixels_per_class,
+        loo_iou=loo_iou,
+        loo_image_ids=loo_image_ids,
     )
 
 

@@ -27,12 +27,14 @@ INPUT_CHECK_RULE_ID = "input-check"
 @dataclass
 class InspectionResult:
     """Decision of one image, its probabilities (K+1,H,W) float32, timings in ms,
-    and the input check (None when off)."""
+    the input check (None when off) and the anomaly map (H,W) float32 (None
+    when the model has no memory bank of good parts)."""
 
     decision: Any  # prompting.rules.Decision
     probabilities: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     input_check: InputCheck | None = None
+    anomaly: np.ndarray | None = None
 
 
 def decision_input_apply(decision: Any, check: InputCheck, *, mode: str) -> Any:
@@ -41,6 +43,7 @@ def decision_input_apply(decision: Any, check: InputCheck, *, mode: str) -> Any:
     unlike the training images is not passed on the model's word."""
     if mode not in INPUT_CHECK_MODES:
         raise ValueError(f"input check mode must be one of {INPUT_CHECK_MODES}, got {mode!r}")
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules.decision import Reason, severity_max
 
     reasons = list(decision.reasons)
@@ -90,6 +93,7 @@ def inspect_image(
     its tolerance. Models without ranges are reported as not checked.
     ``timings``: ``predict_ms``, ``rules_ms``, ``input_ms``, ``total_ms``.
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules import rules_apply
 
     if input_mode not in INPUT_CHECK_MODES:
@@ -98,8 +102,15 @@ def inspect_image(
     probs = learner.predict_proba(
         rgb8, backend=backend, cache=cache, image_hash=image_hash, sam_model=sam_model
     )
+    anomaly = learner.anomaly_map(rgb8, backend=backend)
     t1 = time.perf_counter()
-    decision = rules_apply(probs, classes=learner.classes, ruleset=ruleset, px_per_mm=px_per_mm)
+    decision = rules_apply(
+        probs,
+        classes=learner.classes,
+        ruleset=ruleset,
+        px_per_mm=px_per_mm,
+        inputs=None if anomaly is None else {"anomaly": anomaly},
+    )
     t2 = time.perf_counter()
     check = None
     if input_mode != "off":
@@ -114,5 +125,9 @@ def inspect_image(
         "total_ms": (t3 - t0) * 1000.0,
     }
     return InspectionResult(
-        decision=decision, probabilities=probs, timings=timings, input_check=check
+        decision=decision,
+        probabilities=probs,
+        timings=timings,
+        input_check=check,
+        anomaly=anomaly,
     )

@@ -33,6 +33,7 @@ def django_start(*, eager: bool = True, extra_env: dict[str, str] | None = None)
             "CELERY_BROKER_URL": "filesystem://",
             "CELERY_TASK_ALWAYS_EAGER": "1" if eager else "0",
             "LOG_LEVEL": "ERROR",
+            "STATIC_FROM_APPS": "1",  # static files from the apps: no collectstatic for a suite
             **(extra_env or {}),
         }
     )

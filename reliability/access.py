@@ -87,8 +87,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/api/v1/images/{image}/overlay/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/images/{image}/prompts/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("POST", "/api/v1/images/{image}/prompts/", "prompt", "401 403 403 2xx 2xx 404 403"),
-    # SAM is not configured in the suites: the allowed answer is a clear 409
-    ("POST", "/api/v1/images/{image}/segment/", "segment", "401 403 403 409 409 404 403"),
+    # SAM is not configured in the suites: the backbone network answers the click
+    ("POST", "/api/v1/images/{image}/segment/", "segment", "401 403 403 2xx 2xx 404 403"),
     ("DELETE", "/api/v1/prompts/{prompt}/", "", "401 403 403 2xx 2xx 404 403"),
     # jobs, models, predictions
     ("GET", "/api/v1/jobs/{job}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
@@ -103,6 +103,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/models/{model}/deploy/", "", "401 403 403 2xx 2xx 404 403"),
     ("GET", "/api/v1/predictions/{prediction}/mask/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/predictions/{prediction}/overlay/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/predictions/{prediction}/anomaly/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     # inspections: read-only for everyone, immutable
     ("GET", "/api/v1/inspections/{inspection}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("PUT", "/api/v1/inspections/{inspection}/", "project_patch", "401 405 405 405 405 405 405"),
@@ -123,6 +124,14 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/models/{model}/shadow/", "", "401 403 403 409 409 404 403"),
     ("DELETE", "/api/v1/models/{model}/shadow/", "", "401 403 403 409 409 404 403"),
     ("GET", "/api/v1/projects/{project}/inspections/summary/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    # model lifecycle: members read the candidate, comparisons and the next step;
+    # engineers keep a previous version or undo strokes (the world's model is
+    # the only version: there is nothing before it to keep, 409)
+    ("GET", "/api/v1/projects/{project}/candidate/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/projects/{project}/next-step/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/models/{model}/comparison/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("POST", "/api/v1/models/{model}/dismiss/", "", "401 403 403 409 409 404 403"),
+    ("POST", "/api/v1/models/{model}/undo-strokes/", "", "401 403 403 409 409 404 403"),
     # webhooks
     ("GET", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
     ("DELETE", "/api/v1/webhooks/{webhook}/", "", "401 403 403 403 2xx 404 403"),
@@ -385,6 +394,11 @@ PROBES = [
     ("GET", "/api/v1/models/{model}/bundle/"),
     ("GET", "/api/v1/models/{model}/shadow/"),
     ("POST", "/api/v1/models/{model}/shadow/"),
+    ("GET", "/api/v1/projects/{project}/candidate/"),
+    ("GET", "/api/v1/projects/{project}/next-step/"),
+    ("GET", "/api/v1/models/{model}/comparison/"),
+    ("POST", "/api/v1/models/{model}/dismiss/"),
+    ("POST", "/api/v1/models/{model}/undo-strokes/"),
     ("GET", "/api/v1/webhooks/{webhook}/"),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries/"),
 ]

@@ -236,6 +236,21 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
             "metadata": metadata,
         }
     )
+    # half the requests are well-formed ones from an allowed client, so the
+    # answers that decode masks and write the log are exercised too
+    valid_st = st.fixed_dictionaries(
+        {
+            "method": st.just("POST"),
+            "path": st.just("/images"),
+            "remote": st.sampled_from(["127.0.0.1", "::1"]),
+            "files": st.fixed_dictionaries({"file": st.tuples(st.text(max_size=30), st.just(png))}),
+            "metadata": st.one_of(
+                st.none(),
+                st.dictionaries(st.sampled_from(keys[:8]), st.text(max_size=50), max_size=4).map(json.dumps),
+            ),
+        }
+    )
+    request_st = st.one_of(valid_st, request_st)
     statuses: Counter = Counter()
     failures: list[str] = []
 

@@ -8,6 +8,7 @@ under ``if TYPE_CHECKING:`` never run and don't count either.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,33 @@ def test_the_check_finds_circles_through_module_level_imports_only(tmp_path, fil
         (tmp_path / "pkg" / name).write_text(text)
     graph = import_graph(_modules(tmp_path, ("pkg",)))
     assert import_cycles(graph) == expected
+
+
+def _readme_layout() -> list[str]:
+    """Paths the README's Layout block names: top-level entries and the entries
+    indented under a top-level directory."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    paths, top = [], ""
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        if not line.startswith(" "):
+            top = name if name.endswith("/") else ""
+            paths.append(name)
+        elif top and len(line) - len(line.lstrip()) == 2:
+            paths.append(top + name)
+    return paths
+
+
+def test_the_readme_layout_names_only_what_exists():
+    paths = _readme_layout()
+    assert len(paths) > 20
+    missing = [p for p in paths if not (REPO / p).exists()]
+    assert missing == [], f"README's Layout names paths that don't exist: {missing}"
+    table = (REPO / "README.md").read_text().split("Where things go:", 1)[1].split("\n## ", 1)[0]
+    named = {
+        p for p in re.findall(r"`((?:inspection|prompting|tests|reliability)/[\w/.]+)`", table)
+    }
+    assert named and not [p for p in named if not (REPO / p).exists()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate, login, logout
+from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -10,6 +11,7 @@ from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -29,7 +31,7 @@ class TokenView(APIView):
     throttle_classes = [ScopedRateThrottle]
 
     @extend_schema(request=s.LoginInput, responses={200: s.TokenOutput, 400: DETAIL})
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponse:
         data = s.LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
@@ -54,7 +56,7 @@ class SessionView(APIView):
             200: inline_serializer("Session", {"authenticated": drf_serializers.BooleanField()})
         }
     )
-    def get(self, request):
+    def get(self, request: Request) -> HttpResponse:
         return Response(
             {
                 "authenticated": request.user.is_authenticated,
@@ -68,7 +70,7 @@ class SessionView(APIView):
             200: inline_serializer("SessionLogin", {"username": drf_serializers.CharField()})
         },
     )
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponse:
         data = s.LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
@@ -78,7 +80,7 @@ class SessionView(APIView):
         return Response({"username": user.get_username()})
 
     @extend_schema(responses={204: None})
-    def delete(self, request):
+    def delete(self, request: Request) -> HttpResponse:
         logout(request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -92,7 +94,7 @@ class MeView(APIView):
             )
         }
     )
-    def get(self, request):
+    def get(self, request: Request) -> HttpResponse:
         roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
         return Response(
             {

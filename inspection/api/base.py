@@ -7,11 +7,14 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from django.db.models import QuerySet
+from django_filters import FilterSet
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
@@ -50,7 +53,13 @@ def row_for(
     return row
 
 
-def paginate(view: APIView, request: Request, qs, serializer_cls, **context: Any) -> Response:
+def paginate(
+    view: APIView,
+    request: Request,
+    qs: QuerySet,
+    serializer_cls: type[BaseSerializer],
+    **context: Any,
+) -> Response:
     """One page of ``qs`` serialized (the whole list when pagination is off)."""
     cls = api_settings.DEFAULT_PAGINATION_CLASS
     paginator = cls() if cls else None
@@ -61,7 +70,7 @@ def paginate(view: APIView, request: Request, qs, serializer_cls, **context: Any
     return paginator.get_paginated_response(serializer_cls(page, many=True, context=context).data)
 
 
-def filtered(filterset_cls, request: Request, qs):
+def filtered(filterset_cls: type[FilterSet], request: Request, qs: QuerySet) -> QuerySet:
     """``qs`` narrowed by the query parameters; 400 naming invalid ones."""
     fs = filterset_cls(request.query_params, queryset=qs)
     if not fs.is_valid():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as default
 from django.views.defaults import page_not_found
 from rest_framework import status
@@ -15,7 +15,7 @@ from inspection.errors import ServiceError
 from inspection.models import ImmutableError
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ServiceError):
         body = {"detail": exc.message, "code": exc.code, **exc.extra}
         if exc.field_errors:
@@ -57,7 +57,7 @@ def exception_handler(exc, context):
     return response
 
 
-def not_found(request, exception=None):
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """404 for unrouted URLs: the JSON error shape under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "no such API route", "code": "not_found"}, status=404)
@@ -65,7 +65,7 @@ def not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
-def csrf_failure(request, reason=""):
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF refusal (CSRF_FAILURE_VIEW): the JSON error shape under /api/."""
     if request.path.startswith("/api/"):
         return JsonResponse(

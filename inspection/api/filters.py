@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from inspection import selectors
 from inspection.models import Image, Inspection, Job, Prediction
@@ -22,13 +24,13 @@ class ImageFilter(django_filters.FilterSet):
         model = Image
         fields: list = []
 
-    def f_verdict(self, qs, name, value):
+    def f_verdict(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         return qs.filter(verdict="" if value == "none" else value)
 
-    def f_has_prompts(self, qs, name, value):
+    def f_has_prompts(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         return qs.filter(n_prompts__gt=0) if value else qs.filter(n_prompts=0)
 
-    def f_has_gt(self, qs, name, value):
+    def f_has_gt(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         return qs.exclude(verdict="") if value else qs.filter(verdict="")
 
 
@@ -40,7 +42,7 @@ class JobFilter(django_filters.FilterSet):
         model = Job
         fields = ["kind", "state"]
 
-    def f_state(self, qs, name, value):
+    def f_state(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         return selectors.jobs_with_state(qs, value)
 
 
@@ -57,7 +59,7 @@ class PredictionFilter(django_filters.FilterSet):
         model = Prediction
         fields = ["verdict", "image"]
 
-    def f_ordering(self, qs, name, value):
+    def f_ordering(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         """``-uncertainty``: the images a correction helps most first ("review next");
         predictions stored before uncertainty was measured come last either way."""
 
@@ -67,7 +69,7 @@ class PredictionFilter(django_filters.FilterSet):
         key = field.desc(nulls_last=True) if value.startswith("-") else field.asc(nulls_last=True)
         return qs.order_by(key, "image__created_at", "image_id")
 
-    def f_disagree(self, qs, name, value):
+    def f_disagree(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         labelled = qs.exclude(image__verdict="")
         return (
             labelled.exclude(verdict=F("image__verdict"))
@@ -104,18 +106,18 @@ class InspectionFilter(django_filters.FilterSet):
         model = Inspection
         fields = ["verdict", "station", "part_id", "job"]
 
-    def f_misjudged(self, qs, name, value):
+    def f_misjudged(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         q = review_services.misjudged_q()
         return qs.filter(q) if value else qs.exclude(q)
 
-    def f_shadow_disagrees(self, qs, name, value):
+    def f_shadow_disagrees(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         q = shadow_services.shadow_disagrees_q()
         return qs.filter(q) if value else qs.exclude(q)
 
-    def f_image_kept(self, qs, name, value):
+    def f_image_kept(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         return qs.exclude(image_file="") if value else qs.filter(image_file="")
 
-    def f_ordering(self, qs, name, value):
+    def f_ordering(self, qs: QuerySet, name: str, value: Any) -> QuerySet:
         """Newest first by default; ``-uncertainty``: the decisions closest to
         flipping first (the review queue), unmeasured ones last, newest first on ties."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from inspection.celery import app
@@ -33,7 +33,7 @@ def _broker() -> str:
 
 
 @require_GET
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database(), "broker": _broker()}
     healthy = all(v in ("ok", "eager") for v in checks.values())
     response = JsonResponse(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+from uuid import UUID
+
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,7 +32,7 @@ class ImageListView(APIView):
             OpenApiParameter("has_ground_truth", bool),
         ],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         qs = filtered(ImageFilter, request, selectors.image_list(project=project))
         response = paginate(self, request, qs, s.ImageOutput)
@@ -50,7 +53,7 @@ class ImageListView(APIView):
             )
         },
     )
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk, EDIT)
         data = s.ImageUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -79,7 +82,7 @@ class ImageDetailView(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(responses={200: s.ImageOutput})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, READ)
         return Response(s.ImageOutput(image, context={"request": request}).data)
 
@@ -87,7 +90,7 @@ class ImageDetailView(APIView):
         request={"multipart/form-data": s.ImagePatchInput, "application/json": s.ImagePatchInput},
         responses={200: s.ImageOutput},
     )
-    def patch(self, request, pk):
+    def patch(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, EDIT)
         data = s.ImagePatchInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -101,7 +104,7 @@ class ImageDetailView(APIView):
         return Response(s.ImageOutput(image, context={"request": request}).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request, pk):
+    def delete(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, EDIT)
         image_services.image_delete(image=image)
         return Response(status=204)
@@ -111,7 +114,7 @@ class ImageFileView(APIView):
     kind = "file"
 
     @extend_schema(responses={(200, "image/*"): bytes})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, READ)
         if self.kind == "display":
             return display_response(image.file.name, filename=f"{image.id}-display.png")

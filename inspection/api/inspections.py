@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from uuid import UUID
 
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -34,7 +36,7 @@ class InspectView(APIView):
             409: DETAIL,
         },
     )
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk, INSPECT)
         data = s.InspectInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -88,7 +90,7 @@ class InspectionListView(APIView):
             ),
         ],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         return paginate(
             self,
@@ -105,7 +107,7 @@ class InspectionExportView(APIView):
         responses={(200, "text/csv"): bytes, (200, "application/json"): bytes},
         parameters=[OpenApiParameter("format", str, enum=["csv", "json"])],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         fmt = request.query_params.get("format", "csv")
         if fmt not in ("csv", "json"):
@@ -129,14 +131,14 @@ class InspectionSummaryView(APIView):
     """Counts of the log and of its reviews (the line's real escapes and overkills)."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         return Response(review_services.inspection_summary(project=project))
 
 
 class InspectionDetailView(APIView):
     @extend_schema(responses={200: s.InspectionOutput})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         ins = row_for(request, selectors.inspection_get, pk, READ)
         return Response(s.InspectionOutput(ins).data)
 
@@ -146,7 +148,7 @@ class InspectionImageView(APIView):
     display = False
 
     @extend_schema(responses={(200, "image/*"): bytes, 404: DETAIL})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         ins = row_for(request, selectors.inspection_get, pk, READ)
         if not ins.image_file:
             raise Http404(
@@ -166,7 +168,7 @@ class InspectionReviewView(APIView):
     parser_classes = [JSONParser]
 
     @extend_schema(request=s.InspectionReviewInput, responses={200: s.InspectionOutput})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         ins = row_for(request, selectors.inspection_get, pk, INSPECT)
         data = s.InspectionReviewInput(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
@@ -177,7 +179,7 @@ class InspectionReviewView(APIView):
         return Response(s.InspectionOutput(ins).data)
 
     @extend_schema(responses={204: None, 409: DETAIL})
-    def delete(self, request, pk):
+    def delete(self, request: Request, pk: UUID) -> HttpResponse:
         ins = row_for(request, selectors.inspection_get, pk, INSPECT)
         review_services.inspection_review_clear(inspection=ins)
         return Response(status=204)
@@ -195,7 +197,7 @@ _PROMOTED = inline_serializer(
 
 class InspectionPromoteView(APIView):
     @extend_schema(request=None, responses={201: _PROMOTED, 200: _PROMOTED, 409: DETAIL})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         ins = row_for(request, selectors.inspection_get, pk, EDIT)
         result = review_services.inspection_promote(inspection=ins, user=request.user)
         return Response(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
+from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,7 +26,7 @@ class ProjectJobListView(APIView):
         responses={200: s.JobOutput(many=True)},
         parameters=[OpenApiParameter("kind", str), OpenApiParameter("state", str)],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         qs = filtered(JobFilter, request, selectors.job_list(project=project))
         return paginate(self, request, qs, s.JobOutput)
@@ -30,14 +34,14 @@ class ProjectJobListView(APIView):
 
 class JobDetailView(APIView):
     @extend_schema(responses={200: s.JobOutput})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         job = row_for(request, selectors.job_get, pk, READ)
         return Response(s.JobOutput(job).data)
 
 
 class JobCancelView(APIView):
     @extend_schema(request=None, responses={200: s.JobOutput, 409: DETAIL})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         job = selectors.job_get(user=request.user, pk=pk)
         need = INSPECT if job.kind == Job.Kind.INSPECT_BATCH else EDIT
         role_require(user=request.user, project=job.project, need=need)
@@ -75,7 +79,7 @@ class JobPredictionListView(APIView):
             )
         ],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         job = row_for(request, selectors.job_get, pk, READ)
         since = _since(request.query_params.get("since"))
         return paginate(

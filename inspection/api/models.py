@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,7 +27,7 @@ class TrainView(APIView):
         request=s.TrainInput,
         responses={202: inline_serializer("JobAccepted", {"job": s.JobOutput()}), 409: DETAIL},
     )
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk, EDIT)
         data = s.TrainInput(data=request.data or {})
         data.is_valid(raise_exception=True)
@@ -36,7 +39,7 @@ class TrainView(APIView):
 
 class ModelListView(APIView):
     @extend_schema(responses={200: s.ModelVersionOutput(many=True)})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         return paginate(
             self,
@@ -48,14 +51,14 @@ class ModelListView(APIView):
 
 class ModelDetailView(APIView):
     @extend_schema(responses={200: s.ModelVersionOutput})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         mv = row_for(request, selectors.model_version_get, pk, READ)
         return Response(s.ModelVersionOutput(mv).data)
 
 
 class ModelDeployView(APIView):
     @extend_schema(request=None, responses={200: s.ModelVersionOutput})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         mv = row_for(request, selectors.model_version_get, pk, EDIT)
         mv = training_services.model_deploy(model_version=mv, user=request.user)
         mv.project.refresh_from_db()
@@ -67,19 +70,19 @@ class ModelShadowView(APIView):
     line's inspections; POST to start shadowing it, DELETE to stop."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         mv = row_for(request, selectors.model_version_get, pk, READ)
         return Response(shadow_services.model_shadow_compare(model_version=mv))
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: DETAIL})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         mv = row_for(request, selectors.model_version_get, pk, EDIT)
         shadow_services.model_shadow_start(model_version=mv)
         mv.project.refresh_from_db()
         return Response(shadow_services.model_shadow_compare(model_version=mv))
 
     @extend_schema(responses={204: None, 409: DETAIL})
-    def delete(self, request, pk):
+    def delete(self, request: Request, pk: UUID) -> HttpResponse:
         mv = row_for(request, selectors.model_version_get, pk, EDIT)
         shadow_services.model_shadow_stop(model_version=mv)
         return Response(status=204)
@@ -93,7 +96,7 @@ class ModelBundleView(APIView):
         responses={(200, "application/zip"): bytes, 400: DETAIL},
         parameters=[OpenApiParameter("rules_version", int)],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         mv = row_for(request, selectors.model_version_get, pk, INSPECT)
         raw = request.query_params.get("rules_version")
         version = None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from operator import attrgetter
+from uuid import UUID
 
 import numpy as np
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,7 +27,7 @@ class PromptListView(APIView):
         responses={200: s.PromptOutput(many=True)},
         parameters=[OpenApiParameter("include_deleted", bool)],
     )
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, READ)
         include = request.query_params.get("include_deleted") in ("1", "true")
         return paginate(
@@ -35,7 +38,7 @@ class PromptListView(APIView):
         )
 
     @extend_schema(request=s.PromptInput, responses={201: s.PromptOutput})
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, EDIT)
         if not isinstance(request.data, dict):
             raise InvalidInput("a prompt must be a JSON object")
@@ -47,7 +50,7 @@ class PromptListView(APIView):
 
 class PromptDetailView(APIView):
     @extend_schema(responses={204: None})
-    def delete(self, request, pk):
+    def delete(self, request: Request, pk: UUID) -> HttpResponse:
         prompt = row_for(
             request, selectors.prompt_get, pk, EDIT, project=attrgetter("image.project")
         )
@@ -62,8 +65,11 @@ class SegmentView(APIView):
             200: inline_serializer(
                 "Segment",
                 {
+                    "label": drf_serializers.CharField(),
+                    "engine": drf_serializers.ChoiceField(choices=["sam", "backbone"]),
                     "score": drf_serializers.FloatField(),
                     "time_ms": drf_serializers.FloatField(),
+                    "features_ms": drf_serializers.FloatField(),
                     "mask_png": drf_serializers.CharField(),
                     "rle": drf_serializers.DictField(),
                 },
@@ -71,7 +77,7 @@ class SegmentView(APIView):
             409: DETAIL,
         },
     )
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         image = row_for(request, selectors.image_get, pk, EDIT)
         data = s.SegmentInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -84,8 +90,10 @@ class SegmentView(APIView):
         fmt = data.validated_data.get("output", "both")
         body = {
             "label": out.label,
+            "engine": out.engine,
             "score": out.score,
             "time_ms": round(out.time_ms, 2),
+            "features_ms": round(out.features_ms, 2),
             "service_ms": round(out.service_ms, 2),
             "width": image.width,
             "height": image.height,

@@ -3,6 +3,9 @@ vocabulary rule editors build their forms from."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
@@ -30,7 +33,7 @@ class RulesView(APIView):
     parser_classes = [JSONParser]
 
     @extend_schema(responses={200: s.RuleSetOutput})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         rs = ruleset_services.ruleset_active_get(project=project)
         rs.project = project
@@ -46,7 +49,7 @@ class RulesView(APIView):
         ),
         responses={200: s.RuleSetOutput, 400: DETAIL},
     )
-    def put(self, request, pk):
+    def put(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk, EDIT)
         rules, note = _rules_body(request.data)
         rs = rule_services.ruleset_update(project=project, data=rules, user=request.user, note=note)
@@ -57,7 +60,7 @@ class RulesView(APIView):
 
 class RuleVersionListView(APIView):
     @extend_schema(responses={200: s.RuleSetOutput(many=True)})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk)
         return paginate(
             self,
@@ -108,7 +111,7 @@ class _RulesRunView(APIView):
     start = staticmethod(rule_services.rules_backtest_request)
 
     @extend_schema(request=s.RulesBacktestInput, responses=_RULES_RESPONSES, parameters=[_PREFER])
-    def post(self, request, pk):
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
         project, _ = project_for(request, pk, self.need)
         data = s.RulesBacktestInput(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)

@@ -77,6 +77,7 @@ class ProjectInput(serializers.Serializer):
 class ProjectPatchInput(ProjectInput):
     name = serializers.CharField(max_length=200, required=False)
     classes = serializers.ListField(child=serializers.JSONField(), max_length=20, required=False)
+    auto_deploy = serializers.BooleanField(required=False)
 
 
 class MemberInput(serializers.Serializer):
@@ -211,6 +212,7 @@ class ProjectOutput(serializers.ModelSerializer):
     active_rules_version = serializers.IntegerField(
         source="active_ruleset.version", default=None, allow_null=True, read_only=True
     )
+    candidate_model = serializers.SerializerMethodField()
     n_images = serializers.IntegerField(read_only=True, default=None, allow_null=True)
     n_inspections = serializers.IntegerField(read_only=True, default=None, allow_null=True)
     n_inspections_ng = serializers.IntegerField(read_only=True, default=None, allow_null=True)
@@ -236,6 +238,10 @@ class ProjectOutput(serializers.ModelSerializer):
             "shadow_model",
             "deployed_model",
             "deployed_model_number",
+            "deployed_at",
+            "deployed_how",
+            "auto_deploy",
+            "candidate_model",
             "active_ruleset",
             "active_rules_version",
             "role",
@@ -248,6 +254,22 @@ class ProjectOutput(serializers.ModelSerializer):
 
     def get_role(self, obj) -> str | None:
         return (self.context.get("roles") or {}).get(obj.id) or self.context.get("role")
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {"id": {"type": "string"}, "number": {"type": "integer"}},
+        }
+    )
+    def get_candidate_model(self, obj) -> dict | None:
+        """The newest version after the deployed one that nobody dismissed."""
+        if "roles" in self.context:
+            return None  # the list stays one query; the detail names it
+        from inspection.services.lifecycle import model_candidate
+
+        mv = model_candidate(project=obj)
+        return None if mv is None else {"id": str(mv.id), "number": mv.number}
 
 
 class MemberOutput(serializers.ModelSerializer):
@@ -421,6 +443,7 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "job",
             "deployed",
             "shadow",
+            "dismissed_at",
             "created_at",
         ]
 
@@ -450,6 +473,7 @@ class PredictionOutput(serializers.ModelSerializer):
     truth = serializers.CharField(source="image.verdict")
     mask_url = serializers.SerializerMethodField()
     overlay_url = serializers.SerializerMethodField()
+    anomaly_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
@@ -465,15 +489,23 @@ class PredictionOutput(serializers.ModelSerializer):
             "reasons",
             "blobs",
             "uncertainty",
+            "anomaly_peak",
             "truth",
             "mask_url",
             "overlay_url",
+            "anomaly_url",
             "timings",
             "created_at",
         ]
 
     def get_mask_url(self, obj) -> str:
         return _url(self.context.get("request"), "prediction-mask", obj.id)
+
+    def get_anomaly_url(self, obj) -> str | None:
+        """The anomaly heat map (PNG, RGBA), when the model has a memory bank of good parts."""
+        if obj.anomaly_peak is None:
+            return None
+        return _url(self.context.get("request"), "prediction-anomaly", obj.id)
 
     def get_overlay_url(self, obj) -> str:
         return _url(self.context.get("request"), "prediction-overlay", obj.id)

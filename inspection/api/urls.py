@@ -8,6 +8,7 @@ from inspection.api import (
     inspections,
     interchange,
     jobs,
+    lifecycle,
     models,
     predictions,
     projects,
@@ -44,6 +45,16 @@ urlpatterns = [
     ),
     path("projects/<uuid:pk>/images/", images.ImageListView.as_view(), name="project-images"),
     path("projects/<uuid:pk>/train/", models.TrainView.as_view(), name="project-train"),
+    path(
+        "projects/<uuid:pk>/candidate/",
+        lifecycle.ProjectCandidateView.as_view(),
+        name="project-candidate",
+    ),
+    path(
+        "projects/<uuid:pk>/next-step/",
+        lifecycle.ProjectNextStepView.as_view(),
+        name="project-next-step",
+    ),
     path("projects/<uuid:pk>/jobs/", jobs.ProjectJobListView.as_view(), name="project-jobs"),
     path("projects/<uuid:pk>/models/", models.ModelListView.as_view(), name="project-models"),
     path("projects/<uuid:pk>/rules/", rules.RulesView.as_view(), name="project-rules"),
@@ -113,6 +124,17 @@ urlpatterns = [
     path("models/<uuid:pk>/bundle/", models.ModelBundleView.as_view(), name="model-bundle"),
     path("models/<uuid:pk>/shadow/", models.ModelShadowView.as_view(), name="model-shadow"),
     path(
+        "models/<uuid:pk>/comparison/",
+        lifecycle.ModelComparisonView.as_view(),
+        name="model-comparison",
+    ),
+    path("models/<uuid:pk>/dismiss/", lifecycle.ModelDismissView.as_view(), name="model-dismiss"),
+    path(
+        "models/<uuid:pk>/undo-strokes/",
+        lifecycle.ModelUndoStrokesView.as_view(),
+        name="model-undo-strokes",
+    ),
+    path(
         "predictions/<uuid:pk>/mask/",
         predictions.PredictionFileView.as_view(kind="mask"),
         name="prediction-mask",
@@ -121,6 +143,11 @@ urlpatterns = [
         "predictions/<uuid:pk>/overlay/",
         predictions.PredictionFileView.as_view(kind="overlay"),
         name="prediction-overlay",
+    ),
+    path(
+        "predictions/<uuid:pk>/anomaly/",
+        predictions.PredictionAnomalyView.as_view(),
+        name="prediction-anomaly",
     ),
     path(
         "inspections/<uuid:pk>/",

@@ -39,7 +39,8 @@ from django.utils import timezone
 
 from inspection import queue
 from inspection.errors import Conflict, JobCancelled
-from inspection.models import Job, JobChunk
+from inspection.models import Job, JobChunk, Project
+from inspection.types import RowId
 
 log = logging.getLogger("inspection.jobs")
 
@@ -213,7 +214,7 @@ def stats_add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def job_chunk_run(*, chunk_id, task_id: str = "") -> None:
+def job_chunk_run(*, chunk_id: RowId, task_id: str = "") -> None:
     """Celery body of one chunk: claim it (queued → running, atomically), run it,
     and end the job if it was the last. Safe to run twice."""
     from celery.exceptions import SoftTimeLimitExceeded
@@ -344,7 +345,7 @@ def job_chunks_summary(job: Job) -> dict[str, Any] | None:
     }
 
 
-def chunks_sweep_stale(*, older_than_s: int | None = None, project=None) -> int:
+def chunks_sweep_stale(*, older_than_s: int | None = None, project: Project | None = None) -> int:
     """Queue again each running chunk whose heartbeat stopped (its worker died),
     once; a chunk lost ``CHUNK_MAX_ATTEMPTS`` times fails with its job.
     Returns how many chunks were requeued or failed."""

@@ -10,13 +10,23 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 
 from inspection.errors import Conflict
 from inspection.storage import bytes_read, local_copy
+
+if TYPE_CHECKING:  # the engine's types, for signatures only (the engine loads lazily)
+    from inspection.models import Image, ModelVersion, RuleSet
+    from prompting.features.base import FeatureBackend
+    from prompting.features.cache import FeatureCache
+    from prompting.features.sam import SamEmbedding, SamModel
+    from prompting.learner import Learner
+    from prompting.rules import Decision
+    from prompting.rules import RuleSet as EngineRuleSet
 
 _lock = threading.Lock()
 _backends: dict[tuple, Any] = {}
@@ -26,8 +36,9 @@ _embeddings: OrderedDict[str, Any] = OrderedDict()
 _EMBEDDINGS_MAX = 8  # ~4 MB each: the images being painted right now
 
 
-def feature_cache_get():
+def feature_cache_get() -> FeatureCache:
     """The on-disk feature/embedding cache shared by every process (or None)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import FeatureCache
 
     key = ("cache", str(settings.FEATURE_CACHE_DIR), settings.FEATURE_CACHE_MAX_BYTES)
@@ -52,7 +63,7 @@ def sam_options() -> dict[str, Any]:
     }
 
 
-def sam_model_get():
+def sam_model_get() -> SamModel:
     """The configured SAM model; Conflict when SAM isn't configured."""
     if not sam_configured():
         raise Conflict(
@@ -60,6 +71,7 @@ def sam_model_get():
             "SAM_DEVICE) to a segment-anything checkpoint",
             code="sam_not_configured",
         )
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.sam import sam_model_load
 
     model = sam_model_load(**sam_options())
@@ -82,7 +94,7 @@ def _fingerprint_listed(fingerprint: str) -> None:
         _listed.add(key)
 
 
-def embedding_get(key: str):
+def embedding_get(key: str) -> SamEmbedding | None:
     """A SAM embedding by cache key: from process memory, else the disk cache (or None).
 
     Interactive clicks on the same image skip re-reading 4 MB from disk.
@@ -103,11 +115,53 @@ def embedding_get(key: str):
     return embedding
 
 
+_click_features: OrderedDict[str, Any] = OrderedDict()
+_CLICK_FEATURES_MAX = 16  # ~1-4 MB each: the images being clicked on right now
+
+
+def click_features_cached(key: str):
+    """Click features (:class:`prompting.clicks.ClickFeatures`) by cache key: from
+    process memory, else the disk cache (or None)."""
+    from prompting.clicks import ClickFeatures
+
+    with _lock:
+        if key in _click_features:
+            _click_features.move_to_end(key)
+            return _click_features[key]
+    arrays = feature_cache_get().get_arrays(key)
+    if arrays is None:
+        return None
+    try:
+        features = ClickFeatures.from_arrays(arrays)
+    except ValueError:
+        return None
+    _click_features_remember(key, features)
+    return features
+
+
+def click_features_store(key: str, features, *, fingerprint: str) -> None:
+    """Keep click features in process memory and the shared disk cache; the
+    fingerprint goes on the cache's list so deleting the image removes them."""
+    cache = feature_cache_get()
+    cache.fingerprint_note(fingerprint)
+    cache.put_arrays(key, features.to_arrays())
+    _click_features_remember(key, features)
+
+
+def _click_features_remember(key: str, features) -> None:
+    with _lock:
+        _click_features[key] = features
+        _click_features.move_to_end(key)
+        while len(_click_features) > _CLICK_FEATURES_MAX:
+            _click_features.popitem(last=False)
+
+
 _rulesets: OrderedDict[str, Any] = OrderedDict()
 
 
-def ruleset_get(ruleset) -> Any:
+def ruleset_get(ruleset: RuleSet) -> EngineRuleSet:
     """The engine RuleSet of a (never edited: versions are new rows) RuleSet row, cached."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules import ruleset_validate
 
     key = str(ruleset.id)
@@ -123,22 +177,52 @@ def ruleset_get(ruleset) -> Any:
     return validated
 
 
-def rules_apply(probabilities: np.ndarray, *, classes, ruleset, px_per_mm: float | None):
-    """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` under the
-    RuleSet row ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
+def rules_apply(
+    probabilities: np.ndarray,
+    *,
+    classes: Sequence[str],
+    ruleset: RuleSet,
+    px_per_mm: float | None,
+    anomaly: np.ndarray | None = None,
+) -> Decision:
+    """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` (and the
+    image's (H,W) ``anomaly`` map, when the model has one) under the RuleSet row
+    ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules import rules_apply as engine_rules_apply
 
     return engine_rules_apply(
-        probabilities, classes=classes, ruleset=ruleset_get(ruleset), px_per_mm=px_per_mm
+        probabilities,
+        classes=classes,
+        ruleset=ruleset_get(ruleset),
+        px_per_mm=px_per_mm,
+        inputs=None if anomaly is None else {"anomaly": anomaly},
     )
 
 
-def backend_get(name: str, options: dict | None = None):
+def backbone_options() -> dict[str, Any]:
+    """Options of the ``backbone`` backend for new models, from settings."""
+    options: dict[str, Any] = {"arch": settings.BACKBONE_ARCH, "device": settings.BACKBONE_DEVICE}
+    if settings.BACKBONE_CHECKPOINT:
+        options["checkpoint"] = settings.BACKBONE_CHECKPOINT
+    if settings.BACKBONE_CHECKPOINT_SHA256:
+        options["checkpoint_sha256"] = settings.BACKBONE_CHECKPOINT_SHA256
+    return options
+
+
+def backend_get(name: str, options: dict | None = None) -> FeatureBackend:
     """A feature backend by registry name; ``sam`` takes its options from settings,
-    other backends ``options`` (default: the backend's defaults)."""
+    other backends ``options`` (default: ``backbone`` from settings, the others
+    their defaults)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features import backend_create
 
-    options = sam_options() if name == "sam" else dict(options or {})
+    if name == "sam":
+        options = sam_options()
+    elif options is None and name == "backbone":
+        options = backbone_options()
+    else:
+        options = dict(options or {})
     if name == "sam" and not sam_configured():
         raise Conflict(
             "this project uses the SAM backend but SAM_CHECKPOINT is not set",
@@ -151,7 +235,7 @@ def backend_get(name: str, options: dict | None = None):
         return _backends[key]
 
 
-def backend_for(model_version, learner=None):
+def backend_for(model_version: ModelVersion, learner: Learner | None = None) -> FeatureBackend:
     """The feature backend ``model_version`` was trained with: the options stored in
     its artifact (so a model keeps predicting after the defaults change), except
     ``sam``, whose checkpoint comes from settings."""
@@ -161,8 +245,9 @@ def backend_for(model_version, learner=None):
     return backend_get(model_version.backend, getattr(learner, "backend_options", None))
 
 
-def learner_get(model_version) -> Any:
+def learner_get(model_version: ModelVersion) -> Learner:
     """The learner of ``model_version``, loaded once per process (LRU by id)."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import Learner
 
     key = str(model_version.id)
@@ -179,8 +264,9 @@ def learner_get(model_version) -> Any:
     return learner
 
 
-def image_pixels_load(image) -> tuple[np.ndarray, str]:
+def image_pixels_load(image: Image) -> tuple[np.ndarray, str]:
     """(rgb8 (H,W,3) uint8 RGB, pixels_hash) of a stored Image row."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import image_decode, image_to_rgb8, pixels_hash
 
     decoded = image_decode(bytes_read(image.file.name), max_pixels=settings.UPLOAD_MAX_PIXELS)
@@ -188,10 +274,11 @@ def image_pixels_load(image) -> tuple[np.ndarray, str]:
     return rgb8, pixels_hash(rgb8)
 
 
-def image_mask_load(image) -> np.ndarray | None:
+def image_mask_load(image: Image) -> np.ndarray | None:
     """Ground-truth mask (H,W) bool of an Image row, or None."""
     if not image.mask:
         return None
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import mask_decode
 
     return mask_decode(bytes_read(image.mask.name), shape=(image.height, image.width))

@@ -16,6 +16,7 @@ from inspection.errors import InvalidInput
 from inspection.models import Image, Project, Verdict
 from inspection.services.retention import cache_purge
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
+from inspection.types import Actor
 from prompting.errors import ImageError
 
 log = logging.getLogger("inspection.images")
@@ -66,7 +67,7 @@ def image_upload(
     filename: str | None = None,
     verdict: str | None = None,
     mask: bytes | None = None,
-    user=None,
+    user: Actor = None,
 ) -> UploadResult:
     """Store one image (and optional ground truth) in ``project``.
 
@@ -75,6 +76,7 @@ def image_upload(
     ``duplicate=True`` instead of being stored twice. A mask must have the
     image's size (400 on ``mask``); a verdict, when missing, is derived from it.
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import image_to_rgb8, pixels_hash, png_encode, thumbnail_encode
 
     if len(data) > settings.UPLOAD_MAX_BYTES:
@@ -142,7 +144,7 @@ def images_upload(
     files: list[tuple[str, bytes]],
     masks: list[bytes] | None = None,
     verdict: str | None = None,
-    user=None,
+    user: Actor = None,
 ) -> list[UploadResult]:
     """Upload several images: all are validated before any is stored.
 
@@ -178,6 +180,7 @@ def images_upload(
 
 
 def _mask_decode(data: bytes, *, shape: tuple[int, int]) -> np.ndarray:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import mask_decode
 
     try:
@@ -195,6 +198,7 @@ def image_ground_truth_set(
     *, image: Image, verdict: str | None = None, mask: bytes | None = None, clear_mask: bool = False
 ) -> Image:
     """Set or change the ground-truth verdict and/or mask of an image."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import png_encode
 
     if verdict not in (None, "", Verdict.OK, Verdict.NG):
@@ -255,7 +259,7 @@ def cold_start_status(*, project: Project) -> dict:
         "message": (
             f"{have} of {need} images: add {remaining} more to train"
             if remaining
-            else f"{have} images: enough to train"
+            else f"{have} image{'' if have == 1 else 's'}: enough to train"
         ),
     }
 
@@ -266,6 +270,7 @@ def image_display(*, name: str) -> tuple[bytes, str] | None:
     their content type (TIFF, BMP, 16-bit, alpha, EXIF-rotated; see
     ``prompting.images.display_encode``). Raises FileNotFoundError when the file
     is gone from storage."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import display_encode
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +24,7 @@ from inspection.services.jobs import (
 from inspection.services.rulesets import ruleset_active_get
 from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.inspections")
 
@@ -144,7 +146,7 @@ def inspection_run(
     filename: str = "",
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
     job: Job | None = None,
 ) -> Inspection:
     """Inspect one image with the deployed model and active rules; log it immutably.
@@ -167,9 +169,9 @@ def inspection_run_result(
     filename: str = "",
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
     job: Job | None = None,
-):
+) -> tuple[Inspection, Any]:
     """Inspect one image with the deployed model and active rules; log it immutably.
     Returns ``(Inspection, prompting.pipeline.InspectionResult)``: the logged row
     and the engine's result (its ``decision.label_map`` (H, W) uint8 is the class
@@ -183,6 +185,7 @@ def inspection_run_result(
     ``rules_ms``, ``input_ms``, ``engine_ms`` (predict + rules) and ``total_ms``
     (service side).
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
 
@@ -293,7 +296,7 @@ def inspection_batch_start(
     files: list[tuple[str, bytes]],
     station: str = "",
     part_id: str = "",
-    user=None,
+    user: Actor = None,
 ) -> Job:
     """Store the uploads under the job's folder and queue them (202)."""
     _deployed(project)
@@ -304,13 +307,13 @@ def inspection_batch_start(
             stored = bytes_save(f"{project_prefix(project.id)}/batches/{job.id.hex}/{i}.bin", data)
             items.append({"name": filename_sanitise(name), "file": stored})
         job.params = {"items": items, "station": station[:100], "part_id": part_id[:200]}
-        job.message = f"queued: {len(items)} images"
+        job.message = f"queued: {len(items)} image{'' if len(items) == 1 else 's'}"
         job.save(update_fields=["params", "message"])
         job_enqueue(job=job)
     return job_enqueue_raise_if_failed(job=job)
 
 
-def inspection_batch_run(*, job_id, task_id: str = "") -> None:
+def inspection_batch_run(*, job_id: RowId, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_batch)
 
 
@@ -372,7 +375,7 @@ def _batch_finish(job: Job, totals: dict) -> tuple[dict, dict, str]:
             if n_ok
             else None
         },
-        f"{n} images inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
+        f"{n} image{'' if n == 1 else 's'} inspected: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable",
     )
 
 

@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from inspection import queue, selectors
 from inspection.errors import Conflict, JobCancelled, Unavailable
-from inspection.models import Job, JobChunk, Project
+from inspection.models import Image, Job, JobChunk, Project
 from inspection.services import webhooks
+from inspection.types import Actor, RowId
 from prompting.errors import PromptingError
 
 log = logging.getLogger("inspection.jobs")
@@ -44,8 +45,8 @@ def job_create(
     *,
     project: Project,
     kind: str,
-    user=None,
-    image=None,
+    user: Actor = None,
+    image: Image | None = None,
     params: dict | None = None,
     message: str = "queued",
 ) -> Job:
@@ -95,7 +96,7 @@ def job_enqueue_raise_if_failed(*, job: Job) -> Job:
     return job
 
 
-def job_claim(*, job_id, task_id: str = "") -> Job | None:
+def job_claim(*, job_id: RowId, task_id: str = "") -> Job | None:
     """queued → running, atomically. None when the job isn't queued (a redelivery)."""
     now = timezone.now()
     updated = Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
@@ -207,7 +208,7 @@ def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None
 
 
 def job_execute(
-    *, job_id, task_id: str, work: Callable[[Job], tuple[dict, dict, str] | None]
+    *, job_id: RowId, task_id: str, work: Callable[[Job], tuple[dict, dict, str] | None]
 ) -> None:
     """Run ``work(job) -> (result, timings, message)`` for a queued job, safely.
 

@@ -10,6 +10,7 @@ probabilities when only the rules changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from inspection.errors import Conflict
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, RuleSet
 from inspection.services import engine, jobs, rulesets
 from inspection.storage import bytes_read, bytes_save, name_new
+from inspection.types import Actor, RowId
 
 
 def prediction_store(
@@ -30,8 +32,10 @@ def prediction_store(
     rgb8: np.ndarray | None,
     job: Job | None = None,
     timings: dict | None = None,
+    anomaly: np.ndarray | None = None,
 ) -> tuple[Prediction, Any]:
-    """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 and store a Prediction.
+    """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 (and the image's
+    ``anomaly`` map (H,W), for models with a memory bank) and store a Prediction.
 
     Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
     replaces any earlier prediction of the same (image, model, rules).
@@ -43,7 +47,11 @@ def prediction_store(
     project = image.project
     t0 = time.perf_counter()
     decision = engine.rules_apply(
-        probabilities, classes=model_version.classes, ruleset=ruleset, px_per_mm=project.px_per_mm
+        probabilities,
+        classes=model_version.classes,
+        ruleset=ruleset,
+        px_per_mm=project.px_per_mm,
+        anomaly=anomaly,
     )
     t_rules = time.perf_counter() - t0
     if rgb8 is None:
@@ -65,7 +73,7 @@ def prediction_store(
         ),
         bytes_save(
             name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"),
-            probabilities_encode(probabilities),
+            probabilities_encode(probabilities, anomaly=anomaly),
         ),
     ]
     as_dict = decision.to_dict()
@@ -75,6 +83,7 @@ def prediction_store(
         "reasons": as_dict.get("reasons", []),
         "blobs": as_dict.get("blobs", []),
         "uncertainty": decision.uncertainty,
+        "anomaly_peak": None if anomaly is None else round(float(np.max(anomaly)), 4),
         "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
         "job": job,
     }
@@ -104,7 +113,9 @@ def mask_visible(label_map: np.ndarray, *, n_classes: int) -> np.ndarray:
     return (np.asarray(label_map).astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
 
 
-def overlay_render(rgb8: np.ndarray, label_map: np.ndarray, *, colours, blobs=None) -> np.ndarray:
+def overlay_render(
+    rgb8: np.ndarray, label_map: np.ndarray, *, colours: Sequence[tuple[int, int, int]], blobs: list | None = None
+) -> np.ndarray:
     """(H,W,3) uint8 RGB: ``rgb8`` with the labelled pixels tinted by ``colours``."""
     # deferred on purpose: the engine's overlay loads scikit-image
     from prompting.overlay import render_overlay
@@ -121,31 +132,65 @@ def probabilities_load(prediction: Prediction) -> np.ndarray:
     return probabilities_decode(bytes_read(prediction.probabilities.name))
 
 
+def prediction_anomaly_load(prediction: Prediction) -> np.ndarray | None:
+    """The anomaly map (H,W) float32 stored with a prediction (None: the model has
+    no memory bank of good parts)."""
+    # deferred on purpose: the engine loads numpy
+    from prompting.probmaps import anomaly_decode
+
+    if not prediction.probabilities:
+        return None
+    return anomaly_decode(bytes_read(prediction.probabilities.name))
+
+
+def prediction_anomaly_png(prediction: Prediction) -> bytes | None:
+    """A PNG heat map (RGBA, transparent where the image is as good parts are) of the
+    prediction's anomaly map, or None when its model has no memory bank."""
+    # deferred on purpose: the engine's codecs load PIL
+    from prompting.images import png_encode
+    from prompting.overlay import anomaly_heatmap
+
+    score = prediction_anomaly_load(prediction)
+    return None if score is None else png_encode(anomaly_heatmap(score), compress_level=1)
+
+
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
     colour = colour.lstrip("#")
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
 
-def predictions_refresh_start(*, project: Project, user=None, reason: str = "") -> Job | None:
-    """Queue re-predicting every image with the deployed model and active rules.
+def predictions_refresh_start(*, project: Project, user: Actor = None, reason: str = "") -> Job | None:
+    """Queue re-predicting every image with the deployed model and active rules
+    (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
 
     Stored probabilities are reused when the model is unchanged, so a rules
     change or a deploy costs only the rules. None when nothing is deployed.
     """
+    from inspection.services.lifecycle import model_candidate
+
     if project.deployed_model_id is None:
         return None
+    # the candidate too: the Images page may be showing it, and a rules change must
+    # not leave it judged by the old rules (nor swap it for the deployed version)
+    candidate = model_candidate(project=project)
+    versions = [project.deployed_model_id] + ([candidate.id] if candidate is not None else [])
+    created = []
     with transaction.atomic():
-        job = jobs.job_create(
-            project=project,
-            kind=Job.Kind.PREDICT,
-            user=user,
-            params={"model_version": str(project.deployed_model_id), "reason": reason},
-        )
-        jobs.job_enqueue(job=job)
-    return jobs.job_enqueue_raise_if_failed(job=job)
+        for mv_id in versions:
+            job = jobs.job_create(
+                project=project,
+                kind=Job.Kind.PREDICT,
+                user=user,
+                params={"model_version": str(mv_id), "reason": reason},
+            )
+            jobs.job_enqueue(job=job)
+            created.append(job)
+    for job in created[1:]:
+        jobs.job_enqueue_raise_if_failed(job=job)
+    return jobs.job_enqueue_raise_if_failed(job=created[0])
 
 
-def predictions_refresh(*, job_id, task_id: str = "") -> None:
+def predictions_refresh(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a predict job."""
     jobs.job_execute(job_id=job_id, task_id=task_id, work=_refresh)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,6 +15,7 @@ from inspection.models import Inspection, Membership, Project, Role
 from inspection.services.images import image_cache_purge
 from inspection.services.rulesets import ruleset_default_create
 from inspection.storage import prefix_delete, project_prefix
+from inspection.types import Actor
 from prompting.inputcheck import DEFAULT_MARGIN
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -21,7 +23,7 @@ _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,49}$")
 _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
-def classes_clean(raw) -> list[dict]:
+def classes_clean(raw: Any) -> list[dict]:
     """[{"name", "colour"}]: names unique, not "background"; colours #rrggbb."""
     if not isinstance(raw, list) or not raw:
         raise InvalidInput(
@@ -65,9 +67,9 @@ def classes_clean(raw) -> list[dict]:
 @transaction.atomic
 def project_create(
     *,
-    user,
+    user: Actor,
     name: str,
-    classes,
+    classes: Any,
     description: str = "",
     cold_start_min: int | None = None,
     px_per_mm: float | None = None,
@@ -103,6 +105,7 @@ def project_create(
 
 
 def _backend_check(name: str) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features import backend_names
 
     if name not in backend_names():
@@ -118,7 +121,8 @@ def project_update(*, project: Project, data: dict) -> Project:
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
     input_check and input_check_margin (inspections from now on), mqtt_publish
-    (every decision and line alert to the MQTT broker, from now on).
+    (every decision and line alert to the MQTT broker, from now on), auto_deploy
+    (every Run's model is deployed until the first line inspection).
 
     Classes can be added or recoloured; removing or renaming a class that
     prompts use is refused (the history would no longer make sense).
@@ -152,6 +156,7 @@ def project_update(*, project: Project, data: dict) -> Project:
         "input_check",
         "input_check_margin",
         "mqtt_publish",
+        "auto_deploy",
     )
     for field in fields:
         if field in data:

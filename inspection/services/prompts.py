@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from django.utils import timezone
 
 from inspection.errors import InvalidInput
 from inspection.models import Image, Prompt
+from inspection.types import Actor
 from prompting.errors import PromptError
 
 MAX_PROMPTS_PER_IMAGE = 2000
 
 
-def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = ""):
+def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = "") -> Any:
     """Engine prompt from its dict form; PromptError → 400 naming the field."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.prompts import prompt_from_dict
 
     if not isinstance(data, Mapping):
@@ -31,7 +34,8 @@ def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = ""):
         raise InvalidInput(str(exc), field_errors={field: [str(exc)]}) from None
 
 
-def prompt_create(*, image: Image, data: Mapping, user=None) -> Prompt:
+def prompt_create(*, image: Image, data: Mapping, user: Actor = None) -> Prompt:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.prompts import prompt_to_dict
 
     prompt = prompt_parse(image=image, data=data)

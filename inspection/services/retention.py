@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -36,7 +37,7 @@ from inspection.storage import file_delete, names_under
 log = logging.getLogger("inspection.retention")
 
 TMP_GRACE_S = 3600  # partial writes younger than this may still be in progress
-CACHE_KINDS = ("features", "sam_embedding")
+CACHE_KINDS = ("features", "sam_embedding", "click_features")
 
 
 @dataclass
@@ -91,7 +92,8 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
     return out
 
 
-def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
+def cache_keys(pixels_hashes: Iterable[str], *, fingerprints: set[str]) -> set[str]:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import cache_key
 
     return {
@@ -103,7 +105,7 @@ def cache_keys(pixels_hashes, *, fingerprints: set[str]) -> set[str]:
     }
 
 
-def cache_purge(*, pixels_hashes, load_sam: bool = False) -> int:
+def cache_purge(*, pixels_hashes: Iterable[str], load_sam: bool = False) -> int:
     """Remove cache entries of ``pixels_hashes`` that no remaining image uses, under
     every fingerprint the cache has stored entries for."""
     still = set(

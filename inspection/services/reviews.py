@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -26,6 +26,7 @@ from inspection.services.images import image_upload
 from inspection.services.inspections import inspection_window_ng_rate
 from inspection.services.shadow import model_shadow_compare
 from inspection.storage import bytes_read, file_delete
+from inspection.types import Actor
 
 log = logging.getLogger("inspection.reviews")
 
@@ -39,7 +40,7 @@ def _verdict_clean(verdict) -> str:
 
 
 def inspection_review_set(
-    *, inspection: Inspection, verdict: str, note: str = "", user=None
+    *, inspection: Inspection, verdict: str, note: str = "", user: Actor = None
 ) -> InspectionReview:
     """Record (or replace) a person's verdict on ``inspection``; emits
     ``inspection.reviewed`` with whether the line's decision was wrong."""
@@ -85,7 +86,7 @@ class PromoteResult:
     job: Job | None = None
 
 
-def inspection_promote(*, inspection: Inspection, user=None) -> PromoteResult:
+def inspection_promote(*, inspection: Inspection, user: Actor = None) -> PromoteResult:
     """Add the kept image of ``inspection`` to its project's images.
 
     The review's verdict (when there is one) becomes the image's ground truth;
@@ -176,7 +177,9 @@ def inspection_summary(*, project: Project) -> dict:
     }
 
 
-def inspection_images_expire(*, older_than_days: int | None = None, now=None) -> int:
+def inspection_images_expire(
+    *, older_than_days: int | None = None, now: datetime | None = None
+) -> int:
     """Delete the kept images of inspections older than ``older_than_days``
     (default ``INSPECTION_IMAGES_KEEP_DAYS``; 0 keeps them forever).
 

@@ -21,9 +21,10 @@ from django.db import transaction
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Job, Prediction, Project, RuleSet
 from inspection.services import jobs, predictions, rulesets
+from inspection.types import Actor, RowId
 
 
-def ruleset_update(*, project: Project, data: Any, user=None, note: str = "") -> RuleSet:
+def ruleset_update(*, project: Project, data: Any, user: Actor = None, note: str = "") -> RuleSet:
     """Validate ``data``; store it as a new version and make it active.
 
     Predictions of the deployed model are refreshed with the new rules.
@@ -54,13 +55,26 @@ class StoredProbabilities(Mapping):
         self._keep_bytes = int(keep_bytes)
 
     def __getitem__(self, image_id: str):
+        return self._arrays(image_id)[0]
+
+    def _arrays(self, image_id: str):
+        """(probabilities, rule inputs) of one image, decoded once while within budget."""
         if image_id in self._kept:
             return self._kept[image_id]
-        probabilities = predictions.probabilities_load(self._predictions[image_id])
-        if self._kept_bytes + probabilities.nbytes <= self._keep_bytes:
-            self._kept[image_id] = probabilities
-            self._kept_bytes += probabilities.nbytes
-        return probabilities
+        prediction = self._predictions[image_id]
+        probabilities = predictions.probabilities_load(prediction)
+        anomaly = predictions.prediction_anomaly_load(prediction)
+        arrays = (probabilities, {} if anomaly is None else {"anomaly": anomaly})
+        size = probabilities.nbytes + (0 if anomaly is None else anomaly.nbytes)
+        if self._kept_bytes + size <= self._keep_bytes:
+            self._kept[image_id] = arrays
+            self._kept_bytes += size
+        return arrays
+
+    @property
+    def inputs(self) -> Mapping:
+        """image id -> the rule inputs stored with its prediction (the anomaly map)."""
+        return _StoredInputs(self)
 
     def __iter__(self):
         return iter(self._predictions)
@@ -70,6 +84,25 @@ class StoredProbabilities(Mapping):
 
     def __contains__(self, image_id) -> bool:
         return image_id in self._predictions
+
+
+class _StoredInputs(Mapping):
+    """The rule inputs of a :class:`StoredProbabilities`, read with its probabilities."""
+
+    def __init__(self, stored: StoredProbabilities) -> None:
+        self._stored = stored
+
+    def __getitem__(self, image_id: str):
+        return self._stored._arrays(image_id)[1]
+
+    def get(self, image_id, default=None):
+        return self[image_id] if image_id in self._stored else default
+
+    def __iter__(self):
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
 
 
 def _evaluation_set(project: Project, rows=None):
@@ -130,9 +163,10 @@ def _candidate(project: Project, data, fallback):
 
 
 def rules_backtest(
-    *, project: Project, data=None, progress: ProgressFn | None = None, rows=None
+    *, project: Project, data: Any = None, progress: ProgressFn | None = None, rows: tuple | None = None
 ) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.backtest import backtest_run
 
     active = rulesets.ruleset_active_get(project=project)
@@ -148,6 +182,7 @@ def rules_backtest(
         baseline=baseline,
         trained_on=_trained_on(mv),
         progress=progress,
+        inputs=probabilities.inputs,
     )
     return {
         **report.to_dict(),
@@ -157,13 +192,14 @@ def rules_backtest(
 
 
 def rules_tune(
-    *, project: Project, data=None, progress: ProgressFn | None = None, rows=None
+    *, project: Project, data: Any = None, progress: ProgressFn | None = None, rows: tuple | None = None
 ) -> dict:
     """The engine tuner's suggested rules (not saved), with its warning if any.
 
     ``data``: the rule set to start from (every setting but the tuned threshold
     and minimum area is kept), by default the active one.
     """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.backtest import rules_tune as engine_tune
 
     active = rulesets.ruleset_active_get(project=project)
@@ -177,6 +213,7 @@ def rules_tune(
         px_per_mm=project.px_per_mm,
         trained_on=_trained_on(mv),
         progress=progress,
+        inputs=probabilities.inputs,
     )
     return {
         "rules": tuned.ruleset.to_dict(),
@@ -208,7 +245,7 @@ _OPERATIONS: dict[str, Callable[..., dict]] = {
 }
 
 
-def rules_labelled_megapixels(*, project: Project, rows=None) -> float:
+def rules_labelled_megapixels(*, project: Project, rows: tuple | None = None) -> float:
     """Megapixels of the labelled images a backtest or tune of ``project`` reads."""
     latest, _, _ = rows if rows is not None else _evaluation_rows(project)
     return sum(p.image.width * p.image.height for p in latest.values()) / 1e6
@@ -235,7 +272,7 @@ def _rules_request(*, kind: str, project: Project, data, user, prefer_async: boo
 
 
 def rules_backtest_request(
-    *, project: Project, data=None, user=None, prefer_async: bool = False
+    *, project: Project, data: Any = None, user: Actor = None, prefer_async: bool = False
 ) -> RulesOutcome:
     """Backtest ``data`` (or the active rules): in the request when the labelled
     images are small enough, else (or when ``prefer_async``) as a job."""
@@ -245,7 +282,7 @@ def rules_backtest_request(
 
 
 def rules_tune_request(
-    *, project: Project, data=None, user=None, prefer_async: bool = False
+    *, project: Project, data: Any = None, user: Actor = None, prefer_async: bool = False
 ) -> RulesOutcome:
     """Tune from ``data`` (or the active rules): in the request or as a job, as
     :func:`rules_backtest_request`."""
@@ -254,7 +291,7 @@ def rules_tune_request(
     )
 
 
-def rules_job_run(*, job_id, task_id: str = "") -> None:
+def rules_job_run(*, job_id: RowId, task_id: str = "") -> None:
     """Run a queued backtest or tune job; its report becomes the job's result."""
     jobs.job_execute(job_id=job_id, task_id=task_id, work=_rules_job)
 
@@ -273,7 +310,7 @@ def _rules_job(job: Job) -> tuple[dict, dict, str]:
     body = report.get("report", report)
     confusion = body.get("confusion", {})
     message = (
-        f"{job.kind} of {body.get('n_images', 0)} images: "
+        f"{job.kind} of {body.get('n_images', 0)} image{'' if body.get('n_images', 0) == 1 else 's'}: "
         f"{confusion.get('fn', 0)} escapes, {confusion.get('fp', 0)} overkills"
     )
     timings = {"engine_ms": round(float((body.get("timings") or {}).get("total_ms", 0.0)), 1)}

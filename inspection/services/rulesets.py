@@ -16,6 +16,7 @@ from django.db.models import Max
 
 from inspection.errors import InvalidInput
 from inspection.models import Project, RuleSet
+from inspection.types import Actor
 from prompting.errors import RuleSetError
 
 
@@ -55,7 +56,7 @@ def ruleset_vocabulary_get() -> dict:
     return ruleset_vocabulary()
 
 
-def ruleset_default_create(*, project: Project, user=None) -> RuleSet:
+def ruleset_default_create(*, project: Project, user: Actor = None) -> RuleSet:
     """Version 1 of ``project``'s rules: the engine's defaults, made active."""
     # deferred on purpose: the engine's rules load scikit-image
     from prompting.rules import DEFAULT_RULESET
@@ -86,7 +87,7 @@ def ruleset_active_get(*, project: Project) -> RuleSet:
         return latest
 
 
-def ruleset_version_create(*, project: Project, data: Any, user=None, note: str = "") -> RuleSet:
+def ruleset_version_create(*, project: Project, data: Any, user: Actor = None, note: str = "") -> RuleSet:
     """Validate ``data`` (engine and project classes); store it as the next
     version and make it active."""
     validated = ruleset_parse(data)

@@ -1,4 +1,11 @@
-"""Interactive SAM segmentation on cached embeddings, and the embed job that fills the cache."""
+"""Interactive segmentation from points and boxes, and the embed job that fills SAM's cache.
+
+Two engines answer ``POST /images/{id}/segment/``: SAM on the image's cached
+embedding when a checkpoint is configured (``SAM_CHECKPOINT``), else the
+shipped ``backbone`` network's features (:mod:`prompting.clicks`), computed
+on the first click on an image and cached like SAM's embeddings. Every answer
+says which one made it (``engine``: ``sam`` or ``backbone``).
+"""
 
 from __future__ import annotations
 
@@ -22,13 +29,24 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.services.prompts import prompt_parse
+from inspection.types import Actor, RowId
+from prompting.errors import PromptError
 
 MAX_SEGMENT_PROMPTS = 200
 
 
+ENGINE_SAM = "sam"
+ENGINE_BACKBONE = "backbone"
+#: the feature cache's kind of click features (see inspection.services.retention)
+CLICKS_CACHE_KIND = "click_features"
+
+
 @dataclass
 class SegmentOutput:
-    """``mask`` (H,W) bool; ``score``; ``time_ms`` (engine decode); ``service_ms``."""
+    """``mask`` (H,W) bool; ``score``; ``time_ms`` (engine: SAM's decode or the
+    click segmentation); ``service_ms``; ``engine`` (``sam`` or ``backbone``);
+    ``features_ms``: time spent computing the image's click features in this
+    call (0 when they were cached)."""
 
     mask: np.ndarray
     score: float
@@ -36,6 +54,8 @@ class SegmentOutput:
     service_ms: float
     label: str
     low_res_logits: np.ndarray | None = None
+    engine: str = ENGINE_SAM
+    features_ms: float = 0.0
 
 
 class EmbeddingNotReady(Conflict):
@@ -45,6 +65,7 @@ class EmbeddingNotReady(Conflict):
 
 
 def _embedding_key(model, phash: str) -> str:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.cache import cache_key
 
     return cache_key(model.fingerprint, phash, kind="sam_embedding")
@@ -57,21 +78,8 @@ def _image_phash(image: Image) -> tuple[np.ndarray | None, str]:
     return engine.image_pixels_load(image)
 
 
-def segment_run(
-    *,
-    image: Image,
-    prompts: Sequence[dict],
-    target: str | None = None,
-    mask_input: np.ndarray | None = None,
-    user=None,
-) -> SegmentOutput:
-    """SAM mask for ``prompts`` on ``image`` using its cached embedding.
-
-    Raises Conflict when SAM isn't configured, EmbeddingNotReady (with the embed
-    job) when the embedding isn't cached yet.
-    """
-    t0 = time.perf_counter()
-    model = engine.sam_model_get()
+def _prompts_parse(*, image: Image, prompts: Sequence[dict], target: str | None):
+    """(parsed prompts, target class); InvalidInput naming the field."""
     if not isinstance(prompts, (list, tuple)) or not prompts:
         raise InvalidInput(
             "at least one prompt is required",
@@ -95,7 +103,30 @@ def segment_run(
         target = labels[0]
     elif target not in image.project.class_names:
         raise InvalidInput("unknown class", field_errors={"label": ["not a class of this project"]})
+    return parsed, target
 
+
+def segment_run(
+    *,
+    image: Image,
+    prompts: Sequence[dict],
+    target: str | None = None,
+    mask_input: np.ndarray | None = None,
+    user: Actor = None,
+) -> SegmentOutput:
+    """The mask of ``target`` (default: the first class a prompt names) that
+    ``prompts`` point at on ``image``.
+
+    With SAM configured: SAM on the image's cached embedding; raises
+    EmbeddingNotReady (with the embed job) while it is being computed. Without:
+    the backbone network's click features (computed in this call the first
+    time, then cached), :func:`prompting.clicks.click_segment`.
+    """
+    t0 = time.perf_counter()
+    if not engine.sam_configured():
+        return _segment_backbone(image=image, prompts=prompts, target=target, t0=t0)
+    model = engine.sam_model_get()
+    parsed, target = _prompts_parse(image=image, prompts=prompts, target=target)
     _, phash = _image_phash(image)
     embedding = engine.embedding_get(_embedding_key(model, phash))
     if embedding is None or tuple(embedding.original_size) != (image.height, image.width):
@@ -104,9 +135,13 @@ def segment_run(
             "the image's SAM embedding is being computed; retry when the job has succeeded",
             extra={"job": str(job.id), "job_state": job.state},
         )
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.segment import segment_prompts
 
-    result = segment_prompts(model, embedding, parsed, target=target, mask_input=mask_input)
+    try:
+        result = segment_prompts(model, embedding, parsed, target=target, mask_input=mask_input)
+    except PromptError as exc:
+        raise _prompt_invalid(exc) from None
     return SegmentOutput(
         mask=np.asarray(result.mask, dtype=bool),
         score=float(result.score),
@@ -114,10 +149,84 @@ def segment_run(
         service_ms=(time.perf_counter() - t0) * 1000,
         label=target,
         low_res_logits=getattr(result, "low_res_logits", None),
+        engine=ENGINE_SAM,
     )
 
 
-def embedding_start(*, image: Image, user=None) -> Job:
+def _segment_backbone(
+    *, image: Image, prompts: Sequence[dict], target: str | None, t0: float
+) -> SegmentOutput:
+    from prompting.clicks import click_segment
+
+    parsed, target = _prompts_parse(image=image, prompts=prompts, target=target)
+    features, features_ms = click_features_get(image=image)
+    try:
+        result = click_segment(features, parsed, target=target)
+    except PromptError as exc:
+        raise _prompt_invalid(exc) from None
+    return SegmentOutput(
+        mask=result.mask,
+        score=float(result.score),
+        time_ms=float(result.time_ms),
+        service_ms=(time.perf_counter() - t0) * 1000,
+        label=target,
+        engine=ENGINE_BACKBONE,
+        features_ms=features_ms,
+    )
+
+
+def _prompt_invalid(exc: PromptError) -> InvalidInput:
+    """400 for prompts that parse but cannot be segmented (no positive one, say)."""
+    field = exc.field if exc.field in (None, "prompts", "mask_input") else f"prompts.{exc.field}"
+    return InvalidInput(str(exc), field_errors={field or "prompts": [str(exc)]})
+
+
+def click_features_get(*, image: Image):
+    """(ClickFeatures of ``image``, ms spent computing them here: 0 when cached).
+
+    Looked up in this process's memory, then the shared feature cache (keyed
+    by the backbone's fingerprint and the image's pixels); computed and stored
+    on a miss. Conflict when the backbone network cannot be loaded.
+    """
+    from prompting.clicks import ClickFeatures, click_features
+    from prompting.errors import BackendError
+
+    try:
+        backend = engine.backend_get("backbone")
+    except BackendError as exc:
+        raise Conflict(
+            f"points and boxes need SAM (SAM_CHECKPOINT) or the backbone network: {exc}",
+            code="segment_unavailable",
+        ) from None
+    fingerprint = click_features_fingerprint(backend)
+    rgb8, phash = _image_phash(image)
+    key = _click_key(fingerprint, phash)
+    features = engine.click_features_cached(key)
+    if features is not None and features.image_size == (image.height, image.width):
+        return features, 0.0
+    started = time.perf_counter()
+    if rgb8 is None:
+        rgb8, _ = engine.image_pixels_load(image)
+    # stored as float16: keep exactly what a later read of the cache gives
+    features = ClickFeatures.from_arrays(click_features(backend, rgb8).to_arrays())
+    engine.click_features_store(key, features, fingerprint=fingerprint)
+    return features, (time.perf_counter() - started) * 1000
+
+
+def click_features_fingerprint(backend) -> str:
+    """Cache fingerprint of click features: their version and the backbone's fingerprint."""
+    from prompting.clicks import CLICK_FEATURES_VERSION
+
+    return f"clicks-v{CLICK_FEATURES_VERSION}:{backend.fingerprint()}"
+
+
+def _click_key(fingerprint: str, phash: str) -> str:
+    from prompting.features.cache import cache_key
+
+    return cache_key(fingerprint, phash, kind=CLICKS_CACHE_KIND)
+
+
+def embedding_start(*, image: Image, user: Actor = None) -> Job:
     """The active embed job of ``image``, or a new one on the ``embed`` queue."""
     active = Job.objects.filter(
         image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES
@@ -133,12 +242,13 @@ def embedding_start(*, image: Image, user=None) -> Job:
     return job_enqueue_raise_if_failed(job=job)
 
 
-def embedding_compute(*, job_id, task_id: str = "") -> None:
+def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of an embed job (queue ``embed``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_embed)
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features.sam import embedding_extract_cached
 
     image = job.image
@@ -162,6 +272,7 @@ def _embed(job: Job) -> tuple[dict, dict, str]:
 
 def mask_png_base64(mask: np.ndarray) -> str:
     """A 1-bit PNG (black/white once decoded), fast to encode and small on the wire."""
+    # deferred on purpose: PIL loads on first use
     from PIL import Image as PILImage
 
     buf = io.BytesIO()

@@ -25,6 +25,7 @@ from inspection.models import Inspection, ModelVersion, Project, ShadowDecision
 from inspection.services import engine
 from inspection.services.images import image_decode
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
+from inspection.types import RowId
 
 log = logging.getLogger("inspection.shadow")
 
@@ -78,10 +79,11 @@ def shadow_decide_start(
     )
 
 
-def shadow_decide(*, inspection_id, model_version_id, name: str) -> ShadowDecision | None:
+def shadow_decide(*, inspection_id: RowId, model_version_id: RowId, name: str) -> ShadowDecision | None:
     """The shadow task's work: decide the stored image with ``model_version_id``
     and the inspection's own rules, record it, delete the image. Safe to run
     twice (the second finds the decision); a model that fails is recorded."""
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
 

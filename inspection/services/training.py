@@ -18,11 +18,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from inspection.errors import Conflict
-from inspection.models import Image, Job, ModelVersion, Project, Prompt
-from inspection.services import engine, predictions, propagation, rulesets
+from inspection.models import DeployedHow, Image, Job, ModelVersion, Project, Prompt
+from inspection.services import engine, lifecycle, predictions, propagation, rulesets
 from inspection.services.jobs import (
     job_check_cancelled,
     job_create,
@@ -32,9 +32,12 @@ from inspection.services.jobs import (
     job_progress,
 )
 from inspection.storage import bytes_read, file_write_atomic, name_new
+from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.training")
 
+#: good images (marked OK) a project needs to start from good parts only, without defect strokes
+GOOD_PARTS_MIN = 3
 #: classes whose prompts the learner can rasterise (boxes are SAM-only)
 _TRAINABLE_KINDS = (Prompt.Kind.STROKE, Prompt.Kind.POINT)
 
@@ -45,7 +48,7 @@ def training_readiness(*, project: Project) -> list[str]:
     have = project.images.count()
     if have < project.cold_start_min:
         problems.append(
-            f"cold start: the project has {have} images and needs at least "
+            f"cold start: the project has {have} image{'' if have == 1 else 's'} and needs at least "
             f"{project.cold_start_min} to train; add {project.cold_start_min - have} more"
         )
     labels = Counter(
@@ -53,15 +56,24 @@ def training_readiness(*, project: Project) -> list[str]:
             image__project=project, deleted_at__isnull=True, kind__in=_TRAINABLE_KINDS
         ).values_list("label", flat=True)
     )
-    for name in project.class_names:
-        if not labels.get(name):
-            problems.append(f"no strokes for class {name!r}: paint at least one {name} stroke")
-    if not labels.get("background"):
+    good_parts = project.images.filter(verdict="OK").count()
+    missing = [name for name in project.class_names if not labels.get(name)]
+    if project.backend == "backbone" and len(missing) == len(project.class_names):
+        # good parts only: the anomaly memory bank learns from images marked OK
+        if good_parts + bool(labels.get("background")) < GOOD_PARTS_MIN:
+            problems.append(
+                f"no defect strokes: paint a defect, or mark at least {GOOD_PARTS_MIN} good "
+                f"images OK to start from good parts only ({good_parts} marked)"
+            )
+        return problems
+    for name in missing:
+        problems.append(f"no strokes for class {name!r}: paint at least one {name} stroke")
+    if not labels.get("background") and not (project.backend == "backbone" and good_parts):
         problems.append("no background strokes: paint at least one background stroke")
     return problems
 
 
-def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) -> Job:
+def training_start(*, project: Project, user: Actor = None, visible: Sequence[str] = ()) -> Job:
     """Queue a training run; 409 with every reason when it can't start.
 
     ``visible``: ids of the images on the engineer's screen; their predictions
@@ -101,12 +113,13 @@ def training_start(*, project: Project, user=None, visible: Sequence[str] = ()) 
     return job_enqueue_raise_if_failed(job=job)
 
 
-def training_run(*, job_id, task_id: str = "") -> None:
+def training_run(*, job_id: RowId, task_id: str = "") -> None:
     """Celery body of a train job (idempotent: see ``job_execute``)."""
     job_execute(job_id=job_id, task_id=task_id, work=_train)
 
 
 def _train(job: Job) -> None:
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
@@ -124,9 +137,12 @@ def _train(job: Job) -> None:
     by_image: dict[Any, list[Prompt]] = {}
     for p in prompts:
         by_image.setdefault(p.image_id, []).append(p)
-    images = list(
-        Image.objects.filter(project=project, id__in=by_image.keys()).order_by("created_at", "id")
-    )
+    painted = Q(id__in=by_image.keys())
+    if callable(getattr(backend, "anomaly_patches", None)):
+        # good parts teach the anomaly memory bank even unpainted (a project may
+        # start from ten OK images and no defect stroke)
+        painted |= Q(verdict="OK")
+    images = list(Image.objects.filter(painted, project=project).order_by("created_at", "id"))
     # defect-free ground truth with strokes: unpainted pixels are free negatives
     training: list[TrainingImage] = []
     pixel_hashes: dict[str, str] = {}
@@ -140,7 +156,7 @@ def _train(job: Job) -> None:
         pixel_hashes[str(image.id)] = phash
         engine_prompts = [
             prompt_from_dict(p.data, classes=classes, width=image.width, height=image.height)
-            for p in by_image[image.id]
+            for p in by_image.get(image.id, ())
         ]
         labels = prompts_rasterize(engine_prompts, shape=rgb8.shape[:2], classes=classes)
         training.append(
@@ -189,9 +205,11 @@ def _train(job: Job) -> None:
                 # the model this one continued from (incremental retraining), or None
                 "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
-                "backend_options": {}
-                if project.backend != "sam"
-                else {"model_type": engine.sam_options()["model_type"]},
+                "backend_options": {"model_type": engine.sam_options()["model_type"]}
+                if project.backend == "sam"
+                else dict(backend.options)
+                if project.backend == "backbone"
+                else {},
             },
             prompt_ids=[str(p.id) for p in prompts],
             images=[
@@ -210,13 +228,12 @@ def _train(job: Job) -> None:
         file_write_atomic(name, lambda path: result.learner.save(path))
         mv.artifact.name = name
         mv.artifact_sha256 = hashlib.sha256(bytes_read(name)).hexdigest()
-        mv.metrics = {"loo_iou": result.loo_iou}
+        mv.metrics = {"loo_iou": result.loo_iou, "loo_image_ids": list(result.loo_image_ids)}
         mv.save()
         project.refresh_from_db()
-        deployed_now = project.deployed_model_id is None
-        if deployed_now:
-            project.deployed_model = mv
-            project.save(update_fields=["deployed_model", "updated_at"])
+        deploy_how = lifecycle.run_deploy_how(project=project)
+        if deploy_how:
+            lifecycle.project_deployed_set(project=project, model_version=mv, how=deploy_how)
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
@@ -232,12 +249,14 @@ def _train(job: Job) -> None:
             "result": {
                 "model_version": str(mv.id),
                 "model_number": mv.number,
-                "deployed": deployed_now,
+                "deployed": bool(deploy_how),
+                "deployed_how": deploy_how or None,
                 "n_training_images": len(images),
                 "n_prompts": len(prompts),
             },
             "timings": dict(mv.timings),
-            "message": f"model v{mv.number} trained on {len(images)} images",
+            "message": f"model v{mv.number} trained on {len(images)} "
+            f"image{'' if len(images) == 1 else 's'}",
         },
     )
     return None  # the propagation's last chunk ends the job
@@ -245,11 +264,14 @@ def _train(job: Job) -> None:
 
 def _warm_start_get(*, project: Project, classes: list[str]):
     """(ModelVersion, Learner) the next training continues from: the project's
-    newest model with the same backend and classes (TRAIN_WARM_START), or None."""
+    newest model with the same backend and classes that nobody set aside
+    (TRAIN_WARM_START), or None."""
     if not settings.TRAIN_WARM_START:
         return None
     latest = (
-        ModelVersion.objects.filter(project=project, backend=project.backend)
+        ModelVersion.objects.filter(
+            project=project, backend=project.backend, dismissed_at__isnull=True
+        )  # never from a version set aside (kept the earlier one, or its strokes undone)
         .exclude(artifact="")
         .order_by("-number")
         .first()
@@ -265,15 +287,14 @@ def _warm_start_get(*, project: Project, classes: list[str]):
         return None
 
 
-def model_deploy(*, model_version: ModelVersion, user=None) -> ModelVersion:
+def model_deploy(*, model_version: ModelVersion, user: Actor = None) -> ModelVersion:
     """Make ``model_version`` the project's deployed model (no longer its shadow
     model, if it was); refresh predictions."""
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=model_version.project_id)
-        project.deployed_model = model_version
-        if project.shadow_model_id == model_version.id:  # the candidate is promoted
-            project.shadow_model = None
-        project.save(update_fields=["deployed_model", "shadow_model", "updated_at"])
+        lifecycle.project_deployed_set(
+            project=project, model_version=model_version, how=DeployedHow.MANUAL
+        )
     predictions.predictions_refresh_start(
         project=project, user=user, reason=f"deployed model v{model_version.number}"
     )

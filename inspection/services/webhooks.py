@@ -25,6 +25,7 @@ from django.utils import timezone
 from inspection import queue
 from inspection.errors import InvalidInput
 from inspection.models import Project, Webhook, WebhookDelivery
+from inspection.types import RowId
 
 log = logging.getLogger("inspection.webhooks")
 
@@ -60,7 +61,7 @@ def _url_check(url: str) -> None:
             )
 
 
-def webhook_create(*, project: Project, url: str, events, secret: str = "") -> Webhook:
+def webhook_create(*, project: Project, url: str, events: list[str], secret: str = "") -> Webhook:
     if not isinstance(events, list) or not events or any(e not in EVENTS for e in events):
         raise InvalidInput(
             "bad events", field_errors={"events": [f"a non-empty list of: {', '.join(EVENTS)}"]}
@@ -121,7 +122,7 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float) -> int:
         return exc.code
 
 
-def webhook_delivery_send(*, delivery_id) -> WebhookDelivery | None:
+def webhook_delivery_send(*, delivery_id: RowId) -> WebhookDelivery | None:
     """One attempt. Raises DeliveryFailed (to be retried) on a non-2xx or network error."""
     delivery = WebhookDelivery.objects.select_related("webhook").filter(id=delivery_id).first()
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:

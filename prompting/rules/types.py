@@ -42,6 +42,22 @@ MAX_AREA = 1_000_000_000
 MAX_COUNT = 1_000_000
 
 
+def number_readable(x: float) -> str:
+    """A measure as people write it in a reason: never scientific notation.
+
+    >>> number_readable(12200.0), number_readable(3.5), number_readable(0.0125)
+    ('12,200', '3.5', '0.0125')
+    """
+    x = float(x)
+    if x.is_integer():
+        return f"{int(x):,}"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}".rstrip("0").rstrip(".")
+    return f"{x:.4f}".rstrip("0").rstrip(".") or "0"
+
+
 @dataclass(frozen=True)
 class RuleField:
     """One numeric field of a rule type.
@@ -386,7 +402,8 @@ class BlobArea(Rule):
             for blob_id, value in zip(ctx.ids_by_class[name], values.tolist(), strict=True):
                 if value >= threshold:
                     what = (
-                        f"{name} blob #{blob_id}: area {value:.4g} {unit} >= {threshold:.4g} {unit}"
+                        f"{name} blob #{blob_id}: area {number_readable(value)} {unit} >= "
+                        f"{number_readable(threshold)} {unit}"
                     )
                     reasons.append(self.reason(name, blob_id, measure, value, threshold, what))
         triggered = largest >= threshold and largest > 0
@@ -460,3 +477,57 @@ class AreaFraction(Rule):
                 self.reason(self.class_name, None, "area_fraction", value, threshold, what)
             )
         return self.evaluation("area_fraction", value, threshold, triggered), reasons
+
+
+@rule_type_register
+@dataclass(frozen=True)
+class AnomalyScore(Rule):
+    """NG when the image's anomaly score (distance to the nearest good-part patch,
+    1.0 = the level good training images reach; :mod:`prompting.anomaly`) is at
+    least this high anywhere in the inspected area. Needs a model with a memory
+    bank of good parts (the ``backbone`` backend); the class is ignored."""
+
+    type_name = "anomaly_score"
+    label = "anomaly score ≥"
+    fields = (
+        RuleField(
+            "min_score",
+            unit="score",
+            suffix="× the good parts' level",
+            lo=0,
+            hi=1000,
+            lo_open=True,
+            default=1.5,
+            step=0.05,
+        ),
+    )
+
+    min_score: float | None = None
+
+    def evaluate(self, ctx: RuleContext) -> tuple[RuleEvaluation, list[Reason]]:
+        threshold = float(self.min_score)
+        score = ctx.inputs.get("anomaly")
+        if score is None:
+            raise RuleSetError(
+                {
+                    f"rule {self.id}.min_score": [
+                        "needs an anomaly map: the model has no memory bank of good parts "
+                        "(train on the backbone backend with good parts marked OK or background painted)"
+                    ]
+                }
+            )
+        score = np.asarray(score, np.float32)
+        if ctx.inspected is not None and ctx.inspected.shape == score.shape:
+            score = np.where(ctx.inspected, score, 0.0)
+        value = float(score.max(initial=0.0))
+        triggered = value >= threshold
+        reasons = []
+        if triggered and ctx.ids_by_class is not None:
+            y, x = np.unravel_index(int(score.argmax()), score.shape)
+            above = int((score >= threshold).sum())
+            what = (
+                f"anomaly score {value:.2f} >= {threshold:.2f} at (x={x}, y={y}); "
+                f"{above} px above the threshold"
+            )
+            reasons.append(self.reason(ANY_CLASS, None, "anomaly_score", value, threshold, what))
+        return self.evaluation("anomaly_score", value, threshold, triggered), reasons

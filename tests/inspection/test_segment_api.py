@@ -1,4 +1,5 @@
-"""Interactive SAM segmentation through the API, with the tiny random-weight checkpoint."""
+"""Interactive segmentation through the API: SAM with the tiny random-weight checkpoint,
+and the backbone network when no SAM checkpoint is configured."""
 
 from __future__ import annotations
 
@@ -62,8 +63,98 @@ def test_segment_waits_for_embedding_then_answers(jobs_db, sam_settings, make_us
     assert r.status_code == 400 and "prompts[0].label" in r.json()["errors"]
 
 
-def test_segment_without_sam_is_a_clear_409(db, settings, make_user, api_for):
+def _disc(mask_png: str | None = None, rle: dict | None = None) -> np.ndarray:
+    if rle is not None:
+        h, w = rle["size"]
+        flat = np.zeros(h * w, bool)
+        pos, val = 0, False
+        for n in rle["counts"]:
+            flat[pos : pos + n] = val
+            pos, val = pos + n, not val
+        return flat.reshape(h, w)
+    return np.asarray(PILImage.open(io.BytesIO(base64.b64decode(mask_png)))) > 0
+
+
+def _truth(w=64, h=48) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (xx - 30) ** 2 + (yy - 20) ** 2 < 120
+
+
+def test_segment_without_sam_answers_from_the_backbone(db, settings, make_user, api_for):
+    """No SAM checkpoint: a click (then a box) is answered at once by the shipped
+    backbone network, marked as such; the image's features are computed once."""
     settings.SAM_CHECKPOINT = ""
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    client = api_for(owner)
+    url = f"/api/v1/images/{image.id}/segment/"
+
+    r = client.post(
+        url, {"prompts": [{"kind": "point", "label": "spot", "points": [[30, 20]]}]}, format="json"
+    )
+    assert r.status_code == 200, r.content
+    first = r.json()
+    assert first["engine"] == "backbone" and first["label"] == "spot"
+    truth = _truth()
+    for mask in (_disc(mask_png=first["mask_png"]), _disc(rle=first["rle"])):
+        assert mask.shape == (48, 64)
+        # the disc, not its surroundings (the rim of a flat disc is the network's
+        # weak spot: its features there differ from the centre's)
+        assert (mask & truth).sum() / mask.sum() > 0.95
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.5
+    assert first["area_px"] == int(_disc(rle=first["rle"]).sum())
+    assert first["features_ms"] > 0 and 0 <= first["score"] <= 1
+
+    # the next click on the image reads its cached features
+    box = {"kind": "box", "label": "spot", "points": [[16, 6], [46, 34]]}
+    r = client.post(url, {"prompts": [box], "output": "rle"}, format="json")
+    assert r.status_code == 200, r.content
+    again = r.json()
+    assert again["engine"] == "backbone" and again["features_ms"] == 0
+    assert "mask_png" not in again
+    mask = _disc(rle=again["rle"])
+    assert not mask[:6].any() and not mask[:, :16].any()  # inside the box only
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.5
+
+
+@pytest.mark.parametrize(
+    ("prompts", "field"),
+    [
+        ([{"kind": "point", "label": "nope", "points": [[1, 1]]}], "prompts[0].label"),
+        ([{"kind": "point", "label": "spot", "points": [[99, 1]]}], "prompts[0].points"),
+        ([{"kind": "point", "label": "spot", "points": [[3, 3]], "positive": False}], "prompts"),
+        ([{"kind": "point", "label": "background", "points": [[3, 3]]}], "prompts"),
+        ([], "prompts"),
+    ],
+)
+def test_segment_without_sam_refuses_bad_prompts_naming_the_field(
+    db, settings, make_user, api_for, prompts, field
+):
+    settings.SAM_CHECKPOINT = ""
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    r = api_for(owner).post(
+        f"/api/v1/images/{image.id}/segment/", {"prompts": prompts}, format="json"
+    )
+    assert r.status_code == 400, r.content
+    assert any(k.startswith(field) for k in r.json()["errors"]), r.json()
+
+
+def test_segment_without_sam_or_backbone_is_a_clear_409(
+    db, settings, make_user, api_for, monkeypatch
+):
+    """Neither engine available (the backbone's weights package missing): 409 naming both."""
+    from inspection.services import engine
+    from prompting.errors import BackendError
+
+    settings.SAM_CHECKPOINT = ""
+
+    def unavailable(name, options=None):
+        raise BackendError("the default backbone's weights come with the package ...")
+
+    monkeypatch.setattr(engine, "backend_get", unavailable)
     owner = make_user("o")
     project = project_create(user=owner, name="p", classes=["spot"])
     image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
@@ -73,7 +164,32 @@ def test_segment_without_sam_is_a_clear_409(db, settings, make_user, api_for):
         format="json",
     )
     assert r.status_code == 409
-    assert r.json()["code"] == "sam_not_configured" and "SAM_CHECKPOINT" in r.json()["detail"]
+    body = r.json()
+    assert body["code"] == "segment_unavailable"
+    assert "SAM_CHECKPOINT" in body["detail"] and "backbone" in body["detail"]
+
+
+def test_deleting_an_image_removes_its_click_features(jobs_db, settings, make_user, api_for):
+    from inspection.services import engine
+    from inspection.services.segment import _click_key, click_features_fingerprint
+
+    settings.SAM_CHECKPOINT = ""
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(40, 30), filename="s.png", user=owner).image
+    client = api_for(owner)
+    r = client.post(
+        f"/api/v1/images/{image.id}/segment/",
+        {"prompts": [{"kind": "point", "label": "spot", "points": [[20, 15]]}]},
+        format="json",
+    )
+    assert r.status_code == 200, r.content
+    fingerprint = click_features_fingerprint(engine.backend_get("backbone"))
+    key = _click_key(fingerprint, image.pixels_hash)
+    cache = engine.feature_cache_get()
+    assert key in cache and fingerprint in cache.fingerprints_seen()
+    assert client.delete(f"/api/v1/images/{image.id}/").status_code == 204
+    assert key not in cache
 
 
 def test_sam_dtype_setting_reaches_the_loader(sam_settings):

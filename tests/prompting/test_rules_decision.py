@@ -452,3 +452,31 @@ def test_uncertainty_counts_only_inspected_pixels():
     ignored = _rs(regions={"ignore": [[[0, 0], [4, 0], [4, 4], [0, 4]]]})
     nothing = rules_apply(_binary(p), classes=["scratch"], ruleset=ignored)
     assert nothing.inspected_area_px == 0 and nothing.uncertainty == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (12200.0, "12,200"),
+        (16384, "16,384"),
+        (1234.56, "1,235"),
+        (42.5, "42.5"),
+        (3.0, "3"),
+        (2.345, "2.35"),
+        (0.0125, "0.0125"),
+        (0.00001, "0"),
+    ],
+)
+def test_number_readable_never_writes_scientific_notation(value, text):
+    from prompting.rules.types import number_readable
+
+    assert number_readable(value) == text
+
+
+def test_a_large_blob_reason_reads_as_a_plain_number():
+    probs = _probs(np.pad(np.ones((110, 111)), 2), np.zeros((114, 115)))
+    rule = {**AREA_ANY, "min_area_px": 10000}
+    d = rules_apply(probs, classes=CLASSES, ruleset=_rs([rule]))
+    assert d.verdict == "NG"
+    assert "area 12,210 px >= 10,000 px" in d.reasons[0].message
+    assert "e+" not in d.reasons[0].message

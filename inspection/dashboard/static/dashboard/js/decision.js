@@ -23,7 +23,9 @@ function renderInputCheck(check) {
   if (!box) return;
   if (!check || !check.mode) { box.replaceChildren(); return; }
   if (!check.checked) {
-    box.replaceChildren(h("div", { class: "small muted", "data-state": "unchecked" }, "Input check: not done (the model was trained before it existed)."));
+    // the engine says why (too few training images, or a model older than the check)
+    const why = check.unchecked_reason || "the model carries no ranges of its training images";
+    box.replaceChildren(h("div", { class: "small muted", "data-state": "unchecked", "data-testid": "input-unchecked" }, `Input check: not done (${why}).`));
     return;
   }
   const p = check.profile || {};
@@ -70,24 +72,23 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
     return h("tr", { class: rs.length ? "blob-hot" : "", "data-blob-id": b.id, "data-testid": "blob-row" },
       h("td", {}, `#${b.id}`),
       h("td", {}, h("span", { class: "swatch", style: `background:${colourOf(blobClass(b))}` }), " ", blobClass(b)),
-      h("td", { class: "num" }, fmt(b.area_px, 0)),
-      h("td", { class: "num" }, b.area_mm2 == null ? "—" : fmt(b.area_mm2, 3)),
-      h("td", { class: "num" }, `${fmt(b.length, 1)} × ${fmt(b.width, 1)}`),
+      h("td", { class: "num" }, Number(b.area_px).toLocaleString("en-US"), b.area_mm2 == null ? null : h("div", { class: "muted" }, `${fmt(b.area_mm2, 3)} mm²`)),
+      h("td", { class: "num" }, `${fmt(b.length, b.length < 10 ? 1 : 0)} × ${fmt(b.width, b.width < 10 ? 1 : 0)}`),
       h("td", { class: "num" }, `${fmt(b.mean_prob, 2)} / ${fmt(b.max_prob, 2)}`),
-      h("td", {}, rs.length ? rs.map((r) => h("span", { class: "badge soft-ng", title: r.message || "" }, r.rule_id)) : h("span", { class: "muted" }, "—")));
-  }) : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No blobs."))]));
+      h("td", { class: "rules-cell", "data-testid": "blob-rule" }, rs.length ? rs.map((r) => h("span", { class: "badge soft-ng", title: r.message || "" }, r.rule_id)) : h("span", { class: "muted" }, "—")));
+  }) : [h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No blobs."))]));
 
   const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "xMidYMid meet", "data-testid": "decision-svg" });
   svg.style.width = "100%";
-  svg.style.height = "calc(100vh - 200px)";
-  svg.style.minHeight = "360px";
+  if (imageUrl) {
+    svg.style.height = "calc(100vh - 200px)";
+    svg.style.minHeight = "360px";
+  } else {
+    // no image kept: the blobs' places on a small outline of the image, not a page of dark canvas
+    svg.style.height = "220px";
+  }
   svg.append(svgEl("rect", { x: 0, y: 0, width, height, fill: "#2a3038" }));
   if (imageUrl) svg.append(svgEl("image", { href: imageUrl, x: 0, y: 0, width, height }));
-  else {
-    const note = svgEl("text", { x: width / 2, y: height / 2, fill: "#8a93a1", "font-size": width / 22, "text-anchor": "middle", "font-family": "system-ui" });
-    note.textContent = "image not stored: blob outlines only"; // ~36 characters fit the width
-    svg.append(note);
-  }
   if (overlayUrl) { const o = svgEl("image", { href: overlayUrl, x: 0, y: 0, width, height, opacity: 0.7 }); svg.append(o); }
   const sw = Math.max(1, width / 250);
   for (const b of blobs) {
@@ -103,7 +104,11 @@ function render(dec, { imageUrl, overlayUrl, width, height, meta }) {
     const title = svgEl("title", {}); title.textContent = `${blobClass(b)} · ${fmt(b.area_px, 0)} px`; g.append(title);
     svg.append(g);
   }
-  document.getElementById("decision-view").replaceChildren(svg);
+  document.getElementById("decision-view").replaceChildren(...(imageUrl ? [svg] : [
+    h("div", { class: "not-stored", "data-testid": "image-not-stored" },
+      h("b", {}, "The image was not kept"), " (the project's setting keeps only some inspected images; Settings → which production images the log keeps).",
+      blobs.length ? " Where the blobs were, on the image's outline:" : " No blob was found."),
+    ...(blobs.length ? [svg] : [])]));
   // hovering a blob's row (or a reason naming it) highlights its outline
   const focus = (id, on) => {
     const g = svg.querySelector(`g[data-blob-id="${id}"] rect`);

@@ -1,8 +1,9 @@
 // Image editor: paint prompts on a canvas, saved to the API as they are drawn.
 // Coordinates: image pixels, x right, y down (the API's [[x, y], ...] form).
 import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
-import { loadImages, loadPredictions, classesOf, normPrediction, reviewOrder } from "./shapes.js";
+import { loadImages, loadPredictions, loadProject, classesOf, normPrediction, reviewOrder } from "./shapes.js";
 import { setupRun } from "./run.js";
+import { shownModel, chooseShown, modelLabel } from "./lifecycle.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -92,6 +93,7 @@ function draw() {
   ctx.scale(state.scale, state.scale);
   ctx.imageSmoothingEnabled = state.scale < 1;
   if (state.img) ctx.drawImage(state.img, 0, 0, W, H);
+  if (state.anomaly && state.showAnomaly) ctx.drawImage(state.anomaly, 0, 0, W, H);
   if (state.overlay && state.opacity > 0) {
     ctx.globalAlpha = state.opacity;
     ctx.drawImage(state.overlay, 0, 0, W, H);
@@ -106,6 +108,12 @@ function draw() {
   if (d && d.kind === "eraser") {
     ctx.save(); ctx.globalAlpha = 0.35; ctx.strokeStyle = "#fff"; ctx.lineWidth = 2 * d.radius; ctx.lineCap = "round";
     ctx.beginPath(); d.points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke(); ctx.restore();
+  }
+  // the region a "next step" link points at (?focus=x0,y0,x1,y1)
+  if (state.focus) {
+    const [x0, y0, x1, y1] = state.focus;
+    ctx.save(); ctx.lineWidth = 2 / state.scale; ctx.strokeStyle = "#ffd24a"; ctx.setLineDash([6 / state.scale, 4 / state.scale]);
+    ctx.strokeRect(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6); ctx.restore();
   }
   // image border
   ctx.lineWidth = 1 / state.scale; ctx.strokeStyle = "rgba(255,255,255,.25)"; ctx.strokeRect(0, 0, W, H);
@@ -165,7 +173,8 @@ async function addPrompt(p) {
     toast(`Prompt not saved: ${errorText(ex.body) || ex.message}`, { error: true });
   }
   updateCount(); draw();
-  if ((p.kind === "point" || p.kind === "box") && PD.sam_enabled) segment(p.label);
+  // points and boxes always show a mask: SAM's when configured, else the backbone network's
+  if (p.kind === "point" || p.kind === "box") segment(p.label);
 }
 
 async function undo() {
@@ -217,7 +226,8 @@ function touches(p, x, y, r) {
   return inX && inY && nearEdge;
 }
 
-// ---------------------------------------------------------------- SAM
+// ---------------------------------------------------------------- points and boxes -> a mask
+const ENGINE_NAMES = { sam: "SAM", backbone: "Backbone" };
 async function segment(label) {
   const prompts = state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box")).map(toPayload);
   if (!prompts.length) return;
@@ -230,10 +240,11 @@ async function segment(label) {
       const res = await api(`/images/${iid}/segment/`, { method: "POST", body });
       await showSamMask(res, res.label || label);
       canvas.dataset.sam = String(res.area_px ?? 1);
-      setStatus(`SAM mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(res.time_ms ?? performance.now() - t0)} ms`);
+      canvas.dataset.segmentEngine = res.engine || "sam";
+      setStatus(`${ENGINE_NAMES[res.engine] || "SAM"} mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(performance.now() - t0)} ms`);
       return;
     } catch (ex) {
-      if (ex instanceof ApiError && ex.status === 409) {
+      if (ex instanceof ApiError && ex.status === 409 && ex.body?.code === "embedding_not_ready") {
         setStatus("Embedding in progress… the mask appears when it is ready", "wait");
         canvas.dataset.samWaited = "1";
         const jid = jobIdOf(ex.body);
@@ -422,12 +433,18 @@ document.getElementById("opacity").addEventListener("input", (e) => {
 // ---------------------------------------------------------------- images, predictions
 let siblings = [];
 let predictions = new Map();
+let shown = null;
+document.getElementById("show-anomaly")?.addEventListener("change", (e) => { state.showAnomaly = e.target.checked; draw(); });
 async function loadPrediction() {
-  const preds = await loadPredictions(pid);
+  // the model the Images page shows (the candidate, unless the deployed one was chosen)
+  shown = shownModel(await loadProject(pid));
+  const preds = await loadPredictions(pid, shown ? shown.id : null);
   predictions = preds;
   state.prediction = preds.get(String(iid)) || null;
   const badge = document.getElementById("pred-badge");
   badge.replaceChildren(state.prediction ? verdictBadge(state.prediction.verdict, state.prediction.severity) : h("span", { class: "muted small" }, "not predicted"));
+  const who = document.getElementById("pred-model");
+  if (who) { who.textContent = shown ? `predictions of ${modelLabel(shown)}` : ""; who.dataset.model = shown ? shown.kind : ""; }
   const u = state.prediction ? state.prediction.uncertainty : null;
   document.getElementById("pred-uncertainty").textContent = u != null ? `unsure about ${(100 * u).toFixed(1)} % of the inspected area` : "";
   document.getElementById("decision-link").classList.toggle("hidden", !state.prediction);
@@ -435,7 +452,12 @@ async function loadPrediction() {
     const url = state.prediction.overlayUrl || `${API}/images/${iid}/overlay/?v=${state.prediction.id || Date.now()}`;
     state.overlay = await loadImage(url).catch(() => null);
     canvas.dataset.overlay = state.overlay ? String(state.prediction.id) : "";
-  } else { state.overlay = null; canvas.dataset.overlay = ""; }
+    const a = state.prediction.anomalyUrl;
+    state.anomaly = a ? await loadImage(a).catch(() => null) : null;
+  } else { state.overlay = null; state.anomaly = null; canvas.dataset.overlay = ""; }
+  const peak = state.prediction ? state.prediction.anomalyPeak : null;
+  document.getElementById("anomaly-row").classList.toggle("hidden", peak == null);
+  if (peak != null) document.getElementById("anomaly-peak").textContent = `anomaly score ${peak.toFixed(2)} (1.00 = the most unusual good part it learned from)`;
   draw();
   return preds;
 }
@@ -471,7 +493,10 @@ document.getElementById("next-img").addEventListener("click", (e) => { e.prevent
 const runner = setupRun({
   projectId: pid,
   root: document.getElementById("runbar"),
-  onDone: async () => { const preds = await loadPrediction(); await loadFilmstrip(preds); toast("Predictions updated"); },
+  onDone: async (job) => {
+    if (job.result && job.result.model_version) chooseShown(pid, "candidate");
+    const preds = await loadPrediction(); await loadFilmstrip(preds);
+  },
 });
 if (runner && PD.active_job) runner.follow(PD.active_job);
 
@@ -558,6 +583,24 @@ async function start() {
   setTool(canEdit ? "brush" : "pan");
   if (canEdit) setLabel(state.label);
   state.img = await loadImage(`${API}/images/${iid}/display/`);
+  // a link from the next-step panel: which label to paint, where to look
+  const q = new URLSearchParams(window.location.search);
+  if (canEdit && q.get("label") && document.querySelector(`[data-label="${CSS.escape(q.get("label"))}"]`)) setLabel(q.get("label"));
+  const focus = (q.get("focus") || "").split(",").map(Number);
+  if (focus.length === 4 && focus.every(Number.isFinite) && focus[2] > focus[0] && focus[3] > focus[1]) {
+    state.focus = focus;
+    const r = wrap.getBoundingClientRect();
+    const [x0, y0, x1, y1] = focus;
+    const pad = Math.max(24, 0.6 * Math.max(x1 - x0, y1 - y0));
+    state.scale = Math.min(8, (r.width - 20) / (x1 - x0 + 2 * pad), (r.height - 20) / (y1 - y0 + 2 * pad));
+    state.ox = r.width / 2 - ((x0 + x1) / 2) * state.scale;
+    state.oy = r.height / 2 - ((y0 + y1) / 2) * state.scale;
+    canvas.dataset.focus = focus.join(",");
+  }
+  if (window.location.hash === "#ground-truth") {
+    const gt = document.querySelector("[data-testid=ground-truth]");
+    gt.classList.add("highlight"); gt.scrollIntoView({ block: "nearest" });
+  }
   draw();
   const list = await apiAll(`/images/${iid}/prompts/`);
   state.prompts = list.map(fromServer);

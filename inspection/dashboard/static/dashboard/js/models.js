@@ -1,6 +1,7 @@
 // Models: versions with metrics and training inputs; deploy; shadow mode; compare two by per-image verdict.
 import { API, api, apiAll, h, pageData, pct, fmt, when, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadProject, normPrediction } from "./shapes.js";
+import { deployConfirm, plural } from "./lifecycle.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -23,6 +24,8 @@ function render() {
     const isDep = String(m.id) === String(deployed) || m.deployed === true;
     return h("tr", { "data-model-id": m.id, "data-testid": "model-row", class: isDep ? "model-card deployed" : "" },
       h("td", {}, h("b", {}, `v${num(m)}`), " ", isDep ? h("span", { class: "badge ok", "data-testid": "deployed-badge" }, "DEPLOYED") : "",
+        project.candidate_model && String(project.candidate_model.id) === String(m.id) ? h("span", { class: "badge role", "data-testid": "candidate-badge", title: "the newest version after the deployed one: the Images page can show its predictions" }, "CANDIDATE") : "",
+        m.dismissed_at ? h("span", { class: "badge", title: "set aside: an earlier version was kept" }, "SET ASIDE") : "",
         m.shadow ? h("span", { class: "badge warn", "data-testid": "shadow-badge", title: "judges every inspection beside the deployed model; decides nothing" }, "SHADOW") : ""),
       h("td", {}, when(m.created_at)),
       h("td", {}, m.backend || ""),
@@ -31,7 +34,7 @@ function render() {
       h("td", { class: "num" }, pct(met.overkill_rate)),
       h("td", { class: "num" }, fmt(met.loo_iou, 3)),
       h("td", { class: "num" }, met.n_ground_truth ?? "—"),
-      h("td", {}, h("a", { href: "#", onclick: (e) => { e.preventDefault(); showUsed(m); } }, `${usedImages(m).length} images · ${usedPrompts(m).length} prompts`)),
+      h("td", {}, h("a", { href: "#", onclick: (e) => { e.preventDefault(); showUsed(m); } }, `${plural(usedImages(m).length, "image")} · ${plural(usedPrompts(m).length, "prompt")}`)),
       h("td", {}, PD.can_edit && !isDep ? h("button", { class: "btn small", "data-testid": "deploy", onclick: () => deploy(m) }, "Deploy") : "",
         PD.can_edit && !isDep ? h("button", { class: "btn small", "data-testid": m.shadow ? "shadow-stop" : "shadow-start", onclick: () => shadow(m), title: "Run this version on the line's images beside the deployed one, without deciding anything" }, m.shadow ? "Stop shadow" : "Shadow") : "",
         PD.can_inspect ? h("a", { class: "btn small", href: `${API}/models/${m.id}/bundle/`, download: "", "data-testid": "bundle", title: "This model with the active rules as one file: python -m prompting inspect --bundle FILE --images DIR decides offline exactly as the server" }, "Bundle") : ""));
@@ -53,7 +56,7 @@ function showUsed(m) {
   const card = document.getElementById("used-card");
   card.hidden = false;
   const byId = new Map(images.map((i) => [String(i.id), i]));
-  document.getElementById("used-title").textContent = `v${num(m)} was trained on ${usedImages(m).length} images and ${usedPrompts(m).length} prompts`;
+  document.getElementById("used-title").textContent = `v${num(m)} was trained on ${plural(usedImages(m).length, "image")} and ${plural(usedPrompts(m).length, "prompt")}`;
   document.getElementById("used-thumbs").replaceChildren(...usedImages(m).map((id) => {
     const im = byId.get(String(id));
     return h("div", { class: "thumb" }, im
@@ -97,12 +100,10 @@ async function renderShadow() {
   document.getElementById("shadow-log").href = `/projects/${pid}/inspections/?shadow_disagrees=true`;
 }
 
+// Deploy asks first, with this version against the deployed one
 async function deploy(m) {
-  try {
-    await api(`/models/${m.id}/deploy/`, { method: "POST", body: {} });
-    toast(`v${num(m)} deployed`);
-    await load();
-  } catch (ex) { toast(errorText(ex.body) || ex.message, { error: true }); }
+  const done = await deployConfirm({ projectId: pid, model: { id: m.id, number: num(m) }, deployedNumber: project.deployed_model_number });
+  if (done) await load();
 }
 
 async function verdictsOf(modelId) {

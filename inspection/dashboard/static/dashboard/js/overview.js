@@ -1,6 +1,7 @@
 import { API, api, uploadXHR, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder, normPrediction } from "./shapes.js";
 import { setupRun } from "./run.js";
+import { shownModel, chooseShown, modelLabel, plural, comparisonView, strokesList, deployConfirm, deployedWhen } from "./lifecycle.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -8,6 +9,9 @@ let project = null;
 let images = [];
 let predictions = new Map();
 let stamp = Date.now();
+let summary = null;
+let shown = null;
+let landing = null; // a Run's new version whose predictions are landing now
 
 const thumbs = document.getElementById("thumbs");
 const filters = {
@@ -36,19 +40,20 @@ function thumbCard(im) {
   const src = p ? (p.overlayUrl || `${im.overlayUrl}?v=${p.id ?? stamp}`) : im.thumbUrl;
   const disagree = p && im.gtVerdict && p.verdict !== im.gtVerdict;
   return h("div", { class: "thumb" + (disagree ? " disagree" : ""), "data-image-id": im.id, "data-testid": "thumb",
-                    "data-predicted": p ? p.verdict : "" },
+                    "data-predicted": p ? p.verdict : "", "data-model": p ? p.modelNumber : "", "data-rules": p ? p.rulesVersion : "", title: disagree ? "the prediction disagrees with the ground truth" : null },
     h("a", { class: "img", href: `/projects/${pid}/images/${im.id}/`, title: im.name },
       h("img", { src, alt: im.name, loading: "lazy", "data-testid": "thumb-img" })),
     h("div", { class: "badges" }, p ? verdictBadge(p.verdict, p.severity) : null),
     p && p.uncertainty != null ? h("span", { class: "badge unsure unsure-corner", "data-testid": "uncertainty",
       title: "share of the inspected area the model is unsure about: paint corrections on the most uncertain images first" },
       `unsure ${(100 * p.uncertainty).toFixed(p.uncertainty < 0.1 ? 1 : 0)} %`) : null,
+    h("div", { class: "fname", "data-testid": "thumb-name", title: im.name }, im.name),
     h("div", { class: "meta" },
       im.gtVerdict ? h("span", { class: "badge " + (im.gtVerdict === "NG" ? "soft-ng" : "soft-ok"), title: "ground truth" }, "GT " + im.gtVerdict) : null,
       im.hasMask ? h("span", { class: "badge", title: "ground-truth mask" }, "mask") : null,
-      im.promptCount ? h("span", { title: "prompts" }, `✎ ${im.promptCount}`) : null,
+      im.promptCount ? h("span", { class: "strokes", title: plural(im.promptCount, "prompt") }, `✎ ${im.promptCount}`) : null,
       h("span", { class: "spacer" }),
-      p ? h("a", { href: `/projects/${pid}/decisions/${im.id}/`, "data-testid": "decision-link", title: "why this verdict" }, "why?") : null));
+      p ? h("a", { class: "why", href: `/projects/${pid}/decisions/${im.id}/`, "data-testid": "decision-link", title: "why this verdict" }, "why?") : null));
 }
 
 // "most uncertain first": where a correction stroke teaches the model most
@@ -66,17 +71,127 @@ function render() {
   el.className = "coldstart " + (cs.remaining ? "short" : "ready");
   el.textContent = cs.remaining
     ? `${cs.n} of ${cs.min} images: add ${cs.remaining} more to train`
-    : `${cs.n} images: ready to train (minimum ${cs.min})`;
+    : `${plural(cs.n, "image")}: ready to train (minimum ${cs.min})`;
   const prompted = images.filter((i) => i.promptCount).length;
-  document.getElementById("prompt-summary").textContent = `${prompted} image${prompted === 1 ? "" : "s"} with prompts · paint on a few images, then press Run.`;
+  document.getElementById("prompt-summary").textContent = `${plural(prompted, "image")} with prompts · paint on a few images, then press Run.`;
   const dep = project.deployed_model_number;
-  document.getElementById("deployed-line").textContent = dep != null ? `Deployed model: v${dep} · rules v${project.active_rules_version ?? "?"}` : `No model deployed yet · rules v${project.active_rules_version ?? "?"}`;
+  const how = summary ? deployedWhen(summary) : "";
+  document.getElementById("deployed-line").textContent = dep != null
+    ? `The line uses v${dep}${how ? ` (${how})` : ""} · rules v${project.active_rules_version ?? "?"}`
+    : `No model deployed yet · rules v${project.active_rules_version ?? "?"}`;
+  renderShowing();
+}
+
+// whose predictions the thumbnails show, and the switch
+function renderShowing() {
+  const el = document.getElementById("showing");
+  if (landing != null) {
+    el.classList.remove("hidden");
+    el.dataset.model = "landing";
+    el.replaceChildren(h("span", {}, "Showing the predictions of ", h("strong", { "data-testid": "showing-model" }, `v${landing}`), " as they land (Run in progress)"));
+    return;
+  }
+  el.classList.toggle("hidden", !shown && landing == null);
+  if (!shown) { el.replaceChildren(); el.dataset.model = ""; return; }
+  el.dataset.model = shown.kind;
+  el.dataset.number = shown.number;
+  const cand = project.candidate_model, dep = project.deployed_model_number;
+  const other = shown.kind === "candidate" ? (dep != null ? "deployed" : null) : (cand ? "candidate" : null);
+  el.replaceChildren(...[
+    h("span", {}, "Showing the predictions of ", h("strong", { "data-testid": "showing-model" }, modelLabel(shown)),
+      shown.kind === "candidate" ? h("span", { class: "muted" }, ` (not deployed: the line uses v${dep})`) : cand ? h("span", { class: "muted" }, ` (newer candidate: v${cand.number})`) : null),
+    other ? h("button", { class: "btn small", type: "button", "data-testid": "showing-switch", onclick: async () => { chooseShown(pid, other); await refresh(); } },
+      other === "deployed" ? `Show deployed v${dep}` : `Show candidate v${cand.number}`) : null].filter(Boolean));
+}
+
+function renderNext(step) {
+  const box = document.getElementById("next-step");
+  if (!step) { box.classList.add("hidden"); return; }
+  box.classList.remove("hidden");
+  box.dataset.code = step.code;
+  document.getElementById("next-title").textContent = step.title;
+  document.getElementById("next-detail").textContent = step.detail;
+  const slot = document.getElementById("next-action");
+  let action = null;
+  if (step.href) action = h("a", { class: "btn primary", href: step.href, "data-testid": "next-action" }, step.label);
+  else if (step.action === "run" && runner) action = h("button", { class: "btn run", type: "button", "data-testid": "next-action", onclick: () => runner.run() }, step.label);
+  else if (step.action === "deploy" && PD.can_edit) action = h("button", { class: "btn primary", type: "button", "data-testid": "next-action", onclick: () => deployCandidate() }, step.label);
+  else if (step.action === "undo" && PD.can_edit) action = h("button", { class: "btn danger", type: "button", "data-testid": "next-action", onclick: () => undoStrokes(step.model_version) }, step.label);
+  slot.replaceChildren(...(action ? [action] : []));
+}
+
+// the candidate against the deployed version, and the guard
+function renderLifecycle() {
+  const card = document.getElementById("lifecycle");
+  const s = summary;
+  const guard = s && s.guard;
+  if (!s || (!s.candidate && !guard)) { card.classList.add("hidden"); return; }
+  card.classList.remove("hidden");
+  const title = document.getElementById("lifecycle-title");
+  const buttons = document.getElementById("lifecycle-buttons");
+  const body = document.getElementById("lifecycle-body");
+  const cand = s.candidate;
+  title.textContent = cand ? `Candidate v${cand.number} against deployed v${s.deployed.number}` : `Deployed v${s.deployed.number} against v${guard.baseline.number}`;
+  const btns = [];
+  if (PD.can_edit && cand) {
+    btns.push(h("button", { class: "btn primary", type: "button", "data-testid": "deploy-candidate", onclick: () => deployCandidate() }, `Deploy v${cand.number}…`));
+    btns.push(h("button", { class: "btn", type: "button", "data-testid": "keep-deployed", title: `v${cand.number} stops being the candidate`, onclick: () => keep(cand) }, `Keep v${s.deployed.number}`));
+  }
+  buttons.replaceChildren(...btns);
+  // when the guard compares the same two versions, its box already says the assessment
+  const same = guard && s.comparison && guard.baseline.id === s.comparison.baseline.id && guard.candidate.id === s.comparison.candidate.id;
+  body.replaceChildren(...(s.comparison ? [comparisonView(s.comparison, { note: !same })] : []));
+  const g = document.getElementById("guard");
+  if (!guard) { g.classList.add("hidden"); g.replaceChildren(); return; }
+  g.classList.remove("hidden");
+  const newest = guard.candidate, prev = guard.baseline;
+  const added = guard.prompts.added;
+  g.replaceChildren(
+    h("div", { class: "notice error guard-box" },
+      h("strong", {}, guard.assessment.summary + "."),
+      added.length
+        ? h("div", {}, `Strokes added since v${prev.number} (${guard.prompts.n_added}):`, strokesList(pid, added))
+        : h("div", {}, `No stroke was added since v${prev.number}${guard.prompts.n_removed ? `; ${plural(guard.prompts.n_removed, "stroke")} removed` : ""}.`),
+      PD.can_edit ? h("div", { class: "inline-fields" },
+        guard.prompts.n_added || guard.prompts.n_removed
+          ? h("button", { class: "btn danger", type: "button", "data-testid": "guard-undo", onclick: () => undoStrokes(newest.id) },
+            `Undo ${guard.prompts.n_added ? plural(guard.prompts.n_added, "stroke") : "the changes"} (back to v${prev.number})`)
+          : null,
+        h("button", { class: "btn", type: "button", "data-testid": "guard-keep", onclick: () => keep(newest, prev) }, `Keep v${prev.number}`)) : null));
+}
+
+async function deployCandidate() {
+  const cand = summary && summary.candidate;
+  if (!cand) return;
+  const done = await deployConfirm({ projectId: pid, model: cand, deployedNumber: summary.deployed ? summary.deployed.number : null });
+  if (done) { chooseShown(pid, "candidate"); await refresh(); }
+}
+
+async function keep(model, prev) {
+  try {
+    const r = await api(`/models/${model.id}/dismiss/`, { method: "POST", body: {} });
+    toast(`Kept v${r.kept ? r.kept.number : prev ? prev.number : "?"}: v${model.number} is set aside`);
+    await refresh();
+  } catch (ex) { toast(errorText(ex.body) || ex.message, { error: true }); }
+}
+
+async function undoStrokes(modelId) {
+  try {
+    const r = await api(`/models/${modelId}/undo-strokes/`, { method: "POST", body: {} });
+    toast(`${plural(r.deleted, "stroke")} undone${r.restored ? `, ${r.restored} restored` : ""} (${r.images.join(", ")}); v${r.kept.number} kept`);
+    await refresh();
+  } catch (ex) { toast(errorText(ex.body) || ex.message, { error: true }); }
 }
 
 async function refresh() {
-  [project, images, predictions] = await Promise.all([loadProject(pid), loadImages(pid), loadPredictions(pid)]);
+  [project, images, summary] = await Promise.all([loadProject(pid), loadImages(pid), api(`/projects/${pid}/candidate/`)]);
+  shown = shownModel(project);
+  landing = null;
+  predictions = await loadPredictions(pid, shown ? shown.id : null);
   stamp = Date.now();
   render();
+  renderLifecycle();
+  renderNext(await api(`/projects/${pid}/next-step/`).catch(() => null));
 }
 
 [...Object.values(filters), sortBy].forEach((f) => f.addEventListener("change", render));
@@ -105,6 +220,7 @@ if (dz) {
       const res = await uploadXHR(`${API}/projects/${pid}/images/`, fd, { onProgress: (f) => { bar.value = Math.round(100 * f); } });
       bar.value = 100;
       const dup = res && res.created === 0 && res.duplicates > 0;
+      bar.value = 100;
       state.textContent = dup ? "duplicate" : "done";
       li.classList.add("done");
       li.dataset.state = "done";
@@ -141,12 +257,17 @@ const runner = setupRun({
   projectId: pid,
   root: document.getElementById("runbar"),
   visible: onScreen,
-  // each chunk of the propagation: its thumbnails update at once
+  // each chunk of the propagation: its thumbnails update at once (the new version's)
   onLanded: (rows) => {
     for (const p of rows) predictions.set(String(p.image), normPrediction(p, p.image));
+    if (rows.length && (!shown || String(rows[0].model_version) !== shown.id)) landing = rows[0].model_number;
     render();
   },
-  onDone: async () => { await refresh(); toast("Predictions updated"); },
+  onDone: async (job) => {
+    // a new candidate is what the engineer wants to see after a Run
+    if (job.result && job.result.model_version) chooseShown(pid, "candidate");
+    await refresh();
+  },
 });
 document.addEventListener("keydown", (e) => {
   if (!runner || typing(e)) return;

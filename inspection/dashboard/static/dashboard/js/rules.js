@@ -62,7 +62,8 @@ function sel(options, value, { testid, onChange } = {}) {
   el.addEventListener("change", () => { onChange(el.value); changed(); });
   return el;
 }
-function btn(text, onclick, attrs = {}) { return h("button", { class: "btn small", type: "button", onclick, ...attrs }, text); }
+// "×" (remove) sits at the row's right end and never wraps onto a line of its own
+function btn(text, onclick, attrs = {}) { return h("button", { class: "btn small" + (text === "×" ? " remove" : ""), type: "button", onclick, ...attrs }, text); }
 
 function classBlock(key, entry, title) {
   entry.morphology = entry.morphology || [];
@@ -315,6 +316,8 @@ async function backtest() {
     st.dataset.seq = String(seq);
     // 400: the form's rule set is invalid (field errors); 409: nothing to backtest yet
     document.getElementById("bt-note").replaceChildren(h("div", { class: "notice " + (ex.status === 409 ? "warn" : "error"), "data-testid": "backtest-error" }, errorText(ex.body) || ex.message));
+    document.getElementById("bt-nchanges").textContent = "";
+    document.getElementById("bt-changes").replaceChildren(h("div", { class: "muted small", style: "grid-column: 1 / -1" }, "Listed once the backtest can run."));
   }
 }
 const backtestSoon = debounce(backtest, 350);

@@ -3,7 +3,7 @@
 // visible(): ids of the images on screen (their predictions land first);
 // onLanded(predictions): called as each chunk of the propagation lands, with the
 // predictions stored since the last call (GET /jobs/{id}/predictions/?since=).
-import { api, pollJob, jobIdOf, errorText } from "./api.js";
+import { api, pollJob, jobIdOf, errorText, h } from "./api.js";
 
 export function setupRun({ projectId, root, onDone, visible, onLanded }) {
   if (!root) return null;
@@ -23,7 +23,7 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
   });
 
   function show(job) {
-    box.classList.remove("hidden", "failed");
+    box.classList.remove("hidden", "failed", "warn");
     const p = Number(job.progress ?? 0);
     bar.value = p;
     bar.dataset.state = job.state || job.status || "";
@@ -59,6 +59,7 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
 
   async function follow(jobId) {
     running = true;
+    box.dataset.settled = "";
     current = jobId;
     button.disabled = true;
     const land = lander(jobId);
@@ -67,8 +68,23 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
       const state = job.state || job.status;
       if (state === "succeeded") {
         bar.value = 100;
-        msg.textContent = "Done: predictions updated" + (job.timings && job.timings.total ? ` in ${Number(job.timings.total).toFixed(1)} s` : "");
+        // the job's own words: which version was made, whether it was deployed
+        // or is a candidate, and a warning when it scores worse than the one before
+        const secs = job.timings && job.timings.total ? ` (${Number(job.timings.total).toFixed(1)} s)` : "";
+        const guard = job.result && job.result.guard;
+        // the warning's evidence is long: the run bar says what happened, the
+        // Images page's comparison card gives the figures and the way back
+        const said = (job.message || "predictions updated").split(". Warning: ")[0];
+        msg.replaceChildren(`Done: ${said}${secs}`);
+        if (guard) {
+          msg.append(h("span", { class: "guard-line", "data-testid": "run-guard" },
+            ` Warning: v${job.result.model_number} scores ${guard.verdict === "worse" ? "clearly worse than" : "worse in part than"} v${guard.previous.number}. `,
+            h("a", { href: `/projects/${projectId}/#lifecycle` }, "See why, undo or keep")));
+        }
+        box.classList.toggle("warn", Boolean(guard));
+        box.dataset.guard = guard ? guard.verdict : "";
         if (onDone) await onDone(job);
+        box.dataset.settled = "1"; // the page has taken the finished job in
       } else {
         box.classList.add("failed");
         msg.textContent = `${state}: ${job.error || job.message || "no message"}`;
@@ -92,6 +108,7 @@ export function setupRun({ projectId, root, onDone, visible, onLanded }) {
     bar.value = 0;
     bar.dataset.state = "starting";
     box.dataset.state = "starting";
+    box.dataset.settled = "";
     msg.textContent = "Starting…";
     try {
       const ids = visible ? visible() : [];

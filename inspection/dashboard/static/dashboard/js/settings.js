@@ -67,8 +67,21 @@ if (inputForm) inputForm.addEventListener("submit", async () => {
     out.replaceChildren(h("span", { class: "ok-text", "data-testid": "input-saved" }, `Saved: ${INPUT_SAVED[p.input_check]} (tolerance ${p.input_check_margin}).`));
   } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
 });
+// ---- auto-deploy (cold start): every Run's version is deployed until the first inspection
+const deployForm = document.getElementById("deploy-form");
+function showDeploySettings(p) { deployForm.auto.checked = Boolean(p.auto_deploy); deployForm.dataset.loaded = "1"; }
+if (deployForm) deployForm.auto.addEventListener("change", async () => {
+  const out = document.getElementById("deploy-msg");
+  try {
+    const p = await api(`/projects/${pid}/`, { method: "PATCH", body: { auto_deploy: deployForm.auto.checked } });
+    showDeploySettings(p);
+    out.replaceChildren(h("span", { class: "ok-text", "data-testid": "deploy-saved" }, p.auto_deploy
+      ? "Saved: every Run deploys its version until the first line inspection."
+      : "Saved: a Run makes a candidate; Deploy puts it on the line."));
+  } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
+});
 if (keep) {
-  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); if (inputForm) showInputSettings(p); });
+  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); if (inputForm) showInputSettings(p); if (deployForm) showDeploySettings(p); });
   keep.addEventListener("change", async () => {
     const out = document.getElementById("keep-images-msg");
     try {

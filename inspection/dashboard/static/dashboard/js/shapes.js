@@ -38,6 +38,8 @@ export function normPrediction(p, imageId) {
     rulesVersion: p.rules_version ?? p.ruleset_version ?? null,
     truth: p.truth || null,
     uncertainty: typeof p.uncertainty === "number" ? p.uncertainty : null,
+    anomalyUrl: p.anomaly_url || null,
+    anomalyPeak: typeof p.anomaly_peak === "number" ? p.anomaly_peak : null,
     created: p.created || p.created_at || null,
   };
 }
@@ -53,8 +55,11 @@ export async function loadImages(projectId) {
   return (await apiAll(`/projects/${projectId}/images/?page_size=500`)).map(normImage);
 }
 
-export async function loadPredictions(projectId) {
-  const list = await apiAll(`/projects/${projectId}/predictions/?page_size=500`);
+// each image's newest prediction, of one model version when given (the one
+// the page shows: see lifecycle.js shownModel)
+export async function loadPredictions(projectId, modelVersionId = null) {
+  const only = modelVersionId ? `&model_version=${modelVersionId}` : "";
+  const list = await apiAll(`/projects/${projectId}/predictions/?page_size=500${only}`);
   const byImage = new Map();
   for (const p of list) {
     const n = normPrediction(p);

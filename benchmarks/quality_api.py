@@ -1,0 +1,536 @@
+"""The quality protocol driven through the REST API, as a user's client would.
+
+    python -m benchmarks.quality --via-api [--base-url http://127.0.0.1:8000 --token T]
+                                 [--datasets ...] [--seeds 0,1,2] [--max-eval N]
+
+Same simulated user as :mod:`benchmarks.quality` (:mod:`benchmarks.protocol`:
+the seeded split, the skeleton and background strokes, two correction rounds),
+but every step is an HTTP request to a running server:
+
+1. ``POST /projects/`` (one class, the chosen ``--backend``), then each
+   training image with its ground-truth mask (``POST /projects/{id}/images/``,
+   the mask makes it a labelled OK/NG part for the backtest and the tuner),
+   and its strokes (``POST /images/{id}/prompts/``).
+2. ``POST /projects/{id}/train/`` (Run), polling ``GET /jobs/{id}/`` until it
+   ends; the training images' predictions are read back
+   (``GET /projects/{id}/predictions/`` and each ``mask_url``), correction
+   strokes are painted where they are wrong, and Run again (twice).
+3. The evaluation images are uploaded *without* masks (they are not labelled,
+   so neither the tuner nor the backtest sees them), the last model is
+   deployed (``POST /models/{id}/deploy/``, which predicts every image): their
+   masks under the project's default rules give "seg IoU".
+4. ``POST /rules/tune/`` suggests a rule set from the labelled (training)
+   images; ``PUT /rules/`` saves it, which predicts every image again: the
+   evaluation masks under the tuned rules give "rules IoU".
+5. Every evaluation image goes through the line's route,
+   ``POST /projects/{id}/inspect/``: its verdict gives escape and overkill,
+   and the request's wall time is "predict / image".
+
+Without ``--base-url`` an embedded server is started on a free port
+(``manage.py runserver`` with the product's settings, a temporary SQLite
+database, media and feature cache, Celery eager, so every job runs inside its
+request) with an admin whose token the client asks for over HTTP.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import protocol
+from benchmarks.quality import CLASS, MethodResult, Sample
+
+REPO = Path(__file__).resolve().parents[1]
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+JOB_TIMEOUT_S = 3600.0
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+class Client:
+    """JSON and multipart over HTTP/1.1 with a token (a new connection per request)."""
+
+    def __init__(self, base_url: str, token: str = "") -> None:
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"--base-url must be http(s)://host[:port], got {base_url!r}")
+        self.scheme, self.host, self.port = url.scheme, url.hostname, url.port
+        self.prefix = url.path.rstrip("/")
+        self.token = token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        files: list[tuple[str, str, bytes]] | None = None,
+        expect: tuple[int, ...] = (200, 201, 202, 204),
+        raw: bool = False,
+    ) -> tuple[int, Any, float]:
+        """(status, parsed JSON or bytes, ms). ``path`` is absolute (``/api/v1/...``) or a URL."""
+        if path.startswith("http"):
+            path = urllib.parse.urlsplit(path).path
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Token {self.token}"
+        data = None
+        if files is not None:
+            boundary = uuid.uuid4().hex
+            data = _multipart(files, boundary)
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn_cls = (
+            http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        )
+        conn = conn_cls(self.host, self.port, timeout=JOB_TIMEOUT_S)
+        t0 = time.perf_counter()
+        try:
+            conn.request(method, self.prefix + path, body=data, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+        finally:
+            conn.close()
+        ms = (time.perf_counter() - t0) * 1000.0
+        if resp.status not in expect:
+            raise ApiError(f"{method} {path}: HTTP {resp.status}: {payload[:600]!r}")
+        if raw:
+            return resp.status, payload, ms
+        return resp.status, json.loads(payload) if payload else None, ms
+
+    def get(self, path: str, **kw):
+        return self.request("GET", path, **kw)[1]
+
+    def post(self, path: str, body: Any = None, **kw):
+        return self.request("POST", path, body=body, **kw)[1]
+
+
+def _multipart(files: list[tuple[str, str, bytes]], boundary: str) -> bytes:
+    out = io.BytesIO()
+    for name, filename, value in files:
+        out.write(f"--{boundary}\r\n".encode())
+        out.write(
+            f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        out.write(value)
+        out.write(b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue()
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def embedded_server(*, backend: str):
+    """A throwaway server: (base URL, admin username, password). Stopped on exit."""
+    password = secrets.token_urlsafe(12)
+    with tempfile.TemporaryDirectory(prefix="quality-api-") as tmp:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "STORAGE_"))},
+            "DJANGO_SETTINGS_MODULE": "inspection.settings",
+            "SECRET_KEY": "quality-api-benchmark-" + secrets.token_hex(8),
+            "DEBUG": "0",
+            "VAR_DIR": tmp,
+            "DATABASE_URL": f"sqlite:///{Path(tmp) / 'db.sqlite3'}",
+            "CELERY_TASK_ALWAYS_EAGER": "1",
+            "CELERY_BROKER_URL": "filesystem://",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ADMIN_USERNAME": "admin",
+            "ADMIN_PASSWORD": password,
+            "DEFAULT_FEATURE_BACKEND": backend,
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name in ("FEATURE_CACHE_DIR", "BROKER_DIR", "MEDIA_ROOT"):
+            env.pop(name, None)
+        manage = [sys.executable, "manage.py"]
+        for cmd in (["migrate", "--noinput", "-v", "0"], ["create_admin"]):
+            subprocess.run(manage + cmd, cwd=REPO, env=env, check=True, capture_output=True)
+        port = _free_port()
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        "the embedded server exited: "
+                        + (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
+                    )
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the embedded server did not start in 120 s") from None
+                    time.sleep(0.3)
+            yield f"http://127.0.0.1:{port}", "admin", password
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+def token_get(client: Client, username: str, password: str) -> str:
+    return client.post("/api/v1/auth/token/", {"username": username, "password": password})["token"]
+
+
+# ----------------------------------------------------------------------------- the user
+
+
+def _png(arr: np.ndarray) -> bytes:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _mask_png(mask: np.ndarray) -> bytes:
+    return _png(np.asarray(mask, bool).astype(np.uint8) * 255)
+
+
+def _mask_read(client: Client, url: str, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    _, data, _ = client.request("GET", url, raw=True)
+    arr = np.asarray(PILImage.open(io.BytesIO(data)))
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    if arr.shape != shape:
+        raise ApiError(f"prediction mask {url} has shape {arr.shape}, expected {shape}")
+    return arr > 0
+
+
+def job_wait(client: Client, job_id: str) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        job = client.get(f"/api/v1/jobs/{job_id}/")
+        if job["state"] in FINAL_STATES:
+            if job["state"] != "succeeded":
+                raise ApiError(
+                    f"job {job_id} {job['state']}: {job.get('error') or job.get('message')}"
+                )
+            return job
+        if time.monotonic() > deadline:
+            raise ApiError(f"job {job_id} still {job['state']} after {JOB_TIMEOUT_S:.0f} s")
+        time.sleep(0.5)
+
+
+def project_jobs_wait(client: Client, project: str) -> None:
+    """Until no job of the project is queued or running (propagation after a change)."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        jobs = client.get(f"/api/v1/projects/{project}/jobs/?page_size=500")["results"]
+        active = [j for j in jobs if j["state"] not in FINAL_STATES]
+        if not active:
+            failed = [j for j in jobs if j["state"] == "failed"]
+            if failed:
+                raise ApiError(f"job {failed[0]['id']} failed: {failed[0].get('error')}")
+            return
+        if time.monotonic() > deadline:
+            raise ApiError(f"project {project}: jobs still active after {JOB_TIMEOUT_S:.0f} s")
+        time.sleep(0.5)
+
+
+def predictions_masks(
+    client: Client, project: str, images: dict[str, tuple[str, tuple[int, int]]]
+) -> dict[str, np.ndarray]:
+    """{sample id: (H, W) bool mask of its newest prediction} for ``images``
+    ({sample id: (image id, shape)})."""
+    by_image = {image_id: (sid, shape) for sid, (image_id, shape) in images.items()}
+    out: dict[str, np.ndarray] = {}
+    page = f"/api/v1/projects/{project}/predictions/?page_size=500"
+    while page:
+        body = client.get(page)
+        for p in body["results"]:
+            if p["image"] in by_image:
+                sid, shape = by_image[p["image"]]
+                out[sid] = _mask_read(client, p["mask_url"], shape)
+        page = body.get("next")
+    missing = set(images) - set(out)
+    if missing:
+        raise ApiError(f"no prediction for {len(missing)} images (e.g. {sorted(missing)[0]})")
+    return out
+
+
+def _upload(client: Client, project: str, sample: Sample, *, with_mask: bool) -> str:
+    files = [("file", f"{sample.image_id}.png", _png(sample.rgb))]
+    if with_mask:
+        files.append(("mask", f"{sample.image_id}.png", _mask_png(sample.mask)))
+    body = client.post(f"/api/v1/projects/{project}/images/", files=files)
+    return body["images"][0]["id"]
+
+
+def _paint(client: Client, image_id: str, strokes: list[dict]) -> None:
+    for stroke in strokes:
+        client.post(f"/api/v1/images/{image_id}/prompts/", stroke)
+
+
+def _train(client: Client, project: str) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    job = client.post(f"/api/v1/projects/{project}/train/", {})["job"]
+    job = job_wait(client, job["id"])
+    return job, time.perf_counter() - t0
+
+
+@dataclass
+class ApiRun:
+    """One dataset and seed through the API: the figures of ``MethodResult`` and how
+    long each stage took (s)."""
+
+    result: MethodResult
+    stages: dict[str, float]
+
+
+def run_via_api(
+    client: Client,
+    *,
+    name: str,
+    seed: int,
+    train: list[Sample],
+    evaluation: list[Sample],
+    prompts0: dict[str, list[dict]],
+    backend: str,
+) -> ApiRun:
+    """The protocol on one dataset and seed, every step through ``client``."""
+    from benchmarks.quality import _spearman
+
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    project = client.post(
+        "/api/v1/projects/",
+        {
+            "name": f"{name} seed {seed} {uuid.uuid4().hex[:6]}",
+            "classes": [{"name": CLASS}],
+            "backend": backend,
+        },
+    )["id"]
+    ids: dict[str, str] = {}
+    for s in train:
+        ids[s.image_id] = _upload(client, project, s, with_mask=True)
+        _paint(client, ids[s.image_id], prompts0[s.image_id])
+    stages["upload_and_paint_s"] = time.perf_counter() - t0
+
+    train_ids = {s.image_id: (ids[s.image_id], s.mask.shape) for s in train}
+    train_s = 0.0
+    rounds = []
+    model_id = None
+    for r in range(protocol.CORRECTION_ROUNDS + 1):
+        job, wall = _train(client, project)
+        train_s += wall
+        rounds.append(f"{wall:.1f}s")
+        model_id = job["result"]["model_version"]
+        if r == protocol.CORRECTION_ROUNDS:
+            break
+        predicted = predictions_masks(client, project, train_ids)
+        for s in train:
+            _paint(
+                client,
+                ids[s.image_id],
+                protocol.correction_strokes(predicted[s.image_id], s.mask, label=CLASS),
+            )
+    stages["train_s"] = train_s
+
+    t1 = time.perf_counter()
+    eval_ids = {}
+    for s in evaluation:
+        eval_ids[s.image_id] = (_upload(client, project, s, with_mask=False), s.mask.shape)
+    client.post(f"/api/v1/models/{model_id}/deploy/")
+    project_jobs_wait(client, project)
+    seg = predictions_masks(client, project, eval_ids)
+    stages["deploy_and_predict_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    tuned = client.post(f"/api/v1/projects/{project}/rules/tune/", {})
+    warning = tuned.get("warning")
+    client.request(
+        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": tuned["rules"], "note": "tuned"}
+    )
+    project_jobs_wait(client, project)
+    after = predictions_masks(client, project, eval_ids)
+    stages["tune_and_predict_s"] = time.perf_counter() - t2
+
+    verdicts, times, uncertainty, errors = {}, [], [], []
+    for s in evaluation:
+        status, body, ms = client.request(
+            "POST",
+            f"/api/v1/projects/{project}/inspect/",
+            files=[("file", f"{s.image_id}.png", _png(s.rgb))],
+        )
+        verdicts[s.image_id] = body["verdict"]
+        times.append(ms / 1000.0)
+        uncertainty.append(float(body.get("uncertainty") or 0.0))
+        errors.append(int((after[s.image_id] ^ s.mask).sum()))
+    stages["inspect_s"] = float(np.sum(times))
+
+    def agg_iou(masks: dict[str, np.ndarray]) -> float:
+        inter = sum(int((masks[s.image_id] & s.mask).sum()) for s in evaluation)
+        union = sum(int((masks[s.image_id] | s.mask).sum()) for s in evaluation)
+        return inter / max(union, 1)
+
+    ng = [s for s in evaluation if s.mask.any()]
+    ok = [s for s in evaluation if not s.mask.any()]
+    escape = sum(verdicts[s.image_id] == "OK" for s in ng) / len(ng) if ng else None
+    overkill = sum(verdicts[s.image_id] == "NG" for s in ok) / len(ok) if ok else None
+    result = MethodResult(
+        iou=agg_iou(after),
+        iou_05=agg_iou(seg),
+        escape=escape,
+        overkill=overkill,
+        train_s=train_s,
+        predict_s=float(np.mean(times)) if times else 0.0,
+        tune_warning=warning,
+        review_rho=_spearman(uncertainty, errors),
+        rounds=rounds,
+        extra={"ruleset": tuned["rules"], "project": project},
+    )
+    return ApiRun(result=result, stages=stages)
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -> int:
+    """``python -m benchmarks.quality --via-api``: the API path per dataset and seed,
+    beside the engine path and the baseline on the same split (unless skipped)."""
+    from benchmarks.quality import (
+        BaselineMethod,
+        OurMethod,
+        _head,
+        _mean_result,
+        _row,
+        dataset_load,
+        initial_prompts,
+        run_method,
+    )
+
+    if backend_options:
+        print(
+            "--via-api: the server uses its own backend options; --backend-options is ignored",
+            file=sys.stderr,
+        )
+    api_name = f"{ours_name} via API"
+    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+
+    @contextmanager
+    def server():
+        if args.base_url:
+            yield Client(args.base_url, args.token), args.base_url
+            return
+        with embedded_server(backend=args.backend) as (url, user, password):
+            client = Client(url)
+            client.token = token_get(client, user, password)
+            yield client, f"embedded server {url}"
+
+    rows = []  # (dataset, seed, n_eval, label, MethodResult)
+    stages_all = []
+    with server() as (client, where):
+        print(f"API path on {where}", file=sys.stderr)
+        for name in names:
+            samples = dataset_load(args.data_root, name)
+            by_id = {s.image_id: s for s in samples}
+            for seed in seeds:
+                train_ids, eval_ids = protocol.protocol_split(
+                    [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
+                )
+                train = [by_id[i] for i in train_ids]
+                evaluation = [by_id[i] for i in eval_ids]
+                if args.max_eval:
+                    evaluation = evaluation[: args.max_eval]
+                prompts0 = initial_prompts(train, seed)
+                t0 = time.perf_counter()
+                run = run_via_api(
+                    client,
+                    name=name,
+                    seed=seed,
+                    train=train,
+                    evaluation=evaluation,
+                    prompts0=prompts0,
+                    backend=args.backend,
+                )
+                print(
+                    f"[{name} seed {seed}] via API in {time.perf_counter() - t0:.0f} s: "
+                    f"{run.result} stages {run.stages}",
+                    file=sys.stderr,
+                )
+                rows.append((name, seed, len(evaluation), api_name, run.result))
+                stages_all.append((name, seed, run.stages))
+                if not args.skip_engine:
+                    ours = run_method(
+                        OurMethod(seed, args.backend, {}), train, evaluation, prompts0
+                    )
+                    rows.append((name, seed, len(evaluation), f"{ours_name} engine", ours))
+                if not args.skip_baseline:
+                    base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
+                    rows.append((name, seed, len(evaluation), "baseline (skimage RF)", base))
+
+    many = len(seeds) > 1
+    print()
+    print(_head(with_seed=many))
+    for name, seed, n_eval, label, r in rows:
+        print(_row(f"{name} | {seed}" if many else name, n_eval, label, r))
+    if many:
+        print(f"\nMean over seeds {','.join(map(str, seeds))}:\n")
+        print(_head(with_seed=False))
+        for name in dict.fromkeys(r[0] for r in rows):
+            for label in dict.fromkeys(r[3] for r in rows):
+                mine = [r for r in rows if r[0] == name and r[3] == label]
+                n_eval = "/".join(str(v) for v in dict.fromkeys(r[2] for r in mine))
+                print(_row(name, n_eval, label, _mean_result([r[4] for r in mine])))
+    print(
+        "\nThrough the API: seg IoU = the evaluation images' prediction masks under the "
+        "project's default rules after deploying the last model; rules IoU = the same "
+        "after the tuned rules were saved; escape/overkill = verdicts of POST /inspect/; "
+        "predict / image = that request's wall time (no CPU time: it is spent in the server)."
+    )
+    print(
+        "\n| dataset | seed | upload+paint s | train s | deploy+predict s | tune+predict s | inspect s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, seed, st in stages_all:
+        print(
+            f"| {name} | {seed} | {st['upload_and_paint_s']:.1f} | {st['train_s']:.1f} | "
+            f"{st['deploy_and_predict_s']:.1f} | {st['tune_and_predict_s']:.1f} | "
+            f"{st['inspect_s']:.1f} |"
+        )
+    for name, seed, _, label, r in rows:
+        if label == api_name and r.tune_warning:
+            print(f"\n{name} (seed {seed}): tune warning: {r.tune_warning}")
+    return 0

@@ -1,0 +1,447 @@
+"""The trained pixel classifier (:class:`Learner`): prediction, versioned
+artifacts, and optional SAM refinement of its blobs.
+
+Artifacts are ``.npz`` files loaded with ``allow_pickle=False``; a JSON header
+carries the format version, backend name and fingerprint, classes and the sha256
+of the payload, which is verified before anything else is trusted. Training is
+:func:`prompting.learner.learner_train`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prompting.anomaly import AnomalyModel
+from prompting.errors import ArtifactError
+from prompting.features.base import FeatureBackend, FeatureMap
+from prompting.mlp import (
+    PREDICT_CHUNK,
+    adapt_per_image_raw,
+    guided_filter_passes,
+    mlp_forward_into,
+    softmax,
+    softmax2,
+    temper,
+    with_one_blas_thread,
+)
+
+ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_NAME = "prompting.learner"
+
+
+def features_for(
+    backend: FeatureBackend,
+    pixels: np.ndarray,
+    *,
+    cache: Any = None,
+    image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
+) -> FeatureMap:
+    """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them.
+
+    ``stats``: counts ``"cached"`` / ``"computed"`` up (what was reused)."""
+    try:
+        # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+        from prompting.features.cache import features_extract_cached
+    except ImportError:  # cache module not available: plain extraction
+        features_extract_cached = None
+    if features_extract_cached is not None:
+        return features_extract_cached(
+            backend, pixels, cache=cache, image_hash=image_hash, stats=stats
+        )
+    if stats is not None:
+        stats["computed"] = stats.get("computed", 0) + 1
+    return backend.extract(pixels)
+
+
+@dataclass
+class Learner:
+    """A trained pixel classifier.
+
+    ``classes``: the defect classes (index k-1 of probability plane k).
+    ``weights``: MLP layers [W0 (F,H0), b0, W1, b1, ...] float32.
+    ``mean``/``std``: (F,) float32 feature standardisation.
+    """
+
+    classes: list[str]
+    backend_name: str
+    backend_fingerprint: str
+    backend_options: dict[str, Any]
+    weights: list[np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+    temperature: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+    #: ``weights`` holds this many MLPs of equal depth, one after the other (an ensemble)
+    n_models: int = 1
+    #: memory bank of good-part patches (backends with ``anomaly_patches`` only)
+    anomaly: AnomalyModel | None = None
+
+    def models(self) -> list[list[np.ndarray]]:
+        """The ensemble's MLPs, each [W0, b0, W1, b1, ...]."""
+        per = len(self.weights) // max(self.n_models, 1)
+        return [self.weights[i * per : (i + 1) * per] for i in range(self.n_models)]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.mean.shape[0])
+
+    def _folded(self) -> list[list[np.ndarray]]:
+        """The ensemble's MLPs with the feature standardisation folded into the first
+        layer (``(x - mean) / std @ W0 + b0 == x @ W0' + b0'``), built once per learner."""
+        folded = self.__dict__.get("_folded_models")
+        if folded is None:
+            inv_std = (1.0 / self.std).astype(np.float32)
+            folded = []
+            for m in self.models():
+                w0 = (m[0] * inv_std[:, None]).astype(np.float32)
+                b0 = (m[1] - (self.mean * inv_std) @ m[0]).astype(np.float32)
+                folded.append([w0, b0, *m[2:]])
+            self.__dict__["_folded_models"] = folded
+        return folded
+
+    @with_one_blas_thread
+    def predict_features(self, fmap: FeatureMap) -> np.ndarray:
+        """(K+1,H,W) float32 probabilities from a FeatureMap, upsampled to the image size.
+
+        The fast path: the MLP runs on cache-sized chunks with the standardisation
+        folded into its first layer, the per-image adaptation works on the raw
+        features, and the guided filter filters the K defect planes once per pass
+        with the guide's statistics computed once (the background plane is their
+        complement: the filter is linear and preserves a constant). The result
+        matches the straightforward computation up to float32 rounding.
+        """
+        feats = fmap.features
+        if feats.ndim != 3 or feats.shape[2] != self.n_features:
+            raise ArtifactError(
+                f"model expects {self.n_features} features per pixel, backend gave "
+                f"{feats.shape[-1] if feats.ndim == 3 else feats.shape}; wrong backend options?"
+            )
+        h, w, f = feats.shape
+        flat = feats.reshape(-1, f)
+        if flat.dtype != np.float32:
+            flat = flat.astype(np.float32)
+        n_out = len(self.classes) + 1
+        out = np.empty((h * w, n_out), np.float32)
+        temp_last = bool(self.info.get("temperature_last", False))
+        temp_first = np.float32(1.0 if temp_last else self.temperature)
+        models = self._folded()
+        bufs: dict[tuple[int, int], np.ndarray] = {}
+        for s in range(0, h * w, PREDICT_CHUNK):
+            x = flat[s : s + PREDICT_CHUNK]
+            dest = out[s : s + PREDICT_CHUNK]
+            for j, m in enumerate(models):
+                z = mlp_forward_into(m, x, bufs)
+                if temp_first != 1.0:
+                    z /= temp_first
+                p = softmax2(z) if n_out == 2 else softmax(z)
+                if j == 0:
+                    dest[:] = p
+                else:
+                    dest += p
+            if len(models) > 1:
+                dest /= np.float32(len(models))
+        adapt = self.info.get("adapt_features")
+        if adapt:
+            cols = [int(c) for c in adapt if 0 <= int(c) < f]
+            inv_std = (1.0 / self.std).astype(np.float32)
+            for _ in range(int(self.info.get("adapt_rounds", 1))):
+                out = adapt_per_image_raw(out, flat, cols, self.mean[cols], inv_std[cols])
+        probs = out.reshape(h, w, -1).transpose(2, 0, 1)
+        guide = self.info.get("guide_feature")
+        radius = int(self.info.get("guide_radius", 0))
+        if guide is not None and radius > 0 and 0 <= int(guide) < f:
+            eps = float(self.info.get("guide_eps", 1.0))
+            passes = min(max(1, int(self.info.get("guide_passes", 1))), 4)
+            probs = guided_filter_passes(
+                probs, feats[..., int(guide)], radius=radius, eps=eps, passes=passes
+            )
+        else:
+            probs = np.ascontiguousarray(probs)
+        if temp_last and self.temperature != 1.0:
+            # calibration last: the arg-max and the refinements do not depend on it
+            probs = temper(probs, float(self.temperature))
+        big_h, big_w = fmap.image_size
+        if (h, w) != (big_h, big_w):
+            probs = upsample(probs, (big_h, big_w))
+        return np.ascontiguousarray(probs, dtype=np.float32)
+
+    def predict_proba(
+        self,
+        pixels: np.ndarray,
+        *,
+        backend: FeatureBackend,
+        cache: Any = None,
+        image_hash: str | None = None,
+        sam_model: Any = None,
+        sam_embedding: Any = None,
+    ) -> np.ndarray:
+        """Calibrated probabilities (K+1,H,W) float32 of ``pixels`` (H,W,3) uint8 RGB.
+
+        Plane 0 is background; planes sum to 1. With ``sam_model`` each predicted
+        blob is refined by SAM (:func:`probabilities_refine`).
+        """
+        self.check_backend(backend)
+        fmap = features_for(backend, pixels, cache=cache, image_hash=image_hash)
+        probs = self.predict_features(fmap)
+        if sam_model is not None:
+            emb = sam_embedding if sam_embedding is not None else sam_model.embed(pixels)
+            probs = probabilities_refine(probs, model=sam_model, embedding=emb)
+        return probs
+
+    def anomaly_map(self, pixels: np.ndarray, *, backend: FeatureBackend) -> np.ndarray | None:
+        """Anomaly score (H,W) float32 of ``pixels`` (H,W,3) uint8 RGB against the
+        memory bank of good parts (1.0 = the level good training images reach), or
+        None when the model has no bank."""
+        if self.anomaly is None:
+            return None
+        self.check_backend(backend)
+        grid = backend.anomaly_patches(pixels, stages=self.anomaly.stages)
+        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2])
+
+    def check_backend(self, backend: FeatureBackend) -> None:
+        """ArtifactError unless ``backend`` is the one this model was trained on."""
+        if backend.name != self.backend_name:
+            raise ArtifactError(
+                f"model was trained on backend {self.backend_name!r}, got {backend.name!r}"
+            )
+        fp = backend.fingerprint()
+        if fp != self.backend_fingerprint:
+            raise ArtifactError(
+                f"backend fingerprint {fp!r} differs from the model's {self.backend_fingerprint!r} "
+                "(other weights or options): retrain"
+            )
+
+    # ----------------------------------------------------------------- artifact
+
+    def _payload(self) -> tuple[bytes, dict[str, np.ndarray]]:
+        meta = {
+            "classes": list(self.classes),
+            "backend": {
+                "name": self.backend_name,
+                "fingerprint": self.backend_fingerprint,
+                "options": self.backend_options,
+            },
+            "temperature": float(self.temperature),
+            "n_layers": len(self.weights) // 2,
+            "n_models": int(self.n_models),
+            "info": self.info,
+            "anomaly": None
+            if self.anomaly is None
+            else {"normal_level": self.anomaly.normal_level, "stages": list(self.anomaly.stages)},
+        }
+        meta_bytes = json.dumps(meta, sort_keys=True).encode()
+        arrays = {"mean": self.mean, "std": self.std}
+        for i, w in enumerate(self.weights):
+            arrays[f"w{i:02d}"] = w
+        if self.anomaly is not None:
+            arrays["anomaly_bank"] = self.anomaly.bank.astype(np.float16)
+        return meta_bytes, arrays
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the artifact atomically (temp file + ``os.replace``)."""
+        meta_bytes, arrays = self._payload()
+        header = {
+            "format": ARTIFACT_FORMAT_NAME,
+            "format_version": ARTIFACT_FORMAT_VERSION,
+            "backend": self.backend_name,
+            "backend_fingerprint": self.backend_fingerprint,
+            "classes": list(self.classes),
+            "sha256": checksum(meta_bytes, arrays),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(
+                    fh,
+                    header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                    meta=np.frombuffer(meta_bytes, np.uint8),
+                    **arrays,
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, expected_backend: str | None = None) -> Learner:
+        """Read an artifact; ArtifactError if corrupt, foreign or incompatible."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot read model artifact {path}: {exc.strerror or exc}"
+            ) from None
+        return cls.from_bytes(data, expected_backend=expected_backend, source=str(path))
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, expected_backend: str | None = None, source: str = "<bytes>"
+    ) -> Learner:
+        """Like :meth:`load` for the artifact's bytes."""
+        if not data.startswith(b"PK"):
+            raise ArtifactError(f"{source} is not a model artifact (not an .npz archive)")
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise ArtifactError(
+                f"{source} is corrupt or truncated ({type(exc).__name__}: {exc})"
+            ) from None
+        try:
+            header = json.loads(bytes(arrays.pop("header")).decode())
+            meta_bytes = bytes(arrays.pop("meta"))
+        except (KeyError, ValueError, UnicodeDecodeError, TypeError):
+            raise ArtifactError(
+                f"{source} is not a model artifact of this engine (no valid header)"
+            ) from None
+        if not isinstance(header, dict) or header.get("format") != ARTIFACT_FORMAT_NAME:
+            raise ArtifactError(
+                f"{source} is not a model artifact of this engine (format {header.get('format')!r})"
+                if isinstance(header, dict)
+                else f"{source}: invalid header"
+            )
+        version = header.get("format_version")
+        if version != ARTIFACT_FORMAT_VERSION:
+            raise ArtifactError(
+                f"{source} has artifact format version {version!r}; this engine reads version "
+                f"{ARTIFACT_FORMAT_VERSION}: retrain the model"
+            )
+        if checksum(meta_bytes, arrays) != header.get("sha256"):
+            raise ArtifactError(
+                f"{source} failed its sha256 checksum: the file is corrupt or was modified"
+            )
+        try:
+            meta = json.loads(meta_bytes.decode())
+            n_layers = int(meta["n_layers"])
+            weights = [arrays[f"w{i:02d}"].astype(np.float32) for i in range(2 * n_layers)]
+            learner = cls(
+                classes=[str(c) for c in meta["classes"]],
+                backend_name=str(meta["backend"]["name"]),
+                backend_fingerprint=str(meta["backend"]["fingerprint"]),
+                backend_options=dict(meta["backend"].get("options") or {}),
+                weights=weights,
+                mean=arrays["mean"].astype(np.float32),
+                std=arrays["std"].astype(np.float32),
+                temperature=float(meta["temperature"]),
+                info=dict(meta.get("info") or {}),
+                n_models=int(meta.get("n_models", 1)),
+            )
+            if meta.get("anomaly"):
+                learner.anomaly = AnomalyModel(
+                    bank=arrays["anomaly_bank"].astype(np.float32),
+                    normal_level=float(meta["anomaly"]["normal_level"]),
+                    stages=tuple(int(v) for v in meta["anomaly"]["stages"]),
+                )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise ArtifactError(
+                f"{source} has an incomplete payload ({type(exc).__name__}: {exc})"
+            ) from None
+        check_shapes(learner, source)
+        if expected_backend is not None and learner.backend_name != expected_backend:
+            raise ArtifactError(
+                f"{source} was trained on backend {learner.backend_name!r}, expected {expected_backend!r}"
+            )
+        return learner
+
+
+def checksum(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    h.update(meta_bytes)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"|{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_shapes(learner: Learner, source: str) -> None:
+    f = learner.mean.shape
+    ok = learner.mean.ndim == 1 and learner.std.shape == f and len(learner.weights) >= 2
+    ok = ok and learner.n_models >= 1 and len(learner.weights) % (2 * learner.n_models) == 0
+    for model in learner.models() if ok else []:
+        prev = f[0]
+        for i in range(0, len(model), 2):
+            w, b = model[i], model[i + 1]
+            ok = ok and w.ndim == 2 and w.shape[0] == prev and b.shape == (w.shape[1],)
+            prev = w.shape[1] if w.ndim == 2 else -1
+        ok = ok and prev == len(learner.classes) + 1
+    ok = ok and bool(np.all(np.isfinite(learner.std)))
+    ok = ok and bool(np.all(learner.std > 0)) and learner.temperature > 0
+    if not ok:
+        raise ArtifactError(f"{source} has inconsistent model shapes for classes {learner.classes}")
+
+
+def upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (C,h,w) -> (C,H,W), cell centres aligned; renormalised.
+
+    Separable: rows are interpolated first, then columns (the same values as
+    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` on the clipped
+    grid, at a fraction of its cost).
+    """
+    c, h, w = probs.shape
+    big_h, big_w = size
+
+    def axis(n_small: int, n_big: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.clip((np.arange(n_big) + 0.5) * n_small / n_big - 0.5, 0, n_small - 1)
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, n_small - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, wy = axis(h, big_h)
+    x0, x1, wx = axis(w, big_w)
+    p = np.asarray(probs, np.float32)
+    rows = p[:, y0, :] * (1 - wy)[None, :, None] + p[:, y1, :] * wy[None, :, None]
+    out = rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
+    out /= np.maximum(out.sum(axis=0, keepdims=True), np.float32(1e-6))
+    return out.astype(np.float32, copy=False)
+
+
+def probabilities_refine(
+    probs: np.ndarray, *, model: Any, embedding: Any, threshold: float = 0.5
+) -> np.ndarray:
+    """Sharpen each predicted blob with SAM (``prompting.segment.blob_refine``).
+
+    ``probs``: (K+1,H,W) float32; ``embedding``: the image's SamEmbedding. For
+    each class, the blobs of ``probs[k] >= threshold`` prompt SAM (box + interior
+    points); inside SAM's mask the class gets at least 0.75, blob pixels SAM
+    rejects at most 0.25; other planes are rescaled so each pixel sums to 1.
+    Returns a new array.
+    """
+    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    from prompting.segment import blob_refine
+
+    out = probs.copy()
+    for k in range(1, probs.shape[0]):
+        mask = probs[k] >= threshold
+        if not mask.any():
+            continue
+        refined = np.asarray(blob_refine(model, embedding, mask), bool)
+        new = probs[k].copy()
+        new[refined] = np.maximum(new[refined], 0.75)
+        rejected = mask & ~refined
+        new[rejected] = np.minimum(new[rejected], 0.25)
+        changed = new != probs[k]
+        if not changed.any():
+            continue
+        scale = (1.0 - new[changed]) / np.maximum(1.0 - out[k][changed], 1e-6)
+        for j in range(out.shape[0]):
+            if j != k:
+                out[j][changed] *= scale
+        out[k][changed] = new[changed]
+    out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-6)
+    return out.astype(np.float32)

@@ -1,0 +1,64 @@
+"""``python -m benchmarks.quality --via-api`` end to end on the tiny synthetic dataset:
+an embedded server is started, the protocol runs through its REST API (2 evaluation
+images), and the engine path on the same split prints beside it (no timing asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import quality
+
+
+def _rows(text: str, method: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|") and f"| {method} |" in line
+    ]
+
+
+def test_the_protocol_through_an_embedded_server(tiny_dataset, capsys):
+    code = quality.main(
+        [
+            "--via-api",
+            "--datasets", "tiny",
+            "--seeds", "0",
+            "--max-eval", "2",
+            "--skip-baseline",
+            "--skip-sam",
+            "--data-root", str(tiny_dataset),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "API path on embedded server http://127.0.0.1:" in captured.err
+    api = _rows(captured.out, "ours (classic) via API")
+    engine = _rows(captured.out, "ours (classic) engine")
+    assert len(api) == 1 and len(engine) == 1
+    # dataset | eval imgs | method | seg IoU | rules IoU | escape | overkill | train | predict
+    for row in (api[0], engine[0]):
+        assert row[1] == "2"
+        # a dark square on flat grey is easy: both paths find most of it
+        assert 0.5 < float(row[3]) <= 1.0 and 0.5 < float(row[4]) <= 1.0, row
+        assert row[5].endswith("%") or row[5] == "n/a"
+    # every stage of the user's loop took place and was timed
+    stages = next(line for line in captured.out.splitlines() if line.startswith("| tiny | 0 |"))
+    assert all(float(c) > 0 for c in stages.strip("|").split("|")[2:]), stages
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--via-api", "--base-url", "http://127.0.0.1:9"], "--base-url needs --token"),
+        (
+            ["--via-api", "--backend", "sam", "--sam-checkpoint", "x.pth"],
+            "--via-api uses the server's SAM settings",
+        ),
+    ],
+)
+def test_api_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, argv, says):
+    monkeypatch.delenv("INSPECTION_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        quality.main([*argv, "--skip-sam", "--data-root", str(tmp_path)])
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err.strip().splitlines()[-1]
