@@ -25,9 +25,9 @@ from benchmarks.quality import (
     CLASSES,
     DEFAULT_DATA_ROOT,
     MemoryCache,
-    _initial_prompts,
-    _rasterize,
     dataset_load,
+    initial_prompts,
+    prompts_paint,
 )
 
 
@@ -60,14 +60,14 @@ def warm_start_rows(samples, *, seed: int, n_eval: int, rounds: int = 2) -> list
             TrainingImage(
                 s.image_id,
                 s.rgb,
-                _rasterize(prompts[s.image_id], s.mask.shape),
+                prompts_paint(prompts[s.image_id], s.mask.shape),
                 s.image_hash,
                 all_background=not s.mask.any(),
             )
             for s in train
         ]
 
-    prompts0 = _initial_prompts(train, seed)
+    prompts0 = initial_prompts(train, seed)
     t0 = time.perf_counter()
     first = learner_train(
         images(prompts0), classes=CLASSES, backend=backend, cache=cache, seed=seed
