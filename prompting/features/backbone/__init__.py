@@ -276,7 +276,7 @@ class BackboneBackend:
         mean = torch.tensor(self.arch.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.arch.std, dtype=torch.float32).view(1, 3, 1, 1)
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+            x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]
             if (th, tw) != (h, w):
                 x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
             x = ((x - mean) / std).to(self.device)
