@@ -178,6 +178,10 @@ class OurMethod:
             image_hash=sample.image_hash,
         )
 
+    def anomaly(self, sample: Sample) -> np.ndarray | None:
+        """The anomaly map (H, W) of ``sample``, or None without a memory bank."""
+        return self.learner.anomaly_map(sample.rgb, backend=self.backend)
+
 
 class BaselineMethod:
     """skimage.future.TrainableSegmenter recipe: multiscale_basic_features + RandomForest."""
@@ -287,11 +291,21 @@ def run_method(
 
     truths_train = {s.image_id: s.truth for s in train}
     warning = None
+    anomaly_of = getattr(method, "anomaly", None)
+    train_inputs = _inputs(anomaly_of, train)
     if isinstance(method, BaselineMethod):
         ruleset = base
     else:
-        tuned = rules_tune(train_probs, truths_train, classes=CLASSES, base=base)
+        tuned = rules_tune(
+            train_probs,
+            truths_train,
+            classes=CLASSES,
+            base=base,
+            inputs=train_inputs,
+            trained_on=list(truths_train),
+        )
         ruleset, warning = tuned.ruleset, tuned.warning
+    eval_inputs: dict[str, dict] = {}
 
     probs, inter, union, inter05, union05, times, cpu = {}, 0, 0, 0, 0, [], []
     uncertainty, errors = [], []
@@ -301,7 +315,10 @@ def run_method(
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         probs[s.image_id] = p
-        decision = rules_apply(p, classes=CLASSES, ruleset=ruleset)
+        eval_inputs.update(_inputs(anomaly_of, [s]))
+        decision = rules_apply(
+            p, classes=CLASSES, ruleset=ruleset, inputs=eval_inputs.get(s.image_id)
+        )
         pred = np.asarray(decision.label_map) == 1
         uncertainty.append(decision.uncertainty)
         errors.append(int((pred ^ s.mask).sum()))
@@ -311,8 +328,14 @@ def run_method(
         inter05 += int((p05 & s.mask).sum())
         union05 += int((p05 | s.mask).sum())
     report = backtest_run(
-        probs, {s.image_id: s.truth for s in evaluation}, classes=CLASSES, ruleset=ruleset
+        probs,
+        {s.image_id: s.truth for s in evaluation},
+        classes=CLASSES,
+        ruleset=ruleset,
+        inputs=eval_inputs,
     )
+    extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
+    extra.update(_anomaly_figures(evaluation, eval_inputs))
     return MethodResult(
         iou=inter / max(union, 1),
         iou_05=inter05 / max(union05, 1),
@@ -325,8 +348,113 @@ def run_method(
         tune_warning=warning,
         review_rho=_spearman(uncertainty, errors),
         rounds=rounds,
-        extra={"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset},
+        extra=extra,
     )
+
+
+def _inputs(anomaly_of, samples: list[Sample]) -> dict[str, dict]:
+    """image id -> rule inputs (the anomaly map) for methods that give one."""
+    if anomaly_of is None:
+        return {}
+    out = {}
+    for s in samples:
+        a = anomaly_of(s)
+        if a is not None:
+            out[s.image_id] = {"anomaly": a}
+    return out
+
+
+def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
+    """Image AUROC of the anomaly peak (NG vs OK) and the pixel IoU of score >= 1."""
+    if not inputs or len(inputs) != len(evaluation):
+        return {}
+    from sklearn.metrics import roc_auc_score
+
+    peaks = [float(inputs[s.image_id]["anomaly"].max()) for s in evaluation]
+    ng = [int(s.mask.any()) for s in evaluation]
+    inter = union = 0
+    for s in evaluation:
+        hot = inputs[s.image_id]["anomaly"] >= 1.0
+        inter += int((hot & s.mask).sum())
+        union += int((hot | s.mask).sum())
+    return {
+        "anomaly_auroc": roc_auc_score(ng, peaks) if 0 < sum(ng) < len(ng) else None,
+        "anomaly_iou": inter / max(union, 1),
+    }
+
+
+def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodResult, int]:
+    """Good parts only: train on ten defect-free images, no stroke; the rules are the
+    base ones plus ``anomaly score >= 1.0`` (the good parts' own level; with no NG
+    image labelled there is nothing to tune it on). Evaluates every other image."""
+    from prompting.backtest import backtest_run
+    from prompting.learner import TrainingImage, learner_train
+    from prompting.rules import rules_apply, ruleset_validate
+
+    rng = np.random.default_rng(seed)
+    free = [s for s in samples if not s.mask.any()]
+    train = [free[i] for i in sorted(rng.permutation(len(free))[: protocol.N_TRAIN])]
+    chosen = {s.image_id for s in train}
+    evaluation = [s for s in samples if s.image_id not in chosen]
+    rules = dict(BASE_RULES)
+    rules["rules"] = [
+        *BASE_RULES["rules"],
+        {
+            "id": "anomaly",
+            "type": "anomaly_score",
+            "class": "*",
+            "min_score": 1.0,
+            "severity": "major",
+        },
+    ]
+    ruleset = ruleset_validate(rules)
+    t0, c0 = time.perf_counter(), time.process_time()
+    images = [
+        TrainingImage(
+            s.image_id,
+            s.rgb,
+            np.full(s.mask.shape, -1, np.int16),
+            s.image_hash,
+            all_background=True,
+        )
+        for s in train
+    ]
+    method.learner = learner_train(
+        images, classes=CLASSES, backend=method.backend, cache=method.cache, seed=seed
+    ).learner
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    probs, inputs, times, cpu, inter, union = {}, {}, [], [], 0, 0
+    for s in evaluation:
+        t1, c1 = time.perf_counter(), time.process_time()
+        probs[s.image_id] = method.predict(s, cached=False)
+        inputs.update(_inputs(method.anomaly, [s]))
+        times.append(time.perf_counter() - t1)
+        cpu.append(time.process_time() - c1)
+        d = rules_apply(
+            probs[s.image_id], classes=CLASSES, ruleset=ruleset, inputs=inputs[s.image_id]
+        )
+        pred = (np.asarray(d.label_map) > 0) | (inputs[s.image_id]["anomaly"] >= 1.0)
+        inter += int((pred & s.mask).sum())
+        union += int((pred | s.mask).sum())
+    report = backtest_run(
+        probs,
+        {s.image_id: s.truth for s in evaluation},
+        classes=CLASSES,
+        ruleset=ruleset,
+        inputs=inputs,
+    )
+    result = MethodResult(
+        iou=inter / max(union, 1),
+        iou_05=inter / max(union, 1),
+        escape=report.escape_rate,
+        overkill=report.overkill_rate,
+        train_s=train_s,
+        predict_s=float(np.mean(times)),
+        train_cpu_s=train_cpu,
+        predict_cpu_s=float(np.mean(cpu)),
+        extra={"ruleset": ruleset.to_dict(), **_anomaly_figures(evaluation, inputs)},
+    )
+    return result, len(evaluation)
 
 
 def _spearman(a: list[float], b: list[int]) -> float | None:
@@ -428,6 +556,41 @@ def _review_table(rows, seeds: list[int]) -> None:
         print(f"| {name} | {_rho(ours)} | {_rho(base)} |")
 
 
+def _anomaly_table(rows, good_rows) -> None:
+    """Image AUROC of the anomaly peak and the anomaly map's pixel IoU, where measured."""
+    measured = [(r[0], r[1], r[3]) for r in rows if r[3].extra.get("anomaly_iou") is not None]
+    if measured:
+        print(
+            "\nAnomaly evidence (protocol training; bank from the defect-free images and "
+            "painted background): image AUROC of the anomaly peak, NG vs OK, and pixel IoU "
+            "of score >= 1.0 against the defect masks.\n"
+        )
+        print("| dataset | seed | image AUROC | anomaly pixel IoU |\n|---|---|---|---|")
+        for name, seed, r in measured:
+            auroc = r.extra.get("anomaly_auroc")
+            print(
+                f"| {name} | {seed} | {'n/a' if auroc is None else f'{auroc:.3f}'} "
+                f"| {r.extra['anomaly_iou']:.3f} |"
+            )
+    if good_rows:
+        print(
+            "\nGood parts only: ten defect-free images, no stroke; rules = base + "
+            "anomaly score >= 1.0; evaluated on every other image. IoU of (classifier mask "
+            "or score >= 1.0).\n"
+        )
+        print(
+            "| dataset | seed | eval imgs | escape | overkill | image AUROC | pixel IoU "
+            "| train wall | predict / image wall |\n|---|---|---|---|---|---|---|---|---|"
+        )
+        for name, seed, n, r in good_rows:
+            auroc = r.extra.get("anomaly_auroc")
+            print(
+                f"| {name} | {seed} | {n} | {_pct(r.escape)} | {_pct(r.overkill)} | "
+                f"{'n/a' if auroc is None else f'{auroc:.3f}'} | {r.iou:.3f} | "
+                f"{r.train_s:.1f} s | {r.predict_s:.2f} s |"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.quality", description=__doc__.split("\n")[0]
@@ -459,6 +622,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sam-dtype", default="fp32", help="fp32 or bf16")
     parser.add_argument("--backend-options", default="{}", help="JSON options of the backend")
+    parser.add_argument(
+        "--no-classic",
+        action="store_true",
+        help="with another --backend, skip today's classic learner beside it",
+    )
+    parser.add_argument(
+        "--good-parts-only",
+        action="store_true",
+        help="also run the good-parts-only protocol (ten defect-free images, no stroke) "
+        "on datasets with defect-free images; needs a backend with an anomaly bank",
+    )
     api = parser.add_argument_group(
         "through the REST API (benchmarks.quality_api): what a user of the product gets"
     )
@@ -504,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return api_main(args, seeds=seeds, backend_options=backend_options, ours_name=ours_name)
 
-    rows = []  # (dataset, seed, n_eval, ours, baseline)
+    rows = []  # (dataset, seed, n_eval, ours, baseline, classic or None)
+    good_rows = []  # (dataset, seed, n_eval, result) of the good-parts-only protocol
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         t_load = time.perf_counter()
         samples = dataset_load(args.data_root, name)
@@ -525,18 +700,30 @@ def main(argv: list[str] | None = None) -> int:
             method = OurMethod(seed, args.backend, backend_options)
             ours = run_method(method, train, evaluation, prompts0)
             print(f"[{name} seed {seed}] ours: {ours}", file=sys.stderr)
+            classic = None
+            if args.backend != "classic" and not args.no_classic:
+                classic = run_method(OurMethod(seed, "classic"), train, evaluation, prompts0)
+                print(f"[{name} seed {seed}] classic: {classic}", file=sys.stderr)
+            if args.good_parts_only and sum(not s.mask.any() for s in samples) > 10:
+                gp, n_gp = good_parts_run(
+                    OurMethod(seed, args.backend, backend_options), samples, seed=seed
+                )
+                good_rows.append((name, seed, n_gp, gp))
+                print(f"[{name} seed {seed}] good parts only: {gp}", file=sys.stderr)
             base = None
             if not args.skip_baseline:
                 base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
                 print(f"[{name} seed {seed}] baseline: {base}", file=sys.stderr)
-            rows.append((name, seed, len(evaluation), ours, base))
+            rows.append((name, seed, len(evaluation), ours, base, classic))
 
     many = len(seeds) > 1
     print()
     print(_head(with_seed=many))
-    for name, seed, n_eval, ours, base in rows:
+    for name, seed, n_eval, ours, base, classic in rows:
         label = f"{name} | {seed}" if many else name
         print(_row(label, n_eval, ours_name, ours))
+        if classic is not None:
+            print(_row(label, n_eval, "ours (classic)", classic))
         if base is not None:
             print(_row(label, n_eval, "baseline (skimage RF)", base))
             print(_ratio_row(label, ours, base))
@@ -548,12 +735,15 @@ def main(argv: list[str] | None = None) -> int:
             ours = _mean_result([r[3] for r in mine])
             n_eval = "/".join(str(v) for v in dict.fromkeys(r[2] for r in mine))
             print(_row(name, n_eval, ours_name, ours))
+            if all(r[5] is not None for r in mine):
+                print(_row(name, n_eval, "ours (classic)", _mean_result([r[5] for r in mine])))
             if all(r[4] is not None for r in mine):
                 base = _mean_result([r[4] for r in mine])
                 print(_row(name, n_eval, "baseline (skimage RF)", base))
                 print(_ratio_row(name, ours, base))
     _review_table(rows, seeds)
-    for name, seed, _, ours, _ in rows:
+    _anomaly_table(rows, good_rows)
+    for name, seed, _, ours, _, _ in rows:
         prefix = f"{name} (seed {seed})" if many else name
         if ours.tune_warning:
             print(f"\n{prefix}: rules_tune warning: {ours.tune_warning}")

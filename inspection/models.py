@@ -384,6 +384,9 @@ class Prediction(models.Model):
     #: fraction of inspected pixels near their class threshold (rules' Decision.uncertainty);
     #: null for predictions stored before it was measured
     uncertainty = models.FloatField(null=True, blank=True)
+    #: highest anomaly score of the image (1.0 = good parts' level); null when the
+    #: model has no memory bank of good parts (the map itself is in ``probabilities``)
+    anomaly_peak = models.FloatField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -31,9 +31,11 @@ from scipy import ndimage as ndi
 from prompting.errors import TrainingError
 
 #: at most this many normal patches are kept (greedy k-centre coreset)
-MAX_BANK = 6000
+MAX_BANK = 3000
 #: random projection used only to choose the coreset quickly
-CORESET_DIM = 64
+CORESET_DIM = 32
+#: the coreset is chosen from a random sample of at most this many patches
+CORESET_FROM = 20_000
 #: Gaussian smoothing of the score map, in feature cells (PatchCore uses sigma 4 px at stride 8)
 SMOOTH_SIGMA = 1.0
 #: at least this many normal patches are needed to fit a bank
@@ -67,8 +69,11 @@ class AnomalyModel:
         return _resize(score.astype(np.float32), image_size)
 
 
-def anomaly_patches(deep: Sequence[np.ndarray]) -> np.ndarray:
+def anomaly_patches(deep: Sequence[np.ndarray], *, pool: int = 1) -> np.ndarray:
     """Patch features (h, w, D) float32 from network stage outputs, each (C_i, h_i, w_i), fine first.
+
+    ``pool``: the finest stage's grid is averaged over ``pool`` x ``pool`` cells
+    first (a coarser grid: fewer, equally informative patches).
 
     >>> anomaly_patches([np.ones((2, 8, 8), np.float32), np.ones((3, 4, 4), np.float32)]).shape
     (8, 8, 5)
@@ -76,6 +81,8 @@ def anomaly_patches(deep: Sequence[np.ndarray]) -> np.ndarray:
     if not deep:
         raise TrainingError("anomaly patches need at least one network stage")
     h, w = deep[0].shape[1:]
+    if pool > 1:
+        h, w = max(1, h // pool), max(1, w // pool)
     planes = []
     for fmap in deep:
         pooled = ndi.uniform_filter(np.asarray(fmap, np.float32), size=(1, 3, 3), mode="nearest")
@@ -89,13 +96,17 @@ def coreset_select(x: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
     """Indices of ``n`` rows of ``x`` (N, D) chosen by greedy k-centre (farthest point) selection.
 
     Distances are taken in a seeded random projection to :data:`CORESET_DIM`
-    dimensions, as PatchCore does, so choosing 6,000 of 100,000 patches takes
-    well under a second. Returns all indices when ``n >= N``.
+    dimensions, as PatchCore does, among a random sample of at most
+    :data:`CORESET_FROM` rows, so choosing 3,000 of 100,000 patches takes about
+    a second. Returns all indices when ``n >= N``.
     """
     total = len(x)
     if n >= total:
         return np.arange(total)
     rng = np.random.default_rng(seed)
+    if total > max(CORESET_FROM, n):
+        pool = np.sort(rng.choice(total, max(CORESET_FROM, n), replace=False))
+        return pool[coreset_select(x[pool], n, seed=seed)]
     d = x.shape[1]
     proj = x
     if d > CORESET_DIM:

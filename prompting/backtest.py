@@ -133,6 +133,7 @@ def backtest_run(
     baseline: RuleSet | None = None,
     trained_on: Collection[str] = (),
     progress: ProgressFn | None = None,
+    inputs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> BacktestReport:
     """Apply ``ruleset`` (and ``baseline``, if given) to every labelled image.
 
@@ -140,22 +141,26 @@ def backtest_run(
     "OK" | "NG". Only images in ``truths`` are judged, each read once (both rule
     sets are applied to it in turn). ``trained_on``: ids of the images the model
     was trained on; the others' figures are reported apart as ``held_out``.
-    ``progress(fraction, message)`` is called before each image.
+    ``progress(fraction, message)`` is called before each image. ``inputs``:
+    image id -> further per-image data for rule types that read it (the
+    anomaly map, ``{"anomaly": (H, W) float32}``).
     """
     t0 = time.perf_counter()
     _check_truths(probabilities, truths)
+    inputs = inputs or {}
     report = progress or _no_progress
     verdicts: dict[str, str] = {}
     before: dict[str, str] = {}
     for n, image_id in enumerate(truths):
         report(n / max(1, len(truths)), f"backtest {n + 1}/{len(truths)}")
         probs = probabilities[image_id]
+        extra = inputs.get(image_id)
         verdicts[image_id] = rules_verdict(
-            probs, classes=classes, ruleset=ruleset, px_per_mm=px_per_mm
+            probs, classes=classes, ruleset=ruleset, px_per_mm=px_per_mm, inputs=extra
         )
         if baseline is not None:
             before[image_id] = rules_verdict(
-                probs, classes=classes, ruleset=baseline, px_per_mm=px_per_mm
+                probs, classes=classes, ruleset=baseline, px_per_mm=px_per_mm, inputs=extra
             )
     confusion = _confusion(verdicts, truths)
     escape, overkill = _rates(confusion)
@@ -288,12 +293,14 @@ def _table(
     thresholds: Sequence[float],
     px_per_mm: float | None,
     progress: ProgressFn,
+    inputs: Mapping[str, Mapping[str, Any]],
+    skip: Collection[str] = (),
 ) -> _Table:
     n, n_t = len(image_ids), len(thresholds)
     tuned_max = np.zeros((n, n_t), np.int64)
     other_ng = np.zeros((n, n_t), bool)
     affected = [c for c in classes if rule.applies_to(c)]
-    others = [r for r in base.rules if r.id != rule.id]
+    others = [r for r in base.rules if r.id != rule.id and r.id not in skip]
     rulesets = [base.with_threshold(t, class_name=rule.class_name) for t in thresholds]
     for i, image_id in enumerate(image_ids):
         progress(i / max(1, n), f"tuning {i + 1}/{n}")
@@ -330,6 +337,7 @@ def _table(
                 px_per_mm=px_per_mm,
                 probabilities=probs,
                 inspected=inspected,
+                inputs=inputs.get(image_id) or {},
             )
             other_ng[i, j] = any(r.evaluate(ctx)[0].triggered for r in others)
     return _Table(tuned_max=tuned_max, other_ng=other_ng)
@@ -381,6 +389,51 @@ def _best_min_area(
     )
 
 
+ANOMALY_RULE_TYPE = "anomaly_score"
+ANOMALY_RULE_ID = "anomaly"
+
+
+def _anomaly_peaks(
+    inputs: Mapping[str, Mapping[str, Any]], image_ids: Sequence[str], base: RuleSet
+) -> np.ndarray | None:
+    """Each image's highest anomaly score in the inspected area, or None unless every
+    image has an anomaly map."""
+    peaks = []
+    for image_id in image_ids:
+        score = (inputs.get(image_id) or {}).get("anomaly")
+        if score is None:
+            return None
+        score = np.asarray(score, np.float32)
+        inspected = regions_mask(base.regions, shape=score.shape)
+        peaks.append(float(np.where(inspected, score, 0.0).max(initial=0.0)))
+    return np.asarray(peaks, np.float64)
+
+
+def _with_anomaly_score(
+    ruleset: RuleSet, rule: Rule | None, score: float
+) -> tuple[RuleSet, str | None]:
+    """``ruleset`` with its anomaly rule at ``score`` (added when new; dropped at inf)."""
+    if math.isinf(score):
+        if rule is None:
+            return ruleset, None
+        kept = [r for r in ruleset.rules if r.id != rule.id]
+        return replace(ruleset, rules=tuple(kept)), (
+            f"the anomaly rule {rule.id!r} only added errors on the labelled images; proposed without it"
+        )
+    score = round(score, 3)
+    if rule is None:
+        new_type = RULE_TYPES[ANOMALY_RULE_TYPE]
+        new = new_type(id=ANOMALY_RULE_ID, class_name=ANY_CLASS, severity="major", min_score=score)
+        while any(r.id == new.id for r in ruleset.rules):
+            new = replace(new, id=new.id + "-1")
+        rules = [*ruleset.rules, new]
+        note = f"proposed a new rule {new.id!r}: anomaly score >= {score:g} (the labelled images need it)"
+    else:
+        rules = [replace(r, min_score=score) if r.id == rule.id else r for r in ruleset.rules]
+        note = None
+    return replace(ruleset, rules=tuple(rules)), note
+
+
 def rules_tune(
     probabilities: Mapping[str, np.ndarray],
     truths: Mapping[str, str],
@@ -392,6 +445,7 @@ def rules_tune(
     thresholds: Sequence[float] | None = None,
     trained_on: Collection[str] = (),
     progress: ProgressFn | None = None,
+    inputs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TuneResult:
     """Propose a threshold and minimum blob area from labelled images.
 
@@ -413,7 +467,15 @@ def rules_tune(
     ``warning`` says the proposal was fitted to images the model has seen.
     ``progress(fraction, message)`` is called before each image of each pass
     (the search over the grid, then the proposal's backtest).
+
+    ``inputs``: image id -> per-image data for rule types (see
+    :func:`backtest_run`). When every labelled image has an anomaly map, the
+    minimum score of the base's ``anomaly_score`` rule is tuned together with
+    the threshold and area (one is proposed, for the anomaly score alone, when
+    the base has none and it lowers escapes or overkill): candidates lie
+    between the images' peak scores, and the middle of the optimal run is kept.
     """
+    inputs = inputs or {}
     t0 = time.perf_counter()
     report_progress = progress or _no_progress
     _check_truths(probabilities, truths)
@@ -461,6 +523,7 @@ def rules_tune(
             baseline=base,
             trained_on=trained_on,
             progress=report_progress,
+            inputs=inputs,
         )
         if report.warning:
             notes.append(report.warning)
@@ -494,6 +557,18 @@ def rules_tune(
     if any(not 0.0 <= t <= 1.0 for t in grid):
         raise ValueError("thresholds must lie in [0, 1]")
     t1 = time.perf_counter()
+    anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
+    peaks = _anomaly_peaks(inputs, image_ids, base)
+    in_bank = [i for i in image_ids if str(i) in {str(t) for t in trained_on}]
+    if peaks is not None and in_bank:
+        # a trained-on image's patches are in the memory bank: its score is in-sample
+        # (near 0), so a threshold fitted on it would flag every new part
+        peaks = None
+        notes.append(
+            f"the anomaly score was not tuned: {len(in_bank)} labelled image(s) were trained on, "
+            "so their anomaly scores are in-sample; label parts the model was not trained on"
+        )
+    skip = {anomaly_rule.id} if anomaly_rule is not None and peaks is not None else set()
     table = _table(
         probabilities,
         image_ids,
@@ -503,13 +578,38 @@ def rules_tune(
         thresholds=grid,
         px_per_mm=px_per_mm,
         progress=lambda f, m: report_progress(0.8 * f, m),
+        inputs=inputs,
+        skip=skip,
     )
     t2 = time.perf_counter()
-    bests = [
-        _best_min_area(table.tuned_max[:, j], table.other_ng[:, j], is_ng, base_min_area)
-        for j in range(len(grid))
-    ]
-    top = min((b.escapes, b.overkills) for b in bests)
+    # anomaly scores to try: None keeps the base as it is (its rule, if any, inside
+    # the table); otherwise midpoints between the images' peak scores (inf: no rule)
+    scores: list[float | None] = [None]
+    if peaks is not None:
+        ordered = np.unique(peaks)
+        mids = (ordered[:-1] + ordered[1:]) / 2 if len(ordered) > 1 else ordered
+        scores = [
+            float(v) for v in mids[np.linspace(0, len(mids) - 1, min(len(mids), 40)).astype(int)]
+        ]
+        scores = sorted(set(scores)) + [math.inf]
+    outcomes = []
+    for score in scores:
+        extra = (
+            np.zeros(len(image_ids), bool) if score is None or math.isinf(score) else peaks >= score
+        )
+        bests = [
+            _best_min_area(
+                table.tuned_max[:, j], table.other_ng[:, j] | extra, is_ng, base_min_area
+            )
+            for j in range(len(grid))
+        ]
+        top = min((b.escapes, b.overkills) for b in bests)
+        outcomes.append((top, score, bests))
+    best_top = min(o[0] for o in outcomes)
+    optimal = [o for o in outcomes if o[0] == best_top]
+    if anomaly_rule is None and any(o[1] is not None and math.isinf(o[1]) for o in optimal):
+        optimal = [o for o in optimal if math.isinf(o[1])]  # a new rule only where it helps
+    top, score, bests = optimal[len(optimal) // 2]
     tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
     widest = max(round(bests[j].margin, 2) for j in tied)
     widest_js = [j for j in tied if round(bests[j].margin, 2) == widest]
@@ -520,6 +620,10 @@ def rules_tune(
     proposal = _with_rule(
         base.with_threshold(threshold, class_name=rule.class_name), rule, best.min_area, px_per_mm
     )
+    if score is not None:
+        proposal, note = _with_anomaly_score(proposal, anomaly_rule, score)
+        if note:
+            notes.append(note)
     report = backtest_run(
         probabilities,
         truths,
@@ -529,6 +633,7 @@ def rules_tune(
         baseline=base,
         trained_on=trained_on,
         progress=lambda f, m: report_progress(0.8 + 0.2 * f, m),
+        inputs=inputs,
     )
     if best.escapes:
         notes.append(

@@ -109,3 +109,28 @@ def render_overlay(
             c = palette[k] if k > 0 else np.asarray(colours[0], np.float32)
         _rectangle_draw(out, (x0 - 1, y0 - 1, x1, y1), np.clip(np.rint(c), 0, 255).astype(np.uint8))
     return out
+
+
+#: anomaly scores drawn from transparent (at 1.0 and below: as good parts) to opaque red
+ANOMALY_SHOW_FROM, ANOMALY_SHOW_TO = 1.0, 3.0
+
+
+def anomaly_heatmap(
+    score: np.ndarray, *, low: float = ANOMALY_SHOW_FROM, high: float = ANOMALY_SHOW_TO
+) -> np.ndarray:
+    """(H,W,4) uint8 RGBA heat map of an anomaly score (H,W) float (1.0 = good parts' level).
+
+    Scores at or below ``low`` are fully transparent; from ``low`` to ``high``
+    the colour runs yellow -> red and the opacity rises to 80 %, so the map can
+    be laid over the image.
+
+    >>> anomaly_heatmap(np.array([[0.5, 3.0]], np.float32))[0, :, 3].tolist()
+    [0, 204]
+    """
+    t = np.clip((np.asarray(score, np.float32) - low) / max(high - low, 1e-6), 0.0, 1.0)
+    out = np.empty((*t.shape, 4), np.uint8)
+    out[..., 0] = 255
+    out[..., 1] = np.rint(220 * (1.0 - t))
+    out[..., 2] = 0
+    out[..., 3] = np.rint(204 * t)
+    return out

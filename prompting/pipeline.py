@@ -27,12 +27,14 @@ INPUT_CHECK_RULE_ID = "input-check"
 @dataclass
 class InspectionResult:
     """Decision of one image, its probabilities (K+1,H,W) float32, timings in ms,
-    and the input check (None when off)."""
+    the input check (None when off) and the anomaly map (H,W) float32 (None
+    when the model has no memory bank of good parts)."""
 
     decision: Any  # prompting.rules.Decision
     probabilities: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     input_check: InputCheck | None = None
+    anomaly: np.ndarray | None = None
 
 
 def decision_input_apply(decision: Any, check: InputCheck, *, mode: str) -> Any:
@@ -100,8 +102,15 @@ def inspect_image(
     probs = learner.predict_proba(
         rgb8, backend=backend, cache=cache, image_hash=image_hash, sam_model=sam_model
     )
+    anomaly = learner.anomaly_map(rgb8, backend=backend)
     t1 = time.perf_counter()
-    decision = rules_apply(probs, classes=learner.classes, ruleset=ruleset, px_per_mm=px_per_mm)
+    decision = rules_apply(
+        probs,
+        classes=learner.classes,
+        ruleset=ruleset,
+        px_per_mm=px_per_mm,
+        inputs=None if anomaly is None else {"anomaly": anomaly},
+    )
     t2 = time.perf_counter()
     check = None
     if input_mode != "off":
@@ -116,5 +125,9 @@ def inspect_image(
         "total_ms": (t3 - t0) * 1000.0,
     }
     return InspectionResult(
-        decision=decision, probabilities=probs, timings=timings, input_check=check
+        decision=decision,
+        probabilities=probs,
+        timings=timings,
+        input_check=check,
+        anomaly=anomaly,
     )

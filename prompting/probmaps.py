@@ -30,10 +30,14 @@ from prompting.errors import ArtifactError
 #: the arrays' names in the file: quantised planes, or the float16 stack of older files
 _QUANTISED = "defect_u8"
 _FLOAT16 = "probabilities"
+#: the anomaly map (H,W) float16, when the model has a memory bank of good parts
+_ANOMALY = "anomaly_f16"
 
 
-def probabilities_encode(probabilities: np.ndarray) -> bytes:
-    """``.npz`` bytes of ``probabilities`` (K+1,H,W) float in [0, 1], plane 0 background.
+def probabilities_encode(probabilities: np.ndarray, *, anomaly: np.ndarray | None = None) -> bytes:
+    """``.npz`` bytes of ``probabilities`` (K+1,H,W) float in [0, 1], plane 0 background,
+    and optionally the image's ``anomaly`` map (H,W) float (stored as float16,
+    read back by :func:`anomaly_decode`).
 
     >>> p = np.zeros((2, 2, 2), np.float32); p[1] = [[0, 0.5], [0.25, 1]]; p[0] = 1 - p[1]
     >>> probabilities_decode(probabilities_encode(p))[1].tolist()
@@ -50,12 +54,30 @@ def probabilities_encode(probabilities: np.ndarray) -> bytes:
         np.clip(q, 0, 255, out=q)
         planes[k - 1] = q
     buf = io.BytesIO()
-    with (
-        zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
-        zf.open(f"{_QUANTISED}.npy", "w") as fh,
-    ):
-        np.lib.format.write_array(fh, planes, allow_pickle=False)
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open(f"{_QUANTISED}.npy", "w") as fh:
+            np.lib.format.write_array(fh, planes, allow_pickle=False)
+        if anomaly is not None:
+            a = np.asarray(anomaly)
+            if a.shape != p.shape[1:]:
+                raise ValueError(f"anomaly map {a.shape} does not match probabilities {p.shape}")
+            with zf.open(f"{_ANOMALY}.npy", "w") as fh:
+                np.lib.format.write_array(fh, a.astype(np.float16), allow_pickle=False)
     return buf.getvalue()
+
+
+def anomaly_decode(data: bytes) -> np.ndarray | None:
+    """The anomaly map (H,W) float32 stored by :func:`probabilities_encode`, or None."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if _ANOMALY not in z.files:
+                return None
+            a = z[_ANOMALY]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"unreadable probability file ({type(exc).__name__}: {exc})") from None
+    if a.ndim != 2:
+        raise ArtifactError(f"anomaly map has shape {a.shape}")
+    return a.astype(np.float32)
 
 
 def probabilities_decode(data: bytes) -> np.ndarray:

@@ -103,6 +103,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/models/{model}/deploy/", "", "401 403 403 2xx 2xx 404 403"),
     ("GET", "/api/v1/predictions/{prediction}/mask/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/predictions/{prediction}/overlay/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/predictions/{prediction}/anomaly/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     # inspections: read-only for everyone, immutable
     ("GET", "/api/v1/inspections/{inspection}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("PUT", "/api/v1/inspections/{inspection}/", "project_patch", "401 405 405 405 405 405 405"),

@@ -104,6 +104,20 @@ def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.
     project.refresh_from_db()
     inspection_services.inspection_run(project=project, data=tile_png(seed * 100 + 77), filename="line.png", station="s1", part_id="p1", user=user)
     hook = Webhook.objects.create(project=project, url="https://hooks.example.invalid/x", events=["job.finished"], secret="s" * 32)
+    # the first prediction carries an anomaly map, as one by a model with a memory bank
+    # of good parts does (its heat-map route is in the matrix)
+    from inspection.services import predictions as prediction_services
+
+    first = Prediction.objects.filter(image__project=project).select_related("image", "model_version", "ruleset").first()
+    probs = prediction_services.probabilities_load(first)
+    prediction_services.prediction_store(
+        image=first.image,
+        model_version=first.model_version,
+        ruleset=first.ruleset,
+        probabilities=probs,
+        rgb8=None,
+        anomaly=np.full(probs.shape[1:], 0.5, np.float32),
+    )
     assert settings.CELERY_TASK_ALWAYS_EAGER
     return {
         "project": str(project.id),
@@ -111,7 +125,7 @@ def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.
         "prompt": str(Prompt.objects.filter(image__project=project).first().id),
         "job": str(job.id),
         "model": str(ModelVersion.objects.filter(project=project).first().id),
-        "prediction": str(Prediction.objects.filter(image__project=project).first().id),
+        "prediction": str(Prediction.objects.filter(image__project=project, anomaly_peak__isnull=False).first().id),
         "inspection": str(Inspection.objects.filter(project=project).first().id),
         "webhook": str(hook.id),
         "member": str(user.id),

@@ -6,7 +6,7 @@ import uuid
 from operator import attrgetter
 from uuid import UUID
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -14,10 +14,11 @@ from rest_framework.views import APIView
 from inspection import selectors
 from inspection.api import serializers as s
 from inspection.api.base import download_wanted, filtered, paginate, project_for, row_for
-from inspection.api.files import file_response
+from inspection.api.files import file_headers, file_response
 from inspection.api.filters import PredictionFilter
 from inspection.api.permissions import READ
 from inspection.errors import InvalidInput
+from inspection.services import predictions
 
 
 class PredictionListView(APIView):
@@ -73,3 +74,22 @@ class PredictionFileView(APIView):
         return file_response(
             name, download=download_wanted(request), filename=f"{pred.id}-{self.kind}.png"
         )
+
+
+class PredictionAnomalyView(APIView):
+    """The anomaly map of a prediction as a PNG heat map (RGBA, to lay over the image)."""
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, pk):
+        pred = row_for(
+            request, selectors.prediction_get, pk, READ, project=attrgetter("image.project")
+        )
+        png = predictions.prediction_anomaly_png(pred)
+        if png is None:
+            raise Http404(
+                "this prediction has no anomaly map: its model has no memory bank of good parts "
+                "(backbone backend, good parts marked OK or background painted)"
+            )
+        response = HttpResponse(png, content_type="image/png")
+        response["Content-Disposition"] = f'inline; filename="{pred.id}-anomaly.png"'
+        return file_headers(response)

@@ -473,6 +473,7 @@ class PredictionOutput(serializers.ModelSerializer):
     truth = serializers.CharField(source="image.verdict")
     mask_url = serializers.SerializerMethodField()
     overlay_url = serializers.SerializerMethodField()
+    anomaly_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
@@ -488,15 +489,23 @@ class PredictionOutput(serializers.ModelSerializer):
             "reasons",
             "blobs",
             "uncertainty",
+            "anomaly_peak",
             "truth",
             "mask_url",
             "overlay_url",
+            "anomaly_url",
             "timings",
             "created_at",
         ]
 
     def get_mask_url(self, obj) -> str:
         return _url(self.context.get("request"), "prediction-mask", obj.id)
+
+    def get_anomaly_url(self, obj) -> str | None:
+        """The anomaly heat map (PNG, RGBA), when the model has a memory bank of good parts."""
+        if obj.anomaly_peak is None:
+            return None
+        return _url(self.context.get("request"), "prediction-anomaly", obj.id)
 
     def get_overlay_url(self, obj) -> str:
         return _url(self.context.get("request"), "prediction-overlay", obj.id)

@@ -145,6 +145,11 @@ urlpatterns = [
         name="prediction-overlay",
     ),
     path(
+        "predictions/<uuid:pk>/anomaly/",
+        predictions.PredictionAnomalyView.as_view(),
+        name="prediction-anomaly",
+    ),
+    path(
         "inspections/<uuid:pk>/",
         inspections.InspectionDetailView.as_view(),
         name="inspection-detail",

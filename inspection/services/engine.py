@@ -178,25 +178,51 @@ def ruleset_get(ruleset: RuleSet) -> EngineRuleSet:
 
 
 def rules_apply(
-    probabilities: np.ndarray, *, classes: Sequence[str], ruleset: RuleSet, px_per_mm: float | None
+    probabilities: np.ndarray,
+    *,
+    classes: Sequence[str],
+    ruleset: RuleSet,
+    px_per_mm: float | None,
+    anomaly: np.ndarray | None = None,
 ) -> Decision:
-    """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` under the
-    RuleSet row ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
+    """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` (and the
+    image's (H,W) ``anomaly`` map, when the model has one) under the RuleSet row
+    ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
     # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.rules import rules_apply as engine_rules_apply
 
     return engine_rules_apply(
-        probabilities, classes=classes, ruleset=ruleset_get(ruleset), px_per_mm=px_per_mm
+        probabilities,
+        classes=classes,
+        ruleset=ruleset_get(ruleset),
+        px_per_mm=px_per_mm,
+        inputs=None if anomaly is None else {"anomaly": anomaly},
     )
+
+
+def backbone_options() -> dict[str, Any]:
+    """Options of the ``backbone`` backend for new models, from settings."""
+    options: dict[str, Any] = {"arch": settings.BACKBONE_ARCH, "device": settings.BACKBONE_DEVICE}
+    if settings.BACKBONE_CHECKPOINT:
+        options["checkpoint"] = settings.BACKBONE_CHECKPOINT
+    if settings.BACKBONE_CHECKPOINT_SHA256:
+        options["checkpoint_sha256"] = settings.BACKBONE_CHECKPOINT_SHA256
+    return options
 
 
 def backend_get(name: str, options: dict | None = None) -> FeatureBackend:
     """A feature backend by registry name; ``sam`` takes its options from settings,
-    other backends ``options`` (default: the backend's defaults)."""
+    other backends ``options`` (default: ``backbone`` from settings, the others
+    their defaults)."""
     # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
     from prompting.features import backend_create
 
-    options = sam_options() if name == "sam" else dict(options or {})
+    if name == "sam":
+        options = sam_options()
+    elif options is None and name == "backbone":
+        options = backbone_options()
+    else:
+        options = dict(options or {})
     if name == "sam" and not sam_configured():
         raise Conflict(
             "this project uses the SAM backend but SAM_CHECKPOINT is not set",

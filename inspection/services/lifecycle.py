@@ -159,6 +159,38 @@ def _mask_of(prediction: Prediction) -> np.ndarray | None:
         return np.asarray(im.convert("L")) > 0
 
 
+class _Truth:
+    """An image's ground-truth mask, decoded on first use."""
+
+    def __init__(self, image: Image, engine) -> None:
+        self._image, self._engine, self._mask = image, engine, None
+
+    def get(self) -> np.ndarray | None:
+        if self._mask is None:
+            self._mask = self._engine.image_mask_load(self._image)
+        return self._mask
+
+
+def _overlap(prediction: Prediction, image: Image, truth: _Truth) -> tuple[int, int] | None:
+    """(intersection, union) pixels of a prediction's mask and the image's ground
+    truth. A prediction row never changes (a new prediction is a new row) and a
+    new mask is a new file, so the figures are cached under both names: the
+    Images page reads the comparison on every load without decoding every mask."""
+    from django.core.cache import cache
+
+    key = f"lifecycle:overlap:{prediction.id}:{image.mask.name}"
+    hit = cache.get(key)
+    if hit is not None:
+        return None if hit == "none" else (int(hit[0]), int(hit[1]))
+    predicted, gt = _mask_of(prediction), truth.get()
+    if predicted is None or gt is None or predicted.shape != gt.shape:
+        cache.set(key, "none", timeout=24 * 3600)
+        return None
+    out = (int(np.logical_and(predicted, gt).sum()), int(np.logical_or(predicted, gt).sum()))
+    cache.set(key, list(out), timeout=24 * 3600)
+    return out
+
+
 def _prompts_diff(baseline: ModelVersion, candidate: ModelVersion) -> dict:
     """The strokes the candidate was trained on that the baseline wasn't (added)
     and the reverse (removed), grouped by image."""
@@ -231,7 +263,7 @@ def model_compare(*, candidate: ModelVersion, baseline: ModelVersion) -> dict:
         pb, pc = preds["baseline"].get(key), preds["candidate"].get(key)
         if pb is None or pc is None:
             continue  # compared only where both judged the image
-        truth = engine.image_mask_load(im) if im.mask else None
+        truth = _Truth(im, engine) if im.mask else None
         for side, p in (("baseline", pb), ("candidate", pc)):
             s = scores[side]
             s.n += 1
@@ -243,11 +275,11 @@ def model_compare(*, candidate: ModelVersion, baseline: ModelVersion) -> dict:
                     s.escapes += im.verdict == "NG"
                     s.overkills += im.verdict == "OK"
             if truth is not None:
-                predicted = _mask_of(p)
-                if predicted is not None and predicted.shape == truth.shape:
+                overlap = _overlap(p, im, truth)
+                if overlap is not None:
                     s.n_masks += 1
-                    s.inter += int(np.logical_and(predicted, truth).sum())
-                    s.union += int(np.logical_or(predicted, truth).sum())
+                    s.inter += overlap[0]
+                    s.union += overlap[1]
         if pb.verdict != pc.verdict:
             effect = "changed"
             if im.verdict:

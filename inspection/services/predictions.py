@@ -32,8 +32,10 @@ def prediction_store(
     rgb8: np.ndarray | None,
     job: Job | None = None,
     timings: dict | None = None,
+    anomaly: np.ndarray | None = None,
 ) -> tuple[Prediction, Any]:
-    """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 and store a Prediction.
+    """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 (and the image's
+    ``anomaly`` map (H,W), for models with a memory bank) and store a Prediction.
 
     Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
     replaces any earlier prediction of the same (image, model, rules).
@@ -45,7 +47,11 @@ def prediction_store(
     project = image.project
     t0 = time.perf_counter()
     decision = engine.rules_apply(
-        probabilities, classes=model_version.classes, ruleset=ruleset, px_per_mm=project.px_per_mm
+        probabilities,
+        classes=model_version.classes,
+        ruleset=ruleset,
+        px_per_mm=project.px_per_mm,
+        anomaly=anomaly,
     )
     t_rules = time.perf_counter() - t0
     if rgb8 is None:
@@ -67,7 +73,7 @@ def prediction_store(
         ),
         bytes_save(
             name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"),
-            probabilities_encode(probabilities),
+            probabilities_encode(probabilities, anomaly=anomaly),
         ),
     ]
     as_dict = decision.to_dict()
@@ -77,6 +83,7 @@ def prediction_store(
         "reasons": as_dict.get("reasons", []),
         "blobs": as_dict.get("blobs", []),
         "uncertainty": decision.uncertainty,
+        "anomaly_peak": None if anomaly is None else round(float(np.max(anomaly)), 4),
         "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
         "job": job,
     }
@@ -123,6 +130,28 @@ def probabilities_load(prediction: Prediction) -> np.ndarray:
     from prompting.probmaps import probabilities_decode
 
     return probabilities_decode(bytes_read(prediction.probabilities.name))
+
+
+def prediction_anomaly_load(prediction: Prediction) -> np.ndarray | None:
+    """The anomaly map (H,W) float32 stored with a prediction (None: the model has
+    no memory bank of good parts)."""
+    # deferred on purpose: the engine loads numpy
+    from prompting.probmaps import anomaly_decode
+
+    if not prediction.probabilities or prediction.anomaly_peak is None:
+        return None  # stored without a map: nothing to read
+    return anomaly_decode(bytes_read(prediction.probabilities.name))
+
+
+def prediction_anomaly_png(prediction: Prediction) -> bytes | None:
+    """A PNG heat map (RGBA, transparent where the image is as good parts are) of the
+    prediction's anomaly map, or None when its model has no memory bank."""
+    # deferred on purpose: the engine's codecs load PIL
+    from prompting.images import png_encode
+    from prompting.overlay import anomaly_heatmap
+
+    score = prediction_anomaly_load(prediction)
+    return None if score is None else png_encode(anomaly_heatmap(score), compress_level=1)
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:

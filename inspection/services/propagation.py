@@ -103,8 +103,11 @@ def propagation_fan_out(
     )
 
 
-def _probabilities_earlier(image: Image, model_version: ModelVersion) -> np.ndarray | None:
-    from inspection.services.predictions import probabilities_load
+def _probabilities_earlier(
+    image: Image, model_version: ModelVersion
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(probabilities, anomaly map) of the image's latest prediction by ``model_version``."""
+    from inspection.services.predictions import prediction_anomaly_load, probabilities_load
 
     earlier = (
         Prediction.objects.filter(image=image, model_version=model_version)
@@ -112,7 +115,9 @@ def _probabilities_earlier(image: Image, model_version: ModelVersion) -> np.ndar
         .order_by("-created_at")
         .first()
     )
-    return probabilities_load(earlier) if earlier is not None else None
+    if earlier is None:
+        return None, None
+    return probabilities_load(earlier), prediction_anomaly_load(earlier)
 
 
 def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
@@ -134,9 +139,9 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             ctx.item_done({"skipped": 1})
             continue
         t0 = time.perf_counter()
-        probs = rgb8 = None
+        probs = rgb8 = anomaly = None
         if reuse:
-            probs = _probabilities_earlier(image, model_version)
+            probs, anomaly = _probabilities_earlier(image, model_version)
         reused = probs is not None
         if probs is None:
             if learner is None:
@@ -144,6 +149,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
                 backend = engine.backend_for(model_version, learner)
             rgb8, phash = engine.image_pixels_load(image)
             probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
+            anomaly = learner.anomaly_map(rgb8, backend=backend)
         t1 = time.perf_counter()
         pred, decision = prediction_store(
             image=image,
@@ -153,6 +159,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             rgb8=rgb8,
             job=job,
             timings={"predict_ms": round((t1 - t0) * 1000, 2)},
+            anomaly=anomaly,
         )
         t2 = time.perf_counter()
         stats: dict[str, Any] = {

@@ -55,13 +55,26 @@ class StoredProbabilities(Mapping):
         self._keep_bytes = int(keep_bytes)
 
     def __getitem__(self, image_id: str):
+        return self._arrays(image_id)[0]
+
+    def _arrays(self, image_id: str):
+        """(probabilities, rule inputs) of one image, decoded once while within budget."""
         if image_id in self._kept:
             return self._kept[image_id]
-        probabilities = predictions.probabilities_load(self._predictions[image_id])
-        if self._kept_bytes + probabilities.nbytes <= self._keep_bytes:
-            self._kept[image_id] = probabilities
-            self._kept_bytes += probabilities.nbytes
-        return probabilities
+        prediction = self._predictions[image_id]
+        probabilities = predictions.probabilities_load(prediction)
+        anomaly = predictions.prediction_anomaly_load(prediction)
+        arrays = (probabilities, {} if anomaly is None else {"anomaly": anomaly})
+        size = probabilities.nbytes + (0 if anomaly is None else anomaly.nbytes)
+        if self._kept_bytes + size <= self._keep_bytes:
+            self._kept[image_id] = arrays
+            self._kept_bytes += size
+        return arrays
+
+    @property
+    def inputs(self) -> Mapping:
+        """image id -> the rule inputs stored with its prediction (the anomaly map)."""
+        return _StoredInputs(self)
 
     def __iter__(self):
         return iter(self._predictions)
@@ -71,6 +84,27 @@ class StoredProbabilities(Mapping):
 
     def __contains__(self, image_id) -> bool:
         return image_id in self._predictions
+
+
+class _StoredInputs(Mapping):
+    """The rule inputs of a :class:`StoredProbabilities`, read with its probabilities."""
+
+    def __init__(self, stored: StoredProbabilities) -> None:
+        self._stored = stored
+
+    def __getitem__(self, image_id: str):
+        if self._stored._predictions[image_id].anomaly_peak is None:
+            return {}  # no map stored: nothing to decode
+        return self._stored._arrays(image_id)[1]
+
+    def get(self, image_id, default=None):
+        return self[image_id] if image_id in self._stored else default
+
+    def __iter__(self):
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
 
 
 def _evaluation_set(project: Project, rows=None):
@@ -150,6 +184,7 @@ def rules_backtest(
         baseline=baseline,
         trained_on=_trained_on(mv),
         progress=progress,
+        inputs=probabilities.inputs,
     )
     return {
         **report.to_dict(),
@@ -180,6 +215,7 @@ def rules_tune(
         px_per_mm=project.px_per_mm,
         trained_on=_trained_on(mv),
         progress=progress,
+        inputs=probabilities.inputs,
     )
     return {
         "rules": tuned.ruleset.to_dict(),

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from inspection.errors import Conflict
 from inspection.models import DeployedHow, Image, Job, ModelVersion, Project, Prompt
@@ -36,6 +36,8 @@ from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.training")
 
+#: good images (marked OK) a project needs to start from good parts only, without defect strokes
+GOOD_PARTS_MIN = 3
 #: classes whose prompts the learner can rasterise (boxes are SAM-only)
 _TRAINABLE_KINDS = (Prompt.Kind.STROKE, Prompt.Kind.POINT)
 
@@ -54,10 +56,19 @@ def training_readiness(*, project: Project) -> list[str]:
             image__project=project, deleted_at__isnull=True, kind__in=_TRAINABLE_KINDS
         ).values_list("label", flat=True)
     )
-    for name in project.class_names:
-        if not labels.get(name):
-            problems.append(f"no strokes for class {name!r}: paint at least one {name} stroke")
-    if not labels.get("background"):
+    good_parts = project.images.filter(verdict="OK").count()
+    missing = [name for name in project.class_names if not labels.get(name)]
+    if project.backend == "backbone" and len(missing) == len(project.class_names):
+        # good parts only: the anomaly memory bank learns from images marked OK
+        if good_parts + bool(labels.get("background")) < GOOD_PARTS_MIN:
+            problems.append(
+                f"no defect strokes: paint a defect, or mark at least {GOOD_PARTS_MIN} good "
+                f"images OK to start from good parts only ({good_parts} marked)"
+            )
+        return problems
+    for name in missing:
+        problems.append(f"no strokes for class {name!r}: paint at least one {name} stroke")
+    if not labels.get("background") and not (project.backend == "backbone" and good_parts):
         problems.append("no background strokes: paint at least one background stroke")
     return problems
 
@@ -126,9 +137,12 @@ def _train(job: Job) -> None:
     by_image: dict[Any, list[Prompt]] = {}
     for p in prompts:
         by_image.setdefault(p.image_id, []).append(p)
-    images = list(
-        Image.objects.filter(project=project, id__in=by_image.keys()).order_by("created_at", "id")
-    )
+    painted = Q(id__in=by_image.keys())
+    if callable(getattr(backend, "anomaly_patches", None)):
+        # good parts teach the anomaly memory bank even unpainted (a project may
+        # start from ten OK images and no defect stroke)
+        painted |= Q(verdict="OK")
+    images = list(Image.objects.filter(painted, project=project).order_by("created_at", "id"))
     # defect-free ground truth with strokes: unpainted pixels are free negatives
     training: list[TrainingImage] = []
     pixel_hashes: dict[str, str] = {}
@@ -142,7 +156,7 @@ def _train(job: Job) -> None:
         pixel_hashes[str(image.id)] = phash
         engine_prompts = [
             prompt_from_dict(p.data, classes=classes, width=image.width, height=image.height)
-            for p in by_image[image.id]
+            for p in by_image.get(image.id, ())
         ]
         labels = prompts_rasterize(engine_prompts, shape=rgb8.shape[:2], classes=classes)
         training.append(
@@ -191,9 +205,11 @@ def _train(job: Job) -> None:
                 # the model this one continued from (incremental retraining), or None
                 "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
-                "backend_options": {}
-                if project.backend != "sam"
-                else {"model_type": engine.sam_options()["model_type"]},
+                "backend_options": {"model_type": engine.sam_options()["model_type"]}
+                if project.backend == "sam"
+                else dict(backend.options)
+                if project.backend == "backbone"
+                else {},
             },
             prompt_ids=[str(p.id) for p in prompts],
             images=[

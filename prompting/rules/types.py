@@ -477,3 +477,57 @@ class AreaFraction(Rule):
                 self.reason(self.class_name, None, "area_fraction", value, threshold, what)
             )
         return self.evaluation("area_fraction", value, threshold, triggered), reasons
+
+
+@rule_type_register
+@dataclass(frozen=True)
+class AnomalyScore(Rule):
+    """NG when the image's anomaly score (distance to the nearest good-part patch,
+    1.0 = the level good training images reach; :mod:`prompting.anomaly`) is at
+    least this high anywhere in the inspected area. Needs a model with a memory
+    bank of good parts (the ``backbone`` backend); the class is ignored."""
+
+    type_name = "anomaly_score"
+    label = "anomaly score ≥"
+    fields = (
+        RuleField(
+            "min_score",
+            unit="score",
+            suffix="× the good parts' level",
+            lo=0,
+            hi=1000,
+            lo_open=True,
+            default=1.5,
+            step=0.05,
+        ),
+    )
+
+    min_score: float | None = None
+
+    def evaluate(self, ctx: RuleContext) -> tuple[RuleEvaluation, list[Reason]]:
+        threshold = float(self.min_score)
+        score = ctx.inputs.get("anomaly")
+        if score is None:
+            raise RuleSetError(
+                {
+                    f"rule {self.id}.min_score": [
+                        "needs an anomaly map: the model has no memory bank of good parts "
+                        "(train on the backbone backend with good parts marked OK or background painted)"
+                    ]
+                }
+            )
+        score = np.asarray(score, np.float32)
+        if ctx.inspected is not None and ctx.inspected.shape == score.shape:
+            score = np.where(ctx.inspected, score, 0.0)
+        value = float(score.max(initial=0.0))
+        triggered = value >= threshold
+        reasons = []
+        if triggered and ctx.ids_by_class is not None:
+            y, x = np.unravel_index(int(score.argmax()), score.shape)
+            above = int((score >= threshold).sum())
+            what = (
+                f"anomaly score {value:.2f} >= {threshold:.2f} at (x={x}, y={y}); "
+                f"{above} px above the threshold"
+            )
+            reasons.append(self.reason(ANY_CLASS, None, "anomaly_score", value, threshold, what))
+        return self.evaluation("anomaly_score", value, threshold, triggered), reasons

@@ -83,3 +83,40 @@ def test_sam_backend_options_are_checked_before_any_work(tmp_path, capsys, extra
         quality.main(["--skip-sam", "--data-root", str(tmp_path), *extra])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_backbone_beside_classic_with_anomaly_and_good_parts_only(tmp_path, capsys):
+    """The pretrained backend, today's classic learner and the baseline in one run,
+    the anomaly figures, and the good-parts-only protocol (plumbing and ranges)."""
+    from tests.benchmarks.conftest import _dataset
+
+    root = _dataset(tmp_path, n=36)  # 12 defect-free images
+    code = quality.main(
+        [
+            "--datasets",
+            "tiny",
+            "--seeds",
+            "0",
+            "--skip-sam",
+            "--data-root",
+            str(root),
+            "--backend",
+            "backbone",
+            "--good-parts-only",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert len(_table_rows(out, "ours (backbone)")) == 1
+    assert len(_table_rows(out, "ours (classic)")) == 1
+    assert len(_table_rows(out, "baseline (skimage RF)")) == 1
+    anomaly = out.split("Anomaly evidence")[1].split("Good parts only:")[0]
+    row = next(line for line in anomaly.splitlines() if line.startswith("| tiny |"))
+    auroc, iou = (float(c) for c in [c.strip() for c in row.strip("|").split("|")][2:4])
+    assert 0.0 <= auroc <= 1.0 and 0.0 <= iou <= 1.0
+    good = out.split("Good parts only:")[1]
+    row = next(line for line in good.splitlines() if line.startswith("| tiny |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "26"  # every image but the ten trained on
+    # a dark square on flat grey is unlike every good part: found from good parts alone
+    assert float(cells[5]) > 0.9

@@ -321,7 +321,13 @@ def test_rule_editor_builds_its_form_from_the_engines_rule_types(
         page.goto(f"{live_server.url}/projects/{project.pk}/rules/")
         seq = wait_backtest(page)
         options = page.locator("[data-testid=rule-0-type] option").all_inner_texts()
-        assert options == ["blob area ≥", "blob count ≥", "area fraction ≥", "mean probability ≥"]
+        assert options == [
+            "blob area ≥",
+            "blob count ≥",
+            "area fraction ≥",
+            "anomaly score ≥",
+            "mean probability ≥",
+        ]
         page.select_option("[data-testid=rule-0-type]", "test_mean_prob")
         assert page.input_value("[data-testid=rule-0-min-mean]") == "0.5"
         assert page.locator("[data-testid=rule-0-min-area]").count() == 0

@@ -50,12 +50,14 @@ from prompting.features.base import FeatureMap
 from prompting.features.classic import ClassicBackend
 
 #: bump when the features change: part of the fingerprint (so of cache keys)
-BACKBONE_VERSION = 1
+BACKBONE_VERSION = 2
 DEFAULT_ARCH = "efficientnet_lite0"
 #: the image is resized by this factor before the network (stride-4 features at 2 px)
 DEFAULT_SCALE = 2.0
 #: ... but to at most this many input pixels (a 20 MP image is not run at 80 MP)
 MAX_INPUT_PIXELS = 1_600_000
+#: the network's input is mirrored out by this many pixels on each side (a multiple of 32)
+PAD = 32
 
 __all__ = [
     "Architecture",
@@ -274,11 +276,20 @@ class BackboneBackend:
         mean = torch.tensor(self.arch.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.arch.std, dtype=torch.float32).view(1, 3, 1, 1)
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+            x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]
             if (th, tw) != (h, w):
                 x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
             x = ((x - mean) / std).to(self.device)
-            maps = [m[0].float().cpu().numpy() for m in self.network()(x)]
+            # mirror the image out by PAD px so border patches see image, not zeros
+            # (zero padding makes every border unlike any interior patch)
+            x = F.pad(x, (PAD, PAD, PAD, PAD), mode="reflect") if min(th, tw) > PAD else x
+            outs = self.network()(x)
+            maps = []
+            for m in outs:
+                stride = x.shape[-2] / m.shape[-2]
+                c = int(round(PAD / stride)) if x.shape[-2] > th else 0
+                m = m[0, :, c : m.shape[-2] - c, c : m.shape[-1] - c] if c else m[0]
+                maps.append(m.float().cpu().numpy())
         self._recent = [(key, maps), *self._recent[:1]]
         return maps
 
@@ -288,10 +299,12 @@ class BackboneBackend:
         """Patch features (h, w, D) float32 of ``image`` for the anomaly memory bank
         (:func:`prompting.anomaly.anomaly_patches` of ``stages``, default
         :attr:`anomaly_stages`)."""
-        from prompting.anomaly import anomaly_patches
+        from prompting import anomaly
 
-        return anomaly_patches(
-            self.deep_features(image, stages=self.anomaly_stages if stages is None else stages)
+        # one patch per ~8 px of the image at any scale (PatchCore's stride 8)
+        return anomaly.anomaly_patches(
+            self.deep_features(image, stages=self.anomaly_stages if stages is None else stages),
+            pool=max(1, round(self.scale)),
         )
 
     def extract(self, image: np.ndarray) -> FeatureMap:

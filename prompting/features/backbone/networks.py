@@ -189,8 +189,8 @@ architecture_register(
         std=LITE_STD,
         default_checkpoint=_lite0_checkpoint,
         checkpoint_sha256=LITE0_WHEEL_SHA256,
-        # stride 4 and 8 (blocks 1 and 2): measured best for strokes (benchmarks/README.md)
-        default_stages=(1, 2),
+        # the stride-4 stage (block 1): measured best for strokes (benchmarks/README.md)
+        default_stages=(1,),
         anomaly_stages=(2, 4),
     )
 )

@@ -93,6 +93,7 @@ function draw() {
   ctx.scale(state.scale, state.scale);
   ctx.imageSmoothingEnabled = state.scale < 1;
   if (state.img) ctx.drawImage(state.img, 0, 0, W, H);
+  if (state.anomaly && state.showAnomaly) ctx.drawImage(state.anomaly, 0, 0, W, H);
   if (state.overlay && state.opacity > 0) {
     ctx.globalAlpha = state.opacity;
     ctx.drawImage(state.overlay, 0, 0, W, H);
@@ -433,6 +434,7 @@ document.getElementById("opacity").addEventListener("input", (e) => {
 let siblings = [];
 let predictions = new Map();
 let shown = null;
+document.getElementById("show-anomaly")?.addEventListener("change", (e) => { state.showAnomaly = e.target.checked; draw(); });
 async function loadPrediction() {
   // the model the Images page shows (the candidate, unless the deployed one was chosen)
   shown = shownModel(await loadProject(pid));
@@ -450,7 +452,12 @@ async function loadPrediction() {
     const url = state.prediction.overlayUrl || `${API}/images/${iid}/overlay/?v=${state.prediction.id || Date.now()}`;
     state.overlay = await loadImage(url).catch(() => null);
     canvas.dataset.overlay = state.overlay ? String(state.prediction.id) : "";
-  } else { state.overlay = null; canvas.dataset.overlay = ""; }
+    const a = state.prediction.anomalyUrl;
+    state.anomaly = a ? await loadImage(a).catch(() => null) : null;
+  } else { state.overlay = null; state.anomaly = null; canvas.dataset.overlay = ""; }
+  const peak = state.prediction ? state.prediction.anomalyPeak : null;
+  document.getElementById("anomaly-row").classList.toggle("hidden", peak == null);
+  if (peak != null) document.getElementById("anomaly-peak").textContent = `anomaly score ${peak.toFixed(2)} (1.00 = the most unusual good part it learned from)`;
   draw();
   return preds;
 }

@@ -38,6 +38,8 @@ export function normPrediction(p, imageId) {
     rulesVersion: p.rules_version ?? p.ruleset_version ?? null,
     truth: p.truth || null,
     uncertainty: typeof p.uncertainty === "number" ? p.uncertainty : null,
+    anomalyUrl: p.anomaly_url || null,
+    anomalyPeak: typeof p.anomaly_peak === "number" ? p.anomaly_peak : null,
     created: p.created || p.created_at || null,
   };
 }

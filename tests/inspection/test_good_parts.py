@@ -1,0 +1,153 @@
+"""A project that starts from good parts only: ten OK images, no defect stroke,
+the backbone backend's anomaly memory bank, and the line gets OK/NG with reasons."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
+
+from tests.inspection.svc_helpers import image_path, job_wait, magnetic_pick, mask_path
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _png(pixels: np.ndarray, name: str) -> SimpleUploadedFile:
+    buf = io.BytesIO()
+    PILImage.fromarray(pixels).save(buf, format="PNG")
+    return SimpleUploadedFile(name, buf.getvalue())
+
+
+def _project(client, *, cold_start_min: int = 10) -> str:
+    r = client.post(
+        "/api/v1/projects/",
+        {
+            "name": "good parts",
+            "classes": [{"name": "defect", "colour": "#ff0000"}],
+            "backend": "backbone",
+            "cold_start_min": cold_start_min,
+        },
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    assert r.json()["backend"] == "backbone"
+    return r.json()["id"]
+
+
+def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, api_for):
+    client = api_for(make_user("engineer-gp"))
+    pid = _project(client)
+    rows = magnetic_pick(0, 12, seed=3)
+    train, held = rows[:10], rows[10:]
+    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in train]
+    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in train]
+    r = client.post(
+        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
+    )
+    assert r.status_code == 201, r.content
+    r = client.get(f"/api/v1/projects/{pid}/images/")
+    assert {im["verdict"] for im in r.json()["results"]} == {"OK"}
+
+    # no stroke at all: training starts from the good parts
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 202, r.content
+    job = job_wait(r.json()["job"]["id"])
+    assert job.state == "succeeded", (job.message, job.error)
+    r = client.get(f"/api/v1/projects/{pid}/models/")
+    (model,) = r.json()["results"]
+    assert model["backend"] == "backbone"
+
+    # every prediction carries the anomaly map; good training parts sit at or below 1.0
+    r = client.get(f"/api/v1/projects/{pid}/predictions/")
+    preds = r.json()["results"]
+    assert len(preds) == 10
+    assert all(p["anomaly_peak"] is not None and p["anomaly_peak"] <= 1.05 for p in preds)
+    r = client.get(preds[0]["anomaly_url"])
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert r["X-Content-Type-Options"] == "nosniff"
+    heat = np.asarray(
+        PILImage.open(io.BytesIO(b"".join(r.streaming_content if r.streaming else [r.content])))
+    )
+    assert heat.ndim == 3 and heat.shape[2] == 4
+
+    # the rule on the anomaly score: above the good parts' own level
+    r = client.put(
+        f"/api/v1/projects/{pid}/rules/",
+        {
+            "rules": [
+                {
+                    "id": "unusual",
+                    "type": "anomaly_score",
+                    "class": "*",
+                    "min_score": 1.1,
+                    "severity": "major",
+                }
+            ]
+        },
+        format="json",
+    )
+    assert r.status_code in (200, 201), r.content
+    good = np.asarray(PILImage.open(image_path(held[0])).convert("RGB"))
+    marked = good.copy()
+    h, w = good.shape[:2]
+    marked[h // 2 - 20 : h // 2 + 20, w // 2 - 20 : w // 2 + 20] = 255  # a bright 40 px patch
+    r = client.post(
+        f"/api/v1/projects/{pid}/inspect/",
+        {"file": _png(marked, "marked.png"), "station": "line-1"},
+        format="multipart",
+    )
+    assert r.status_code == 200, r.content
+    bad = r.json()
+    assert bad["verdict"] == "NG"
+    (reason,) = bad["reasons"]
+    assert reason["rule_type"] == "anomaly_score" and reason["value"] >= 1.1
+    x, y = (int(v) for v in re.search(r"x=(\d+), y=(\d+)", reason["message"]).groups())
+    assert abs(x - w // 2) <= 24 and abs(y - h // 2) <= 24  # it points at the patch
+    # the same part without the patch passes the same rule
+    r = client.post(
+        f"/api/v1/projects/{pid}/inspect/", {"file": _png(good, "good.png")}, format="multipart"
+    )
+    assert r.status_code == 200, r.content
+    assert r.json()["verdict"] == "OK" and r.json()["reasons"] == []
+
+
+def test_good_parts_only_needs_enough_of_them(db, make_user, api_for):
+    client = api_for(make_user("engineer-gp2"))
+    pid = _project(client, cold_start_min=2)
+    rows = magnetic_pick(0, 2, seed=4)
+    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in rows]
+    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in rows]
+    r = client.post(
+        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
+    )
+    assert r.status_code == 201, r.content
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 409
+    assert "good images OK to start from good parts only (2 marked)" in r.json()["detail"]
+
+
+def test_classic_projects_still_need_defect_strokes(db, make_user, api_for):
+    client = api_for(make_user("engineer-gp3"))
+    r = client.post(
+        "/api/v1/projects/",
+        {
+            "name": "classic",
+            "classes": [{"name": "defect"}],
+            "backend": "classic",
+            "cold_start_min": 2,
+        },
+        format="json",
+    )
+    pid = r.json()["id"]
+    rows = magnetic_pick(0, 3, seed=5)
+    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in rows]
+    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in rows]
+    client.post(
+        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
+    )
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 409 and "no strokes for class 'defect'" in r.json()["detail"]

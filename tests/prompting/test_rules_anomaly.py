@@ -1,0 +1,138 @@
+"""The ``anomaly_score`` rule type: NG when the anomaly map reaches a score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prompting.errors import RuleSetError
+from prompting.rules import rules_apply, rules_verdict, ruleset_validate, ruleset_vocabulary
+
+
+def _ruleset(min_score=1.5, **extra):
+    return ruleset_validate(
+        {
+            "rules": [
+                {
+                    "id": "odd",
+                    "type": "anomaly_score",
+                    "class": "*",
+                    "min_score": min_score,
+                    "severity": "critical",
+                }
+            ],
+            **extra,
+        }
+    )
+
+
+def _probs(h=20, w=30):
+    p = np.zeros((2, h, w), np.float32)
+    p[0] = 1.0
+    return p
+
+
+@pytest.mark.parametrize(("peak", "verdict"), [(0.9, "OK"), (1.49, "OK"), (1.5, "NG"), (4.0, "NG")])
+def test_verdict_follows_the_peak_score(peak, verdict) -> None:
+    score = np.full((20, 30), 0.5, np.float32)
+    score[5, 7] = peak
+    d = rules_apply(_probs(), classes=["dent"], ruleset=_ruleset(), inputs={"anomaly": score})
+    assert d.verdict == verdict
+    assert (
+        rules_verdict(_probs(), classes=["dent"], ruleset=_ruleset(), inputs={"anomaly": score})
+        == verdict
+    )
+    if verdict == "NG":
+        (reason,) = d.reasons
+        assert reason.rule_type == "anomaly_score" and reason.severity == "critical"
+        assert reason.value == pytest.approx(peak) and "(x=7, y=5)" in reason.message
+
+
+def test_ignored_region_is_not_judged() -> None:
+    score = np.zeros((20, 30), np.float32)
+    score[2, 2] = 9.0
+    rs = _ruleset(regions={"ignore": [[[0, 0], [5, 0], [5, 5], [0, 5]]]})
+    assert (
+        rules_apply(_probs(), classes=["dent"], ruleset=rs, inputs={"anomaly": score}).verdict
+        == "OK"
+    )
+
+
+def test_without_an_anomaly_map_the_rule_says_what_it_needs() -> None:
+    with pytest.raises(RuleSetError, match="no memory bank of good parts"):
+        rules_apply(_probs(), classes=["dent"], ruleset=_ruleset())
+
+
+@pytest.mark.parametrize("bad", [0, -1, "x", None, 1e9])
+def test_invalid_score_is_reported_by_path(bad) -> None:
+    with pytest.raises(RuleSetError) as err:
+        _ruleset(min_score=bad)
+    assert any("rules[0].min_score" in k for k in err.value.errors)
+
+
+def test_the_editor_vocabulary_offers_it() -> None:
+    types = {t["type"]: t for t in ruleset_vocabulary()["rule_types"]}
+    field = types["anomaly_score"]["params"][0]["fields"][0]
+    assert field["name"] == "min_score" and field["default"] == 1.5
+
+
+def _labelled(peaks_ok, peaks_ng):
+    probs, truths, inputs = {}, {}, {}
+    for i, (peak, truth) in enumerate(
+        [(p, "OK") for p in peaks_ok] + [(p, "NG") for p in peaks_ng]
+    ):
+        score = np.full((20, 30), 0.3, np.float32)
+        score[10, 10] = peak
+        probs[f"i{i}"], truths[f"i{i}"], inputs[f"i{i}"] = _probs(), truth, {"anomaly": score}
+    return probs, truths, inputs
+
+
+def test_tuner_proposes_an_anomaly_rule_between_good_and_bad_peaks() -> None:
+    from prompting.backtest import backtest_run, rules_tune
+    from prompting.rules import DEFAULT_RULESET
+
+    probs, truths, inputs = _labelled([0.8, 0.9, 1.1], [2.0, 2.6, 3.0])
+    base = ruleset_validate(DEFAULT_RULESET)
+    before = backtest_run(probs, truths, classes=["dent"], ruleset=base, inputs=inputs)
+    assert before.escape_rate == 1.0  # the classifier sees nothing
+    tuned = rules_tune(probs, truths, classes=["dent"], base=base, inputs=inputs)
+    (rule,) = [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    assert 1.1 < rule.min_score < 2.0
+    assert tuned.report.escape_rate == 0.0 and tuned.report.overkill_rate == 0.0
+    assert "anomaly score" in (tuned.warning or "")
+
+
+def test_tuner_moves_an_existing_anomaly_rule() -> None:
+    from prompting.backtest import rules_tune
+
+    probs, truths, inputs = _labelled([0.8, 1.9, 2.1], [3.0, 3.5, 4.0])
+    tuned = rules_tune(probs, truths, classes=["dent"], base=_ruleset(1.5), inputs=inputs)
+    (rule,) = [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    assert rule.id == "odd" and 2.1 < rule.min_score < 3.0
+    assert tuned.report.overkill_rate == 0.0 and tuned.report.escape_rate == 0.0
+
+
+def test_tuner_without_maps_leaves_the_anomaly_rule_alone() -> None:
+    from prompting.backtest import rules_tune
+
+    probs, truths, inputs = _labelled([0.8], [3.0])
+    with pytest.raises(RuleSetError, match="no memory bank"):
+        rules_tune(probs, truths, classes=["dent"], base=_ruleset(1.5))
+
+
+def test_tuner_does_not_fit_the_anomaly_score_on_trained_images() -> None:
+    """Their patches are in the memory bank: in-sample scores would set it far too low."""
+    from prompting.backtest import rules_tune
+    from prompting.rules import DEFAULT_RULESET
+
+    probs, truths, inputs = _labelled([0.1, 0.1, 0.2], [0.3, 2.6, 3.0])
+    tuned = rules_tune(
+        probs,
+        truths,
+        classes=["dent"],
+        base=ruleset_validate(DEFAULT_RULESET),
+        inputs=inputs,
+        trained_on=["i0"],
+    )
+    assert not [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    assert "anomaly score was not tuned" in tuned.warning
