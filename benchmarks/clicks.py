@@ -2,7 +2,7 @@
 
     python -m benchmarks.clicks [--datasets magnetic_tile,sd_saliency_900,crackforest]
                                 [--seed 0] [--data-root ../shared/datasets]
-                                [--max-images N] [--rest-images 10] [--skip-rest]
+                                [--max-images N] [--rest-images 15] [--skip-rest]
 
 For every evaluation image of the quality protocol's split (``--seed``), each
 8-connected ground-truth region of at least ``MIN_REGION_AREA`` px gets one
@@ -24,11 +24,13 @@ features cached (as after the first click on an image); the features' own time
 per image is printed too.
 
 REST latency: a temporary SQLite database and media folder (eager Celery, no
-SAM checkpoint), one project with ``--rest-images`` of the evaluation images,
-and every click above on them sent as ``POST /api/v1/images/{id}/segment/``
-through Django's WSGI handler (``django.test.Client``, output ``rle``, as the
-dashboard asks). The first click on an image computes and caches its features
-(reported apart: "first click"); the p95 target is on the clicks after it.
+SAM checkpoint), one project with the first ``--rest-images`` evaluation images
+that have a defect, and every click above on them sent as
+``POST /api/v1/images/{id}/segment/`` through Django's WSGI handler (``django.test.Client``, output ``rle``, as the
+dashboard asks), each click then again with a negative point far from any
+defect (a user refining the mask). The first click on an image computes and
+caches its features (reported apart: "first click"); the p95 target is on the
+clicks after it.
 """
 
 from __future__ import annotations
@@ -195,25 +197,30 @@ def rest_run(samples: list[Sample], data_root: Path, dataset: str) -> dict:
             r = client.post(f"/api/v1/projects/{project}/images/", {"file": fh})
         assert r.status_code == 201, r.content
         image_id = r.json()["images"][0]["id"]
+        away = ndi.distance_transform_edt(~s.mask) if s.mask.any() else None
         for i, c in enumerate(clicks):
-            body = json.dumps(
-                {
-                    "prompts": [
-                        {"kind": "point", "label": CLASS, "points": [[c.x + 0.5, c.y + 0.5]]}
-                    ],
-                    "output": "rle",
-                }
-            )
-            t0 = time.perf_counter()
-            r = client.post(
-                f"/api/v1/images/{image_id}/segment/", data=body, content_type="application/json"
-            )
-            ms = (time.perf_counter() - t0) * 1000
-            assert r.status_code == 200, r.content
-            got = r.json()
-            out["engine"].add(got["engine"])
-            (out["first_ms"] if i == 0 else out["warm_ms"]).append(ms)
-            out["iou"].append(iou(rle_decode(got["rle"]), c.region))
+            point = {"kind": "point", "label": CLASS, "points": [[c.x + 0.5, c.y + 0.5]]}
+            asks = [[point]]
+            if away is not None:
+                # then, as a user refining the mask: a negative point far from any defect
+                ny, nx = np.unravel_index(int(np.argmax(away)), away.shape)
+                negative = {**point, "points": [[nx + 0.5, ny + 0.5]], "positive": False}
+                asks.append([point, negative])
+            for j, prompts in enumerate(asks):
+                body = json.dumps({"prompts": prompts, "output": "rle"})
+                t0 = time.perf_counter()
+                r = client.post(
+                    f"/api/v1/images/{image_id}/segment/",
+                    data=body,
+                    content_type="application/json",
+                )
+                ms = (time.perf_counter() - t0) * 1000
+                assert r.status_code == 200, r.content
+                got = r.json()
+                out["engine"].add(got["engine"])
+                (out["first_ms"] if i == j == 0 else out["warm_ms"]).append(ms)
+                if j == 0:
+                    out["iou"].append(iou(rle_decode(got["rle"]), c.region))
     return out
 
 
@@ -260,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         "--max-images", type=int, default=0, help="at most N evaluation images (0: all)"
     )
     parser.add_argument(
-        "--rest-images", type=int, default=10, help="evaluation images clicked through REST"
+        "--rest-images",
+        type=int,
+        default=15,
+        help="evaluation images (with a defect) clicked through REST",
     )
     parser.add_argument("--skip-rest", action="store_true")
     parser.add_argument("--skip-baselines", action="store_true")
@@ -269,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
     evals: dict[str, list[Sample]] = {}
+    rest_evals: dict[str, list[Sample]] = {}
     for name in names:
         samples = dataset_load(args.data_root, name)
         _, eval_ids = protocol.protocol_split(
@@ -277,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         by_id = {s.image_id: s for s in samples}
         chosen = [by_id[i] for i in eval_ids]
         evals[name] = chosen[: args.max_images] if args.max_images else chosen
+        rest_evals[name] = [s for s in chosen if s.mask.any()][: args.rest_images]
 
     rows = {}
     for name in names:
@@ -308,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         django_setup(Path(tmp))
         print(
             f"\nThrough REST (POST /api/v1/images/{{id}}/segment/, in-process WSGI, "
-            f"{args.rest_images} evaluation images per dataset)\n"
+            f"the first {args.rest_images} evaluation images with a defect per dataset)\n"
         )
         print(
             "| dataset | clicks | engine | mean IoU | first click on an image ms median | "
@@ -316,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("|---|---|---|---|---|---|---|")
         for name in names:
-            rest = rest_run(evals[name][: args.rest_images], args.data_root, name)
+            rest = rest_run(rest_evals[name], args.data_root, name)
             warm = rest["warm_ms"]
             p95 = float(np.percentile(warm, 95)) if warm else float("nan")
             print(

@@ -297,7 +297,12 @@ def run_method(
         ruleset = base
     else:
         tuned = rules_tune(
-            train_probs, truths_train, classes=CLASSES, base=base, inputs=train_inputs
+            train_probs,
+            truths_train,
+            classes=CLASSES,
+            base=base,
+            inputs=train_inputs,
+            trained_on=list(truths_train),
         )
         ruleset, warning = tuned.ruleset, tuned.warning
     eval_inputs: dict[str, dict] = {}

@@ -559,6 +559,15 @@ def rules_tune(
     t1 = time.perf_counter()
     anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
     peaks = _anomaly_peaks(inputs, image_ids, base)
+    in_bank = [i for i in image_ids if str(i) in {str(t) for t in trained_on}]
+    if peaks is not None and in_bank:
+        # a trained-on image's patches are in the memory bank: its score is in-sample
+        # (near 0), so a threshold fitted on it would flag every new part
+        peaks = None
+        notes.append(
+            f"the anomaly score was not tuned: {len(in_bank)} labelled image(s) were trained on, "
+            "so their anomaly scores are in-sample; label parts the model was not trained on"
+        )
     skip = {anomaly_rule.id} if anomaly_rule is not None and peaks is not None else set()
     table = _table(
         probabilities,

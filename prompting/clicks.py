@@ -54,6 +54,8 @@ SEED_WINDOW = 1
 #: guided filter radius (px) and regulariser (grey in [0, 1], squared)
 REFINE_RADIUS = 2
 REFINE_EPS = 1e-3
+#: the edge refinement looks at pixels down to this much under the threshold
+CROP_SLACK = 0.15
 #: points taken along a stroke of the target class
 STROKE_POINTS = 8
 
@@ -72,6 +74,16 @@ class ClickFeatures:
 
     grid: np.ndarray
     grey: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._smooth: tuple[np.ndarray, float] | None = None
+
+    def grey_smooth(self) -> tuple[np.ndarray, float]:
+        """(grey blurred by a 1 px Gaussian (H, W) float32, its median): computed once."""
+        if getattr(self, "_smooth", None) is None:
+            g = ndi.gaussian_filter(self.grey, 1.0)
+            self._smooth = (g, float(np.median(g)))
+        return self._smooth
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -212,19 +224,26 @@ def _sample(
     return np.stack(out)
 
 
-def _grey_rel(grey: np.ndarray, points: np.ndarray, background: np.ndarray) -> np.ndarray:
+def _grey_rel(
+    features: ClickFeatures, points: np.ndarray, background: np.ndarray | None
+) -> np.ndarray:
     """(H, W) float32: 1 at the clicked pixels' grey level, 0 at the background's
-    (the median of the pixels ``background`` (H, W) bool), linear in between and beyond."""
-    g = ndi.gaussian_filter(grey, 1.0)
+    (the median of the pixels ``background`` (H, W) bool, default the whole
+    image), linear in between and beyond."""
+    g, median = features.grey_smooth()
     H, W = g.shape
     vals = []
     for x, y in points.astype(int):
         x, y = min(max(x, 0), W - 1), min(max(y, 0), H - 1)
         vals.append(g[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3].ravel())
     seed = float(np.median(np.concatenate(vals)))
-    bg = float(np.median(g[background])) if background.any() else float(np.median(g))
+    bg = float(np.median(g[background])) if background is not None and background.any() else median
     span = max(abs(seed - bg), 0.02)
-    return (1.0 - np.abs(g - seed) / span).astype(np.float32)
+    out = g - np.float32(seed)
+    np.abs(out, out=out)
+    out *= np.float32(-1.0 / span)
+    out += np.float32(1.0)
+    return out
 
 
 def _seed_level(sim: np.ndarray, cells: np.ndarray, window: int) -> float:
@@ -346,17 +365,26 @@ def click_segment(
         full = _resize_bilinear(rel.astype(np.float32), size)
         if grey_weight > 0:
             full = (1 - grey_weight) * full + grey_weight * _grey_rel(
-                features.grey, seeds.positive, ring_px if ring_px is not None else region
+                features, seeds.positive, ring_px
             )
         if neg_sim is not None:
             # a cell nearer a negative prototype than every positive one is background
             nearer = _resize_bilinear((neg_sim > sim).astype(np.float32), size) >= 0.5
             full[nearer] = np.minimum(full[nearer], 0.0)
-        if refine_radius > 0:
-            full = _guided(full, features.grey, radius=refine_radius, eps=refine_eps)
         threshold = alpha
-        fg = (full >= threshold) & region
-        keep = _components_at(fg, seeds.positive)
+        # the edge refinement only where the mask can be: around the pixels a bit
+        # under the threshold that are connected to a click (the whole image when
+        # nothing is)
+        near = _components_at((full >= threshold - CROP_SLACK) & region, seeds.positive)
+        sl = _grown_bbox(near, 2 * refine_radius + 2) if near.any() else (slice(None),) * 2
+        sub = full[sl]
+        if refine_radius > 0:
+            sub = _guided(sub, features.grey[sl], radius=refine_radius, eps=refine_eps)
+            full = full.copy()
+            full[sl] = sub
+        offset = np.array([sl[1].start or 0, sl[0].start or 0], np.float64)
+        keep = np.zeros(size, bool)
+        keep[sl] = _components_at((sub >= threshold) & region[sl], seeds.positive - offset)
     else:
         # a box alone: what in the box is unlike the cells just outside it
         ring = _ring_cells(seeds.boxes, size, (h, w))
@@ -379,9 +407,10 @@ def click_segment(
             full = _guided(full, features.grey, radius=refine_radius, eps=refine_eps)
         threshold = _otsu(full[region])
         keep = (full > threshold) & region
-    keep = ndi.binary_fill_holes(keep) & region
+    box = _grown_bbox(keep, 2) if keep.any() else (slice(None),) * 2
+    keep[box] = ndi.binary_fill_holes(keep[box]) & region[box]
     inside = full[keep]
-    outside = full[region & ~keep]
+    outside = full[box][region[box] & ~keep[box]]
     score = 0.0
     if inside.size and outside.size:
         score = float(np.clip(np.median(inside) - np.median(outside), 0.0, 1.0))
@@ -402,6 +431,17 @@ def _ring_pixels(boxes: list[tuple[float, float, float, float]], size: tuple[int
         inner |= _box_mask(b, size)
     band = max(3, int(round(0.04 * max(size))))
     return ndi.binary_dilation(inner, iterations=band) & ~inner
+
+
+def _grown_bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Slices of the bounding box of ``mask`` (H, W) bool, grown by ``margin`` px."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    H, W = mask.shape
+    return (
+        slice(max(0, int(rows[0]) - margin), min(H, int(rows[-1]) + 1 + margin)),
+        slice(max(0, int(cols[0]) - margin), min(W, int(cols[-1]) + 1 + margin)),
+    )
 
 
 def _to_grid(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:

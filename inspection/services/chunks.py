@@ -16,7 +16,9 @@ one :class:`~inspection.models.JobChunk` row per slice and sends one
 - a chunk delivered twice: the second delivery finds it not queued and does
   nothing; a chunk whose worker died (no heartbeat for ``JOB_STALE_AFTER``)
   is queued again and resumes after its last finished item, once
-  (``CHUNK_MAX_ATTEMPTS``), then it and its job are marked failed;
+  (``CHUNK_MAX_ATTEMPTS``), then it and its job are marked failed; queued
+  chunks of a job where nothing ran for that long (their messages lost with a
+  restarted broker) are sent again, then the job fails;
 - a chunk that fails fails the job, with the chunk named.
 """
 
@@ -384,4 +386,46 @@ def chunks_sweep_stale(*, older_than_s: int | None = None, project: Project | No
                 CHUNK_MAX_ATTEMPTS,
             )
             _chunk_send(chunk)
+    return n + _waiting_resend(stale_s=stale_s, now=now, project=project)
+
+
+def _waiting_resend(*, stale_s: int, now, project=None) -> int:
+    """Send again the queued chunks of running jobs where nothing has run for
+    ``stale_s`` (their messages were lost, e.g. with a broker restarted without
+    persistence: a chunk delivered twice runs once); after
+    ``CHUNK_MAX_ATTEMPTS`` such rounds the job fails. Returns the chunks sent."""
+    jobs = Job.objects.filter(
+        state=Job.State.RUNNING,
+        heartbeat_at__lt=now - timedelta(seconds=stale_s),
+        chunks__state=JobChunk.State.QUEUED,
+    ).exclude(chunks__state=JobChunk.State.RUNNING)
+    if project is not None:
+        jobs = jobs.filter(project=project)
+    n = 0
+    for job in jobs.distinct():
+        fan = dict(job.params.get("fanout") or {})
+        rounds = int(fan.get("resent", 0))
+        if rounds >= CHUNK_MAX_ATTEMPTS:
+            _job_fail(
+                job.id,
+                f"its chunks were not picked up after being sent {rounds + 1} times "
+                f"(no worker, or the broker lost them; nothing ran for {stale_s} s)",
+            )
+            continue
+        fan["resent"] = rounds + 1
+        Job.objects.filter(id=job.id, state=Job.State.RUNNING).update(
+            params={**job.params, "fanout": fan}, heartbeat_at=now
+        )
+        queued = list(JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED))
+        log.warning(
+            "job %s: nothing ran for %d s; its %d queued chunks sent again (round %d of %d)",
+            job.id,
+            stale_s,
+            len(queued),
+            rounds + 1,
+            CHUNK_MAX_ATTEMPTS,
+        )
+        for chunk in queued:
+            _chunk_send(chunk)
+            n += 1
     return n

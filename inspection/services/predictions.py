@@ -142,8 +142,8 @@ def prediction_anomaly_load(prediction: Prediction) -> np.ndarray | None:
     # deferred on purpose: the engine loads numpy
     from prompting.probmaps import anomaly_decode
 
-    if not prediction.probabilities:
-        return None
+    if not prediction.probabilities or prediction.anomaly_peak is None:
+        return None  # stored without a map: nothing to read
     return anomaly_decode(bytes_read(prediction.probabilities.name))
 
 

@@ -93,6 +93,8 @@ class _StoredInputs(Mapping):
         self._stored = stored
 
     def __getitem__(self, image_id: str):
+        if self._stored._predictions[image_id].anomaly_peak is None:
+            return {}  # no map stored: nothing to decode
         return self._stored._arrays(image_id)[1]
 
     def get(self, image_id, default=None):

@@ -41,3 +41,18 @@ def test_project_variants_are_distinct_images():
         assert out.shape[:2] == m.shape and int(m.sum()) == 1
         seen.add((out.shape, out.tobytes()))
     assert len(seen) == 12
+
+
+def test_warm_start_benchmark_prints_both_arms(tiny_dataset, capsys):
+    from benchmarks import warm_start
+
+    code = warm_start.main(
+        ["--datasets", "tiny", "--data-root", str(tiny_dataset), "--eval-images", "3"]
+    )
+    assert code == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    arms = [r.split("|")[3].strip() for r in rows]
+    assert arms == ["cold start", "from scratch", "warm start", "from scratch", "warm start"]
+    for r in rows:
+        iou = float(r.split("|")[5])
+        assert 0.0 <= iou <= 1.0

@@ -351,3 +351,35 @@ def test_warm_start_can_be_switched_off(project, settings):
     assert _warm_start_get(project=project, classes=["scratch", "dent"]) is None
     settings.TRAIN_WARM_START = False
     assert _warm_start_get(project=project, classes=["scratch"]) is None
+
+
+def test_queued_chunks_whose_messages_were_lost_are_sent_again(project):
+    """A broker restarted without persistence loses the queued chunks' messages:
+    the sweep sends them again when nothing has run for the stale window."""
+    from datetime import timedelta as td
+
+    job, sent = _fanned_out_job(project)  # chunks queued, their messages never delivered
+    Job.objects.filter(id=job.id).update(heartbeat_at=timezone.now() - td(seconds=999))
+    assert chunks_sweep_stale(older_than_s=60) == len(sent)
+    job = job_wait(job.id)
+    assert job.state == "succeeded" and job.result["n_predictions"] == N_IMAGES
+    assert job.params["fanout"]["resent"] == 1
+
+
+def test_chunks_never_picked_up_fail_their_job(project):
+    from datetime import timedelta as td
+
+    from inspection.services import chunks as chunk_service
+
+    job, sent = _fanned_out_job(project)
+    original = chunk_service._chunk_send
+    chunk_service._chunk_send = lambda chunk: None  # no worker takes them
+    try:
+        for _ in range(chunk_service.CHUNK_MAX_ATTEMPTS + 1):
+            Job.objects.filter(id=job.id).update(heartbeat_at=timezone.now() - td(seconds=999))
+            chunks_sweep_stale(older_than_s=60)
+    finally:
+        chunk_service._chunk_send = original
+    job.refresh_from_db()
+    assert job.state == "failed" and "not picked up" in job.error
+    assert not job.chunks.filter(state="queued").exists()

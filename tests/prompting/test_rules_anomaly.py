@@ -118,3 +118,21 @@ def test_tuner_without_maps_leaves_the_anomaly_rule_alone() -> None:
     probs, truths, inputs = _labelled([0.8], [3.0])
     with pytest.raises(RuleSetError, match="no memory bank"):
         rules_tune(probs, truths, classes=["dent"], base=_ruleset(1.5))
+
+
+def test_tuner_does_not_fit_the_anomaly_score_on_trained_images() -> None:
+    """Their patches are in the memory bank: in-sample scores would set it far too low."""
+    from prompting.backtest import rules_tune
+    from prompting.rules import DEFAULT_RULESET
+
+    probs, truths, inputs = _labelled([0.1, 0.1, 0.2], [0.3, 2.6, 3.0])
+    tuned = rules_tune(
+        probs,
+        truths,
+        classes=["dent"],
+        base=ruleset_validate(DEFAULT_RULESET),
+        inputs=inputs,
+        trained_on=["i0"],
+    )
+    assert not [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    assert "anomaly score was not tuned" in tuned.warning

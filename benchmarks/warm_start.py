@@ -1,0 +1,125 @@
+"""Incremental retraining: a warm start from the previous model against training from scratch.
+
+    python -m benchmarks.warm_start [--datasets magnetic_tile,crackforest] [--seed 0]
+                                    [--eval-images 40]
+
+The protocol's simulated engineer (``benchmarks.protocol``) paints the cold-start
+strokes on ten images and trains; then two rounds of correction strokes, each
+followed by a retraining, once from scratch and once continuing from the
+previous model (``learner_train(warm_start=...)``, what the service does with
+``TRAIN_WARM_START``). Both arms paint their corrections on their own model's
+mistakes. Printed per round: training seconds (features from the cache for
+both) and the seg IoU (probability >= 0.5) aggregated over evaluation images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import protocol
+from benchmarks.quality import (
+    CLASS,
+    CLASSES,
+    DEFAULT_DATA_ROOT,
+    MemoryCache,
+    dataset_load,
+    initial_prompts,
+    prompts_paint,
+)
+
+
+def _iou(learner, backend, cache, samples) -> float:
+    inter = union = 0
+    for s in samples:
+        p = learner.predict_proba(s.rgb, backend=backend, cache=cache, image_hash=s.image_hash)
+        pred = p[1] >= 0.5
+        inter += int((pred & s.mask).sum())
+        union += int((pred | s.mask).sum())
+    return inter / union if union else 1.0
+
+
+def warm_start_rows(samples, *, seed: int, n_eval: int, rounds: int = 2) -> list[tuple]:
+    """(round, arm, train seconds, seg IoU) rows."""
+    from prompting.features import backend_create
+    from prompting.learner import TrainingImage, learner_train
+
+    by_id = {s.image_id: s for s in samples}
+    train_ids, eval_ids = protocol.protocol_split(
+        [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
+    )
+    train = [by_id[i] for i in train_ids]
+    evaluation = [by_id[i] for i in eval_ids][:n_eval]
+    backend = backend_create("classic")
+    cache = MemoryCache()
+
+    def images(prompts):
+        return [
+            TrainingImage(
+                s.image_id,
+                s.rgb,
+                prompts_paint(prompts[s.image_id], s.mask.shape),
+                s.image_hash,
+                all_background=not s.mask.any(),
+            )
+            for s in train
+        ]
+
+    prompts0 = initial_prompts(train, seed)
+    t0 = time.perf_counter()
+    first = learner_train(
+        images(prompts0), classes=CLASSES, backend=backend, cache=cache, seed=seed
+    )
+    rows = [
+        (0, "cold start", time.perf_counter() - t0, _iou(first.learner, backend, cache, evaluation))
+    ]
+    models = {"from scratch": first.learner, "warm start": first.learner}
+    prompts = {arm: {k: list(v) for k, v in prompts0.items()} for arm in models}
+    for r in range(1, rounds + 1):
+        for arm in models:
+            for s in train:
+                p = models[arm].predict_proba(
+                    s.rgb, backend=backend, cache=cache, image_hash=s.image_hash
+                )
+                prompts[arm][s.image_id] += protocol.correction_strokes(
+                    p[1] >= 0.5, s.mask, label=CLASS
+                )
+            t0 = time.perf_counter()
+            out = learner_train(
+                images(prompts[arm]),
+                classes=CLASSES,
+                backend=backend,
+                cache=cache,
+                seed=seed,
+                warm_start=models[arm] if arm == "warm start" else None,
+            )
+            seconds = time.perf_counter() - t0
+            models[arm] = out.learner
+            rows.append((r, arm, seconds, _iou(out.learner, backend, cache, evaluation)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.warm_start", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--datasets", default="magnetic_tile,crackforest")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-images", type=int, default=40)
+    args = parser.parse_args(argv)
+    print("| dataset | round | training | seconds | seg IoU |")
+    print("|---|---|---|---|---|")
+    for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        samples = dataset_load(args.data_root, name)
+        for r, arm, seconds, iou in warm_start_rows(
+            samples, seed=args.seed, n_eval=args.eval_images
+        ):
+            print(f"| {name} | {r} | {arm} | {seconds:.2f} | {iou:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
