@@ -63,7 +63,6 @@ from prompting.features.sam.tiny import TINY_SAM_TYPE
 OVERHEAD_MAX_PCT = 10.0
 
 
-
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, np.float64), q))
 

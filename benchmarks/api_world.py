@@ -298,7 +298,9 @@ def world_build(*, n_held_out: int, seed: int = 0) -> World:
                 segment_image_id, segment_prompts_ = by_name[row["id"]], _segment_points(mask)
         for stroke in strokes:
             path = f"/api/v1/images/{by_name[row['id']]}/prompts/"
-            status_check(*api.post(path, json.dumps(stroke).encode(), "application/json"), 201, "stroke")
+            status_check(
+                *api.post(path, json.dumps(stroke).encode(), "application/json"), 201, "stroke"
+            )
     timings["strokes_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

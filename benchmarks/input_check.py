@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seeds_parse, default=[0, 1, 2])
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument(
-        "--iou-images", type=int, default=30, help="evaluation images per seed for the IoU (0: none)"
+        "--iou-images",
+        type=int,
+        default=30,
+        help="evaluation images per seed for the IoU (0: none)",
     )
     args = parser.parse_args(argv)
 
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 method = OurMethod(seed)
                 prompts = initial_prompts(train, seed)
                 method.train(
-                    train, {s.image_id: prompts_paint(prompts[s.image_id], s.mask.shape) for s in train}
+                    train,
+                    {s.image_id: prompts_paint(prompts[s.image_id], s.mask.shape) for s in train},
                 )
             for change, fn in CHANGES.items():
                 changed = [fn(s.rgb, k) for k, s in enumerate(evaluation)]
@@ -147,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = ",".join(map(str, args.seeds))
     print(f"\n`python -m benchmarks.input_check --seeds {seeds}`: share of evaluation images")
     print("flagged (as is: false flags; changed: detections), and the learner's seg IoU\n")
-    print("| dataset | images | change | flagged (ours) | flagged (baseline: mean-grey z > 3) | seg IoU |")
+    print(
+        "| dataset | images | change | flagged (ours) | flagged (baseline: mean-grey z > 3) | seg IoU |"
+    )
     print("|---|---|---|---|---|---|")
     for name, change, ours, base, n, iou in table:
         iou_s = "n/a" if iou is None else f"{iou:.3f}"

@@ -339,9 +339,7 @@ def inspection_export_rows(qs: QuerySet[Inspection], *, flat: bool) -> list[dict
                 "latency_ms": ins.latency_ms,
                 "uncertainty": ins.uncertainty,
                 "input_ok": "" if ins.input_ok is None and flat else ins.input_ok,
-                "input_issues": "; ".join(i.get("message", "") for i in issues)
-                if flat
-                else issues,
+                "input_issues": "; ".join(i.get("message", "") for i in issues) if flat else issues,
                 "shadow_model_number": shadow.model_version.number if shadow else "",
                 "shadow_verdict": shadow.verdict if shadow else "",
                 "n_blobs": len(ins.blobs),

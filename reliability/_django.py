@@ -100,7 +100,9 @@ class Tally:
             ts = sorted(self.times)
             p50 = ts[len(ts) // 2]
             p95 = ts[min(len(ts) - 1, int(len(ts) * 0.95))]
-            print(f"time/case:   p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ts[-1] * 1000:.1f} ms")
+            print(
+                f"time/case:   p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ts[-1] * 1000:.1f} ms"
+            )
         for line in self.notes:
             print(line)
         print(f"wall time:   {wall:.1f} s")

@@ -73,7 +73,12 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/api/v1/projects/{project}/export/labelstudio/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/projects/{project}/export/masks/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("POST", "/api/v1/projects/{project}/import/coco/", "coco", "401 403 403 2xx 2xx 404 403"),
-    ("POST", "/api/v1/projects/{project}/import/labelstudio/", "labelstudio", "401 403 403 2xx 2xx 404 403"),
+    (
+        "POST",
+        "/api/v1/projects/{project}/import/labelstudio/",
+        "labelstudio",
+        "401 403 403 2xx 2xx 404 403",
+    ),
     ("GET", "/api/v1/projects/{project}/webhooks/", "", "401 403 403 403 2xx 404 403"),
     ("POST", "/api/v1/projects/{project}/webhooks/", "webhook", "401 403 403 403 2xx 404 403"),
     # images
@@ -174,7 +179,11 @@ def station_call(app, *, method="POST", path="/images", files=None, data=None, r
 
     body = b""
     # PEP 3333: the path as the server got it, its UTF-8 bytes read as latin-1
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path.encode().decode("latin-1"), "REMOTE_ADDR": remote}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path.encode().decode("latin-1"),
+        "REMOTE_ADDR": remote,
+    }
     if method in ("POST", "PUT"):
         fields = dict(data or {})
         for name, (filename, content) in (files or {}).items():
@@ -200,7 +209,9 @@ def station_call(app, *, method="POST", path="/images", files=None, data=None, r
     return int(status[0].split()[0]), json.loads(content)
 
 
-def station_cell_run(world, allow: str, client: str, method: str, path: str, body: str, expected: str):
+def station_cell_run(
+    world, allow: str, client: str, method: str, path: str, body: str, expected: str
+):
     """(ok, detail) for one station row; a 2xx must be logged with the station's name."""
     from inspection.models import Inspection
     from inspection.services.stations import DEFAULT_ALLOW, Station, networks_parse
@@ -208,12 +219,22 @@ def station_cell_run(world, allow: str, client: str, method: str, path: str, bod
     from reliability.world import tile_png
 
     station = Station(
-        name="rel-station", project_id=str(world.project.id), allow=networks_parse([allow or ",".join(DEFAULT_ALLOW)])
+        name="rel-station",
+        project_id=str(world.project.id),
+        allow=networks_parse([allow or ",".join(DEFAULT_ALLOW)]),
     )
-    files = {"file": ("part.png", tile_png(9000 + uuid.uuid4().int % 1000))} if body == "upload" else None
+    files = (
+        {"file": ("part.png", tile_png(9000 + uuid.uuid4().int % 1000))}
+        if body == "upload"
+        else None
+    )
     before = Inspection.objects.filter(project=world.project).count()
     status, answer = station_call(
-        StationApp(station), method=method, path=url_fill(world, path), files=files, remote=STATION_CLIENTS[client]
+        StationApp(station),
+        method=method,
+        path=url_fill(world, path),
+        files=files,
+        remote=STATION_CLIENTS[client],
     )
     logged = Inspection.objects.filter(project=world.project).count() - before
     ok = outcome_ok(status, expected) and logged == (1 if 200 <= status < 300 else 0)

@@ -41,8 +41,27 @@ PRODUCTION_ENV = {
 
 
 def _env(extra: dict[str, str], var: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE_", "SESSION_", "CSRF_")) and k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")}
-    env.update({"VAR_DIR": str(var), "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}", "CELERY_BROKER_URL": "filesystem://", "PYTHONPATH": str(REPO)})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SECURE_", "SESSION_", "CSRF_"))
+        and k
+        not in (
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "DJANGO_SETTINGS_MODULE",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        )
+    }
+    env.update(
+        {
+            "VAR_DIR": str(var),
+            "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}",
+            "CELERY_BROKER_URL": "filesystem://",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     env.update(extra)
     return env
 
@@ -51,7 +70,11 @@ def deploy_check(extra: dict[str, str]) -> tuple[int, str]:
     with tempfile.TemporaryDirectory(prefix="deploy-check-") as var:
         proc = subprocess.run(
             [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-            cwd=REPO, env=_env(extra, Path(var)), capture_output=True, text=True, timeout=120,
+            cwd=REPO,
+            env=_env(extra, Path(var)),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
@@ -61,7 +84,11 @@ def child_figures(extra: dict[str, str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="deploy-child-") as var:
         proc = subprocess.run(
             [sys.executable, "-m", "reliability.deploy", "--child"],
-            cwd=REPO, env=_env(extra, Path(var)), capture_output=True, text=True, timeout=180,
+            cwd=REPO,
+            env=_env(extra, Path(var)),
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
@@ -80,10 +107,23 @@ def _child() -> None:
 
     call_command("migrate", verbosity=0)
     get_user_model().objects.create_user("prod", password="a-long-prod-password-1")
-    out = {k: getattr(settings, k, None) for k in (
-        "DEBUG", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
-        "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SECURE_CONTENT_TYPE_NOSNIFF", "X_FRAME_OPTIONS",
-        "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS")}
+    out = {
+        k: getattr(settings, k, None)
+        for k in (
+            "DEBUG",
+            "SECURE_SSL_REDIRECT",
+            "SECURE_HSTS_SECONDS",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+            "SECURE_HSTS_PRELOAD",
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "SESSION_COOKIE_HTTPONLY",
+            "SECURE_CONTENT_TYPE_NOSNIFF",
+            "X_FRAME_OPTIONS",
+            "ALLOWED_HOSTS",
+            "CSRF_TRUSTED_ORIGINS",
+        )
+    }
     out["SECURE_PROXY_SSL_HEADER"] = list(settings.SECURE_PROXY_SSL_HEADER or [])
     host = (settings.ALLOWED_HOSTS or ["localhost"])[0]
     c = Client(enforce_csrf_checks=True, HTTP_HOST=host)
@@ -95,8 +135,14 @@ def _child() -> None:
     out["hsts"] = r.get("Strict-Transport-Security", "")
     csrf = r.cookies.get("csrftoken")
     out["csrf_cookie_secure"] = bool(csrf and csrf["secure"])
-    r = c.post("/api/v1/auth/session/", {"username": "prod", "password": "a-long-prod-password-1"}, content_type="application/json",
-               secure=True, HTTP_X_CSRFTOKEN=csrf.value if csrf else "", HTTP_REFERER=f"https://{host}/")
+    r = c.post(
+        "/api/v1/auth/session/",
+        {"username": "prod", "password": "a-long-prod-password-1"},
+        content_type="application/json",
+        secure=True,
+        HTTP_X_CSRFTOKEN=csrf.value if csrf else "",
+        HTTP_REFERER=f"https://{host}/",
+    )
     out["login_status"] = r.status_code
     sess = r.cookies.get("sessionid")
     out["session_cookie_secure"] = bool(sess and sess["secure"])
@@ -141,7 +187,12 @@ def file_header_checks(world) -> list[tuple[bool, str]]:
             and bool(disp)
             and (disp.startswith("attachment") if download or "export" in path else True)
         )
-        checks.append((ok, f"{path} download={download}: {resp.status_code} {ctype!r} {disp!r} nosniff={resp.get('X-Content-Type-Options')!r}"))
+        checks.append(
+            (
+                ok,
+                f"{path} download={download}: {resp.status_code} {ctype!r} {disp!r} nosniff={resp.get('X-Content-Type-Options')!r}",
+            )
+        )
 
     operator = client_for(world, "operator")
     for path, want in FILE_ROUTES:
@@ -154,12 +205,21 @@ def file_header_checks(world) -> list[tuple[bool, str]]:
     # a PNG with HTML appended is served as a PNG attachment-safe image, never HTML
     eng = client_for(world, "engineer")
     poly = tile_png(4242) + b"<html><script>alert(document.domain)</script></html>"
-    r = eng.post(f"/api/v1/projects/{world.ids['project']}/images/", {"file": SimpleUploadedFile("x.html", poly, content_type="text/html")}, format="multipart")
+    r = eng.post(
+        f"/api/v1/projects/{world.ids['project']}/images/",
+        {"file": SimpleUploadedFile("x.html", poly, content_type="text/html")},
+        format="multipart",
+    )
     if r.status_code in (200, 201):
         image_id = r.json()["images"][0]["id"]
         resp = client.get(f"/api/v1/images/{image_id}/file/")
         headers_ok(resp, "image/png", "polyglot PNG+HTML upload", False)
-        checks.append(("sandbox" in resp.get("Content-Security-Policy", ""), "file responses carry a sandbox CSP"))
+        checks.append(
+            (
+                "sandbox" in resp.get("Content-Security-Policy", ""),
+                "file responses carry a sandbox CSP",
+            )
+        )
     else:
         checks.append((400 <= r.status_code < 500, f"polyglot upload refused with {r.status_code}"))
     return checks
@@ -168,31 +228,87 @@ def file_header_checks(world) -> list[tuple[bool, str]]:
 def run(world=None) -> list[tuple[bool, str]]:
     checks: list[tuple[bool, str]] = []
     code, text = deploy_check(PRODUCTION_ENV)
-    checks.append((code == 0 and "no issues" in text, f"check --deploy (production env): exit {code}: {text[-600:]}"))
+    checks.append(
+        (
+            code == 0 and "no issues" in text,
+            f"check --deploy (production env): exit {code}: {text[-600:]}",
+        )
+    )
     code, text = deploy_check({"DEBUG": "1"})
-    checks.append((code != 0 and "W0" in text, f"check --deploy with development defaults warns (exit {code})"))
+    checks.append(
+        (
+            code != 0 and "W0" in text,
+            f"check --deploy with development defaults warns (exit {code})",
+        )
+    )
     code, text = deploy_check({"DEBUG": "0", "SECRET_KEY": ""})
-    checks.append((code != 0 and "SECRET_KEY" in text, "DEBUG off without SECRET_KEY refuses to start"))
+    checks.append(
+        (code != 0 and "SECRET_KEY" in text, "DEBUG off without SECRET_KEY refuses to start")
+    )
     figures = child_figures(PRODUCTION_ENV)
     if "error" in figures:
         checks.append((False, f"production child failed: {figures['error']}"))
     else:
         expect = {
-            "DEBUG": False, "SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
-            "SECURE_HSTS_PRELOAD": True, "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True,
-            "SECURE_CONTENT_TYPE_NOSNIFF": True, "X_FRAME_OPTIONS": "DENY", "ALLOWED_HOSTS": ["inspect.example.com"],
-            "CSRF_TRUSTED_ORIGINS": ["https://inspect.example.com"], "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+            "DEBUG": False,
+            "SECURE_SSL_REDIRECT": True,
+            "SECURE_HSTS_SECONDS": 31536000,
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+            "SECURE_HSTS_PRELOAD": True,
+            "SESSION_COOKIE_SECURE": True,
+            "CSRF_COOKIE_SECURE": True,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SECURE_CONTENT_TYPE_NOSNIFF": True,
+            "X_FRAME_OPTIONS": "DENY",
+            "ALLOWED_HOSTS": ["inspect.example.com"],
+            "CSRF_TRUSTED_ORIGINS": ["https://inspect.example.com"],
+            "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
         }
         for key, value in expect.items():
-            checks.append((figures.get(key) == value, f"{key} from the environment: {figures.get(key)!r} (want {value!r})"))
-        checks.append((figures["http_status"] == 301 and figures["http_location"].startswith("https://"), f"HTTP redirected to HTTPS: {figures['http_status']} {figures['http_location']}"))
-        checks.append(("max-age=31536000" in figures["hsts"] and "preload" in figures["hsts"], f"HSTS header: {figures['hsts']!r}"))
-        checks.append((figures["login_status"] == 200, f"HTTPS session sign-in with CSRF: {figures['login_status']}"))
-        checks.append((figures["session_cookie_secure"] and figures["session_cookie_httponly"], "session cookie Secure + HttpOnly"))
+            checks.append(
+                (
+                    figures.get(key) == value,
+                    f"{key} from the environment: {figures.get(key)!r} (want {value!r})",
+                )
+            )
+        checks.append(
+            (
+                figures["http_status"] == 301 and figures["http_location"].startswith("https://"),
+                f"HTTP redirected to HTTPS: {figures['http_status']} {figures['http_location']}",
+            )
+        )
+        checks.append(
+            (
+                "max-age=31536000" in figures["hsts"] and "preload" in figures["hsts"],
+                f"HSTS header: {figures['hsts']!r}",
+            )
+        )
+        checks.append(
+            (
+                figures["login_status"] == 200,
+                f"HTTPS session sign-in with CSRF: {figures['login_status']}",
+            )
+        )
+        checks.append(
+            (
+                figures["session_cookie_secure"] and figures["session_cookie_httponly"],
+                "session cookie Secure + HttpOnly",
+            )
+        )
         checks.append((figures["csrf_cookie_secure"], "CSRF cookie Secure"))
-        checks.append((figures["x_frame_options"] == "DENY" and figures["nosniff"] == "nosniff", "X-Frame-Options DENY and nosniff on API answers"))
+        checks.append(
+            (
+                figures["x_frame_options"] == "DENY" and figures["nosniff"] == "nosniff",
+                "X-Frame-Options DENY and nosniff on API answers",
+            )
+        )
     dev = child_figures({"DEBUG": "1", "SECRET_KEY": "dev"})
-    checks.append((dev.get("SESSION_COOKIE_SECURE") is False and dev.get("SECURE_HSTS_SECONDS") == 0, "development defaults differ (settings really come from the environment)"))
+    checks.append(
+        (
+            dev.get("SESSION_COOKIE_SECURE") is False and dev.get("SECURE_HSTS_SECONDS") == 0,
+            "development defaults differ (settings really come from the environment)",
+        )
+    )
     if world is not None:
         checks += file_header_checks(world)
     return checks

@@ -24,7 +24,12 @@ import json
 import time
 from collections import Counter
 
-PUBLIC = {("GET", "/api/v1/auth/session/"), ("POST", "/api/v1/auth/session/"), ("DELETE", "/api/v1/auth/session/"), ("POST", "/api/v1/auth/token/")}
+PUBLIC = {
+    ("GET", "/api/v1/auth/session/"),
+    ("POST", "/api/v1/auth/session/"),
+    ("DELETE", "/api/v1/auth/session/"),
+    ("POST", "/api/v1/auth/token/"),
+}
 
 #: path prefix -> the world id used for ``{id}`` there
 ID_KIND = {
@@ -64,27 +69,42 @@ def _anon(op, real, hdrs: dict, app, auth_failures: list) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis import GenerationMode
 
-    strategy = op.as_strategy(generation_mode=GenerationMode.POSITIVE, **({"path_parameters": real} if real else {}))
+    strategy = op.as_strategy(
+        generation_mode=GenerationMode.POSITIVE, **({"path_parameters": real} if real else {})
+    )
 
-    @settings(max_examples=1, deadline=None, database=None, derandomize=True, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=1,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def anon(case):
         with transaction.atomic():
             response = case.call(app=app, headers=hdrs)
             transaction.set_rollback(True)
         if response.status_code != 401:
-            auth_failures.append(f"{op.method.upper()} {op.path} with {hdrs or 'no credentials'}: {response.status_code}")
+            auth_failures.append(
+                f"{op.method.upper()} {op.path} with {hdrs or 'no credentials'}: {response.status_code}"
+            )
 
     anon()
 
 
-def fuzz(world, *, per_operation: int, operations: int | None = None, auth_variants: int = 3) -> dict:
+def fuzz(
+    world, *, per_operation: int, operations: int | None = None, auth_variants: int = 3
+) -> dict:
     """Generate and send requests; returns figures and failures."""
     from django.core.signals import got_request_exception, request_finished, request_started
     from django.db import close_old_connections
 
     try:
-        return _fuzz(world, per_operation=per_operation, operations=operations, auth_variants=auth_variants)
+        return _fuzz(
+            world, per_operation=per_operation, operations=operations, auth_variants=auth_variants
+        )
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
@@ -124,15 +144,24 @@ def _fuzz(world, *, per_operation: int, operations: int | None, auth_variants: i
         server_errors.append(traceback.format_exc(limit=-6))
 
     got_request_exception.connect(_record, weak=False, dispatch_uid="reliability.fuzz")
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
     headers = {"Authorization": f"Token {world.tokens['owner']}"}
     sent = generated = 0
     statuses: Counter = Counter()
     failures: dict[str, str] = {}
     auth_failures: list[str] = []
     ops = [r.ok() for r in schema.get_all_operations()]
-    ops = [op for op in ops if op.method.upper() != "DELETE" or op.path.startswith("/api/v1/auth/")] + [
-        op for op in ops if op.method.upper() == "DELETE" and not op.path.startswith("/api/v1/auth/")
+    ops = [
+        op for op in ops if op.method.upper() != "DELETE" or op.path.startswith("/api/v1/auth/")
+    ] + [
+        op
+        for op in ops
+        if op.method.upper() == "DELETE" and not op.path.startswith("/api/v1/auth/")
     ]
     if operations is not None:
         ops = ops[:operations]
@@ -167,7 +196,12 @@ def _fuzz(world, *, per_operation: int, operations: int | None, auth_variants: i
             try:
                 case.validate_response(response, checks=checks)
             except (Exception, BaseExceptionGroup) as exc:  # FailureGroup: checks that failed
-                titles = sorted({getattr(e, "title", type(e).__name__) for e in getattr(exc, "exceptions", [exc])})
+                titles = sorted(
+                    {
+                        getattr(e, "title", type(e).__name__)
+                        for e in getattr(exc, "exceptions", [exc])
+                    }
+                )
                 key = f"{case.operation.method.upper()} {case.operation.path} -> {response.status_code}: {', '.join(titles)}"
                 detail = getattr(exc, "message", str(exc))[:3000]
                 if response.status_code >= 500 and server_errors:
@@ -177,7 +211,9 @@ def _fuzz(world, *, per_operation: int, operations: int | None, auth_variants: i
         run()
         # authentication: no credentials, then a bogus token -> 401
         if (op.method.upper(), op.path) not in PUBLIC:
-            for hdrs in ({}, {"Authorization": "Token " + "0" * 40}, {"Authorization": "Bearer x"})[:auth_variants]:
+            for hdrs in ({}, {"Authorization": "Token " + "0" * 40}, {"Authorization": "Bearer x"})[
+                :auth_variants
+            ]:
                 _anon(op, real, hdrs, app, auth_failures)
                 sent += 1
     return {
@@ -207,8 +243,14 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
     png = tile_png(4242)
     keys = list(METADATA_FIELDS) + list(METADATA_FIELDS.values()) + ["camera", "", "__proto__"]
     json_value = st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=300),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=True)
+        | st.text(max_size=300),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+        ),
         max_leaves=8,
     )
     metadata = st.one_of(
@@ -226,7 +268,9 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
     request_st = st.fixed_dictionaries(
         {
             "method": st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "DELETE", "PATCH"]),
-            "path": st.one_of(st.just("/images"), st.just("/images/"), st.text(max_size=40).map(lambda t: "/" + t)),
+            "path": st.one_of(
+                st.just("/images"), st.just("/images/"), st.text(max_size=40).map(lambda t: "/" + t)
+            ),
             "remote": st.sampled_from(["127.0.0.1", "::1", "10.0.0.1", "", "not-an-ip"]),
             "files": st.one_of(
                 st.none(),
@@ -246,7 +290,9 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
             "files": st.fixed_dictionaries({"file": st.tuples(st.text(max_size=30), st.just(png))}),
             "metadata": st.one_of(
                 st.none(),
-                st.dictionaries(st.sampled_from(keys[:8]), st.text(max_size=50), max_size=4).map(json.dumps),
+                st.dictionaries(st.sampled_from(keys[:8]), st.text(max_size=50), max_size=4).map(
+                    json.dumps
+                ),
             ),
         }
     )
@@ -267,7 +313,12 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
         before = Inspection.objects.filter(project=world.project).count()
         try:
             status, body = station_call(
-                app, method=req["method"], path=req["path"], files=req["files"], data=data, remote=req["remote"]
+                app,
+                method=req["method"],
+                path=req["path"],
+                files=req["files"],
+                data=data,
+                remote=req["remote"],
             )
         except Exception as exc:  # a crash of the app itself
             failures.append(f"{req!r:.300}: raised {exc!r}")
@@ -297,9 +348,18 @@ def station_fuzz(world, *, requests: int, seed: int = 0) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-operation", type=int, default=25, help="generated requests per operation (default 25)")
-    parser.add_argument("--station-requests", type=int, default=300, help="generated station requests (default 300)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--per-operation",
+        type=int,
+        default=25,
+        help="generated requests per operation (default 25)",
+    )
+    parser.add_argument(
+        "--station-requests", type=int, default=300, help="generated station requests (default 300)"
+    )
     args = parser.parse_args()
     from reliability._django import suite_run
 
@@ -311,7 +371,9 @@ def main() -> int:
 
         warnings.filterwarnings("ignore")
         logging.getLogger("django.security").setLevel(logging.CRITICAL)
-        override_settings(WEBHOOK_ALLOW_PRIVATE=True).enable()  # generated hook URLs must not hit DNS
+        override_settings(
+            WEBHOOK_ALLOW_PRIVATE=True
+        ).enable()  # generated hook URLs must not hit DNS
 
     def body(world, tally, var) -> None:
         t0 = time.perf_counter()
@@ -321,13 +383,19 @@ def main() -> int:
             tally.failures.append(f"{key}\n{detail}\n")
         for line in figures["auth_failures"]:
             tally.failures.append(f"ignores authentication: {line}")
-        tally.note(f"operations: {figures['operations']}; generated requests: {figures['generated']}; unauthenticated probes: {figures['requests'] - figures['generated']}")
+        tally.note(
+            f"operations: {figures['operations']}; generated requests: {figures['generated']}; unauthenticated probes: {figures['requests'] - figures['generated']}"
+        )
         tally.note(f"generated responses by class: {figures['statuses']}")
-        tally.note(f"distinct failing (operation, check): {len(figures['failures'])}; endpoints ignoring auth: {len(figures['auth_failures'])}")
+        tally.note(
+            f"distinct failing (operation, check): {len(figures['failures'])}; endpoints ignoring auth: {len(figures['auth_failures'])}"
+        )
         station = station_fuzz(world, requests=args.station_requests)
         tally.tried += station["requests"]
         tally.failures.extend(f"station: {f}" for f in station["failures"])
-        tally.note(f"station (LandingEdge POST /images) generated requests: {station['requests']}; by class: {station['statuses']}")
+        tally.note(
+            f"station (LandingEdge POST /images) generated requests: {station['requests']}; by class: {station['statuses']}"
+        )
         tally.note(f"fuzzing time: {time.perf_counter() - t0:.1f} s")
 
     return suite_run("fuzz", "API fuzzing (Schemathesis)", body, setup=setup)

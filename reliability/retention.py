@@ -34,7 +34,9 @@ def _row_file_hashes(project) -> dict[str, str]:
     for row in Image.objects.filter(project=project).values_list("file", "thumbnail", "mask"):
         names.update(n for n in row if n)
     names.update(ModelVersion.objects.filter(project=project).values_list("artifact", flat=True))
-    for row in Prediction.objects.filter(image__project=project).values_list("mask", "overlay", "probabilities"):
+    for row in Prediction.objects.filter(image__project=project).values_list(
+        "mask", "overlay", "probabilities"
+    ):
         names.update(n for n in row if n)
     return {n: hashlib.sha256(bytes_read(n)).hexdigest() for n in sorted(names) if _exists(n)}
 
@@ -70,13 +72,22 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
     media = Path(settings.MEDIA_ROOT)
     other_before = _row_file_hashes(world.project)
     with settle():
-        project = project_services.project_create(user=owner, name=f"R{seed}", classes=["scratch"], cold_start_min=2)
-        project_services.membership_set(project=project, username=world.users["engineer"].username, role="engineer")
+        project = project_services.project_create(
+            user=owner, name=f"R{seed}", classes=["scratch"], cold_start_min=2
+        )
+        project_services.membership_set(
+            project=project, username=world.users["engineer"].username, role="engineer"
+        )
     ids = _populate(project, owner, seed=seed, n_images=2, settle=settle)
     image = Image.objects.get(id=ids["image"])
     preds = list(Prediction.objects.filter(image=image))
-    names = [image.file.name, image.thumbnail.name, image.mask.name] + [n for p in preds for n in (p.mask.name, p.overlay.name, p.probabilities.name)]
-    check(all(_exists(n) for n in names) and preds, "image files, mask and prediction files exist before delete")
+    names = [image.file.name, image.thumbnail.name, image.mask.name] + [
+        n for p in preds for n in (p.mask.name, p.overlay.name, p.probabilities.name)
+    ]
+    check(
+        all(_exists(n) for n in names) and preds,
+        "image files, mask and prediction files exist before delete",
+    )
     cache = engine.feature_cache_get()
     fps = backend_fingerprints()
     keys = cache_keys([image.pixels_hash], fingerprints=fps)
@@ -88,20 +99,32 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
     check(r.status_code == 204, f"DELETE image answered {r.status_code}")
     check(not any(_exists(n) for n in names), "image, thumbnail, mask and prediction files removed")
     check(not any(k in cache for k in keys), "the image's cache entries removed")
-    check(not Image.objects.filter(id=image.id).exists() and not Prompt.objects.filter(image_id=image.id).exists(), "image and prompt rows removed")
+    check(
+        not Image.objects.filter(id=image.id).exists()
+        and not Prompt.objects.filter(image_id=image.id).exists(),
+        "image and prompt rows removed",
+    )
     mv = ModelVersion.objects.get(id=ids["model"])
-    check(str(image.id) in {i["id"] for i in mv.images} and _exists(mv.artifact.name), "the model version keeps its record and artifact")
+    check(
+        str(image.id) in {i["id"] for i in mv.images} and _exists(mv.artifact.name),
+        "the model version keeps its record and artifact",
+    )
 
     # orphans: none for this project now; planted ones are listed, then deleted
     def project_orphans():
         out = StringIO()
         call_command("orphans", "--no-sam", stdout=out)
         lines = out.getvalue().splitlines()
-        return [line for line in lines if f"projects/{project.id}/" in line or line.startswith("cache ")], lines[-1]
+        return [
+            line for line in lines if f"projects/{project.id}/" in line or line.startswith("cache ")
+        ], lines[-1]
 
     found, _ = project_orphans()
     planted_cache = f"features-{uuid.uuid4().hex}"
-    check(not [line for line in found if line.startswith("file ")], f"no orphan files under the project after the delete: {found[:3]}")
+    check(
+        not [line for line in found if line.startswith("file ")],
+        f"no orphan files under the project after the delete: {found[:3]}",
+    )
     stray = bytes_save(f"projects/{project.id}/images/{uuid.uuid4().hex}.png", b"stray")
     tmp_name = bytes_save(f"tmp/write-{uuid.uuid4().hex}/x.npz", b"partial")
     old = time.time() - 7200
@@ -112,18 +135,32 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
     out = StringIO()
     call_command("orphans", "--no-sam", stdout=out)
     text = out.getvalue()
-    check(stray in text and tmp_name in text and planted_cache in text, "orphans lists a stray file, an old partial write and a stray cache entry")
+    check(
+        stray in text and tmp_name in text and planted_cache in text,
+        "orphans lists a stray file, an old partial write and a stray cache entry",
+    )
     with settle():
         call_command("orphans", "--no-sam", "--delete", stdout=StringIO())
-    check(not _exists(stray) and not _exists(tmp_name) and planted_cache not in cache, "orphans --delete removes them")
+    check(
+        not _exists(stray) and not _exists(tmp_name) and planted_cache not in cache,
+        "orphans --delete removes them",
+    )
     out = StringIO()
     call_command("orphans", "--no-sam", stdout=out)
-    check(out.getvalue().strip().splitlines()[-1].startswith("0 orphan files, 0 orphan cache entries"), f"after --delete: {out.getvalue().strip().splitlines()[-1]}")
+    check(
+        out.getvalue()
+        .strip()
+        .splitlines()[-1]
+        .startswith("0 orphan files, 0 orphan cache entries"),
+        f"after --delete: {out.getvalue().strip().splitlines()[-1]}",
+    )
 
     # inspections are immutable
     ins = Inspection.objects.get(id=ids["inspection"])
     for method in ("put", "patch", "delete"):
-        r = getattr(client_for(world, "owner"), method)(f"/api/v1/inspections/{ins.id}/", {"verdict": "OK"}, format="json")
+        r = getattr(client_for(world, "owner"), method)(
+            f"/api/v1/inspections/{ins.id}/", {"verdict": "OK"}, format="json"
+        )
         check(r.status_code == 405, f"{method.upper()} inspection answered {r.status_code}")
     ins.verdict = "OK" if ins.verdict == "NG" else "NG"
     try:
@@ -144,24 +181,43 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
     from inspection.services.reviews import inspection_images_expire, inspection_review_set
 
     kept = ins.image_file.name
-    check(bool(kept) and _exists(kept), "the inspection kept its image (keep_inspection_images=all)")
+    check(
+        bool(kept) and _exists(kept), "the inspection kept its image (keep_inspection_images=all)"
+    )
     inspection_review_set(inspection=ins, verdict=ins.verdict, note="checked")
-    check(inspection_images_expire(older_than_days=1) == 0 and _exists(kept), "a kept image younger than the retention stays")
+    check(
+        inspection_images_expire(older_than_days=1) == 0 and _exists(kept),
+        "a kept image younger than the retention stays",
+    )
     Inspection.objects.filter(id=ins.id).update(created_at=ins.created_at - timedelta(days=2))
-    check(inspection_images_expire(older_than_days=1) == 1 and not _exists(kept), "an expired kept image is deleted")
+    check(
+        inspection_images_expire(older_than_days=1) == 1 and not _exists(kept),
+        "an expired kept image is deleted",
+    )
     after = Inspection.objects.get(id=ins.id)
-    check(after.image_file.name == "" and after.verdict == ins.verdict and after.reasons == ins.reasons and InspectionReview.objects.filter(inspection=after).exists(), "the expired image's decision and review stay")
+    check(
+        after.image_file.name == ""
+        and after.verdict == ins.verdict
+        and after.reasons == ins.reasons
+        and InspectionReview.objects.filter(inspection=after).exists(),
+        "the expired image's decision and review stay",
+    )
     r = client_for(world, "owner").get(f"/api/v1/inspections/{ins.id}/image/")
     check(r.status_code == 404, f"the expired image answers {r.status_code}")
 
     # deleting the project removes every file, row and cache entry
     remaining = list(Image.objects.filter(project=project).values_list("pixels_hash", flat=True))
     pkeys = cache_keys(remaining, fingerprints=fps)
-    check(any(k in cache for k in pkeys), "remaining images' features cached before the project delete")
+    check(
+        any(k in cache for k in pkeys),
+        "remaining images' features cached before the project delete",
+    )
     with settle():
         r = client_for(world, "owner").delete(f"/api/v1/projects/{project.id}/")
     check(r.status_code == 204, f"DELETE project answered {r.status_code}")
-    check(not (media / "projects" / str(project.id)).exists(), "the project's storage folder is gone")
+    check(
+        not (media / "projects" / str(project.id)).exists(), "the project's storage folder is gone"
+    )
     check(not any(k in cache for k in pkeys), "the project's cache entries are gone")
     check(
         not Image.objects.filter(project_id=project.id).exists()
@@ -171,7 +227,10 @@ def scenario(world, *, settle=contextlib.nullcontext, seed: int = 7) -> list[tup
         and not InspectionReview.objects.filter(inspection__project_id=project.id).exists(),
         "the project's rows are gone (images, jobs, models, inspections, reviews)",
     )
-    check(_row_file_hashes(world.project) == other_before, "another project's files (every one a row names) are unchanged")
+    check(
+        _row_file_hashes(world.project) == other_before,
+        "another project's files (every one a row names) are unchanged",
+    )
     return checks
 
 

@@ -59,7 +59,12 @@ def rows_digest(project) -> dict[str, str]:
 
     out = {}
     for name, qs in (
-        ("project", Project.objects.filter(id=project.id).values("id", "name", "classes", "deployed_model", "active_ruleset")),
+        (
+            "project",
+            Project.objects.filter(id=project.id).values(
+                "id", "name", "classes", "deployed_model", "active_ruleset"
+            ),
+        ),
         ("images", Image.objects.filter(project=project).order_by("id").values()),
         ("prompts", Prompt.objects.filter(image__project=project).order_by("id").values()),
         ("models", ModelVersion.objects.filter(project=project).order_by("id").values()),
@@ -67,7 +72,9 @@ def rows_digest(project) -> dict[str, str]:
         ("predictions", Prediction.objects.filter(image__project=project).order_by("id").values()),
         ("inspections", Inspection.objects.filter(project=project).order_by("id").values()),
     ):
-        out[name] = hashlib.sha256(json.dumps(list(qs), cls=DjangoJSONEncoder, sort_keys=True).encode()).hexdigest()
+        out[name] = hashlib.sha256(
+            json.dumps(list(qs), cls=DjangoJSONEncoder, sort_keys=True).encode()
+        ).hexdigest()
     return out
 
 
@@ -87,7 +94,9 @@ def multipart_encode(fields: list[tuple[str, str | None, bytes, str | None]]) ->
     Built by hand so hostile filenames (``..``, NUL, CR/LF, quotes) reach the
     server exactly as a hostile client would send them.
     """
-    boundary = "----reliability" + hashlib.sha256(repr([f[:2] for f in fields]).encode()).hexdigest()[:24]
+    boundary = (
+        "----reliability" + hashlib.sha256(repr([f[:2] for f in fields]).encode()).hexdigest()[:24]
+    )
     out = io.BytesIO()
     for name, filename, data, ctype in fields:
         out.write(f"--{boundary}\r\n".encode())
@@ -107,7 +116,9 @@ def case_post(client, project_id: str, case: Case):
     fields += [("file", n, b, t) for n, b, t in case.files]
     fields += [("mask", n, b, t) for n, b, t in case.masks]
     body, ctype = multipart_encode(fields)
-    return client.generic("POST", f"/api/v1/projects/{project_id}/images/", body, content_type=ctype)
+    return client.generic(
+        "POST", f"/api/v1/projects/{project_id}/images/", body, content_type=ctype
+    )
 
 
 def case_bytes_for(case: Case, row) -> bytes:
@@ -145,7 +156,9 @@ def case_check(client, project_id: str, case: Case) -> tuple[list[str], str, flo
         else:
             errors = body.get("errors") or {}
             if case.field and not any(k == case.field or k.startswith(case.field) for k in errors):
-                problems.append(f"{status} does not name the field {case.field!r}: {str(body)[:300]}")
+                problems.append(
+                    f"{status} does not name the field {case.field!r}: {str(body)[:300]}"
+                )
         return problems, outcome, dt
     outcome = "accepted"
     if case.expect == "reject":
@@ -184,8 +197,15 @@ def case_check(client, project_id: str, case: Case) -> tuple[list[str], str, flo
         if case.orientation is not None:
             src = ImageOps.exif_transpose(PILImage.open(io.BytesIO(case.files[0][1])))
             want, got = _red_centroid(src), _red_centroid(thumb)
-            if want is None or got is None or abs(want[0] - got[0]) > 0.2 or abs(want[1] - got[1]) > 0.2:
-                problems.append(f"orientation {case.orientation} not applied: marker at {got}, expected {want}")
+            if (
+                want is None
+                or got is None
+                or abs(want[0] - got[0]) > 0.2
+                or abs(want[1] - got[1]) > 0.2
+            ):
+                problems.append(
+                    f"orientation {case.orientation} not applied: marker at {got}, expected {want}"
+                )
     return problems, outcome, dt
 
 
@@ -194,7 +214,9 @@ def run(cases: list[Case], *, client, project, media_root: Path, var_dir: Path, 
     canary = var_dir / "canary"
     canary.mkdir(exist_ok=True)
     (canary / "keep.txt").write_text("canary")
-    outside_before = tree_hashes(var_dir, skip=("media", "cache", "broker", "db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm"))
+    outside_before = tree_hashes(
+        var_dir, skip=("media", "cache", "broker", "db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm")
+    )
     media_before = tree_hashes(media_root)
     rows_before = rows_digest(project)
     failures: list[str] = []
@@ -213,7 +235,9 @@ def run(cases: list[Case], *, client, project, media_root: Path, var_dir: Path, 
         if problems:
             failures.append(detail)
     # nothing written outside the storage root; storage layout is the server's
-    outside_after = tree_hashes(var_dir, skip=("media", "cache", "broker", "db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm"))
+    outside_after = tree_hashes(
+        var_dir, skip=("media", "cache", "broker", "db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm")
+    )
     media_after = tree_hashes(media_root)
     if outside_after != outside_before:
         new = sorted(set(outside_after) ^ set(outside_before))
@@ -249,8 +273,14 @@ def run(cases: list[Case], *, client, project, media_root: Path, var_dir: Path, 
     if tally is not None:
         for f in extra:
             tally.case(False, f)
-    return {"cases": len(cases), "outcomes": outcomes, "failures": failures, "times": times,
-            "stored_files_checked": len(media_after), "earlier_files_hashed": len(media_before)}
+    return {
+        "cases": len(cases),
+        "outcomes": outcomes,
+        "failures": failures,
+        "times": times,
+        "stored_files_checked": len(media_after),
+        "earlier_files_hashed": len(media_before),
+    }
 
 
 def main() -> int:
@@ -270,14 +300,25 @@ def main() -> int:
         images_before = {str(i) for i in world.project.images.values_list("id", flat=True)}
         cases = corpus()
         client = client_for(world, "engineer")
-        figures = run(cases, client=client, project=world.project, media_root=Path(settings.MEDIA_ROOT), var_dir=var, tally=tally)
+        figures = run(
+            cases,
+            client=client,
+            project=world.project,
+            media_root=Path(settings.MEDIA_ROOT),
+            var_dir=var,
+            tally=tally,
+        )
         # earlier images untouched (rows): same ids, same hashes
         from inspection.models import Image
 
-        still = {str(i) for i in Image.objects.filter(id__in=images_before).values_list("id", flat=True)}
+        still = {
+            str(i) for i in Image.objects.filter(id__in=images_before).values_list("id", flat=True)
+        }
         tally.case(still == images_before, "earlier images removed")
         tally.note(f"corpus cases: {len(cases)}; outcomes: {figures['outcomes']}")
-        tally.note(f"stored files checked against the layout: {figures['stored_files_checked']}; earlier files hashed: {figures['earlier_files_hashed']}")
+        tally.note(
+            f"stored files checked against the layout: {figures['stored_files_checked']}; earlier files hashed: {figures['earlier_files_hashed']}"
+        )
 
     return suite_run("uploads", "hostile uploads", body, setup=setup)
 

@@ -40,8 +40,22 @@ PG_ADMIN = os.environ.get("RELIABILITY_PG", "postgres://postgres@127.0.0.1:5432/
 DB_NAME = "reliability_worker_faults"
 BROKER = os.environ.get("RELIABILITY_BROKER", "redis://127.0.0.1:6379/5")
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-    "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
 ]
 TRAIN_STEPS = "150"  # a training run of a few seconds on 2 tiny images
 STALE_S = 12  # heartbeat gap after which the sweep fails a running job (> the longest fit step)
@@ -51,7 +65,12 @@ JOB_BOUND_S = 150  # every job must be final within this many seconds of the fau
 # --- redis ---------------------------------------------------------------------
 def redis_ping() -> bool:
     try:
-        return subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True, timeout=5).stdout.strip() == "PONG"
+        return (
+            subprocess.run(
+                ["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            == "PONG"
+        )
     except Exception:
         return False
 
@@ -72,7 +91,9 @@ def redis_ensure_running() -> bool:
 def redis_restart() -> float:
     """Shutdown (nosave) and start again; returns the downtime in seconds."""
     t0 = time.perf_counter()
-    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=20)
+    subprocess.run(
+        ["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=20
+    )
     for _ in range(100):
         if not redis_ping():
             break
@@ -108,19 +129,42 @@ class Worker:
     def start(self, timeout: float = 90) -> None:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "inspection", "worker", "-Q", "embed,default,webhooks",
-             "--pool=prefork", "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-             "--include=reliability.worker_setup", "-n", f"{self.name}-{os.getpid()}@%h"],
-            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "inspection",
+                "worker",
+                "-Q",
+                "embed,default,webhooks",
+                "--pool=prefork",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--include=reliability.worker_setup",
+                "-n",
+                f"{self.name}-{os.getpid()}@%h",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"worker exited {self.proc.returncode}: {self.log_path.read_text()[-3000:]}"
+                )
             if self.children() and any(r for r in ping() if any(self.name in k for k in r)):
                 return
             time.sleep(0.3)
-        raise RuntimeError(f"worker did not answer in {timeout} s: {self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"worker did not answer in {timeout} s: {self.log_path.read_text()[-3000:]}"
+        )
 
     def children(self) -> list[int]:
         if self.proc is None:
@@ -171,7 +215,13 @@ def ping() -> list:
 
 
 # --- checks -----------------------------------------------------------------------
-def job_wait(job_id, *, until=("succeeded", "failed", "cancelled"), timeout: float = JOB_BOUND_S, progress_min: int = -1):
+def job_wait(
+    job_id,
+    *,
+    until=("succeeded", "failed", "cancelled"),
+    timeout: float = JOB_BOUND_S,
+    progress_min: int = -1,
+):
     from inspection.models import Job
 
     deadline = time.monotonic() + timeout
@@ -224,7 +274,11 @@ def artifacts_check() -> list[str]:
         except Exception as exc:
             problems.append(f"model v{mv.number}: artifact does not load: {exc}")
         folder = Path(default_storage.path(name)).parent
-        partial = [p.name for p in folder.iterdir() if p.name.startswith((".partial", "tmp")) or p.suffix == ".tmp"]
+        partial = [
+            p.name
+            for p in folder.iterdir()
+            if p.name.startswith((".partial", "tmp")) or p.suffix == ".tmp"
+        ]
         if partial:
             problems.append(f"partial files beside artifacts: {partial}")
     return problems
@@ -264,8 +318,16 @@ def same_result(a: dict, b: dict) -> tuple[bool, str]:
     MAX_PROB_DIFF.append(dmax)
     if dmax > PROB_ATOL:
         diff.append(f"probabilities (max |diff| {dmax:.2e} > {PROB_ATOL})")
-    same_bytes = "identical artifact" if a["artifact_sha256"] == b["artifact_sha256"] else "artifact bytes differ"
-    return not diff, (f"differs in {diff}" if diff else f"same decisions, max |prob diff| {dmax:.1e}, {same_bytes}")
+    same_bytes = (
+        "identical artifact"
+        if a["artifact_sha256"] == b["artifact_sha256"]
+        else "artifact bytes differ"
+    )
+    return not diff, (
+        f"differs in {diff}"
+        if diff
+        else f"same decisions, max |prob diff| {dmax:.1e}, {same_bytes}"
+    )
 
 
 # --- the suite ----------------------------------------------------------------------
@@ -275,21 +337,39 @@ def project_make(user):
     from inspection.services import prompts as prompt_services
     from reliability.world import stroke, tile_png
 
-    project = project_services.project_create(user=user, name="faults", classes=["scratch"], cold_start_min=2)
-    results = image_services.images_upload(project=project, files=[(f"t{i}.png", tile_png(900 + i, defect=i == 0)) for i in range(2)], user=user)
+    project = project_services.project_create(
+        user=user, name="faults", classes=["scratch"], cold_start_min=2
+    )
+    results = image_services.images_upload(
+        project=project,
+        files=[(f"t{i}.png", tile_png(900 + i, defect=i == 0)) for i in range(2)],
+        user=user,
+    )
     for i, r in enumerate(results):
         if i == 0:
-            prompt_services.prompt_create(image=r.image, data=stroke("scratch", [[8, 24], [40, 24]], 1), user=user)
-        prompt_services.prompt_create(image=r.image, data=stroke("background", [[6, 6], [42, 6]], 2), user=user)
-        prompt_services.prompt_create(image=r.image, data=stroke("background", [[6, 42], [42, 42]], 2), user=user)
+            prompt_services.prompt_create(
+                image=r.image, data=stroke("scratch", [[8, 24], [40, 24]], 1), user=user
+            )
+        prompt_services.prompt_create(
+            image=r.image, data=stroke("background", [[6, 6], [42, 6]], 2), user=user
+        )
+        prompt_services.prompt_create(
+            image=r.image, data=stroke("background", [[6, 42], [42, 42]], 2), user=user
+        )
         image_services.image_ground_truth_set(image=r.image, verdict="NG" if i == 0 else "OK")
     return project
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--only", default="kill_child,kill_worker,redis,time_limit", help="comma-separated faults to run")
+    parser.add_argument(
+        "--only",
+        default="kill_child,kill_worker,redis,time_limit",
+        help="comma-separated faults to run",
+    )
     args = parser.parse_args()
     if not redis_ensure_running():
         print("Redis is not running and could not be started", file=sys.stderr)
@@ -338,7 +418,11 @@ def main() -> int:
         up = redis_ensure_running()
         tally.case(up, "Redis is running at the end")
         # messages of killed workers wait unacked in db 5: drop them with the suite's data
-        subprocess.run(["redis-cli", "-p", "6379", "-n", BROKER.rsplit("/", 1)[-1], "flushdb"], capture_output=True, timeout=20)
+        subprocess.run(
+            ["redis-cli", "-p", "6379", "-n", BROKER.rsplit("/", 1)[-1], "flushdb"],
+            capture_output=True,
+            timeout=20,
+        )
         from django.db import connections
 
         connections.close_all()
@@ -347,13 +431,20 @@ def main() -> int:
 
     groups: dict[str, list[bool]] = {}
     for ok, detail in tally.details:
-        m = re.match(r"(kill child|kill worker|restart Redis|time limit|baseline|JOB_TIME_LIMIT|this run|Redis is running|jobs still)", detail)
+        m = re.match(
+            r"(kill child|kill worker|restart Redis|time limit|baseline|JOB_TIME_LIMIT|this run|Redis is running|jobs still)",
+            detail,
+        )
         groups.setdefault(m.group(1) if m else "other", []).append(ok)
     for name, oks in groups.items():
         tally.note(f"  {name:20} checks {len(oks):3}  failures {oks.count(False)}")
-    ended = [float(x) for _, d in tally.details for x in re.findall(r"ended \w+ after ([0-9.]+) s", d)]
+    ended = [
+        float(x) for _, d in tally.details for x in re.findall(r"ended \w+ after ([0-9.]+) s", d)
+    ]
     if ended:
-        tally.note(f"jobs hit by a fault ended (succeeded/failed) within {max(ended):.1f} s (bound {JOB_BOUND_S} s)")
+        tally.note(
+            f"jobs hit by a fault ended (succeeded/failed) within {max(ended):.1f} s (bound {JOB_BOUND_S} s)"
+        )
     code = suite_report(tally, "worker_faults")
     if os.environ.get("KEEP") != "1":
         import shutil
@@ -374,15 +465,31 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
     # visibility timeout vs the longest job time limit, for the default and a long limit
     for limit in ("1800", "7200", "86400"):
         out = subprocess.run(
-            [sys.executable, "-c", "from django.conf import settings as s; import django; django.setup(); "
-             "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'], s.CELERY_TASK_TIME_LIMIT)"],
-            cwd=REPO, env={**env, "JOB_TIME_LIMIT": limit}, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                "from django.conf import settings as s; import django; django.setup(); "
+                "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'], s.CELERY_TASK_TIME_LIMIT)",
+            ],
+            cwd=REPO,
+            env={**env, "JOB_TIME_LIMIT": limit},
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         vis, hard = (int(x) for x in out.stdout.split())
-        tally.case(vis > hard, f"JOB_TIME_LIMIT={limit}: visibility_timeout {vis} s > hard time limit {hard} s")
+        tally.case(
+            vis > hard,
+            f"JOB_TIME_LIMIT={limit}: visibility_timeout {vis} s > hard time limit {hard} s",
+        )
     vis = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 0)
-    tally.case(vis > settings.CELERY_TASK_TIME_LIMIT, f"this run: visibility_timeout {vis} > {settings.CELERY_TASK_TIME_LIMIT}")
-    tally.note(f"visibility_timeout {vis} s; CELERY_TASK_TIME_LIMIT {settings.CELERY_TASK_TIME_LIMIT} s; soft {settings.CELERY_TASK_SOFT_TIME_LIMIT} s")
+    tally.case(
+        vis > settings.CELERY_TASK_TIME_LIMIT,
+        f"this run: visibility_timeout {vis} > {settings.CELERY_TASK_TIME_LIMIT}",
+    )
+    tally.note(
+        f"visibility_timeout {vis} s; CELERY_TASK_TIME_LIMIT {settings.CELERY_TASK_TIME_LIMIT} s; soft {settings.CELERY_TASK_SOFT_TIME_LIMIT} s"
+    )
 
     app.control.purge()
     user = get_user_model().objects.create_user("faults", password="a-long-faults-password-1")
@@ -398,7 +505,10 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
         """No job of the project stays active (bounded): sweep any whose worker died."""
         for job in Job.objects.filter(project=project, state__in=Job.ACTIVE_STATES):
             final, _ = sweep_until_final(job.id)
-            tally.case(final.state in Job.FINAL_STATES, f"{label}: leftover job {job.id} ended {final.state}")
+            tally.case(
+                final.state in Job.FINAL_STATES,
+                f"{label}: leftover job {job.id} ended {final.state}",
+            )
 
     # baseline
     t0 = time.perf_counter()
@@ -429,8 +539,17 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
             continue
         worker.kill_child()
         final, waited = sweep_until_final(job.id)
-        tally.case(final.state in ("succeeded", "failed"), f"{label}: job ended {final.state} after {waited:.1f} s", waited)
-        tally.case(not ModelVersion.objects.filter(job_id=job.id).exclude(artifact_sha256__regex=r"^[0-9a-f]{64}$").exists(), f"{label}: no model version without a complete artifact")
+        tally.case(
+            final.state in ("succeeded", "failed"),
+            f"{label}: job ended {final.state} after {waited:.1f} s",
+            waited,
+        )
+        tally.case(
+            not ModelVersion.objects.filter(job_id=job.id)
+            .exclude(artifact_sha256__regex=r"^[0-9a-f]{64}$")
+            .exists(),
+            f"{label}: no model version without a complete artifact",
+        )
         for p in artifacts_check():
             tally.case(False, f"{label}: {p}")
         retried_same(label)
@@ -447,7 +566,11 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
             continue
         worker.kill_all()
         final, waited = sweep_until_final(job.id)
-        tally.case(final.state in ("succeeded", "failed"), f"{label}: job ended {final.state} after {waited:.1f} s", waited)
+        tally.case(
+            final.state in ("succeeded", "failed"),
+            f"{label}: job ended {final.state} after {waited:.1f} s",
+            waited,
+        )
         for p in artifacts_check():
             tally.case(False, f"{label}: {p}")
         worker = Worker(env, var / "worker.log", "faults")
@@ -474,20 +597,33 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
 
                 project.refresh_from_db()
                 t1 = time.perf_counter()
-                probe = predictions_refresh_start(project=project, user=user, reason="probe while Redis is down")
+                probe = predictions_refresh_start(
+                    project=project, user=user, reason="probe while Redis is down"
+                )
                 dt = time.perf_counter() - t1
                 if probe is not None:
                     probe.refresh_from_db()
-                    tally.case(probe.state == "failed" and "broker" in probe.message, f"{label}: job enqueued while Redis is down ends failed ({probe.state}: {probe.message}) in {dt:.1f} s")
+                    tally.case(
+                        probe.state == "failed" and "broker" in probe.message,
+                        f"{label}: job enqueued while Redis is down ends failed ({probe.state}: {probe.message}) in {dt:.1f} s",
+                    )
             except Unavailable as exc:
                 dt = time.perf_counter() - t1
-                tally.case(dt < 30, f"{label}: enqueue while Redis is down refused in {dt:.1f} s (503, job failed): {exc}", dt)
+                tally.case(
+                    dt < 30,
+                    f"{label}: enqueue while Redis is down refused in {dt:.1f} s (503, job failed): {exc}",
+                    dt,
+                )
             time.sleep(1.0)
         finally:
             redis_ensure_running()
         tally.note(f"{label}: Redis down {time.perf_counter() - t_down:.1f} s")
         final, waited = sweep_until_final(job.id)
-        tally.case(final.state in ("succeeded", "failed"), f"{label}: job ended {final.state} after {waited:.1f} s", waited)
+        tally.case(
+            final.state in ("succeeded", "failed"),
+            f"{label}: job ended {final.state} after {waited:.1f} s",
+            waited,
+        )
         for p in artifacts_check():
             tally.case(False, f"{label}: {p}")
         # the worker reconnects on its own: the next job runs
@@ -499,7 +635,9 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
 
     # 4. exceed the job time limit (a worker with JOB_TIME_LIMIT=2 s, long training)
     worker.stop()
-    slow = Worker({**env, "JOB_TIME_LIMIT": "2", "TRAIN_STEPS": "100000"}, var / "worker-slow.log", "slow")
+    slow = Worker(
+        {**env, "JOB_TIME_LIMIT": "2", "TRAIN_STEPS": "100000"}, var / "worker-slow.log", "slow"
+    )
     workers.append(slow)
     slow.start()
     # Celery writes the time limits into each message from the *sending* process's
@@ -518,7 +656,10 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
         elapsed = time.perf_counter() - t1
         ok = final.state == "failed" and "time limit" in final.message
         tally.case(ok, f"{label}: {final.state} '{final.message}' after {elapsed:.1f} s", elapsed)
-        tally.case(not ModelVersion.objects.filter(job_id=job.id).exists(), f"{label}: no model version from the stopped job")
+        tally.case(
+            not ModelVersion.objects.filter(job_id=job.id).exists(),
+            f"{label}: no model version from the stopped job",
+        )
         for p in artifacts_check():
             tally.case(False, f"{label}: {p}")
         settle_all(label)
@@ -527,11 +668,15 @@ def run_suite(trials: int, env: dict, var: Path, tally, workers: list, *, only: 
     slow.stop()
 
     if MAX_PROB_DIFF:
-        tally.note(f"retried vs baseline: max |probability diff| {max(MAX_PROB_DIFF):.2e} over {len(MAX_PROB_DIFF)} retries (bound {PROB_ATOL})")
+        tally.note(
+            f"retried vs baseline: max |probability diff| {max(MAX_PROB_DIFF):.2e} over {len(MAX_PROB_DIFF)} retries (bound {PROB_ATOL})"
+        )
     # nothing stays running
     active = Job.objects.filter(state__in=Job.ACTIVE_STATES).count()
     tally.case(active == 0, f"jobs still queued/running at the end: {active}")
-    tally.note(f"jobs: {dict((s, Job.objects.filter(state=s).count()) for s in ('succeeded', 'failed', 'cancelled'))}; model versions: {ModelVersion.objects.count()}")
+    tally.note(
+        f"jobs: {dict((s, Job.objects.filter(state=s).count()) for s in ('succeeded', 'failed', 'cancelled'))}; model versions: {ModelVersion.objects.count()}"
+    )
 
 
 if __name__ == "__main__":

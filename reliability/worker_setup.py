@@ -11,4 +11,6 @@ if os.environ.get("RELIABILITY_STACKS"):
     import faulthandler
     import signal
 
-    faulthandler.register(signal.SIGUSR2, all_threads=True)  # kill -USR2 <pid>: dump stacks to stderr
+    faulthandler.register(
+        signal.SIGUSR2, all_threads=True
+    )  # kill -USR2 <pid>: dump stacks to stderr

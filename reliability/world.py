@@ -69,7 +69,9 @@ class World:
     foreign: dict = field(default_factory=dict)  # kind -> id of a row of project B
 
 
-def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.nullcontext) -> dict:
+def _populate(
+    project, user, *, seed: int, n_images: int = 2, settle=contextlib.nullcontext
+) -> dict:
     """Images (one NG, one OK), strokes, one training run (eager), a deploy,
     an inspection, a webhook, a rule-set v2. Returns kind -> id."""
     from django.conf import settings
@@ -81,14 +83,23 @@ def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.
     from inspection.services import rules as rule_services
     from inspection.services import training as training_services
 
-    files = [(f"tile{seed}_{i}.png", tile_png(seed * 100 + i, defect=(i % 2 == 0))) for i in range(n_images)]
+    files = [
+        (f"tile{seed}_{i}.png", tile_png(seed * 100 + i, defect=(i % 2 == 0)))
+        for i in range(n_images)
+    ]
     results = image_services.images_upload(project=project, files=files, user=user)
     images = [r.image for r in results]
     for i, image in enumerate(images):
         if i % 2 == 0:
-            prompt_services.prompt_create(image=image, data=stroke("scratch", [[8, 24], [40, 24]], 1), user=user)
-        prompt_services.prompt_create(image=image, data=stroke("background", [[6, 6], [42, 6]], 2), user=user)
-        prompt_services.prompt_create(image=image, data=stroke("background", [[6, 42], [42, 42]], 2), user=user)
+            prompt_services.prompt_create(
+                image=image, data=stroke("scratch", [[8, 24], [40, 24]], 1), user=user
+            )
+        prompt_services.prompt_create(
+            image=image, data=stroke("background", [[6, 6], [42, 6]], 2), user=user
+        )
+        prompt_services.prompt_create(
+            image=image, data=stroke("background", [[6, 42], [42, 42]], 2), user=user
+        )
     mask = np.zeros((48, 48), np.uint8)
     mask[23:26, 6:42] = 255
     image_services.image_ground_truth_set(image=images[0], verdict="NG", mask=_png(mask))
@@ -96,19 +107,39 @@ def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.
     with fast_training(), settle():
         training_services.training_start(project=project, user=user)  # eager: runs on commit
     job = Job.objects.filter(project=project, kind="train").order_by("-created_at").first()
-    assert job is not None and job.state == "succeeded", f"world training failed: {job and job.error}"
+    assert job is not None and job.state == "succeeded", (
+        f"world training failed: {job and job.error}"
+    )
     with settle():
-        rule_services.ruleset_update(project=project, data=project.active_ruleset.data, user=user, note="v2")
+        rule_services.ruleset_update(
+            project=project, data=project.active_ruleset.data, user=user, note="v2"
+        )
     # the line keeps its images, so reviews can promote them
     type(project).objects.filter(id=project.id).update(keep_inspection_images="all")
     project.refresh_from_db()
-    inspection_services.inspection_run(project=project, data=tile_png(seed * 100 + 77), filename="line.png", station="s1", part_id="p1", user=user)
-    hook = Webhook.objects.create(project=project, url="https://hooks.example.invalid/x", events=["job.finished"], secret="s" * 32)
+    inspection_services.inspection_run(
+        project=project,
+        data=tile_png(seed * 100 + 77),
+        filename="line.png",
+        station="s1",
+        part_id="p1",
+        user=user,
+    )
+    hook = Webhook.objects.create(
+        project=project,
+        url="https://hooks.example.invalid/x",
+        events=["job.finished"],
+        secret="s" * 32,
+    )
     # the first prediction carries an anomaly map, as one by a model with a memory bank
     # of good parts does (its heat-map route is in the matrix)
     from inspection.services import predictions as prediction_services
 
-    first = Prediction.objects.filter(image__project=project).select_related("image", "model_version", "ruleset").first()
+    first = (
+        Prediction.objects.filter(image__project=project)
+        .select_related("image", "model_version", "ruleset")
+        .first()
+    )
     probs = prediction_services.probabilities_load(first)
     prediction_services.prediction_store(
         image=first.image,
@@ -125,7 +156,9 @@ def _populate(project, user, *, seed: int, n_images: int = 2, settle=contextlib.
         "prompt": str(Prompt.objects.filter(image__project=project).first().id),
         "job": str(job.id),
         "model": str(ModelVersion.objects.filter(project=project).first().id),
-        "prediction": str(Prediction.objects.filter(image__project=project, anomaly_peak__isnull=False).first().id),
+        "prediction": str(
+            Prediction.objects.filter(image__project=project, anomaly_peak__isnull=False).first().id
+        ),
         "inspection": str(Inspection.objects.filter(project=project).first().id),
         "webhook": str(hook.id),
         "member": str(user.id),
@@ -149,11 +182,15 @@ def world_build() -> World:
         w.users[name] = user
         w.tokens[name] = Token.objects.create(user=user).key
     classes = [{"name": "scratch", "colour": "#ff0000"}]
-    w.project = project_services.project_create(user=w.users["owner"], name="A", classes=classes, cold_start_min=2)
+    w.project = project_services.project_create(
+        user=w.users["owner"], name="A", classes=classes, cold_start_min=2
+    )
     for role in ("viewer", "operator", "engineer"):
         project_services.membership_set(project=w.project, username=f"rel_{role}", role=role)
     project_services.membership_set(project=w.project, username="rel_integration", role="operator")
-    w.other = project_services.project_create(user=w.users["other"], name="B", classes=classes, cold_start_min=2)
+    w.other = project_services.project_create(
+        user=w.users["other"], name="B", classes=classes, cold_start_min=2
+    )
     w.ids = _populate(w.project, w.users["owner"], seed=1)
     w.foreign = _populate(w.other, w.users["other"], seed=2)
     w.project.refresh_from_db()

@@ -21,6 +21,7 @@ mkdir -p test-artifacts
 
 echo "==> lint"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 
 echo "==> run 1: SQLite + eager Celery"
 env -u DATABASE_URL -u CELERY_BROKER_URL INSPECTION_TEST_BACKEND=embedded \

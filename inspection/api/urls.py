@@ -23,14 +23,22 @@ urlpatterns = [
     path("auth/me/", auth.MeView.as_view(), name="auth-me"),
     path("projects/", projects.ProjectListView.as_view(), name="project-list"),
     path("rules/vocabulary/", rules.RuleVocabularyView.as_view(), name="rule-vocabulary"),
-    path("projects/<uuid:pk>/export/coco/", interchange.CocoExportView.as_view(), name="export-coco"),
+    path(
+        "projects/<uuid:pk>/export/coco/", interchange.CocoExportView.as_view(), name="export-coco"
+    ),
     path(
         "projects/<uuid:pk>/export/labelstudio/",
         interchange.LabelStudioExportView.as_view(),
         name="export-labelstudio",
     ),
-    path("projects/<uuid:pk>/export/masks/", interchange.MasksExportView.as_view(), name="export-masks"),
-    path("projects/<uuid:pk>/import/coco/", interchange.CocoImportView.as_view(), name="import-coco"),
+    path(
+        "projects/<uuid:pk>/export/masks/",
+        interchange.MasksExportView.as_view(),
+        name="export-masks",
+    ),
+    path(
+        "projects/<uuid:pk>/import/coco/", interchange.CocoImportView.as_view(), name="import-coco"
+    ),
     path(
         "projects/<uuid:pk>/import/labelstudio/",
         interchange.LabelStudioImportView.as_view(),

@@ -116,7 +116,8 @@ def image_upload(
     stem = image.id.hex
     written = [
         bytes_save(
-            name_new(project.id, "images", IMAGE_EXTENSIONS.get(decoded.format, "bin"), stem=stem), data
+            name_new(project.id, "images", IMAGE_EXTENSIONS.get(decoded.format, "bin"), stem=stem),
+            data,
         ),
         bytes_save(name_new(project.id, "thumbs", "png", stem=stem), thumbnail_encode(rgb8)),
     ]

@@ -114,7 +114,11 @@ def mask_visible(label_map: np.ndarray, *, n_classes: int) -> np.ndarray:
 
 
 def overlay_render(
-    rgb8: np.ndarray, label_map: np.ndarray, *, colours: Sequence[tuple[int, int, int]], blobs: list | None = None
+    rgb8: np.ndarray,
+    label_map: np.ndarray,
+    *,
+    colours: Sequence[tuple[int, int, int]],
+    blobs: list | None = None,
 ) -> np.ndarray:
     """(H,W,3) uint8 RGB: ``rgb8`` with the labelled pixels tinted by ``colours``."""
     # deferred on purpose: the engine's overlay loads scikit-image
@@ -159,7 +163,9 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
 
-def predictions_refresh_start(*, project: Project, user: Actor = None, reason: str = "") -> Job | None:
+def predictions_refresh_start(
+    *, project: Project, user: Actor = None, reason: str = ""
+) -> Job | None:
     """Queue re-predicting every image with the deployed model and active rules
     (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
 

@@ -165,7 +165,11 @@ def _candidate(project: Project, data, fallback):
 
 
 def rules_backtest(
-    *, project: Project, data: Any = None, progress: ProgressFn | None = None, rows: tuple | None = None
+    *,
+    project: Project,
+    data: Any = None,
+    progress: ProgressFn | None = None,
+    rows: tuple | None = None,
 ) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
     # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
@@ -194,7 +198,11 @@ def rules_backtest(
 
 
 def rules_tune(
-    *, project: Project, data: Any = None, progress: ProgressFn | None = None, rows: tuple | None = None
+    *,
+    project: Project,
+    data: Any = None,
+    progress: ProgressFn | None = None,
+    rows: tuple | None = None,
 ) -> dict:
     """The engine tuner's suggested rules (not saved), with its warning if any.
 

@@ -87,7 +87,9 @@ def ruleset_active_get(*, project: Project) -> RuleSet:
         return latest
 
 
-def ruleset_version_create(*, project: Project, data: Any, user: Actor = None, note: str = "") -> RuleSet:
+def ruleset_version_create(
+    *, project: Project, data: Any, user: Actor = None, note: str = ""
+) -> RuleSet:
     """Validate ``data`` (engine and project classes); store it as the next
     version and make it active."""
     validated = ruleset_parse(data)

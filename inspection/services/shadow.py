@@ -79,7 +79,9 @@ def shadow_decide_start(
     )
 
 
-def shadow_decide(*, inspection_id: RowId, model_version_id: RowId, name: str) -> ShadowDecision | None:
+def shadow_decide(
+    *, inspection_id: RowId, model_version_id: RowId, name: str
+) -> ShadowDecision | None:
     """The shadow task's work: decide the stored image with ``model_version_id``
     and the inspection's own rules, record it, delete the image. Safe to run
     twice (the second finds the decision); a model that fails is recorded."""

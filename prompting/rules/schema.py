@@ -320,7 +320,9 @@ def _parse_class_config(
     elif is_default:
         threshold = DEFAULT_THRESHOLD
     if "morphology" in raw:
-        items = check_list(raw["morphology"], f"{path}.morphology", errs, max_len=MAX_MORPHOLOGY_STEPS)
+        items = check_list(
+            raw["morphology"], f"{path}.morphology", errs, max_len=MAX_MORPHOLOGY_STEPS
+        )
         if items is None:
             ok = False
         else:

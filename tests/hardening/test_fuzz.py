@@ -14,7 +14,9 @@ def test_schemathesis_slice(db, world, hooks_private):
         warnings.simplefilter("ignore")
         figures = fuzz(world, per_operation=2, auth_variants=1)
     assert figures["generated"] >= 90
-    assert figures["failures"] == {}, "\n\n".join(f"{k}\n{v}" for k, v in figures["failures"].items())
+    assert figures["failures"] == {}, "\n\n".join(
+        f"{k}\n{v}" for k, v in figures["failures"].items()
+    )
     assert figures["auth_failures"] == []
     assert "5xx" not in figures["statuses"]
 
@@ -35,10 +37,14 @@ def test_schema_documents_errors_and_pagination(db):
 
     from django.test import Client
 
-    schema = json.loads(Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    schema = json.loads(
+        Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content
+    )
     op = schema["paths"]["/api/v1/projects/{id}/images/"]["get"]
     assert {"401", "403", "404"} <= set(op["responses"])
-    assert "results" in op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    assert (
+        "results" in op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    )
 
 
 def test_unrouted_api_url_is_json_404(db):

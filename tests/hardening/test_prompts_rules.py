@@ -30,7 +30,9 @@ def test_memory_bounded_for_the_biggest_bodies(db, world):
     try:
         for case in big:
             problems, _, peak = case_run(client_for(world, "owner"), world, case)
-            assert [p for p in problems if not p.startswith("took")] == [], case.name  # tracing slows it
+            assert [p for p in problems if not p.startswith("took")] == [], (
+                case.name
+            )  # tracing slows it
             assert peak <= MAX_PEAK_BYTES
     finally:
         tracemalloc.stop()

@@ -14,7 +14,9 @@ def test_delete_and_orphans_round(db, world, django_capture_on_commit_callbacks)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        checks = scenario(world, settle=lambda: django_capture_on_commit_callbacks(execute=True), seed=31)
+        checks = scenario(
+            world, settle=lambda: django_capture_on_commit_callbacks(execute=True), seed=31
+        )
     failed = [what for ok, what in checks if not ok]
     assert len(checks) >= 20
     assert failed == []
@@ -27,7 +29,11 @@ def test_no_api_edits_inspections(db, world, method):
 
     before = Inspection.objects.filter(id=world.ids["inspection"]).values().get()
     for role in ("owner", "engineer", "operator", "integration"):
-        r = getattr(client_for(world, role), method)(f"/api/v1/inspections/{world.ids['inspection']}/", {"verdict": "OK", "part_id": "x"}, format="json")
+        r = getattr(client_for(world, role), method)(
+            f"/api/v1/inspections/{world.ids['inspection']}/",
+            {"verdict": "OK", "part_id": "x"},
+            format="json",
+        )
         assert r.status_code == 405, (role, r.status_code)
     assert Inspection.objects.filter(id=world.ids["inspection"]).values().get() == before
 

@@ -13,8 +13,17 @@ def test_corpus_is_big_and_varied():
     cases = corpus()
     assert len(cases) >= 300
     assert {c.category for c in cases} >= {
-        "truncated", "corrupt", "empty/garbage", "wrong ext/MIME", "polyglot", "bomb",
-        "oversize", "modes", "animated", "filename", "exif",
+        "truncated",
+        "corrupt",
+        "empty/garbage",
+        "wrong ext/MIME",
+        "polyglot",
+        "bomb",
+        "oversize",
+        "modes",
+        "animated",
+        "filename",
+        "exif",
     }
     assert {c.orientation for c in cases if c.orientation} == set(range(1, 9))
 
@@ -48,5 +57,7 @@ def test_orientation_swaps_dimensions(db, world):
 
     cases = [c for c in corpus() if c.orientation in (6, 8) and c.files[0][0].endswith("jpeg")]
     for case in cases:
-        problems, outcome, _ = case_check(client_for(world, "engineer"), str(world.project.id), case)
+        problems, outcome, _ = case_check(
+            client_for(world, "engineer"), str(world.project.id), case
+        )
         assert (problems, outcome) == ([], "accepted"), case.name

@@ -222,7 +222,9 @@ def test_healthz(db, client):
 
 
 @pytest.mark.parametrize(("steps", "expected"), [(0, None), (7, 7)])
-def test_training_length_is_the_train_steps_setting(project, settings, monkeypatch, steps, expected):
+def test_training_length_is_the_train_steps_setting(
+    project, settings, monkeypatch, steps, expected
+):
     """TRAIN_STEPS sets the optimiser steps of a run; 0 leaves the learner's default."""
     from inspection.services.training import training_run
     from prompting import learner

@@ -71,7 +71,9 @@ def test_after_a_run_ground_truth_then_the_candidate(project):
     project.deployed_model = v1
     project.save(update_fields=["deployed_model"])
     step = next_step_get(project=project)
-    assert step.code == "mark_ok" and step.title == "Mark 3 more good parts OK so rules can be tuned"
+    assert (
+        step.code == "mark_ok" and step.title == "Mark 3 more good parts OK so rules can be tuned"
+    )
     assert step.href.endswith("#ground-truth")
     Image.objects.filter(id__in=[im.id for im in images[1:3]]).update(verdict="OK")
     step = next_step_get(project=project)

@@ -12,7 +12,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--delete", action="store_true", help="remove the orphans found")
-        parser.add_argument("--no-sam", action="store_true", help="don't load SAM to recognise live SAM cache entries")
+        parser.add_argument(
+            "--no-sam",
+            action="store_true",
+            help="don't load SAM to recognise live SAM cache entries",
+        )
 
     def handle(self, *args, delete: bool, no_sam: bool, **options):
         found = orphans_find(load_sam=not no_sam)
