@@ -526,9 +526,9 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
     print("|---|---|---|---|---|---|---|")
     for name, seed, st in stages_all:
         print(
-            f"| {name} | {seed} | {st['upload_and_paint_s']:.1f} | {st['train_s']:.1f} | "
-            f"{st['deploy_and_predict_s']:.1f} | {st['tune_and_predict_s']:.1f} | "
-            f"{st['inspect_s']:.1f} |"
+            f"| {name} | {seed} | {st['upload_and_paint_s']:.3g} | {st['train_s']:.3g} | "
+            f"{st['deploy_and_predict_s']:.3g} | {st['tune_and_predict_s']:.3g} | "
+            f"{st['inspect_s']:.3g} |"
         )
     for name, seed, _, label, r in rows:
         if label == api_name and r.tune_warning:
