@@ -238,6 +238,23 @@ def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(project=project).order_by("-number")
 
 
+def model_candidate(*, project: Project) -> ModelVersion | None:
+    """The newest version after the deployed one that nobody dismissed (None: none).
+
+    With nothing deployed, the newest undismissed version is the candidate.
+    """
+    qs = ModelVersion.objects.filter(project=project, dismissed_at__isnull=True)
+    if project.deployed_model_id is not None:
+        deployed = (
+            ModelVersion.objects.filter(id=project.deployed_model_id)
+            .values_list("number", flat=True)
+            .first()
+        )
+        if deployed is not None:
+            qs = qs.filter(number__gt=deployed)
+    return qs.order_by("-number").first()
+
+
 def model_version_get(*, user, pk) -> ModelVersion:
     return _get_scoped(
         ModelVersion.objects.select_related("project"),

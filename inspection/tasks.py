@@ -3,6 +3,10 @@
 Queues (see ``inspection/celery.py``): ``embed`` for SAM embeddings,
 ``default`` for train / predict / batch inspection and shadow decisions,
 ``webhooks`` for delivery.
+
+Importing this module (the app's ready() does, in every process) imports every
+service a task runs, so the job kinds that fan out into chunks
+(``inspections``, ``propagation``) have registered with ``services.chunks``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from celery import shared_task
 
 from inspection.services.chunks import job_chunk_run
 from inspection.services.inspections import inspection_batch_run
-from inspection.services.jobs import jobs_sweep_stale
-from inspection.services.predictions import predictions_refresh
+from inspection.services.job_control import jobs_sweep_stale
+from inspection.services.mqtt import mqtt_flush
+from inspection.services.propagation import predictions_refresh
 from inspection.services.reviews import inspection_images_expire
 from inspection.services.rules import rules_job_run
 from inspection.services.segment import embedding_compute
@@ -90,6 +95,4 @@ def inspection_images_expire_task() -> int:
 def mqtt_flush_task() -> None:
     """Publish the MQTT outbox's backlog (after an inspection; and by beat's sweep
     while MQTT_URL is set). Safe to run twice or concurrently."""
-    from inspection.services.mqtt import mqtt_flush
-
     mqtt_flush()

@@ -239,7 +239,7 @@ def sweep_until_final(job_id, *, timeout: float = JOB_BOUND_S):
     """What the beat schedule does every minute, here every second with the
     suite's stale window: a running job without heartbeat is failed."""
     from inspection.models import Job
-    from inspection.services.jobs import jobs_sweep_stale
+    from inspection.services.job_control import jobs_sweep_stale
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:

@@ -18,7 +18,7 @@ from inspection.api.filters import JobFilter
 from inspection.api.permissions import EDIT, INSPECT, READ, role_require
 from inspection.errors import InvalidInput
 from inspection.models import Job
-from inspection.services import jobs as job_services
+from inspection.services import job_control
 
 
 class ProjectJobListView(APIView):
@@ -45,7 +45,7 @@ class JobCancelView(APIView):
         job = selectors.job_get(user=request.user, pk=pk)
         need = INSPECT if job.kind == Job.Kind.INSPECT_BATCH else EDIT
         role_require(user=request.user, project=job.project, need=need)
-        return Response(s.JobOutput(job_services.job_cancel(job=job)).data)
+        return Response(s.JobOutput(job_control.job_cancel(job=job)).data)
 
 
 def _since(raw: str | None):

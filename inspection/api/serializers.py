@@ -29,6 +29,7 @@ from inspection.models import (
     Webhook,
     WebhookDelivery,
 )
+from inspection.services.chunks import job_chunks_summary
 from prompting.inputcheck import MAX_MARGIN
 
 
@@ -266,9 +267,7 @@ class ProjectOutput(serializers.ModelSerializer):
         """The newest version after the deployed one that nobody dismissed."""
         if "roles" in self.context:
             return None  # the list stays one query; the detail names it
-        from inspection.services.lifecycle import model_candidate
-
-        mv = model_candidate(project=obj)
+        mv = selectors.model_candidate(project=obj)
         return None if mv is None else {"id": str(mv.id), "number": mv.number}
 
 
@@ -415,8 +414,6 @@ class JobOutput(serializers.ModelSerializer):
 
     @extend_schema_field(JobChunksOutput(allow_null=True))
     def get_chunks(self, obj) -> dict | None:
-        from inspection.services.chunks import job_chunks_summary
-
         return job_chunks_summary(obj)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -40,7 +41,9 @@ from django.utils import timezone
 from inspection import queue
 from inspection.errors import Conflict, JobCancelled
 from inspection.models import Job, JobChunk, Project
+from inspection.services.jobs import job_fail, job_succeed
 from inspection.types import RowId
+from prompting.errors import PromptingError
 
 log = logging.getLogger("inspection.jobs")
 
@@ -72,10 +75,9 @@ def fan_out_register(kind: str, fan_out: FanOut) -> None:
 
 
 def _fan_out_for(kind: str) -> FanOut:
-    if kind not in _KINDS:
-        # the modules that register kinds are imported with the services
-        import inspection.services.inspections  # noqa: F401
-        import inspection.services.propagation  # noqa: F401
+    # each kind registers when its module is imported (``inspections``,
+    # ``propagation``); ``inspection.tasks`` imports them all, and the app's
+    # ready() imports the tasks in every process
     return _KINDS[kind]
 
 
@@ -217,10 +219,6 @@ def stats_add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def job_chunk_run(*, chunk_id: RowId, task_id: str = "") -> None:
     """Celery body of one chunk: claim it (queued → running, atomically), run it,
     and end the job if it was the last. Safe to run twice."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from prompting.errors import PromptingError
-
     now = timezone.now()
     claimed = JobChunk.objects.filter(id=chunk_id, state=JobChunk.State.QUEUED).update(
         state=JobChunk.State.RUNNING,
@@ -272,8 +270,6 @@ def _chunk_failed(chunk: JobChunk, error: str, seconds: float) -> None:
 
 
 def _job_fail(job_id, error: str) -> None:
-    from inspection.services.jobs import job_fail
-
     job = Job.objects.select_related("project").get(id=job_id)
     JobChunk.objects.filter(job_id=job_id, state=JobChunk.State.QUEUED).update(
         state=JobChunk.State.CANCELLED
@@ -282,8 +278,6 @@ def _job_fail(job_id, error: str) -> None:
 
 
 def _finish_if_last(job: Job) -> None:
-    from inspection.services.jobs import job_fail, job_succeed
-
     chunks = list(JobChunk.objects.filter(job_id=job.id).order_by("index"))
     if any(c.state != JobChunk.State.SUCCEEDED for c in chunks):
         return

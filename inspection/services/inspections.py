@@ -14,6 +14,7 @@ from django.utils import timezone
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Job, KeepImages, Project
 from inspection.services import engine, mqtt, webhooks
+from inspection.services.chunks import FanOut, chunk_sizes, fan_out_register, job_fan_out
 from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
 from inspection.services.jobs import (
     job_create,
@@ -319,8 +320,6 @@ def inspection_batch_run(*, job_id: RowId, task_id: str = "") -> None:
 
 def _batch(job: Job) -> None:
     """Fan the uploads out to the workers in chunks (``services.chunks``)."""
-    from inspection.services.chunks import chunk_sizes, job_fan_out
-
     n = len(job.params.get("items", []))
     size = max(1, settings.PROPAGATION_CHUNK)
     job_fan_out(
@@ -379,12 +378,6 @@ def _batch_finish(job: Job, totals: dict) -> tuple[dict, dict, str]:
     )
 
 
-def _register() -> None:
-    from inspection.services.chunks import FanOut, fan_out_register
-
-    fan_out_register(
-        Job.Kind.INSPECT_BATCH, FanOut(chunk_run=_batch_chunk_run, job_finish=_batch_finish)
-    )
-
-
-_register()
+fan_out_register(
+    Job.Kind.INSPECT_BATCH, FanOut(chunk_run=_batch_chunk_run, job_finish=_batch_finish)
+)

@@ -5,8 +5,9 @@ broker once the transaction commits) → a task calls ``job_execute`` which
 claims the row (queued → running, atomically; a second delivery finds it not
 queued and does nothing) → the work reports ``job_progress`` (heartbeat; raises
 JobCancelled when the row was cancelled) → ``succeeded`` / ``failed`` /
-``cancelled``. ``jobs_sweep_stale`` fails running jobs whose heartbeat stopped
-(worker died), so nothing stays "running" forever.
+``cancelled``. Stopping a job from outside the worker that runs it (a user's
+cancel, the sweep of jobs whose worker died) lives in ``job_control``: it
+reaches a fanned-out job's chunks too.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from inspection import queue, selectors
+from inspection import queue
 from inspection.errors import Conflict, JobCancelled, Unavailable
-from inspection.models import Image, Job, JobChunk, Project
+from inspection.models import Image, Job, Project
 from inspection.services import webhooks
 from inspection.types import Actor, RowId
 from prompting.errors import PromptingError
@@ -138,7 +139,7 @@ def _job_finish(*, job: Job, state: str, message: str, **fields: Any) -> bool:
     )
     if updated:
         job.refresh_from_db()
-        _job_finished_event(job=job)
+        job_finished_event(job=job)
     return bool(updated)
 
 
@@ -157,54 +158,6 @@ def job_fail(*, job: Job, error: str, message: str = "failed", timings: dict | N
     return _job_finish(
         job=job, state=Job.State.FAILED, message=message, error=error, timings=timings or {}
     )
-
-
-def job_cancel(*, job: Job) -> Job:
-    """Mark an active job cancelled; the running task stops at its next step."""
-    updated = Job.objects.filter(id=job.id, state__in=Job.ACTIVE_STATES).update(
-        state=Job.State.CANCELLED, message="cancelled", finished_at=timezone.now()
-    )
-    job.refresh_from_db()
-    if not updated:
-        raise Conflict(f"job is already {job.state}; only queued or running jobs can be cancelled")
-    from inspection.services.chunks import job_chunks_cancel
-
-    job_chunks_cancel(job=job)
-    _job_finished_event(job=job)
-    return job
-
-
-def jobs_sweep_stale(*, project: Project | None = None, older_than_s: int | None = None) -> int:
-    """Fail running jobs whose heartbeat is older than ``older_than_s`` (worker lost).
-
-    Also fails queued jobs older than the hard time limit plus the stale window
-    (their message was lost). Returns how many jobs were swept.
-    """
-    from inspection.services.chunks import chunks_sweep_stale
-
-    stale_s = older_than_s if older_than_s is not None else settings.JOB_STALE_AFTER
-    chunks_sweep_stale(older_than_s=stale_s, project=project)
-    now = timezone.now()
-    lost = Job.objects.filter(selectors.jobs_stale_q(now=now, stale_s=stale_s))
-    if project is not None:
-        lost = lost.filter(project=project)
-    running = lost.filter(state=Job.State.RUNNING)
-    queued = lost.filter(state=Job.State.QUEUED)
-    n = 0
-    for job in list(running) + list(queued):
-        was = job.state
-        updated = Job.objects.filter(id=job.id, state=was).update(
-            **selectors.job_stale_fields(state=was, stale_s=stale_s, now=now)
-        )
-        if updated:
-            n += 1
-            job.refresh_from_db()
-            log.warning("job %s (%s) swept to failed: %s", job.id, job.kind, job.error)
-            JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED).update(
-                state=JobChunk.State.CANCELLED, finished_at=now
-            )
-            _job_finished_event(job=job)
-    return n
 
 
 def job_execute(
@@ -260,7 +213,8 @@ def job_execute(
         )
 
 
-def _job_finished_event(*, job: Job) -> None:
+def job_finished_event(*, job: Job) -> None:
+    """Emit the ``job.finished`` webhook event of an ended job."""
     webhooks.webhook_event_emit(
         project=job.project,
         event="job.finished",

@@ -24,11 +24,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from inspection.errors import Conflict
 from inspection.models import DeployedHow, Image, ModelVersion, Prediction, Project, Prompt
+from inspection.selectors import model_candidate
+from inspection.services import engine
+from inspection.services.predictions import predictions_refresh_start
+from inspection.storage import bytes_read
 from inspection.types import Actor
 
 log = logging.getLogger("inspection.lifecycle")
@@ -43,23 +48,6 @@ IOU_DROP_MIN = 0.10
 #: images, and this share of them (one image more is within the noise of a few)
 WRONG_MORE_MIN = 2
 WRONG_MORE_SHARE = 0.15
-
-
-def model_candidate(*, project: Project) -> ModelVersion | None:
-    """The newest version after the deployed one that nobody dismissed (None: none).
-
-    With nothing deployed, the newest undismissed version is the candidate.
-    """
-    qs = ModelVersion.objects.filter(project=project, dismissed_at__isnull=True)
-    if project.deployed_model_id is not None:
-        deployed = (
-            ModelVersion.objects.filter(id=project.deployed_model_id)
-            .values_list("number", flat=True)
-            .first()
-        )
-        if deployed is not None:
-            qs = qs.filter(number__gt=deployed)
-    return qs.order_by("-number").first()
 
 
 def model_previous(*, model_version: ModelVersion) -> ModelVersion | None:
@@ -149,9 +137,7 @@ def _predictions_of(mv: ModelVersion, images: list[Image], ruleset_id) -> dict[s
 
 
 def _mask_of(prediction: Prediction) -> np.ndarray | None:
-    from PIL import Image as PILImage
-
-    from inspection.storage import bytes_read
+    from PIL import Image as PILImage  # deferred: the web process starts without PIL
 
     if not prediction.mask.name:
         return None
@@ -176,8 +162,6 @@ def _overlap(prediction: Prediction, image: Image, truth: _Truth) -> tuple[int, 
     truth. A prediction row never changes (a new prediction is a new row) and a
     new mask is a new file, so the figures are cached under both names: the
     Images page reads the comparison on every load without decoding every mask."""
-    from django.core.cache import cache
-
     key = f"lifecycle:overlap:{prediction.id}:{image.mask.name}"
     hit = cache.get(key)
     if hit is not None:
@@ -245,8 +229,6 @@ def model_compare(*, candidate: ModelVersion, baseline: ModelVersion) -> dict:
     added and removed between them, by image) and ``assessment`` (``better``,
     ``worse``, ``mixed``, ``similar`` or ``unknown``, with the reasons in words).
     """
-    from inspection.services import engine
-
     project = candidate.project
     if baseline.project_id != project.id:
         raise Conflict("the two versions belong to different projects", code="other_project")
@@ -448,8 +430,6 @@ def model_dismiss(*, model_version: ModelVersion, user: Actor = None) -> ModelVe
     If it was deployed, the version before it is deployed again. Returns the
     version kept (None when there is none before it).
     """
-    from inspection.services.predictions import predictions_refresh_start
-
     previous = model_previous(model_version=model_version)
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=model_version.project_id)

@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, Prompt
+from inspection.selectors import model_candidate
+from inspection.services.lifecycle import model_guard
 
 #: OK-labelled parts the rules need before they can be judged (overkill) and tuned
 MIN_OK_LABELLED = 3
@@ -57,8 +59,6 @@ def _plural(n: int, noun: str) -> str:
 
 def next_step_get(*, project: Project) -> NextStep:
     """The most useful next step for ``project`` now (see the module docstring)."""
-    from inspection.services.lifecycle import model_candidate, model_guard
-
     images = list(Image.objects.filter(project=project).order_by("created_at", "id"))
     n = len(images)
     base = f"/projects/{project.id}/"

@@ -3,8 +3,8 @@
 ``prediction_store`` applies the rules (through the engine doorway) to a
 model's probabilities and stores the mask, overlay and probabilities;
 ``predictions_refresh_start`` queues a predict job after a deploy or a rules
-change, which predicts every image in chunks (``propagation``), reusing stored
-probabilities when only the rules changed.
+change; the job (``propagation.predictions_refresh``) predicts every image in
+chunks, reusing stored probabilities when only the rules changed.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
-from inspection.errors import Conflict
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, RuleSet
-from inspection.services import engine, jobs, rulesets
+from inspection.selectors import model_candidate
+from inspection.services import engine, jobs
 from inspection.storage import bytes_read, bytes_save, name_new
-from inspection.types import Actor, RowId
+from inspection.types import Actor
 
 
 def prediction_store(
@@ -167,13 +167,11 @@ def predictions_refresh_start(
     *, project: Project, user: Actor = None, reason: str = ""
 ) -> Job | None:
     """Queue re-predicting every image with the deployed model and active rules
-    (and with the candidate, in a second job: see ``lifecycle.model_candidate``).
+    (and with the candidate, in a second job: see ``selectors.model_candidate``).
 
     Stored probabilities are reused when the model is unchanged, so a rules
     change or a deploy costs only the rules. None when nothing is deployed.
     """
-    from inspection.services.lifecycle import model_candidate
-
     if project.deployed_model_id is None:
         return None
     # the candidate too: the Images page may be showing it, and a rules change must
@@ -194,29 +192,3 @@ def predictions_refresh_start(
     for job in created[1:]:
         jobs.job_enqueue_raise_if_failed(job=job)
     return jobs.job_enqueue_raise_if_failed(job=created[0])
-
-
-def predictions_refresh(*, job_id: RowId, task_id: str = "") -> None:
-    """Celery body of a predict job."""
-    jobs.job_execute(job_id=job_id, task_id=task_id, work=_refresh)
-
-
-def _refresh(job: Job) -> None:
-    # deferred: propagation imports this module (prediction_store)
-    from inspection.services import propagation
-
-    project = job.project
-    mv_id = job.params.get("model_version") or project.deployed_model_id
-    mv = ModelVersion.objects.filter(id=mv_id, project=project).first()
-    if mv is None:
-        raise Conflict("the model version to predict with no longer exists")
-    propagation.propagation_fan_out(
-        job=job,
-        project=project,
-        model_version=mv,
-        ruleset=rulesets.ruleset_active_get(project=project),
-        start=0.0,
-        span=1.0,
-        reuse_probabilities=True,
-    )
-    return None  # the propagation's last chunk ends the job

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from inspection.errors import Conflict
 from inspection.models import Image, Job, JobChunk, ModelVersion, Prediction, Project, RuleSet
-from inspection.services import engine
+from inspection.selectors import predictions_latest
+from inspection.services import engine, predictions
 from inspection.services.chunks import (
     ChunkContext,
     FanOut,
@@ -32,6 +34,10 @@ from inspection.services.chunks import (
     fan_out_register,
     job_fan_out,
 )
+from inspection.services.jobs import job_execute
+from inspection.services.lifecycle import run_summary
+from inspection.services.rulesets import ruleset_active_get
+from inspection.types import RowId
 
 _CONFUSION = {("NG", "NG"): "tp", ("NG", "OK"): "fn", ("OK", "NG"): "fp", ("OK", "OK"): "tn"}
 
@@ -43,8 +49,6 @@ def propagation_order(*, project: Project, visible: Sequence[str] = ()) -> list[
     prediction, then by the latest prediction's uncertainty (highest first),
     then upload order.
     """
-    from inspection.selectors import predictions_latest
-
     ids = [str(i) for i in project.images.order_by("created_at", "id").values_list("id", flat=True)]
     known = set(ids)
     first = list(dict.fromkeys(str(v) for v in visible if str(v) in known))
@@ -103,12 +107,33 @@ def propagation_fan_out(
     )
 
 
+def predictions_refresh(*, job_id: RowId, task_id: str = "") -> None:
+    """Celery body of a predict job (``predictions.predictions_refresh_start``)."""
+    job_execute(job_id=job_id, task_id=task_id, work=_refresh)
+
+
+def _refresh(job: Job) -> None:
+    project = job.project
+    mv_id = job.params.get("model_version") or project.deployed_model_id
+    mv = ModelVersion.objects.filter(id=mv_id, project=project).first()
+    if mv is None:
+        raise Conflict("the model version to predict with no longer exists")
+    propagation_fan_out(
+        job=job,
+        project=project,
+        model_version=mv,
+        ruleset=ruleset_active_get(project=project),
+        start=0.0,
+        span=1.0,
+        reuse_probabilities=True,
+    )
+    return None  # the propagation's last chunk ends the job
+
+
 def _probabilities_earlier(
     image: Image, model_version: ModelVersion
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(probabilities, anomaly map) of the image's latest prediction by ``model_version``."""
-    from inspection.services.predictions import prediction_anomaly_load, probabilities_load
-
     earlier = (
         Prediction.objects.filter(image=image, model_version=model_version)
         .exclude(probabilities="")
@@ -117,13 +142,11 @@ def _probabilities_earlier(
     )
     if earlier is None:
         return None, None
-    return probabilities_load(earlier), prediction_anomaly_load(earlier)
+    return predictions.probabilities_load(earlier), predictions.prediction_anomaly_load(earlier)
 
 
 def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
     """Predict and store every image of ``chunk`` not done yet."""
-    from inspection.services.predictions import prediction_store
-
     fan = job.params["fanout"]
     model_version = ModelVersion.objects.get(id=fan["model_version"])
     ruleset = RuleSet.objects.get(id=fan["ruleset"])
@@ -151,7 +174,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
             anomaly = learner.anomaly_map(rgb8, backend=backend)
         t1 = time.perf_counter()
-        pred, decision = prediction_store(
+        pred, decision = predictions.prediction_store(
             image=image,
             model_version=model_version,
             ruleset=ruleset,
@@ -217,8 +240,6 @@ def _job_finish(job: Job, totals: dict[str, Any]) -> tuple[dict, dict, str]:
         )
         if mv is not None:
             # deployed or a candidate, and the worse-model guard (every image is predicted now)
-            from inspection.services.lifecycle import run_summary
-
             result, message = run_summary(model_version=mv, result=result, message=message)
         return result, timings, message
     ruleset = RuleSet.objects.filter(id=fan["ruleset"]).first()

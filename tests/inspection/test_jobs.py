@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from inspection.errors import Unavailable
 from inspection.models import Job
-from inspection.services.jobs import job_execute, job_progress, jobs_sweep_stale
+from inspection.services.job_control import jobs_sweep_stale
+from inspection.services.jobs import job_execute, job_progress
 from inspection.services.projects import project_create
 
 

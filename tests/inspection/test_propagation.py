@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from inspection.models import Image, Inspection, Job, JobChunk, Prediction
 from inspection.services.chunks import chunk_sizes, chunks_sweep_stale, job_chunk_run
 from inspection.services.images import image_upload
-from inspection.services.jobs import job_cancel
+from inspection.services.job_control import job_cancel
 from inspection.services.projects import project_create
 from inspection.services.prompts import prompt_create
 from inspection.services.propagation import propagation_order
@@ -156,7 +156,7 @@ def _fanned_out_job(project, kind="predict"):
     original = chunk_service._chunk_send
     chunk_service._chunk_send = sent.append
     try:
-        from inspection.services.predictions import _refresh
+        from inspection.services.propagation import _refresh
 
         assert _refresh(job) is None
     finally:

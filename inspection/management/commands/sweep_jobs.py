@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from inspection.services.jobs import jobs_sweep_stale
+from inspection.services.job_control import jobs_sweep_stale
 
 
 class Command(BaseCommand):
