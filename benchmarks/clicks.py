@@ -48,7 +48,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from benchmarks import protocol
-from benchmarks.quality import DATASETS, DEFAULT_DATA_ROOT, Sample, dataset_load
+from benchmarks.quality_common import DATASETS, DEFAULT_DATA_ROOT, Sample, dataset_load
 
 #: smaller ground-truth regions (specks of a few pixels) get no click
 MIN_REGION_AREA = 10

@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import protocol
-from benchmarks.quality import (
+from benchmarks.quality_common import (
     DATASETS,
     DEFAULT_DATA_ROOT,
-    OurMethod,
     dataset_load,
     initial_prompts,
     prompts_paint,
     seeds_parse,
 )
+from benchmarks.quality_methods import OurMethod
 
 
 def _scale(rgb: np.ndarray, f: float) -> np.ndarray:

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import protocol
-from benchmarks.quality import (
+from benchmarks.quality_common import (
     CLASSES,
     DEFAULT_DATA_ROOT,
     MemoryCache,

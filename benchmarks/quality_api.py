@@ -54,7 +54,18 @@ from typing import Any
 import numpy as np
 
 from benchmarks import protocol
-from benchmarks.quality import CLASS, MethodResult, Sample
+from benchmarks.quality_common import (
+    CLASS,
+    MethodResult,
+    Sample,
+    dataset_load,
+    initial_prompts,
+    results_mean,
+    spearman,
+    table_head,
+    table_row,
+)
+from benchmarks.quality_methods import BaselineMethod, OurMethod, run_method
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -330,8 +341,6 @@ def run_via_api(
     backend: str,
 ) -> ApiRun:
     """The protocol on one dataset and seed, every step through ``client``."""
-    from benchmarks.quality import _spearman
-
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     project = client.post(
@@ -417,7 +426,7 @@ def run_via_api(
         train_s=train_s,
         predict_s=float(np.mean(times)) if times else 0.0,
         tune_warning=warning,
-        review_rho=_spearman(uncertainty, errors),
+        review_rho=spearman(uncertainty, errors),
         rounds=rounds,
         extra={"ruleset": tuned["rules"], "project": project},
     )
@@ -430,17 +439,6 @@ def run_via_api(
 def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -> int:
     """``python -m benchmarks.quality --via-api``: the API path per dataset and seed,
     beside the engine path and the baseline on the same split (unless skipped)."""
-    from benchmarks.quality import (
-        BaselineMethod,
-        OurMethod,
-        _head,
-        _mean_result,
-        _row,
-        dataset_load,
-        initial_prompts,
-        run_method,
-    )
-
     if backend_options:
         print(
             "--via-api: the server uses its own backend options; --backend-options is ignored",
@@ -503,17 +501,17 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
 
     many = len(seeds) > 1
     print()
-    print(_head(with_seed=many))
+    print(table_head(with_seed=many))
     for name, seed, n_eval, label, r in rows:
-        print(_row(f"{name} | {seed}" if many else name, n_eval, label, r))
+        print(table_row(f"{name} | {seed}" if many else name, n_eval, label, r))
     if many:
         print(f"\nMean over seeds {','.join(map(str, seeds))}:\n")
-        print(_head(with_seed=False))
+        print(table_head(with_seed=False))
         for name in dict.fromkeys(r[0] for r in rows):
             for label in dict.fromkeys(r[3] for r in rows):
                 mine = [r for r in rows if r[0] == name and r[3] == label]
                 n_eval = "/".join(str(v) for v in dict.fromkeys(r[2] for r in mine))
-                print(_row(name, n_eval, label, _mean_result([r[4] for r in mine])))
+                print(table_row(name, n_eval, label, results_mean([r[4] for r in mine])))
     print(
         "\nThrough the API: seg IoU = the evaluation images' prediction masks under the "
         "project's default rules after deploying the last model; rules IoU = the same "

@@ -30,19 +30,18 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import protocol
-from benchmarks.quality import (
+from benchmarks.quality_common import (
     BASE_RULES,
     CLASS,
     CLASSES,
     DATASETS,
     DEFAULT_DATA_ROOT,
-    OurMethod,
     Sample,
     dataset_load,
     initial_prompts,
-    protocol_train,
     seeds_parse,
 )
+from benchmarks.quality_methods import OurMethod, protocol_train
 
 ARMS = ("random", "most uncertain")
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks import protocol
-from benchmarks.quality import (
+from benchmarks.quality_common import (
     CLASS,
     CLASSES,
     DEFAULT_DATA_ROOT,

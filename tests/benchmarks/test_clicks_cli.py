@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import clicks
-from benchmarks.quality import Sample, dataset_load
+from benchmarks.quality_common import Sample, dataset_load
 
 
 def test_one_click_per_region_at_its_deepest_pixel_small_ones_skipped():

@@ -1,0 +1,337 @@
+"""The two methods of the quality protocol and one run of it: the product's
+learner (:class:`OurMethod`) and the scikit-image scribble baseline
+(:class:`BaselineMethod`), trained on the simulated user's strokes and
+evaluated with the product's rules and backtest (:func:`run_method`), and the
+good-parts-only protocol (:func:`good_parts_run`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks import protocol
+from benchmarks.quality_common import (
+    BASE_RULES,
+    CLASS,
+    CLASSES,
+    MemoryCache,
+    MethodResult,
+    Sample,
+    prompts_paint,
+    spearman,
+)
+
+# ----------------------------------------------------------------------------- methods
+
+
+class OurMethod:
+    """The product's learner on a feature backend: ``classic`` (no weights) or
+    ``sam`` with ``backend_options`` (model_type, checkpoint, device, dtype)."""
+
+    def __init__(
+        self, seed: int, backend_name: str = "classic", backend_options: dict | None = None
+    ) -> None:
+        from prompting.features import backend_create
+
+        self.seed = seed
+        options = dict(backend_options or {})
+        self.backend = backend_create(backend_name, **options)
+        self.name = (
+            f"ours (sam {options.get('model_type', 'vit_b')})"
+            if backend_name == "sam"
+            else f"ours ({backend_name})"
+        )
+        self.cache = MemoryCache()
+        self.learner = None
+
+    def train(self, train: list[Sample], labels: dict[str, np.ndarray]) -> None:
+        from prompting.learner import TrainingImage, learner_train
+
+        images = [
+            TrainingImage(
+                s.image_id, s.rgb, labels[s.image_id], s.image_hash, all_background=not s.mask.any()
+            )
+            for s in train
+        ]
+        self.learner = learner_train(
+            images, classes=CLASSES, backend=self.backend, cache=self.cache, seed=self.seed
+        ).learner
+
+    def predict(self, sample: Sample, *, cached: bool) -> np.ndarray:
+        return self.learner.predict_proba(
+            sample.rgb,
+            backend=self.backend,
+            cache=self.cache if cached else None,
+            image_hash=sample.image_hash,
+        )
+
+    def anomaly(self, sample: Sample) -> np.ndarray | None:
+        """The anomaly map (H, W) of ``sample``, or None without a memory bank."""
+        return self.learner.anomaly_map(sample.rgb, backend=self.backend)
+
+
+class BaselineMethod:
+    """skimage.future.TrainableSegmenter recipe: multiscale_basic_features + RandomForest."""
+
+    name = "baseline (skimage RF)"
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.features: dict[str, np.ndarray] = {}
+        self.clf = None
+
+    def _features(self, sample: Sample, *, cached: bool) -> np.ndarray:
+        from skimage.feature import multiscale_basic_features
+
+        if cached and sample.image_id in self.features:
+            return self.features[sample.image_id]
+        f = multiscale_basic_features(sample.rgb, channel_axis=-1)  # TrainableSegmenter defaults
+        if cached:
+            self.features[sample.image_id] = f
+        return f
+
+    def train(self, train: list[Sample], labels: dict[str, np.ndarray]) -> None:
+        from sklearn.ensemble import RandomForestClassifier
+
+        xs, ys = [], []
+        for s in train:
+            lab = labels[s.image_id]
+            f = self._features(s, cached=True)
+            xs.append(f[lab >= 0])
+            ys.append(lab[lab >= 0])
+        self.clf = RandomForestClassifier(
+            n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=self.seed
+        )
+        self.clf.fit(np.concatenate(xs), np.concatenate(ys))
+
+    def predict(self, sample: Sample, *, cached: bool) -> np.ndarray:
+        f = self._features(sample, cached=cached)
+        h, w = f.shape[:2]
+        p = self.clf.predict_proba(f.reshape(-1, f.shape[-1]))
+        out = np.zeros((2, h * w), np.float32)
+        for j, k in enumerate(self.clf.classes_):
+            out[int(k)] = p[:, j]
+        return out.reshape(2, h, w)
+
+
+# ----------------------------------------------------------------------------- protocol run
+
+
+@dataclass
+class Trained:
+    """Outcome of :func:`protocol_train`: the strokes painted, the training images'
+    probabilities after the last round, and the time it took."""
+
+    prompts: dict[str, list[dict]]
+    train_probs: dict[str, np.ndarray]
+    train_s: float
+    train_cpu_s: float
+    rounds: list[str]
+
+
+def protocol_train(
+    method, train: list[Sample], prompts0: dict[str, list[dict]], *, rounds: int | None = None
+) -> Trained:
+    """Cold start on ``prompts0``, then ``rounds`` (default: the protocol's) rounds of
+    correction strokes on every training image, retraining after each."""
+    prompts = {k: list(v) for k, v in prompts0.items()}
+    n_rounds = protocol.CORRECTION_ROUNDS if rounds is None else rounds
+    train_s = 0.0
+    train_cpu = 0.0
+    timings = []
+    for r in range(n_rounds + 1):
+        labels = {s.image_id: prompts_paint(prompts[s.image_id], s.mask.shape) for s in train}
+        t0, c0 = time.perf_counter(), time.process_time()
+        method.train(train, labels)
+        train_probs = {s.image_id: method.predict(s, cached=True) for s in train}
+        train_s += time.perf_counter() - t0
+        train_cpu += time.process_time() - c0
+        timings.append(f"{time.perf_counter() - t0:.1f}s")
+        if r == n_rounds:
+            break
+        for s in train:
+            pred = train_probs[s.image_id][1] >= 0.5
+            prompts[s.image_id] += protocol.correction_strokes(pred, s.mask, label=CLASS)
+    return Trained(prompts, train_probs, train_s, train_cpu, timings)
+
+
+def run_method(
+    method, train: list[Sample], evaluation: list[Sample], prompts0: dict[str, list[dict]]
+):
+    from prompting.backtest import backtest_run, rules_tune
+    from prompting.rules import rules_apply, ruleset_validate
+
+    base = ruleset_validate(BASE_RULES)
+    trained = protocol_train(method, train, prompts0)
+    train_probs, train_s, train_cpu = trained.train_probs, trained.train_s, trained.train_cpu_s
+    rounds = trained.rounds
+
+    truths_train = {s.image_id: s.truth for s in train}
+    warning = None
+    anomaly_of = getattr(method, "anomaly", None)
+    train_inputs = _inputs(anomaly_of, train)
+    if isinstance(method, BaselineMethod):
+        ruleset = base
+    else:
+        tuned = rules_tune(
+            train_probs,
+            truths_train,
+            classes=CLASSES,
+            base=base,
+            inputs=train_inputs,
+            trained_on=list(truths_train),
+        )
+        ruleset, warning = tuned.ruleset, tuned.warning
+    eval_inputs: dict[str, dict] = {}
+
+    probs, inter, union, inter05, union05, times, cpu = {}, 0, 0, 0, 0, [], []
+    uncertainty, errors = [], []
+    for s in evaluation:
+        t0, c0 = time.perf_counter(), time.process_time()
+        p = method.predict(s, cached=False)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        probs[s.image_id] = p
+        eval_inputs.update(_inputs(anomaly_of, [s]))
+        decision = rules_apply(
+            p, classes=CLASSES, ruleset=ruleset, inputs=eval_inputs.get(s.image_id)
+        )
+        pred = np.asarray(decision.label_map) == 1
+        uncertainty.append(decision.uncertainty)
+        errors.append(int((pred ^ s.mask).sum()))
+        inter += int((pred & s.mask).sum())
+        union += int((pred | s.mask).sum())
+        p05 = p[1] >= 0.5
+        inter05 += int((p05 & s.mask).sum())
+        union05 += int((p05 | s.mask).sum())
+    report = backtest_run(
+        probs,
+        {s.image_id: s.truth for s in evaluation},
+        classes=CLASSES,
+        ruleset=ruleset,
+        inputs=eval_inputs,
+    )
+    extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
+    extra.update(_anomaly_figures(evaluation, eval_inputs))
+    return MethodResult(
+        iou=inter / max(union, 1),
+        iou_05=inter05 / max(union05, 1),
+        escape=report.escape_rate,
+        overkill=report.overkill_rate,
+        train_s=train_s,
+        predict_s=float(np.mean(times)),
+        train_cpu_s=train_cpu,
+        predict_cpu_s=float(np.mean(cpu)),
+        tune_warning=warning,
+        review_rho=spearman(uncertainty, errors),
+        rounds=rounds,
+        extra=extra,
+    )
+
+
+def _inputs(anomaly_of, samples: list[Sample]) -> dict[str, dict]:
+    """image id -> rule inputs (the anomaly map) for methods that give one."""
+    if anomaly_of is None:
+        return {}
+    out = {}
+    for s in samples:
+        a = anomaly_of(s)
+        if a is not None:
+            out[s.image_id] = {"anomaly": a}
+    return out
+
+
+def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
+    """Image AUROC of the anomaly peak (NG vs OK) and the pixel IoU of score >= 1."""
+    if not inputs or len(inputs) != len(evaluation):
+        return {}
+    from sklearn.metrics import roc_auc_score
+
+    peaks = [float(inputs[s.image_id]["anomaly"].max()) for s in evaluation]
+    ng = [int(s.mask.any()) for s in evaluation]
+    inter = union = 0
+    for s in evaluation:
+        hot = inputs[s.image_id]["anomaly"] >= 1.0
+        inter += int((hot & s.mask).sum())
+        union += int((hot | s.mask).sum())
+    return {
+        "anomaly_auroc": roc_auc_score(ng, peaks) if 0 < sum(ng) < len(ng) else None,
+        "anomaly_iou": inter / max(union, 1),
+    }
+
+
+def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodResult, int]:
+    """Good parts only: train on ten defect-free images, no stroke; the rules are the
+    base ones plus ``anomaly score >= 1.0`` (the good parts' own level; with no NG
+    image labelled there is nothing to tune it on). Evaluates every other image."""
+    from prompting.backtest import backtest_run
+    from prompting.learner import TrainingImage, learner_train
+    from prompting.rules import rules_apply, ruleset_validate
+
+    rng = np.random.default_rng(seed)
+    free = [s for s in samples if not s.mask.any()]
+    train = [free[i] for i in sorted(rng.permutation(len(free))[: protocol.N_TRAIN])]
+    chosen = {s.image_id for s in train}
+    evaluation = [s for s in samples if s.image_id not in chosen]
+    rules = dict(BASE_RULES)
+    rules["rules"] = [
+        *BASE_RULES["rules"],
+        {
+            "id": "anomaly",
+            "type": "anomaly_score",
+            "class": "*",
+            "min_score": 1.0,
+            "severity": "major",
+        },
+    ]
+    ruleset = ruleset_validate(rules)
+    t0, c0 = time.perf_counter(), time.process_time()
+    images = [
+        TrainingImage(
+            s.image_id,
+            s.rgb,
+            np.full(s.mask.shape, -1, np.int16),
+            s.image_hash,
+            all_background=True,
+        )
+        for s in train
+    ]
+    method.learner = learner_train(
+        images, classes=CLASSES, backend=method.backend, cache=method.cache, seed=seed
+    ).learner
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    probs, inputs, times, cpu, inter, union = {}, {}, [], [], 0, 0
+    for s in evaluation:
+        t1, c1 = time.perf_counter(), time.process_time()
+        probs[s.image_id] = method.predict(s, cached=False)
+        inputs.update(_inputs(method.anomaly, [s]))
+        times.append(time.perf_counter() - t1)
+        cpu.append(time.process_time() - c1)
+        d = rules_apply(
+            probs[s.image_id], classes=CLASSES, ruleset=ruleset, inputs=inputs[s.image_id]
+        )
+        pred = (np.asarray(d.label_map) > 0) | (inputs[s.image_id]["anomaly"] >= 1.0)
+        inter += int((pred & s.mask).sum())
+        union += int((pred | s.mask).sum())
+    report = backtest_run(
+        probs,
+        {s.image_id: s.truth for s in evaluation},
+        classes=CLASSES,
+        ruleset=ruleset,
+        inputs=inputs,
+    )
+    result = MethodResult(
+        iou=inter / max(union, 1),
+        iou_05=inter / max(union, 1),
+        escape=report.escape_rate,
+        overkill=report.overkill_rate,
+        train_s=train_s,
+        predict_s=float(np.mean(times)),
+        train_cpu_s=train_cpu,
+        predict_cpu_s=float(np.mean(cpu)),
+        extra={"ruleset": ruleset.to_dict(), **_anomaly_figures(evaluation, inputs)},
+    )
+    return result, len(evaluation)
