@@ -66,6 +66,25 @@ def test_features_are_pixel_resolution_and_normalised(lite0) -> None:
     assert np.isfinite(fmap.features).all()
 
 
+def test_network_runs_channels_last_with_the_same_stage_outputs(lite0) -> None:
+    """The loaded network is channels-last (faster on CPU); its stage outputs equal
+    those of the same network in the default contiguous layout."""
+    import copy
+
+    net = lite0.network()
+    kernels = [p for p in net.parameters() if p.dim() == 4]
+    assert kernels and all(k.is_contiguous(memory_format=torch.channels_last) for k in kernels)
+    nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    x = torch.from_numpy(_image(96, 128).astype(np.float32)).permute(2, 0, 1)[None]
+    x = (x - 127.0) / 128.0
+    with torch.inference_mode():
+        fast = net(x.contiguous(memory_format=torch.channels_last))
+        plain = nchw(x)
+    assert len(fast) == len(plain) == 5
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_without_classic_planes() -> None:
     backend = backend_create("backbone", classic=False)
     assert backend.adapt_features == () and backend.guide_feature is None
