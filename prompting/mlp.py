@@ -17,7 +17,7 @@ def one_blas_thread():
     """Context that runs BLAS single-threaded: the matrices here are small, and a
     multi-threaded BLAS on a shared, busy CPU spin-waits (10x slower measured)."""
     try:
-        # deferred on purpose: threadpoolctl is optional
+        # deferred: threadpoolctl is optional
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         return contextlib.nullcontext()
@@ -205,7 +205,7 @@ def adapt_per_image(probs: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def box(img: np.ndarray, radius: int) -> np.ndarray:
-    # deferred on purpose: scipy loads on first use
+    # deferred: scipy loads on first use
     from scipy import ndimage as ndi
 
     return ndi.uniform_filter(img, size=2 * radius + 1, mode="reflect")

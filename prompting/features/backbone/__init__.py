@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from prompting import anomaly
 from prompting.errors import BackendError
 from prompting.features.backbone.networks import (
     Architecture,
@@ -47,7 +48,7 @@ from prompting.features.backbone.networks import (
     lite_state_dict_to_timm,
 )
 from prompting.features.base import FeatureMap
-from prompting.features.classic import ClassicBackend
+from prompting.features.classic import ClassicBackend, classic_feature_count
 
 #: bump when the features change: part of the fingerprint (so of cache keys)
 BACKBONE_VERSION = 2
@@ -207,8 +208,6 @@ class BackboneBackend:
         self.classic = ClassicBackend() if classic else None
         n_classic = 0
         if self.classic is not None:
-            from prompting.features.classic import classic_feature_count
-
             n_classic = classic_feature_count(len(self.classic.sigmas))
         #: the classic planes come first, so the learner's refinements read them
         self.adapt_features = tuple(self.classic.adapt_features) if self.classic else ()
@@ -299,8 +298,6 @@ class BackboneBackend:
         """Patch features (h, w, D) float32 of ``image`` for the anomaly memory bank
         (:func:`prompting.anomaly.anomaly_patches` of ``stages``, default
         :attr:`anomaly_stages`)."""
-        from prompting import anomaly
-
         # one patch per ~8 px of the image at any scale (PatchCore's stride 8)
         return anomaly.anomaly_patches(
             self.deep_features(image, stages=self.anomaly_stages if stages is None else stages),
