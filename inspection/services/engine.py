@@ -203,12 +203,15 @@ def rules_apply(
 
 
 def backbone_options() -> dict[str, Any]:
-    """Options of the ``backbone`` backend for new models, from settings."""
+    """Options of the ``backbone`` backend for new models, from settings: with SAM
+    configured (and ``BACKBONE_FUSE_SAM``), SAM's embedding is fused in."""
     options: dict[str, Any] = {"arch": settings.BACKBONE_ARCH, "device": settings.BACKBONE_DEVICE}
     if settings.BACKBONE_CHECKPOINT:
         options["checkpoint"] = settings.BACKBONE_CHECKPOINT
     if settings.BACKBONE_CHECKPOINT_SHA256:
         options["checkpoint_sha256"] = settings.BACKBONE_CHECKPOINT_SHA256
+    if settings.BACKBONE_FUSE_SAM and sam_configured():
+        options["sam"] = sam_options()
     return options
 
 
