@@ -233,7 +233,7 @@ class BackboneBackend:
         self.n_classic = n_classic
         self.sam = None
         if sam:
-            # deferred on purpose: the SAM backend imports torch and segment-anything
+            # deferred: the SAM backend imports torch and segment-anything
             from prompting.features.sam import SamBackend
 
             self.sam = SamBackend(**sam)  # checks the checkpoint exists and the options
