@@ -191,6 +191,8 @@ BACKBONE_ARCH = env(
 BACKBONE_CHECKPOINT = env("BACKBONE_CHECKPOINT", "")  # local weights file; empty: the shipped ones
 BACKBONE_CHECKPOINT_SHA256 = env("BACKBONE_CHECKPOINT_SHA256", "")  # checked at load when set
 BACKBONE_DEVICE = env("BACKBONE_DEVICE", "cpu")  # cpu or cuda
+# new backbone models also read SAM's embedding when SAM_CHECKPOINT is set (off: never)
+BACKBONE_FUSE_SAM = env_bool("BACKBONE_FUSE_SAM", True)
 FEATURE_CACHE_DIR = Path(env("FEATURE_CACHE_DIR", str(VAR_DIR / "cache" / "features")))
 FEATURE_CACHE_MAX_BYTES = env_int("FEATURE_CACHE_MAX_BYTES", 2 * 1024**3)
 DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "classic")

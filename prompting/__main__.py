@@ -40,7 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from prompting.bundle import bundle_read
 from prompting.errors import PromptingError
+from prompting.features import backend_create
+from prompting.inputcheck import DEFAULT_MARGIN, MAX_MARGIN
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -57,7 +60,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _load_rgb(path: Path) -> tuple[np.ndarray, str]:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import image_decode, image_to_rgb8, pixels_hash
 
     rgb = image_to_rgb8(image_decode(path).pixels)
@@ -87,15 +90,14 @@ def _backend_options(
 
 
 def _progress(iterable, *, total: int, desc: str, quiet: bool):
-    # deferred on purpose: only the command line's progress bars need tqdm
+    # deferred: only the command line's progress bars need tqdm
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, file=sys.stderr, disable=quiet, unit="img")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.features import backend_create
+    # deferred: scikit-image and scipy load on first use
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 
@@ -129,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         labels = prompts_rasterize(prompts, shape=rgb.shape[:2], classes=classes)
         images.append(TrainingImage(name, rgb, labels, digest, all_background=name in ok_images))
 
-    # deferred on purpose: only the command line's progress bars need tqdm
+    # deferred: only the command line's progress bars need tqdm
     from tqdm import tqdm
 
     with tqdm(total=100, desc="train", file=sys.stderr, disable=args.quiet, unit="%") as bar:
@@ -157,23 +159,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.features import backend_create
+    # deferred: scikit-image and scipy load on first use
     from prompting.learner import Learner
     from prompting.pipeline import inspect_image
     from prompting.rules import DEFAULT_RULESET, ruleset_validate
 
     px_per_mm = args.px_per_mm
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.inputcheck import DEFAULT_MARGIN, MAX_MARGIN
-
     input_mode, input_margin = "flag", DEFAULT_MARGIN
     if args.input_margin is not None and not 0 <= args.input_margin <= MAX_MARGIN:
         raise PromptingError(f"--input-margin must be 0..{MAX_MARGIN}, got {args.input_margin}")
     if args.bundle:
-        # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-        from prompting.bundle import bundle_read
-
         if args.model or args.rules:
             raise PromptingError(
                 "--bundle carries the model and the rules: drop --model and --rules"
@@ -265,8 +260,7 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.features import backend_create
+    # deferred: scipy and PIL load on first use
     from prompting.images import png_encode
     from prompting.learner import Learner
 

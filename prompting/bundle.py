@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from prompting.errors import ArtifactError, BundleError, RuleSetError
-from prompting.inputcheck import DEFAULT_MARGIN
+from prompting.inputcheck import DEFAULT_MARGIN, MAX_MARGIN
 
 BUNDLE_FORMAT_NAME = "prompting.bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -77,7 +77,7 @@ def bundle_build(
     ``rules``: a rule-set dict. Both are checked as :func:`bundle_read` checks
     them, so a bundle that was built can be read.
     """
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.learner import Learner
     from prompting.rules import ruleset_check_context, ruleset_validate
 
@@ -110,7 +110,7 @@ def bundle_build(
 
 def bundle_read(source: bytes | str | Path) -> Bundle:
     """Open and verify a bundle (its bytes or a path); raises BundleError."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.learner import Learner
     from prompting.rules import ruleset_check_context, ruleset_validate
 
@@ -188,8 +188,7 @@ def bundle_read(source: bytes | str | Path) -> Bundle:
 
 
 def _input_check_check(check: Any, what: str) -> None:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.inputcheck import MAX_MARGIN
+    # deferred: scipy loads on first use
     from prompting.pipeline import INPUT_CHECK_MODES
 
     mode = check.get("mode") if isinstance(check, dict) else None

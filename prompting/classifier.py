@@ -51,7 +51,7 @@ def features_for(
 
     ``stats``: counts ``"cached"`` / ``"computed"`` up (what was reused)."""
     try:
-        # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+        # deferred: PIL loads on first use
         from prompting.features.cache import features_extract_cached
     except ImportError:  # cache module not available: plain extraction
         features_extract_cached = None
@@ -422,7 +422,7 @@ def probabilities_refine(
     rejects at most 0.25; other planes are rescaled so each pixel sums to 1.
     Returns a new array.
     """
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and PIL load on first use
     from prompting.segment import blob_refine
 
     out = probs.copy()

@@ -120,7 +120,7 @@ def image_profile(rgb8: np.ndarray) -> dict[str, float]:
     >>> p["brightness"], p["contrast"], p["focus"], p["detail"], p["scale"]
     (100.0, 0.0, 0.0, 0.0, 8.0)
     """
-    # deferred on purpose: scipy loads on first use
+    # deferred: scipy loads on first use
     from scipy.ndimage import gaussian_filter
 
     arr = np.asarray(rgb8)

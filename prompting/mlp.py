@@ -27,7 +27,7 @@ def _blas_controller():
     """The process's threadpoolctl controller, made once: making one scans every
     loaded library (~2 ms, as long as predicting a small image's pixels)."""
     try:
-        # deferred on purpose: threadpoolctl is optional
+        # deferred: threadpoolctl is optional
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         return None
@@ -215,7 +215,7 @@ def adapt_per_image(probs: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def box(img: np.ndarray, radius: int) -> np.ndarray:
-    # deferred on purpose: scipy loads on first use
+    # deferred: scipy loads on first use
     from scipy import ndimage as ndi
 
     return ndi.uniform_filter(img, size=2 * radius + 1, mode="reflect")

@@ -43,7 +43,7 @@ def decision_input_apply(decision: Any, check: InputCheck, *, mode: str) -> Any:
     unlike the training images is not passed on the model's word."""
     if mode not in INPUT_CHECK_MODES:
         raise ValueError(f"input check mode must be one of {INPUT_CHECK_MODES}, got {mode!r}")
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image loads on first use
     from prompting.rules.decision import Reason, severity_max
 
     reasons = list(decision.reasons)
@@ -93,7 +93,7 @@ def inspect_image(
     its tolerance. Models without ranges are reported as not checked.
     ``timings``: ``predict_ms``, ``rules_ms``, ``input_ms``, ``total_ms``.
     """
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image loads on first use
     from prompting.rules import rules_apply
 
     if input_mode not in INPUT_CHECK_MODES:

@@ -1,20 +1,32 @@
-"""The shape of the code: no import circle among the project's modules.
+"""The shape of the code: no import circle among the project's modules, and no
+source file too long to read.
 
-Only module-level imports count (those run when a module is imported; a
-function-local import defers a heavy module on purpose and says so). Imports
-under ``if TYPE_CHECKING:`` never run and don't count either.
+Every import counts, function-local ones too, except a function-local import
+marked as deferring a heavy module on purpose: a ``# deferred: <why>`` (or
+``# deferred on purpose: <why>``) comment at the end of the import, or on the
+line(s) just above it (that comment covers the imports that follow it
+directly). A circle is never a reason to defer.
+Imports under ``if TYPE_CHECKING:`` never run and don't count.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("inspection", "prompting", "benchmarks", "reliability")
+#: a function-local import with this comment defers a heavy module on purpose
+DEFERRED = re.compile(r"#\s*deferred(?: on purpose)?:\s*\S")
+#: no source file outside migrations is longer than this (lines)
+MAX_LINES = 600
 
 
 def _modules(root: Path = REPO, packages=PACKAGES) -> dict[str, Path]:
@@ -32,57 +44,100 @@ def _modules(root: Path = REPO, packages=PACKAGES) -> dict[str, Path]:
     return out
 
 
-def _top_level_imports(tree: ast.Module, *, package: str) -> list[tuple[str, list[str]]]:
-    """(module, names) of each module-level import (``if``/``try`` blocks
-    included, ``if TYPE_CHECKING`` excluded): ``import a.b`` gives
-    ``("a.b", [])``, ``from a import b, c`` gives ``("a", ["b", "c"])``;
-    relative imports are resolved against ``package``."""
-    found: list[tuple[str, list[str]]] = []
+@dataclass(frozen=True)
+class Import:
+    """One import statement: ``import a.b`` is ``("a.b", [])``, ``from a import
+    b, c`` is ``("a", ["b", "c"])`` (relative imports resolved)."""
 
-    def visit(body: list[ast.stmt]) -> None:
+    module: str
+    names: list[str]
+    line: int
+    local: bool  # inside a function: runs when the function is called
+    deferred: bool  # local and marked ``# deferred: <why>``
+
+
+def _type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _marked(node: ast.stmt, lines: list[str]) -> bool:
+    """A ``# deferred:`` comment at the end of the import's lines, or in the
+    comment lines directly above it."""
+    if any(DEFERRED.search(line) for line in lines[node.lineno - 1 : node.end_lineno]):
+        return True
+    i = node.lineno - 2
+    while i >= 0 and lines[i].strip().startswith("#"):
+        if DEFERRED.search(lines[i]):
+            return True
+        i -= 1
+    return False
+
+
+def _imports(source: str, *, package: str) -> list[Import]:
+    """Every import statement of ``source`` except those under ``if
+    TYPE_CHECKING:``; relative imports are resolved against ``package``."""
+    lines = source.splitlines()
+    found: list[Import] = []
+
+    def visit(body: list[ast.stmt], local: bool) -> None:
+        marked_until = -1  # last line of a marked import: the next one directly below shares it
         for node in body:
-            if isinstance(node, ast.Import):
-                found.extend((alias.name, []) for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                deferred = local and (marked_until == node.lineno - 1 or _marked(node, lines))
+                marked_until = node.end_lineno if deferred else -1
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        found.append(Import(alias.name, [], node.lineno, local, deferred))
+                    continue
                 base = node.module or ""
                 if node.level:
                     parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join([*parent, base] if base else parent)
-                found.append((base, [alias.name for alias in node.names]))
-            elif isinstance(node, ast.If):
-                test = node.test
-                guarded = (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-                    isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-                )
-                if not guarded:
-                    visit(node.body)
-                    visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-                for handler in node.handlers:
-                    visit(handler.body)
-                visit(node.orelse)
-                visit(node.finalbody)
+                names = [alias.name for alias in node.names]
+                found.append(Import(base, names, node.lineno, local, deferred))
+                continue
+            marked_until = -1
+            if isinstance(node, ast.If) and _type_checking(node.test):
+                continue
+            inner = local or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(node, field, None) or [], inner)
+            for handler in getattr(node, "handlers", None) or []:
+                visit(handler.body, inner)
+            for case in getattr(node, "cases", None) or []:
+                visit(case.body, inner)
 
-    visit(tree.body)
+    visit(ast.parse(source).body, False)
     return found
 
 
-def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """Module -> the project modules its module-level statements import.
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
-    ``from package import module`` depends on that module; ``from module
-    import name`` (a function, a class...) on the module."""
+
+def _targets(imp: Import, modules: dict[str, Path]) -> set[str]:
+    """The project modules one import depends on: ``from package import module``
+    on that module; ``from module import name`` (a function, a class...) on the
+    module."""
+    submodules = [f"{imp.module}.{n}" for n in imp.names if f"{imp.module}.{n}" in modules]
+    out = set(submodules)
+    if len(submodules) < len(imp.names) or not imp.names:
+        out.add(imp.module)
+    return {t for t in out if t in modules}
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports, at module level or inside a
+    function (except function-local imports marked ``# deferred:``)."""
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets = set()
-        for base, names in _top_level_imports(ast.parse(path.read_text()), package=package):
-            submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in modules]
-            targets.update(submodules)
-            if len(submodules) < len(names) or not names:
-                targets.add(base)
-        graph[name] = {t for t in targets if t in modules and t != name}
+        targets: set[str] = set()
+        for imp in _imports(path.read_text(), package=_package_of(name, path)):
+            if not imp.deferred:
+                targets |= _targets(imp, modules)
+        graph[name] = targets - {name}
     return graph
 
 
@@ -124,9 +179,51 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle_among_project_modules():
     cycles = import_cycles(import_graph(_modules()))
-    assert cycles == [], "import circles (module-level imports):\n" + "\n".join(
+    assert cycles == [], "import circles (function-local imports count too):\n" + "\n".join(
         " <-> ".join(c) for c in cycles
     )
+
+
+#: what the product's function-local imports defer: the engine's heavy modules
+HEAVY = ("torch", "segment_anything", "timm", "skimage", "scipy", "sklearn", "PIL")
+
+
+def unmarked_local_imports(
+    modules: dict[str, Path], *, root: Path = REPO, packages=("inspection", "prompting")
+) -> list[str]:
+    """``path:line: module`` of each function-local import of a project module,
+    in ``packages``, without a ``# deferred:`` comment."""
+    out = []
+    for name, path in modules.items():
+        if name.split(".")[0] not in packages:
+            continue
+        for imp in _imports(path.read_text(), package=_package_of(name, path)):
+            if imp.local and not imp.deferred and _targets(imp, modules):
+                out.append(f"{path.relative_to(root).as_posix()}:{imp.line}: {imp.module}")
+    return out
+
+
+def test_function_local_imports_in_the_product_say_what_they_defer():
+    """A function-local import of a project module in ``inspection/`` or
+    ``prompting/`` defers a heavy module on purpose, and says which; any other
+    belongs at the top of the module."""
+    assert unmarked_local_imports(_modules()) == []
+
+
+def test_the_web_process_starts_without_the_engines_heavy_modules():
+    """What ``inspection/`` defers is deferred indeed: the Django app, its URLs
+    (API and dashboard) and its tasks load none of the engine's heavy modules."""
+    code = (
+        "import sys, django; django.setup(); "
+        "import inspection.urls, inspection.tasks, inspection.wsgi; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "inspection.test_settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
 
 
 @pytest.mark.parametrize(
@@ -134,7 +231,69 @@ def test_no_import_circle_among_project_modules():
     [
         ({"a.py": "import pkg.b\n", "b.py": "from pkg import a\n"}, [["pkg.a", "pkg.b"]]),
         ({"a.py": "from . import b\n", "b.py": "from .a import thing\n"}, [["pkg.a", "pkg.b"]]),
-        ({"a.py": "def f():\n    import pkg.b\n", "b.py": "import pkg.a\n"}, []),
+        # a function-local import counts...
+        ({"a.py": "def f():\n    import pkg.b\n", "b.py": "import pkg.a\n"}, [["pkg.a", "pkg.b"]]),
+        (
+            {
+                "a.py": "class A:\n    def f(self):\n        from . import b\n",
+                "b.py": "import pkg.a\n",
+            },
+            [["pkg.a", "pkg.b"]],
+        ),
+        # ... unless marked as deferring a heavy module, at its end or just above it
+        (
+            {
+                "a.py": "def f():\n    import pkg.b  # deferred: loads torch\n",
+                "b.py": "import pkg.a\n",
+            },
+            [],
+        ),
+        (
+            {
+                "a.py": "def f():\n    # deferred: loads torch\n    import os\n    import pkg.b\n",
+                "b.py": "import pkg.a\n",
+            },
+            [],
+        ),
+        (
+            {
+                "a.py": "def f():\n    # deferred: the network, and\n    # torch\n    from pkg.b import g\n",
+                "b.py": "import pkg.a\n",
+            },
+            [],
+        ),
+        # the comment covers the imports directly below it, nothing further
+        (
+            {
+                "a.py": "def f():\n    # deferred: loads torch\n\n    import pkg.b\n",
+                "b.py": "import pkg.a\n",
+            },
+            [["pkg.a", "pkg.b"]],
+        ),
+        (
+            {
+                "a.py": "def f():\n    # deferred: loads torch\n    import os\n    x = 1\n    import pkg.b\n",
+                "b.py": "import pkg.a\n",
+            },
+            [["pkg.a", "pkg.b"]],
+        ),
+        # a comment without the marker, or a marked module-level import, still counts
+        (
+            {"a.py": "def f():\n    import pkg.b  # deferred for now\n", "b.py": "import pkg.a\n"},
+            [["pkg.a", "pkg.b"]],
+        ),
+        (
+            {"a.py": "import pkg.b  # deferred: loads torch\n", "b.py": "import pkg.a\n"},
+            [["pkg.a", "pkg.b"]],
+        ),
+        (
+            {
+                "a.py": "def f():\n    if True:\n        from typing import TYPE_CHECKING\n"
+                "        if TYPE_CHECKING:\n            import pkg.b\n",
+                "b.py": "import pkg.a\n",
+            },
+            [],
+        ),
         (
             {
                 "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.b\n",
@@ -158,13 +317,37 @@ def test_no_import_circle_among_project_modules():
         ),
     ],
 )
-def test_the_check_finds_circles_through_module_level_imports_only(tmp_path, files, expected):
+def test_the_check_finds_circles_through_every_import_not_marked_deferred(
+    tmp_path, files, expected
+):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     for name, text in files.items():
         (tmp_path / "pkg" / name).write_text(text)
     graph = import_graph(_modules(tmp_path, ("pkg",)))
     assert import_cycles(graph) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("import pkg.b\n", []),
+        ("def f():\n    import os\n", []),
+        ("def f():\n    import pkg.b\n", ["pkg/a.py:2: pkg.b"]),
+        ("def f():\n    from pkg import b, c\n", ["pkg/a.py:2: pkg"]),
+        ("def f():\n    import pkg.b  # deferred: loads torch\n", []),
+        ("def f():\n    # deferred: loads torch\n    from . import b\n", []),
+        ("def f():\n    # deferred on purpose: loads torch\n    from . import b\n", []),
+        ("def f():\n    # loads torch\n    from . import b\n", ["pkg/a.py:3: pkg"]),
+    ],
+)
+def test_the_check_names_unmarked_local_imports(tmp_path, text, expected):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text(text)
+    (tmp_path / "pkg" / "b.py").write_text("")
+    modules = _modules(tmp_path, ("pkg",))
+    assert unmarked_local_imports(modules, root=tmp_path, packages=("pkg",)) == expected
 
 
 def _readme_layout() -> list[str]:

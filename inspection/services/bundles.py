@@ -14,6 +14,7 @@ from inspection.models import ModelVersion, RuleSet
 from inspection.services.rulesets import ruleset_active_get
 from inspection.storage import bytes_read
 from inspection.types import Actor
+from prompting.bundle import bundle_build
 from prompting.errors import BundleError
 
 
@@ -34,9 +35,6 @@ def model_bundle_build(
     """The bundle of ``model_version`` with the project's active rules (or rule-set
     version ``rules_version``) and its px_per_mm; 400 naming ``rules_version``
     when the project has no such version, or when the rules don't fit the model."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.bundle import bundle_build
-
     project = model_version.project
     if rules_version is None:
         ruleset = ruleset_active_get(project=project)

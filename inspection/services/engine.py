@@ -18,6 +18,7 @@ from django.conf import settings
 
 from inspection.errors import Conflict
 from inspection.storage import bytes_read, local_copy
+from prompting.features import backend_create
 
 if TYPE_CHECKING:  # the engine's types, for signatures only (the engine loads lazily)
     from inspection.models import Image, ModelVersion, RuleSet
@@ -38,7 +39,7 @@ _EMBEDDINGS_MAX = 8  # ~4 MB each: the images being painted right now
 
 def feature_cache_get() -> FeatureCache:
     """The on-disk feature/embedding cache shared by every process (or None)."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.features.cache import FeatureCache
 
     key = ("cache", str(settings.FEATURE_CACHE_DIR), settings.FEATURE_CACHE_MAX_BYTES)
@@ -71,7 +72,7 @@ def sam_model_get() -> SamModel:
             "SAM_DEVICE) to a segment-anything checkpoint",
             code="sam_not_configured",
         )
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL, then torch and segment_anything, load on first use
     from prompting.features.sam import sam_model_load
 
     model = sam_model_load(**sam_options())
@@ -99,7 +100,7 @@ def embedding_get(key: str) -> SamEmbedding | None:
 
     Interactive clicks on the same image skip re-reading 4 MB from disk.
     """
-    # deferred on purpose: the SAM package loads with the engine's numpy stack
+    # deferred: PIL loads on first use
     from prompting.features.sam import embedding_cache_get
 
     with _lock:
@@ -122,6 +123,7 @@ _CLICK_FEATURES_MAX = 16  # ~1-4 MB each: the images being clicked on right now
 def click_features_cached(key: str):
     """Click features (:class:`prompting.clicks.ClickFeatures`) by cache key: from
     process memory, else the disk cache (or None)."""
+    # deferred: scikit-image and scipy load on first use
     from prompting.clicks import ClickFeatures
 
     with _lock:
@@ -161,7 +163,7 @@ _rulesets: OrderedDict[str, Any] = OrderedDict()
 
 def ruleset_get(ruleset: RuleSet) -> EngineRuleSet:
     """The engine RuleSet of a (never edited: versions are new rows) RuleSet row, cached."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.rules import ruleset_validate
 
     key = str(ruleset.id)
@@ -188,7 +190,7 @@ def rules_apply(
     """The engine's ``Decision`` on (K+1,H,W) float32 ``probabilities`` (and the
     image's (H,W) ``anomaly`` map, when the model has one) under the RuleSet row
     ``ruleset`` (validated once per process, see :func:`ruleset_get`)."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.rules import rules_apply as engine_rules_apply
 
     return engine_rules_apply(
@@ -201,12 +203,15 @@ def rules_apply(
 
 
 def backbone_options() -> dict[str, Any]:
-    """Options of the ``backbone`` backend for new models, from settings."""
+    """Options of the ``backbone`` backend for new models, from settings: with SAM
+    configured (and ``BACKBONE_FUSE_SAM``), SAM's embedding is fused in."""
     options: dict[str, Any] = {"arch": settings.BACKBONE_ARCH, "device": settings.BACKBONE_DEVICE}
     if settings.BACKBONE_CHECKPOINT:
         options["checkpoint"] = settings.BACKBONE_CHECKPOINT
     if settings.BACKBONE_CHECKPOINT_SHA256:
         options["checkpoint_sha256"] = settings.BACKBONE_CHECKPOINT_SHA256
+    if settings.BACKBONE_FUSE_SAM and sam_configured():
+        options["sam"] = sam_options()
     return options
 
 
@@ -214,9 +219,6 @@ def backend_get(name: str, options: dict | None = None) -> FeatureBackend:
     """A feature backend by registry name; ``sam`` takes its options from settings,
     other backends ``options`` (default: ``backbone`` from settings, the others
     their defaults)."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.features import backend_create
-
     if name == "sam":
         options = sam_options()
     elif options is None and name == "backbone":
@@ -247,7 +249,7 @@ def backend_for(model_version: ModelVersion, learner: Learner | None = None) -> 
 
 def learner_get(model_version: ModelVersion) -> Learner:
     """The learner of ``model_version``, loaded once per process (LRU by id)."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scipy loads on first use
     from prompting.learner import Learner
 
     key = str(model_version.id)
@@ -266,7 +268,7 @@ def learner_get(model_version: ModelVersion) -> Learner:
 
 def image_pixels_load(image: Image) -> tuple[np.ndarray, str]:
     """(rgb8 (H,W,3) uint8 RGB, pixels_hash) of a stored Image row."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import image_decode, image_to_rgb8, pixels_hash
 
     decoded = image_decode(bytes_read(image.file.name), max_pixels=settings.UPLOAD_MAX_PIXELS)
@@ -278,7 +280,7 @@ def image_mask_load(image: Image) -> np.ndarray | None:
     """Ground-truth mask (H,W) bool of an Image row, or None."""
     if not image.mask:
         return None
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import mask_decode
 
     return mask_decode(bytes_read(image.mask.name), shape=(image.height, image.width))

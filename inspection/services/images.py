@@ -49,7 +49,7 @@ def filename_sanitise(name: str | None) -> str:
 def image_decode(data: bytes, *, field: str) -> Any:
     """The engine's decoded image (``prompting.images.DecodedImage``) of uploaded
     ``data``, within the upload limits; InvalidInput on ``field`` otherwise."""
-    # deferred on purpose: the engine's image codecs load PIL and numpy
+    # deferred: PIL loads on first use
     from prompting.images import image_decode as engine_image_decode
 
     try:
@@ -76,7 +76,7 @@ def image_upload(
     ``duplicate=True`` instead of being stored twice. A mask must have the
     image's size (400 on ``mask``); a verdict, when missing, is derived from it.
     """
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import image_to_rgb8, pixels_hash, png_encode, thumbnail_encode
 
     if len(data) > settings.UPLOAD_MAX_BYTES:
@@ -181,7 +181,7 @@ def images_upload(
 
 
 def _mask_decode(data: bytes, *, shape: tuple[int, int]) -> np.ndarray:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import mask_decode
 
     try:
@@ -199,7 +199,7 @@ def image_ground_truth_set(
     *, image: Image, verdict: str | None = None, mask: bytes | None = None, clear_mask: bool = False
 ) -> Image:
     """Set or change the ground-truth verdict and/or mask of an image."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import png_encode
 
     if verdict not in (None, "", Verdict.OK, Verdict.NG):
@@ -271,7 +271,7 @@ def image_display(*, name: str) -> tuple[bytes, str] | None:
     their content type (TIFF, BMP, 16-bit, alpha, EXIF-rotated; see
     ``prompting.images.display_encode``). Raises FileNotFoundError when the file
     is gone from storage."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.images import display_encode
 
     try:

@@ -186,7 +186,7 @@ def inspection_run_result(
     ``rules_ms``, ``input_ms``, ``engine_ms`` (predict + rules) and ``total_ms``
     (service side).
     """
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scipy and PIL load on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
 

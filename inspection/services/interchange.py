@@ -40,6 +40,13 @@ from inspection.services import engine
 from inspection.services.images import image_ground_truth_set
 from inspection.services.predictions import probabilities_load
 from inspection.storage import bytes_read
+from prompting.interchange import (
+    coco_bbox,
+    coco_rle_decode,
+    coco_rle_encode,
+    ls_brush_decode,
+    ls_brush_encode,
+)
 
 SOURCES = ("ground_truth", "predictions")
 GT_DEFECT = "defect"
@@ -122,8 +129,6 @@ def _image_entry(image: Image, n: int) -> dict:
 def project_export_coco(*, project: Project, source: str = "ground_truth") -> dict:
     """The project's ground truth or its deployed model's predictions as a COCO
     instance-segmentation dataset (see the module doc)."""
-    from prompting.interchange import coco_bbox, coco_rle_encode
-
     if source not in SOURCES:
         raise InvalidInput(
             f"source must be one of {SOURCES}",
@@ -184,8 +189,6 @@ def project_export_coco(*, project: Project, source: str = "ground_truth") -> di
 
 
 def _brush_result(*, key: str, mask: np.ndarray, label: str) -> dict:
-    from prompting.interchange import ls_brush_encode
-
     h, w = mask.shape
     return {
         "id": key,
@@ -239,6 +242,7 @@ def project_export_labelstudio(*, project: Project) -> list[dict]:
 
 
 def _png(mask: np.ndarray) -> bytes:
+    # deferred: PIL loads on first use
     from prompting.images import png_encode
 
     return png_encode(mask.astype(np.uint8))
@@ -320,8 +324,6 @@ def ground_truth_import_coco(*, project: Project, data: dict) -> ImportResult:
     each listed image's mask is the union of its annotations' masks (RLE, any
     category; an image with none is OK). Images are matched by ``sha256``, else
     by file name; the rest are reported. All or nothing."""
-    from prompting.interchange import coco_rle_decode
-
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise _bad("images", "a COCO dataset is an object with an `images` list")
     anns = data.get("annotations", [])
@@ -385,8 +387,6 @@ def ground_truth_import_labelstudio(*, project: Project, tasks: list) -> ImportR
     mask, the union of its brush results (any label); a task without
     annotations is skipped. Images are matched by ``data.sha256``, else by the
     file name in ``data.file_name`` or ``data.image``. All or nothing."""
-    from prompting.interchange import ls_brush_decode
-
     if not isinstance(tasks, list):
         raise _bad("tasks", "Label Studio tasks are a JSON list")
     if len(tasks) > IMPORT_MAX_IMAGES:

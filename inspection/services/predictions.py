@@ -21,6 +21,7 @@ from inspection.selectors import model_candidate
 from inspection.services import engine, jobs
 from inspection.storage import bytes_read, bytes_save, name_new
 from inspection.types import Actor
+from prompting.probmaps import anomaly_decode, probabilities_decode, probabilities_encode
 
 
 def prediction_store(
@@ -41,9 +42,8 @@ def prediction_store(
     Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
     replaces any earlier prediction of the same (image, model, rules).
     """
-    # deferred on purpose: the engine's image codecs load PIL and numpy
+    # deferred: PIL loads on first use
     from prompting.images import png_encode
-    from prompting.probmaps import probabilities_encode
 
     project = image.project
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def overlay_render(
     blobs: list | None = None,
 ) -> np.ndarray:
     """(H,W,3) uint8 RGB: ``rgb8`` with the labelled pixels tinted by ``colours``."""
-    # deferred on purpose: the engine's overlay loads scikit-image
+    # deferred: scikit-image and scipy load on first use
     from prompting.overlay import render_overlay
 
     return render_overlay(rgb8, label_map, colours=colours, blobs=blobs)
@@ -127,18 +127,12 @@ def overlay_render(
 def probabilities_load(prediction: Prediction) -> np.ndarray:
     """(K+1,H,W) float32 probabilities stored with a prediction (quantised to 1/255:
     ``prompting.probmaps``)."""
-    # deferred on purpose: the engine loads numpy
-    from prompting.probmaps import probabilities_decode
-
     return probabilities_decode(bytes_read(prediction.probabilities.name))
 
 
 def prediction_anomaly_load(prediction: Prediction) -> np.ndarray | None:
     """The anomaly map (H,W) float32 stored with a prediction (None: the model has
     no memory bank of good parts)."""
-    # deferred on purpose: the engine loads numpy
-    from prompting.probmaps import anomaly_decode
-
     if not prediction.probabilities or prediction.anomaly_peak is None:
         return None  # stored without a map: nothing to read
     return anomaly_decode(bytes_read(prediction.probabilities.name))
@@ -147,7 +141,7 @@ def prediction_anomaly_load(prediction: Prediction) -> np.ndarray | None:
 def prediction_anomaly_png(prediction: Prediction) -> bytes | None:
     """A PNG heat map (RGBA, transparent where the image is as good parts are) of the
     prediction's anomaly map, or None when its model has no memory bank."""
-    # deferred on purpose: the engine's codecs load PIL
+    # deferred: scikit-image, scipy and PIL load on first use
     from prompting.images import png_encode
     from prompting.overlay import anomaly_heatmap
 

@@ -16,6 +16,7 @@ from inspection.services.images import image_cache_purge
 from inspection.services.rulesets import ruleset_default_create
 from inspection.storage import prefix_delete, project_prefix
 from inspection.types import Actor
+from prompting.features import backend_names
 from prompting.inputcheck import DEFAULT_MARGIN
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -105,9 +106,6 @@ def project_create(
 
 
 def _backend_check(name: str) -> None:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
-    from prompting.features import backend_names
-
     if name not in backend_names():
         raise InvalidInput(
             f"unknown feature backend {name!r}",

@@ -17,7 +17,7 @@ MAX_PROMPTS_PER_IMAGE = 2000
 
 def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = "") -> Any:
     """Engine prompt from its dict form; PromptError → 400 naming the field."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.prompts import prompt_from_dict
 
     if not isinstance(data, Mapping):
@@ -35,7 +35,7 @@ def prompt_parse(*, image: Image, data: Mapping, field_prefix: str = "") -> Any:
 
 
 def prompt_create(*, image: Image, data: Mapping, user: Actor = None) -> Prompt:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.prompts import prompt_to_dict
 
     prompt = prompt_parse(image=image, data=data)

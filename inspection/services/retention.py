@@ -93,7 +93,7 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
 
 
 def cache_keys(pixels_hashes: Iterable[str], *, fingerprints: set[str]) -> set[str]:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.features.cache import cache_key
 
     return {

@@ -172,7 +172,7 @@ def rules_backtest(
     rows: tuple | None = None,
 ) -> dict:
     """Backtest ``data`` (or the active rules) on labelled images vs the active rules."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.backtest import backtest_run
 
     active = rulesets.ruleset_active_get(project=project)
@@ -209,7 +209,7 @@ def rules_tune(
     ``data``: the rule set to start from (every setting but the tuned threshold
     and minimum area is kept), by default the active one.
     """
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.backtest import rules_tune as engine_tune
 
     active = rulesets.ruleset_active_get(project=project)

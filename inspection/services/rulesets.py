@@ -22,7 +22,7 @@ from prompting.errors import RuleSetError
 
 def ruleset_parse(data: Any) -> Any:
     """The engine's ``RuleSet`` for ``data``; InvalidInput naming every invalid field."""
-    # deferred on purpose: the engine's rules load scikit-image
+    # deferred: scikit-image and scipy load on first use
     from prompting.rules import ruleset_validate
 
     if not isinstance(data, Mapping):
@@ -50,7 +50,7 @@ def ruleset_classes_check(*, project: Project, data: dict) -> None:
 def ruleset_vocabulary_get() -> dict:
     """What a rule set may say (rule types and their fields, measures, morphology
     operations, severities), from the engine: rule editors build their forms from it."""
-    # deferred on purpose: the engine's rules load scikit-image
+    # deferred: scikit-image and scipy load on first use
     from prompting.rules import ruleset_vocabulary
 
     return ruleset_vocabulary()
@@ -58,7 +58,7 @@ def ruleset_vocabulary_get() -> dict:
 
 def ruleset_default_create(*, project: Project, user: Actor = None) -> RuleSet:
     """Version 1 of ``project``'s rules: the engine's defaults, made active."""
-    # deferred on purpose: the engine's rules load scikit-image
+    # deferred: scikit-image and scipy load on first use
     from prompting.rules import DEFAULT_RULESET
 
     rs = RuleSet.objects.create(

@@ -30,7 +30,7 @@ from inspection.services.jobs import (
 )
 from inspection.services.prompts import prompt_parse
 from inspection.types import Actor, RowId
-from prompting.errors import PromptError
+from prompting.errors import BackendError, PromptError
 
 MAX_SEGMENT_PROMPTS = 200
 
@@ -65,7 +65,7 @@ class EmbeddingNotReady(Conflict):
 
 
 def _embedding_key(model, phash: str) -> str:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.features.cache import cache_key
 
     return cache_key(model.fingerprint, phash, kind="sam_embedding")
@@ -135,7 +135,7 @@ def segment_run(
             "the image's SAM embedding is being computed; retry when the job has succeeded",
             extra={"job": str(job.id), "job_state": job.state},
         )
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image, scipy and PIL load on first use
     from prompting.segment import segment_prompts
 
     try:
@@ -156,6 +156,7 @@ def segment_run(
 def _segment_backbone(
     *, image: Image, prompts: Sequence[dict], target: str | None, t0: float
 ) -> SegmentOutput:
+    # deferred: scikit-image and scipy load on first use
     from prompting.clicks import click_segment
 
     parsed, target = _prompts_parse(image=image, prompts=prompts, target=target)
@@ -188,8 +189,8 @@ def click_features_get(*, image: Image):
     by the backbone's fingerprint and the image's pixels); computed and stored
     on a miss. Conflict when the backbone network cannot be loaded.
     """
+    # deferred: scikit-image and scipy load on first use
     from prompting.clicks import ClickFeatures, click_features
-    from prompting.errors import BackendError
 
     try:
         backend = engine.backend_get("backbone")
@@ -215,12 +216,14 @@ def click_features_get(*, image: Image):
 
 def click_features_fingerprint(backend) -> str:
     """Cache fingerprint of click features: their version and the backbone's fingerprint."""
+    # deferred: scikit-image and scipy load on first use
     from prompting.clicks import CLICK_FEATURES_VERSION
 
     return f"clicks-v{CLICK_FEATURES_VERSION}:{backend.fingerprint()}"
 
 
 def _click_key(fingerprint: str, phash: str) -> str:
+    # deferred: PIL loads on first use
     from prompting.features.cache import cache_key
 
     return cache_key(fingerprint, phash, kind=CLICKS_CACHE_KIND)
@@ -248,7 +251,7 @@ def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL loads on first use
     from prompting.features.sam import embedding_extract_cached
 
     image = job.image
@@ -272,7 +275,7 @@ def _embed(job: Job) -> tuple[dict, dict, str]:
 
 def mask_png_base64(mask: np.ndarray) -> str:
     """A 1-bit PNG (black/white once decoded), fast to encode and small on the wire."""
-    # deferred on purpose: PIL loads on first use
+    # deferred: PIL loads on first use
     from PIL import Image as PILImage
 
     buf = io.BytesIO()

@@ -85,7 +85,7 @@ def shadow_decide(
     """The shadow task's work: decide the stored image with ``model_version_id``
     and the inspection's own rules, record it, delete the image. Safe to run
     twice (the second finds the decision); a model that fails is recorded."""
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scipy and PIL load on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
 

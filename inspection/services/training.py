@@ -119,7 +119,7 @@ def training_run(*, job_id: RowId, task_id: str = "") -> None:
 
 
 def _train(job: Job) -> None:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scikit-image and scipy load on first use
     from prompting.learner import TrainingImage, learner_train
     from prompting.prompts import prompt_from_dict, prompts_rasterize
 

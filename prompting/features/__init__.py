@@ -19,21 +19,21 @@ from prompting.features.base import (
 
 
 def _classic_create(**options: Any) -> FeatureBackend:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scipy loads when the backend is first created
     from prompting.features.classic import ClassicBackend
 
     return ClassicBackend(**options)
 
 
 def _backbone_create(**options: Any) -> FeatureBackend:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: scipy, then torch and timm, load when the backend is first created
     from prompting.features.backbone import BackboneBackend
 
     return BackboneBackend(**options)
 
 
 def _sam_create(**options: Any) -> FeatureBackend:
-    # deferred on purpose: the engine (numpy, scikit-image, torch) loads on first use
+    # deferred: PIL, then torch and segment_anything, load when the backend is first created
     from prompting.features.sam import SamBackend
 
     return SamBackend(**options)

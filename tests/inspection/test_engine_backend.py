@@ -108,3 +108,17 @@ def test_orphans_keep_a_live_images_entries_of_a_models_own_options(model_with_o
     project.save(update_fields=["deployed_model"])
     mv.delete()
     assert key in orphans_find(load_sam=False).cache
+
+
+def test_new_backbone_models_fuse_sam_when_it_is_configured(settings, tiny_sam_checkpoint):
+    settings.SAM_CHECKPOINT = ""
+    assert "sam" not in engine.backbone_options()
+    settings.SAM_MODEL_TYPE = tiny_sam_checkpoint.model_type
+    settings.SAM_CHECKPOINT = str(tiny_sam_checkpoint.checkpoint)
+    settings.BACKBONE_FUSE_SAM = True
+    options = engine.backbone_options()
+    assert options["sam"]["checkpoint"] == str(tiny_sam_checkpoint.checkpoint)
+    backend = engine.backend_get("backbone")
+    assert backend.sam is not None and backend.sam.model_type == tiny_sam_checkpoint.model_type
+    settings.BACKBONE_FUSE_SAM = False
+    assert "sam" not in engine.backbone_options()

@@ -159,3 +159,64 @@ def test_importing_the_backend_loads_no_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules or 'timm' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_sam_embedding_fused_when_a_checkpoint_is_given(lite0, tiny_sam_checkpoint) -> None:
+    """With ``sam`` options the backbone appends SAM's embedding, projected to
+    SAM_FUSED_DIMS channels at pixel resolution, standardised per image; the
+    fingerprint carries SAM's, and the options rebuild the same backend."""
+    from prompting.features.backbone import SAM_FUSED_DIMS
+    from prompting.features.sam import SamBackend
+
+    sam_options = {
+        "model_type": tiny_sam_checkpoint.model_type,
+        "checkpoint": str(tiny_sam_checkpoint.checkpoint),
+    }
+    fused = backend_create("backbone", sam=sam_options)
+    img = _image(48, 64)
+    plain = lite0.extract(img).features
+    features = fused.extract(img).features
+    assert features.shape == (48, 64, plain.shape[-1] + SAM_FUSED_DIMS)
+    np.testing.assert_array_equal(features[..., : plain.shape[-1]], plain)
+    sam_part = features[..., plain.shape[-1] :]
+    assert np.isfinite(sam_part).all()
+    np.testing.assert_allclose(sam_part.mean(axis=(0, 1)), 0, atol=1e-3)
+    # the projection of SAM's own cells, not noise: channels vary with the embedding
+    cells = SamBackend(**sam_options).extract(img).features
+    assert cells.shape[-1] == 256 and sam_part.std(axis=(0, 1)).min() > 0.5
+    assert fused.fingerprint() != lite0.fingerprint()
+    assert fused.options["sam"]["checkpoint"] == str(tiny_sam_checkpoint.checkpoint)
+    assert backend_create("backbone", **fused.options).fingerprint() == fused.fingerprint()
+    assert lite0.options["sam"] is None
+
+
+def test_sam_fusion_options_are_checked(tmp_path) -> None:
+    with pytest.raises(BackendError, match="sam must be the options of the sam backend"):
+        backend_create("backbone", sam="vit_b")
+    with pytest.raises(BackendError, match="SAM checkpoint not found"):
+        backend_create("backbone", sam={"checkpoint": str(tmp_path / "missing.pth")})
+
+
+def test_a_learner_trains_and_predicts_on_fused_features(tiny_sam_checkpoint) -> None:
+    from prompting.learner import TrainingImage, learner_train
+
+    fused = backend_create(
+        "backbone",
+        sam={
+            "model_type": tiny_sam_checkpoint.model_type,
+            "checkpoint": str(tiny_sam_checkpoint.checkpoint),
+        },
+    )
+    images = []
+    for i in range(3):
+        img = _image(48, 64, seed=i)
+        img[10:20, 20:40] = 255  # a bright defect
+        labels = np.full((48, 64), -1, np.int16)
+        labels[12:18, 24:36] = 1
+        labels[30:40, 5:60] = 0
+        images.append(TrainingImage(f"im{i}", img, labels))
+    result = learner_train(images, classes=["scratch"], backend=fused, steps=60, anomaly=False)
+    probs = result.learner.predict_proba(images[0].pixels, backend=fused)
+    assert probs.shape == (2, 48, 64) and np.allclose(probs.sum(axis=0), 1, atol=1e-4)
+    assert result.learner.backend_options["sam"] is not None
+    assert probs[1, 12:18, 24:36].mean() > probs[1, 30:40, 5:60].mean()

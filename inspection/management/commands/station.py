@@ -17,6 +17,7 @@ from django.db import connections
 
 from inspection.models import Project
 from inspection.services.stations import DEFAULT_ALLOW, Station, networks_parse
+from inspection.stations.app import StationApp
 
 
 class Command(BaseCommand):
@@ -73,8 +74,6 @@ class Command(BaseCommand):
 def station_serve(*, station: Station, bind: str, workers: int) -> None:
     """Serve ``station`` with gunicorn until stopped (SIGTERM / SIGINT)."""
     from gunicorn.app.base import BaseApplication
-
-    from inspection.stations.app import StationApp
 
     class _Server(BaseApplication):
         def load_config(self):

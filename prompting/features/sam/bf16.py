@@ -106,7 +106,7 @@ def sam_bf16_validate(model: SamModel, *, probe: np.ndarray | None = None) -> fl
 def _bf16_fast(device: str) -> bool:
     """Whether ``device`` runs bf16 matmuls faster than fp32: a CUDA GPU with
     bf16 support, or a CPU with AMX tiles (without AMX, CPU bf16 is slower)."""
-    # deferred on purpose: torch loads on first use
+    # deferred: torch loads on first use
     import torch
 
     if torch.device(device).type == "cuda":

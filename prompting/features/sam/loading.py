@@ -58,7 +58,7 @@ def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def state_dict_read(path: Path) -> dict[str, Any]:
-    # deferred on purpose: torch loads on first use
+    # deferred: torch loads on first use
     import torch
 
     try:
@@ -88,7 +88,7 @@ def state_dict_read(path: Path) -> dict[str, Any]:
 
 
 def device_check(device: str) -> str:
-    # deferred on purpose: torch loads on first use
+    # deferred: torch loads on first use
     import torch
 
     try:

@@ -115,7 +115,7 @@ def masks_upscale(
     ``side / 256`` and no kept pixel reads past them), and the final resize is
     skipped when it is an identity (long side 1024).
     """
-    # deferred on purpose: torch loads on first use
+    # deferred: torch loads on first use
     import torch.nn.functional as F
 
     lr = low_res[0].unsqueeze(1)  # (C, 1, 256, 256)
@@ -176,7 +176,7 @@ class SamModel:
         self.dtype = dtype
         self.dtype_requested = dtype_requested or dtype
         self.bf16_iou = bf16_iou
-        # deferred on purpose: the decoder imports torch
+        # deferred: the decoder imports torch
         from prompting.features.sam.decoder import decoder_supported, upscaling_as_matmul
 
         upscaling_as_matmul(sam)
@@ -202,10 +202,10 @@ class SamModel:
         It is computed in fp32 whatever the caller's autocast, so an fp32 and a
         bf16 decode may share it.
         """
-        # deferred on purpose: torch loads on first use
+        # deferred: torch loads on first use
         import torch
 
-        # deferred on purpose: the decoder imports torch
+        # deferred: the decoder imports torch
         from prompting.features.sam.decoder import decoder_prepare, dense_pe, mask_decoder_run
 
         device_type = torch.device(self.device).type
@@ -263,7 +263,7 @@ class SamModel:
         return self._encode(image, bf16=self.dtype == "bf16")
 
     def _encode(self, image: np.ndarray, *, bf16: bool) -> SamEmbedding:
-        # deferred on purpose: torch loads on first use
+        # deferred: torch loads on first use
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -310,7 +310,7 @@ class SamModel:
         ``bf16``: run the mask decoder under bf16 autocast (default: when the
         model's ``dtype`` is ``"bf16"``).
         """
-        # deferred on purpose: torch loads on first use
+        # deferred: torch loads on first use
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 

@@ -29,7 +29,7 @@ _MODEL_TYPES: dict[str, SamModelBuilder] = {}
 
 def _segment_anything_builder(name: str) -> SamModelBuilder:
     def build() -> Any:
-        # deferred on purpose: torch loads on first use
+        # deferred: torch loads on first use
         from segment_anything import sam_model_registry
 
         return sam_model_registry[name](checkpoint=None)

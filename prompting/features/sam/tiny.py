@@ -22,7 +22,7 @@ TINY_SAM_TYPE = "vit_tiny_test"
 
 def tiny_sam_build() -> Any:
     """An uninitialised tiny ``segment_anything.modeling.Sam`` (random weights)."""
-    # deferred on purpose: torch and segment_anything load only when a model is built
+    # deferred: torch and segment_anything load only when a model is built
     from functools import partial
 
     import torch
@@ -75,7 +75,7 @@ def tiny_sam_register() -> str:
 
 def tiny_sam_save(path: Path, *, seed: int) -> Path:
     """Save the state_dict of a tiny SAM initialised with ``seed`` to ``path``."""
-    # deferred on purpose: torch loads only when a checkpoint is made
+    # deferred: torch loads only when a checkpoint is made
     import torch
 
     tiny_sam_register()

@@ -52,7 +52,7 @@ def torch_threads_configure() -> int:
     count in use.
     """
     global _THREADS_DONE
-    # deferred on purpose: torch loads on first use
+    # deferred: torch loads on first use
     import torch
 
     if not _THREADS_DONE:
@@ -82,7 +82,7 @@ def intra_op_threads(n: int) -> Iterator[None]:
     if n <= 0:
         yield
         return
-    # deferred on purpose: torch loads on first use
+    # deferred: torch loads on first use
     import torch
 
     saved = torch.get_num_threads()
