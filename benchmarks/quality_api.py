@@ -438,13 +438,19 @@ def run_via_api(
 
 def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -> int:
     """``python -m benchmarks.quality --via-api``: the API path per dataset and seed,
-    beside the engine path and the baseline on the same split (unless skipped)."""
+    beside the engine path and the baseline on the same split (unless skipped).
+
+    With ``--backend backbone`` (unless ``--no-classic``) the classic learner runs
+    through the API too, in its own project on the same server, split and strokes."""
     if backend_options:
         print(
             "--via-api: the server uses its own backend options; --backend-options is ignored",
             file=sys.stderr,
         )
-    api_name = f"{ours_name} via API"
+    backends = [args.backend]
+    if args.backend != "classic" and not getattr(args, "no_classic", False):
+        backends.append("classic")
+    labels = {args.backend: ours_name, "classic": "ours (classic)"}
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
 
     @contextmanager
@@ -473,28 +479,30 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                 if args.max_eval:
                     evaluation = evaluation[: args.max_eval]
                 prompts0 = initial_prompts(train, seed)
-                t0 = time.perf_counter()
-                run = run_via_api(
-                    client,
-                    name=name,
-                    seed=seed,
-                    train=train,
-                    evaluation=evaluation,
-                    prompts0=prompts0,
-                    backend=args.backend,
-                )
-                print(
-                    f"[{name} seed {seed}] via API in {time.perf_counter() - t0:.0f} s: "
-                    f"{run.result} stages {run.stages}",
-                    file=sys.stderr,
-                )
-                rows.append((name, seed, len(evaluation), api_name, run.result))
-                stages_all.append((name, seed, run.stages))
-                if not args.skip_engine:
-                    ours = run_method(
-                        OurMethod(seed, args.backend, {}), train, evaluation, prompts0
+                for backend in backends:
+                    t0 = time.perf_counter()
+                    run = run_via_api(
+                        client,
+                        name=name,
+                        seed=seed,
+                        train=train,
+                        evaluation=evaluation,
+                        prompts0=prompts0,
+                        backend=backend,
                     )
-                    rows.append((name, seed, len(evaluation), f"{ours_name} engine", ours))
+                    print(
+                        f"[{name} seed {seed}] {backend} via API in "
+                        f"{time.perf_counter() - t0:.0f} s: {run.result} stages {run.stages}",
+                        file=sys.stderr,
+                    )
+                    label = f"{labels[backend]} via API"
+                    rows.append((name, seed, len(evaluation), label, run.result))
+                    stages_all.append((name, seed, backend, run.stages))
+                    if not args.skip_engine:
+                        ours = run_method(OurMethod(seed, backend, {}), train, evaluation, prompts0)
+                        rows.append(
+                            (name, seed, len(evaluation), f"{labels[backend]} engine", ours)
+                        )
                 if not args.skip_baseline:
                     base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
                     rows.append((name, seed, len(evaluation), "baseline (skimage RF)", base))
@@ -519,16 +527,17 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
         "predict / image = that request's wall time (no CPU time: it is spent in the server)."
     )
     print(
-        "\n| dataset | seed | upload+paint s | train s | deploy+predict s | tune+predict s | inspect s |"
+        "\n| dataset | seed | backend | upload+paint s | train s | deploy+predict s "
+        "| tune+predict s | inspect s |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, seed, st in stages_all:
+    print("|---|---|---|---|---|---|---|---|")
+    for name, seed, backend, st in stages_all:
         print(
-            f"| {name} | {seed} | {st['upload_and_paint_s']:.3g} | {st['train_s']:.3g} | "
+            f"| {name} | {seed} | {backend} | {st['upload_and_paint_s']:.3g} | {st['train_s']:.3g} | "
             f"{st['deploy_and_predict_s']:.3g} | {st['tune_and_predict_s']:.3g} | "
             f"{st['inspect_s']:.3g} |"
         )
     for name, seed, _, label, r in rows:
-        if label == api_name and r.tune_warning:
-            print(f"\n{name} (seed {seed}): tune warning: {r.tune_warning}")
+        if label.endswith(" via API") and r.tune_warning:
+            print(f"\n{name} (seed {seed}, {label}): tune warning: {r.tune_warning}")
     return 0

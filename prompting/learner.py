@@ -297,6 +297,7 @@ def learner_train(
             t_feat=t_feat,
             t_anom=t_anom,
             pixels_per_class=int((painted == 0).sum()),
+            n_features=int(xs[0].shape[1]),
         )
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys)
@@ -481,10 +482,10 @@ def _anomaly_only_result(
     t_feat: float,
     t_anom: float,
     pixels_per_class: int,
+    n_features: int,
 ) -> TrainResult:
     """A model from good parts only: the classifier says background everywhere
     (one linear layer, zero weights, background bias), the bank carries the evidence."""
-    n_features = int(features_for(backend, np.asarray(images[0].pixels)).features.shape[-1])
     n_classes = len(classes) + 1
     bias = np.full(n_classes, -12.0, np.float32)
     bias[0] = 12.0

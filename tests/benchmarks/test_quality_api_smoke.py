@@ -43,7 +43,35 @@ def test_the_protocol_through_an_embedded_server(tiny_dataset, capsys):
         assert row[5].endswith("%") or row[5] == "n/a"
     # every stage of the user's loop took place and was timed
     stages = next(line for line in captured.out.splitlines() if line.startswith("| tiny | 0 |"))
-    assert all(float(c) > 0 for c in stages.strip("|").split("|")[2:]), stages
+    assert stages.strip("|").split("|")[2].strip() == "classic"
+    assert all(float(c) > 0 for c in stages.strip("|").split("|")[3:]), stages
+
+
+def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_dataset, capsys):
+    code = quality.main(
+        [
+            "--via-api",
+            "--backend", "backbone",
+            "--datasets", "tiny",
+            "--seeds", "0",
+            "--max-eval", "2",
+            "--skip-baseline",
+            "--skip-engine",
+            "--skip-sam",
+            "--data-root", str(tiny_dataset),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    for method in ("ours (backbone) via API", "ours (classic) via API"):
+        (row,) = _rows(out, method)
+        assert row[1] == "2" and 0.5 < float(row[3]) <= 1.0, row
+    assert not _rows(out, "ours (backbone) engine")
+    stage_rows = [line for line in out.splitlines() if line.startswith("| tiny | 0 |")]
+    assert sorted(r.strip("|").split("|")[2].strip() for r in stage_rows) == [
+        "backbone",
+        "classic",
+    ]
 
 
 @pytest.mark.parametrize(
