@@ -1,20 +1,24 @@
 """The learner's predict path and the stored-prediction encoding as they were at
 commit 3f4efde, kept verbatim so the benchmarks and tests can measure the fast
-path (``prompting.learner``) against them in the same run.
+path (``prompting.learner``) against them in the same run; and the storing of a
+prediction as it was at commit a8e0d77 (blob measures by ``regionprops``, PNGs
+by PIL, a lookup and a transaction per row), for ``benchmarks.prediction_store``.
 
 Not used by the product.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+from dataclasses import asdict
 
 import numpy as np
 
 from prompting.classifier import Learner
 from prompting.errors import ArtifactError
 from prompting.features.base import FeatureMap
-from prompting.mlp import ADAPT_CONFIDENCE, ADAPT_MAX_LOGIT, ADAPT_MIN_PIXELS, one_blas_thread
+from prompting.mlp import ADAPT_CONFIDENCE, ADAPT_MAX_LOGIT, ADAPT_MIN_PIXELS
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -155,6 +159,14 @@ def predict_features_reference(self: Learner, fmap: FeatureMap) -> np.ndarray:
     return np.ascontiguousarray(probs, dtype=np.float32)
 
 
+def one_blas_thread():
+    """BLAS limited to one thread the way it was then: a new threadpoolctl
+    controller (a scan of every loaded library) per call."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def predict_reference(learner: Learner, fmap: FeatureMap) -> np.ndarray:
     """(K+1,H,W) float32 probabilities of ``fmap`` the way commit 3f4efde computed them."""
     with one_blas_thread():
@@ -166,3 +178,162 @@ def probabilities_encode_reference(probabilities: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, probabilities=probabilities.astype(np.float16))
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- storing
+
+
+def blobs_measure_reference(
+    labels: np.ndarray,
+    *,
+    probability: np.ndarray,
+    class_name: str,
+    px_per_mm: float | None = None,
+    offset: tuple[int, int] = (0, 0),
+) -> list:
+    """``prompting.rules.blobs.blobs_measure`` as it was: skimage's ``regionprops``."""
+    from skimage.measure import regionprops
+
+    from prompting.rules.blobs import Blob
+
+    dx, dy = offset
+    blobs = []
+    for region in regionprops(labels, intensity_image=probability):
+        r0, c0, r1, c1 = region.bbox
+        cy, cx = region.centroid
+        area = int(region.area)
+        blobs.append(
+            Blob(
+                id=int(region.label),
+                class_name=class_name,
+                area_px=area,
+                area_mm2=area / px_per_mm**2 if px_per_mm else None,
+                bbox=(int(c0) + dx, int(r0) + dy, int(c1) + dx, int(r1) + dy),
+                centroid=(float(cx) + 0.5 + dx, float(cy) + 0.5 + dy),
+                length=float(region.axis_major_length),
+                width=float(region.axis_minor_length),
+                eccentricity=float(region.eccentricity),
+                solidity=float(region.solidity),
+                mean_prob=float(region.intensity_mean),
+                max_prob=float(region.intensity_max),
+            )
+        )
+    return blobs
+
+
+def _blob_to_dict_reference(self) -> dict:
+    out = asdict(self)
+    out["bbox"] = list(self.bbox)
+    out["centroid"] = list(self.centroid)
+    return out
+
+
+@contextlib.contextmanager
+def rules_reference():
+    """While inside: the rules measure blobs with ``regionprops`` and
+    ``Blob.to_dict`` copies through ``dataclasses.asdict``, as they did (the
+    benchmark's process only: it swaps the two names and puts them back)."""
+    from prompting.rules import decision
+    from prompting.rules.blobs import Blob
+
+    saved = decision.blobs_measure, Blob.to_dict
+    decision.blobs_measure, Blob.to_dict = blobs_measure_reference, _blob_to_dict_reference
+    try:
+        yield
+    finally:
+        decision.blobs_measure, Blob.to_dict = saved
+
+
+def png_encode_reference(array: np.ndarray, *, compress_level: int = 6) -> bytes:
+    """A PNG written by PIL (the one encoder then, at every level)."""
+    from PIL import Image
+
+    arr = np.asarray(array)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    img = Image.fromarray(np.ascontiguousarray(arr), "RGB" if arr.ndim == 3 else None)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=int(compress_level))
+    return buf.getvalue()
+
+
+def prediction_store_reference(
+    *,
+    image,
+    model_version,
+    ruleset,
+    probabilities: np.ndarray,
+    rgb8: np.ndarray | None,
+    job=None,
+    timings: dict | None = None,
+    anomaly: np.ndarray | None = None,
+):
+    """``inspection.services.predictions.prediction_store`` as it was."""
+    import time
+
+    from django.db import transaction
+
+    from inspection.models import Prediction
+    from inspection.services import engine
+    from inspection.services.predictions import _hex_rgb, mask_visible, overlay_render
+    from inspection.storage import bytes_save, name_new
+    from prompting.probmaps import probabilities_encode
+
+    project = image.project
+    t0 = time.perf_counter()
+    with rules_reference():
+        decision = engine.rules_apply(
+            probabilities,
+            classes=model_version.classes,
+            ruleset=ruleset,
+            px_per_mm=project.px_per_mm,
+            anomaly=anomaly,
+        )
+        as_dict = decision.to_dict()
+    t_rules = time.perf_counter() - t0
+    if rgb8 is None:
+        rgb8, _ = engine.image_pixels_load(image)
+    colours = [_hex_rgb(c["colour"]) for c in project.classes if c["name"] in model_version.classes]
+    overlay = overlay_render(rgb8, decision.label_map, colours=colours, blobs=decision.blobs)
+    stem = f"{image.id.hex}-{model_version.id.hex[:8]}-{ruleset.id.hex[:8]}"
+    names = [
+        bytes_save(
+            name_new(project.id, "predictions", "png", stem=f"{stem}-mask"),
+            png_encode_reference(
+                mask_visible(decision.label_map, n_classes=len(model_version.classes)),
+                compress_level=1,
+            ),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "png", stem=f"{stem}-overlay"),
+            png_encode_reference(overlay, compress_level=1),
+        ),
+        bytes_save(
+            name_new(project.id, "predictions", "npz", stem=f"{stem}-prob"),
+            probabilities_encode(probabilities, anomaly=anomaly),
+        ),
+    ]
+    values = {
+        "verdict": as_dict["verdict"],
+        "severity": as_dict.get("severity") or "",
+        "reasons": as_dict.get("reasons", []),
+        "blobs": as_dict.get("blobs", []),
+        "uncertainty": decision.uncertainty,
+        "anomaly_peak": None if anomaly is None else round(float(np.max(anomaly)), 4),
+        "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
+        "job": job,
+    }
+    with transaction.atomic():
+        pred = Prediction.objects.filter(
+            image=image, model_version=model_version, ruleset=ruleset
+        ).first()
+        if pred is None:
+            pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
+        else:
+            pred.delete()
+            pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
+        for k, v in values.items():
+            setattr(pred, k, v)
+        pred.mask.name, pred.overlay.name, pred.probabilities.name = names
+        pred.save()
+    return pred, decision

@@ -105,18 +105,23 @@ def engine_learner(samples, *, seed: int = 0):
 
 
 def _today(learner, fmap, rgb, ruleset) -> tuple[dict[str, float], np.ndarray]:
-    from benchmarks.predict_reference import predict_reference, probabilities_encode_reference
-    from prompting.images import png_encode
+    from benchmarks.predict_reference import (
+        png_encode_reference,
+        predict_reference,
+        probabilities_encode_reference,
+        rules_reference,
+    )
     from prompting.rules import rules_apply
 
     t = [time.perf_counter()]
     probs = predict_reference(learner, fmap)
     t.append(time.perf_counter())
-    decision = rules_apply(probs, classes=learner.classes, ruleset=ruleset)
+    with rules_reference():
+        decision = rules_apply(probs, classes=learner.classes, ruleset=ruleset)
     t.append(time.perf_counter())
     overlay = _overlay_reference(rgb, decision)
-    png_encode((decision.label_map > 0).astype(np.uint8) * 255)
-    png_encode(overlay)
+    png_encode_reference((decision.label_map > 0).astype(np.uint8) * 255)
+    png_encode_reference(overlay)
     t.append(time.perf_counter())
     probabilities_encode_reference(probs)
     t.append(time.perf_counter())

@@ -409,20 +409,64 @@ def png_encode(array: np.ndarray, *, compress_level: int = 6) -> bytes:
     """Encode (H, W) bool|uint8|uint16 or (H, W, 3|4) uint8 as PNG bytes.
 
     bool becomes 0/255 gray. ``compress_level`` 0-9 (zlib): 1 writes a photo-like
-    image about 4x faster than the default 6, for a file ~5 % larger.
+    image about 4x faster than the default 6, for a file ~5 % larger; at 1, 8-bit
+    images are written by :func:`_png_write_sub` (half PIL's time again, the
+    same pixels).
     """
     arr = np.asarray(array)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     if arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16):
-        img = Image.fromarray(np.ascontiguousarray(arr))
+        mode = None
     elif arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.dtype == np.uint8:
-        img = Image.fromarray(np.ascontiguousarray(arr), "RGB" if arr.shape[2] == 3 else "RGBA")
+        mode = "RGB" if arr.shape[2] == 3 else "RGBA"
     else:
         raise ImageError(f"cannot encode array of shape {arr.shape} and dtype {arr.dtype} as PNG")
+    if int(compress_level) == 1 and arr.dtype == np.uint8 and arr.size:
+        return _png_write_sub(arr)
+    img = Image.fromarray(np.ascontiguousarray(arr), mode)
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=int(compress_level))
     return buf.getvalue()
+
+
+_PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (gray, RGB, RGBA)
+
+
+def _png_write_sub(arr: np.ndarray) -> bytes:
+    """PNG bytes of (H, W) or (H, W, 3|4) uint8, every row with the Sub filter
+    (each byte minus the one a pixel to its left, mod 256) and zlib level 1.
+
+    PIL picks a filter per row by trying all five; one fixed filter, computed in
+    numpy, makes files ~5 % larger in half the time.
+
+    >>> a = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    >>> (np.asarray(Image.open(io.BytesIO(_png_write_sub(a)))) == a).all()
+    np.True_
+    """
+    import zlib
+
+    height, width = arr.shape[:2]
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    rows = np.ascontiguousarray(arr).reshape(height, width * channels)
+    raw = np.empty((height, width * channels + 1), np.uint8)
+    raw[:, 0] = 1  # filter type Sub
+    raw[:, 1 : 1 + channels] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=raw[:, 1 + channels :])
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)),
+            chunk(b"IEND", b""),
+        )
+    )
 
 
 # 8-bit modes a browser draws exactly as image_to_rgb8 sees them (no alpha to

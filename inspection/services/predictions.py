@@ -34,6 +34,7 @@ def prediction_store(
     job: Job | None = None,
     timings: dict | None = None,
     anomaly: np.ndarray | None = None,
+    replace: bool = True,
 ) -> tuple[Prediction, Any]:
     """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 (and the image's
     ``anomaly`` map (H,W), for models with a memory bank) and store a Prediction.
@@ -76,31 +77,27 @@ def prediction_store(
             probabilities_encode(probabilities, anomaly=anomaly),
         ),
     ]
-    as_dict = decision.to_dict()
     values = {
-        "verdict": as_dict["verdict"],
-        "severity": as_dict.get("severity") or "",
-        "reasons": as_dict.get("reasons", []),
-        "blobs": as_dict.get("blobs", []),
+        "verdict": decision.verdict,
+        "severity": decision.severity or "",
+        "reasons": [r.to_dict() for r in decision.reasons],
+        "blobs": [b.to_dict() for b in decision.blobs],
         "uncertainty": decision.uncertainty,
         "anomaly_peak": None if anomaly is None else round(float(np.max(anomaly)), 4),
         "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
         "job": job,
     }
+    pred = Prediction(image=image, model_version=model_version, ruleset=ruleset, **values)
+    pred.mask.name, pred.overlay.name, pred.probabilities.name = names
+    if not replace:
+        pred.save(force_insert=True)
+        return pred, decision
     with transaction.atomic():
-        pred = Prediction.objects.filter(
+        # same names were overwritten in place; drop the row so "latest" moves
+        Prediction.objects.filter(
             image=image, model_version=model_version, ruleset=ruleset
-        ).first()
-        if pred is None:
-            pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
-        else:
-            # same names were overwritten in place; drop the row so "latest" moves
-            pred.delete()
-            pred = Prediction(image=image, model_version=model_version, ruleset=ruleset)
-        for k, v in values.items():
-            setattr(pred, k, v)
-        pred.mask.name, pred.overlay.name, pred.probabilities.name = names
-        pred.save()
+        ).delete()
+        pred.save(force_insert=True)
     return pred, decision
 
 

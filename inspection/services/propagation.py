@@ -155,6 +155,13 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
     cache = engine.feature_cache_get()
     todo = [uuid.UUID(i) for i in chunk.items[chunk.done :]]
     images = Image.objects.select_related("project").in_bulk(todo)
+    # a fresh (model, rules) pair has no predictions yet: each is one INSERT; those
+    # stored by an earlier delivery of this chunk, or an earlier job, are replaced
+    stored = set(
+        Prediction.objects.filter(
+            image_id__in=todo, model_version=model_version, ruleset=ruleset
+        ).values_list("image_id", flat=True)
+    )
     ctx.check()
     for image_id in todo:
         image = images.get(image_id)
@@ -183,6 +190,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             job=job,
             timings={"predict_ms": round((t1 - t0) * 1000, 2)},
             anomaly=anomaly,
+            replace=image_id in stored,
         )
         t2 = time.perf_counter()
         stats: dict[str, Any] = {

@@ -8,11 +8,14 @@ the mean of its pixel centres (col + 0.5, row + 0.5).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from skimage.measure import regionprops
+from scipy import ndimage as ndi
+from skimage.measure import inertia_tensor, inertia_tensor_eigvals, moments_central
+from skimage.morphology import convex_hull_image
 
 from prompting.rules.schema import BlobFilter
 
@@ -52,10 +55,15 @@ class Blob:
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        # what dataclasses.asdict gives (every field a number or a string), without
+        # its recursive copy: a few of these per image on every prediction
+        out = {name: getattr(self, name) for name in _BLOB_FIELDS}
         out["bbox"] = list(self.bbox)
         out["centroid"] = list(self.centroid)
         return out
+
+
+_BLOB_FIELDS = tuple(f.name for f in fields(Blob))
 
 
 def blobs_measure(
@@ -74,28 +82,64 @@ def blobs_measure(
     like).
     """
     dx, dy = offset
+    labels = np.asarray(labels)
+    probability = np.asarray(probability)
     blobs = []
-    for region in regionprops(labels, intensity_image=probability):
-        r0, c0, r1, c1 = region.bbox
-        cy, cx = region.centroid
-        area = int(region.area)
+    for index, window in enumerate(ndi.find_objects(labels)):
+        if window is None:
+            continue
+        label = index + 1
+        image = labels[window] == label
+        rows, cols = np.nonzero(image)
+        area = int(rows.size)
+        r0, c0 = window[0].start, window[1].start
+        # every sum below is of integers (exact in float64), so these equal what
+        # skimage's regionprops computes from coordinates and raw moments
+        sum_r, sum_c = int(rows.sum()), int(cols.sum())
+        cy, cx = (sum_r + r0 * area) / area, (sum_c + c0 * area) / area
+        length, width, eccentricity = _axes(image, (sum_r / area, sum_c / area))
+        values = probability[window][image]
         blobs.append(
             Blob(
-                id=int(region.label),
+                id=label,
                 class_name=class_name,
                 area_px=area,
                 area_mm2=area / px_per_mm**2 if px_per_mm else None,
-                bbox=(int(c0) + dx, int(r0) + dy, int(c1) + dx, int(r1) + dy),
+                bbox=(c0 + dx, r0 + dy, window[1].stop + dx, window[0].stop + dy),
                 centroid=(float(cx) + 0.5 + dx, float(cy) + 0.5 + dy),
-                length=float(region.axis_major_length),
-                width=float(region.axis_minor_length),
-                eccentricity=float(region.eccentricity),
-                solidity=float(region.solidity),
-                mean_prob=float(region.intensity_mean),
-                max_prob=float(region.intensity_max),
+                length=length,
+                width=width,
+                eccentricity=eccentricity,
+                solidity=_solidity(image, area),
+                mean_prob=float(np.mean(values, axis=0)),
+                max_prob=float(np.max(values, axis=0)),
             )
         )
     return blobs
+
+
+_SPACING = np.full(2, 1.0)
+
+
+def _axes(image: np.ndarray, centre: tuple[float, float]) -> tuple[float, float, float]:
+    """(major axis length, minor axis length, eccentricity) of the (h, w) bool
+    ``image`` whose centroid is ``centre`` (row, col), computed as
+    ``skimage.measure.regionprops`` does (the same central moments, inertia
+    tensor and eigenvalues), without its raw moments (the centroid is exact
+    from integer sums)."""
+    mu = moments_central(image.astype(np.uint8), np.asarray(centre), order=3, spacing=_SPACING)
+    l1, l2 = inertia_tensor_eigvals(image, T=inertia_tensor(image, mu, spacing=_SPACING))
+    eccentricity = 0.0 if l1 == 0 else math.sqrt(1 - l2 / l1)
+    return 4 * math.sqrt(l1), 4 * math.sqrt(l2), float(eccentricity)
+
+
+def _solidity(image: np.ndarray, area: int) -> float:
+    """``area`` / the pixel count of the convex hull of the (h, w) bool ``image``
+    (``regionprops``' solidity); 1.0 without a hull for a full rectangle, its own
+    convex hull."""
+    if area == image.size:
+        return 1.0
+    return float(np.float64(area) / np.float64(np.sum(convex_hull_image(image))))
 
 
 def blob_passes(blob: Blob, filters: tuple[BlobFilter, ...], *, px_per_mm: float | None) -> bool:

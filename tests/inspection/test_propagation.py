@@ -223,6 +223,24 @@ def test_lost_chunk_is_queued_again_then_resumes(project):
     assert job.state == "succeeded" and job.result["n_predictions"] == N_IMAGES
 
 
+def test_chunk_run_again_replaces_the_predictions_it_had_stored(project):
+    # a Run's chunk whose worker died after storing a prediction but before
+    # counting it: run again, it replaces that prediction (one per image)
+    job = _train(project)
+    chunk = job.chunks.get(index=0)
+    first = Prediction.objects.get(job=job, image_id=chunk.items[0])
+    JobChunk.objects.filter(id=chunk.id).update(
+        state="running", attempts=1, done=0, heartbeat_at=timezone.now() - timedelta(seconds=999)
+    )
+    Job.objects.filter(id=job.id).update(state="running")
+    assert chunks_sweep_stale(older_than_s=60) == 1
+    job = job_wait(job.id)
+    assert job.state == "succeeded", job.error
+    assert Prediction.objects.filter(job=job).count() == N_IMAGES
+    again = Prediction.objects.get(job=job, image_id=chunk.items[0])
+    assert again.id != first.id and again.mask.name == first.mask.name
+
+
 def test_chunk_lost_twice_fails_its_job(project):
     job, sent = _fanned_out_job(project)
     JobChunk.objects.filter(id=sent[1].id).update(

@@ -425,3 +425,14 @@ def test_display_of_an_exif_rotated_jpeg_is_rotated_like_the_engine():
 def test_display_of_a_rejected_file_names_the_problem():
     with pytest.raises(ImageError, match="unknown or unsupported"):
         display_encode(b"not an image at all")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (31, 2), (1, 9, 3), (6, 4, 3), (3, 5, 4)])
+@pytest.mark.parametrize("level", [1, 6])
+def test_png_encode_keeps_every_pixel(shape, level):
+    rng = np.random.default_rng(len(shape) * 100 + shape[0])
+    arr = rng.integers(0, 256, shape, dtype=np.uint8)
+    view = np.asfortranarray(arr)  # not C-contiguous: the writer copies as it needs
+    img = Image.open(io.BytesIO(png_encode(view, compress_level=level)))
+    assert img.mode == {2: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2] if arr.ndim == 3 else 2]
+    assert np.array_equal(np.asarray(img), arr)
