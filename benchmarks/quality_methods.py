@@ -161,8 +161,9 @@ def protocol_train(
 def run_method(
     method, train: list[Sample], evaluation: list[Sample], prompts0: dict[str, list[dict]]
 ):
-    from prompting.backtest import backtest_run, rules_tune
+    from prompting.backtest import backtest_run
     from prompting.rules import rules_apply, ruleset_validate
+    from prompting.tuner import rules_tune
 
     base = ruleset_validate(BASE_RULES)
     trained = protocol_train(method, train, prompts0)

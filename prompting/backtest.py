@@ -7,41 +7,35 @@ NG (defective) is the positive class of the confusion matrix:
 - escape rate = fn / (tp + fn), overkill rate = fp / (fp + tn); None when
   there is no image of the kind to measure it on.
 
-:func:`rules_tune` proposes a threshold and a minimum blob area for one
-``blob_area`` rule by an exact search: blob areas are computed once per image
-and threshold, after which every candidate minimum area costs one comparison
-per image.
-
 Images the model was trained on (painted) score better than unseen parts do:
 given ``trained_on``, reports carry the held-out images' figures separately
 and say when every judged image was trained on.
+
+The tuner, which proposes a rule set from the same evidence, is
+:mod:`prompting.tuner`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from prompting.rules.decision import class_areas, probabilities_prepare, rules_verdict
-from prompting.rules.regions import regions_mask
-from prompting.rules.schema import RuleSet, ruleset_check_context
-from prompting.rules.types import ANY_CLASS, RULE_TYPES, Rule, RuleContext
+from prompting.rules.decision import rules_verdict
+from prompting.rules.schema import RuleSet
 
 VERDICTS = ("OK", "NG")
-DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
-TUNED_RULE_ID = "tuned-area"
 
 #: ``progress(fraction 0..1, message)``: called once per judged image, so a job
 #: can record a heartbeat (and stop, by raising, when it was cancelled)
 ProgressFn = Callable[[float, str], None]
 
 
-def _no_progress(_fraction: float, _message: str) -> None:
+def progress_none(_fraction: float, _message: str) -> None:
+    """A ``ProgressFn`` that records nothing."""
     return None
 
 
@@ -110,7 +104,8 @@ def _rates(confusion: Mapping[str, int]) -> tuple[float | None, float | None]:
     return escape, overkill
 
 
-def _check_truths(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, str]) -> None:
+def truths_check(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, str]) -> None:
+    """ValueError unless every truth is OK or NG and has probabilities."""
     bad = [k for k, v in truths.items() if v not in VERDICTS]
     if bad:
         raise ValueError(
@@ -146,9 +141,9 @@ def backtest_run(
     anomaly map, ``{"anomaly": (H, W) float32}``).
     """
     t0 = time.perf_counter()
-    _check_truths(probabilities, truths)
+    truths_check(probabilities, truths)
     inputs = inputs or {}
-    report = progress or _no_progress
+    report = progress or progress_none
     verdicts: dict[str, str] = {}
     before: dict[str, str] = {}
     for n, image_id in enumerate(truths):
@@ -208,452 +203,4 @@ def backtest_run(
         },
         n_trained_on=n_trained_on,
         warning=warning,
-    )
-
-
-@dataclass
-class TuneResult:
-    """The tuner's proposal (not saved anywhere).
-
-    ``ruleset``: ``base`` with the proposed ``threshold`` and minimum blob
-    area ``min_area_px`` on rule ``rule_id`` (None only when nothing could be
-    tuned and the base has no blob_area rule); ``report``: its backtest against
-    ``base``; ``warning``: plain-language caveats (no NG or no OK examples...),
-    None when there are none.
-    """
-
-    ruleset: RuleSet
-    threshold: float
-    min_area_px: int | None
-    report: BacktestReport
-    warning: str | None
-    rule_id: str = TUNED_RULE_ID
-    escapes: int = 0
-    overkills: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def _tunable_names() -> str:
-    """The rule types whose minimum blob area the tuner may set, for messages."""
-    return "/".join(name for name, cls in RULE_TYPES.items() if cls.tunable_area)
-
-
-def _tuned_rule(base: RuleSet, rule_id: str | None, notes: list[str]) -> Rule | None:
-    candidates = [r for r in base.rules if r.tunable_area]
-    if rule_id is not None:
-        for r in base.rules:
-            if r.id == rule_id:
-                if not r.tunable_area:
-                    raise ValueError(
-                        f"rule {rule_id!r} is a {r.type} rule; "
-                        f"only {_tunable_names()} rules can be tuned"
-                    )
-                return r
-        raise ValueError(f"no rule {rule_id!r} in the base rule set")
-    if len(candidates) > 1:
-        others = ", ".join(repr(r.id) for r in candidates[1:])
-        notes.append(
-            f"tuned rule {candidates[0].id!r}, the first of {len(candidates)} "
-            f"{_tunable_names()} rules; {others} kept as they are"
-        )
-    return candidates[0] if candidates else None
-
-
-def _with_rule(base: RuleSet, rule: Rule, min_area_px: int, px_per_mm: float | None) -> RuleSet:
-    new = rule.with_area_px(min_area_px, px_per_mm)
-    rules = tuple(new if r.id == rule.id else r for r in base.rules)
-    if not any(r.id == rule.id for r in base.rules):
-        rules = (*rules, new)
-    return replace(base, rules=rules)
-
-
-@dataclass
-class _Table:
-    """Per image (rows) and threshold (columns), computed once."""
-
-    tuned_max: np.ndarray  # (n, T) int64: largest blob area the tuned rule sees
-    other_ng: np.ndarray  # (n, T) bool: another rule makes the image NG
-
-
-def _same_config(a: RuleSet, b: RuleSet, classes: Sequence[str]) -> bool:
-    """Whether ``a`` and ``b`` differ only in the thresholds of ``classes``."""
-    return all(
-        replace(a.config_for(c), threshold=None) == replace(b.config_for(c), threshold=None)
-        for c in classes
-    )
-
-
-def _table(
-    probabilities: Mapping[str, np.ndarray],
-    image_ids: Sequence[str],
-    *,
-    classes: Sequence[str],
-    base: RuleSet,
-    rule: Rule,
-    thresholds: Sequence[float],
-    px_per_mm: float | None,
-    progress: ProgressFn,
-    inputs: Mapping[str, Mapping[str, Any]],
-    skip: Collection[str] = (),
-) -> _Table:
-    n, n_t = len(image_ids), len(thresholds)
-    tuned_max = np.zeros((n, n_t), np.int64)
-    other_ng = np.zeros((n, n_t), bool)
-    affected = [c for c in classes if rule.applies_to(c)]
-    others = [r for r in base.rules if r.id != rule.id and r.id not in skip]
-    rulesets = [base.with_threshold(t, class_name=rule.class_name) for t in thresholds]
-    for i, image_id in enumerate(image_ids):
-        progress(i / max(1, n), f"tuning {i + 1}/{n}")
-        probs = probabilities[image_id]
-        prep = probabilities_prepare(probs)
-        inspected = regions_mask(base.regions, shape=probs.shape[1:])
-        inspected_area = int(inspected.sum())
-
-        fixed = {
-            name: class_areas(prep, k, name, base, inspected=inspected, px_per_mm=px_per_mm)
-            for k, name in enumerate(classes)
-            if name not in affected
-        }
-        # Masks are nested as the threshold rises: the same pixel count at two
-        # thresholds means the same mask, hence the same row of results.
-        candidates = np.isin(prep.winner, [classes.index(c) for c in affected]) & inspected
-        counts = [int((candidates & (prep.winner_prob >= t)).sum()) for t in thresholds]
-        for j, rs in enumerate(rulesets):
-            if j and counts[j] == counts[j - 1] and _same_config(rs, rulesets[j - 1], affected):
-                tuned_max[i, j], other_ng[i, j] = tuned_max[i, j - 1], other_ng[i, j - 1]
-                continue
-            areas = dict(fixed)
-            for k, name in enumerate(classes):
-                if name in affected:
-                    areas[name] = class_areas(
-                        prep, k, name, rs, inspected=inspected, px_per_mm=px_per_mm
-                    )
-            seen = [areas[c] for c in affected if areas[c].size]
-            tuned_max[i, j] = max((int(a.max()) for a in seen), default=0)
-            ctx = RuleContext(
-                areas_by_class={c: areas[c] for c in classes},
-                ids_by_class=None,
-                inspected_area=inspected_area,
-                px_per_mm=px_per_mm,
-                probabilities=probs,
-                inspected=inspected,
-                inputs=inputs.get(image_id) or {},
-            )
-            other_ng[i, j] = any(r.evaluate(ctx)[0].triggered for r in others)
-    return _Table(tuned_max=tuned_max, other_ng=other_ng)
-
-
-@dataclass
-class _Best:
-    escapes: int
-    overkills: int
-    lo: int
-    hi: float  # inclusive; math.inf when unbounded
-    min_area: int
-
-    @property
-    def margin(self) -> float:
-        """Width of the optimal area range, as a log ratio (scale-free)."""
-        return math.inf if math.isinf(self.hi) else math.log((self.hi + 1) / self.lo)
-
-
-def _best_min_area(
-    tuned_max: np.ndarray, other_ng: np.ndarray, is_ng: np.ndarray, base_min_area: int | None
-) -> _Best:
-    """Optimal minimum area for one threshold, exactly.
-
-    Escapes grow and overkills shrink as the minimum area grows, and both only
-    change at (some image's largest area) + 1, so evaluating those points finds
-    the whole optimal range [lo, hi]; the proposal is its geometric middle
-    (areas are compared by ratio), or, when the range is unbounded above, the
-    base value if it is in range, else lo.
-    """
-    change = np.unique(np.concatenate([[1], tuned_max[tuned_max > 0] + 1]))
-    pred = other_ng[None, :] | (tuned_max[None, :] >= change[:, None])
-    escapes = (is_ng[None, :] & ~pred).sum(axis=1)
-    overkills = (~is_ng[None, :] & pred).sum(axis=1)
-    order = np.lexsort((overkills, escapes))
-    best = order[0]
-    optimal = (escapes == escapes[best]) & (overkills == overkills[best])
-    idx = np.flatnonzero(optimal)
-    lo = int(change[idx[0]])
-    last = idx[-1]
-    hi = math.inf if last == len(change) - 1 else int(change[last + 1]) - 1
-    if math.isinf(hi):
-        a = base_min_area if base_min_area is not None and base_min_area >= lo else lo
-    else:
-        a = int(round(math.sqrt(lo * hi)))
-        a = min(max(a, lo), int(hi))
-    return _Best(
-        escapes=int(escapes[best]), overkills=int(overkills[best]), lo=lo, hi=hi, min_area=a
-    )
-
-
-ANOMALY_RULE_TYPE = "anomaly_score"
-ANOMALY_RULE_ID = "anomaly"
-
-
-def _anomaly_peaks(
-    inputs: Mapping[str, Mapping[str, Any]], image_ids: Sequence[str], base: RuleSet
-) -> np.ndarray | None:
-    """Each image's highest anomaly score in the inspected area, or None unless every
-    image has an anomaly map."""
-    peaks = []
-    for image_id in image_ids:
-        score = (inputs.get(image_id) or {}).get("anomaly")
-        if score is None:
-            return None
-        score = np.asarray(score, np.float32)
-        inspected = regions_mask(base.regions, shape=score.shape)
-        peaks.append(float(np.where(inspected, score, 0.0).max(initial=0.0)))
-    return np.asarray(peaks, np.float64)
-
-
-def _with_anomaly_score(
-    ruleset: RuleSet, rule: Rule | None, score: float
-) -> tuple[RuleSet, str | None]:
-    """``ruleset`` with its anomaly rule at ``score`` (added when new; dropped at inf)."""
-    if math.isinf(score):
-        if rule is None:
-            return ruleset, None
-        kept = [r for r in ruleset.rules if r.id != rule.id]
-        return replace(ruleset, rules=tuple(kept)), (
-            f"the anomaly rule {rule.id!r} only added errors on the labelled images; proposed without it"
-        )
-    score = round(score, 3)
-    if rule is None:
-        new_type = RULE_TYPES[ANOMALY_RULE_TYPE]
-        new = new_type(id=ANOMALY_RULE_ID, class_name=ANY_CLASS, severity="major", min_score=score)
-        while any(r.id == new.id for r in ruleset.rules):
-            new = replace(new, id=new.id + "-1")
-        rules = [*ruleset.rules, new]
-        note = f"proposed a new rule {new.id!r}: anomaly score >= {score:g} (the labelled images need it)"
-    else:
-        rules = [replace(r, min_score=score) if r.id == rule.id else r for r in ruleset.rules]
-        note = None
-    return replace(ruleset, rules=tuple(rules)), note
-
-
-def rules_tune(
-    probabilities: Mapping[str, np.ndarray],
-    truths: Mapping[str, str],
-    *,
-    classes: Sequence[str],
-    base: RuleSet,
-    px_per_mm: float | None = None,
-    rule_id: str | None = None,
-    thresholds: Sequence[float] | None = None,
-    trained_on: Collection[str] = (),
-    progress: ProgressFn | None = None,
-    inputs: Mapping[str, Mapping[str, Any]] | None = None,
-) -> TuneResult:
-    """Propose a threshold and minimum blob area from labelled images.
-
-    Tunes one ``blob_area`` rule (``rule_id``, else the base's first; one is
-    added for class "*" if the base has none) together with the threshold of
-    the class(es) it covers. Minimises escapes first, then overkill; among
-    equally good proposals prefers the widest range of optimal minimum areas
-    (as a ratio), then the threshold in the middle of those with that range
-    (the lower one on a tie), and the geometric middle of that area range. Every other rule and
-    setting of ``base`` is kept and still counts in the verdicts.
-
-    With no NG image escapes cannot be measured, so the base values are kept
-    (optimising overkill alone would propose "never NG"), and ``warning`` says
-    so; with no OK image overkill cannot be measured, so the base threshold is
-    kept (minimising escapes alone would always pick the lowest threshold) and
-    only the minimum area is tuned, and ``warning`` says that too. ``thresholds``: grid to search (default 0.05, 0.10, ... 0.95, plus the
-    base threshold). ``trained_on``: ids of the images the model was trained on
-    (see :func:`backtest_run`); when every labelled image is one of them,
-    ``warning`` says the proposal was fitted to images the model has seen.
-    ``progress(fraction, message)`` is called before each image of each pass
-    (the search over the grid, then the proposal's backtest).
-
-    ``inputs``: image id -> per-image data for rule types (see
-    :func:`backtest_run`). When every labelled image has an anomaly map, the
-    minimum score of the base's ``anomaly_score`` rule is tuned together with
-    the threshold and area (one is proposed, for the anomaly score alone, when
-    the base has none and it lowers escapes or overkill): candidates lie
-    between the images' peak scores, and the middle of the optimal run is kept.
-    """
-    inputs = inputs or {}
-    t0 = time.perf_counter()
-    report_progress = progress or _no_progress
-    _check_truths(probabilities, truths)
-    if not truths:
-        raise ValueError("no labelled images: label some images OK or NG first")
-    ruleset_check_context(base, classes=classes, px_per_mm=px_per_mm)
-    notes: list[str] = []
-    rule = _tuned_rule(base, rule_id, notes)
-    if rule is None:
-        # a new rule of the first type the tuner can set (blob_area)
-        new_type = next(cls for cls in RULE_TYPES.values() if cls.tunable_area)
-        rule = new_type(id=TUNED_RULE_ID, class_name=ANY_CLASS, severity="major")
-        rule = rule.with_area_px(1, px_per_mm)
-        while any(r.id == rule.id for r in base.rules):
-            rule = replace(rule, id=rule.id + "-1")
-        base_min_area = None
-        notes.append(
-            f"the base rule set has no {_tunable_names()} rule; proposed a new one, {rule.id!r}, for any class"
-        )
-    else:
-        base_min_area = rule.area_px(px_per_mm)
-    base_threshold = (
-        base.default.threshold
-        if rule.class_name == ANY_CLASS
-        else base.config_for(rule.class_name).threshold
-    )
-    image_ids = list(truths)
-    is_ng = np.array([truths[i] == "NG" for i in image_ids], bool)
-    n_ng, n_ok = int(is_ng.sum()), int((~is_ng).sum())
-
-    if n_ng == 0:
-        notes.insert(
-            0,
-            f"no NG (defective) images are labelled, so escapes cannot be measured; "
-            f"kept the base threshold {base_threshold:g} and minimum area "
-            f"{base_min_area if base_min_area is not None else 'unset'} instead of tuning on OK images alone. "
-            f"Label some defective images to tune",
-        )
-        report = backtest_run(
-            probabilities,
-            truths,
-            classes=classes,
-            ruleset=base,
-            px_per_mm=px_per_mm,
-            baseline=base,
-            trained_on=trained_on,
-            progress=report_progress,
-            inputs=inputs,
-        )
-        if report.warning:
-            notes.append(report.warning)
-        return TuneResult(
-            ruleset=base,
-            threshold=float(base_threshold),
-            min_area_px=base_min_area,
-            report=report,
-            warning="; ".join(notes),
-            rule_id=rule.id,
-            escapes=report.confusion["fn"],
-            overkills=report.confusion["fp"],
-            timings={"total_ms": (time.perf_counter() - t0) * 1000},
-        )
-    if n_ok == 0:
-        notes.insert(
-            0,
-            "no OK (good) images are labelled, so overkill (good parts judged NG) cannot be measured; "
-            f"kept the base threshold {base_threshold:g} (lowering it would always look safer) and "
-            "tuned the minimum area for escapes only. Label some good images to tune the threshold",
-        )
-        if thresholds is None:
-            # escapes alone always favour the lowest threshold, which floods
-            # every image with false blobs: the threshold is not tunable here
-            thresholds = [base_threshold]
-
-    grid = sorted(
-        {float(t) for t in (thresholds if thresholds is not None else DEFAULT_THRESHOLDS)}
-        | {float(base_threshold)}
-    )
-    if any(not 0.0 <= t <= 1.0 for t in grid):
-        raise ValueError("thresholds must lie in [0, 1]")
-    t1 = time.perf_counter()
-    anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
-    peaks = _anomaly_peaks(inputs, image_ids, base)
-    in_bank = [i for i in image_ids if str(i) in {str(t) for t in trained_on}]
-    if peaks is not None and in_bank:
-        # a trained-on image's patches are in the memory bank: its score is in-sample
-        # (near 0), so a threshold fitted on it would flag every new part
-        peaks = None
-        notes.append(
-            f"the anomaly score was not tuned: {len(in_bank)} labelled image(s) were trained on, "
-            "so their anomaly scores are in-sample; label parts the model was not trained on"
-        )
-    skip = {anomaly_rule.id} if anomaly_rule is not None and peaks is not None else set()
-    table = _table(
-        probabilities,
-        image_ids,
-        classes=classes,
-        base=base,
-        rule=rule,
-        thresholds=grid,
-        px_per_mm=px_per_mm,
-        progress=lambda f, m: report_progress(0.8 * f, m),
-        inputs=inputs,
-        skip=skip,
-    )
-    t2 = time.perf_counter()
-    # anomaly scores to try: None keeps the base as it is (its rule, if any, inside
-    # the table); otherwise midpoints between the images' peak scores (inf: no rule)
-    scores: list[float | None] = [None]
-    if peaks is not None:
-        ordered = np.unique(peaks)
-        mids = (ordered[:-1] + ordered[1:]) / 2 if len(ordered) > 1 else ordered
-        scores = [
-            float(v) for v in mids[np.linspace(0, len(mids) - 1, min(len(mids), 40)).astype(int)]
-        ]
-        scores = sorted(set(scores)) + [math.inf]
-    outcomes = []
-    for score in scores:
-        extra = (
-            np.zeros(len(image_ids), bool) if score is None or math.isinf(score) else peaks >= score
-        )
-        bests = [
-            _best_min_area(
-                table.tuned_max[:, j], table.other_ng[:, j] | extra, is_ng, base_min_area
-            )
-            for j in range(len(grid))
-        ]
-        top = min((b.escapes, b.overkills) for b in bests)
-        outcomes.append((top, score, bests))
-    best_top = min(o[0] for o in outcomes)
-    optimal = [o for o in outcomes if o[0] == best_top]
-    if anomaly_rule is None and any(o[1] is not None and math.isinf(o[1]) for o in optimal):
-        optimal = [o for o in optimal if math.isinf(o[1])]  # a new rule only where it helps
-    top, score, bests = optimal[len(optimal) // 2]
-    tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
-    widest = max(round(bests[j].margin, 2) for j in tied)
-    widest_js = [j for j in tied if round(bests[j].margin, 2) == widest]
-    middle = (grid[widest_js[0]] + grid[widest_js[-1]]) / 2
-    j = min(widest_js, key=lambda j: (round(abs(grid[j] - middle), 9), grid[j]))
-    threshold, best = grid[j], bests[j]
-
-    proposal = _with_rule(
-        base.with_threshold(threshold, class_name=rule.class_name), rule, best.min_area, px_per_mm
-    )
-    if score is not None:
-        proposal, note = _with_anomaly_score(proposal, anomaly_rule, score)
-        if note:
-            notes.append(note)
-    report = backtest_run(
-        probabilities,
-        truths,
-        classes=classes,
-        ruleset=proposal,
-        px_per_mm=px_per_mm,
-        baseline=base,
-        trained_on=trained_on,
-        progress=lambda f, m: report_progress(0.8 + 0.2 * f, m),
-        inputs=inputs,
-    )
-    if best.escapes:
-        notes.append(
-            f"{best.escapes} NG image(s) escape with every threshold and minimum area tried "
-            f"(their defects are not detected); retrain or relabel them"
-        )
-    if report.warning:
-        notes.append(report.warning)
-    return TuneResult(
-        ruleset=proposal,
-        threshold=threshold,
-        min_area_px=best.min_area,
-        report=report,
-        warning="; ".join(notes) if notes else None,
-        rule_id=rule.id,
-        escapes=best.escapes,
-        overkills=best.overkills,
-        timings={
-            "table_ms": (t2 - t1) * 1000,
-            "search_ms": (time.perf_counter() - t2) * 1000,
-            "total_ms": (time.perf_counter() - t0) * 1000,
-        },
     )

@@ -210,7 +210,7 @@ def rules_tune(
     and minimum area is kept), by default the active one.
     """
     # deferred: scikit-image and scipy load on first use
-    from prompting.backtest import rules_tune as engine_tune
+    from prompting.tuner import rules_tune as engine_tune
 
     active = rulesets.ruleset_active_get(project=project)
     base = rulesets.ruleset_parse(active.data) if data is None else _candidate(project, data, None)

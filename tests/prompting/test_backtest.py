@@ -4,17 +4,11 @@ import json
 import numpy as np
 import pytest
 
-import prompting.backtest as backtest_module
-from prompting.backtest import (
-    DEFAULT_THRESHOLDS,
-    BacktestReport,
-    TuneResult,
-    backtest_run,
-    rules_tune,
-    verdict_from_mask,
-)
+import prompting.tuner as tuner_module
+from prompting.backtest import BacktestReport, backtest_run, verdict_from_mask
 from prompting.errors import RuleSetError
 from prompting.rules import rules_apply, rules_verdict, ruleset_validate
+from prompting.tuner import DEFAULT_THRESHOLDS, TuneResult, rules_tune
 
 CLASSES = ["dent"]
 
@@ -284,13 +278,13 @@ def test_tune_matches_brute_force_grid():
 def test_tune_computes_blob_areas_once_per_image_and_threshold(monkeypatch):
     probs, truths = _separable()
     calls = []
-    real = backtest_module.class_areas
+    real = tuner_module.class_areas
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(backtest_module, "class_areas", counting)
+    monkeypatch.setattr(tuner_module, "class_areas", counting)
     thresholds = [0.1, 0.3, 0.5, 0.7, 0.9]
     rules_tune(probs, truths, classes=CLASSES, base=_rs(threshold=0.5), thresholds=thresholds)
     # one class, 8 images, 5 thresholds (the base's 0.5 is among them): at most 40,

@@ -88,8 +88,9 @@ def _labelled(peaks_ok, peaks_ng):
 
 
 def test_tuner_proposes_an_anomaly_rule_between_good_and_bad_peaks() -> None:
-    from prompting.backtest import backtest_run, rules_tune
+    from prompting.backtest import backtest_run
     from prompting.rules import DEFAULT_RULESET
+    from prompting.tuner import rules_tune
 
     probs, truths, inputs = _labelled([0.8, 0.9, 1.1], [2.0, 2.6, 3.0])
     base = ruleset_validate(DEFAULT_RULESET)
@@ -103,7 +104,7 @@ def test_tuner_proposes_an_anomaly_rule_between_good_and_bad_peaks() -> None:
 
 
 def test_tuner_moves_an_existing_anomaly_rule() -> None:
-    from prompting.backtest import rules_tune
+    from prompting.tuner import rules_tune
 
     probs, truths, inputs = _labelled([0.8, 1.9, 2.1], [3.0, 3.5, 4.0])
     tuned = rules_tune(probs, truths, classes=["dent"], base=_ruleset(1.5), inputs=inputs)
@@ -113,7 +114,7 @@ def test_tuner_moves_an_existing_anomaly_rule() -> None:
 
 
 def test_tuner_without_maps_leaves_the_anomaly_rule_alone() -> None:
-    from prompting.backtest import rules_tune
+    from prompting.tuner import rules_tune
 
     probs, truths, inputs = _labelled([0.8], [3.0])
     with pytest.raises(RuleSetError, match="no memory bank"):
@@ -122,8 +123,8 @@ def test_tuner_without_maps_leaves_the_anomaly_rule_alone() -> None:
 
 def test_tuner_does_not_fit_the_anomaly_score_on_trained_images() -> None:
     """Their patches are in the memory bank: in-sample scores would set it far too low."""
-    from prompting.backtest import rules_tune
     from prompting.rules import DEFAULT_RULESET
+    from prompting.tuner import rules_tune
 
     probs, truths, inputs = _labelled([0.1, 0.1, 0.2], [0.3, 2.6, 3.0])
     tuned = rules_tune(
