@@ -194,7 +194,15 @@ BACKBONE_DEVICE = env("BACKBONE_DEVICE", "cpu")  # cpu or cuda
 # new backbone models also read SAM's embedding when SAM_CHECKPOINT is set (off: never)
 BACKBONE_FUSE_SAM = env_bool("BACKBONE_FUSE_SAM", True)
 FEATURE_CACHE_DIR = Path(env("FEATURE_CACHE_DIR", str(VAR_DIR / "cache" / "features")))
-FEATURE_CACHE_MAX_BYTES = env_int("FEATURE_CACHE_MAX_BYTES", 2 * 1024**3)
+# 8 GiB: the features of ~80 megapixels of images (1,000 of 0.08 MP) at float16
+FEATURE_CACHE_MAX_BYTES = env_int("FEATURE_CACHE_MAX_BYTES", 8 * 1024**3)
+# float16: feature maps kept rounded to half precision (half the bytes; masks change at a few
+# pixels in 100,000); float32: kept exactly
+FEATURE_CACHE_DTYPE = env("FEATURE_CACHE_DTYPE", "float16")
+if FEATURE_CACHE_DTYPE not in ("float16", "float32"):
+    raise ImproperlyConfigured(
+        f"FEATURE_CACHE_DTYPE must be float16 or float32, got {FEATURE_CACHE_DTYPE!r}"
+    )
 DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "classic")
 COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
 # optimiser steps of a training run (0: the learner's default); the fault suite shortens runs with it

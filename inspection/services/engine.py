@@ -43,11 +43,18 @@ def feature_cache_get() -> FeatureCache:
     # deferred: PIL loads on first use
     from prompting.features.cache import FeatureCache
 
-    key = ("cache", str(settings.FEATURE_CACHE_DIR), settings.FEATURE_CACHE_MAX_BYTES)
+    key = (
+        "cache",
+        str(settings.FEATURE_CACHE_DIR),
+        settings.FEATURE_CACHE_MAX_BYTES,
+        settings.FEATURE_CACHE_DTYPE,
+    )
     with _lock:
         if key not in _backends:
             _backends[key] = FeatureCache(
-                settings.FEATURE_CACHE_DIR, max_bytes=settings.FEATURE_CACHE_MAX_BYTES
+                settings.FEATURE_CACHE_DIR,
+                max_bytes=settings.FEATURE_CACHE_MAX_BYTES,
+                features_dtype=settings.FEATURE_CACHE_DTYPE,
             )
         return _backends[key]
 

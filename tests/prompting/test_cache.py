@@ -339,3 +339,65 @@ def test_sam_embeddings_note_the_models_fingerprint(tmp_path, tiny_sam_checkpoin
         backend.model, np.full((60, 80, 3), 90, np.uint8), cache=cache, image_hash="img1"
     )
     assert cache.fingerprints_seen() == {backend.model.fingerprint}
+
+
+class _FractionBackend(_CountingBackend):
+    """Features that float16 does not hold exactly (thirds), or beyond its range."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__(f"fraction-{scale}")
+        self.scale = scale
+
+    def extract(self, image: np.ndarray) -> FeatureMap:
+        self.calls += 1
+        feats = (image[..., :2].astype(np.float32) / np.float32(3)) * np.float32(self.scale)
+        return FeatureMap(features=feats, image_size=image.shape[:2])
+
+
+def test_float16_cache_halves_entries_and_hands_out_the_same_rounded_map(tmp_path) -> None:
+    image = np.arange(6 * 7 * 3, dtype=np.uint8).reshape(6, 7, 3)
+    exact = FeatureCache(tmp_path / "f32", max_bytes=64 * KB)
+    half = FeatureCache(tmp_path / "f16", max_bytes=64 * KB, features_dtype="float16")
+    backend = _FractionBackend()
+    computed = backend.extract(image).features
+    miss = features_extract_cached(backend, image, cache=half, image_hash="h")
+    hit = features_extract_cached(backend, image, cache=half, image_hash="h")
+    assert backend.calls == 2  # one by hand, one miss
+    # a miss hands out what a hit reads: predictions never depend on the cache's state
+    assert miss.features.dtype == hit.features.dtype == np.float32
+    np.testing.assert_array_equal(miss.features, hit.features)
+    np.testing.assert_array_equal(hit.features, computed.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(hit.features, computed)  # thirds are rounded...
+    assert np.abs(hit.features - computed).max() <= np.abs(computed).max() * 2.0**-11
+    # ...and the float32 cache keeps them exactly
+    features_extract_cached(backend, image, cache=exact, image_hash="h")
+    again = features_extract_cached(backend, image, cache=exact, image_hash="h")
+    np.testing.assert_array_equal(again.features, computed)
+    saved = exact.size_bytes() - half.size_bytes()
+    assert saved >= computed.nbytes // 2 - 16
+
+
+def test_float16_cache_keeps_maps_beyond_its_range_exactly(tmp_path) -> None:
+    image = np.full((3, 4, 3), 255, np.uint8)
+    half = FeatureCache(tmp_path, max_bytes=64 * KB, features_dtype="float16")
+    backend = _FractionBackend(scale=1e4)  # 255 / 3 * 1e4 > 65504
+    features_extract_cached(backend, image, cache=half, image_hash="h")
+    hit = features_extract_cached(backend, image, cache=half, image_hash="h")
+    assert backend.calls == 1
+    np.testing.assert_array_equal(hit.features, backend.extract(image).features)
+
+
+def test_features_dtype_is_checked(tmp_path) -> None:
+    with pytest.raises(ValueError, match="features_dtype"):
+        FeatureCache(tmp_path, max_bytes=KB, features_dtype="int8")
+
+
+def test_float16_entries_widen_exactly_to_float32() -> None:
+    from prompting.features.cache import _float16_widen
+
+    rng = np.random.default_rng(0)
+    specials = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 6e-8, 65504, -65504], np.float16)
+    values = np.concatenate([rng.normal(size=70_001).astype(np.float16), specials])
+    widened = _float16_widen(values.reshape(-1, 1))
+    assert widened.dtype == np.float32 and widened.shape == (values.size, 1)
+    np.testing.assert_array_equal(widened[:, 0], values.astype(np.float32))
