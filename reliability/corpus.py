@@ -15,128 +15,27 @@ file: any 2xx or a clear 4xx, never a 5xx).
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import random
 import struct
-import zlib
-from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image as PILImage
+
+from reliability.corpus_parts import (
+    Case,
+    animated_encode,
+    bmp_declaring,
+    encode,
+    gif_declaring,
+    jpeg_declaring,
+    noise_rgb,
+    png_bomb,
+    png_chunk,
+    png_declaring,
+    tiff_declaring,
+)
+from reliability.corpus_requests import request_cases
 
 UPLOAD_MAX_BYTES_DEFAULT = 20 * 1024 * 1024
-
-
-@dataclass
-class Case:
-    name: str
-    category: str
-    files: list[tuple[str, bytes, str]]  # (client filename, bytes, content type)
-    expect: str  # "accept" | "reject" | "either"
-    field: str = "file"  # the field a rejection must name ("" : a request-level 400 with a detail)
-    form: dict = dataclasses.field(default_factory=dict)  # extra form fields (verdict)
-    masks: list[tuple[str, bytes, str]] = dataclasses.field(default_factory=list)
-    size: tuple[int, int] | None = None  # (width, height) expected when accepted
-    orientation: int | None = None  # EXIF orientation applied (1-8)
-
-
-def _rgb(seed: int, w: int = 40, h: int = 24) -> np.ndarray:
-    """(h, w, 3) uint8 RGB noise with a red 6x4 marker in the top-left corner."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(40, 200, (h, w, 3), dtype=np.uint8)
-    a[:4, :6] = (255, 0, 0)
-    return a
-
-
-def encode(array: np.ndarray, fmt: str, *, mode: str | None = None, **params) -> bytes:
-    img = PILImage.fromarray(array)
-    if mode:
-        img = img.convert(mode)
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **params)
-    return buf.getvalue()
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
-
-
-def png_declaring(width: int, height: int, *, real_rows: int = 0) -> bytes:
-    """A small PNG whose IHDR declares width x height (8-bit gray), with
-    ``real_rows`` rows of zero data (at most 256 MiB) (a bomb when fully decompressed)."""
-    idat = zlib.compress(b"\x00" * min((width + 1) * real_rows, 256 * 1024 * 1024), 1)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-    )
-
-
-def png_bomb(side: int) -> bytes:
-    """A real decompression bomb: side x side zero pixels, every row present."""
-    return png_declaring(side, side, real_rows=side)
-
-
-def jpeg_declaring(width: int, height: int) -> bytes:
-    data = bytearray(encode(_rgb(1), "JPEG"))
-    i = 2
-    while i < len(data):
-        marker = data[i + 1]
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2):
-            data[i + 5 : i + 9] = struct.pack(">HH", height, width)
-            break
-        i += 2 + length
-    return bytes(data)
-
-
-def tiff_declaring(width: int, height: int) -> bytes:
-    data = bytearray(encode(_rgb(2), "TIFF"))
-    (ifd,) = struct.unpack("<I", data[4:8])
-    (n,) = struct.unpack("<H", data[ifd : ifd + 2])
-    for k in range(n):
-        off = ifd + 2 + 12 * k
-        tag, typ = struct.unpack("<HH", data[off : off + 4])
-        if tag in (256, 257):
-            value = width if tag == 256 else height
-            if typ == 3:
-                data[off + 8 : off + 10] = struct.pack("<H", min(value, 65535))
-            else:
-                data[off + 8 : off + 12] = struct.pack("<I", value)
-    return bytes(data)
-
-
-def bmp_declaring(width: int, height: int) -> bytes:
-    data = bytearray(encode(_rgb(3), "BMP"))
-    data[18:26] = struct.pack("<ii", width, height)
-    return bytes(data)
-
-
-def gif_declaring(width: int, height: int) -> bytes:
-    data = bytearray(encode(_rgb(4), "GIF"))
-    data[6:10] = struct.pack("<HH", width, height)
-    return bytes(data)
-
-
-def with_exif_orientation(array: np.ndarray, orientation: int, fmt: str = "JPEG") -> bytes:
-    img = PILImage.fromarray(array)
-    exif = PILImage.Exif()
-    exif[0x0112] = orientation
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
-    return buf.getvalue()
-
-
-def _animated(fmt: str) -> bytes:
-    frames = [PILImage.fromarray(_rgb(s)) for s in (10, 11, 12)]
-    buf = io.BytesIO()
-    frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
-    return buf.getvalue()
 
 
 def corpus(*, seed: int = 0) -> list[Case]:
@@ -162,7 +61,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
                 Case(
                     f"valid {fmt} {w}x{h}",
                     "valid",
-                    [(f"ok.{ext}", encode(_rgb(uniq(), w, h), fmt), ctype)],
+                    [(f"ok.{ext}", encode(noise_rgb(uniq(), w, h), fmt), ctype)],
                     "accept",
                     size=(w, h),
                 )
@@ -184,7 +83,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
             [
                 (
                     "d.tif",
-                    encode(_rgb(uniq()), "TIFF", compression="tiff_adobe_deflate"),
+                    encode(noise_rgb(uniq()), "TIFF", compression="tiff_adobe_deflate"),
                     "image/tiff",
                 )
             ],
@@ -196,7 +95,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
     # --- truncated --------------------------------------------------------------------
     for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif")):
         for k in range(3):
-            full = encode(_rgb(uniq(), 64, 48), fmt)
+            full = encode(noise_rgb(uniq(), 64, 48), fmt)
             cuts = sorted(
                 {
                     1,
@@ -220,7 +119,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
     # --- corrupt (bit flips, chunk damage) ---------------------------------------------
     for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif")):
         for k in range(15):
-            data = bytearray(encode(_rgb(uniq(), 48, 32), fmt))
+            data = bytearray(encode(noise_rgb(uniq(), 48, 32), fmt))
             for _ in range(1 + k % 4):
                 pos = rng.randrange(0, len(data))
                 data[pos] ^= 1 << rng.randrange(8)
@@ -233,7 +132,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
                 )
             )
         for k in range(3):
-            data = bytearray(encode(_rgb(uniq(), 48, 32), fmt))
+            data = bytearray(encode(noise_rgb(uniq(), 48, 32), fmt))
             start = rng.randrange(8, len(data) // 2)
             data[start : start + 64] = bytes(64)
             add(
@@ -270,8 +169,8 @@ def corpus(*, seed: int = 0) -> list[Case]:
             )
 
     # --- wrong extension / MIME: content decides, the client's name and type don't -----
-    png = encode(_rgb(uniq()), "PNG")
-    jpg = encode(_rgb(uniq()), "JPEG")
+    png = encode(noise_rgb(uniq()), "PNG")
+    jpg = encode(noise_rgb(uniq()), "JPEG")
     for fname, ctype in (
         ("image.jpg", "image/jpeg"),
         ("image.exe", "application/x-msdownload"),
@@ -288,7 +187,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
             Case(
                 f"PNG named {fname} ({ctype})",
                 "wrong ext/MIME",
-                [(fname, encode(_rgb(uniq()), "PNG"), ctype)],
+                [(fname, encode(noise_rgb(uniq()), "PNG"), ctype)],
                 "accept",
                 size=(40, 24),
             )
@@ -297,7 +196,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
             Case(
                 f"JPEG named {fname} ({ctype})",
                 "wrong ext/MIME",
-                [(fname, encode(_rgb(uniq()), "JPEG"), ctype)],
+                [(fname, encode(noise_rgb(uniq()), "JPEG"), ctype)],
                 "accept",
                 size=(40, 24),
             )
@@ -319,7 +218,7 @@ def corpus(*, seed: int = 0) -> list[Case]:
             ),
             (
                 "PNG tEXt chunk with script",
-                png[:33] + _chunk(b"tEXt", b"Comment\x00" + html) + png[33:],
+                png[:33] + png_chunk(b"tEXt", b"Comment\x00" + html) + png[33:],
                 "either",
             ),
             (
@@ -430,25 +329,25 @@ def corpus(*, seed: int = 0) -> list[Case]:
         ("16-bit gray PNG", encode(g16, "PNG"), "image/png"),
         ("16-bit gray TIFF", encode(g16, "TIFF"), "image/tiff"),
         ("16-bit gray PNG low range", encode((g16 // 64).astype(np.uint16), "PNG"), "image/png"),
-        ("palette PNG", encode(_rgb(uniq()), "PNG", mode="P"), "image/png"),
+        ("palette PNG", encode(noise_rgb(uniq()), "PNG", mode="P"), "image/png"),
         (
             "palette PNG with transparency",
-            encode(_rgb(uniq()), "PNG", mode="P", transparency=0),
+            encode(noise_rgb(uniq()), "PNG", mode="P", transparency=0),
             "image/png",
         ),
-        ("palette BMP", encode(_rgb(uniq()), "BMP", mode="P"), "image/bmp"),
-        ("palette TIFF", encode(_rgb(uniq()), "TIFF", mode="P"), "image/tiff"),
-        ("CMYK JPEG", encode(_rgb(uniq()), "JPEG", mode="CMYK"), "image/jpeg"),
-        ("CMYK TIFF", encode(_rgb(uniq()), "TIFF", mode="CMYK"), "image/tiff"),
-        ("1-bit PNG", encode(_rgb(uniq()), "PNG", mode="1"), "image/png"),
-        ("1-bit TIFF", encode(_rgb(uniq()), "TIFF", mode="1"), "image/tiff"),
-        ("RGBA PNG", encode(_rgb(uniq()), "PNG", mode="RGBA"), "image/png"),
-        ("LA PNG", encode(_rgb(uniq()), "PNG", mode="LA"), "image/png"),
-        ("gray JPEG", encode(_rgb(uniq()), "JPEG", mode="L"), "image/jpeg"),
-        ("progressive JPEG", encode(_rgb(uniq()), "JPEG", progressive=True), "image/jpeg"),
+        ("palette BMP", encode(noise_rgb(uniq()), "BMP", mode="P"), "image/bmp"),
+        ("palette TIFF", encode(noise_rgb(uniq()), "TIFF", mode="P"), "image/tiff"),
+        ("CMYK JPEG", encode(noise_rgb(uniq()), "JPEG", mode="CMYK"), "image/jpeg"),
+        ("CMYK TIFF", encode(noise_rgb(uniq()), "TIFF", mode="CMYK"), "image/tiff"),
+        ("1-bit PNG", encode(noise_rgb(uniq()), "PNG", mode="1"), "image/png"),
+        ("1-bit TIFF", encode(noise_rgb(uniq()), "TIFF", mode="1"), "image/tiff"),
+        ("RGBA PNG", encode(noise_rgb(uniq()), "PNG", mode="RGBA"), "image/png"),
+        ("LA PNG", encode(noise_rgb(uniq()), "PNG", mode="LA"), "image/png"),
+        ("gray JPEG", encode(noise_rgb(uniq()), "JPEG", mode="L"), "image/jpeg"),
+        ("progressive JPEG", encode(noise_rgb(uniq()), "JPEG", progressive=True), "image/jpeg"),
         (
             "YCbCr TIFF JPEG-compressed",
-            encode(_rgb(uniq()), "TIFF", compression="jpeg"),
+            encode(noise_rgb(uniq()), "TIFF", compression="jpeg"),
             "image/tiff",
         ),
         (
@@ -465,15 +364,38 @@ def corpus(*, seed: int = 0) -> list[Case]:
         add(Case(name, "modes", [("m.bin", data, ctype)], "either", size=(40, 24)))
 
     # --- animated / multi-frame ----------------------------------------------------------
-    add(Case("animated GIF", "animated", [("a.gif", _animated("GIF"), "image/gif")], "reject"))
-    add(Case("APNG (3 frames)", "animated", [("a.png", _animated("PNG"), "image/png")], "reject"))
-    add(Case("multi-page TIFF", "animated", [("a.tif", _animated("TIFF"), "image/tiff")], "reject"))
-    add(Case("animated WebP", "animated", [("a.webp", _animated("WEBP"), "image/webp")], "reject"))
+    add(
+        Case("animated GIF", "animated", [("a.gif", animated_encode("GIF"), "image/gif")], "reject")
+    )
+    add(
+        Case(
+            "APNG (3 frames)",
+            "animated",
+            [("a.png", animated_encode("PNG"), "image/png")],
+            "reject",
+        )
+    )
+    add(
+        Case(
+            "multi-page TIFF",
+            "animated",
+            [("a.tif", animated_encode("TIFF"), "image/tiff")],
+            "reject",
+        )
+    )
+    add(
+        Case(
+            "animated WebP",
+            "animated",
+            [("a.webp", animated_encode("WEBP"), "image/webp")],
+            "reject",
+        )
+    )
     add(
         Case(
             "still WebP",
             "animated",
-            [("s.webp", encode(_rgb(uniq()), "WEBP"), "image/webp")],
+            [("s.webp", encode(noise_rgb(uniq()), "WEBP"), "image/webp")],
             "reject",
         )
     )
@@ -481,182 +403,12 @@ def corpus(*, seed: int = 0) -> list[Case]:
         Case(
             "single-frame GIF",
             "animated",
-            [("s.gif", encode(_rgb(uniq()), "GIF"), "image/gif")],
+            [("s.gif", encode(noise_rgb(uniq()), "GIF"), "image/gif")],
             "reject",
         )
     )
 
-    # --- filenames --------------------------------------------------------------------
-    for fname in (
-        "../../../../etc/passwd.png",
-        "..\\..\\..\\windows\\win.ini.png",
-        "/etc/shadow.png",
-        "a\x00b.png",
-        "\x00.png",
-        "x" * 1000 + ".png",
-        "é" * 300 + ".png",
-        "\u202egnp.exe",
-        "CON.png",
-        ".htaccess",
-        "..",
-        ".",
-        "name with   spaces .png",
-        "%2e%2e%2f%2e%2e%2fx.png",
-        "<script>alert(1)</script>.png",
-        "a/b/c/d.png",
-        "file:///etc/passwd",
-        "\r\nSet-Cookie: x=1.png",
-        "null\x00.png\x00.html",
-        "😀" * 50 + ".png",
-        # aimed at the canary directory beside the storage root (VAR_DIR/canary)
-        "../canary/owned.png",
-        "../../canary/owned.png",
-        "media/../../canary/owned.png",
-        "..%2fcanary%2fowned.png",
-    ):
-        # Django drops a file part whose name reduces to nothing ("." / ".."), and
-        # refuses multipart headers over 1 KiB: both are clear 400s, not failures
-        expect = "either" if fname in (".", "..") or len(fname.encode()) > 900 else "accept"
-        fld = "" if len(fname.encode()) > 900 else "file"
-        add(
-            Case(
-                f"filename {fname[:40]!r}",
-                "filename",
-                [(fname, encode(_rgb(uniq()), "PNG"), "image/png")],
-                expect,
-                field=fld,
-                size=(40, 24),
-            )
-        )
-    for fname in ("y" * 250 + ".png", "z" * 255):
-        add(
-            Case(
-                f"filename of {len(fname)} chars",
-                "filename",
-                [(fname, encode(_rgb(uniq()), "PNG"), "image/png")],
-                "accept",
-                size=(40, 24),
-            )
-        )
-
-    # --- EXIF orientation ---------------------------------------------------------------
-    for fmt in ("JPEG", "PNG", "TIFF"):
-        for o in range(1, 9):
-            w, h = (40, 24) if o < 5 else (24, 40)
-            try:
-                data = with_exif_orientation(_rgb(uniq()), o, fmt)
-            except Exception:  # pragma: no cover - a Pillow without EXIF writing for fmt
-                continue
-            add(
-                Case(
-                    f"EXIF orientation {o} {fmt}",
-                    "exif",
-                    [(f"o{o}.{fmt.lower()}", data, f"image/{fmt.lower()}")],
-                    "accept",
-                    size=(w, h),
-                    orientation=o,
-                )
-            )
-    for o in (0, 9, 255, 65535):
-        add(
-            Case(
-                f"EXIF orientation {o} (invalid)",
-                "exif",
-                [("ox.jpg", with_exif_orientation(_rgb(uniq()), o), "image/jpeg")],
-                "either",
-            )
-        )
-    bad_exif = (
-        jpg[:2]
-        + b"\xff\xe1"
-        + struct.pack(">H", 40)
-        + b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff"
-        + bytes(22)
-        + jpg[2:]
-    )
-    add(Case("EXIF with broken IFD", "exif", [("be.jpg", bad_exif, "image/jpeg")], "either"))
-
-    # --- masks and verdicts ------------------------------------------------------------
-    base = encode(_rgb(uniq()), "PNG")
-    good_mask = encode(np.zeros((24, 40), np.uint8), "PNG")
-    for name, mask, expect in (
-        ("mask of another size", encode(np.zeros((10, 10), np.uint8), "PNG"), "reject"),
-        ("mask truncated", good_mask[:30], "reject"),
-        ("mask empty", b"", "reject"),
-        ("mask bomb", png_declaring(100_000, 100_000), "reject"),
-        ("mask HTML", html, "reject"),
-        ("mask animated", _animated("PNG"), "reject"),
-    ):
-        add(
-            Case(
-                name,
-                "mask",
-                [("i.png", encode(_rgb(uniq()), "PNG"), "image/png")],
-                expect,
-                field="mask",
-                masks=[("m.png", mask, "image/png")],
-            )
-        )
-    add(
-        Case(
-            "two masks for one file",
-            "mask",
-            [("i.png", base, "image/png")],
-            "reject",
-            field="mask",
-            masks=[("m.png", good_mask, "image/png")] * 2,
-        )
-    )
-    for verdict in ("ok", "NG\x00", "x" * 10_000, "<script>", "OK,NG"):
-        add(
-            Case(
-                f"verdict {verdict[:12]!r}",
-                "verdict",
-                [("v.png", encode(_rgb(uniq()), "PNG"), "image/png")],
-                "reject",
-                field="verdict",
-                form={"verdict": verdict},
-            )
-        )
-
-    # --- several files in one request ---------------------------------------------------
-    add(
-        Case(
-            "one good + one truncated file",
-            "multi",
-            [("a.png", encode(_rgb(uniq()), "PNG"), "image/png"), ("b.png", png[:50], "image/png")],
-            "reject",
-        )
-    )
-    add(
-        Case(
-            "one good + one bomb",
-            "multi",
-            [
-                ("a.png", encode(_rgb(uniq()), "PNG"), "image/png"),
-                ("b.png", png_declaring(100_000, 100_000), "image/png"),
-            ],
-            "reject",
-        )
-    )
-    add(
-        Case(
-            "three good files",
-            "multi",
-            [(f"{i}.png", encode(_rgb(uniq()), "PNG"), "image/png") for i in range(3)],
-            "accept",
-            size=(40, 24),
-        )
-    )
-    add(
-        Case(
-            "51 files (over UPLOAD_MAX_FILES)",
-            "multi",
-            [(f"{i}.png", encode(_rgb(uniq(), 4, 4), "PNG"), "image/png") for i in range(51)],
-            "reject",
-        )
-    )
-    add(Case("no file field", "multi", [], "reject"))
+    request_cases(add, uniq, png=png, jpg=jpg, html=html)
     return cases
 
 

@@ -226,6 +226,60 @@ def test_the_web_process_starts_without_the_engines_heavy_modules():
     assert result.stdout.strip() == ""
 
 
+def functions_without_type_hints(path: Path) -> list[str]:
+    """``name:line`` of each public function of ``path`` (module level, or a
+    method of a public class) with a parameter or its return not annotated."""
+    out = []
+
+    def check(fn: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> None:
+        a = fn.args
+        params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, [a.vararg, a.kwarg])]
+        bare = [p.arg for p in params if p.annotation is None and p.arg not in ("self", "cls")]
+        if bare or fn.returns is None:
+            out.append(f"{name}:{fn.lineno}")
+
+    def public(node: ast.stmt) -> bool:
+        return not getattr(node, "name", "_").startswith("_")
+
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in filter(public, ast.parse(path.read_text()).body):
+        if isinstance(node, functions):
+            check(node, node.name)
+        elif isinstance(node, ast.ClassDef):
+            for fn in filter(public, node.body):
+                if isinstance(fn, functions):
+                    check(fn, f"{node.name}.{fn.name}")
+    return out
+
+
+def test_public_functions_of_the_services_and_the_api_have_type_hints():
+    missing = {
+        str(path.relative_to(REPO)): names
+        for folder in ("inspection/services", "inspection/api")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if (names := functions_without_type_hints(path))
+    }
+    assert missing == {}
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("def f(*, a: int) -> int:\n    return a\n", []),
+        ("def _f(a):\n    pass\n", []),
+        ("def f(a) -> None:\n    pass\n", ["f:1"]),
+        ("def f(a: int):\n    pass\n", ["f:1"]),
+        ("def f(*args: int, **kw) -> None:\n    pass\n", ["f:1"]),
+        ("class V:\n    def get(self, request: int, pk) -> None:\n        pass\n", ["V.get:2"]),
+        ("class V:\n    def _helper(self, x):\n        pass\n", []),
+        ("class _V:\n    def get(self, x):\n        pass\n", []),
+    ],
+)
+def test_the_check_finds_functions_without_type_hints(tmp_path, text, expected):
+    (tmp_path / "m.py").write_text(text)
+    assert functions_without_type_hints(tmp_path / "m.py") == expected
+
+
 @pytest.mark.parametrize(
     "files, expected",
     [

@@ -5,6 +5,7 @@ truth (``inspection.services.interchange``)."""
 from __future__ import annotations
 
 import json
+from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -67,7 +68,7 @@ class CocoExportView(APIView):
         ],
         responses={200: OpenApiTypes.OBJECT},
     )  # fmt: skip
-    def get(self, request: Request, pk) -> Response:
+    def get(self, request: Request, pk: UUID) -> Response:
         project = project_for(request, pk, READ)[0]
         source = request.query_params.get("source", "ground_truth")
         data = interchange_services.project_export_coco(project=project, source=source)
@@ -79,7 +80,7 @@ class CocoExportView(APIView):
 class LabelStudioExportView(APIView):
     # the whole task list, as Label Studio imports it (not the API's pages)
     @extend_schema(responses={200: TASKS_SCHEMA}, extensions={"x-unpaginated": True})
-    def get(self, request: Request, pk) -> Response:
+    def get(self, request: Request, pk: UUID) -> Response:
         project = project_for(request, pk, READ)[0]
         response = Response(interchange_services.project_export_labelstudio(project=project))
         response["Content-Disposition"] = f'attachment; filename="labelstudio-{project.id}.json"'
@@ -88,7 +89,7 @@ class LabelStudioExportView(APIView):
 
 class MasksExportView(APIView):
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
-    def get(self, request: Request, pk) -> HttpResponse:
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         project = project_for(request, pk, READ)[0]
         response = HttpResponse(
             interchange_services.project_export_masks_zip(project=project),
@@ -105,7 +106,7 @@ class CocoImportView(APIView):
         request={"application/json": OpenApiTypes.OBJECT, "multipart/form-data": ImportInput},
         responses={200: ImportOutput},
     )
-    def post(self, request: Request, pk) -> Response:
+    def post(self, request: Request, pk: UUID) -> Response:
         project = project_for(request, pk, EDIT)[0]
         result = interchange_services.ground_truth_import_coco(
             project=project, data=_json_body(request)
@@ -120,7 +121,7 @@ class LabelStudioImportView(APIView):
         request={"application/json": TASKS_SCHEMA, "multipart/form-data": ImportInput},
         responses={200: ImportOutput},
     )
-    def post(self, request: Request, pk) -> Response:
+    def post(self, request: Request, pk: UUID) -> Response:
         project = project_for(request, pk, EDIT)[0]
         result = interchange_services.ground_truth_import_labelstudio(
             project=project, tasks=_json_body(request)

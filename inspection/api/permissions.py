@@ -10,7 +10,8 @@ from __future__ import annotations
 from rest_framework.exceptions import PermissionDenied
 
 from inspection import selectors
-from inspection.models import Role
+from inspection.models import Project, Role
+from inspection.types import Actor
 
 READ = "read"
 INSPECT = "inspect"
@@ -31,7 +32,7 @@ MESSAGES = {
 }
 
 
-def role_require(*, user, project, need: str) -> str:
+def role_require(*, user: Actor, project: Project, need: str) -> str:
     """The user's role; PermissionDenied (403) when it doesn't allow ``need``.
 
     Callers have already found ``project`` through a membership-scoped

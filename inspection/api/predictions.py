@@ -80,7 +80,7 @@ class PredictionAnomalyView(APIView):
     """The anomaly map of a prediction as a PNG heat map (RGBA, to lay over the image)."""
 
     @extend_schema(responses={(200, "image/png"): bytes})
-    def get(self, request, pk):
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
         pred = row_for(
             request, selectors.prediction_get, pk, READ, project=attrgetter("image.project")
         )

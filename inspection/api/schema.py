@@ -10,6 +10,8 @@ generated from the schema (or Schemathesis) sees undocumented status codes.
 
 from __future__ import annotations
 
+from typing import Any
+
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error: a message for people, a code for programs, field errors by path.",
@@ -51,7 +53,7 @@ def _paginated(items: dict) -> dict:
     }
 
 
-def error_responses(result, generator, request, public):
+def error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
     """drf-spectacular POSTPROCESSING_HOOK: error responses, and the pagination
     envelope of list views (APIViews that paginate by hand, see ``_paginate``)."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA

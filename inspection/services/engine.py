@@ -22,6 +22,7 @@ from prompting.features import backend_create
 
 if TYPE_CHECKING:  # the engine's types, for signatures only (the engine loads lazily)
     from inspection.models import Image, ModelVersion, RuleSet
+    from prompting.clicks import ClickFeatures
     from prompting.features.base import FeatureBackend
     from prompting.features.cache import FeatureCache
     from prompting.features.sam import SamEmbedding, SamModel
@@ -127,7 +128,7 @@ _click_features: OrderedDict[str, Any] = OrderedDict()
 _CLICK_FEATURES_MAX = 16  # ~1-4 MB each: the images being clicked on right now
 
 
-def click_features_cached(key: str):
+def click_features_cached(key: str) -> ClickFeatures | None:
     """Click features (:class:`prompting.clicks.ClickFeatures`) by cache key: from
     process memory, else the disk cache (or None)."""
     # deferred: scikit-image and scipy load on first use
@@ -148,7 +149,7 @@ def click_features_cached(key: str):
     return features
 
 
-def click_features_store(key: str, features, *, fingerprint: str) -> None:
+def click_features_store(key: str, features: ClickFeatures, *, fingerprint: str) -> None:
     """Keep click features in process memory and the shared disk cache; the
     fingerprint goes on the cache's list so deleting the image removes them."""
     cache = feature_cache_get()

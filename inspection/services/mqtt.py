@@ -26,6 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -35,6 +36,12 @@ from django.utils import timezone
 
 from inspection import queue
 from inspection.models import MqttMessage, Project
+from inspection.types import RowId
+
+if TYPE_CHECKING:  # the client's types, for signatures only (paho loads on first use)
+    from paho.mqtt.client import Client, ConnectFlags
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger("inspection.mqtt")
 
@@ -58,7 +65,7 @@ def topic_segment(value: str) -> str:
     return _TOPIC_UNSAFE.sub("_", value or "")[:100] or "_"
 
 
-def mqtt_topic(*, project_id, station: str | None = None) -> str:
+def mqtt_topic(*, project_id: RowId, station: str | None = None) -> str:
     prefix = settings.MQTT_TOPIC_PREFIX.strip("/")
     if station is None:
         return f"{prefix}/{project_id}/alert"
@@ -110,9 +117,9 @@ class FlushResult:
     keys: list[str] = field(default_factory=list)
 
 
-def _client_connect():
+def _client_connect() -> Client:
     """A connected paho client with its network loop running (raises OSError)."""
-    import paho.mqtt.client as mqtt
+    import paho.mqtt.client as mqtt  # deferred: the network client loads only when MQTT is set
 
     url = urlsplit(settings.MQTT_URL)
     if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
@@ -127,9 +134,15 @@ def _client_connect():
         client.username_pw_set(settings.MQTT_USERNAME, settings.MQTT_PASSWORD or None)
     if tls:
         client.tls_set()
-    connected = {"rc": None}
+    connected: dict[str, ReasonCode | None] = {"rc": None}
 
-    def on_connect(client, userdata, flags, reason_code, properties=None):
+    def on_connect(
+        client: Client,
+        userdata: Any,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
         connected["rc"] = reason_code
 
     client.on_connect = on_connect

@@ -14,6 +14,7 @@ import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db import IntegrityError, transaction
@@ -31,6 +32,10 @@ from inspection.services.jobs import (
 from inspection.services.prompts import prompt_parse
 from inspection.types import Actor, RowId
 from prompting.errors import BackendError, PromptError
+
+if TYPE_CHECKING:  # the engine's types, for signatures only (the engine loads lazily)
+    from prompting.clicks import ClickFeatures
+    from prompting.features.base import FeatureBackend
 
 MAX_SEGMENT_PROMPTS = 200
 
@@ -182,7 +187,7 @@ def _prompt_invalid(exc: PromptError) -> InvalidInput:
     return InvalidInput(str(exc), field_errors={field or "prompts": [str(exc)]})
 
 
-def click_features_get(*, image: Image):
+def click_features_get(*, image: Image) -> tuple[ClickFeatures, float]:
     """(ClickFeatures of ``image``, ms spent computing them here: 0 when cached).
 
     Looked up in this process's memory, then the shared feature cache (keyed
@@ -214,7 +219,7 @@ def click_features_get(*, image: Image):
     return features, (time.perf_counter() - started) * 1000
 
 
-def click_features_fingerprint(backend) -> str:
+def click_features_fingerprint(backend: FeatureBackend) -> str:
     """Cache fingerprint of click features: their version and the backbone's fingerprint."""
     # deferred: scikit-image and scipy load on first use
     from prompting.clicks import CLICK_FEATURES_VERSION

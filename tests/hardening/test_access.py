@@ -1,13 +1,10 @@
-"""Access matrix (reliability/access.py MATRIX): every role × endpoint × method."""
+"""Access matrix (reliability/access_matrix.py MATRIX): every role × endpoint × method."""
 
 from __future__ import annotations
 
 import pytest
 
 from reliability.access import (
-    MATRIX,
-    ROLES,
-    STATION_MATRIX,
     cell_run,
     csrf_check,
     foreign_rows_check,
@@ -16,6 +13,7 @@ from reliability.access import (
     station_cell_run,
     throttle_check,
 )
+from reliability.access_matrix import MATRIX, ROLES, STATION_MATRIX
 
 
 def test_matrix_is_complete_for_every_role():

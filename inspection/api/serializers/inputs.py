@@ -31,7 +31,7 @@ class ClassInput(serializers.Serializer):
 class NumberField(serializers.FloatField):
     """A float that refuses JSON booleans (DRF would read ``true`` as 1.0)."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)

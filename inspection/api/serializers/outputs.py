@@ -83,7 +83,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "updated_at",
         ]
 
-    def get_role(self, obj) -> str | None:
+    def get_role(self, obj: Project) -> str | None:
         return (self.context.get("roles") or {}).get(obj.id) or self.context.get("role")
 
     @extend_schema_field(
@@ -93,7 +93,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "properties": {"id": {"type": "string"}, "number": {"type": "integer"}},
         }
     )
-    def get_candidate_model(self, obj) -> dict | None:
+    def get_candidate_model(self, obj: Project) -> dict | None:
         """The newest version after the deployed one that nobody dismissed."""
         if "roles" in self.context:
             return None  # the list stays one query; the detail names it
@@ -146,24 +146,24 @@ class ImageOutput(serializers.ModelSerializer):
     def _r(self):
         return self.context.get("request")
 
-    def get_file_url(self, obj) -> str:
+    def get_file_url(self, obj: Image) -> str:
         return _url(self._r(), "image-file", obj.id)
 
-    def get_display_url(self, obj) -> str:
+    def get_display_url(self, obj: Image) -> str:
         """What a browser should draw: the file, or a PNG of it where a browser
         would not show the engine's pixels (TIFF, 16-bit, alpha, EXIF rotation)."""
         return _url(self._r(), "image-display", obj.id)
 
-    def get_thumbnail_url(self, obj) -> str:
+    def get_thumbnail_url(self, obj: Image) -> str:
         return _url(self._r(), "image-thumbnail", obj.id)
 
-    def get_overlay_url(self, obj) -> str:
+    def get_overlay_url(self, obj: Image) -> str:
         return _url(self._r(), "image-overlay", obj.id)
 
-    def get_mask_url(self, obj) -> str | None:
+    def get_mask_url(self, obj: Image) -> str | None:
         return _url(self._r(), "image-mask", obj.id) if obj.mask else None
 
-    def get_has_mask(self, obj) -> bool:
+    def get_has_mask(self, obj: Image) -> bool:
         return bool(obj.mask)
 
 
@@ -234,7 +234,7 @@ class JobOutput(serializers.ModelSerializer):
         ]
 
     @extend_schema_field(JobChunksOutput(allow_null=True))
-    def get_chunks(self, obj) -> dict | None:
+    def get_chunks(self, obj: Job) -> dict | None:
         return job_chunks_summary(obj)
 
 
@@ -265,10 +265,10 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "created_at",
         ]
 
-    def get_deployed(self, obj) -> bool:
+    def get_deployed(self, obj: ModelVersion) -> bool:
         return obj.project.deployed_model_id == obj.id
 
-    def get_shadow(self, obj) -> bool:
+    def get_shadow(self, obj: ModelVersion) -> bool:
         """Whether this version judges the line's images in the shadow now."""
         return obj.project.shadow_model_id == obj.id
 
@@ -281,7 +281,7 @@ class RuleSetOutput(serializers.ModelSerializer):
         model = RuleSet
         fields = ["id", "project", "version", "rules", "note", "active", "created_at"]
 
-    def get_active(self, obj) -> bool:
+    def get_active(self, obj: RuleSet) -> bool:
         return obj.project.active_ruleset_id == obj.id
 
 
@@ -316,16 +316,16 @@ class PredictionOutput(serializers.ModelSerializer):
             "created_at",
         ]
 
-    def get_mask_url(self, obj) -> str:
+    def get_mask_url(self, obj: Prediction) -> str:
         return _url(self.context.get("request"), "prediction-mask", obj.id)
 
-    def get_anomaly_url(self, obj) -> str | None:
+    def get_anomaly_url(self, obj: Prediction) -> str | None:
         """The anomaly heat map (PNG, RGBA), when the model has a memory bank of good parts."""
         if obj.anomaly_peak is None:
             return None
         return _url(self.context.get("request"), "prediction-anomaly", obj.id)
 
-    def get_overlay_url(self, obj) -> str:
+    def get_overlay_url(self, obj: Prediction) -> str:
         return _url(self.context.get("request"), "prediction-overlay", obj.id)
 
 
@@ -345,20 +345,20 @@ class InspectionOutput(serializers.ModelSerializer):
     misjudged = serializers.SerializerMethodField()
     shadow = serializers.SerializerMethodField()
 
-    def get_shadow(self, obj) -> dict:
+    def get_shadow(self, obj: Inspection) -> dict:
         """The shadow model's decision ({} when no shadow ran, or not yet)."""
         decision = obj.shadow_or_none
         return decision.to_dict() if decision else {}
 
-    def get_image_kept(self, obj) -> bool:
+    def get_image_kept(self, obj: Inspection) -> bool:
         return bool(obj.image_file)
 
     @extend_schema_field(InspectionReviewOutput(allow_null=True))
-    def get_review(self, obj):
+    def get_review(self, obj: Inspection) -> dict | None:
         review = obj.review_or_none
         return InspectionReviewOutput(review).data if review else None
 
-    def get_misjudged(self, obj) -> bool | None:
+    def get_misjudged(self, obj: Inspection) -> bool | None:
         """Whether a person found the line's verdict wrong (None: not reviewed)."""
         review = obj.review_or_none
         return None if review is None else review.misjudged
