@@ -20,7 +20,8 @@ prediction never depends on whether its features were cached. (On
 sd_saliency_900, the classic backend's 52 features, 150 images: predicting
 from rounded features changes 239 of 3,200,000 mask pixels and no verdict;
 training and predicting on them, 765 pixels, seg IoU 0.5441 -> 0.5440.) Maps
-with values beyond float16's range (65504) are kept as they are.
+with values beyond float16's range (65504) are kept as they are; an entry kept
+the other way (the setting changed since) is a miss.
 
 Keys come from :func:`cache_key` (backend fingerprint + image hash). Keys are
 one-way, so the cache also keeps the list of fingerprints it has stored entries
@@ -286,8 +287,14 @@ class FeatureCache:
         size, features = arrays
         if size.shape != (2,) or features.ndim != 3:
             return None
+        # an entry kept the other way (written before the setting changed) is a
+        # miss, so what a prediction sees never depends on when it was cached
         if features.dtype == np.float16:
+            if self.features_dtype != "float16":
+                return None
             features = _float16_widen(features)
+        elif self._halves(features):
+            return None
         return FeatureMap(features=features, image_size=(int(size[0]), int(size[1])))
 
     def put_feature_map(self, key: str, feature_map: FeatureMap) -> None:
