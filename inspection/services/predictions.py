@@ -9,11 +9,14 @@ chunks, reusing stored probabilities when only the rules changed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, RuleSet
@@ -84,7 +87,13 @@ def prediction_store(
         "blobs": [b.to_dict() for b in decision.blobs],
         "uncertainty": decision.uncertainty,
         "anomaly_peak": None if anomaly is None else round(float(np.max(anomaly)), 4),
-        "timings": {**(timings or {}), "rules_ms": round(t_rules * 1000, 2)},
+        "timings": {
+            **(timings or {}),
+            "rules_ms": round(t_rules * 1000, 2),
+            "inputs": prediction_inputs_hash(
+                project=project, model_version=model_version, ruleset=ruleset
+            ),
+        },
         "job": job,
     }
     pred = Prediction(image=image, model_version=model_version, ruleset=ruleset, **values)
@@ -99,6 +108,36 @@ def prediction_store(
         ).delete()
         pred.save(force_insert=True)
     return pred, decision
+
+
+#: bump when what a prediction stores changes for the same inputs
+_PREDICTION_FORMAT = 1
+
+
+def prediction_inputs_hash(
+    *, project: Project, model_version: ModelVersion, ruleset: RuleSet
+) -> str:
+    """What a stored prediction of an image depends on besides the image's pixels
+    (stored images never change): the model version, the rule set, the
+    project's calibration and class colours, and the feature cache's precision.
+
+    A prediction of the same (image, model, rules) stored with the same hash is
+    what predicting again would store, so a propagation keeps it
+    (``predictions_reused`` in its job's timings).
+    """
+    colours = [c["colour"] for c in project.classes if c["name"] in model_version.classes]
+    payload = json.dumps(
+        {
+            "format": _PREDICTION_FORMAT,
+            "model_version": str(model_version.id),
+            "ruleset": str(ruleset.id),
+            "px_per_mm": project.px_per_mm,
+            "colours": colours,
+            "features_dtype": settings.FEATURE_CACHE_DTYPE,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def mask_visible(label_map: np.ndarray, *, n_classes: int) -> np.ndarray:
@@ -122,6 +161,15 @@ def overlay_render(
     from prompting.overlay import render_overlay
 
     return render_overlay(rgb8, label_map, colours=colours, blobs=blobs)
+
+
+def prediction_mask_load(name: str, *, shape: tuple[int, int]) -> np.ndarray:
+    """(H,W) bool: the pixels of a stored prediction mask (storage ``name``) that
+    carry a class."""
+    # deferred on purpose: the engine's codecs load PIL
+    from prompting.images import mask_decode
+
+    return mask_decode(bytes_read(name), shape=shape)
 
 
 def probabilities_load(prediction: Prediction) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.utils import timezone
 
 from inspection.errors import Conflict
 from inspection.models import Image, Job, JobChunk, ModelVersion, Prediction, Project, RuleSet
@@ -155,18 +156,26 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
     cache = engine.feature_cache_get()
     todo = [uuid.UUID(i) for i in chunk.items[chunk.done :]]
     images = Image.objects.select_related("project").in_bulk(todo)
-    # a fresh (model, rules) pair has no predictions yet: each is one INSERT; those
-    # stored by an earlier delivery of this chunk, or an earlier job, are replaced
-    stored = set(
-        Prediction.objects.filter(
-            image_id__in=todo, model_version=model_version, ruleset=ruleset
-        ).values_list("image_id", flat=True)
+    # a fresh (model, rules) pair has no predictions yet: each is one INSERT; one
+    # stored from the same inputs (e.g. this Run's, refreshed by a deploy) is kept;
+    # others (an earlier delivery of this chunk, older inputs) are replaced
+    inputs = predictions.prediction_inputs_hash(
+        project=job.project, model_version=model_version, ruleset=ruleset
     )
+    stored: dict[uuid.UUID, tuple] = {
+        image_id: (pred_id, verdict, mask, (timings or {}).get("inputs") == inputs)
+        for pred_id, image_id, verdict, mask, timings in Prediction.objects.filter(
+            image_id__in=todo, model_version=model_version, ruleset=ruleset
+        ).values_list("id", "image_id", "verdict", "mask", "timings")
+    }
     ctx.check()
     for image_id in todo:
         image = images.get(image_id)
         if image is None:  # deleted since the job started
             ctx.item_done({"skipped": 1})
+            continue
+        if image_id in stored and stored[image_id][3]:
+            ctx.item_done(_prediction_keep(job, image, *stored[image_id][:3]))
             continue
         t0 = time.perf_counter()
         probs = rgb8 = anomaly = None
@@ -179,7 +188,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
                 backend = engine.backend_for(model_version, learner)
             rgb8, phash = engine.image_pixels_load(image)
             probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
-            anomaly = learner.anomaly_map(rgb8, backend=backend)
+            anomaly = learner.anomaly_map(rgb8, backend=backend, cache=cache, image_hash=phash)
         t1 = time.perf_counter()
         pred, decision = predictions.prediction_store(
             image=image,
@@ -210,6 +219,23 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
         ctx.item_done(stats)
 
 
+def _prediction_keep(job: Job, image: Image, pred_id, verdict: str, mask: str) -> dict[str, Any]:
+    """Keep a stored prediction made from the same inputs: it becomes this job's
+    (and its image's latest), as if stored again; its stats as a new one's."""
+    t0 = time.perf_counter()
+    Prediction.objects.filter(id=pred_id).update(job=job, created_at=timezone.now())
+    stats: dict[str, Any] = {"n": 1, "verdicts": {verdict: 1}, "predictions_reused": 1}
+    if image.verdict:
+        stats["confusion"] = {_CONFUSION[(image.verdict, verdict)]: 1}
+    truth = engine.image_mask_load(image)
+    if truth is not None:
+        predicted = predictions.prediction_mask_load(mask, shape=truth.shape)
+        stats["inter"] = int(np.logical_and(predicted, truth).sum())
+        stats["union"] = int(np.logical_or(predicted, truth).sum())
+    stats["store_s"] = time.perf_counter() - t0
+    return stats
+
+
 def propagation_metrics(totals: dict[str, Any]) -> dict[str, Any]:
     """Ground-truth metrics of a propagation from its chunks' summed stats."""
     conf = {k: int((totals.get("confusion") or {}).get(k, 0)) for k in ("tp", "fp", "tn", "fn")}
@@ -235,6 +261,7 @@ def _job_finish(job: Job, totals: dict[str, Any]) -> tuple[dict, dict, str]:
         "predict_s": round(float(totals.get("predict_s") or 0.0), 3),
         "store_s": round(float(totals.get("store_s") or 0.0), 3),
         "probabilities_reused": int(totals.get("probabilities_reused") or 0),
+        "predictions_reused": int(totals.get("predictions_reused") or 0),
     }
     mv = ModelVersion.objects.filter(id=fan["model_version"]).first()
     if job.kind == Job.Kind.TRAIN:

@@ -20,7 +20,8 @@ prediction never depends on whether its features were cached. (On
 sd_saliency_900, the classic backend's 52 features, 150 images: predicting
 from rounded features changes 239 of 3,200,000 mask pixels and no verdict;
 training and predicting on them, 765 pixels, seg IoU 0.5441 -> 0.5440.) Maps
-with values beyond float16's range (65504) are kept as they are.
+with values beyond float16's range (65504) are kept as they are; an entry kept
+the other way (the setting changed since) is a miss.
 
 Keys come from :func:`cache_key` (backend fingerprint + image hash). Keys are
 one-way, so the cache also keeps the list of fingerprints it has stored entries
@@ -286,8 +287,14 @@ class FeatureCache:
         size, features = arrays
         if size.shape != (2,) or features.ndim != 3:
             return None
+        # an entry kept the other way (written before the setting changed) is a
+        # miss, so what a prediction sees never depends on when it was cached
         if features.dtype == np.float16:
+            if self.features_dtype != "float16":
+                return None
             features = _float16_widen(features)
+        elif self._halves(features):
+            return None
         return FeatureMap(features=features, image_size=(int(size[0]), int(size[1])))
 
     def put_feature_map(self, key: str, feature_map: FeatureMap) -> None:
@@ -391,3 +398,40 @@ def features_extract_cached(
     # what a hit will return (float16-rounded where the cache keeps them so)
     as_stored = getattr(cache, "feature_map_as_stored", None)
     return as_stored(feature_map) if callable(as_stored) else feature_map
+
+
+def anomaly_patches_cached(
+    backend: FeatureBackend,
+    rgb8: np.ndarray,
+    *,
+    stages: Sequence[int],
+    cache: FeatureCache | None,
+    image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
+) -> np.ndarray:
+    """``backend.anomaly_patches(rgb8, stages=stages)``, from ``cache`` when there.
+
+    The (h, w, D) float32 patch grid of the anomaly memory bank is kept exactly
+    (float32) beside the image's features, so a retraining or a new model on
+    unchanged images runs no network pass for it. ``stats`` counts
+    ``"anomaly_cached"`` / ``"anomaly_computed"`` up.
+    """
+
+    def count(what: str) -> None:
+        if stats is not None:
+            stats[what] = stats.get(what, 0) + 1
+
+    stages = tuple(int(i) for i in stages)
+    if cache is None:
+        count("anomaly_computed")
+        return backend.anomaly_patches(rgb8, stages=stages)
+    fingerprint = f"{backend.fingerprint()}\0anomaly{list(stages)}"
+    key = cache_key(fingerprint, image_hash or image_pixels_hash(rgb8), kind="anomaly_patches")
+    arrays = cache.get_arrays(key)
+    if arrays is not None and len(arrays) == 1 and np.asarray(arrays[0]).ndim == 3:
+        count("anomaly_cached")
+        return np.asarray(arrays[0], dtype=np.float32)
+    count("anomaly_computed")
+    grid = np.asarray(backend.anomaly_patches(rgb8, stages=stages), dtype=np.float32)
+    cache.put_arrays(key, [grid])
+    return grid

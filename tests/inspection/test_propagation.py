@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from inspection.models import Image, Inspection, Job, JobChunk, Prediction
+from inspection.models import Image, Inspection, Job, JobChunk, Prediction, Project
 from inspection.services.chunks import chunk_sizes, chunks_sweep_stale, job_chunk_run
 from inspection.services.images import image_upload
 from inspection.services.job_control import job_cancel
@@ -144,6 +144,9 @@ def _fanned_out_job(project, kind="predict"):
     from inspection.services import chunks as chunk_service
 
     _train(project)
+    # the calibration changed since the Run: every image is judged again (from its
+    # stored probabilities); with the same inputs the Run's predictions are kept
+    Project.objects.filter(id=project.id).update(px_per_mm=12.5)
     job = Job.objects.create(
         project=project,
         kind=kind,
@@ -223,12 +226,14 @@ def test_lost_chunk_is_queued_again_then_resumes(project):
     assert job.state == "succeeded" and job.result["n_predictions"] == N_IMAGES
 
 
-def test_chunk_run_again_replaces_the_predictions_it_had_stored(project):
+def test_chunk_run_again_keeps_the_predictions_it_had_stored(project):
     # a Run's chunk whose worker died after storing a prediction but before
-    # counting it: run again, it replaces that prediction (one per image)
+    # counting it: run again, it keeps that prediction (same inputs) and
+    # predicts the rest
     job = _train(project)
     chunk = job.chunks.get(index=0)
     first = Prediction.objects.get(job=job, image_id=chunk.items[0])
+    Prediction.objects.filter(job=job, image_id__in=chunk.items[1:]).delete()
     JobChunk.objects.filter(id=chunk.id).update(
         state="running", attempts=1, done=0, heartbeat_at=timezone.now() - timedelta(seconds=999)
     )
@@ -237,8 +242,57 @@ def test_chunk_run_again_replaces_the_predictions_it_had_stored(project):
     job = job_wait(job.id)
     assert job.state == "succeeded", job.error
     assert Prediction.objects.filter(job=job).count() == N_IMAGES
-    again = Prediction.objects.get(job=job, image_id=chunk.items[0])
-    assert again.id != first.id and again.mask.name == first.mask.name
+    assert Prediction.objects.get(job=job, image_id=chunk.items[0]).id == first.id
+    assert job.timings["predictions_reused"] == 1
+
+
+def _predictions_of(project) -> dict:
+    return {
+        p.image_id: (p.id, p.verdict, p.blobs, p.mask.name, p.overlay.name, p.probabilities.name)
+        for p in Prediction.objects.filter(image__project=project)
+    }
+
+
+def test_a_deploy_keeps_the_runs_predictions_made_from_the_same_inputs(project):
+    from inspection.services.predictions import predictions_refresh_start
+
+    run = _train(project)
+    assert run.timings["predictions_reused"] == 0
+    before = _predictions_of(project)
+    project.refresh_from_db()  # the Run deployed its model
+    refresh = job_wait(predictions_refresh_start(project=project, reason="deployed").id)
+    assert refresh.state == "succeeded", refresh.error
+    # the same rows, files and judgements; now the refresh job's, and its timings say so
+    assert _predictions_of(project) == before
+    assert Prediction.objects.filter(job=refresh).count() == N_IMAGES
+    assert refresh.timings["predictions_reused"] == N_IMAGES
+    assert refresh.timings["probabilities_reused"] == 0
+    assert refresh.result["verdicts"] == run.result["verdicts"]
+    assert refresh.result["metrics"] == {
+        k: v for k, v in run.result["metrics"].items() if k in refresh.result["metrics"]
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"px_per_mm": 8.0},  # the calibration
+        {"classes": [{"name": "scratch", "colour": "#00ff00"}]},  # the overlay's colour
+    ],
+)
+def test_predictions_made_from_other_inputs_are_judged_again(project, change):
+    from inspection.services.predictions import predictions_refresh_start
+    from inspection.services.projects import project_update
+
+    _train(project)
+    before = _predictions_of(project)
+    project = project_update(project=project, data=change)
+    refresh = job_wait(predictions_refresh_start(project=project, reason="changed").id)
+    assert refresh.state == "succeeded", refresh.error
+    assert refresh.timings["predictions_reused"] == 0
+    assert refresh.timings["probabilities_reused"] == N_IMAGES
+    after = _predictions_of(project)
+    assert all(after[i][0] != before[i][0] for i in before)  # stored again
 
 
 def test_chunk_lost_twice_fails_its_job(project):

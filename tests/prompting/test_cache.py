@@ -401,3 +401,22 @@ def test_float16_entries_widen_exactly_to_float32() -> None:
     widened = _float16_widen(values.reshape(-1, 1))
     assert widened.dtype == np.float32 and widened.shape == (values.size, 1)
     np.testing.assert_array_equal(widened[:, 0], values.astype(np.float32))
+
+
+def test_entries_kept_the_other_way_are_misses(tmp_path) -> None:
+    # the setting changed between writing and reading: computed again, so a
+    # prediction never depends on when its features were cached
+    image = np.arange(6 * 7 * 3, dtype=np.uint8).reshape(6, 7, 3)
+    exact = FeatureCache(tmp_path, max_bytes=64 * KB)
+    half = FeatureCache(tmp_path, max_bytes=64 * KB, features_dtype="float16")
+    backend = _FractionBackend()
+    features_extract_cached(backend, image, cache=exact, image_hash="h")
+    again = features_extract_cached(backend, image, cache=half, image_hash="h")
+    assert backend.calls == 2
+    np.testing.assert_array_equal(
+        again.features, backend.extract(image).features.astype(np.float16).astype(np.float32)
+    )
+    features_extract_cached(backend, image, cache=half, image_hash="h")
+    assert backend.calls == 3  # one by hand above; the float16 entry is a hit now
+    features_extract_cached(backend, image, cache=exact, image_hash="h")
+    assert backend.calls == 4
