@@ -64,6 +64,32 @@ def features_for(
     return backend.extract(pixels)
 
 
+def anomaly_patches_for(
+    backend: FeatureBackend,
+    pixels: np.ndarray,
+    *,
+    stages: Any,
+    cache: Any = None,
+    image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
+) -> np.ndarray:
+    """The anomaly patch grid (h, w, D) float32 of ``pixels`` (H,W,3) uint8 RGB for
+    ``stages``, from ``cache`` when it has it (``stats``: ``anomaly_cached`` /
+    ``anomaly_computed``)."""
+    try:
+        # deferred: PIL loads on first use
+        from prompting.features.cache import anomaly_patches_cached
+    except ImportError:  # cache module not available: plain extraction
+        anomaly_patches_cached = None
+    if anomaly_patches_cached is not None:
+        return anomaly_patches_cached(
+            backend, pixels, stages=stages, cache=cache, image_hash=image_hash, stats=stats
+        )
+    if stats is not None:
+        stats["anomaly_computed"] = stats.get("anomaly_computed", 0) + 1
+    return backend.anomaly_patches(pixels, stages=tuple(stages))
+
+
 @dataclass
 class Learner:
     """A trained pixel classifier.
@@ -199,14 +225,24 @@ class Learner:
             probs = probabilities_refine(probs, model=sam_model, embedding=emb)
         return probs
 
-    def anomaly_map(self, pixels: np.ndarray, *, backend: FeatureBackend) -> np.ndarray | None:
+    def anomaly_map(
+        self,
+        pixels: np.ndarray,
+        *,
+        backend: FeatureBackend,
+        cache: Any = None,
+        image_hash: str | None = None,
+    ) -> np.ndarray | None:
         """Anomaly score (H,W) float32 of ``pixels`` (H,W,3) uint8 RGB against the
         memory bank of good parts (1.0 = the level good training images reach), or
-        None when the model has no bank."""
+        None when the model has no bank. The image's patch grid comes from ``cache``
+        (by ``image_hash``) when it holds it."""
         if self.anomaly is None:
             return None
         self.check_backend(backend)
-        grid = backend.anomaly_patches(pixels, stages=self.anomaly.stages)
+        grid = anomaly_patches_for(
+            backend, pixels, stages=self.anomaly.stages, cache=cache, image_hash=image_hash
+        )
         return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2])
 
     def check_backend(self, backend: FeatureBackend) -> None:

@@ -39,6 +39,7 @@ from prompting.classifier import (
     ARTIFACT_FORMAT_NAME,
     ARTIFACT_FORMAT_VERSION,
     Learner,
+    anomaly_patches_for,
     features_for,
 )
 from prompting.errors import TrainingError
@@ -267,7 +268,7 @@ def learner_train(
         profiles.append(image_profile(np.asarray(im.pixels)))
         if can_anomaly:
             tf = time.perf_counter()
-            patches, grid = _normal_patches(backend, im)
+            patches, grid = _normal_patches(backend, im, cache=cache, stats=reuse)
             t_feat += time.perf_counter() - tf
             normal.append(patches)
             normal_grids.append(grid)
@@ -298,6 +299,7 @@ def learner_train(
             t_anom=t_anom,
             pixels_per_class=int((painted == 0).sum()),
             n_features=int(xs[0].shape[1]),
+            reuse=reuse,
         )
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys)
@@ -417,6 +419,8 @@ def learner_train(
         "warm_start": int(warm is not None),
         "features_cached": reuse.get("cached", 0),
         "features_computed": reuse.get("computed", 0),
+        "anomaly_cached": reuse.get("anomaly_cached", 0),
+        "anomaly_computed": reuse.get("anomaly_computed", 0),
     }
     return TrainResult(
         learner=learner,
@@ -449,11 +453,19 @@ def _warm_start_fits(
 
 
 def _normal_patches(
-    backend: FeatureBackend, im: TrainingImage
+    backend: FeatureBackend, im: TrainingImage, *, cache: Any = None, stats: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Good-part patches of one training image: every patch of an image marked
-    defect-free (and its whole grid), else the patches mostly under painted background."""
-    grid = backend.anomaly_patches(np.asarray(im.pixels))
+    defect-free (and its whole grid), else the patches mostly under painted background.
+    The image's patch grid comes from ``cache`` when it holds it."""
+    grid = anomaly_patches_for(
+        backend,
+        np.asarray(im.pixels),
+        stages=backend.anomaly_stages,
+        cache=cache,
+        image_hash=im.image_hash,
+        stats=stats,
+    )
     h, w, d = grid.shape
     if im.all_background and not (np.asarray(im.labels) > 0).any():
         return grid.reshape(-1, d), grid
@@ -483,6 +495,7 @@ def _anomaly_only_result(
     t_anom: float,
     pixels_per_class: int,
     n_features: int,
+    reuse: dict[str, int],
 ) -> TrainResult:
     """A model from good parts only: the classifier says background everywhere
     (one linear layer, zero weights, background bias), the bank carries the evidence."""
@@ -510,6 +523,10 @@ def _anomaly_only_result(
         "features_s": t_feat,
         "anomaly_s": t_anom,
         "total_s": time.perf_counter() - t0,
+        "features_cached": reuse.get("cached", 0),
+        "features_computed": reuse.get("computed", 0),
+        "anomaly_cached": reuse.get("anomaly_cached", 0),
+        "anomaly_computed": reuse.get("anomaly_computed", 0),
     }
     return TrainResult(
         learner=learner,

@@ -102,7 +102,7 @@ def inspect_image(
     probs = learner.predict_proba(
         rgb8, backend=backend, cache=cache, image_hash=image_hash, sam_model=sam_model
     )
-    anomaly = learner.anomaly_map(rgb8, backend=backend)
+    anomaly = learner.anomaly_map(rgb8, backend=backend, cache=cache, image_hash=image_hash)
     t1 = time.perf_counter()
     decision = rules_apply(
         probs,

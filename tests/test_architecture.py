@@ -27,6 +27,8 @@ PACKAGES = ("inspection", "prompting", "benchmarks", "reliability")
 DEFERRED = re.compile(r"#\s*deferred(?: on purpose)?:\s*\S")
 #: no source file outside migrations is longer than this (lines)
 MAX_LINES = 600
+#: what a source file is: code, templates, styles, scripts
+SOURCE_SUFFIXES = (".py", ".js", ".css", ".html", ".sh")
 
 
 def _modules(root: Path = REPO, packages=PACKAGES) -> dict[str, Path]:
@@ -402,6 +404,55 @@ def test_the_check_names_unmarked_local_imports(tmp_path, text, expected):
     (tmp_path / "pkg" / "b.py").write_text("")
     modules = _modules(tmp_path, ("pkg",))
     assert unmarked_local_imports(modules, root=tmp_path, packages=("pkg",)) == expected
+
+
+def source_files(root: Path = REPO) -> list[Path]:
+    """The project's source files (``SOURCE_SUFFIXES``): the packages, tests,
+    scripts and the top-level modules; migrations are generated, not read."""
+    out = sorted(root.glob("*.py"))
+    for top in (*PACKAGES, "tests", "scripts"):
+        for path in sorted((root / top).rglob("*")):
+            generated = {"migrations", "__pycache__"} & set(path.relative_to(root).parts)
+            if path.suffix in SOURCE_SUFFIXES and path.is_file() and not generated:
+                out.append(path)
+    return out
+
+
+def test_no_source_file_is_longer_than_600_lines():
+    """A file that long holds more than one idea: split it along them."""
+    files = source_files()
+    assert len(files) > 200
+    long = {
+        str(path.relative_to(REPO)): n
+        for path in files
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}, f"over {MAX_LINES} lines: {long}"
+
+
+def test_the_length_check_reads_every_kind_of_source_but_migrations(tmp_path):
+    for name in (
+        "manage.py",
+        "inspection/models.py",
+        "inspection/migrations/0001_initial.py",
+        "inspection/dashboard/static/dashboard/js/editor.js",
+        "inspection/dashboard/templates/dashboard/base.html",
+        "prompting/data.npz",
+        "tests/test_a.py",
+        "scripts/test.sh",
+        "README.md",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    found = sorted(str(p.relative_to(tmp_path)) for p in source_files(tmp_path))
+    assert found == [
+        "inspection/dashboard/static/dashboard/js/editor.js",
+        "inspection/dashboard/templates/dashboard/base.html",
+        "inspection/models.py",
+        "manage.py",
+        "scripts/test.sh",
+        "tests/test_a.py",
+    ]
 
 
 def _readme_layout() -> list[str]:

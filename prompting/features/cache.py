@@ -398,3 +398,40 @@ def features_extract_cached(
     # what a hit will return (float16-rounded where the cache keeps them so)
     as_stored = getattr(cache, "feature_map_as_stored", None)
     return as_stored(feature_map) if callable(as_stored) else feature_map
+
+
+def anomaly_patches_cached(
+    backend: FeatureBackend,
+    rgb8: np.ndarray,
+    *,
+    stages: Sequence[int],
+    cache: FeatureCache | None,
+    image_hash: str | None = None,
+    stats: dict[str, int] | None = None,
+) -> np.ndarray:
+    """``backend.anomaly_patches(rgb8, stages=stages)``, from ``cache`` when there.
+
+    The (h, w, D) float32 patch grid of the anomaly memory bank is kept exactly
+    (float32) beside the image's features, so a retraining or a new model on
+    unchanged images runs no network pass for it. ``stats`` counts
+    ``"anomaly_cached"`` / ``"anomaly_computed"`` up.
+    """
+
+    def count(what: str) -> None:
+        if stats is not None:
+            stats[what] = stats.get(what, 0) + 1
+
+    stages = tuple(int(i) for i in stages)
+    if cache is None:
+        count("anomaly_computed")
+        return backend.anomaly_patches(rgb8, stages=stages)
+    fingerprint = f"{backend.fingerprint()}\0anomaly{list(stages)}"
+    key = cache_key(fingerprint, image_hash or image_pixels_hash(rgb8), kind="anomaly_patches")
+    arrays = cache.get_arrays(key)
+    if arrays is not None and len(arrays) == 1 and np.asarray(arrays[0]).ndim == 3:
+        count("anomaly_cached")
+        return np.asarray(arrays[0], dtype=np.float32)
+    count("anomaly_computed")
+    grid = np.asarray(backend.anomaly_patches(rgb8, stages=stages), dtype=np.float32)
+    cache.put_arrays(key, [grid])
+    return grid

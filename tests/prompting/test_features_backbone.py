@@ -220,3 +220,48 @@ def test_a_learner_trains_and_predicts_on_fused_features(tiny_sam_checkpoint) ->
     assert probs.shape == (2, 48, 64) and np.allclose(probs.sum(axis=0), 1, atol=1e-4)
     assert result.learner.backend_options["sam"] is not None
     assert probs[1, 12:18, 24:36].mean() > probs[1, 30:40, 5:60].mean()
+
+
+def test_anomaly_patch_grids_come_from_the_feature_cache(lite0, tmp_path) -> None:
+    """A retraining on unchanged images runs no network pass for the anomaly bank,
+    and a prediction's anomaly map from cached patches equals the computed one."""
+    from prompting.features.cache import FeatureCache
+    from prompting.images import pixels_hash
+    from prompting.learner import TrainingImage, learner_train
+
+    cache = FeatureCache(tmp_path / "cache", max_bytes=512 * 1024**2)
+    images = []
+    for i in range(3):
+        img = _image(64, 80, seed=i)
+        img[20:30, 30:50] = 255
+        labels = np.full((64, 80), -1, np.int16)
+        labels[22:28, 34:46] = 1
+        labels[45:60, 5:75] = 0
+        images.append(TrainingImage(f"im{i}", img, labels, image_hash=pixels_hash(img)))
+    free = _image(64, 80, seed=9)
+    images.append(
+        TrainingImage(
+            "ok", free, np.full((64, 80), -1, np.int16), pixels_hash(free), all_background=True
+        )
+    )
+    first = learner_train(images, classes=["scratch"], backend=lite0, cache=cache, steps=40)
+    assert first.timings["anomaly_computed"] == 4 and first.timings["anomaly_cached"] == 0
+    calls = []
+    real = lite0.anomaly_patches
+    lite0.anomaly_patches = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        again = learner_train(images, classes=["scratch"], backend=lite0, cache=cache, steps=40)
+        assert again.timings["anomaly_cached"] == 4 and again.timings["anomaly_computed"] == 0
+        assert calls == []
+        learner = again.learner
+        np.testing.assert_array_equal(learner.anomaly.bank, first.learner.anomaly.bank)
+        probe = _image(64, 80, seed=5)
+        computed = learner.anomaly_map(probe, backend=lite0)
+        assert len(calls) == 1
+        stored = learner.anomaly_map(probe, backend=lite0, cache=cache)  # computed, then stored
+        from_cache = learner.anomaly_map(probe, backend=lite0, cache=cache)
+        assert len(calls) == 2
+    finally:
+        del lite0.anomaly_patches
+    np.testing.assert_array_equal(computed, stored)
+    np.testing.assert_array_equal(computed, from_cache)

@@ -4,6 +4,7 @@ import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast, 
 import { loadImages, loadPredictions, loadProject, classesOf, normPrediction, reviewOrder } from "./shapes.js";
 import { setupRun } from "./run.js";
 import { shownModel, chooseShown, modelLabel } from "./lifecycle.js";
+import { hexToRgb, loadImage, rleDecode, touches } from "./canvas.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -204,28 +205,6 @@ async function redo() {
   updateCount(); draw();
 }
 
-// distance from point to segment
-function segDist(px, py, [ax, ay], [bx, by]) {
-  const dx = bx - ax, dy = by - ay;
-  const L = dx * dx + dy * dy;
-  const t = L ? Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / L)) : 0;
-  return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
-}
-function touches(p, x, y, r) {
-  if (p.kind === "stroke") {
-    const pts = p.points;
-    if (pts.length === 1) return Math.hypot(x - pts[0][0], y - pts[0][1]) <= r + p.radius;
-    for (let i = 1; i < pts.length; i++) if (segDist(x, y, pts[i - 1], pts[i]) <= r + p.radius) return true;
-    return false;
-  }
-  if (p.kind === "point") return Math.hypot(x - p.points[0][0], y - p.points[0][1]) <= r + 4 / state.scale;
-  const [[x0, y0], [x1, y1]] = p.points;
-  const inX = x >= Math.min(x0, x1) - r && x <= Math.max(x0, x1) + r;
-  const inY = y >= Math.min(y0, y1) - r && y <= Math.max(y0, y1) + r;
-  const nearEdge = Math.min(Math.abs(x - x0), Math.abs(x - x1)) <= r || Math.min(Math.abs(y - y0), Math.abs(y - y1)) <= r;
-  return inX && inY && nearEdge;
-}
-
 // ---------------------------------------------------------------- points and boxes -> a mask
 const ENGINE_NAMES = { sam: "SAM", backbone: "Backbone" };
 async function segment(label) {
@@ -283,21 +262,6 @@ async function showSamMask(res, label) {
   state.samMask = off;
   draw();
 }
-// {size: [H, W], counts: [...]}: row-major run lengths starting with a run of 0s
-function rleDecode(rle, n) {
-  const out = new Uint8Array(n);
-  let idx = 0, val = 0;
-  for (const c of rle.counts) {
-    if (val) out.fill(1, idx, Math.min(n, idx + c));
-    idx += c;
-    val = 1 - val;
-  }
-  return out;
-}
-function hexToRgb(hex) { const n = parseInt(hex.slice(1), 16); return [(n >> 16) & 255, (n >> 8) & 255, n & 255]; }
-function loadImage(src) {
-  return new Promise((res, rej) => { const i = new Image(); i.onload = () => res(i); i.onerror = () => rej(new Error("image failed to load")); i.src = src; });
-}
 
 // ---------------------------------------------------------------- input
 let pointerDown = false;
@@ -323,7 +287,7 @@ canvas.addEventListener("pointerdown", (e) => {
 });
 function eraseAt(x, y) {
   const d = state.drawing;
-  for (const p of state.prompts) if (!p._hidden && touches(p, x, y, d.radius)) { p._hidden = true; d.hit.add(p); }
+  for (const p of state.prompts) if (!p._hidden && touches(p, x, y, d.radius, state.scale)) { p._hidden = true; d.hit.add(p); }
 }
 canvas.addEventListener("pointermove", (e) => {
   const [x, y] = toImage(e);

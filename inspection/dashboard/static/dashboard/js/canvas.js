@@ -1,0 +1,40 @@
+// Pure helpers of the editor's canvas (editor.js): which prompt a point touches,
+// run-length masks, colours, loading an image. Coordinates: image pixels.
+
+// distance from point to segment
+export function segDist(px, py, [ax, ay], [bx, by]) {
+  const dx = bx - ax, dy = by - ay;
+  const L = dx * dx + dy * dy;
+  const t = L ? Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / L)) : 0;
+  return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
+}
+export function touches(p, x, y, r, scale) {
+  if (p.kind === "stroke") {
+    const pts = p.points;
+    if (pts.length === 1) return Math.hypot(x - pts[0][0], y - pts[0][1]) <= r + p.radius;
+    for (let i = 1; i < pts.length; i++) if (segDist(x, y, pts[i - 1], pts[i]) <= r + p.radius) return true;
+    return false;
+  }
+  if (p.kind === "point") return Math.hypot(x - p.points[0][0], y - p.points[0][1]) <= r + 4 / scale;
+  const [[x0, y0], [x1, y1]] = p.points;
+  const inX = x >= Math.min(x0, x1) - r && x <= Math.max(x0, x1) + r;
+  const inY = y >= Math.min(y0, y1) - r && y <= Math.max(y0, y1) + r;
+  const nearEdge = Math.min(Math.abs(x - x0), Math.abs(x - x1)) <= r || Math.min(Math.abs(y - y0), Math.abs(y - y1)) <= r;
+  return inX && inY && nearEdge;
+}
+
+// {size: [H, W], counts: [...]}: row-major run lengths starting with a run of 0s
+export function rleDecode(rle, n) {
+  const out = new Uint8Array(n);
+  let idx = 0, val = 0;
+  for (const c of rle.counts) {
+    if (val) out.fill(1, idx, Math.min(n, idx + c));
+    idx += c;
+    val = 1 - val;
+  }
+  return out;
+}
+export function hexToRgb(hex) { const n = parseInt(hex.slice(1), 16); return [(n >> 16) & 255, (n >> 8) & 255, n & 255]; }
+export function loadImage(src) {
+  return new Promise((res, rej) => { const i = new Image(); i.onload = () => res(i); i.onerror = () => rej(new Error("image failed to load")); i.src = src; });
+}
