@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import propagation as prop
+from benchmarks.propagation_engine import cpu_name
 from benchmarks.quality_common import DEFAULT_DATA_ROOT, dataset_load
 
 FIELDS = ("verdict", "severity", "reasons", "blobs", "uncertainty", "anomaly_peak")
@@ -100,7 +102,6 @@ def _forget(image, model_version, ruleset) -> None:
 
 
 def bench(samples, *, n_images: int, runs: int) -> dict:
-    from benchmarks import propagation as prop
     from benchmarks.predict_reference import prediction_store_reference
     from inspection.models import Job, ModelVersion
     from inspection.services import engine
@@ -185,8 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=60, help="project size")
     parser.add_argument("--runs", type=int, default=5, help="repetitions (medians reported)")
     args = parser.parse_args(argv)
-    from benchmarks.propagation import _cpu_name
-
     samples = dataset_load(args.data_root, args.dataset)
     var = Path(tempfile.mkdtemp(prefix="bench-store-"))
     try:
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     h, w = r["size"]
     print(
         f"{args.dataset}: {r['n_images']} images of {w}x{h} ({r['blobs']} blobs), "
-        f"{r['runs']} runs, CPU {_cpu_name()}, 1-min load {os.getloadavg()[0]:.1f}"
+        f"{r['runs']} runs, CPU {cpu_name()}, 1-min load {os.getloadavg()[0]:.1f}"
     )
     print("| storing a prediction (median per image) | before | now | speed-up |")
     print("|---|---|---|---|")
