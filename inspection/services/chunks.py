@@ -175,17 +175,27 @@ class ChunkContext:
             raise JobCancelled(str(self.job.id))
 
     def item_done(self, stats: dict[str, Any] | None = None) -> None:
-        """One more item finished: count it and add ``stats`` to the chunk's result
-        (every item: a re-run resumes after it); move the job's progress and
-        heartbeat (at most every ``JOB_PROGRESS_EVERY_S``, and at the chunk's
-        last item); JobCancelled when the job stopped."""
-        now = timezone.now()
+        """One more item finished: :meth:`item_record` then :meth:`progress`."""
+        self.item_record(stats)
+        self.progress()
+
+    def item_record(self, stats: dict[str, Any] | None = None) -> None:
+        """Count one more finished item and add ``stats`` to the chunk's result
+        (every item: a re-run resumes after it). Inside the transaction that
+        stores the item's result, both land together (one commit)."""
         chunk = self.chunk
         chunk.done += 1
         chunk.result = stats_add(chunk.result, stats or {})
         JobChunk.objects.filter(id=chunk.id).update(
-            done=chunk.done, result=chunk.result, heartbeat_at=now
+            done=chunk.done, result=chunk.result, heartbeat_at=timezone.now()
         )
+
+    def progress(self) -> None:
+        """Move the job's progress and heartbeat after :meth:`item_record` (at most
+        every ``JOB_PROGRESS_EVERY_S``, and at the chunk's last item);
+        JobCancelled when the job stopped."""
+        now = timezone.now()
+        chunk = self.chunk
         last = chunk.done >= len(chunk.items)
         if not last and time.monotonic() - self._job_written < JOB_PROGRESS_EVERY_S:
             return  # the job's row is written a few times a second at most

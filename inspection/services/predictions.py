@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,12 +38,16 @@ def prediction_store(
     timings: dict | None = None,
     anomaly: np.ndarray | None = None,
     replace: bool = True,
+    then: Callable[[Prediction, Any], None] | None = None,
 ) -> tuple[Prediction, Any]:
     """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 (and the image's
     ``anomaly`` map (H,W), for models with a memory bank) and store a Prediction.
 
     Writes the mask PNG (see ``mask_visible``), the overlay PNG and the probabilities (uint8 .npz, ``prompting.probmaps``), then
-    replaces any earlier prediction of the same (image, model, rules).
+    replaces any earlier prediction of the same (image, model, rules);
+    ``replace=False``: the caller knows there is none (one INSERT, no lookup).
+    ``then(prediction, decision)`` runs inside the transaction that saves the
+    row, after it (a chunk counts the image there: one commit for both).
     """
     # deferred: PIL loads on first use
     from prompting.images import png_encode
@@ -98,15 +102,18 @@ def prediction_store(
     }
     pred = Prediction(image=image, model_version=model_version, ruleset=ruleset, **values)
     pred.mask.name, pred.overlay.name, pred.probabilities.name = names
-    if not replace:
+    if not replace and then is None:
         pred.save(force_insert=True)
         return pred, decision
     with transaction.atomic():
-        # same names were overwritten in place; drop the row so "latest" moves
-        Prediction.objects.filter(
-            image=image, model_version=model_version, ruleset=ruleset
-        ).delete()
+        if replace:
+            # same names were overwritten in place; drop the row so "latest" moves
+            Prediction.objects.filter(
+                image=image, model_version=model_version, ruleset=ruleset
+            ).delete()
         pred.save(force_insert=True)
+        if then is not None:
+            then(pred, decision)
     return pred, decision
 
 

@@ -15,6 +15,7 @@ land.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from inspection.errors import Conflict
@@ -175,7 +177,9 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             ctx.item_done({"skipped": 1})
             continue
         if image_id in stored and stored[image_id][3]:
-            ctx.item_done(_prediction_keep(job, image, *stored[image_id][:3]))
+            with transaction.atomic():
+                ctx.item_record(_prediction_keep(job, image, *stored[image_id][:3]))
+            ctx.progress()
             continue
         t0 = time.perf_counter()
         probs = rgb8 = anomaly = None
@@ -190,7 +194,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
             anomaly = learner.anomaly_map(rgb8, backend=backend, cache=cache, image_hash=phash)
         t1 = time.perf_counter()
-        pred, decision = predictions.prediction_store(
+        predictions.prediction_store(
             image=image,
             model_version=model_version,
             ruleset=ruleset,
@@ -200,23 +204,31 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             timings={"predict_ms": round((t1 - t0) * 1000, 2)},
             anomaly=anomaly,
             replace=image_id in stored,
+            then=functools.partial(_prediction_count, ctx, image, t0, t1, reused),
         )
-        t2 = time.perf_counter()
-        stats: dict[str, Any] = {
-            "n": 1,
-            "verdicts": {pred.verdict: 1},
-            "predict_s": t1 - t0,
-            "store_s": t2 - t1,
-            "probabilities_reused": int(reused),
-        }
-        if image.verdict:
-            stats["confusion"] = {_CONFUSION[(image.verdict, pred.verdict)]: 1}
-        truth = engine.image_mask_load(image)
-        if truth is not None:
-            predicted = np.asarray(decision.label_map) > 0
-            stats["inter"] = int(np.logical_and(predicted, truth).sum())
-            stats["union"] = int(np.logical_or(predicted, truth).sum())
-        ctx.item_done(stats)
+        ctx.progress()
+
+
+def _prediction_count(
+    ctx: ChunkContext, image: Image, t0: float, t1: float, reused: bool, pred, decision
+) -> None:
+    """Count a just stored prediction in its chunk, inside the transaction that
+    saved it: the prediction and its count land together (one commit an image)."""
+    stats: dict[str, Any] = {
+        "n": 1,
+        "verdicts": {pred.verdict: 1},
+        "predict_s": t1 - t0,
+        "store_s": time.perf_counter() - t1,
+        "probabilities_reused": int(reused),
+    }
+    if image.verdict:
+        stats["confusion"] = {_CONFUSION[(image.verdict, pred.verdict)]: 1}
+    truth = engine.image_mask_load(image)
+    if truth is not None:
+        predicted = np.asarray(decision.label_map) > 0
+        stats["inter"] = int(np.logical_and(predicted, truth).sum())
+        stats["union"] = int(np.logical_or(predicted, truth).sum())
+    ctx.item_record(stats)
 
 
 def _prediction_keep(job: Job, image: Image, pred_id, verdict: str, mask: str) -> dict[str, Any]:

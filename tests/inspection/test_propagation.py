@@ -206,6 +206,24 @@ def test_running_chunk_stops_at_its_next_image_after_cancel(project, monkeypatch
     assert chunk.state == "cancelled" and chunk.done == 1 and len(stored) == 1
 
 
+def test_a_prediction_and_its_count_land_together(project, monkeypatch):
+    from inspection.services.chunks import ChunkContext
+
+    job, sent = _fanned_out_job(project)
+    chunk = sent[0]
+
+    def count_fails(self, stats=None):
+        raise RuntimeError("the chunk's row could not be written")
+
+    monkeypatch.setattr(ChunkContext, "item_record", count_fails)
+    job_chunk_run(chunk_id=chunk.id)
+    chunk.refresh_from_db()
+    assert chunk.state == "failed" and chunk.done == 0
+    # the new prediction went with its count; the Run's is still there
+    assert not Prediction.objects.filter(job=job).exists()
+    assert Prediction.objects.filter(image_id=chunk.items[0]).count() == 1
+
+
 def test_lost_chunk_is_queued_again_then_resumes(project):
     job, sent = _fanned_out_job(project)
     for chunk in sent[:-1]:
