@@ -1,4 +1,4 @@
-"""Reliability suites (issue 5): each is a command that prints its figures.
+"""Reliability suites: each is a command that prints its figures.
 
     python -m reliability.uploads        hostile uploads (generated corpus)
     python -m reliability.prompts_rules  hostile prompts and rule sets
