@@ -6,36 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from skimage.measure import regionprops
 
+from benchmarks.predict_reference import blobs_measure_reference
 from prompting.rules.blobs import Blob, blobs_measure
-
-
-def _reference(labels, probability, class_name, px_per_mm=None, offset=(0, 0)) -> list[Blob]:
-    """The measures as ``regionprops`` gives them (how they were computed before)."""
-    dx, dy = offset
-    out = []
-    for region in regionprops(labels, intensity_image=probability):
-        r0, c0, r1, c1 = region.bbox
-        cy, cx = region.centroid
-        area = int(region.area)
-        out.append(
-            Blob(
-                id=int(region.label),
-                class_name=class_name,
-                area_px=area,
-                area_mm2=area / px_per_mm**2 if px_per_mm else None,
-                bbox=(int(c0) + dx, int(r0) + dy, int(c1) + dx, int(r1) + dy),
-                centroid=(float(cx) + 0.5 + dx, float(cy) + 0.5 + dy),
-                length=float(region.axis_major_length),
-                width=float(region.axis_minor_length),
-                eccentricity=float(region.eccentricity),
-                solidity=float(region.solidity),
-                mean_prob=float(region.intensity_mean),
-                max_prob=float(region.intensity_max),
-            )
-        )
-    return out
 
 
 def _same(a: list[Blob], b: list[Blob]) -> None:
@@ -58,7 +31,7 @@ def test_measures_equal_regionprops_on_random_blobs(seed):
     probability = rng.uniform(0, 1, (h, w)).astype(np.float32)
     kwargs = {"class_name": "scratch", "px_per_mm": float(rng.choice([0, 7.5])) or None}
     got = blobs_measure(labels, probability=probability, offset=(3, 5), **kwargs)
-    _same(got, _reference(labels, probability, offset=(3, 5), **kwargs))
+    _same(got, blobs_measure_reference(labels, probability=probability, offset=(3, 5), **kwargs))
 
 
 @pytest.mark.parametrize(
@@ -81,7 +54,7 @@ def test_measures_equal_regionprops_on_small_shapes(pixels):
     probability = np.linspace(0, 1, labels.size, dtype=np.float32).reshape(labels.shape)
     got = blobs_measure(labels, probability=probability, class_name="dent")
     assert [b.id for b in got] == [1, 3]
-    _same(got, _reference(labels, probability, "dent"))
+    _same(got, blobs_measure_reference(labels, probability=probability, class_name="dent"))
 
 
 def test_no_blobs():
