@@ -51,6 +51,7 @@ from benchmarks.quality_common import (
     dataset_load,
     initial_prompts,
 )
+from reliability.worker_env import db_create, db_drop
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -58,22 +59,6 @@ DB_NAME = "bench_propagation"
 BROKER = os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/6")
 BASELINE = "3f4efde"
 N_VISIBLE = 12
-
-
-def _db_create() -> str:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DB_NAME}"
-
-
-def _db_drop() -> None:
-    import psycopg
-
-    with contextlib.suppress(Exception), psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 
 
 def _baseline_tree(commit: str, dest: Path) -> Path:
@@ -300,7 +285,7 @@ def _batch_timed(p: Project, files: list[tuple[str, bytes]], timeout: float = 18
 def service_bench(args, samples, batch_samples) -> list[dict]:
     """Every configuration's timings (see the module docstring)."""
     var = Path(tempfile.mkdtemp(prefix="bench-propagation-"))
-    db_url = _db_create()
+    db_url = db_create(admin=PG_ADMIN, name=DB_NAME)
     pixels = max(s.rgb.shape[0] * s.rgb.shape[1] for s in samples)
     cache_bytes = int(max(args.sizes) * pixels * 52 * 4 * 1.3) + (1 << 30)
     env = {
@@ -395,7 +380,7 @@ def service_bench(args, samples, batch_samples) -> list[dict]:
         from django.db import connections
 
         connections.close_all()
-        _db_drop()
+        db_drop(admin=PG_ADMIN, name=DB_NAME)
         subprocess.run(
             ["redis-cli", "-n", BROKER.rsplit("/", 1)[-1], "flushdb"], capture_output=True
         )

@@ -77,20 +77,23 @@ def redis_restart() -> float:
 
 
 # --- database ----------------------------------------------------------------------
-def db_create() -> str:
+def db_create(*, admin: str = PG_ADMIN, name: str = DB_NAME) -> str:
+    """A fresh, empty PostgreSQL database ``name`` (dropped first if it exists),
+    made through the ``admin`` URL; returns its URL."""
     import psycopg
 
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
-def db_drop() -> None:
+def db_drop(*, admin: str = PG_ADMIN, name: str = DB_NAME) -> None:
+    """Drop database ``name`` if it exists; never raises."""
     import psycopg
 
-    with contextlib.suppress(Exception), psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- worker -----------------------------------------------------------------------
