@@ -274,7 +274,11 @@ class Learner:
             "info": self.info,
             "anomaly": None
             if self.anomaly is None
-            else {"normal_level": self.anomaly.normal_level, "stages": list(self.anomaly.stages)},
+            else {
+                "normal_level": self.anomaly.normal_level,
+                "stages": list(self.anomaly.stages),
+                "border": int(self.anomaly.border),
+            },
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
         arrays = {"mean": self.mean, "std": self.std}
@@ -382,6 +386,7 @@ class Learner:
                     bank=arrays["anomaly_bank"].astype(np.float32),
                     normal_level=float(meta["anomaly"]["normal_level"]),
                     stages=tuple(int(v) for v in meta["anomaly"]["stages"]),
+                    border=int(meta["anomaly"].get("border", 0)),
                 )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ArtifactError(

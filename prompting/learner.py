@@ -248,6 +248,7 @@ def learner_train(
     profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
     normal: list[np.ndarray] = []  # good-part patches per image, for the anomaly bank
     normal_grids: list[np.ndarray | None] = []
+    anomaly_border = 0  # patch-grid cells along each edge the anomaly map leaves unscored
     t_feat = 0.0
     for i, im in enumerate(images):
         report(0.6 * i / len(images), f"features {i + 1}/{len(images)}")
@@ -268,16 +269,21 @@ def learner_train(
         profiles.append(image_profile(np.asarray(im.pixels)))
         if can_anomaly:
             tf = time.perf_counter()
-            patches, grid = _normal_patches(backend, im, cache=cache, stats=reuse)
+            patches, grid, border = _normal_patches(backend, im, cache=cache, stats=reuse)
             t_feat += time.perf_counter() - tf
             normal.append(patches)
             normal_grids.append(grid)
+            anomaly_border = max(anomaly_border, border)
     t_anom = time.perf_counter()
     anomaly_model = None
     if can_anomaly and sum(len(p) for p in normal) >= ANOMALY_MIN_PATCHES:
         report(0.62, "anomaly memory bank")
         anomaly_model = anomaly_fit(
-            normal, grids=normal_grids, stages=backend.anomaly_stages, seed=seed
+            normal,
+            grids=normal_grids,
+            stages=backend.anomaly_stages,
+            border=anomaly_border,
+            seed=seed,
         )
     t_anom = time.perf_counter() - t_anom
     painted = np.concatenate(ys) if ys else np.zeros(0, np.int64)
@@ -454,21 +460,28 @@ def _warm_start_fits(
 
 def _normal_patches(
     backend: FeatureBackend, im: TrainingImage, *, cache: Any = None, stats: dict | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Good-part patches of one training image: every patch of an image marked
-    defect-free (and its whole grid), else the patches mostly under painted background.
+    defect-free (and its whole grid), else the patches mostly under painted background;
+    and how many grid cells along each edge the anomaly map leaves unscored (the
+    backend's ``anomaly_border`` in cells; 0 without one).
     The image's patch grid comes from ``cache`` when it holds it."""
+    pixels = np.asarray(im.pixels)
     grid = anomaly_patches_for(
         backend,
-        np.asarray(im.pixels),
+        pixels,
         stages=backend.anomaly_stages,
         cache=cache,
         image_hash=im.image_hash,
         stats=stats,
     )
     h, w, d = grid.shape
+    border_px = getattr(backend, "anomaly_border", None)
+    border = (
+        0 if border_px is None else int(round(border_px(pixels.shape[:2]) * h / pixels.shape[0]))
+    )
     if im.all_background and not (np.asarray(im.labels) > 0).any():
-        return grid.reshape(-1, d), grid
+        return grid.reshape(-1, d), grid, border
     bg = (np.asarray(im.labels) == 0).astype(np.float32)
     big_h, big_w = bg.shape
     # share of each patch cell's pixels painted background (block mean)
@@ -479,7 +492,7 @@ def _normal_patches(
     np.add.at(cell_sum, (ys[:, None], xs[None, :]), bg)
     np.add.at(cell_n, (ys[:, None], xs[None, :]), 1.0)
     keep = cell_sum >= 0.5 * np.maximum(cell_n, 1.0)
-    return grid[keep], None
+    return grid[keep], None, border
 
 
 def _anomaly_only_result(

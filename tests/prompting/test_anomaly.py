@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prompting.anomaly import AnomalyModel, anomaly_fit, anomaly_patches, coreset_select
+from prompting.anomaly import (
+    AnomalyModel,
+    anomaly_fit,
+    anomaly_patches,
+    coreset_select,
+    scored_cells,
+)
 from prompting.errors import TrainingError
 
 
@@ -59,3 +65,42 @@ def test_grids_must_align_with_patch_sets() -> None:
 def test_model_distances_are_nearest_neighbour() -> None:
     model = AnomalyModel(bank=np.array([[0, 0], [3, 4]], np.float32), normal_level=1.0, stages=(0,))
     np.testing.assert_allclose(model.distances(np.array([[0, 1], [3, 4]], np.float32)), [1, 0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "border", "rows", "cols"),
+    [
+        ((6, 8), 0, (0, 6), (0, 8)),
+        ((6, 8), 2, (2, 4), (2, 6)),
+        ((3, 9), 2, (1, 2), (2, 7)),  # too short for 2: one row stays
+        ((1, 1), 3, (0, 1), (0, 1)),
+    ],
+)
+def test_scored_cells_leave_a_frame_out(shape, border, rows, cols) -> None:
+    expected = np.zeros(shape, bool)
+    expected[rows[0] : rows[1], cols[0] : cols[1]] = True
+    np.testing.assert_array_equal(scored_cells(shape, border), expected)
+
+
+def test_the_border_band_is_not_scored_and_does_not_set_the_normal_level() -> None:
+    """An outlier in the outer cells of every good grid (a part's edge, the
+    network's padding) neither raises the normal level nor scores on a new image;
+    a defect inside the frame still does."""
+    rng = np.random.default_rng(1)
+    grids = _normal_grids(5, rng)
+    for i, g in enumerate(grids):
+        g[0, 2 + i] += 8.0  # a different outlier on the top edge of each good part
+    patches = [g.reshape(-1, 8) for g in grids]
+    framed = anomaly_fit(patches, grids=grids, stages=(2, 4), border=2)
+    plain = anomaly_fit(patches, grids=grids, stages=(2, 4))
+    assert framed.border == 2 and plain.border == 0
+    assert framed.normal_level < 0.8 * plain.normal_level
+    new = rng.normal(0, 1, (12, 12, 8)).astype(np.float32)
+    new[1, 6] += 8.0  # on the edge: not scored
+    s_edge = framed.score_map(new, image_size=(48, 48))
+    assert s_edge[:8].max() == 0.0 and s_edge[:, :8].max() == 0.0
+    assert 0.5 < s_edge.max() < 1.5
+    new[5:7, 5:7] -= 8.0  # inside the frame (unlike the edges in the bank)
+    s_inside = framed.score_map(new, image_size=(48, 48))
+    y, x = np.unravel_index(int(s_inside.argmax()), s_inside.shape)
+    assert s_inside.max() > 2.0 and 16 <= y < 32 and 16 <= x < 32

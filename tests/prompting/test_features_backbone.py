@@ -98,6 +98,33 @@ def test_anomaly_patches_grid(lite0) -> None:
     assert grid.ndim == 3 and grid.dtype == np.float32 and grid.shape[0] >= 8
 
 
+def test_anomaly_map_leaves_the_padding_band_unscored(lite0, tmp_path) -> None:
+    """The band the network's input padding covers (32 input px: 16 image px at
+    scale 2, more where a large image is scaled down) is not scored, in every
+    model trained on the backbone, and the band survives save and load."""
+    from prompting.classifier import Learner
+    from prompting.learner import TrainingImage, learner_train
+
+    assert lite0.anomaly_border((64, 80)) == pytest.approx(16.0)
+    assert lite0.anomaly_border((2000, 3000)) > 16.0
+    blank = np.full((64, 80), -1, np.int16)
+    images = [
+        TrainingImage(f"ok{i}", _image(64, 80, seed=i), blank, all_background=True)
+        for i in range(3)
+    ]
+    learner = learner_train(images, classes=["scratch"], backend=lite0).learner
+    assert learner.anomaly.border == 2  # 8 px cells
+    probe = _image(64, 80, seed=7)
+    score = learner.anomaly_map(probe, backend=lite0)
+    assert score[:16].max() == 0.0 and score[-16:].max() == 0.0
+    assert score[:, :16].max() == 0.0 and score[:, -16:].max() == 0.0
+    assert score[16:-16, 16:-16].min() > 0.0
+    learner.save(tmp_path / "m.npz")
+    loaded = Learner.load(tmp_path / "m.npz")
+    assert loaded.anomaly.border == 2
+    np.testing.assert_array_equal(loaded.anomaly_map(probe, backend=lite0) == 0, score == 0)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -331,6 +331,15 @@ class BackboneBackend:
             pool=max(1, round(self.scale)),
         )
 
+    def anomaly_border(self, image_size: tuple[int, int]) -> float:
+        """Width in image px of the band along the edge of an image of ``image_size``
+        (H, W) that the anomaly map leaves unscored: the network input's mirror
+        padding (:data:`PAD`) at this image's input scale. Patches there see the
+        mirrored-out image rather than the part."""
+        h, w = (int(v) for v in image_size)
+        factor = min(self.scale, (MAX_INPUT_PIXELS / float(max(1, h * w))) ** 0.5)
+        return PAD / factor
+
     def extract(self, image: np.ndarray) -> FeatureMap:
         """Features of ``image`` (H,W,3) uint8 RGB -> FeatureMap (H,W,F) float32, stride 1.
 
