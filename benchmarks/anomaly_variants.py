@@ -44,31 +44,42 @@ from benchmarks.quality_common import (
     seeds_parse,
 )
 from prompting.anomaly import SMOOTH_SIGMA, anomaly_patches, coreset_select, scored_cells
+from prompting.features.backbone import PAD
+
+#: stride at the network input of EfficientNet-Lite0's outputs 1..4
+STRIDES = {1: 4, 2: 8, 3: 16, 4: 16}
 
 
 @dataclass(frozen=True)
 class Variant:
     """Network input ``scale``, the network ``stages`` (indices of the backbone's
     outputs: 1 stride 4, 2 stride 8, 3 and 4 stride 16), the ``pool`` of the finest
-    stage's grid, and the ``frame`` (grid cells per side) of the framed scores."""
+    stage's grid, and the ``frame`` (grid cells per side) of the framed scores;
+    None: the band the input's padding covers (``PAD`` input px), as the product."""
 
     name: str
     scale: float
     stages: tuple[int, ...]
     pool: int
-    frame: int
+    frame: int | None = None
+
+    @property
+    def cells(self) -> int:
+        if self.frame is not None:
+            return self.frame
+        return max(1, round(PAD / (STRIDES[min(self.stages)] * self.pool)))
 
 
-#: the product's default first (stride 8 + 16 at input 2x, one cell per 8 px)
+#: the product's default first (stride 8 + 16 at input 2x, one cell per 8 px, frame 2)
 VARIANTS = (
-    Variant("2x, stride 8+16 (default)", 2.0, (2, 4), 2, 2),
+    Variant("2x, stride 8+16 (default)", 2.0, (2, 4), 2),
     Variant("2x, stride 8+16, frame 1 cell", 2.0, (2, 4), 2, 1),
     Variant("2x, stride 8+16, frame 3 cells", 2.0, (2, 4), 2, 3),
-    Variant("1x, stride 8+16", 1.0, (2, 4), 1, 4),
-    Variant("2x, stride 4+8", 2.0, (1, 2), 4, 2),
-    Variant("2x, stride 8", 2.0, (2,), 2, 2),
-    Variant("2x, stride 16", 2.0, (4,), 2, 2),
-    Variant("1x, stride 16", 1.0, (4,), 1, 4),
+    Variant("1x, stride 8+16", 1.0, (2, 4), 1),
+    Variant("2x, stride 4+8", 2.0, (1, 2), 4),
+    Variant("2x, stride 8", 2.0, (2,), 2),
+    Variant("2x, stride 16", 2.0, (4,), 2),
+    Variant("1x, stride 16", 1.0, (4,), 1),
 )
 SCORES = ("peak", "framed", "framed top-20", "framed - median")
 
@@ -158,7 +169,7 @@ def variant_run(samples, maps, v: Variant, *, seed: int, mode: str) -> dict:
     for i in evaluation:
         grid = _grid(maps[i], v)
         raw = _nn(grid.reshape(-1, grid.shape[-1]), bank).reshape(grid.shape[:2])
-        scores, band = _scores(ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest"), v.frame)
+        scores, band = _scores(ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest"), v.cells)
         rows.append((bool(by_id[i].mask.any()), scores))
         if not by_id[i].mask.any():
             in_band.append(band)
@@ -211,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 cells = [_cell([r[s] for r in runs]) for s in SCORES]
                 band = _cell([r["ok peaks in band"] for r in runs], pct=True)
-                print(f"| {name} | {mode} | {v.name} | {' | '.join(cells)} | {band} |", flush=True)
+                label = f"{v.name} [frame {v.cells}]"
+                print(f"| {name} | {mode} | {label} | {' | '.join(cells)} | {band} |", flush=True)
     return 0
 
 
