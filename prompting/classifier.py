@@ -25,12 +25,10 @@ from prompting.anomaly import AnomalyModel
 from prompting.errors import ArtifactError
 from prompting.features.base import FeatureBackend, FeatureMap
 from prompting.mlp import (
-    PREDICT_CHUNK,
-    adapt_per_image_raw,
-    guided_filter_passes,
-    mlp_forward_into,
-    softmax,
-    softmax2,
+    adapt_planar,
+    guided_filter_planar,
+    mlp_predict_planar,
+    mlp_shifted,
     temper,
     with_one_blas_thread,
 )
@@ -122,28 +120,32 @@ class Learner:
     def n_features(self) -> int:
         return int(self.mean.shape[0])
 
-    def _folded(self) -> list[list[np.ndarray]]:
-        """The ensemble's MLPs with the feature standardisation folded into the first
-        layer (``(x - mean) / std @ W0 + b0 == x @ W0' + b0'``), built once per learner."""
-        folded = self.__dict__.get("_folded_models")
-        if folded is None:
+    def _shifted(self, temperature: float) -> list[list[np.ndarray]]:
+        """The ensemble's MLPs as :func:`~prompting.mlp.mlp_shifted` rewrites them, with
+        the feature standardisation folded into the first layer (``(x - mean) / std
+        @ W0 + b0 == x @ W0' + b0'``); built once per learner and temperature."""
+        cache = self.__dict__.setdefault("_shifted_models", {})
+        models = cache.get(temperature)
+        if models is None:
             inv_std = (1.0 / self.std).astype(np.float32)
-            folded = []
+            models = []
             for m in self.models():
                 w0 = (m[0] * inv_std[:, None]).astype(np.float32)
                 b0 = (m[1] - (self.mean * inv_std) @ m[0]).astype(np.float32)
-                folded.append([w0, b0, *m[2:]])
-            self.__dict__["_folded_models"] = folded
-        return folded
+                models.append(mlp_shifted([w0, b0, *m[2:]], temperature=temperature))
+            cache[temperature] = models
+        return models
 
     @with_one_blas_thread
     def predict_features(self, fmap: FeatureMap) -> np.ndarray:
         """(K+1,H,W) float32 probabilities from a FeatureMap, upsampled to the image size.
 
         The fast path: the MLP runs on cache-sized chunks with the standardisation
-        folded into its first layer, the per-image adaptation works on the raw
-        features, and the guided filter filters the K defect planes once per pass
-        with the guide's statistics computed once (the background plane is their
+        folded into its first layer and one pass per hidden layer
+        (:func:`~prompting.mlp.mlp_shifted`), writing planar probabilities; the
+        per-image adaptation works on the raw features; the guided filter
+        box-filters by window sums in float32 with the guide's statistics
+        computed once, the K defect planes only (the background plane is their
         complement: the filter is linear and preserves a constant). The result
         matches the straightforward computation up to float32 rounding.
         """
@@ -158,42 +160,24 @@ class Learner:
         if flat.dtype != np.float32:
             flat = flat.astype(np.float32)
         n_out = len(self.classes) + 1
-        out = np.empty((h * w, n_out), np.float32)
         temp_last = bool(self.info.get("temperature_last", False))
-        temp_first = np.float32(1.0 if temp_last else self.temperature)
-        models = self._folded()
-        bufs: dict[tuple[int, int], np.ndarray] = {}
-        for s in range(0, h * w, PREDICT_CHUNK):
-            x = flat[s : s + PREDICT_CHUNK]
-            dest = out[s : s + PREDICT_CHUNK]
-            for j, m in enumerate(models):
-                z = mlp_forward_into(m, x, bufs)
-                if temp_first != 1.0:
-                    z /= temp_first
-                p = softmax2(z) if n_out == 2 else softmax(z)
-                if j == 0:
-                    dest[:] = p
-                else:
-                    dest += p
-            if len(models) > 1:
-                dest /= np.float32(len(models))
+        models = self._shifted(1.0 if temp_last else float(self.temperature))
+        out = mlp_predict_planar(models, flat, n_out)
         adapt = self.info.get("adapt_features")
         if adapt:
             cols = [int(c) for c in adapt if 0 <= int(c) < f]
             inv_std = (1.0 / self.std).astype(np.float32)
             for _ in range(int(self.info.get("adapt_rounds", 1))):
-                out = adapt_per_image_raw(out, flat, cols, self.mean[cols], inv_std[cols])
-        probs = out.reshape(h, w, -1).transpose(2, 0, 1)
+                out = adapt_planar(out, flat, cols, self.mean[cols], inv_std[cols])
+        probs = out.reshape(n_out, h, w)
         guide = self.info.get("guide_feature")
         radius = int(self.info.get("guide_radius", 0))
         if guide is not None and radius > 0 and 0 <= int(guide) < f:
             eps = float(self.info.get("guide_eps", 1.0))
             passes = min(max(1, int(self.info.get("guide_passes", 1))), 4)
-            probs = guided_filter_passes(
+            probs = guided_filter_planar(
                 probs, feats[..., int(guide)], radius=radius, eps=eps, passes=passes
             )
-        else:
-            probs = np.ascontiguousarray(probs)
         if temp_last and self.temperature != 1.0:
             # calibration last: the arg-max and the refinements do not depend on it
             probs = temper(probs, float(self.temperature))

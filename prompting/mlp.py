@@ -56,38 +56,6 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def mlp_forward_into(
-    weights: list[np.ndarray], x: np.ndarray, bufs: dict[tuple[int, int], np.ndarray]
-) -> np.ndarray:
-    """:func:`mlp_forward` of float32 ``x`` (N, F) into reused buffers (N, width) of
-    ``bufs``; the returned logits are overwritten by the next call."""
-    h = x
-    n_layers = len(weights) // 2
-    for i in range(n_layers):
-        w = weights[2 * i]
-        key = (i, len(x))
-        out = bufs.get(key)
-        if out is None:
-            out = bufs[key] = np.empty((len(x), w.shape[1]), np.float32)
-        np.matmul(h, w, out=out)
-        out += weights[2 * i + 1]
-        if i < n_layers - 1:
-            np.maximum(out, 0.0, out=out)
-        h = out
-    return h
-
-
-def softmax2(z: np.ndarray) -> np.ndarray:
-    """Softmax of (N, 2) logits, in place: a logistic of their difference."""
-    d = z[:, 0] - z[:, 1]
-    np.clip(d, -80.0, 80.0, out=d)
-    np.exp(d, out=d)
-    d += 1.0
-    np.divide(1.0, d, out=z[:, 1])
-    np.subtract(1.0, z[:, 1], out=z[:, 0])
-    return z
-
-
 def mlp_forward(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
     """Logits (N, K+1) of standardised inputs x (N, F)."""
     h = x
@@ -246,86 +214,261 @@ def guided_filter(probs: np.ndarray, guide: np.ndarray, *, radius: int, eps: flo
 PREDICT_CHUNK = 8192
 
 
-def adapt_per_image_raw(
+def mlp_shifted(weights: list[np.ndarray], *, temperature: float = 1.0) -> list[np.ndarray]:
+    """An MLP [W0, b0, W1, b1, ...] rewritten for :func:`mlp_predict_planar`, where a
+    hidden layer costs one pass over its activations instead of two.
+
+    ``relu(z + c) == max(z, -c) + c``, and the ``+ c`` moves into the next
+    layer's bias (``+ c @ W``), so hidden layer i is ``max(h @ W_i, -c_i)``. The
+    last layer's logits are divided by ``temperature``; with two outputs it gives
+    only their difference z0 - z1, all the logistic needs. Returns [W0, -c0, W1,
+    -c1, ..., W_last, c_last] float32 (W_last (H,) and c_last () with two outputs).
+    """
+    n_layers = len(weights) // 2
+    out: list[np.ndarray] = []
+    carry = None
+    for i in range(n_layers):
+        w = np.asarray(weights[2 * i], np.float32)
+        c = np.asarray(weights[2 * i + 1], np.float64)
+        if carry is not None:
+            c = c + carry @ w.astype(np.float64)
+        if i < n_layers - 1:
+            out += [w, (-c).astype(np.float32)]
+            carry = c
+            continue
+        w64 = w.astype(np.float64) / temperature
+        c = c / temperature
+        if w.shape[1] == 2:
+            w64, c = w64[:, 0] - w64[:, 1], np.asarray(c[0] - c[1])
+        out += [np.ascontiguousarray(w64, np.float32), c.astype(np.float32)]
+    return out
+
+
+def mlp_predict_planar(models: list[list[np.ndarray]], x: np.ndarray, n_out: int) -> np.ndarray:
+    """Ensemble-mean probabilities (n_out, N) float32 of the rows of ``x`` (N, F)
+    float32 by the MLPs of :func:`mlp_shifted`, computed on cache-sized chunks.
+
+    With two outputs the class plane is the logistic of the logit difference
+    (:func:`softmax2`'s arithmetic) and the background its complement.
+    """
+    n = len(x)
+    out = np.empty((n_out, n), np.float32)
+    bufs: dict[tuple, np.ndarray] = {}
+
+    def buf(key: tuple, shape: tuple[int, ...]) -> np.ndarray:
+        b = bufs.get(key)
+        if b is None:
+            b = bufs[key] = np.empty(shape, np.float32)
+        return b
+
+    for s in range(0, n, PREDICT_CHUNK):
+        xc = x[s : s + PREDICT_CHUNK]
+        c = len(xc)
+        for j, m in enumerate(models):
+            h = xc
+            for i in range(len(m) // 2 - 1):
+                hb = buf((i, c), (c, m[2 * i].shape[1]))
+                np.matmul(h, m[2 * i], out=hb)
+                np.maximum(hb, m[2 * i + 1], out=hb)
+                h = hb
+            if n_out == 2:
+                d = out[1, s : s + c] if j == 0 else buf(("d", c), (c,))
+                np.matmul(h, m[-2], out=d)
+                d += m[-1]
+                np.clip(d, -80.0, 80.0, out=d)
+                np.exp(d, out=d)
+                d += 1.0
+                np.divide(1.0, d, out=d)
+                if j:
+                    out[1, s : s + c] += d
+                continue
+            z = buf(("z", c), (c, n_out))
+            np.matmul(h, m[-2], out=z)
+            z += m[-1]
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
+            if j == 0:
+                out[:, s : s + c] = z.T
+            else:
+                out[:, s : s + c] += z.T
+    if len(models) > 1:
+        out[1:] /= np.float32(len(models))
+        if n_out != 2:
+            out[0] /= np.float32(len(models))
+    if n_out == 2:
+        np.subtract(1.0, out[1], out=out[0])
+    return out
+
+
+def adapt_planar(
     probs: np.ndarray, raw: np.ndarray, cols: list[int], mean: np.ndarray, inv_std: np.ndarray
 ) -> np.ndarray:
-    """:func:`adapt_per_image` on the standardised columns ``cols`` of ``raw`` (N, F)
-    float32, without materialising them: the discriminant is fitted on the few
-    sampled pixels, and its standardisation folded into the weights."""
-    out = probs.copy()
-    bg = probs[:, 0] >= ADAPT_CONFIDENCE
+    """:func:`adapt_per_image` of planar probabilities (K+1, N) float32, on the
+    standardised columns ``cols`` of ``raw`` (N, F) float32 without materialising
+    them: the discriminant is fitted on the few sampled pixels and its
+    standardisation folded into its weights. Returns ``probs`` itself when no
+    class has enough confident pixels, else a new array.
+    """
+    bg = probs[0] >= ADAPT_CONFIDENCE
+    n_bg = int(np.count_nonzero(bg))
+    if n_bg < ADAPT_MIN_PIXELS or not cols:
+        return probs
     n = len(raw)
     step = max(1, n // 20000)
-    n_bg = int(np.count_nonzero(bg))
-    touched = False
-    for k in range(1, probs.shape[1]):
-        fg = probs[:, k] >= ADAPT_CONFIDENCE
+    idx_b = np.flatnonzero(bg)[:: max(1, n_bg // 5000 + step - 1)]
+    xb = ((raw[idx_b][:, cols] - mean) * inv_std).astype(np.float64)
+    mb = xb.mean(axis=0)
+    cov_b = np.cov(xb, rowvar=False) * len(xb)
+    c0 = cols[0]
+    # a run of columns is a strided view: the discriminant reads only those
+    run = raw[:, c0 : c0 + len(cols)] if cols == list(range(c0, c0 + len(cols))) else None
+    scaled: dict[int, np.ndarray] = {}
+    for k in range(1, len(probs)):
+        fg = probs[k] >= ADAPT_CONFIDENCE
         n_fg = int(np.count_nonzero(fg))
-        if n_fg < ADAPT_MIN_PIXELS or n_bg < ADAPT_MIN_PIXELS:
+        if n_fg < ADAPT_MIN_PIXELS:
             continue
         idx_f = np.flatnonzero(fg)[:: max(1, n_fg // 5000)]
-        idx_b = np.flatnonzero(bg)[:: max(1, n_bg // 5000 + step - 1)]
         xf = ((raw[idx_f][:, cols] - mean) * inv_std).astype(np.float64)
-        xb = ((raw[idx_b][:, cols] - mean) * inv_std).astype(np.float64)
-        mf, mb = xf.mean(axis=0), xb.mean(axis=0)
-        cov = (np.cov(xf, rowvar=False) * len(xf) + np.cov(xb, rowvar=False) * len(xb)) / (
-            len(xf) + len(xb)
-        )
+        mf = xf.mean(axis=0)
+        cov = (np.cov(xf, rowvar=False) * len(xf) + cov_b) / (len(xf) + len(xb))
         cov = np.atleast_2d(cov) + 0.05 * np.eye(len(cols))
         wv = np.linalg.solve(cov, mf - mb)
         b = -0.5 * float((mf + mb) @ wv)
         # (x - mean) * inv_std @ w + b == x @ (inv_std * w) + (b - (mean * inv_std) @ w)
         w_raw = (wv * inv_std).astype(np.float32)
         b_raw = np.float32(b - float((mean * inv_std).astype(np.float64) @ wv))
-        w_full = np.zeros(raw.shape[1], np.float32)
-        w_full[cols] = w_raw
-        llr = raw @ w_full
+        if run is not None:
+            llr = run @ w_raw
+        else:
+            w_full = np.zeros(raw.shape[1], np.float32)
+            w_full[cols] = w_raw
+            llr = raw @ w_full
         llr += b_raw
         np.clip(llr, -ADAPT_MAX_LOGIT, ADAPT_MAX_LOGIT, out=llr)
         np.exp(llr, out=llr)
-        out[:, k] = probs[:, k] * llr
-        touched = True
-    if touched:
-        out /= out.sum(axis=1, keepdims=True)
+        llr *= probs[k]
+        scaled[k] = llr
+    if not scaled:
+        return probs
+    planes = [scaled.get(k, probs[k]) for k in range(len(probs))]
+    total = planes[0] + planes[1]
+    for p in planes[2:]:
+        total += p
+    out = np.empty_like(probs)
+    for k, p in enumerate(planes):
+        np.divide(p, total, out=out[k])
     return out
 
 
-def guided_filter_passes(
+def _window_sum(a: np.ndarray, n: int, axis: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Sums of ``n`` consecutive values along ``axis`` of ``a`` (length L -> L - n + 1),
+    from sums of 2, 4, 8... values (log2(n) passes instead of n)."""
+    m = a.shape[axis] - n + 1
+
+    def part(arr: np.ndarray, start: int, stop: int | None) -> np.ndarray:
+        index = [slice(None)] * arr.ndim
+        index[axis] = slice(start, stop)
+        return arr[tuple(index)]
+
+    terms = []
+    power, size, offset = a, 1, 0
+    while True:
+        if n & size:
+            terms.append(part(power, offset, offset + m))
+            offset += size
+        if size * 2 > n:
+            break
+        power = part(power, 0, power.shape[axis] - size) + part(power, size, None)
+        size *= 2
+    if len(terms) == 1:
+        if out is None:
+            return terms[0].copy()
+        out[...] = terms[0]
+        return out
+    result = np.add(terms[0], terms[1], out=out)
+    for t in terms[2:]:
+        result += t
+    return result
+
+
+def box_filter(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of x (..., h, w) float32 over (2r+1)x(2r+1) windows of its last two axes,
+    edges mirrored (``scipy.ndimage.uniform_filter(mode="reflect")`` over those
+    axes, up to float32 rounding).
+
+    >>> box_filter(np.arange(9, dtype=np.float32).reshape(3, 3), 1)[1, 1]
+    np.float32(4.0)
+    """
+    x = np.asarray(x, np.float32)
+    h, w = x.shape[-2:]
+    r = int(radius)
+    n = 2 * r + 1
+    if r <= 0:
+        return x.copy()
+    if r >= min(h, w):  # mirrors of mirrors: scipy's way
+        # deferred: scipy loads on first use
+        from scipy import ndimage as ndi
+
+        return ndi.uniform_filter(x, size=(1,) * (x.ndim - 2) + (n, n), mode="reflect")
+    cols = np.empty((*x.shape[:-1], w + 2 * r), np.float32)
+    cols[..., r : r + w] = x
+    cols[..., :r] = x[..., r - 1 :: -1]
+    cols[..., r + w :] = x[..., w - r :][..., ::-1]
+    rows = np.empty((*x.shape[:-2], h + 2 * r, w), np.float32)
+    _window_sum(cols, n, -1, out=rows[..., r : r + h, :])
+    rows[..., :r, :] = rows[..., 2 * r - 1 : r - 1 : -1, :]
+    rows[..., r + h :, :] = rows[..., h : r + h, :][..., ::-1, :]
+    out = _window_sum(rows, n, -2)
+    out *= np.float32(1.0 / (n * n))
+    return out
+
+
+def guided_filter_planar(
     probs: np.ndarray, guide: np.ndarray, *, radius: int, eps: float, passes: int
 ) -> np.ndarray:
-    """``passes`` x :func:`guided_filter` of (K+1,h,w) probabilities, fast.
+    """``passes`` x :func:`guided_filter` of (K+1,h,w) float32 probabilities, fast.
 
-    The guide's statistics are computed once for every pass. The filter is
-    linear in the probabilities and keeps a constant, so the K defect planes
-    are filtered and the background plane is their complement; then the planes
-    are clipped and renormalised as before.
+    The guide's statistics are computed once for every pass, and each pass box-
+    filters the K defect planes and their products with the guide in one call,
+    then the two coefficient planes in one more. The filter is linear in the
+    probabilities and keeps a constant, so the background plane is the
+    complement of the defect planes; then the planes are clipped and
+    renormalised as before.
     """
     g = np.ascontiguousarray(guide, dtype=np.float32)
-    mean_g = box(g, radius)
-    var_g = box(g * g, radius)
+    stats = np.empty((2, *g.shape), np.float32)
+    stats[0] = g
+    np.multiply(g, g, out=stats[1])
+    stats = box_filter(stats, radius)
+    mean_g, var_g = stats
     var_g -= mean_g * mean_g
     var_g += np.float32(eps)
     inv_var = np.float32(1.0) / var_g
     k1 = probs.shape[0]
-    out = np.empty(probs.shape, np.float32)
-    planes = probs[1:]
+    pair = np.empty((2, k1 - 1, *g.shape), np.float32)
+    out = probs
     for _ in range(passes):
-        for k in range(1, k1):
-            p = planes[k - 1]
-            mean_p = box(p, radius)
-            a = box(g * p, radius)
-            a -= mean_g * mean_p
-            a *= inv_var
-            mean_p -= a * mean_g  # b
-            res = box(a, radius)
-            res *= g
-            res += box(mean_p, radius)
-            out[k] = res
-        out[0] = 1.0
-        out[0] -= out[1:].sum(axis=0)
-        np.clip(out, 1e-4, 1.0, out=out)
-        out /= out.sum(axis=0, keepdims=True)
-        planes = out[1:].copy()
+        pair[0] = out[1:]
+        np.multiply(out[1:], g, out=pair[1])
+        means = box_filter(pair, radius)
+        mean_p, a = means
+        a -= mean_g * mean_p
+        a *= inv_var
+        mean_p -= a * mean_g  # b
+        coef = box_filter(means, radius)
+        new = np.empty((k1, *g.shape), np.float32)
+        np.multiply(coef[1], g, out=new[1:])
+        new[1:] += coef[0]
+        if k1 == 2:
+            np.subtract(1.0, new[1], out=new[0])
+        else:
+            new[0] = 1.0
+            new[0] -= new[1:].sum(axis=0)
+        np.clip(new, 1e-4, 1.0, out=new)
+        new /= new.sum(axis=0, keepdims=True)
+        out = new
     return out
 
 
