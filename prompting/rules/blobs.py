@@ -14,8 +14,14 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import inertia_tensor, inertia_tensor_eigvals, moments_central
+from scipy.spatial import ConvexHull
+from skimage.measure import grid_points_in_poly
 from skimage.morphology import convex_hull_image
+
+try:  # the candidate hull points convex_hull_image starts from (scikit-image is pinned)
+    from skimage.morphology._convex_hull import possible_hull
+except ImportError:  # pragma: no cover - a scikit-image without it: convex_hull_image
+    possible_hull = None
 
 from prompting.rules.schema import BlobFilter
 
@@ -118,19 +124,63 @@ def blobs_measure(
     return blobs
 
 
-_SPACING = np.full(2, 1.0)
+_ORDERS = np.arange(4, dtype=np.float64)
+_CORNERS = (np.array([2, 0]), np.array([0, 2]))
+#: a pixel's four edge midpoints, doubled: (row -+ 1, col), (row, col -+ 1)
+_DIAMOND2 = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])
+
+
+def _moments_central(image: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(4, 4) float64 central moments of the (h, w) bool ``image`` about ``centre``
+    (row, col): ``skimage.measure.moments_central(image, centre, order=3)``, by the
+    two ``matmul`` calls its ``einsum`` makes, with the same operand layouts (so
+    the same values), without the path search around them."""
+    calc = image.astype(np.uint8).astype(np.float64)
+    h, w = image.shape
+    rows = (np.arange(h, dtype=np.float64) * 1.0 - centre[0])[:, np.newaxis] ** _ORDERS
+    cols = (np.arange(w, dtype=np.float64) * 1.0 - centre[1])[:, np.newaxis] ** _ORDERS
+    first = np.matmul(rows.T, calc)
+    return np.matmul(cols.T, first.T).T
 
 
 def _axes(image: np.ndarray, centre: tuple[float, float]) -> tuple[float, float, float]:
     """(major axis length, minor axis length, eccentricity) of the (h, w) bool
     ``image`` whose centroid is ``centre`` (row, col), computed as
     ``skimage.measure.regionprops`` does (the same central moments, inertia
-    tensor and eigenvalues), without its raw moments (the centroid is exact
-    from integer sums)."""
-    mu = moments_central(image.astype(np.uint8), np.asarray(centre), order=3, spacing=_SPACING)
-    l1, l2 = inertia_tensor_eigvals(image, T=inertia_tensor(image, mu, spacing=_SPACING))
+    tensor and eigenvalues, operation for operation), without its raw moments
+    (the centroid is exact from integer sums)."""
+    mu = _moments_central(image, np.asarray(centre))
+    mu0 = mu[0, 0]
+    corners = mu[_CORNERS]
+    diagonal = (np.sum(corners) - corners) / mu0
+    off = -mu[1, 1] / mu0
+    tensor = np.array([[diagonal[0], off], [off, diagonal[1]]])
+    eigvals = np.linalg.eigvalsh(tensor)
+    np.clip(eigvals, 0, None, out=eigvals)
+    l2, l1 = eigvals
     eccentricity = 0.0 if l1 == 0 else math.sqrt(1 - l2 / l1)
     return 4 * math.sqrt(l1), 4 * math.sqrt(l2), float(eccentricity)
+
+
+def _hull_pixels(image: np.ndarray) -> int:
+    """Pixel count of ``skimage.morphology.convex_hull_image(image)`` of the (h, w)
+    bool ``image``: the same candidate points, pixel-edge midpoints and hull
+    polygon rasterised the same way; the duplicate points are dropped by an
+    integer key (half-pixel coordinates doubled) instead of a sort of byte
+    strings."""
+    if possible_hull is None:  # pragma: no cover
+        return int(np.count_nonzero(convex_hull_image(image)))
+    coords = possible_hull(np.ascontiguousarray(image, dtype=np.uint8))
+    doubled = (2 * np.asarray(coords, np.int64)[:, np.newaxis, :] + _DIAMOND2).reshape(-1, 2) + 1
+    span = 2 * image.shape[1] + 3
+    key = np.unique(doubled[:, 0] * span + doubled[:, 1])
+    points = np.empty((len(key), 2))
+    points[:, 0] = key // span - 1
+    points[:, 1] = key % span - 1
+    points *= 0.5
+    hull = ConvexHull(points)
+    vertices = hull.points[hull.vertices]
+    return int(np.count_nonzero(grid_points_in_poly(image.shape, vertices, binarize=False)))
 
 
 def _solidity(image: np.ndarray, area: int) -> float:
@@ -139,7 +189,7 @@ def _solidity(image: np.ndarray, area: int) -> float:
     convex hull."""
     if area == image.size:
         return 1.0
-    return float(np.float64(area) / np.float64(np.sum(convex_hull_image(image))))
+    return float(np.float64(area) / np.float64(_hull_pixels(image)))
 
 
 def blob_passes(blob: Blob, filters: tuple[BlobFilter, ...], *, px_per_mm: float | None) -> bool:
