@@ -316,21 +316,26 @@ def adapt_planar(
         return probs
     n = len(raw)
     step = max(1, n // 20000)
-    idx_b = np.flatnonzero(bg)[:: max(1, n_bg // 5000 + step - 1)]
-    xb = ((raw[idx_b][:, cols] - mean) * inv_std).astype(np.float64)
-    mb = xb.mean(axis=0)
-    cov_b = np.cov(xb, rowvar=False) * len(xb)
     c0 = cols[0]
     # a run of columns is a strided view: the discriminant reads only those
     run = raw[:, c0 : c0 + len(cols)] if cols == list(range(c0, c0 + len(cols))) else None
+
+    def sample(idx: np.ndarray) -> np.ndarray:
+        rows = run[idx] if run is not None else raw[np.ix_(idx, cols)]
+        return ((rows - mean) * inv_std).astype(np.float64)
+
+    background = None  # (samples, mean, scatter), once a class needs them
     scaled: dict[int, np.ndarray] = {}
     for k in range(1, len(probs)):
         fg = probs[k] >= ADAPT_CONFIDENCE
         n_fg = int(np.count_nonzero(fg))
         if n_fg < ADAPT_MIN_PIXELS:
             continue
-        idx_f = np.flatnonzero(fg)[:: max(1, n_fg // 5000)]
-        xf = ((raw[idx_f][:, cols] - mean) * inv_std).astype(np.float64)
+        if background is None:
+            xb = sample(np.flatnonzero(bg)[:: max(1, n_bg // 5000 + step - 1)])
+            background = xb, xb.mean(axis=0), np.cov(xb, rowvar=False) * len(xb)
+        xb, mb, cov_b = background
+        xf = sample(np.flatnonzero(fg)[:: max(1, n_fg // 5000)])
         mf = xf.mean(axis=0)
         cov = (np.cov(xf, rowvar=False) * len(xf) + cov_b) / (len(xf) + len(xb))
         cov = np.atleast_2d(cov) + 0.05 * np.eye(len(cols))

@@ -173,7 +173,8 @@ def _hull_pixels(image: np.ndarray) -> int:
     coords = possible_hull(np.ascontiguousarray(image, dtype=np.uint8))
     doubled = (2 * np.asarray(coords, np.int64)[:, np.newaxis, :] + _DIAMOND2).reshape(-1, 2) + 1
     span = 2 * image.shape[1] + 3
-    key = np.unique(doubled[:, 0] * span + doubled[:, 1])
+    key = np.sort(doubled[:, 0] * span + doubled[:, 1])
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
     points = np.empty((len(key), 2))
     points[:, 0] = key // span - 1
     points[:, 1] = key % span - 1
