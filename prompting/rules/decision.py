@@ -141,7 +141,10 @@ def _uncertainty(
     if n == 0:
         return 0.0
     thresholds = np.array([ruleset.config_for(name).threshold for name in classes], np.float32)
-    margin = np.abs(prep.winner_prob - thresholds[prep.winner])
+    if (thresholds == thresholds[0]).all():  # one threshold: no lookup per pixel
+        margin = np.abs(prep.winner_prob - thresholds[0])
+    else:
+        margin = np.abs(prep.winner_prob - thresholds[prep.winner])
     return round(float(np.count_nonzero((margin < UNCERTAIN_MARGIN) & inspected)) / n, 4)
 
 
