@@ -421,8 +421,13 @@ def box_filter(x: np.ndarray, radius: int) -> np.ndarray:
     cols[..., r : r + w] = x
     cols[..., :r] = x[..., r - 1 :: -1]
     cols[..., r + w :] = x[..., w - r :][..., ::-1]
+    # along the rows, as one long vector: the sums that straddle two rows fall in
+    # the 2r padded columns past each row's end and are dropped
+    flat = cols.reshape(-1)
+    sums = np.empty(flat.size, np.float32)
+    _window_sum(flat, n, 0, out=sums[: flat.size - n + 1])
     rows = np.empty((*x.shape[:-2], h + 2 * r, w), np.float32)
-    _window_sum(cols, n, -1, out=rows[..., r : r + h, :])
+    rows[..., r : r + h, :] = sums.reshape(cols.shape)[..., :w]
     rows[..., :r, :] = rows[..., 2 * r - 1 : r - 1 : -1, :]
     rows[..., r + h :, :] = rows[..., h : r + h, :][..., ::-1, :]
     out = _window_sum(rows, n, -2)
