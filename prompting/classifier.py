@@ -142,8 +142,9 @@ class Learner:
 
         The fast path: the MLP runs on cache-sized chunks with the standardisation
         folded into its first layer and one pass per hidden layer
-        (:func:`~prompting.mlp.mlp_shifted`), writing planar probabilities; the
-        per-image adaptation works on the raw features; the guided filter
+        (:func:`~prompting.mlp.mlp_shifted`), writing planar probabilities and
+        copying out the feature columns read later while each chunk is in the
+        cache; the per-image adaptation works on those raw columns; the guided filter
         box-filters by window sums in float32 with the guide's statistics
         computed once, the K defect planes only (the background plane is their
         complement: the filter is linear and preserves a constant). The result
@@ -162,21 +163,29 @@ class Learner:
         n_out = len(self.classes) + 1
         temp_last = bool(self.info.get("temperature_last", False))
         models = self._shifted(1.0 if temp_last else float(self.temperature))
-        out = mlp_predict_planar(models, flat, n_out)
         adapt = self.info.get("adapt_features")
-        if adapt:
-            cols = [int(c) for c in adapt if 0 <= int(c) < f]
-            inv_std = (1.0 / self.std).astype(np.float32)
-            for _ in range(int(self.info.get("adapt_rounds", 1))):
-                out = adapt_planar(out, flat, cols, self.mean[cols], inv_std[cols])
-        probs = out.reshape(n_out, h, w)
+        cols = [int(c) for c in adapt if 0 <= int(c) < f] if adapt else []
         guide = self.info.get("guide_feature")
         radius = int(self.info.get("guide_radius", 0))
-        if guide is not None and radius > 0 and 0 <= int(guide) < f:
+        guided = guide is not None and radius > 0 and 0 <= int(guide) < f
+        # the columns the adaptation and the guided filter read, taken out in the MLP's pass
+        keep = sorted({*cols, int(guide)} if guided else set(cols))
+        out, kept = mlp_predict_planar(models, flat, n_out, keep=keep)
+        if cols:
+            inv_std = (1.0 / self.std).astype(np.float32)
+            columns = kept[[keep.index(c) for c in cols]] if keep != cols else kept
+            for _ in range(int(self.info.get("adapt_rounds", 1))):
+                out = adapt_planar(out, columns, self.mean[cols], inv_std[cols])
+        probs = out.reshape(n_out, h, w)
+        if guided:
             eps = float(self.info.get("guide_eps", 1.0))
             passes = min(max(1, int(self.info.get("guide_passes", 1))), 4)
             probs = guided_filter_planar(
-                probs, feats[..., int(guide)], radius=radius, eps=eps, passes=passes
+                probs,
+                kept[keep.index(int(guide))].reshape(h, w),
+                radius=radius,
+                eps=eps,
+                passes=passes,
             )
         if temp_last and self.temperature != 1.0:
             # calibration last: the arg-max and the refinements do not depend on it

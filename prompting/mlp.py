@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -244,15 +245,21 @@ def mlp_shifted(weights: list[np.ndarray], *, temperature: float = 1.0) -> list[
     return out
 
 
-def mlp_predict_planar(models: list[list[np.ndarray]], x: np.ndarray, n_out: int) -> np.ndarray:
+def mlp_predict_planar(
+    models: list[list[np.ndarray]], x: np.ndarray, n_out: int, *, keep: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Ensemble-mean probabilities (n_out, N) float32 of the rows of ``x`` (N, F)
-    float32 by the MLPs of :func:`mlp_shifted`, computed on cache-sized chunks.
+    float32 by the MLPs of :func:`mlp_shifted`, computed on cache-sized chunks,
+    and the columns ``keep`` of ``x`` as planes (len(keep), N) float32, copied
+    while each chunk is in the cache (one pass over ``x`` instead of one more
+    for each later reader).
 
     With two outputs the class plane is the logistic of the logit difference
     (:func:`softmax2`'s arithmetic) and the background its complement.
     """
     n = len(x)
     out = np.empty((n_out, n), np.float32)
+    kept = np.empty((len(keep), n), np.float32)
     bufs: dict[tuple, np.ndarray] = {}
 
     def buf(key: tuple, shape: tuple[int, ...]) -> np.ndarray:
@@ -271,6 +278,9 @@ def mlp_predict_planar(models: list[list[np.ndarray]], x: np.ndarray, n_out: int
                 np.matmul(h, m[2 * i], out=hb)
                 np.maximum(hb, m[2 * i + 1], out=hb)
                 h = hb
+            if j == 0:
+                for row, col in enumerate(keep):
+                    kept[row, s : s + c] = xc[:, col]
             if n_out == 2:
                 d = out[1, s : s + c] if j == 0 else buf(("d", c), (c,))
                 np.matmul(h, m[-2], out=d)
@@ -298,31 +308,28 @@ def mlp_predict_planar(models: list[list[np.ndarray]], x: np.ndarray, n_out: int
             out[0] /= np.float32(len(models))
     if n_out == 2:
         np.subtract(1.0, out[1], out=out[0])
-    return out
+    return out, kept
 
 
 def adapt_planar(
-    probs: np.ndarray, raw: np.ndarray, cols: list[int], mean: np.ndarray, inv_std: np.ndarray
+    probs: np.ndarray, columns: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
 ) -> np.ndarray:
-    """:func:`adapt_per_image` of planar probabilities (K+1, N) float32, on the
-    standardised columns ``cols`` of ``raw`` (N, F) float32 without materialising
-    them: the discriminant is fitted on the few sampled pixels and its
-    standardisation folded into its weights. Returns ``probs`` itself when no
-    class has enough confident pixels, else a new array.
+    """:func:`adapt_per_image` of planar probabilities (K+1, N) float32, on raw
+    feature planes ``columns`` (F', N) float32 standardised by ``mean`` and
+    ``inv_std`` (F',) without materialising them: the discriminant is fitted
+    on the few sampled pixels and its standardisation folded into its weights.
+    Returns ``probs`` itself when no class has enough confident pixels, else a
+    new array.
     """
     bg = probs[0] >= ADAPT_CONFIDENCE
     n_bg = int(np.count_nonzero(bg))
-    if n_bg < ADAPT_MIN_PIXELS or not cols:
+    if n_bg < ADAPT_MIN_PIXELS or not len(columns):
         return probs
-    n = len(raw)
+    n = columns.shape[1]
     step = max(1, n // 20000)
-    c0 = cols[0]
-    # a run of columns is a strided view: the discriminant reads only those
-    run = raw[:, c0 : c0 + len(cols)] if cols == list(range(c0, c0 + len(cols))) else None
 
     def sample(idx: np.ndarray) -> np.ndarray:
-        rows = run[idx] if run is not None else raw[np.ix_(idx, cols)]
-        return ((rows - mean) * inv_std).astype(np.float64)
+        return ((columns[:, idx].T - mean) * inv_std).astype(np.float64)
 
     background = None  # (samples, mean, scatter), once a class needs them
     scaled: dict[int, np.ndarray] = {}
@@ -338,18 +345,13 @@ def adapt_planar(
         xf = sample(np.flatnonzero(fg)[:: max(1, n_fg // 5000)])
         mf = xf.mean(axis=0)
         cov = (np.cov(xf, rowvar=False) * len(xf) + cov_b) / (len(xf) + len(xb))
-        cov = np.atleast_2d(cov) + 0.05 * np.eye(len(cols))
+        cov = np.atleast_2d(cov) + 0.05 * np.eye(len(columns))
         wv = np.linalg.solve(cov, mf - mb)
         b = -0.5 * float((mf + mb) @ wv)
         # (x - mean) * inv_std @ w + b == x @ (inv_std * w) + (b - (mean * inv_std) @ w)
         w_raw = (wv * inv_std).astype(np.float32)
         b_raw = np.float32(b - float((mean * inv_std).astype(np.float64) @ wv))
-        if run is not None:
-            llr = run @ w_raw
-        else:
-            w_full = np.zeros(raw.shape[1], np.float32)
-            w_full[cols] = w_raw
-            llr = raw @ w_full
+        llr = w_raw @ columns
         llr += b_raw
         np.clip(llr, -ADAPT_MAX_LOGIT, ADAPT_MAX_LOGIT, out=llr)
         np.exp(llr, out=llr)
