@@ -254,8 +254,9 @@ def mlp_predict_planar(
     while each chunk is in the cache (one pass over ``x`` instead of one more
     for each later reader).
 
-    With two outputs the class plane is the logistic of the logit difference
-    (:func:`softmax2`'s arithmetic) and the background its complement.
+    With two outputs the class plane is the logistic of the logit difference,
+    1 / (1 + exp(z0 - z1)) with the difference clipped to +-80, and the
+    background its complement.
     """
     n = len(x)
     out = np.empty((n_out, n), np.float32)
