@@ -184,6 +184,7 @@ def run_method(
             base=base,
             inputs=train_inputs,
             trained_on=list(truths_train),
+            anomaly_held_out=bool(getattr(method.learner, "anomaly_held_out", False)),
         )
         ruleset, warning = tuned.ruleset, tuned.warning
     eval_inputs: dict[str, dict] = {}

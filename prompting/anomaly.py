@@ -21,6 +21,14 @@ highest patch sat in that band (usually on the tile's dark top or bottom
 edge), and scoring inside it took the image AUROC of the peak from 0.57 to
 0.81 (benchmarks/README.md).
 
+Held-out maps of training images: :attr:`AnomalyModel.origin` records which
+training image (:attr:`AnomalyModel.origin_keys`, their pixel hashes) each
+bank row came from, and :meth:`AnomalyModel.score_map` scores an image that
+contributed to the bank against the bank without its own rows. Its map is
+then as honest as a new part's: its patches are not in what it is compared
+with. The normal level is measured the same way (each good training image's
+held-out map), so a good training image's held-out peak is at most 1.0.
+
 Example::
 
     grids = [anomaly_patches(backend.deep_features(img, stages=ANOMALY_STAGES)) for img in good]
@@ -59,22 +67,52 @@ class AnomalyModel:
     image reached when left out of the bank). ``stages``: the network stages the
     patches come from. ``border``: cells along each side of a patch grid that
     are not scored (0 everywhere scored; models saved before it existed load as 0).
+    ``origin``: (N,) int32, the index into ``origin_keys`` of the training image
+    each bank row came from (-1: unknown); ``origin_keys``: one key per training
+    image (its :func:`prompting.images.pixels_hash`). Both are None / empty for
+    models saved before they existed: those score every image in-sample.
     """
 
     bank: np.ndarray
     normal_level: float
     stages: tuple[int, ...]
     border: int = 0
+    origin: np.ndarray | None = None
+    origin_keys: tuple[str, ...] = ()
 
-    def distances(self, patches: np.ndarray) -> np.ndarray:
-        """Nearest-neighbour distance of each row of ``patches`` (n, D) to the bank -> (n,) float32."""
-        return _nn_distance(np.asarray(patches, np.float32), self.bank)
+    def held_out_rows(self, key: str | None) -> np.ndarray | None:
+        """(N,) bool: the bank rows that did not come from the training image ``key``,
+        or None when ``key`` did not contribute to the bank (or the model has no
+        origin record, or every row came from it: nothing would be left)."""
+        if key is None or self.origin is None or key not in self.origin_keys:
+            return None
+        idx = [i for i, k in enumerate(self.origin_keys) if k == key]
+        keep = ~np.isin(self.origin, idx)
+        return keep if 0 < keep.sum() < len(keep) else None
 
-    def score_map(self, grid: np.ndarray, *, image_size: tuple[int, int]) -> np.ndarray:
+    @property
+    def can_hold_out(self) -> bool:
+        """Whether training images are scored held-out (an origin record with at
+        least two images in the bank)."""
+        return self.origin is not None and len(np.unique(self.origin[self.origin >= 0])) >= 2
+
+    def distances(self, patches: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
+        """Nearest-neighbour distance of each row of ``patches`` (n, D) to the bank
+        (only its ``rows``, (N,) bool, when given) -> (n,) float32."""
+        bank = self.bank if rows is None else self.bank[rows]
+        return _nn_distance(np.asarray(patches, np.float32), bank)
+
+    def score_map(
+        self, grid: np.ndarray, *, image_size: tuple[int, int], key: str | None = None
+    ) -> np.ndarray:
         """Anomaly score (H, W) float32 of a patch grid (h, w, D); 1.0 = the normal level,
-        0 in the unscored band of :attr:`border` cells along the image's edge."""
+        0 in the unscored band of :attr:`border` cells along the image's edge.
+
+        ``key``: the image's pixel hash; when that image contributed to the bank it
+        is scored against the bank without its own rows (:meth:`held_out_rows`).
+        """
         h, w, d = grid.shape
-        raw = self.distances(grid.reshape(-1, d)).reshape(h, w)
+        raw = self.distances(grid.reshape(-1, d), rows=self.held_out_rows(key)).reshape(h, w)
         raw = ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest")
         score = raw / np.float32(max(self.normal_level, 1e-6))
         inside = scored_cells((h, w), self.border)
@@ -170,6 +208,7 @@ def anomaly_fit(
     grids: Sequence[np.ndarray | None] | None = None,
     max_bank: int = MAX_BANK,
     border: int = 0,
+    keys: Sequence[str | None] | None = None,
     seed: int = 0,
 ) -> AnomalyModel:
     """Fit a memory bank from normal patches.
@@ -183,39 +222,58 @@ def anomaly_fit(
     a good image reaches inside the ``border`` frame (for painted-background
     sets, the 99.5th percentile of their patches' distances), the largest over
     the images. ``border``: cells along each side of a grid that are not scored
-    (:attr:`AnomalyModel.border`).
+    (:attr:`AnomalyModel.border`). ``keys``: one key per image (its pixel hash;
+    None: unknown) recorded as each bank row's origin
+    (:attr:`AnomalyModel.origin`); with them each image is left out by scoring it
+    against the bank without its own rows, exactly as :meth:`AnomalyModel.score_map`
+    scores it later, so the normal level is the highest held-out score a good
+    training image gets (images without a key, or whose rows would leave nothing,
+    against a random sample of the other images' patches as large as the bank).
     Raises TrainingError when there are fewer than :data:`MIN_PATCHES` patches.
     """
     grids = list(grids) if grids is not None else [None] * len(normal)
     if len(grids) != len(normal):
         raise ValueError("grids must have one entry (or None) per normal patch set")
-    pairs = [
-        (np.asarray(p, np.float32).reshape(-1, np.asarray(p).shape[-1]), g)
-        for p, g in zip(normal, grids, strict=True)
+    with_keys = keys is not None
+    keys = list(keys) if keys is not None else [None] * len(normal)
+    if len(keys) != len(normal):
+        raise ValueError("keys must have one entry (or None) per normal patch set")
+    triples = [
+        (np.asarray(p, np.float32).reshape(-1, np.asarray(p).shape[-1]), g, k)
+        for p, g, k in zip(normal, grids, keys, strict=True)
         if len(p)
     ]
+    pairs = [(p, g) for p, g, _ in triples]
     if sum(len(p) for p, _ in pairs) < MIN_PATCHES:
         raise TrainingError(
             "too little normal evidence for the anomaly model: mark good parts OK or paint background"
         )
     sets = [p for p, _ in pairs]
     every = np.concatenate(sets)
-    bank = every[coreset_select(every, max_bank, seed=seed)]
+    chosen = coreset_select(every, max_bank, seed=seed)
+    bank = every[chosen]
     model = AnomalyModel(
         bank=bank, normal_level=1.0, stages=tuple(int(s) for s in stages), border=int(border)
     )
+    if with_keys:
+        model.origin_keys = tuple(dict.fromkeys(str(k) for _, _, k in triples if k is not None))
+        index = {k: i for i, k in enumerate(model.origin_keys)}
+        per_set = [index[str(k)] if k is not None else -1 for _, _, k in triples]
+        model.origin = np.repeat(np.asarray(per_set, np.int32), [len(p) for p in sets])[chosen]
     levels = []
     rng = np.random.default_rng(seed)
     if len(sets) >= 2:
         per_image = max(1, max_bank // len(sets))
         for i, (patches, grid) in enumerate(pairs):
-            others = np.concatenate([s for j, s in enumerate(sets) if j != i])
-            take = min(len(others), per_image * (len(sets) - 1))
-            sub = (
-                others[rng.choice(len(others), take, replace=False)]
-                if take < len(others)
-                else others
-            )
+            sub = _bank_without(model, triples[i][2])
+            if sub is None:
+                others = np.concatenate([s for j, s in enumerate(sets) if j != i])
+                take = min(len(others), per_image * (len(sets) - 1))
+                sub = (
+                    others[rng.choice(len(others), take, replace=False)]
+                    if take < len(others)
+                    else others
+                )
             if grid is not None:
                 raw = _nn_distance(grid.reshape(-1, grid.shape[-1]), sub).reshape(grid.shape[:2])
                 smooth = ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest")
@@ -229,6 +287,15 @@ def anomaly_fit(
         a, b = every[half[: len(every) // 2]], every[half[len(every) // 2 :]]
         model.normal_level = float(np.quantile(_nn_distance(a, b), 0.995)) or 1.0
     return model
+
+
+def _bank_without(model: AnomalyModel, key: str | None) -> np.ndarray | None:
+    """The bank rows that did not come from training image ``key`` (N', D), or None
+    when that is unknown (no key or origin record) or would leave no row."""
+    if key is None or model.origin is None:
+        return None
+    own = np.isin(model.origin, [i for i, k in enumerate(model.origin_keys) if k == str(key)])
+    return None if own.all() else model.bank[~own]
 
 
 def _nn_distance(x: np.ndarray, bank: np.ndarray, *, chunk: int = 4096) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 from prompting.anomaly import AnomalyModel
 from prompting.errors import ArtifactError
 from prompting.features.base import FeatureBackend, FeatureMap
+from prompting.images import pixels_hash
 from prompting.mlp import (
     adapt_planar,
     guided_filter_planar,
@@ -229,14 +230,23 @@ class Learner:
         """Anomaly score (H,W) float32 of ``pixels`` (H,W,3) uint8 RGB against the
         memory bank of good parts (1.0 = the level good training images reach), or
         None when the model has no bank. The image's patch grid comes from ``cache``
-        (by ``image_hash``) when it holds it."""
+        (by ``image_hash``) when it holds it. An image whose patches are in the bank
+        (a training image, recognised by its pixels' hash) is scored against the
+        bank without them (held out, see :attr:`anomaly_held_out`)."""
         if self.anomaly is None:
             return None
         self.check_backend(backend)
         grid = anomaly_patches_for(
             backend, pixels, stages=self.anomaly.stages, cache=cache, image_hash=image_hash
         )
-        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2])
+        key = pixels_hash(np.asarray(pixels)) if self.anomaly.origin is not None else None
+        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2], key=key)
+
+    @property
+    def anomaly_held_out(self) -> bool:
+        """Whether :meth:`anomaly_map` scores the training images held out (the bank
+        records each row's image); False for models saved before that record."""
+        return self.anomaly is not None and self.anomaly.can_hold_out
 
     def check_backend(self, backend: FeatureBackend) -> None:
         """ArtifactError unless ``backend`` is the one this model was trained on."""
@@ -271,6 +281,7 @@ class Learner:
                 "normal_level": self.anomaly.normal_level,
                 "stages": list(self.anomaly.stages),
                 "border": int(self.anomaly.border),
+                "origin_keys": list(self.anomaly.origin_keys),
             },
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
@@ -279,6 +290,8 @@ class Learner:
             arrays[f"w{i:02d}"] = w
         if self.anomaly is not None:
             arrays["anomaly_bank"] = self.anomaly.bank.astype(np.float16)
+            if self.anomaly.origin is not None:
+                arrays["anomaly_origin"] = self.anomaly.origin.astype(np.int32)
         return meta_bytes, arrays
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -380,6 +393,11 @@ class Learner:
                     normal_level=float(meta["anomaly"]["normal_level"]),
                     stages=tuple(int(v) for v in meta["anomaly"]["stages"]),
                     border=int(meta["anomaly"].get("border", 0)),
+                    # models saved before the origin record score every image in-sample
+                    origin=arrays["anomaly_origin"].astype(np.int32)
+                    if "anomaly_origin" in arrays
+                    else None,
+                    origin_keys=tuple(str(k) for k in meta["anomaly"].get("origin_keys", ())),
                 )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ArtifactError(
@@ -416,6 +434,9 @@ def check_shapes(learner: Learner, source: str) -> None:
         ok = ok and prev == len(learner.classes) + 1
     ok = ok and bool(np.all(np.isfinite(learner.std)))
     ok = ok and bool(np.all(learner.std > 0)) and learner.temperature > 0
+    a = learner.anomaly
+    if ok and a is not None and a.origin is not None:
+        ok = a.origin.shape == (len(a.bank),) and bool(np.all(a.origin < len(a.origin_keys)))
     if not ok:
         raise ArtifactError(f"{source} has inconsistent model shapes for classes {learner.classes}")
 

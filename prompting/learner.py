@@ -44,6 +44,7 @@ from prompting.classifier import (
 )
 from prompting.errors import TrainingError
 from prompting.features.base import FeatureBackend, FeatureMap
+from prompting.images import pixels_hash
 from prompting.inputcheck import image_profile, profile_ranges_fit
 from prompting.mlp import (
     ADAPT_CONFIDENCE,
@@ -248,6 +249,7 @@ def learner_train(
     profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
     normal: list[np.ndarray] = []  # good-part patches per image, for the anomaly bank
     normal_grids: list[np.ndarray | None] = []
+    normal_keys: list[str] = []  # each image's pixel hash: the bank rows' origin
     anomaly_border = 0  # patch-grid cells along each edge the anomaly map leaves unscored
     t_feat = 0.0
     for i, im in enumerate(images):
@@ -273,6 +275,7 @@ def learner_train(
             t_feat += time.perf_counter() - tf
             normal.append(patches)
             normal_grids.append(grid)
+            normal_keys.append(pixels_hash(np.asarray(im.pixels)))
             anomaly_border = max(anomaly_border, border)
     t_anom = time.perf_counter()
     anomaly_model = None
@@ -283,6 +286,7 @@ def learner_train(
             grids=normal_grids,
             stages=backend.anomaly_stages,
             border=anomaly_border,
+            keys=normal_keys,
             seed=seed,
         )
     t_anom = time.perf_counter() - t_anom

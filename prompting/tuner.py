@@ -269,6 +269,7 @@ def rules_tune(
     trained_on: Collection[str] = (),
     progress: ProgressFn | None = None,
     inputs: Mapping[str, Mapping[str, Any]] | None = None,
+    anomaly_held_out: bool = False,
 ) -> TuneResult:
     """Propose a threshold and minimum blob area from labelled images.
 
@@ -297,6 +298,11 @@ def rules_tune(
     the threshold and area (one is proposed, for the anomaly score alone, when
     the base has none and it lowers escapes or overkill): candidates lie
     between the images' peak scores, and the middle of the optimal run is kept.
+    A trained-on image's map is in-sample (its patches are in the memory bank,
+    its score near 0), so the anomaly score is not tuned when a labelled image
+    was trained on, unless ``anomaly_held_out``: the trained-on images' maps were
+    scored against the bank without their own patches
+    (:attr:`prompting.classifier.Learner.anomaly_held_out`), and ``warning`` says so.
     """
     inputs = inputs or {}
     t0 = time.perf_counter()
@@ -383,13 +389,18 @@ def rules_tune(
     anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
     peaks = _anomaly_peaks(inputs, image_ids, base)
     in_bank = [i for i in image_ids if str(i) in {str(t) for t in trained_on}]
-    if peaks is not None and in_bank:
+    if peaks is not None and in_bank and not anomaly_held_out:
         # a trained-on image's patches are in the memory bank: its score is in-sample
         # (near 0), so a threshold fitted on it would flag every new part
         peaks = None
         notes.append(
             f"the anomaly score was not tuned: {len(in_bank)} labelled image(s) were trained on, "
             "so their anomaly scores are in-sample; label parts the model was not trained on"
+        )
+    elif peaks is not None and in_bank:
+        notes.append(
+            f"the anomaly scores of the {len(in_bank)} trained-on labelled image(s) are held-out "
+            "(each scored against the memory bank without its own patches)"
         )
     skip = {anomaly_rule.id} if anomaly_rule is not None and peaks is not None else set()
     table = _table(

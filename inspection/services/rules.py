@@ -224,6 +224,7 @@ def rules_tune(
         trained_on=_trained_on(mv),
         progress=progress,
         inputs=probabilities.inputs,
+        anomaly_held_out=bool((mv.metrics or {}).get("anomaly_held_out")),
     )
     return {
         "rules": tuned.ruleset.to_dict(),

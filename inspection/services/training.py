@@ -228,7 +228,12 @@ def _train(job: Job) -> None:
         file_write_atomic(name, lambda path: result.learner.save(path))
         mv.artifact.name = name
         mv.artifact_sha256 = hashlib.sha256(bytes_read(name)).hexdigest()
-        mv.metrics = {"loo_iou": result.loo_iou, "loo_image_ids": list(result.loo_image_ids)}
+        mv.metrics = {
+            "loo_iou": result.loo_iou,
+            "loo_image_ids": list(result.loo_image_ids),
+            # the training images' stored anomaly maps are held out (scored without their patches)
+            "anomaly_held_out": bool(getattr(result.learner, "anomaly_held_out", False)),
+        }
         mv.save()
         project.refresh_from_db()
         deploy_how = lifecycle.run_deploy_how(project=project)
