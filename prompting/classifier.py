@@ -281,9 +281,10 @@ class Learner:
                 "normal_level": self.anomaly.normal_level,
                 "stages": list(self.anomaly.stages),
                 "border": int(self.anomaly.border),
-                "origin_keys": list(self.anomaly.origin_keys),
             },
         }
+        if self.anomaly is not None and self.anomaly.origin is not None:
+            meta["anomaly"]["origin_keys"] = list(self.anomaly.origin_keys)
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
         arrays = {"mean": self.mean, "std": self.std}
         for i, w in enumerate(self.weights):

@@ -11,6 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
+from inspection.models import ModelVersion
 from tests.inspection.svc_helpers import image_path, job_wait, magnetic_pick, mask_path
 
 pytestmark = pytest.mark.timeout(900)
@@ -60,6 +61,8 @@ def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, 
     r = client.get(f"/api/v1/projects/{pid}/models/")
     (model,) = r.json()["results"]
     assert model["backend"] == "backbone"
+    # the training parts' maps are held out: each scored without its own bank rows
+    assert ModelVersion.objects.get(id=model["id"]).metrics["anomaly_held_out"] is True
 
     # every prediction carries the anomaly map; good training parts sit at or below 1.0
     r = client.get(f"/api/v1/projects/{pid}/predictions/")

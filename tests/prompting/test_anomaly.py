@@ -104,3 +104,61 @@ def test_the_border_band_is_not_scored_and_does_not_set_the_normal_level() -> No
     s_inside = framed.score_map(new, image_size=(48, 48))
     y, x = np.unravel_index(int(s_inside.argmax()), s_inside.shape)
     assert s_inside.max() > 2.0 and 16 <= y < 32 and 16 <= x < 32
+
+
+def test_a_training_image_is_scored_without_its_own_bank_rows() -> None:
+    """Each bank row records its image; the image's map then comes from the bank
+    without those rows (not the in-sample ~0), and equals a model fitted on a
+    bank holding exactly the other rows."""
+    rng = np.random.default_rng(2)
+    grids = _normal_grids(4, rng)
+    grids[0][4:7, 4:7] += 6.0  # an oddity only image "a" has
+    keys = ["a", "b", "c", "d"]
+    model = anomaly_fit(
+        [g.reshape(-1, 8) for g in grids], grids=grids, stages=(2, 4), keys=keys, max_bank=400
+    )
+    assert model.origin.shape == (len(model.bank),) and model.origin.dtype == np.int32
+    assert model.origin_keys == tuple(keys) and model.can_hold_out
+    own = model.origin == 0
+    assert own.any() and not own.all()
+    kept = model.held_out_rows("a")
+    np.testing.assert_array_equal(kept, ~own)
+    assert model.held_out_rows("unseen") is None  # a new image: the whole bank
+    held_out = model.score_map(grids[0], image_size=(12, 12), key="a")
+    in_sample = model.score_map(grids[0], image_size=(12, 12))
+    others = AnomalyModel(bank=model.bank[~own], normal_level=model.normal_level, stages=(2, 4))
+    np.testing.assert_allclose(held_out, others.score_map(grids[0], image_size=(12, 12)))
+    assert (
+        held_out[5, 5] > 0.9 and in_sample[5, 5] < 0.1 * held_out[5, 5]
+    )  # its oddity shows held out
+    # no row of "a" is anyone's nearest neighbour in the held-out bank
+    dist = model.distances(grids[0].reshape(-1, 8), rows=kept)
+    np.testing.assert_allclose(dist, others.distances(grids[0].reshape(-1, 8)))
+
+
+def test_the_normal_level_is_the_highest_held_out_peak_of_a_good_image() -> None:
+    """Measured as the stored maps of training images are scored: a good training
+    image's held-out map peaks at 1.0 at most, and the highest one at 1.0."""
+    rng = np.random.default_rng(3)
+    grids = _normal_grids(5, rng)
+    model = anomaly_fit(
+        [g.reshape(-1, 8) for g in grids],
+        grids=grids,
+        stages=(2, 4),
+        keys=[f"k{i}" for i in range(5)],
+        max_bank=300,
+    )
+    peaks = [
+        model.score_map(g, image_size=(12, 12), key=f"k{i}").max() for i, g in enumerate(grids)
+    ]
+    assert max(peaks) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_without_keys_there_is_no_origin_record() -> None:
+    rng = np.random.default_rng(4)
+    grids = _normal_grids(3, rng)
+    model = anomaly_fit([g.reshape(-1, 8) for g in grids], grids=grids, stages=(2, 4))
+    assert model.origin is None and not model.can_hold_out
+    assert model.held_out_rows("anything") is None
+    with pytest.raises(ValueError):
+        anomaly_fit([g.reshape(-1, 8) for g in grids], stages=(2, 4), keys=["a"])

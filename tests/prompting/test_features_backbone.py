@@ -292,3 +292,32 @@ def test_anomaly_patch_grids_come_from_the_feature_cache(lite0, tmp_path) -> Non
         del lite0.anomaly_patches
     np.testing.assert_array_equal(computed, stored)
     np.testing.assert_array_equal(computed, from_cache)
+
+
+def test_training_images_get_held_out_anomaly_maps(lite0, tmp_path) -> None:
+    """A training image (recognised by its pixels, whatever id or cache key it is
+    given) is scored without its own bank rows; the record survives save and
+    load, and a model saved without it still loads and scores in-sample."""
+    from prompting.classifier import Learner
+    from prompting.learner import TrainingImage, learner_train
+
+    blank = np.full((64, 80), -1, np.int16)
+    pixels = [_image(64, 80, seed=i) for i in range(3)]
+    images = [TrainingImage(f"ok{i}", p, blank, all_background=True) for i, p in enumerate(pixels)]
+    learner = learner_train(images, classes=["scratch"], backend=lite0).learner
+    assert learner.anomaly_held_out
+    held_out = learner.anomaly_map(pixels[0], backend=lite0)
+    assert held_out.max() <= 1.0 + 1e-5  # a good training image, held out: at most the level
+    in_sample = learner.anomaly.score_map(
+        lite0.anomaly_patches(pixels[0], stages=learner.anomaly.stages), image_size=(64, 80)
+    )
+    assert in_sample.max() < 0.5 * held_out.max()  # its own patches would hide everything
+    learner.save(tmp_path / "m.npz")
+    loaded = Learner.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.anomaly.origin, learner.anomaly.origin)
+    np.testing.assert_allclose(loaded.anomaly_map(pixels[0], backend=lite0), held_out, atol=1e-2)
+    learner.anomaly.origin, learner.anomaly.origin_keys = None, ()  # as saved before the record
+    learner.save(tmp_path / "old.npz")
+    old = Learner.load(tmp_path / "old.npz")
+    assert old.anomaly.origin is None and not old.anomaly_held_out
+    np.testing.assert_allclose(old.anomaly_map(pixels[0], backend=lite0), in_sample, atol=1e-2)

@@ -137,3 +137,33 @@ def test_tuner_does_not_fit_the_anomaly_score_on_trained_images() -> None:
     )
     assert not [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
     assert "anomaly score was not tuned" in tuned.warning
+
+
+@pytest.mark.parametrize("held_out", [False, True])
+def test_tuner_fits_the_anomaly_score_on_trained_images_only_when_held_out(held_out) -> None:
+    """Held-out maps (each trained-on image scored without its own bank rows) are
+    as honest as a new part's: the score is tuned on them, and the warning says
+    they are held-out; a model without that record still refuses."""
+    from prompting.rules import DEFAULT_RULESET
+    from prompting.tuner import rules_tune
+
+    probs, truths, inputs = _labelled([0.8, 0.9, 1.1], [2.0, 2.6, 3.0])
+    tuned = rules_tune(
+        probs,
+        truths,
+        classes=["dent"],
+        base=ruleset_validate(DEFAULT_RULESET),
+        inputs=inputs,
+        trained_on=list(truths),
+        anomaly_held_out=held_out,
+    )
+    rules = [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    if held_out:
+        (rule,) = rules
+        assert 1.1 < rule.min_score < 2.0
+        assert tuned.escapes == 0 and tuned.overkills == 0
+        assert "6 trained-on labelled image(s) are held-out" in tuned.warning
+        assert "not tuned" not in tuned.warning
+    else:
+        assert not rules and tuned.escapes == 3
+        assert "anomaly score was not tuned: 6 labelled image(s) were trained on" in tuned.warning
