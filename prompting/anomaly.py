@@ -29,6 +29,14 @@ then as honest as a new part's: its patches are not in what it is compared
 with. The normal level is measured the same way (each good training image's
 held-out map), so a good training image's held-out peak is at most 1.0.
 
+The pixel classifier reads the map too (:func:`anomaly_planes`): when the
+learner has a bank that can hold training images out, it appends the map's
+planes to every pixel's features, held-out maps for the training images and the
+same map for a new part, so the strokes teach it how much "unlike the good
+parts" counts for each class. The planes are scored along the edge as well
+(``framed=False``): the classifier learns what the band looks like, where an
+image-level peak could not.
+
 Example::
 
     grids = [anomaly_patches(backend.deep_features(img, stages=ANOMALY_STAGES)) for img in good]
@@ -38,6 +46,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,6 +65,10 @@ CORESET_FROM = 20_000
 SMOOTH_SIGMA = 1.0
 #: at least this many normal patches are needed to fit a bank
 MIN_PATCHES = 64
+#: smoothing (px) of the anomaly planes the pixel classifier reads beside the raw one
+PLANE_SIGMAS = (4.0, 12.0)
+#: anomaly planes appended to the classifier's features (:func:`anomaly_planes`)
+N_PLANES = 1 + len(PLANE_SIGMAS)
 
 
 @dataclass
@@ -103,19 +116,33 @@ class AnomalyModel:
         return _nn_distance(np.asarray(patches, np.float32), bank)
 
     def score_map(
-        self, grid: np.ndarray, *, image_size: tuple[int, int], key: str | None = None
+        self,
+        grid: np.ndarray,
+        *,
+        image_size: tuple[int, int],
+        key: str | None = None,
+        framed: bool = True,
     ) -> np.ndarray:
         """Anomaly score (H, W) float32 of a patch grid (h, w, D); 1.0 = the normal level,
-        0 in the unscored band of :attr:`border` cells along the image's edge.
+        0 in the unscored band of :attr:`border` cells along the image's edge
+        (``framed=False``: scored there too, as the classifier's planes read it).
 
         ``key``: the image's pixel hash; when that image contributed to the bank it
         is scored against the bank without its own rows (:meth:`held_out_rows`).
         """
         h, w, d = grid.shape
-        raw = self.distances(grid.reshape(-1, d), rows=self.held_out_rows(key)).reshape(h, w)
-        raw = ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest")
+        grid = np.ascontiguousarray(grid, np.float32)
+        digest = hashlib.blake2b(grid.data, digest_size=16).digest()
+        memo_key = (key, id(self.bank), id(self.origin), grid.shape, digest)
+        memo = self.__dict__.get("_last_raw")  # the framed map and the classifier's planes
+        if memo is not None and memo[0] == memo_key:  # score one grid: search the bank once
+            raw = memo[1]
+        else:
+            raw = self.distances(grid.reshape(-1, d), rows=self.held_out_rows(key)).reshape(h, w)
+            raw = ndi.gaussian_filter(raw, SMOOTH_SIGMA, mode="nearest")
+            self.__dict__["_last_raw"] = (memo_key, raw)
         score = raw / np.float32(max(self.normal_level, 1e-6))
-        inside = scored_cells((h, w), self.border)
+        inside = scored_cells((h, w), self.border if framed else 0)
         score[~inside] = 0.0
         out = _resize(score.astype(np.float32), image_size)
         if not inside.all():  # the band in pixels too (the resize blends it with the inside)
@@ -127,6 +154,18 @@ class AnomalyModel:
             framed[y0:y1, x0:x1] = out[y0:y1, x0:x1]
             out = framed
         return out
+
+
+def anomaly_planes(score: np.ndarray) -> np.ndarray:
+    """The pixel classifier's view of an anomaly map (H, W): log(1 + score), raw and
+    smoothed over :data:`PLANE_SIGMAS` px -> (H, W, :data:`N_PLANES`) float32.
+
+    >>> anomaly_planes(np.zeros((4, 5), np.float32)).shape
+    (4, 5, 3)
+    """
+    s = np.log1p(np.maximum(np.asarray(score, np.float32), 0.0))
+    planes = [s] + [ndi.gaussian_filter(s, sigma, mode="nearest") for sigma in PLANE_SIGMAS]
+    return np.ascontiguousarray(np.stack(planes, axis=-1), dtype=np.float32)
 
 
 def scored_cells(shape: tuple[int, int], border: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from prompting.anomaly import AnomalyModel
+from prompting.anomaly import AnomalyModel, anomaly_planes
 from prompting.errors import ArtifactError
 from prompting.features.base import FeatureBackend, FeatureMap
 from prompting.images import pixels_hash
@@ -213,11 +213,36 @@ class Learner:
         """
         self.check_backend(backend)
         fmap = features_for(backend, pixels, cache=cache, image_hash=image_hash)
+        if self.anomaly_planes:
+            fmap = self._with_anomaly_planes(fmap, pixels, backend, cache, image_hash)
         probs = self.predict_features(fmap)
         if sam_model is not None:
             emb = sam_embedding if sam_embedding is not None else sam_model.embed(pixels)
             probs = probabilities_refine(probs, model=sam_model, embedding=emb)
         return probs
+
+    @property
+    def anomaly_planes(self) -> bool:
+        """Whether the classifier reads the anomaly map's planes beside the features
+        (:func:`prompting.anomaly.anomaly_planes`; see :func:`learner_train`)."""
+        return self.anomaly is not None and bool(self.info.get("anomaly_planes"))
+
+    def _with_anomaly_planes(
+        self,
+        fmap: FeatureMap,
+        pixels: np.ndarray,
+        backend: FeatureBackend,
+        cache: Any,
+        image_hash: str | None,
+    ) -> FeatureMap:
+        grid = anomaly_patches_for(
+            backend, pixels, stages=self.anomaly.stages, cache=cache, image_hash=image_hash
+        )
+        score = self.anomaly.score_map(
+            grid, image_size=fmap.features.shape[:2], key=pixels_hash(pixels), framed=False
+        )
+        feats = np.concatenate([fmap.features, anomaly_planes(score)], axis=2)
+        return FeatureMap(features=feats, image_size=fmap.image_size)
 
     def anomaly_map(
         self,

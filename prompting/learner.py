@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from prompting.anomaly import MIN_PATCHES as ANOMALY_MIN_PATCHES
-from prompting.anomaly import AnomalyModel, anomaly_fit
+from prompting.anomaly import N_PLANES as N_ANOMALY_PLANES
+from prompting.anomaly import AnomalyModel
+from prompting.anomaly import anomaly_planes as anomaly_map_planes
+from prompting.bank import TrainingImage, bank_fit
 from prompting.classifier import (
     ARTIFACT_FORMAT_NAME,
     ARTIFACT_FORMAT_VERSION,
@@ -77,25 +79,6 @@ FREE_PIXELS_PER_IMAGE = 1500
 MAX_TRAIN_PIXELS = 60_000
 
 ProgressFn = Callable[[float, str], None]
-
-
-@dataclass
-class TrainingImage:
-    """One painted image.
-
-    ``pixels``: (H,W,3) uint8 RGB. ``labels``: (H,W) int16, -1 unlabelled,
-    0 background, k = index of the class in ``classes`` + 1 (as
-    ``prompting.prompts.prompts_rasterize`` returns). ``image_hash``: the
-    ``pixels_hash`` of the image, the feature-cache key (None: no caching).
-    ``all_background``: the user marked the image defect-free, so unpainted
-    pixels may be sampled as background too.
-    """
-
-    image_id: str
-    pixels: np.ndarray
-    labels: np.ndarray
-    image_hash: str | None = None
-    all_background: bool = False
 
 
 @dataclass
@@ -206,6 +189,7 @@ def learner_train(
     warm_start: Learner | None = None,
     warm_steps: int = 100,
     anomaly: bool = True,
+    anomaly_planes: bool = True,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
 
@@ -235,6 +219,13 @@ def learner_train(
     strokes are optional: a project may start from good parts only, and its
     classifier then calls every pixel background until defects are painted,
     while the anomaly map carries the evidence.
+
+    ``anomaly_planes``: with such a bank, the classifier also reads the anomaly map
+    (:func:`prompting.anomaly.anomaly_planes`) beside the features, each training
+    image's map held out of the bank, once the bank can hold images out and there
+    are defect strokes. The map, which ranks good against defective magnetic tiles
+    where no feature plane does, then steers the pixel decision as well
+    (benchmarks/README.md).
     """
     t0 = time.perf_counter()
     classes = list(classes)
@@ -244,52 +235,64 @@ def learner_train(
     rng = np.random.default_rng(seed)
     report = progress or (lambda _f, _m: None)
 
-    xs, ys, groups = [], [], []
+    used = [
+        im for im in images if (np.asarray(im.labels) >= 0).any() or im.all_background
+    ]  # images with something painted, or marked defect-free
     reuse: dict[str, int] = {}  # features taken from the cache / computed
-    profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
-    normal: list[np.ndarray] = []  # good-part patches per image, for the anomaly bank
-    normal_grids: list[np.ndarray | None] = []
-    normal_keys: list[str] = []  # each image's pixel hash: the bank rows' origin
-    anomaly_border = 0  # patch-grid cells along each edge the anomaly map leaves unscored
     t_feat = 0.0
-    for i, im in enumerate(images):
-        report(0.6 * i / len(images), f"features {i + 1}/{len(images)}")
-        lab = np.asarray(im.labels)
-        if not (lab >= 0).any() and not im.all_background:
-            continue
+    t_anom = 0.0
+    anomaly_model = None
+    if can_anomaly:  # the bank first: the classifier reads its map (below)
         tf = time.perf_counter()
-        fmap = features_for(
-            backend, np.asarray(im.pixels), cache=cache, image_hash=im.image_hash, stats=reuse
+        anomaly_model, t_anom = bank_fit(
+            backend, used, cache=cache, stats=reuse, seed=seed, progress=report
         )
+        t_feat += time.perf_counter() - tf - t_anom
+    # the classifier reads the anomaly map's planes when every training image's map can
+    # be held out (a map of an image against its own patches would teach it the wrong
+    # scale) and there are defect strokes to learn what the map means from
+    planes = (
+        anomaly_planes
+        and anomaly_model is not None
+        and anomaly_model.can_hold_out
+        and any((np.asarray(im.labels) > 0).any() for im in used)
+    )
+    xs, ys, groups = [], [], []
+    profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
+    n_base_features = 0
+    for i, im in enumerate(used):
+        report(0.35 + 0.25 * i / len(used), f"features {i + 1}/{len(used)}")
+        tf = time.perf_counter()
+        pixels = np.asarray(im.pixels)
+        fmap = features_for(backend, pixels, cache=cache, image_hash=im.image_hash, stats=reuse)
+        n_base_features = fmap.features.shape[2]
+        if planes:
+            grid = anomaly_patches_for(
+                backend,
+                pixels,
+                stages=anomaly_model.stages,
+                cache=cache,
+                image_hash=im.image_hash,
+            )
+            score = anomaly_model.score_map(
+                grid, image_size=fmap.features.shape[:2], key=pixels_hash(pixels), framed=False
+            )
+            fmap = FeatureMap(
+                features=np.concatenate([fmap.features, anomaly_map_planes(score)], axis=2),
+                image_size=fmap.image_size,
+            )
         t_feat += time.perf_counter() - tf
         x, y = _sample_image(
-            fmap, lab, n_classes=n_classes, all_background=im.all_background, rng=rng
+            fmap,
+            np.asarray(im.labels),
+            n_classes=n_classes,
+            all_background=im.all_background,
+            rng=rng,
         )
         xs.append(x)
         ys.append(y)
         groups.append(np.full(len(y), i, np.int32))
-        profiles.append(image_profile(np.asarray(im.pixels)))
-        if can_anomaly:
-            tf = time.perf_counter()
-            patches, grid, border = _normal_patches(backend, im, cache=cache, stats=reuse)
-            t_feat += time.perf_counter() - tf
-            normal.append(patches)
-            normal_grids.append(grid)
-            normal_keys.append(pixels_hash(np.asarray(im.pixels)))
-            anomaly_border = max(anomaly_border, border)
-    t_anom = time.perf_counter()
-    anomaly_model = None
-    if can_anomaly and sum(len(p) for p in normal) >= ANOMALY_MIN_PATCHES:
-        report(0.62, "anomaly memory bank")
-        anomaly_model = anomaly_fit(
-            normal,
-            grids=normal_grids,
-            stages=backend.anomaly_stages,
-            border=anomaly_border,
-            keys=normal_keys,
-            seed=seed,
-        )
-    t_anom = time.perf_counter() - t_anom
+        profiles.append(image_profile(pixels))
     painted = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     if not (painted > 0).any():
         if anomaly_model is None:
@@ -308,7 +311,7 @@ def learner_train(
             t_feat=t_feat,
             t_anom=t_anom,
             pixels_per_class=int((painted == 0).sum()),
-            n_features=int(xs[0].shape[1]),
+            n_features=int(n_base_features),
             reuse=reuse,
         )
     x = np.concatenate(xs).astype(np.float32)
@@ -373,7 +376,7 @@ def learner_train(
                 if (y[held] == k).any():
                     ious.append(inter / max(union, 1))
             loo_iou = float(np.mean(ious)) if ious else None
-            loo_image_ids = tuple(str(images[int(i)].image_id) for i in np.unique(g[held]).tolist())
+            loo_image_ids = tuple(str(used[int(i)].image_id) for i in np.unique(g[held]).tolist())
     t_cal = time.perf_counter() - t_cal
 
     report(0.8, "fitting")
@@ -416,6 +419,7 @@ def learner_train(
             "input_ranges": profile_ranges_fit(profiles),
             "loo_iou": loo_iou,
             "warm_start": warm is not None,
+            "anomaly_planes": N_ANOMALY_PLANES if planes else 0,
         },
         anomaly=anomaly_model,
     )
@@ -460,43 +464,6 @@ def _warm_start_fits(
     sizes = [x.shape[1], *hidden, len(classes) + 1]
     shapes = [w.shape for w in warm.models()[0][0::2]]
     return shapes == list(zip(sizes[:-1], sizes[1:], strict=True))
-
-
-def _normal_patches(
-    backend: FeatureBackend, im: TrainingImage, *, cache: Any = None, stats: dict | None = None
-) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Good-part patches of one training image: every patch of an image marked
-    defect-free (and its whole grid), else the patches mostly under painted background;
-    and how many grid cells along each edge the anomaly map leaves unscored (the
-    backend's ``anomaly_border`` in cells; 0 without one).
-    The image's patch grid comes from ``cache`` when it holds it."""
-    pixels = np.asarray(im.pixels)
-    grid = anomaly_patches_for(
-        backend,
-        pixels,
-        stages=backend.anomaly_stages,
-        cache=cache,
-        image_hash=im.image_hash,
-        stats=stats,
-    )
-    h, w, d = grid.shape
-    border_px = getattr(backend, "anomaly_border", None)
-    border = (
-        0 if border_px is None else int(round(border_px(pixels.shape[:2]) * h / pixels.shape[0]))
-    )
-    if im.all_background and not (np.asarray(im.labels) > 0).any():
-        return grid.reshape(-1, d), grid, border
-    bg = (np.asarray(im.labels) == 0).astype(np.float32)
-    big_h, big_w = bg.shape
-    # share of each patch cell's pixels painted background (block mean)
-    ys = np.minimum((np.arange(big_h) * h) // big_h, h - 1)
-    xs = np.minimum((np.arange(big_w) * w) // big_w, w - 1)
-    cell_sum = np.zeros((h, w), np.float32)
-    cell_n = np.zeros((h, w), np.float32)
-    np.add.at(cell_sum, (ys[:, None], xs[None, :]), bg)
-    np.add.at(cell_n, (ys[:, None], xs[None, :]), 1.0)
-    keep = cell_sum >= 0.5 * np.maximum(cell_n, 1.0)
-    return grid[keep], None, border
 
 
 def _anomaly_only_result(
