@@ -321,3 +321,55 @@ def test_training_images_get_held_out_anomaly_maps(lite0, tmp_path) -> None:
     old = Learner.load(tmp_path / "old.npz")
     assert old.anomaly.origin is None and not old.anomaly_held_out
     np.testing.assert_allclose(old.anomaly_map(pixels[0], backend=lite0), in_sample, atol=1e-2)
+
+
+def test_the_loaded_network_has_its_batchnorms_folded_with_the_same_outputs(lite0) -> None:
+    """The shipped network runs with each BatchNorm folded into its convolution; its
+    stage outputs equal the unfolded network's to float rounding."""
+    from prompting.features.backbone.networks import architecture_get
+
+    state = torch.load(lite0.checkpoint, map_location="cpu", weights_only=True)
+    plain = architecture_get("efficientnet_lite0").build(state).eval()
+    folded = lite0.network()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.from_numpy(_image(64, 96).astype(np.float32)).permute(2, 0, 1)[None]
+    x = ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for a, b in zip(plain(x), folded(x), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+def test_a_network_whose_norm_does_not_follow_its_convolution_is_left_unfolded() -> None:
+    """Folding pairs each norm with the convolution registered before it; where the
+    forward pass does not run them in that order, the probe sees it and the network
+    stays as it is."""
+    from prompting.features.backbone.networks import batchnorm_folded
+
+    class Crossed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):  # the norm runs first, then the convolution
+            return [self.conv(self.bn(x))]
+
+    net = Crossed()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+        net.bn.running_var.uniform_(0.5, 2)
+        net.bn.weight.uniform_(0.5, 2)
+    net.eval()
+    kept, worst = batchnorm_folded(net)
+    assert kept is net and worst == float("inf")
+    assert isinstance(net.bn, torch.nn.BatchNorm2d)  # the original was not touched
+
+    class Straight(Crossed):
+        def forward(self, x):
+            return [self.bn(self.conv(x))]
+
+    ok = Straight()
+    ok.load_state_dict(net.state_dict())
+    ok.eval()
+    folded, worst = batchnorm_folded(ok)
+    assert folded is not ok and worst < 1e-5 and isinstance(folded.bn, torch.nn.Identity)

@@ -87,6 +87,81 @@ def architecture_get(name: str) -> Architecture:
     )
 
 
+# ------------------------------------------------------------------ inference folding
+
+#: largest relative difference of a stage output allowed between a network and its folded copy
+FOLD_TOLERANCE = 1e-4
+
+
+def batchnorm_folded(net: Any) -> tuple[Any, float]:
+    """``net`` (in eval mode) with each BatchNorm folded into the convolution
+    registered just before it, and the largest relative difference of the folded
+    copy's outputs on a probe input; ``net`` itself (and ``inf``) when that
+    difference exceeds :data:`FOLD_TOLERANCE` or there is nothing to fold.
+
+    A BatchNorm at inference is a per-channel scale and shift: folded into the
+    convolution's weights and bias it costs nothing, and oneDNN then runs the
+    convolution, bias and activation as one pass (the Lite0 forward about 2x
+    faster on this CPU; benchmarks/README.md). The pairing relies on a module
+    registering each convolution right before its norm, as timm's and
+    torchvision's blocks do; the probe catches a network where that is not so.
+    """
+    import copy
+
+    import torch
+
+    folded = copy.deepcopy(net)
+    with torch.no_grad():
+        n = _fold_children(folded)
+    if n == 0:
+        return net, float("inf")
+    probe = torch.randn(
+        1, 3, 96, 128, generator=torch.Generator().manual_seed(0), dtype=torch.float32
+    )
+    device = next(net.parameters()).device
+    probe = probe.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        worst = 0.0
+        for a, b in zip(net(probe), folded(probe), strict=True):
+            scale = float(a.abs().max()) or 1.0
+            worst = max(worst, float((a - b).abs().max()) / scale)
+    return (folded, worst) if worst <= FOLD_TOLERANCE else (net, float("inf"))
+
+
+def _fold_children(module: Any) -> int:
+    """Fold in place under ``module``; returns how many norms were folded."""
+    import torch
+    from torch import nn
+
+    count = 0
+    conv = None
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Conv2d):
+            conv = child
+        elif (
+            conv is not None
+            and isinstance(child, nn.BatchNorm2d)
+            and not child.training
+            and child.running_mean is not None
+            and conv.out_channels == child.num_features
+        ):
+            scale = child.weight / torch.sqrt(child.running_var + child.eps)
+            bias = child.bias - child.running_mean * scale
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
+            conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+            conv.bias = nn.Parameter(bias, requires_grad=False)
+            # timm's BatchNormAct2d applies its dropout and activation after the norm
+            rest = [m for m in (getattr(child, "drop", None), getattr(child, "act", None)) if m]
+            setattr(module, name, nn.Sequential(*rest) if rest else nn.Identity())
+            count += 1
+            conv = None
+        else:
+            count += _fold_children(child)
+            conv = None
+    return count
+
+
 # ------------------------------------------------------------------ EfficientNet-Lite0
 
 #: blocks per stage of EfficientNet-Lite0 (the wheel numbers blocks 0..15 flat)
