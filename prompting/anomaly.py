@@ -30,7 +30,7 @@ with. The normal level is measured the same way (each good training image's
 held-out map), so a good training image's held-out peak is at most 1.0.
 
 The pixel classifier reads the map too (:func:`anomaly_planes`): when the
-learner has a bank that can hold training images out, it appends the map's
+learner has a bank of good parts that can hold training images out, it appends the map's
 planes to every pixel's features, held-out maps for the training images and the
 same map for a new part, so the strokes teach it how much "unlike the good
 parts" counts for each class. The planes are scored along the edge as well

@@ -222,10 +222,10 @@ def learner_train(
 
     ``anomaly_planes``: with such a bank, the classifier also reads the anomaly map
     (:func:`prompting.anomaly.anomaly_planes`) beside the features, each training
-    image's map held out of the bank, once the bank can hold images out and there
-    are defect strokes. The map, which ranks good against defective magnetic tiles
-    where no feature plane does, then steers the pixel decision as well
-    (benchmarks/README.md).
+    image's map held out of the bank, once images marked defect-free are in the
+    bank, it can hold images out and there are defect strokes. The map, which ranks
+    good against defective magnetic tiles where no feature plane does, then steers
+    the pixel decision as well (benchmarks/README.md).
     """
     t0 = time.perf_counter()
     classes = list(classes)
@@ -248,13 +248,16 @@ def learner_train(
             backend, used, cache=cache, stats=reuse, seed=seed, progress=report
         )
         t_feat += time.perf_counter() - tf - t_anom
-    # the classifier reads the anomaly map's planes when every training image's map can
-    # be held out (a map of an image against its own patches would teach it the wrong
-    # scale) and there are defect strokes to learn what the map means from
+    # the classifier reads the anomaly map's planes when the bank holds good parts (images
+    # marked OK: with painted background alone the map only says "unlike the strokes",
+    # which the strokes teach directly), every training image's map can be held out (a
+    # map of an image against its own patches would teach it the wrong scale), and there
+    # are defect strokes to learn what the map means from
     planes = (
         anomaly_planes
         and anomaly_model is not None
         and anomaly_model.can_hold_out
+        and any(im.all_background for im in used)
         and any((np.asarray(im.labels) > 0).any() for im in used)
     )
     xs, ys, groups = [], [], []

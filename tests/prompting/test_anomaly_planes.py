@@ -104,11 +104,12 @@ def test_planes_survive_save_and_load(lite0, tmp_path) -> None:
     [
         ({"anomaly_planes": False}, _images()),  # switched off
         ({}, _images(n_ok=0, n_ng=1)),  # one image: its map cannot be held out
+        ({}, _images(n_ok=0, n_ng=3)),  # no good part: the bank is painted background only
         ({"anomaly": False}, _images()),  # no bank at all
     ],
-    ids=["switched-off", "one-image-bank", "no-bank"],
+    ids=["switched-off", "one-image-bank", "no-good-part", "no-bank"],
 )
-def test_without_a_held_out_bank_the_classifier_reads_the_features_only(
+def test_without_a_held_out_bank_of_good_parts_the_classifier_reads_the_features_only(
     lite0, kwargs, images
 ) -> None:
     learner = learner_train(images, classes=["patch"], backend=lite0, seed=0, **kwargs).learner
