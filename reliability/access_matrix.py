@@ -86,6 +86,9 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1/images/{image}/prompts/", "prompt", "401 403 403 2xx 2xx 404 403"),
     # SAM is not configured in the suites: the backbone network answers the click
     ("POST", "/api/v1/images/{image}/segment/", "segment", "401 403 403 2xx 2xx 404 403"),
+    # ahead of the first click: an engineer's, like the click itself
+    ("POST", "/api/v1/images/{image}/segment/prepare/", "", "401 403 403 2xx 2xx 404 403"),
+    ("GET", "/api/v1/images/{image}/segment/prepare/", "", "401 405 405 405 405 405 405"),
     ("DELETE", "/api/v1/prompts/{prompt}/", "", "401 403 403 2xx 2xx 404 403"),
     # jobs, models, predictions
     ("GET", "/api/v1/jobs/{job}/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),

@@ -104,3 +104,40 @@ class SegmentView(APIView):
         if fmt in ("rle", "both"):
             body["rle"] = segment_services.mask_rle(out.mask)
         return Response(body)
+
+
+class SegmentPrepareView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "SegmentReady",
+                {
+                    "engine": drf_serializers.ChoiceField(choices=["sam", "backbone"]),
+                    "ready": drf_serializers.BooleanField(),
+                    "job": s.JobOutput(allow_null=True),
+                },
+            ),
+            202: inline_serializer(
+                "SegmentPreparing",
+                {
+                    "engine": drf_serializers.ChoiceField(choices=["sam", "backbone"]),
+                    "ready": drf_serializers.BooleanField(),
+                    "job": s.JobOutput(),
+                },
+            ),
+            409: DETAIL,
+        },
+    )
+    def post(self, request: Request, pk: UUID) -> HttpResponse:
+        """Get the image ready for points and boxes: 200 when a click is answered at
+        once, 202 with the ``embed`` job computing what clicks need (the editor calls
+        this when it opens an image, so the first click is as fast as the next)."""
+        image = row_for(request, selectors.image_get, pk, EDIT)
+        out = segment_services.segment_prepare(image=image, user=request.user)
+        body = {
+            "engine": out.engine,
+            "ready": out.ready,
+            "job": s.JobOutput(out.job).data if out.job is not None else None,
+        }
+        return Response(body, status=200 if out.ready else 202)

@@ -121,6 +121,11 @@ urlpatterns = [
     ),
     path("images/<uuid:pk>/prompts/", prompts.PromptListView.as_view(), name="image-prompts"),
     path("images/<uuid:pk>/segment/", prompts.SegmentView.as_view(), name="image-segment"),
+    path(
+        "images/<uuid:pk>/segment/prepare/",
+        prompts.SegmentPrepareView.as_view(),
+        name="image-segment-prepare",
+    ),
     path("prompts/<uuid:pk>/", prompts.PromptDetailView.as_view(), name="prompt-detail"),
     path("jobs/<uuid:pk>/", jobs.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:pk>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),

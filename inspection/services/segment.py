@@ -1,10 +1,11 @@
-"""Interactive segmentation from points and boxes, and the embed job that fills SAM's cache.
+"""Interactive segmentation from points and boxes, and the embed job that fills the cache.
 
 Two engines answer ``POST /images/{id}/segment/``: SAM on the image's cached
 embedding when a checkpoint is configured (``SAM_CHECKPOINT``), else the
-shipped ``backbone`` network's features (:mod:`prompting.clicks`), computed
-on the first click on an image and cached like SAM's embeddings. Every answer
-says which one made it (``engine``: ``sam`` or ``backbone``).
+shipped ``backbone`` network's features (:mod:`prompting.clicks`), cached like
+SAM's embeddings. Every answer says which one made it (``engine``: ``sam`` or
+``backbone``). ``POST /images/{id}/segment/prepare/`` (:func:`segment_prepare`)
+computes either ahead of the first click, in an ``embed`` job.
 """
 
 from __future__ import annotations
@@ -187,6 +188,59 @@ def _prompt_invalid(exc: PromptError) -> InvalidInput:
     return InvalidInput(str(exc), field_errors={field or "prompts": [str(exc)]})
 
 
+@dataclass
+class SegmentReadiness:
+    """Whether ``engine`` can answer a click on an image at once (``ready``), else
+    the ``embed`` job computing what it needs."""
+
+    engine: str
+    ready: bool
+    job: Job | None = None
+
+
+def segment_prepare(*, image: Image, user: Actor = None) -> SegmentReadiness:
+    """Get ``image`` ready for points and boxes before the first click.
+
+    What a click needs (SAM's embedding with a checkpoint configured, else the
+    backbone's click features, about 2 s of network on this CPU) is computed by
+    an ``embed`` job on the worker while the engineer looks at the image: the
+    editor asks for it when it opens an image, so the first click is answered as
+    fast as the ones after it. Ready, with no job, when the cache holds them; the
+    active job when one is already computing them.
+    """
+    _, phash = _image_phash(image)
+    if engine.sam_configured():
+        model = engine.sam_model_get()
+        embedding = engine.embedding_get(_embedding_key(model, phash))
+        if embedding is not None and tuple(embedding.original_size) == (image.height, image.width):
+            return SegmentReadiness(engine=ENGINE_SAM, ready=True)
+        return SegmentReadiness(
+            engine=ENGINE_SAM, ready=False, job=embedding_start(image=image, user=user)
+        )
+    key = _click_key(click_features_fingerprint(_click_backend()), phash)
+    features = engine.click_features_cached(key)
+    if features is not None and features.image_size == (image.height, image.width):
+        return SegmentReadiness(engine=ENGINE_BACKBONE, ready=True)
+    return SegmentReadiness(
+        engine=ENGINE_BACKBONE,
+        ready=False,
+        job=embedding_start(image=image, user=user, engine_name=ENGINE_BACKBONE),
+    )
+
+
+def _click_backend() -> FeatureBackend:
+    """The backbone backend that click features come from (never with SAM fused in:
+    with SAM configured, SAM answers clicks); Conflict when it cannot load."""
+    options = {k: v for k, v in engine.backbone_options().items() if k != "sam"}
+    try:
+        return engine.backend_get("backbone", options)
+    except BackendError as exc:
+        raise Conflict(
+            f"points and boxes need SAM (SAM_CHECKPOINT) or the backbone network: {exc}",
+            code="segment_unavailable",
+        ) from None
+
+
 def click_features_get(*, image: Image) -> tuple[ClickFeatures, float]:
     """(ClickFeatures of ``image``, ms spent computing them here: 0 when cached).
 
@@ -197,13 +251,7 @@ def click_features_get(*, image: Image) -> tuple[ClickFeatures, float]:
     # deferred: scikit-image and scipy load on first use
     from prompting.clicks import ClickFeatures, click_features
 
-    try:
-        backend = engine.backend_get("backbone")
-    except BackendError as exc:
-        raise Conflict(
-            f"points and boxes need SAM (SAM_CHECKPOINT) or the backbone network: {exc}",
-            code="segment_unavailable",
-        ) from None
+    backend = _click_backend()
     fingerprint = click_features_fingerprint(backend)
     rgb8, phash = _image_phash(image)
     key = _click_key(fingerprint, phash)
@@ -234,8 +282,10 @@ def _click_key(fingerprint: str, phash: str) -> str:
     return cache_key(fingerprint, phash, kind=CLICKS_CACHE_KIND)
 
 
-def embedding_start(*, image: Image, user: Actor = None) -> Job:
-    """The active embed job of ``image``, or a new one on the ``embed`` queue."""
+def embedding_start(*, image: Image, user: Actor = None, engine_name: str = ENGINE_SAM) -> Job:
+    """The active embed job of ``image``, or a new one on the ``embed`` queue that
+    computes what ``engine_name`` needs (SAM's embedding, or the backbone's click
+    features): the job says which, whatever the worker's own settings."""
     active = Job.objects.filter(
         image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES
     ).first()
@@ -243,7 +293,13 @@ def embedding_start(*, image: Image, user: Actor = None) -> Job:
         return active
     try:
         with transaction.atomic():
-            job = job_create(project=image.project, kind=Job.Kind.EMBED, image=image, user=user)
+            job = job_create(
+                project=image.project,
+                kind=Job.Kind.EMBED,
+                image=image,
+                user=user,
+                params={"engine": engine_name},
+            )
             job_enqueue(job=job)
     except IntegrityError:
         return Job.objects.get(image=image, kind=Job.Kind.EMBED, state__in=Job.ACTIVE_STATES)
@@ -256,12 +312,20 @@ def embedding_compute(*, job_id: RowId, task_id: str = "") -> None:
 
 
 def _embed(job: Job) -> tuple[dict, dict, str]:
-    # deferred: PIL loads on first use
-    from prompting.features.sam import embedding_extract_cached
-
     image = job.image
     if image is None:
         raise Conflict("the image of this embed job was deleted")
+    if job.params.get("engine", ENGINE_SAM) == ENGINE_BACKBONE:  # its click features
+        job_progress(job=job, fraction=0.1, message="computing the click features")
+        _, features_ms = click_features_get(image=image)
+        return (
+            {"image": str(image.id), "engine": ENGINE_BACKBONE},
+            {"features_s": round(features_ms / 1000, 3)},
+            "click features ready",
+        )
+    # deferred: PIL loads on first use
+    from prompting.features.sam import embedding_extract_cached
+
     job_progress(job=job, fraction=0.05, message="loading SAM")
     t0 = time.perf_counter()
     model = engine.sam_model_get()
@@ -272,7 +336,7 @@ def _embed(job: Job) -> tuple[dict, dict, str]:
     embedding_extract_cached(model, rgb8, cache=engine.feature_cache_get(), image_hash=phash)
     t_embed = time.perf_counter() - t1
     return (
-        {"image": str(image.id)},
+        {"image": str(image.id), "engine": ENGINE_SAM},
         {"model_load_s": round(t_load, 3), "embed_s": round(t_embed, 3)},
         "embedding ready",
     )

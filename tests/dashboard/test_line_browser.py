@@ -344,7 +344,8 @@ def test_point_click_shows_backbone_mask_without_sam(
     live_server, page, shot, login, make_user, dataset, eager_jobs, settings
 ):
     """Without a SAM checkpoint the point tool still answers: the backbone
-    network's mask is drawn, and the status says which engine made it."""
+    network's mask is drawn, and the status says which engine made it. Opening the
+    image had its click features computed, so the first click reads them."""
     from inspection.services.images import images_upload
     from inspection.services.projects import project_create
 
@@ -362,6 +363,9 @@ def test_point_click_shows_backbone_mask_without_sam(
     login(page, live_server.url, "bea")
     page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
     page.wait_for_selector("[data-testid=canvas][data-ready='1']")
+    # the engineer looks at the image while its click features are computed
+    page.wait_for_selector("[data-testid=canvas][data-segment-prepared]", timeout=60_000)
+    image.jobs.get(kind="embed", state="succeeded")
     page.click("[data-testid=label-defect]")
     page.keyboard.press("p")
     view = page.evaluate("window.__editor.view()")
@@ -376,6 +380,10 @@ def test_point_click_shows_backbone_mask_without_sam(
     canvas = page.locator("[data-testid=canvas]")
     assert canvas.get_attribute("data-segment-engine") == "backbone"
     assert canvas.get_attribute("data-sam-waited") is None  # answered at once, no job
+    # prepared when the image opened (POST .../segment/prepare/): the click computed nothing
+    assert canvas.get_attribute("data-segment-prepared") == "preparing"  # the job ran
+    assert canvas.get_attribute("data-segment-features-ms") == "0"
+    assert image.jobs.get(kind="embed").params == {"engine": "backbone"}
     assert "Backbone mask" in page.locator("[data-testid=editor-status]").inner_text()
     shot(page, "16-backbone-point")
     assert page.js_errors == []
@@ -386,7 +394,9 @@ def test_point_click_shows_sam_mask_after_embedding(
     live_server, page, shot, login, make_user, dataset, eager_jobs, settings, tiny_sam_checkpoint
 ):
     """With SAM configured, a click answers 409 (embedding job), the page shows
-    "embedding in progress", polls the job, then draws SAM's mask."""
+    "embedding in progress", polls the job, then draws SAM's mask. (The request that
+    prepares the embedding when the image opens is held back here, so the click
+    finds none: an engineer who clicks at once.)"""
     from inspection.services.images import images_upload
     from inspection.services.projects import project_create
 
@@ -404,6 +414,7 @@ def test_point_click_shows_sam_mask_after_embedding(
     image = project.images.get()
 
     login(page, live_server.url, "sasha")
+    page.route("**/segment/prepare/", lambda route: route.abort())
     page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
     page.wait_for_selector("[data-testid=canvas][data-ready='1']")
     page.click("[data-testid=label-defect]")

@@ -220,6 +220,7 @@ async function segment(label) {
       await showSamMask(res, res.label || label);
       canvas.dataset.sam = String(res.area_px ?? 1);
       canvas.dataset.segmentEngine = res.engine || "sam";
+      canvas.dataset.segmentFeaturesMs = String(res.features_ms ?? 0);
       setStatus(`${ENGINE_NAMES[res.engine] || "SAM"} mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(performance.now() - t0)} ms`);
       return;
     } catch (ex) {
@@ -546,6 +547,13 @@ async function start() {
   setRadius(state.radius);
   setTool(canEdit ? "brush" : "pan");
   if (canEdit) setLabel(state.label);
+  // what points and boxes need is computed on the worker while the image is looked at,
+  // so the first click is answered as fast as the next (errors surface on the click)
+  if (canEdit) {
+    api(`/images/${iid}/segment/prepare/`, { method: "POST" })
+      .then((res) => { canvas.dataset.segmentPrepared = res.ready ? "ready" : "preparing"; })
+      .catch(() => { canvas.dataset.segmentPrepared = "unavailable"; });
+  }
   state.img = await loadImage(`${API}/images/${iid}/display/`);
   // a link from the next-step panel: which label to paint, where to look
   const q = new URLSearchParams(window.location.search);
