@@ -29,8 +29,10 @@ that have a defect, and every click above on them sent as
 ``POST /api/v1/images/{id}/segment/`` through Django's WSGI handler (``django.test.Client``, output ``rle``, as the
 dashboard asks), each click then again with a negative point far from any
 defect (a user refining the mask). The first click on an image computes and
-caches its features (reported apart: "first click"); the p95 target is on the
-clicks after it.
+caches its features (reported apart: "first click"); the p95 there is on the
+clicks after it. Then the same images are uploaded again and each is first
+made ready with ``POST /api/v1/images/{id}/segment/prepare/``, as the editor
+does when it opens an image: the p95 is then on every click, the first included.
 """
 
 from __future__ import annotations
@@ -171,8 +173,15 @@ def django_setup(var_dir: Path) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def rest_run(samples: list[Sample], data_root: Path, dataset: str) -> dict:
-    """Every click of ``samples`` through ``POST /images/{id}/segment/``: times and IoU."""
+def rest_run(
+    samples: list[Sample], data_root: Path, dataset: str, *, prepare: bool = False
+) -> dict:
+    """Every click of ``samples`` through ``POST /images/{id}/segment/``: times and IoU.
+
+    ``prepare``: each image is first made ready with ``POST .../segment/prepare/``
+    (as the editor does when it opens an image; its time in ``prepare_ms``), so the
+    first click finds the features cached. The images are deleted at the end, and
+    their cached click features with them."""
     from django.contrib.auth import get_user_model
     from django.test import Client
     from rest_framework.authtoken.models import Token
@@ -187,7 +196,15 @@ def rest_run(samples: list[Sample], data_root: Path, dataset: str) -> dict:
     )
     assert r.status_code == 201, r.content
     project = r.json()["id"]
-    out = {"first_ms": [], "warm_ms": [], "iou": [], "engine": set()}
+    out = {
+        "first_ms": [],
+        "warm_ms": [],
+        "prepare_ms": [],
+        "first_features_ms": [],  # features computed by the first click (0: cached)
+        "iou": [],
+        "engine": set(),
+    }
+    uploaded = []
     for s in samples:
         clicks = regions_clicks(s)
         if not clicks:
@@ -197,6 +214,14 @@ def rest_run(samples: list[Sample], data_root: Path, dataset: str) -> dict:
             r = client.post(f"/api/v1/projects/{project}/images/", {"file": fh})
         assert r.status_code == 201, r.content
         image_id = r.json()["images"][0]["id"]
+        uploaded.append(image_id)
+        if prepare:
+            t0 = time.perf_counter()
+            r = client.post(f"/api/v1/images/{image_id}/segment/prepare/")
+            out["prepare_ms"].append((time.perf_counter() - t0) * 1000)
+            assert r.status_code in (200, 202), r.content
+            job = r.json()["job"]
+            assert job is None or r.json()["ready"] or _job_done(client, job["id"]), r.content
         away = ndi.distance_transform_edt(~s.mask) if s.mask.any() else None
         for i, c in enumerate(clicks):
             point = {"kind": "point", "label": CLASS, "points": [[c.x + 0.5, c.y + 0.5]]}
@@ -219,9 +244,23 @@ def rest_run(samples: list[Sample], data_root: Path, dataset: str) -> dict:
                 got = r.json()
                 out["engine"].add(got["engine"])
                 (out["first_ms"] if i == j == 0 else out["warm_ms"]).append(ms)
+                if i == j == 0:
+                    out["first_features_ms"].append(got["features_ms"])
                 if j == 0:
                     out["iou"].append(iou(rle_decode(got["rle"]), c.region))
+    for image_id in uploaded:  # and their cached click features
+        assert client.delete(f"/api/v1/images/{image_id}/").status_code == 204
     return out
+
+
+def _job_done(client, job_id: str) -> bool:
+    """Wait for a job (eager Celery: it has run already); whether it succeeded."""
+    for _ in range(600):
+        state = client.get(f"/api/v1/jobs/{job_id}/").json()["state"]
+        if state in ("succeeded", "failed", "cancelled"):
+            return state == "succeeded"
+        time.sleep(0.1)
+    return False
 
 
 def rle_decode(rle: dict) -> np.ndarray:
@@ -327,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             f"later clicks ms median / p95 | p95 <= {P95_TARGET_MS:.0f} ms |"
         )
         print("|---|---|---|---|---|---|---|")
+        prepared = {}
         for name in names:
             rest = rest_run(rest_evals[name], args.data_root, name)
             warm = rest["warm_ms"]
@@ -335,6 +375,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {len(rest['iou'])} | {','.join(sorted(rest['engine']))} | "
                 f"{np.mean(rest['iou']):.3f} | {np.median(rest['first_ms']):.0f} | "
                 f"{_summary(warm)} | {'yes' if p95 <= P95_TARGET_MS else 'NO'} |"
+            )
+            # the same images again, each prepared when "opened" (as the editor does)
+            prepared[name] = rest_run(rest_evals[name], args.data_root, name, prepare=True)
+        print(
+            "\nThe same images uploaded again, each made ready with POST "
+            ".../segment/prepare/ before its first click (the editor asks when it opens "
+            "an image; eager Celery, so the call includes the job):\n"
+        )
+        print(
+            "| dataset | prepare ms median | first click ms median | every click ms median / p95 "
+            f"| p95 <= {P95_TARGET_MS:.0f} ms |"
+        )
+        print("|---|---|---|---|---|")
+        for name in names:
+            rest = prepared[name]
+            every = rest["first_ms"] + rest["warm_ms"]
+            p95 = float(np.percentile(every, 95)) if every else float("nan")
+            print(
+                f"| {name} | {np.median(rest['prepare_ms']):.0f} | "
+                f"{np.median(rest['first_ms']):.0f} | {_summary(every)} | "
+                f"{'yes' if p95 <= P95_TARGET_MS else 'NO'} |"
             )
     return 0
 

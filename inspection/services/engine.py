@@ -158,6 +158,14 @@ def click_features_store(key: str, features: ClickFeatures, *, fingerprint: str)
     _click_features_remember(key, features)
 
 
+def memory_forget(key: str) -> None:
+    """Drop ``key`` from this process's in-memory copies (click features, SAM
+    embeddings): its image is gone, so is what was computed from it."""
+    with _lock:
+        _click_features.pop(key, None)
+        _embeddings.pop(key, None)
+
+
 def _click_features_remember(key: str, features) -> None:
     with _lock:
         _click_features[key] = features

@@ -122,6 +122,7 @@ def cache_purge(*, pixels_hashes: Iterable[str], load_sam: bool = False) -> int:
     fingerprints = backend_fingerprints(load_sam=load_sam) | cache.fingerprints_seen()
     n = 0
     for key in cache_keys(gone, fingerprints=fingerprints):
+        engine.memory_forget(key)
         if key in cache:
             cache.delete(key)
             n += 1

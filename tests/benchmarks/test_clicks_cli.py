@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks import clicks
 from benchmarks.quality_common import Sample, dataset_load
@@ -40,3 +41,22 @@ def test_clicks_through_rest_are_answered_by_the_backbone(db, settings, tiny_dat
     assert out["engine"] == {"backbone"}
     assert len(out["first_ms"]) == 2 and all(ms > 0 for ms in out["first_ms"])
     assert np.mean(out["iou"]) > 0.7, out["iou"]
+
+
+def test_prepared_images_answer_the_first_click_from_the_cache(
+    transactional_db, settings, tiny_dataset
+):
+    """Deleting the images between the passes drops their features (on commit: hence a
+    transactional database), so the second pass starts cold and is prepared."""
+    settings.SAM_CHECKPOINT = ""
+    # images no other test clicked on (their features are not cached in this process)
+    samples = [s for s in dataset_load(tiny_dataset, "tiny") if s.mask.any()][-2:]
+    cold = clicks.rest_run(samples, tiny_dataset, "tiny")
+    ready = clicks.rest_run(samples, tiny_dataset, "tiny", prepare=True)
+    assert len(ready["prepare_ms"]) == 2 and ready["engine"] == {"backbone"}
+    assert ready["iou"] == pytest.approx(cold["iou"])  # the same masks
+    assert all(ms > 0 for ms in cold["first_features_ms"])
+    assert ready["first_features_ms"] == [0, 0]  # prepared: the first click computed nothing
+    from inspection.models import Image
+
+    assert not Image.objects.exists()  # each pass deletes its images (and their features)

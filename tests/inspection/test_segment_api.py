@@ -188,8 +188,10 @@ def test_deleting_an_image_removes_its_click_features(jobs_db, settings, make_us
     key = _click_key(fingerprint, image.pixels_hash)
     cache = engine.feature_cache_get()
     assert key in cache and fingerprint in cache.fingerprints_seen()
+    assert engine.click_features_cached(key) is not None  # held in this process too
     assert client.delete(f"/api/v1/images/{image.id}/").status_code == 204
     assert key not in cache
+    assert engine.click_features_cached(key) is None  # and gone from its memory
 
 
 def test_sam_dtype_setting_reaches_the_loader(sam_settings):
