@@ -1,6 +1,7 @@
 """Celery application.
 
-Queues: ``embed`` (SAM image embeddings; run it on GPU machines), ``default``
+Queues: ``embed`` (what clicks need: SAM image embeddings, or the backbone's click
+features without SAM; run it on GPU machines), ``default``
 (training, prediction, batch inspection, backtests) and ``webhooks`` (outbound
 HTTP, so a slow receiver never delays inspection work).
 Celery is only transport: every job's truth is its ``Job`` row.
