@@ -363,9 +363,16 @@ def test_point_click_shows_backbone_mask_without_sam(
     login(page, live_server.url, "bea")
     page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
     page.wait_for_selector("[data-testid=canvas][data-ready='1']")
-    # the engineer looks at the image while its click features are computed
+    # the engineer looks at the image while its click features are computed (by an
+    # embed job; or they are cached already: another test may have clicked these pixels)
     page.wait_for_selector("[data-testid=canvas][data-segment-prepared]", timeout=60_000)
-    image.jobs.get(kind="embed", state="succeeded")
+    prepared = page.locator("[data-testid=canvas]").get_attribute("data-segment-prepared")
+    assert prepared in ("ready", "preparing")
+    if prepared == "preparing":
+        job = image.jobs.get(kind="embed")
+        assert job.state == "succeeded" and job.params == {"engine": "backbone"}
+    else:
+        assert not image.jobs.filter(kind="embed").exists()
     page.click("[data-testid=label-defect]")
     page.keyboard.press("p")
     view = page.evaluate("window.__editor.view()")
@@ -381,9 +388,7 @@ def test_point_click_shows_backbone_mask_without_sam(
     assert canvas.get_attribute("data-segment-engine") == "backbone"
     assert canvas.get_attribute("data-sam-waited") is None  # answered at once, no job
     # prepared when the image opened (POST .../segment/prepare/): the click computed nothing
-    assert canvas.get_attribute("data-segment-prepared") == "preparing"  # the job ran
     assert canvas.get_attribute("data-segment-features-ms") == "0"
-    assert image.jobs.get(kind="embed").params == {"engine": "backbone"}
     assert "Backbone mask" in page.locator("[data-testid=editor-status]").inner_text()
     shot(page, "16-backbone-point")
     assert page.js_errors == []
