@@ -46,7 +46,7 @@ from benchmarks.quality_common import (
 from prompting.anomaly import SMOOTH_SIGMA, anomaly_patches, coreset_select, scored_cells
 from prompting.features.backbone import PAD
 
-#: stride at the network input of EfficientNet-Lite0's outputs 1..4
+#: stride at the network input of the EfficientNet-Lite outputs 1..4
 STRIDES = {1: 4, 2: 8, 3: 16, 4: 16}
 
 

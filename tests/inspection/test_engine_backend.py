@@ -125,11 +125,12 @@ def test_new_backbone_models_fuse_sam_when_it_is_configured(settings, tiny_sam_c
     assert "sam" not in engine.backbone_options()
 
 
-def test_backbone_arch_setting_picks_the_shipped_lite2_for_new_models(settings):
+def test_backbone_arch_setting_picks_the_shipped_network_for_new_models(settings):
     settings.SAM_CHECKPOINT = ""
-    assert engine.backend_get("backbone").sha256 == LITE0_WHEEL_SHA256
-    settings.BACKBONE_ARCH = "efficientnet_lite2"
     assert engine.backbone_options()["arch"] == "efficientnet_lite2"
-    lite2 = engine.backend_get("backbone")
-    assert lite2.sha256 == LITE2_WHEEL_SHA256
-    assert LITE2_WHEEL_SHA256[:12] in lite2.fingerprint()
+    assert engine.backend_get("backbone").sha256 == LITE2_WHEEL_SHA256
+    settings.BACKBONE_ARCH = "efficientnet_lite0"
+    assert engine.backbone_options()["arch"] == "efficientnet_lite0"
+    lite0 = engine.backend_get("backbone")
+    assert lite0.sha256 == LITE0_WHEEL_SHA256
+    assert LITE0_WHEEL_SHA256[:12] in lite0.fingerprint()

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def lite0():
+def shipped():
     return backend_create("backbone")
 
 
@@ -59,27 +59,27 @@ def test_planes_of_a_map_are_log_score_raw_and_smoothed() -> None:
     np.testing.assert_array_equal(anomaly_planes(-score)[..., 0], 0)  # never below 0
 
 
-def test_classifier_reads_the_anomaly_planes_and_finds_the_defect(lite0) -> None:
-    result = learner_train(_images(), classes=["patch"], backend=lite0, seed=0)
+def test_classifier_reads_the_anomaly_planes_and_finds_the_defect(shipped) -> None:
+    result = learner_train(_images(), classes=["patch"], backend=shipped, seed=0)
     learner = result.learner
-    base = lite0.extract(_part(0, defect=False)).features.shape[2]
+    base = shipped.extract(_part(0, defect=False)).features.shape[2]
     assert learner.anomaly_planes and learner.info["anomaly_planes"] == N_PLANES
     assert learner.n_features == base + N_PLANES
     new = _part(99, defect=True)
-    probs = learner.predict_proba(new, backend=lite0)
+    probs = learner.predict_proba(new, backend=shipped)
     assert probs.shape == (2, 64, 80)
     assert probs[1, 28:36, 34:46].mean() > 0.5 > probs[1, 4:12, 4:20].mean()
 
 
-def test_a_training_image_reads_its_held_out_map(lite0) -> None:
+def test_a_training_image_reads_its_held_out_map(shipped) -> None:
     """The planes of a training image come from the bank without its own rows, at
     training and at prediction alike: what it is compared with never holds itself."""
     images = _images()
-    learner = learner_train(images, classes=["patch"], backend=lite0, seed=0).learner
+    learner = learner_train(images, classes=["patch"], backend=shipped, seed=0).learner
     pixels = images[0].pixels
-    fmap = lite0.extract(pixels)
-    seen = learner._with_anomaly_planes(fmap, pixels, lite0, None, None).features[..., -N_PLANES:]
-    grid = lite0.anomaly_patches(pixels, stages=learner.anomaly.stages)
+    fmap = shipped.extract(pixels)
+    seen = learner._with_anomaly_planes(fmap, pixels, shipped, None, None).features[..., -N_PLANES:]
+    grid = shipped.anomaly_patches(pixels, stages=learner.anomaly.stages)
     held = learner.anomaly.score_map(
         grid, image_size=(64, 80), key=pixels_hash(pixels), framed=False
     )
@@ -88,14 +88,14 @@ def test_a_training_image_reads_its_held_out_map(lite0) -> None:
     assert held.mean() > 2 * inside.mean()  # in-sample its own patches would score ~0
 
 
-def test_planes_survive_save_and_load(lite0, tmp_path) -> None:
-    learner = learner_train(_images(), classes=["patch"], backend=lite0, seed=0).learner
+def test_planes_survive_save_and_load(shipped, tmp_path) -> None:
+    learner = learner_train(_images(), classes=["patch"], backend=shipped, seed=0).learner
     learner.save(tmp_path / "m.npz")
     loaded = Learner.load(tmp_path / "m.npz")
     assert loaded.anomaly_planes
     new = _part(77, defect=True)
-    a = learner.predict_proba(new, backend=lite0)[1] >= 0.5
-    b = loaded.predict_proba(new, backend=lite0)[1] >= 0.5
+    a = learner.predict_proba(new, backend=shipped)[1] >= 0.5
+    b = loaded.predict_proba(new, backend=shipped)[1] >= 0.5
     assert (a == b).mean() > 0.99  # the bank is stored in float16
 
 
@@ -110,16 +110,16 @@ def test_planes_survive_save_and_load(lite0, tmp_path) -> None:
     ids=["switched-off", "one-image-bank", "no-good-part", "no-bank"],
 )
 def test_without_a_held_out_bank_of_good_parts_the_classifier_reads_the_features_only(
-    lite0, kwargs, images
+    shipped, kwargs, images
 ) -> None:
-    learner = learner_train(images, classes=["patch"], backend=lite0, seed=0, **kwargs).learner
-    base = lite0.extract(images[0].pixels).features.shape[2]
+    learner = learner_train(images, classes=["patch"], backend=shipped, seed=0, **kwargs).learner
+    base = shipped.extract(images[0].pixels).features.shape[2]
     assert not learner.anomaly_planes and learner.n_features == base
-    assert learner.predict_proba(_part(5, defect=True), backend=lite0).shape == (2, 64, 80)
+    assert learner.predict_proba(_part(5, defect=True), backend=shipped).shape == (2, 64, 80)
 
 
-def test_good_parts_only_models_have_no_planes(lite0) -> None:
+def test_good_parts_only_models_have_no_planes(shipped) -> None:
     """No defect stroke: nothing to learn the map's meaning from, the bank decides."""
-    learner = learner_train(_images(n_ok=3, n_ng=0), classes=["patch"], backend=lite0).learner
+    learner = learner_train(_images(n_ok=3, n_ng=0), classes=["patch"], backend=shipped).learner
     assert not learner.anomaly_planes
-    assert learner.anomaly_map(_part(3, defect=True), backend=lite0) is not None
+    assert learner.anomaly_map(_part(3, defect=True), backend=shipped) is not None

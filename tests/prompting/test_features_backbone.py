@@ -27,31 +27,35 @@ def _image(h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def lite0() -> BackboneBackend:
+def shipped() -> BackboneBackend:
+    """The default backend: the shipped EfficientNet-Lite2 with the classic planes."""
     return backend_create("backbone")
 
 
-def test_shipped_weights_are_the_pinned_file(lite0) -> None:
-    assert lite0.sha256 == LITE0_WHEEL_SHA256
-    assert file_sha256(lite0.checkpoint) == LITE0_WHEEL_SHA256
-    assert LITE0_WHEEL_SHA256[:12] in lite0.fingerprint()
-    assert isinstance(lite0, FeatureBackend)
-
-
-def test_lite2_ships_its_pinned_file_and_a_wider_network() -> None:
-    lite2 = backend_create("backbone", arch="efficientnet_lite2")
-    assert lite2.sha256 == LITE2_WHEEL_SHA256
-    assert file_sha256(lite2.checkpoint) == LITE2_WHEEL_SHA256
-    assert LITE2_WHEEL_SHA256[:12] in lite2.fingerprint()
-    assert lite2.fingerprint() != backend_create("backbone").fingerprint()
-    deep = lite2.deep_features(_image(64, 96), stages=(1, 2, 4))
+def test_shipped_weights_are_the_pinned_file(shipped) -> None:
+    assert shipped.arch.name == "efficientnet_lite2"
+    assert shipped.sha256 == LITE2_WHEEL_SHA256
+    assert file_sha256(shipped.checkpoint) == LITE2_WHEEL_SHA256
+    assert LITE2_WHEEL_SHA256[:12] in shipped.fingerprint()
+    assert isinstance(shipped, FeatureBackend)
+    deep = shipped.deep_features(_image(64, 96), stages=(1, 2, 4))
     assert [d.shape[0] for d in deep] == [24, 48, 120]
+
+
+def test_lite0_still_ships_for_the_models_trained_on_it() -> None:
+    old = backend_create("backbone", arch="efficientnet_lite0")
+    assert old.sha256 == LITE0_WHEEL_SHA256
+    assert file_sha256(old.checkpoint) == LITE0_WHEEL_SHA256
+    assert LITE0_WHEEL_SHA256[:12] in old.fingerprint()
+    assert old.fingerprint() != backend_create("backbone").fingerprint()
+    deep = old.deep_features(_image(64, 96), stages=(1, 2, 4))
+    assert [d.shape[0] for d in deep] == [24, 40, 112]
 
 
 @pytest.mark.parametrize(
     ("variant", "repeats", "size"),
     [(0, _LITE0_REPEATS, 224), (2, _LITE12_REPEATS, 260)],
-    ids=["lite0", "lite2"],
+    ids=["shipped", "lite2"],
 )
 def test_renamed_network_matches_the_reference_implementation(variant, repeats, size) -> None:
     """timm's tf_efficientnet_lite<N> with the renamed state dict gives the logits of
@@ -77,23 +81,23 @@ def test_renamed_network_matches_the_reference_implementation(variant, repeats, 
         assert int(a.argmax()) == imagenet_class  # Egyptian cat, espresso
 
 
-def test_features_are_pixel_resolution_and_normalised(lite0) -> None:
+def test_features_are_pixel_resolution_and_normalised(shipped) -> None:
     img = _image()
-    fmap = lite0.extract(img)
-    n_classic = lite0.n_classic
+    fmap = shipped.extract(img)
+    n_classic = shipped.n_classic
     assert fmap.features.shape[:2] == img.shape[:2] and fmap.features.dtype == np.float32
     deep = fmap.features[..., n_classic:]
-    assert deep.shape[-1] == sum(d.shape[0] for d in lite0.deep_features(img))
+    assert deep.shape[-1] == sum(d.shape[0] for d in shipped.deep_features(img))
     np.testing.assert_allclose(deep.mean(axis=(0, 1)), 0, atol=1e-3)
     assert np.isfinite(fmap.features).all()
 
 
-def test_network_runs_channels_last_with_the_same_stage_outputs(lite0) -> None:
+def test_network_runs_channels_last_with_the_same_stage_outputs(shipped) -> None:
     """The loaded network is channels-last (faster on CPU); its stage outputs equal
     those of the same network in the default contiguous layout."""
     import copy
 
-    net = lite0.network()
+    net = shipped.network()
     kernels = [p for p in net.parameters() if p.dim() == 4]
     assert kernels and all(k.is_contiguous(memory_format=torch.channels_last) for k in kernels)
     nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
@@ -115,36 +119,36 @@ def test_without_classic_planes() -> None:
     )
 
 
-def test_anomaly_patches_grid(lite0) -> None:
-    grid = lite0.anomaly_patches(_image(64, 96))
+def test_anomaly_patches_grid(shipped) -> None:
+    grid = shipped.anomaly_patches(_image(64, 96))
     assert grid.ndim == 3 and grid.dtype == np.float32 and grid.shape[0] >= 8
 
 
-def test_anomaly_map_leaves_the_padding_band_unscored(lite0, tmp_path) -> None:
+def test_anomaly_map_leaves_the_padding_band_unscored(shipped, tmp_path) -> None:
     """The band the network's input padding covers (32 input px: 16 image px at
     scale 2, more where a large image is scaled down) is not scored, in every
     model trained on the backbone, and the band survives save and load."""
     from prompting.classifier import Learner
     from prompting.learner import TrainingImage, learner_train
 
-    assert lite0.anomaly_border((64, 80)) == pytest.approx(16.0)
-    assert lite0.anomaly_border((2000, 3000)) > 16.0
+    assert shipped.anomaly_border((64, 80)) == pytest.approx(16.0)
+    assert shipped.anomaly_border((2000, 3000)) > 16.0
     blank = np.full((64, 80), -1, np.int16)
     images = [
         TrainingImage(f"ok{i}", _image(64, 80, seed=i), blank, all_background=True)
         for i in range(3)
     ]
-    learner = learner_train(images, classes=["scratch"], backend=lite0).learner
+    learner = learner_train(images, classes=["scratch"], backend=shipped).learner
     assert learner.anomaly.border == 2  # 8 px cells
     probe = _image(64, 80, seed=7)
-    score = learner.anomaly_map(probe, backend=lite0)
+    score = learner.anomaly_map(probe, backend=shipped)
     assert score[:16].max() == 0.0 and score[-16:].max() == 0.0
     assert score[:, :16].max() == 0.0 and score[:, -16:].max() == 0.0
     assert score[16:-16, 16:-16].min() > 0.0
     learner.save(tmp_path / "m.npz")
     loaded = Learner.load(tmp_path / "m.npz")
     assert loaded.anomaly.border == 2
-    np.testing.assert_array_equal(loaded.anomaly_map(probe, backend=lite0) == 0, score == 0)
+    np.testing.assert_array_equal(loaded.anomaly_map(probe, backend=shipped) == 0, score == 0)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +214,7 @@ def test_importing_the_backend_loads_no_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_sam_embedding_fused_when_a_checkpoint_is_given(lite0, tiny_sam_checkpoint) -> None:
+def test_sam_embedding_fused_when_a_checkpoint_is_given(shipped, tiny_sam_checkpoint) -> None:
     """With ``sam`` options the backbone appends SAM's embedding, projected to
     SAM_FUSED_DIMS channels at pixel resolution, standardised per image; the
     fingerprint carries SAM's, and the options rebuild the same backend."""
@@ -223,7 +227,7 @@ def test_sam_embedding_fused_when_a_checkpoint_is_given(lite0, tiny_sam_checkpoi
     }
     fused = backend_create("backbone", sam=sam_options)
     img = _image(48, 64)
-    plain = lite0.extract(img).features
+    plain = shipped.extract(img).features
     features = fused.extract(img).features
     assert features.shape == (48, 64, plain.shape[-1] + SAM_FUSED_DIMS)
     np.testing.assert_array_equal(features[..., : plain.shape[-1]], plain)
@@ -233,10 +237,10 @@ def test_sam_embedding_fused_when_a_checkpoint_is_given(lite0, tiny_sam_checkpoi
     # the projection of SAM's own cells, not noise: channels vary with the embedding
     cells = SamBackend(**sam_options).extract(img).features
     assert cells.shape[-1] == 256 and sam_part.std(axis=(0, 1)).min() > 0.5
-    assert fused.fingerprint() != lite0.fingerprint()
+    assert fused.fingerprint() != shipped.fingerprint()
     assert fused.options["sam"]["checkpoint"] == str(tiny_sam_checkpoint.checkpoint)
     assert backend_create("backbone", **fused.options).fingerprint() == fused.fingerprint()
-    assert lite0.options["sam"] is None
+    assert shipped.options["sam"] is None
 
 
 def test_sam_fusion_options_are_checked(tmp_path) -> None:
@@ -271,7 +275,7 @@ def test_a_learner_trains_and_predicts_on_fused_features(tiny_sam_checkpoint) ->
     assert probs[1, 12:18, 24:36].mean() > probs[1, 30:40, 5:60].mean()
 
 
-def test_anomaly_patch_grids_come_from_the_feature_cache(lite0, tmp_path) -> None:
+def test_anomaly_patch_grids_come_from_the_feature_cache(shipped, tmp_path) -> None:
     """A retraining on unchanged images runs no network pass for the anomaly bank,
     and a prediction's anomaly map from cached patches equals the computed one."""
     from prompting.features.cache import FeatureCache
@@ -293,30 +297,30 @@ def test_anomaly_patch_grids_come_from_the_feature_cache(lite0, tmp_path) -> Non
             "ok", free, np.full((64, 80), -1, np.int16), pixels_hash(free), all_background=True
         )
     )
-    first = learner_train(images, classes=["scratch"], backend=lite0, cache=cache, steps=40)
+    first = learner_train(images, classes=["scratch"], backend=shipped, cache=cache, steps=40)
     assert first.timings["anomaly_computed"] == 4 and first.timings["anomaly_cached"] == 0
     calls = []
-    real = lite0.anomaly_patches
-    lite0.anomaly_patches = lambda *a, **k: calls.append(1) or real(*a, **k)
+    real = shipped.anomaly_patches
+    shipped.anomaly_patches = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
-        again = learner_train(images, classes=["scratch"], backend=lite0, cache=cache, steps=40)
+        again = learner_train(images, classes=["scratch"], backend=shipped, cache=cache, steps=40)
         assert again.timings["anomaly_cached"] == 4 and again.timings["anomaly_computed"] == 0
         assert calls == []
         learner = again.learner
         np.testing.assert_array_equal(learner.anomaly.bank, first.learner.anomaly.bank)
         probe = _image(64, 80, seed=5)
-        computed = learner.anomaly_map(probe, backend=lite0)
+        computed = learner.anomaly_map(probe, backend=shipped)
         assert len(calls) == 1
-        stored = learner.anomaly_map(probe, backend=lite0, cache=cache)  # computed, then stored
-        from_cache = learner.anomaly_map(probe, backend=lite0, cache=cache)
+        stored = learner.anomaly_map(probe, backend=shipped, cache=cache)  # computed, then stored
+        from_cache = learner.anomaly_map(probe, backend=shipped, cache=cache)
         assert len(calls) == 2
     finally:
-        del lite0.anomaly_patches
+        del shipped.anomaly_patches
     np.testing.assert_array_equal(computed, stored)
     np.testing.assert_array_equal(computed, from_cache)
 
 
-def test_training_images_get_held_out_anomaly_maps(lite0, tmp_path) -> None:
+def test_training_images_get_held_out_anomaly_maps(shipped, tmp_path) -> None:
     """A training image (recognised by its pixels, whatever id or cache key it is
     given) is scored without its own bank rows; the record survives save and
     load, and a model saved without it still loads and scores in-sample."""
@@ -326,33 +330,33 @@ def test_training_images_get_held_out_anomaly_maps(lite0, tmp_path) -> None:
     blank = np.full((64, 80), -1, np.int16)
     pixels = [_image(64, 80, seed=i) for i in range(3)]
     images = [TrainingImage(f"ok{i}", p, blank, all_background=True) for i, p in enumerate(pixels)]
-    learner = learner_train(images, classes=["scratch"], backend=lite0).learner
+    learner = learner_train(images, classes=["scratch"], backend=shipped).learner
     assert learner.anomaly_held_out
-    held_out = learner.anomaly_map(pixels[0], backend=lite0)
+    held_out = learner.anomaly_map(pixels[0], backend=shipped)
     assert held_out.max() <= 1.0 + 1e-5  # a good training image, held out: at most the level
     in_sample = learner.anomaly.score_map(
-        lite0.anomaly_patches(pixels[0], stages=learner.anomaly.stages), image_size=(64, 80)
+        shipped.anomaly_patches(pixels[0], stages=learner.anomaly.stages), image_size=(64, 80)
     )
     assert in_sample.max() < 0.5 * held_out.max()  # its own patches would hide everything
     learner.save(tmp_path / "m.npz")
     loaded = Learner.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(loaded.anomaly.origin, learner.anomaly.origin)
-    np.testing.assert_allclose(loaded.anomaly_map(pixels[0], backend=lite0), held_out, atol=1e-2)
+    np.testing.assert_allclose(loaded.anomaly_map(pixels[0], backend=shipped), held_out, atol=1e-2)
     learner.anomaly.origin, learner.anomaly.origin_keys = None, ()  # as saved before the record
     learner.save(tmp_path / "old.npz")
     old = Learner.load(tmp_path / "old.npz")
     assert old.anomaly.origin is None and not old.anomaly_held_out
-    np.testing.assert_allclose(old.anomaly_map(pixels[0], backend=lite0), in_sample, atol=1e-2)
+    np.testing.assert_allclose(old.anomaly_map(pixels[0], backend=shipped), in_sample, atol=1e-2)
 
 
-def test_the_loaded_network_has_its_batchnorms_folded_with_the_same_outputs(lite0) -> None:
+def test_the_loaded_network_has_its_batchnorms_folded_with_the_same_outputs(shipped) -> None:
     """The shipped network runs with each BatchNorm folded into its convolution; its
     stage outputs equal the unfolded network's to float rounding."""
     from prompting.features.backbone.networks import architecture_get
 
-    state = torch.load(lite0.checkpoint, map_location="cpu", weights_only=True)
-    plain = architecture_get("efficientnet_lite0").build(state).eval()
-    folded = lite0.network()
+    state = torch.load(shipped.checkpoint, map_location="cpu", weights_only=True)
+    plain = architecture_get(shipped.arch.name).build(state).eval()
+    folded = shipped.network()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     x = torch.from_numpy(_image(64, 96).astype(np.float32)).permute(2, 0, 1)[None]
     x = ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)

