@@ -49,18 +49,10 @@ def features_for(
     """Features of ``pixels`` (H,W,3) uint8 RGB, from ``cache`` when it has them.
 
     ``stats``: counts ``"cached"`` / ``"computed"`` up (what was reused)."""
-    try:
-        # deferred: PIL loads on first use
-        from prompting.features.cache import features_extract_cached
-    except ImportError:  # cache module not available: plain extraction
-        features_extract_cached = None
-    if features_extract_cached is not None:
-        return features_extract_cached(
-            backend, pixels, cache=cache, image_hash=image_hash, stats=stats
-        )
-    if stats is not None:
-        stats["computed"] = stats.get("computed", 0) + 1
-    return backend.extract(pixels)
+    # deferred: PIL loads on first use
+    from prompting.features.cache import features_extract_cached
+
+    return features_extract_cached(backend, pixels, cache=cache, image_hash=image_hash, stats=stats)
 
 
 def anomaly_patches_for(
@@ -75,18 +67,12 @@ def anomaly_patches_for(
     """The anomaly patch grid (h, w, D) float32 of ``pixels`` (H,W,3) uint8 RGB for
     ``stages``, from ``cache`` when it has it (``stats``: ``anomaly_cached`` /
     ``anomaly_computed``)."""
-    try:
-        # deferred: PIL loads on first use
-        from prompting.features.cache import anomaly_patches_cached
-    except ImportError:  # cache module not available: plain extraction
-        anomaly_patches_cached = None
-    if anomaly_patches_cached is not None:
-        return anomaly_patches_cached(
-            backend, pixels, stages=stages, cache=cache, image_hash=image_hash, stats=stats
-        )
-    if stats is not None:
-        stats["anomaly_computed"] = stats.get("anomaly_computed", 0) + 1
-    return backend.anomaly_patches(pixels, stages=tuple(stages))
+    # deferred: PIL loads on first use
+    from prompting.features.cache import anomaly_patches_cached
+
+    return anomaly_patches_cached(
+        backend, pixels, stages=stages, cache=cache, image_hash=image_hash, stats=stats
+    )
 
 
 @dataclass
