@@ -350,24 +350,9 @@ class BackboneBackend:
         F = classic planes (when ``classic``) + the network's channels, each network
         channel brought to (H, W) bilinearly and standardised over the image.
         """
-        import torch
-        import torch.nn.functional as F
-
         img = _rgb(image)
         h, w = img.shape[:2]
-        deep = self.deep_features(img)
-        with torch.inference_mode():
-            ups = [
-                F.interpolate(
-                    torch.from_numpy(d)[None], size=(h, w), mode="bilinear", align_corners=False
-                )[0]
-                for d in deep
-            ]
-            t = torch.cat(ups, 0)
-            mu = t.mean(dim=(1, 2), keepdim=True)
-            sd = t.std(dim=(1, 2), keepdim=True).clamp_min(1e-4)
-            t = ((t - mu) / sd).permute(1, 2, 0).contiguous()
-            feats = t.numpy()
+        feats = _pixel_planes(self.deep_features(img), (h, w))
         if self.classic is not None:
             cl = self.classic.extract(img).features
             feats = np.concatenate([cl, feats], axis=2)
@@ -378,19 +363,34 @@ class BackboneBackend:
     def _sam_planes(self, img: np.ndarray) -> np.ndarray:
         """SAM's embedding of ``img`` projected to SAM_FUSED_DIMS channels, (H,W,D)
         float32 at pixel resolution, each channel standardised over the image."""
-        import torch
-        import torch.nn.functional as F
-
-        h, w = img.shape[:2]
         cells = self.sam.extract(img).features  # (rows, cols, 256) over the image
         projected = cells.reshape(-1, cells.shape[-1]) @ _sam_projection(cells.shape[-1])
         grid = projected.reshape(cells.shape[0], cells.shape[1], -1)
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(grid.transpose(2, 0, 1), np.float32))
-            t = F.interpolate(t[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            mu = t.mean(dim=(1, 2), keepdim=True)
-            sd = t.std(dim=(1, 2), keepdim=True).clamp_min(1e-4)
-            return ((t - mu) / sd).permute(1, 2, 0).contiguous().numpy()
+        return _pixel_planes([grid.transpose(2, 0, 1)], img.shape[:2])
+
+
+def _pixel_planes(maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """(C_i, h_i, w_i) maps brought to ``size`` (H, W) bilinearly, concatenated and
+    each channel standardised over the image: (H, W, sum C_i) float32."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        t = torch.cat(
+            [
+                F.interpolate(
+                    torch.from_numpy(np.ascontiguousarray(m, np.float32))[None],
+                    size=tuple(size),
+                    mode="bilinear",
+                    align_corners=False,
+                )[0]
+                for m in maps
+            ],
+            0,
+        )
+        mu = t.mean(dim=(1, 2), keepdim=True)
+        sd = t.std(dim=(1, 2), keepdim=True).clamp_min(1e-4)
+        return ((t - mu) / sd).permute(1, 2, 0).contiguous().numpy()
 
 
 def _sam_projection(n_in: int) -> np.ndarray:
