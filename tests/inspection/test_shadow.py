@@ -11,7 +11,7 @@ import time
 import pytest
 
 from inspection.models import Inspection, Project, ShadowDecision
-from tests.inspection.svc_helpers import JOB_TIMEOUT
+from tests.inspection.svc_helpers import JOB_TIMEOUT, project_jobs_wait
 
 
 def _decided(n: int) -> None:
@@ -30,7 +30,10 @@ def shadowed(jobs_db, real_line, api_for):
     r = client.post(f"/api/v1/models/{v2.id}/shadow/")
     assert r.status_code == 200, r.content
     assert r.json()["active"] is True and r.json()["n_inspections"] == 0
-    return real_line, v2, client
+    yield real_line, v2, client
+    # deploying starts a refresh of the predictions: the worker finishes it before
+    # the database is emptied under it
+    project_jobs_wait(real_line.project.id)
 
 
 def test_the_shadow_judges_every_inspection_and_decides_nothing(shadowed):
