@@ -168,6 +168,8 @@ def test_who_may_start_and_read_rules_jobs(project, owner, make_user, api_for):
     assert api_for(outsider).post(f"{base}/backtest/", {}, **ASYNC).status_code == 404
     assert api_for(outsider).get(f"/api/v1/jobs/{job_id}/").status_code == 404
     assert Job.objects.filter(project=project).count() == 1
+    # the viewer's backtest runs to its end (and not into the database flush after the test)
+    assert job_wait(job_id).state == "succeeded"
 
 
 def _queued(project, kind="backtest", params=None) -> Job:
