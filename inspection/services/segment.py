@@ -15,7 +15,7 @@ import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
@@ -133,9 +133,8 @@ def segment_run(
         return _segment_backbone(image=image, prompts=prompts, target=target, t0=t0)
     model = engine.sam_model_get()
     parsed, target = _prompts_parse(image=image, prompts=prompts, target=target)
-    _, phash = _image_phash(image)
-    embedding = engine.embedding_get(_embedding_key(model, phash))
-    if embedding is None or tuple(embedding.original_size) != (image.height, image.width):
+    embedding = _embedding_cached(model, image)
+    if embedding is None:
         job = embedding_start(image=image, user=user)
         raise EmbeddingNotReady(
             "the image's SAM embedding is being computed; retry when the job has succeeded",
@@ -208,18 +207,13 @@ def segment_prepare(*, image: Image, user: Actor = None) -> SegmentReadiness:
     fast as the ones after it. Ready, with no job, when the cache holds them; the
     active job when one is already computing them.
     """
-    _, phash = _image_phash(image)
     if engine.sam_configured():
-        model = engine.sam_model_get()
-        embedding = engine.embedding_get(_embedding_key(model, phash))
-        if embedding is not None and tuple(embedding.original_size) == (image.height, image.width):
+        if _embedding_cached(engine.sam_model_get(), image) is not None:
             return SegmentReadiness(engine=ENGINE_SAM, ready=True)
         return SegmentReadiness(
             engine=ENGINE_SAM, ready=False, job=embedding_start(image=image, user=user)
         )
-    key = _click_key(click_features_fingerprint(_click_backend()), phash)
-    features = engine.click_features_cached(key)
-    if features is not None and features.image_size == (image.height, image.width):
+    if _click_features_lookup(image, _click_backend()).features is not None:
         return SegmentReadiness(engine=ENGINE_BACKBONE, ready=True)
     return SegmentReadiness(
         engine=ENGINE_BACKBONE,
@@ -252,19 +246,48 @@ def click_features_get(*, image: Image) -> tuple[ClickFeatures, float]:
     from prompting.clicks import ClickFeatures, click_features
 
     backend = _click_backend()
-    fingerprint = click_features_fingerprint(backend)
-    rgb8, phash = _image_phash(image)
-    key = _click_key(fingerprint, phash)
-    features = engine.click_features_cached(key)
-    if features is not None and features.image_size == (image.height, image.width):
-        return features, 0.0
+    found = _click_features_lookup(image, backend)
+    if found.features is not None:
+        return found.features, 0.0
     started = time.perf_counter()
+    rgb8 = found.rgb8
     if rgb8 is None:
         rgb8, _ = engine.image_pixels_load(image)
     # stored as float16: keep exactly what a later read of the cache gives
     features = ClickFeatures.from_arrays(click_features(backend, rgb8).to_arrays())
-    engine.click_features_store(key, features, fingerprint=fingerprint)
+    engine.click_features_store(found.key, features, fingerprint=found.fingerprint)
     return features, (time.perf_counter() - started) * 1000
+
+
+@dataclass
+class _ClickLookup:
+    """Where an image's click features live (``fingerprint``, ``key``), the
+    features when cached for its size (else None), and its pixels when they had
+    to be decoded to hash them (else None)."""
+
+    fingerprint: str
+    key: str
+    features: ClickFeatures | None
+    rgb8: np.ndarray | None
+
+
+def _click_features_lookup(image: Image, backend: FeatureBackend) -> _ClickLookup:
+    fingerprint = click_features_fingerprint(backend)
+    rgb8, phash = _image_phash(image)
+    key = _click_key(fingerprint, phash)
+    features = engine.click_features_cached(key)
+    if features is not None and features.image_size != (image.height, image.width):
+        features = None
+    return _ClickLookup(fingerprint, key, features, rgb8)
+
+
+def _embedding_cached(model: Any, image: Image) -> Any:
+    """SAM's cached embedding of ``image``, or None when absent or of another size."""
+    _, phash = _image_phash(image)
+    embedding = engine.embedding_get(_embedding_key(model, phash))
+    if embedding is None or tuple(embedding.original_size) != (image.height, image.width):
+        return None
+    return embedding
 
 
 def click_features_fingerprint(backend: FeatureBackend) -> str:

@@ -160,6 +160,21 @@ def jobs_db(transactional_db, celery_worker):
 
 
 @pytest.fixture
+def click_engines_unavailable(settings, monkeypatch):
+    """No SAM checkpoint, and the backbone network cannot load (its weights
+    package missing): nothing can answer points and boxes."""
+    from inspection.services import engine
+    from prompting.errors import BackendError
+
+    settings.SAM_CHECKPOINT = ""
+
+    def unavailable(name, options=None):
+        raise BackendError("the default backbone's weights come with the package ...")
+
+    monkeypatch.setattr(engine, "backend_get", unavailable)
+
+
+@pytest.fixture
 def make_user(django_user_model):
     def make(username: str):
         return django_user_model.objects.create_user(username=username, password=PASSWORD)

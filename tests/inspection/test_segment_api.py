@@ -143,18 +143,9 @@ def test_segment_without_sam_refuses_bad_prompts_naming_the_field(
 
 
 def test_segment_without_sam_or_backbone_is_a_clear_409(
-    db, settings, make_user, api_for, monkeypatch
+    db, click_engines_unavailable, make_user, api_for
 ):
     """Neither engine available (the backbone's weights package missing): 409 naming both."""
-    from inspection.services import engine
-    from prompting.errors import BackendError
-
-    settings.SAM_CHECKPOINT = ""
-
-    def unavailable(name, options=None):
-        raise BackendError("the default backbone's weights come with the package ...")
-
-    monkeypatch.setattr(engine, "backend_get", unavailable)
     owner = make_user("o")
     project = project_create(user=owner, name="p", classes=["spot"])
     image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image

@@ -98,17 +98,8 @@ def test_prepare_is_an_engineers_call_on_their_own_images(db, settings, make_use
 
 
 def test_prepare_without_sam_or_backbone_is_a_clear_409(
-    db, settings, make_user, api_for, monkeypatch
+    db, click_engines_unavailable, make_user, api_for
 ):
-    from inspection.services import engine
-    from prompting.errors import BackendError
-
-    settings.SAM_CHECKPOINT = ""
-
-    def unavailable(name, options=None):
-        raise BackendError("the default backbone's weights come with the package ...")
-
-    monkeypatch.setattr(engine, "backend_get", unavailable)
     owner, image = _image(make_user)
     r = api_for(owner).post(f"/api/v1/images/{image.id}/segment/prepare/")
     assert r.status_code == 409 and r.json()["code"] == "segment_unavailable"
