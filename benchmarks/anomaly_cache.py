@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import protocol
 from benchmarks.propagation_engine import cpu_name
 from benchmarks.quality_common import (
     CLASSES,
@@ -24,6 +23,7 @@ from benchmarks.quality_common import (
     dataset_load,
     initial_prompts,
     prompts_paint,
+    protocol_samples,
 )
 from benchmarks.quality_methods import MemoryCache
 from prompting import bank as bank_module
@@ -44,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     args = parser.parse_args(argv)
 
-    samples = dataset_load(args.data_root, args.dataset)
-    by_id = {s.image_id: s for s in samples}
-    train_ids, _ = protocol.protocol_split(
-        [s.image_id for s in samples], [s.mask.any() for s in samples], seed=args.seed
-    )
-    train = [by_id[i] for i in train_ids]
+    train, _ = protocol_samples(dataset_load(args.data_root, args.dataset), args.seed)
     prompts = initial_prompts(train, args.seed)
     images = [
         learner_module.TrainingImage(

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import protocol
 from benchmarks.propagation_engine import cpu_name
 from benchmarks.quality_common import (
     DEFAULT_DATA_ROOT,
     dataset_load,
     initial_prompts,
     prompts_paint,
+    protocol_samples,
 )
 from benchmarks.quality_methods import OurMethod
 
@@ -52,13 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from prompting.features.backbone import _NETWORKS
     from prompting.features.backbone.networks import architecture_get
 
-    samples = dataset_load(args.data_root, args.dataset)
-    by_id = {s.image_id: s for s in samples}
-    train_ids, eval_ids = protocol.protocol_split(
-        [s.image_id for s in samples], [s.mask.any() for s in samples], seed=args.seed
-    )
-    train = [by_id[i] for i in train_ids]
-    evaluation = [by_id[i] for i in eval_ids][: args.images]
+    train, evaluation = protocol_samples(dataset_load(args.data_root, args.dataset), args.seed)
+    evaluation = evaluation[: args.images]
     prompts = initial_prompts(train, args.seed)
     method = OurMethod(args.seed, "backbone")
     method.train(

@@ -49,8 +49,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from benchmarks import protocol
-from benchmarks.quality_common import DATASETS, DEFAULT_DATA_ROOT, Sample, dataset_load
+from benchmarks.quality_common import (
+    DATASETS,
+    DEFAULT_DATA_ROOT,
+    Sample,
+    dataset_load,
+    protocol_samples,
+)
 
 #: smaller ground-truth regions (specks of a few pixels) get no click
 MIN_REGION_AREA = 10
@@ -321,11 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     rest_evals: dict[str, list[Sample]] = {}
     for name in names:
         samples = dataset_load(args.data_root, name)
-        _, eval_ids = protocol.protocol_split(
-            [s.image_id for s in samples], [s.mask.any() for s in samples], seed=args.seed
-        )
-        by_id = {s.image_id: s for s in samples}
-        chosen = [by_id[i] for i in eval_ids]
+        _, chosen = protocol_samples(samples, args.seed)
         evals[name] = chosen[: args.max_images] if args.max_images else chosen
         rest_evals[name] = [s for s in chosen if s.mask.any()][: args.rest_images]
 

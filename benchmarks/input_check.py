@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import protocol
 from benchmarks.quality_common import (
     DATASETS,
     DEFAULT_DATA_ROOT,
     dataset_load,
     initial_prompts,
     prompts_paint,
+    protocol_samples,
     seeds_parse,
 )
 from benchmarks.quality_methods import OurMethod
@@ -111,16 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     table = []  # dataset, change, ours flagged, baseline flagged, iou
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         samples = dataset_load(args.data_root, name)
-        by_id = {s.image_id: s for s in samples}
         flags = {c: ([], []) for c in CHANGES}
         inter = {c: 0 for c in CHANGES}
         union = {c: 0 for c in CHANGES}
         for seed in args.seeds:
-            train_ids, eval_ids = protocol.protocol_split(
-                [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
-            )
-            train = [by_id[i] for i in train_ids]
-            evaluation = [by_id[i] for i in eval_ids]
+            train, evaluation = protocol_samples(samples, seed)
             ranges = profile_ranges_fit([image_profile(s.rgb) for s in train])
             method = None
             if args.iou_images > 0:

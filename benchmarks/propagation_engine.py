@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import protocol
 from benchmarks.quality_common import (
     CLASSES,
     MemoryCache,
     initial_prompts,
     prompts_paint,
+    protocol_samples,
 )
 
 _COLOURS = [(230, 25, 75)]
@@ -51,11 +51,7 @@ def engine_learner(samples, *, seed: int = 0):
     from prompting.features import backend_create
     from prompting.learner import TrainingImage, learner_train
 
-    by_id = {s.image_id: s for s in samples}
-    train_ids, eval_ids = protocol.protocol_split(
-        [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
-    )
-    train = [by_id[i] for i in train_ids]
+    train, evaluation = protocol_samples(samples, seed)
     prompts = initial_prompts(train, seed)
     backend = backend_create("classic")
     cache = MemoryCache()
@@ -70,7 +66,7 @@ def engine_learner(samples, *, seed: int = 0):
         for s in train
     ]
     learner = learner_train(images, classes=CLASSES, backend=backend, cache=cache, seed=seed)
-    return learner.learner, backend, cache, [by_id[i] for i in eval_ids]
+    return learner.learner, backend, cache, evaluation
 
 
 def _today(learner, fmap, rgb, ruleset) -> tuple[dict[str, float], np.ndarray]:

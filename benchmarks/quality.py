@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import protocol
 from benchmarks.quality_api import api_main
 from benchmarks.quality_common import (
     DATASETS,
@@ -39,6 +38,7 @@ from benchmarks.quality_common import (
     dataset_load,
     initial_prompts,
     pct,
+    protocol_samples,
     results_mean,
     seeds_parse,
     table_head,
@@ -196,13 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         t_load = time.perf_counter()
         samples = dataset_load(args.data_root, name)
-        by_id = {s.image_id: s for s in samples}
         for seed in seeds:
-            train_ids, eval_ids = protocol.protocol_split(
-                [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
-            )
-            train = [by_id[i] for i in train_ids]
-            evaluation = [by_id[i] for i in eval_ids]
+            train, evaluation = protocol_samples(samples, seed)
             prompts0 = initial_prompts(train, seed)
             print(
                 f"[{name} seed {seed}] {len(samples)} images loaded in "

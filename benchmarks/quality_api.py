@@ -60,6 +60,7 @@ from benchmarks.quality_common import (
     Sample,
     dataset_load,
     initial_prompts,
+    protocol_samples,
     results_mean,
     spearman,
     table_head,
@@ -469,13 +470,8 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
         print(f"API path on {where}", file=sys.stderr)
         for name in names:
             samples = dataset_load(args.data_root, name)
-            by_id = {s.image_id: s for s in samples}
             for seed in seeds:
-                train_ids, eval_ids = protocol.protocol_split(
-                    [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
-                )
-                train = [by_id[i] for i in train_ids]
-                evaluation = [by_id[i] for i in eval_ids]
+                train, evaluation = protocol_samples(samples, seed)
                 if args.max_eval:
                     evaluation = evaluation[: args.max_eval]
                 prompts0 = initial_prompts(train, seed)

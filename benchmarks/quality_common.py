@@ -117,6 +117,15 @@ class MemoryCache:
 # ----------------------------------------------------------------------------- protocol
 
 
+def protocol_samples(samples: list[Sample], seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(training samples, evaluation samples) of the protocol's split for ``seed``."""
+    by_id = {s.image_id: s for s in samples}
+    train_ids, eval_ids = protocol.protocol_split(
+        [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
+    )
+    return [by_id[i] for i in train_ids], [by_id[i] for i in eval_ids]
+
+
 def initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
     prompts = {}
     for i, s in enumerate(train):

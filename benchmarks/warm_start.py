@@ -28,6 +28,7 @@ from benchmarks.quality_common import (
     dataset_load,
     initial_prompts,
     prompts_paint,
+    protocol_samples,
 )
 
 
@@ -46,12 +47,8 @@ def warm_start_rows(samples, *, seed: int, n_eval: int, rounds: int = 2) -> list
     from prompting.features import backend_create
     from prompting.learner import TrainingImage, learner_train
 
-    by_id = {s.image_id: s for s in samples}
-    train_ids, eval_ids = protocol.protocol_split(
-        [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
-    )
-    train = [by_id[i] for i in train_ids]
-    evaluation = [by_id[i] for i in eval_ids][:n_eval]
+    train, evaluation = protocol_samples(samples, seed)
+    evaluation = evaluation[:n_eval]
     backend = backend_create("classic")
     cache = MemoryCache()
 
