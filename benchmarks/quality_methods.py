@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from benchmarks.quality_common import (
     prompts_paint,
     spearman,
 )
+
+if TYPE_CHECKING:
+    from prompting.backtest import BacktestReport
 
 # ----------------------------------------------------------------------------- methods
 
@@ -161,8 +165,7 @@ def protocol_train(
 def run_method(
     method, train: list[Sample], evaluation: list[Sample], prompts0: dict[str, list[dict]]
 ):
-    from prompting.backtest import backtest_run
-    from prompting.rules import rules_apply, ruleset_validate
+    from prompting.rules import ruleset_validate
     from prompting.tuner import rules_tune
 
     base = ruleset_validate(BASE_RULES)
@@ -187,21 +190,64 @@ def run_method(
             anomaly_held_out=bool(getattr(method.learner, "anomaly_held_out", False)),
         )
         ruleset, warning = tuned.ruleset, tuned.warning
-    eval_inputs: dict[str, dict] = {}
+    ev = _evaluate(method, evaluation, ruleset)
+    extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
+    extra.update(_anomaly_figures(evaluation, ev.inputs))
+    return MethodResult(
+        iou=ev.iou,
+        iou_05=ev.iou_05,
+        escape=ev.report.escape_rate,
+        overkill=ev.report.overkill_rate,
+        train_s=train_s,
+        predict_s=ev.predict_s,
+        train_cpu_s=train_cpu,
+        predict_cpu_s=ev.predict_cpu_s,
+        tune_warning=warning,
+        review_rho=spearman(ev.uncertainty, ev.errors),
+        rounds=rounds,
+        extra=extra,
+    )
 
-    probs, inter, union, inter05, union05, times, cpu = {}, 0, 0, 0, 0, [], []
-    uncertainty, errors = [], []
+
+@dataclass
+class Evaluated:
+    """What :func:`_evaluate` measured on the evaluation images."""
+
+    inputs: dict[str, dict]
+    iou: float  # the rules' defect pixels (with ``anomaly_defect``: or anomaly >= 1)
+    iou_05: float  # probability >= 0.5, no rules
+    predict_s: float
+    predict_cpu_s: float
+    uncertainty: list[float]
+    errors: list[int]
+    report: BacktestReport  # escape and overkill
+
+
+def _evaluate(
+    method, evaluation: list[Sample], ruleset, *, anomaly_defect: bool = False
+) -> Evaluated:
+    """Predict each evaluation image as the product does (the probabilities and,
+    where the model has a memory bank, the anomaly map: both timed), decide it
+    with ``ruleset``, and count pixel IoU and the backtest's escape and overkill.
+    ``anomaly_defect``: pixels scoring anomaly >= 1 count as defect too (the
+    good-parts protocol, which has no defect class to paint)."""
+    from prompting.backtest import backtest_run
+    from prompting.rules import rules_apply
+
+    anomaly_of = getattr(method, "anomaly", None)
+    probs, inputs, times, cpu, uncertainty, errors = {}, {}, [], [], [], []
+    inter = union = inter05 = union05 = 0
     for s in evaluation:
         t0, c0 = time.perf_counter(), time.process_time()
         p = method.predict(s, cached=False)
+        inputs.update(_inputs(anomaly_of, [s]))
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         probs[s.image_id] = p
-        eval_inputs.update(_inputs(anomaly_of, [s]))
-        decision = rules_apply(
-            p, classes=CLASSES, ruleset=ruleset, inputs=eval_inputs.get(s.image_id)
-        )
-        pred = np.asarray(decision.label_map) == 1
+        decision = rules_apply(p, classes=CLASSES, ruleset=ruleset, inputs=inputs.get(s.image_id))
+        pred = np.asarray(decision.label_map) > 0
+        if anomaly_defect and s.image_id in inputs:
+            pred |= inputs[s.image_id]["anomaly"] >= 1.0
         uncertainty.append(decision.uncertainty)
         errors.append(int((pred ^ s.mask).sum()))
         inter += int((pred & s.mask).sum())
@@ -214,23 +260,17 @@ def run_method(
         {s.image_id: s.truth for s in evaluation},
         classes=CLASSES,
         ruleset=ruleset,
-        inputs=eval_inputs,
+        inputs=inputs,
     )
-    extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
-    extra.update(_anomaly_figures(evaluation, eval_inputs))
-    return MethodResult(
+    return Evaluated(
+        inputs=inputs,
         iou=inter / max(union, 1),
         iou_05=inter05 / max(union05, 1),
-        escape=report.escape_rate,
-        overkill=report.overkill_rate,
-        train_s=train_s,
         predict_s=float(np.mean(times)),
-        train_cpu_s=train_cpu,
         predict_cpu_s=float(np.mean(cpu)),
-        tune_warning=warning,
-        review_rho=spearman(uncertainty, errors),
-        rounds=rounds,
-        extra=extra,
+        uncertainty=uncertainty,
+        errors=errors,
+        report=report,
     )
 
 
@@ -269,9 +309,8 @@ def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodR
     """Good parts only: train on ten defect-free images, no stroke; the rules are the
     base ones plus ``anomaly score >= 1.0`` (the good parts' own level; with no NG
     image labelled there is nothing to tune it on). Evaluates every other image."""
-    from prompting.backtest import backtest_run
     from prompting.learner import TrainingImage, learner_train
-    from prompting.rules import rules_apply, ruleset_validate
+    from prompting.rules import ruleset_validate
 
     rng = np.random.default_rng(seed)
     free = [s for s in samples if not s.mask.any()]
@@ -305,35 +344,16 @@ def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodR
         images, classes=CLASSES, backend=method.backend, cache=method.cache, seed=seed
     ).learner
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
-    probs, inputs, times, cpu, inter, union = {}, {}, [], [], 0, 0
-    for s in evaluation:
-        t1, c1 = time.perf_counter(), time.process_time()
-        probs[s.image_id] = method.predict(s, cached=False)
-        inputs.update(_inputs(method.anomaly, [s]))
-        times.append(time.perf_counter() - t1)
-        cpu.append(time.process_time() - c1)
-        d = rules_apply(
-            probs[s.image_id], classes=CLASSES, ruleset=ruleset, inputs=inputs[s.image_id]
-        )
-        pred = (np.asarray(d.label_map) > 0) | (inputs[s.image_id]["anomaly"] >= 1.0)
-        inter += int((pred & s.mask).sum())
-        union += int((pred | s.mask).sum())
-    report = backtest_run(
-        probs,
-        {s.image_id: s.truth for s in evaluation},
-        classes=CLASSES,
-        ruleset=ruleset,
-        inputs=inputs,
-    )
+    ev = _evaluate(method, evaluation, ruleset, anomaly_defect=True)
     result = MethodResult(
-        iou=inter / max(union, 1),
-        iou_05=inter / max(union, 1),
-        escape=report.escape_rate,
-        overkill=report.overkill_rate,
+        iou=ev.iou,
+        iou_05=ev.iou,
+        escape=ev.report.escape_rate,
+        overkill=ev.report.overkill_rate,
         train_s=train_s,
-        predict_s=float(np.mean(times)),
+        predict_s=ev.predict_s,
         train_cpu_s=train_cpu,
-        predict_cpu_s=float(np.mean(cpu)),
-        extra={"ruleset": ruleset.to_dict(), **_anomaly_figures(evaluation, inputs)},
+        predict_cpu_s=ev.predict_cpu_s,
+        extra={"ruleset": ruleset.to_dict(), **_anomaly_figures(evaluation, ev.inputs)},
     )
     return result, len(evaluation)
