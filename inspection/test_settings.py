@@ -18,3 +18,9 @@ from inspection.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = True  # static files without collectstatic
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # a file, not Django's shared-cache in-memory default: the browser tests' live
+    # server thread then waits on a busy database (the settings' timeout) instead of
+    # failing at once with "database table is locked"
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405
