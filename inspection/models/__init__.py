@@ -9,7 +9,14 @@ One module per aggregate; every model is imported from here
 them.
 """
 
-from inspection.models.choices import DeployedHow, InputCheckMode, KeepImages, Role, Verdict
+from inspection.models.choices import (
+    DefectExtent,
+    DeployedHow,
+    InputCheckMode,
+    KeepImages,
+    Role,
+    Verdict,
+)
 from inspection.models.images import Image, Prompt
 from inspection.models.inspections import (
     ImmutableError,
@@ -26,6 +33,7 @@ __all__ = [
     "Role",
     "Verdict",
     "KeepImages",
+    "DefectExtent",
     "InputCheckMode",
     "DeployedHow",
     "Project",
