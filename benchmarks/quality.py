@@ -148,13 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the good-parts-only protocol (ten defect-free images, no stroke) "
         "on datasets with defect-free images; needs a backend with an anomaly bank",
     )
-    parser.add_argument(
-        "--defect-extent",
-        choices=("local", "regional"),
-        default="local",
-        help="with --backend backbone: the project's defect_extent (regional: the network's "
-        "regional stages too; on the engine path as backend options)",
-    )
     api = parser.add_argument_group(
         "through the REST API (benchmarks.quality_api): what a user of the product gets"
     )
@@ -189,13 +182,6 @@ def main(argv: list[str] | None = None) -> int:
             "device": args.sam_device,
             "dtype": args.sam_dtype,
         }
-    if args.defect_extent == "regional":
-        if args.backend != "backbone":
-            parser.error("--defect-extent regional needs --backend backbone")
-        from prompting.features.backbone import DEFAULT_ARCH, architecture_get
-
-        arch = architecture_get(str(backend_options.get("arch", DEFAULT_ARCH)))
-        backend_options["stages"] = list(arch.regional_stages or arch.default_stages)
     try:  # options checked before hours of work; the model itself loads on first use
         ours_name = OurMethod(0, args.backend, backend_options).name
     except Exception as exc:  # noqa: BLE001 - BackendError names the bad option

@@ -340,10 +340,8 @@ def run_via_api(
     evaluation: list[Sample],
     prompts0: dict[str, list[dict]],
     backend: str,
-    project_fields: dict | None = None,
 ) -> ApiRun:
-    """The protocol on one dataset and seed, every step through ``client``;
-    ``project_fields``: more fields of the project it creates (``defect_extent``)."""
+    """The protocol on one dataset and seed, every step through ``client``."""
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     project = client.post(
@@ -352,7 +350,6 @@ def run_via_api(
             "name": f"{name} seed {seed} {uuid.uuid4().hex[:6]}",
             "classes": [{"name": CLASS}],
             "backend": backend,
-            **(project_fields or {}),
         },
     )["id"]
     ids: dict[str, str] = {}
@@ -446,11 +443,7 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
 
     With ``--backend backbone`` (unless ``--no-classic``) the classic learner runs
     through the API too, in its own project on the same server, split and strokes."""
-    extent = {"defect_extent": getattr(args, "defect_extent", "local")}
-    ignored = dict(backend_options)
-    if extent["defect_extent"] == "regional":
-        ignored.pop("stages", None)  # the project's defect_extent gives the server these
-    if ignored:
+    if backend_options:
         print(
             "--via-api: the server uses its own backend options; --backend-options is ignored",
             file=sys.stderr,
@@ -492,7 +485,6 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                         evaluation=evaluation,
                         prompts0=prompts0,
                         backend=backend,
-                        project_fields=extent if backend == "backbone" else None,
                     )
                     print(
                         f"[{name} seed {seed}] {backend} via API in "
@@ -503,16 +495,7 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                     rows.append((name, seed, len(evaluation), label, run.result))
                     stages_all.append((name, seed, backend, run.stages))
                     if not args.skip_engine:
-                        # the server's options, as on the API path: only the stages of a
-                        # regional defect extent are the project's own
-                        options = (
-                            {"stages": backend_options["stages"]}
-                            if backend == "backbone" and extent["defect_extent"] == "regional"
-                            else {}
-                        )
-                        ours = run_method(
-                            OurMethod(seed, backend, options), train, evaluation, prompts0
-                        )
+                        ours = run_method(OurMethod(seed, backend, {}), train, evaluation, prompts0)
                         rows.append(
                             (name, seed, len(evaluation), f"{labels[backend]} engine", ours)
                         )

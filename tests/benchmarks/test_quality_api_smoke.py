@@ -74,52 +74,10 @@ def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_datas
     ]
 
 
-def test_a_regional_defect_extent_reaches_the_project_and_the_engine_path(
-    tiny_dataset, capsys, monkeypatch
-):
-    from benchmarks import quality_api, quality_methods
-
-    fields, options = [], []
-    real_run, real_method = quality_api.run_via_api, quality_methods.OurMethod
-
-    def run_spy(client, **kw):
-        fields.append(kw.get("project_fields"))
-        return real_run(client, **kw)
-
-    def method_spy(seed, backend_name="classic", backend_options=None):
-        options.append((backend_name, backend_options))
-        return real_method(seed, backend_name, backend_options)
-
-    monkeypatch.setattr(quality_api, "run_via_api", run_spy)
-    monkeypatch.setattr(quality_api, "OurMethod", method_spy)
-    code = quality.main(
-        [
-            "--via-api",
-            "--backend", "backbone",
-            "--defect-extent", "regional",
-            "--no-classic",
-            "--datasets", "tiny",
-            "--seeds", "0",
-            "--max-eval", "2",
-            "--skip-baseline",
-            "--skip-sam",
-            "--data-root", str(tiny_dataset),
-        ]
-    )  # fmt: skip
-    assert code == 0
-    assert fields == [{"defect_extent": "regional"}]
-    assert options == [("backbone", {"stages": [1, 4]})]
-    out = capsys.readouterr().out
-    for method in ("ours (backbone) via API", "ours (backbone) engine"):
-        (row,) = _rows(out, method)
-        assert row[1] == "2" and 0.0 <= float(row[3]) <= 1.0, row
-
-
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
         (["--via-api", "--base-url", "http://127.0.0.1:9"], "--base-url needs --token"),
-        (["--defect-extent", "regional"], "--defect-extent regional needs --backend backbone"),
         (
             ["--via-api", "--backend", "sam", "--sam-checkpoint", "x.pth"],
             "--via-api uses the server's SAM settings",
