@@ -9,14 +9,7 @@ One module per aggregate; every model is imported from here
 them.
 """
 
-from inspection.models.choices import (
-    DefectExtent,
-    DeployedHow,
-    InputCheckMode,
-    KeepImages,
-    Role,
-    Verdict,
-)
+from inspection.models.choices import DeployedHow, InputCheckMode, KeepImages, Role, Verdict
 from inspection.models.images import Image, Prompt
 from inspection.models.inspections import (
     ImmutableError,
@@ -33,7 +26,6 @@ __all__ = [
     "Role",
     "Verdict",
     "KeepImages",
-    "DefectExtent",
     "InputCheckMode",
     "DeployedHow",
     "Project",

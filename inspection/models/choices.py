@@ -1,5 +1,5 @@
 """The choices several rows share: roles, verdicts, image keeping, the input
-check's mode, how a model was deployed, how far defects reach."""
+check's mode, how a model was deployed."""
 
 from __future__ import annotations
 
@@ -25,13 +25,6 @@ class KeepImages(models.TextChoices):
     NG = "ng"  # images judged NG
     UNSURE = "unsure"  # NG, and OK images with uncertainty >= INSPECTION_KEEP_UNSURE_MIN
     ALL = "all"
-
-
-class DefectExtent(models.TextChoices):
-    """How far a project's defects reach: which of the backbone's stages its models read."""
-
-    LOCAL = "local", "Local (scratches, cracks, spots)"
-    REGIONAL = "regional", "Also large regions (shading, texture patches)"
 
 
 class InputCheckMode(models.TextChoices):

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from inspection.models.choices import DefectExtent, InputCheckMode, KeepImages, Role
+from inspection.models.choices import InputCheckMode, KeepImages, Role
 from prompting.inputcheck import DEFAULT_MARGIN
 
 
@@ -20,11 +20,6 @@ class Project(models.Model):
     cold_start_min = models.PositiveIntegerField(default=10)
     px_per_mm = models.FloatField(null=True, blank=True)
     backend = models.CharField(max_length=50, default="classic")
-    #: with the backbone backend: whether models also read a coarse stage for
-    #: defects that are large regions (DefectExtent; models trained from now on)
-    defect_extent = models.CharField(
-        max_length=10, choices=DefectExtent.choices, default=DefectExtent.LOCAL
-    )
     #: which images the production inspections keep (KeepImages)
     keep_inspection_images = models.CharField(
         max_length=10, choices=KeepImages.choices, default=KeepImages.NONE

@@ -17,12 +17,11 @@ import numpy as np
 from django.conf import settings
 
 from inspection.errors import Conflict
-from inspection.models.choices import DefectExtent
 from inspection.storage import bytes_read, local_copy
 from prompting.features import backend_create
 
 if TYPE_CHECKING:  # the engine's types, for signatures only (the engine loads lazily)
-    from inspection.models import Image, ModelVersion, Project, RuleSet
+    from inspection.models import Image, ModelVersion, RuleSet
     from prompting.clicks import ClickFeatures
     from prompting.features.base import FeatureBackend
     from prompting.features.cache import FeatureCache
@@ -229,27 +228,6 @@ def backbone_options() -> dict[str, Any]:
         options["checkpoint_sha256"] = settings.BACKBONE_CHECKPOINT_SHA256
     if settings.BACKBONE_FUSE_SAM and sam_configured():
         options["sam"] = sam_options()
-    return options
-
-
-def project_backend_options(project: Project) -> dict[str, Any] | None:
-    """Options of ``project``'s feature backend for a new model (None: the backend's
-    defaults, see :func:`backend_get`): a backbone project whose defects are large
-    regions (``defect_extent`` regional) reads its network's regional stages too."""
-    if project.backend != "backbone" or project.defect_extent != DefectExtent.REGIONAL:
-        return None
-    # deferred: the backbone package imports numpy and the network registry
-    from prompting.features.backbone.networks import architecture_get
-
-    options = backbone_options()
-    stages = architecture_get(str(options["arch"])).regional_stages
-    if stages is None:
-        raise Conflict(
-            f"the backbone network {options['arch']!r} has no regional stages; "
-            "set the project's defect_extent to 'local'",
-            code="defect_extent_unsupported",
-        )
-    options["stages"] = list(stages)
     return options
 
 

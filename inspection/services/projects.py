@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
-from inspection.models import DefectExtent, Inspection, Membership, Project, Role
+from inspection.models import Inspection, Membership, Project, Role
 from inspection.services.images import image_cache_purge
 from inspection.services.rulesets import ruleset_default_create
 from inspection.storage import prefix_delete, project_prefix
@@ -75,7 +75,6 @@ def project_create(
     cold_start_min: int | None = None,
     px_per_mm: float | None = None,
     backend: str | None = None,
-    defect_extent: str = "local",
     keep_inspection_images: str = "none",
     alert_ng_rate: float | None = None,
     alert_window: int = 50,
@@ -86,7 +85,6 @@ def project_create(
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     backend = backend or settings.DEFAULT_FEATURE_BACKEND
     _backend_check(backend)
-    _extent_check(backend, defect_extent)
     project = Project.objects.create(
         name=name,
         description=description,
@@ -94,7 +92,6 @@ def project_create(
         cold_start_min=settings.COLD_START_MIN_IMAGES if cold_start_min is None else cold_start_min,
         px_per_mm=px_per_mm,
         backend=backend,
-        defect_extent=defect_extent,
         keep_inspection_images=keep_inspection_images,
         alert_ng_rate=alert_ng_rate,
         alert_window=alert_window,
@@ -116,21 +113,9 @@ def _backend_check(name: str) -> None:
         )
 
 
-def _extent_check(backend: str, defect_extent: str) -> None:
-    """Only the backbone backend has stages to choose; a regional extent elsewhere
-    would silently change nothing, so it is refused."""
-    if defect_extent != DefectExtent.LOCAL and backend != "backbone":
-        msg = (
-            f"defect_extent {defect_extent!r} needs the backbone backend "
-            f"(this project's is {backend!r}); set backend to 'backbone' or defect_extent to 'local'"
-        )
-        raise InvalidInput(msg, field_errors={"defect_extent": [msg]})
-
-
 @transaction.atomic
 def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
-    defect_extent (models trained from now on; 'regional' needs the backbone backend),
     keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
     input_check and input_check_margin (inspections from now on), mqtt_publish
@@ -158,10 +143,6 @@ def project_update(*, project: Project, data: dict) -> Project:
     if "backend" in data:
         _backend_check(data["backend"])
         project.backend = data["backend"]
-    if "defect_extent" in data:
-        project.defect_extent = data["defect_extent"]
-    if "backend" in data or "defect_extent" in data:
-        _extent_check(project.backend, project.defect_extent)
     fields = (
         "name",
         "description",

@@ -23,7 +23,6 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from inspection.models import (
-    DefectExtent,
     Image,
     Inspection,
     Job,
@@ -85,13 +84,6 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
             out.add(engine.backend_get(name).fingerprint())
         except Exception as exc:  # backend unavailable here (no checkpoint...)
             log.info("fingerprint of backend %s unavailable: %s", name, exc)
-    regional = Project.objects.filter(backend="backbone", defect_extent=DefectExtent.REGIONAL)
-    if regional.exists():  # their next Run reads the regional stages (one set: from settings)
-        try:
-            options = engine.project_backend_options(regional.first())
-            out.add(engine.backend_get("backbone", options).fingerprint())
-        except Exception as exc:
-            log.info("fingerprint of the regional backbone unavailable: %s", exc)
     if load_sam and engine.sam_configured():
         try:
             out.add(engine.sam_model_get().fingerprint)

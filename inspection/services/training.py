@@ -125,7 +125,7 @@ def _train(job: Job) -> None:
 
     project = job.project
     classes = project.class_names
-    backend = engine.backend_get(project.backend, engine.project_backend_options(project))
+    backend = engine.backend_get(project.backend)
     cache = engine.feature_cache_get()
     t0 = time.perf_counter()
 

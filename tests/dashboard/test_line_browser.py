@@ -207,26 +207,6 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
     assert page.locator("[data-testid=input-margin]").evaluate("el => el.validity.valid") is False
     assert Project.objects.get(id=project.id).input_check_margin == 1.25
 
-    # features for the next Run: the backbone, for defects that can be large regions
-    page.wait_for_selector("[data-testid=features-form][data-loaded='1']")
-    assert page.locator("[data-testid=features-backend]").input_value() == project.backend
-    page.select_option("[data-testid=features-backend]", "backbone")
-    page.select_option("[data-testid=features-extent]", "regional")
-    page.click("[data-testid=features-save]")
-    expect_text(
-        page, "[data-testid=features-saved]", "backbone network, local defects and large regions"
-    )
-    shot(page, "21b-settings-features")
-    project.refresh_from_db()
-    assert (project.backend, project.defect_extent) == ("backbone", "regional")
-    # only the backbone has stages to choose: back to classic, the extent goes local
-    page.select_option("[data-testid=features-backend]", "classic")
-    assert page.locator("[data-testid=features-extent]").is_disabled()
-    page.click("[data-testid=features-save]")
-    expect_text(page, "[data-testid=features-saved]", "reads classic filters.")
-    project.refresh_from_db()
-    assert (project.backend, project.defect_extent) == ("classic", "local")
-
 
 def test_shadow_a_candidate_model_and_read_the_comparison(
     live_server, page, shot, login, make_user, eager_jobs

@@ -10,7 +10,6 @@ from rest_framework import serializers
 
 from inspection.errors import InvalidInput
 from inspection.models import (
-    DefectExtent,
     InputCheckMode,
     KeepImages,
     Prompt,
@@ -47,7 +46,6 @@ class ProjectInput(serializers.Serializer):
         min_value=1e-6, max_value=1e6, required=False, allow_null=True
     )
     backend = serializers.CharField(max_length=50, required=False)
-    defect_extent = serializers.ChoiceField(choices=DefectExtent.choices, required=False)
     keep_inspection_images = serializers.ChoiceField(choices=KeepImages.choices, required=False)
     alert_ng_rate = NumberField(min_value=0.001, max_value=1.0, required=False, allow_null=True)
     alert_window = serializers.IntegerField(min_value=5, max_value=10_000, required=False)

@@ -58,7 +58,6 @@ class ProjectOutput(serializers.ModelSerializer):
             "cold_start_min",
             "px_per_mm",
             "backend",
-            "defect_extent",
             "keep_inspection_images",
             "alert_ng_rate",
             "alert_window",

@@ -70,9 +70,6 @@ class Architecture:
     default_stages: tuple[int, ...] = (0, 1)
     #: the outputs whose patches feed the anomaly memory bank
     anomaly_stages: tuple[int, ...] = (1, 2)
-    #: the outputs read for defects that are large regions (shading, texture
-    #: patches): the default ones and a coarse stage for context; None: not known
-    regional_stages: tuple[int, ...] | None = None
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -296,9 +293,6 @@ for _variant, _repeats, _sha in (
             # the stride-4 stage (block 1): measured best for strokes (benchmarks/README.md)
             default_stages=(1,),
             anomaly_stages=(2, 4),
-            # + the last stride-16 stage: magnetic_tile's large "uneven" regions
-            # (benchmarks/README.md, "The pretrained backbone")
-            regional_stages=(1, 4),
         )
     )
 
@@ -341,7 +335,6 @@ for _name in ("wide_resnet50_2", "resnet18", "resnet50"):
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             default_stages=(0, 1),
-            regional_stages=(0, 1, 2),
         )
     )
 
