@@ -52,6 +52,7 @@ def _project_page(
     request: HttpRequest, template: str, access: ProjectAccess, tab: str, **extra
 ) -> HttpResponse:
     project = access.project
+    sam_enabled = bool(getattr(settings, "SAM_CHECKPOINT", "")) or project.backend == "sam"
     page_data = {
         "project_id": str(project.pk),
         "role": access.role,
@@ -60,7 +61,7 @@ def _project_page(
         "can_admin": access.can_admin,
         "classes": project.classes,
         "px_per_mm": project.px_per_mm,
-        "sam_enabled": bool(getattr(settings, "SAM_CHECKPOINT", "")) or project.backend == "sam",
+        "sam_enabled": sam_enabled,
         "user": request.user.get_username(),
     }
     page_data.update(extra.pop("page_data", {}))
@@ -72,6 +73,7 @@ def _project_page(
         "can_train": access.can_edit,
         "can_inspect": access.can_inspect,
         "can_admin": access.can_admin,
+        "sam_enabled": sam_enabled,
         "page_data": page_data,
         **extra,
     }

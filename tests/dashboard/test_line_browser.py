@@ -207,6 +207,21 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
     assert page.locator("[data-testid=input-margin]").evaluate("el => el.validity.valid") is False
     assert Project.objects.get(id=project.id).input_check_margin == 1.25
 
+    # the features the next Run trains on: the shipped backbone network
+    page.wait_for_selector("[data-testid=features-form][data-loaded='1']")
+    assert page.locator("[data-testid=features-backend]").input_value() == project.backend
+    # SAM is offered only where its weights are configured
+    from django.conf import settings as django_settings
+
+    sam_offered = page.locator("[data-testid=features-backend] option[value=sam]").count()
+    assert sam_offered == (1 if django_settings.SAM_CHECKPOINT else 0)
+    page.select_option("[data-testid=features-backend]", "backbone")
+    page.click("[data-testid=features-save]")
+    expect_text(page, "[data-testid=features-saved]", "the next Run reads the backbone network.")
+    shot(page, "21b-settings-features")
+    project.refresh_from_db()
+    assert project.backend == "backbone"
+
 
 def test_shadow_a_candidate_model_and_read_the_comparison(
     live_server, page, shot, login, make_user, eager_jobs

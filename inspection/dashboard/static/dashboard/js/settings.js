@@ -67,6 +67,18 @@ if (inputForm) inputForm.addEventListener("submit", async () => {
     out.replaceChildren(h("span", { class: "ok-text", "data-testid": "input-saved" }, `Saved: ${INPUT_SAVED[p.input_check]} (tolerance ${p.input_check_margin}).`));
   } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
 });
+// ---- features: the feature backend the next Run trains on
+const featuresForm = document.getElementById("features-form");
+const BACKEND_NAMES = { classic: "classic filters", backbone: "the backbone network", sam: "the SAM embedding" };
+function showFeatureSettings(p) { featuresForm.backend.value = p.backend; featuresForm.dataset.loaded = "1"; }
+if (featuresForm) featuresForm.addEventListener("submit", async () => {
+  const out = document.getElementById("features-msg");
+  try {
+    const p = await api(`/projects/${pid}/`, { method: "PATCH", body: { backend: featuresForm.backend.value } });
+    showFeatureSettings(p);
+    out.replaceChildren(h("span", { class: "ok-text", "data-testid": "features-saved" }, `Saved: the next Run reads ${BACKEND_NAMES[p.backend] || p.backend}.`));
+  } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
+});
 // ---- auto-deploy (cold start): every Run's version is deployed until the first inspection
 const deployForm = document.getElementById("deploy-form");
 function showDeploySettings(p) { deployForm.auto.checked = Boolean(p.auto_deploy); deployForm.dataset.loaded = "1"; }
@@ -81,7 +93,7 @@ if (deployForm) deployForm.auto.addEventListener("change", async () => {
   } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
 });
 if (keep) {
-  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); if (inputForm) showInputSettings(p); if (deployForm) showDeploySettings(p); });
+  api(`/projects/${pid}/`).then((p) => { keep.value = p.keep_inspection_images || "none"; keep.dataset.loaded = "1"; if (alertForm) showAlertSettings(p); if (inputForm) showInputSettings(p); if (deployForm) showDeploySettings(p); if (featuresForm) showFeatureSettings(p); });
   keep.addEventListener("change", async () => {
     const out = document.getElementById("keep-images-msg");
     try {
