@@ -88,7 +88,13 @@ def _active_train_job(project: Project) -> str | None:
 @login_required(login_url=LOGIN)
 def projects_page(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "dashboard/projects.html", {"page_data": {"user": request.user.get_username()}}
+        request,
+        "dashboard/projects.html",
+        {
+            "page_data": {"user": request.user.get_username()},
+            "default_backend": settings.DEFAULT_FEATURE_BACKEND,
+            "sam_enabled": bool(getattr(settings, "SAM_CHECKPOINT", "")),
+        },
     )
 
 

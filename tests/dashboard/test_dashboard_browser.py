@@ -47,6 +47,7 @@ def test_paint_run_review_tune_decide(
     page.fill("#p-name", "Magnetic tile line 3")
     page.fill("#p-desc", "Blowholes, breaks, cracks, fray and uneven surfaces")
     page.locator("#class-rows input[type=text]").first.fill("defect")
+    assert page.locator("[data-testid=create-backend]").input_value() == "classic"  # the default
     shot(page, "02-projects-create")
     page.click("#create-project button[type=submit]")
     page.wait_for_url(re.compile(r"/projects/[0-9a-f-]{36}/$"))
@@ -455,3 +456,23 @@ def test_editor_paints_on_a_12_bit_tiff_as_the_engine_sees_it(
     wait_prompts(page, 1)
     assert image.prompts.count() == 1
     shot(page, "15b-tiff-editor")
+
+
+def test_a_project_created_on_the_backbone_network(live_server, page, login, make_user):
+    """The create form offers the feature backends: the backbone (anomaly map, good
+    parts) is one choice away; SAM only where its weights are configured."""
+    from django.conf import settings as django_settings
+
+    from inspection.models import Project
+
+    base = live_server.url
+    make_user("bea")
+    login(page, base, "bea")
+    sam = page.locator("[data-testid=create-backend] option[value=sam]").count()
+    assert sam == (1 if django_settings.SAM_CHECKPOINT else 0)
+    page.fill("#p-name", "Tiles from good parts")
+    page.locator("#class-rows input[type=text]").first.fill("defect")
+    page.select_option("[data-testid=create-backend]", "backbone")
+    page.click("#create-project button[type=submit]")
+    page.wait_for_url(re.compile(r"/projects/[0-9a-f-]{36}/$"))
+    assert Project.objects.get(name="Tiles from good parts").backend == "backbone"

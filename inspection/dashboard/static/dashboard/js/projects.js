@@ -55,6 +55,7 @@ document.getElementById("create-project").addEventListener("submit", async (e) =
   const payload = { name: f.name.value.trim(), description: f.description.value.trim(), classes };
   if (f.cold_start_min.value) payload.cold_start_min = Number(f.cold_start_min.value);
   if (f.px_per_mm.value) payload.px_per_mm = Number(f.px_per_mm.value);
+  if (f.backend && f.backend.value) payload.backend = f.backend.value;
   try {
     const p = await api("/projects/", { method: "POST", body: payload });
     window.location.href = `/projects/${p.id}/`;
