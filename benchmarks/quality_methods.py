@@ -191,21 +191,14 @@ def run_method(
         )
         ruleset, warning = tuned.ruleset, tuned.warning
     ev = _evaluate(method, evaluation, ruleset)
-    extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
-    extra.update(_anomaly_figures(evaluation, ev.inputs))
-    return MethodResult(
-        iou=ev.iou,
-        iou_05=ev.iou_05,
-        escape=ev.report.escape_rate,
-        overkill=ev.report.overkill_rate,
+    return ev.result(
+        evaluation,
+        ruleset,
         train_s=train_s,
-        predict_s=ev.predict_s,
         train_cpu_s=train_cpu,
-        predict_cpu_s=ev.predict_cpu_s,
         tune_warning=warning,
         review_rho=spearman(ev.uncertainty, ev.errors),
         rounds=rounds,
-        extra=extra,
     )
 
 
@@ -221,6 +214,26 @@ class Evaluated:
     uncertainty: list[float]
     errors: list[int]
     report: BacktestReport  # escape and overkill
+
+    def result(
+        self, evaluation: list[Sample], ruleset, *, train_s: float, train_cpu_s: float, **fields
+    ) -> MethodResult:
+        """The run's :class:`MethodResult`: these figures, the training's times, the
+        rule set and the anomaly figures; ``fields`` set the rest (or override)."""
+        extra = {"ruleset": ruleset.to_dict() if hasattr(ruleset, "to_dict") else ruleset}
+        extra.update(_anomaly_figures(evaluation, self.inputs))
+        values = {
+            "iou": self.iou,
+            "iou_05": self.iou_05,
+            "escape": self.report.escape_rate,
+            "overkill": self.report.overkill_rate,
+            "train_s": train_s,
+            "predict_s": self.predict_s,
+            "train_cpu_s": train_cpu_s,
+            "predict_cpu_s": self.predict_cpu_s,
+            "extra": extra,
+        }
+        return MethodResult(**{**values, **fields})
 
 
 def _evaluate(
@@ -345,15 +358,6 @@ def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodR
     ).learner
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     ev = _evaluate(method, evaluation, ruleset, anomaly_defect=True)
-    result = MethodResult(
-        iou=ev.iou,
-        iou_05=ev.iou,
-        escape=ev.report.escape_rate,
-        overkill=ev.report.overkill_rate,
-        train_s=train_s,
-        predict_s=ev.predict_s,
-        train_cpu_s=train_cpu,
-        predict_cpu_s=ev.predict_cpu_s,
-        extra={"ruleset": ruleset.to_dict(), **_anomaly_figures(evaluation, ev.inputs)},
-    )
+    # no "probability >= 0.5" mask without a painted class: both IoUs are the rules'
+    result = ev.result(evaluation, ruleset, train_s=train_s, train_cpu_s=train_cpu, iou_05=ev.iou)
     return result, len(evaluation)

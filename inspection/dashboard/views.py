@@ -15,6 +15,7 @@ from django.shortcuts import render
 from inspection import selectors
 from inspection.api.permissions import ADMIN, ALLOWED, EDIT, INSPECT
 from inspection.models import Project
+from inspection.services.engine import sam_configured
 
 LOGIN = "dashboard:login"
 
@@ -52,7 +53,7 @@ def _project_page(
     request: HttpRequest, template: str, access: ProjectAccess, tab: str, **extra
 ) -> HttpResponse:
     project = access.project
-    sam_enabled = bool(getattr(settings, "SAM_CHECKPOINT", "")) or project.backend == "sam"
+    sam_enabled = sam_configured() or project.backend == "sam"
     page_data = {
         "project_id": str(project.pk),
         "role": access.role,
@@ -93,7 +94,7 @@ def projects_page(request: HttpRequest) -> HttpResponse:
         {
             "page_data": {"user": request.user.get_username()},
             "default_backend": settings.DEFAULT_FEATURE_BACKEND,
-            "sam_enabled": bool(getattr(settings, "SAM_CHECKPOINT", "")),
+            "sam_enabled": sam_configured(),
         },
     )
 
