@@ -33,6 +33,7 @@ from prompting.mlp import (
     temper,
     with_one_blas_thread,
 )
+from prompting.worksize import work_hash, work_pixels, work_size
 
 ARTIFACT_FORMAT_VERSION = 1
 ARTIFACT_FORMAT_NAME = "prompting.learner"
@@ -198,14 +199,27 @@ class Learner:
         blob is refined by SAM (:func:`probabilities_refine`).
         """
         self.check_backend(backend)
-        fmap = features_for(backend, pixels, cache=cache, image_hash=image_hash)
+        pixels = np.asarray(pixels)
+        size = work_size(pixels.shape, self.work_max_side)
+        small = work_pixels(pixels, size)
+        key = work_hash(image_hash, pixels.shape, size)
+        fmap = features_for(backend, small, cache=cache, image_hash=key)
         if self.anomaly_planes:
-            fmap = self._with_anomaly_planes(fmap, pixels, backend, cache, image_hash)
+            fmap = self._with_anomaly_planes(fmap, small, backend, cache, key)
+        if size != pixels.shape[:2]:  # probabilities at the image's own size
+            fmap = FeatureMap(features=fmap.features, image_size=pixels.shape[:2])
         probs = self.predict_features(fmap)
         if sam_model is not None:
             emb = sam_embedding if sam_embedding is not None else sam_model.embed(pixels)
             probs = probabilities_refine(probs, model=sam_model, embedding=emb)
         return probs
+
+    @property
+    def work_max_side(self) -> int | None:
+        """The longer side (px) this model works at (:mod:`prompting.worksize`); None
+        (models saved before the bound existed, or trained without one): every image
+        whole."""
+        return int(self.info.get("work_max_side") or 0) or None
 
     @property
     def anomaly_planes(self) -> bool:
@@ -247,11 +261,18 @@ class Learner:
         if self.anomaly is None:
             return None
         self.check_backend(backend)
+        pixels = np.asarray(pixels)
+        size = work_size(pixels.shape, self.work_max_side)
+        small = work_pixels(pixels, size)
         grid = anomaly_patches_for(
-            backend, pixels, stages=self.anomaly.stages, cache=cache, image_hash=image_hash
+            backend,
+            small,
+            stages=self.anomaly.stages,
+            cache=cache,
+            image_hash=work_hash(image_hash, pixels.shape, size),
         )
-        key = pixels_hash(np.asarray(pixels)) if self.anomaly.origin is not None else None
-        return self.anomaly.score_map(grid, image_size=np.asarray(pixels).shape[:2], key=key)
+        key = pixels_hash(small) if self.anomaly.origin is not None else None
+        return self.anomaly.score_map(grid, image_size=pixels.shape[:2], key=key)
 
     @property
     def anomaly_held_out(self) -> bool:

@@ -57,6 +57,7 @@ from prompting.mlp import (
     mlp_forward,
     one_blas_thread,
 )
+from prompting.worksize import WORK_MAX_SIDE, work_hash, work_labels, work_pixels, work_size
 
 __all__ = [
     "ADAPT_CONFIDENCE",
@@ -190,6 +191,7 @@ def learner_train(
     warm_steps: int = 100,
     anomaly: bool = True,
     anomaly_planes: bool = True,
+    work_max_side: int | None = WORK_MAX_SIDE,
 ) -> TrainResult:
     """Train one multi-class pixel classifier from the painted pixels of ``images``.
 
@@ -226,6 +228,9 @@ def learner_train(
     bank, it can hold images out and there are defect strokes. The map, which ranks
     good against defective magnetic tiles where no feature plane does, then steers
     the pixel decision as well (benchmarks/README.md).
+
+    ``work_max_side``: images whose longer side exceeds it are learnt from at that
+    size (:mod:`prompting.worksize`); the model records it and predicts the same way.
     """
     t0 = time.perf_counter()
     classes = list(classes)
@@ -235,9 +240,12 @@ def learner_train(
     rng = np.random.default_rng(seed)
     report = progress or (lambda _f, _m: None)
 
-    used = [
+    chosen = [
         im for im in images if (np.asarray(im.labels) >= 0).any() or im.all_background
     ]  # images with something painted, or marked defect-free
+    # what the images look like as the camera gives them: the input check's ranges
+    profiles = [image_profile(np.asarray(im.pixels)) for im in chosen]
+    used = [_at_work_size(im, work_max_side) for im in chosen]
     reuse: dict[str, int] = {}  # features taken from the cache / computed
     t_feat = 0.0
     t_anom = 0.0
@@ -261,7 +269,6 @@ def learner_train(
         and any((np.asarray(im.labels) > 0).any() for im in used)
     )
     xs, ys, groups = [], [], []
-    profiles: list[dict[str, float]] = []  # what the images look like: the input check's ranges
     n_base_features = 0
     for i, im in enumerate(used):
         report(0.35 + 0.25 * i / len(used), f"features {i + 1}/{len(used)}")
@@ -295,7 +302,6 @@ def learner_train(
         xs.append(x)
         ys.append(y)
         groups.append(np.full(len(y), i, np.int32))
-        profiles.append(image_profile(pixels))
     painted = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     if not (painted > 0).any():
         if anomaly_model is None:
@@ -310,6 +316,7 @@ def learner_train(
             images,
             profiles,
             seed=seed,
+            work_max_side=work_max_side,
             t0=t0,
             t_feat=t_feat,
             t_anom=t_anom,
@@ -330,7 +337,9 @@ def learner_train(
         )
     }
     warm = (
-        warm_start if _warm_start_fits(warm_start, classes, backend, x, hidden, n_models) else None
+        warm_start
+        if _warm_start_fits(warm_start, classes, backend, x, hidden, n_models, work_max_side)
+        else None
     )
     if warm is not None:  # the previous model's input space: its weights stay meaningful
         mean, std = warm.mean.copy(), warm.std.copy()
@@ -423,6 +432,7 @@ def learner_train(
             "loo_iou": loo_iou,
             "warm_start": warm is not None,
             "anomaly_planes": N_ANOMALY_PLANES if planes else 0,
+            "work_max_side": int(work_max_side or 0),
         },
         anomaly=anomaly_model,
     )
@@ -448,6 +458,22 @@ def learner_train(
     )
 
 
+def _at_work_size(im: TrainingImage, max_side: int | None) -> TrainingImage:
+    """``im`` at the working resolution (:mod:`prompting.worksize`): itself when within
+    ``max_side``, else its pixels, strokes and cache key at the reduced size."""
+    pixels = np.asarray(im.pixels)
+    size = work_size(pixels.shape, max_side)
+    if size == pixels.shape[:2]:
+        return im
+    return TrainingImage(
+        im.image_id,
+        work_pixels(pixels, size),
+        work_labels(im.labels, size),
+        work_hash(im.image_hash, pixels.shape, size),
+        all_background=im.all_background,
+    )
+
+
 def _warm_start_fits(
     warm: Learner | None,
     classes: list[str],
@@ -455,10 +481,13 @@ def _warm_start_fits(
     x: np.ndarray,
     hidden: Sequence[int],
     n_models: int,
+    work_max_side: int | None,
 ) -> bool:
-    """Whether ``warm`` can start this training: same classes, backend, features
-    and layer sizes."""
+    """Whether ``warm`` can start this training: same classes, backend, features,
+    layer sizes and working resolution."""
     if warm is None:
+        return False
+    if int(warm.info.get("work_max_side") or 0) != int(work_max_side or 0):
         return False
     if warm.classes != classes or warm.backend_fingerprint != backend.fingerprint():
         return False
@@ -477,6 +506,7 @@ def _anomaly_only_result(
     profiles: list[dict[str, float]],
     *,
     seed: int,
+    work_max_side: int | None,
     t0: float,
     t_feat: float,
     t_anom: float,
@@ -503,6 +533,7 @@ def _anomaly_only_result(
             "pixels_per_class": {"background": pixels_per_class, **{c: 0 for c in classes}},
             "classifier": "none: no defect strokes yet (good parts only; the anomaly map decides)",
             "input_ranges": profile_ranges_fit(profiles),
+            "work_max_side": int(work_max_side or 0),
         },
         anomaly=anomaly_model,
     )

@@ -374,6 +374,15 @@ def cases() -> list[Hostile]:
         )
     for value in (0, 4, 10**6, 2.5, "fifty", None):
         project(f"patch alert_window {value!r}", {"alert_window": value}, "alert_window", path=PD)
+    for value in (-1, 63, 8193, 10**30, 512.5, "4k", True, None, [1024]):
+        project(
+            f"patch work_max_side {value!r}", {"work_max_side": value}, "work_max_side", path=PD
+        )
+    project(
+        "work_max_side below the smallest",
+        {"name": "p", "classes": ["a"], "work_max_side": 10},
+        "work_max_side",
+    )
     for keep in ("../etc", "ALL", ["all"], 1, None):
         project(
             f"patch keep_inspection_images {keep!r}",

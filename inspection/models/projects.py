@@ -9,6 +9,7 @@ from django.db import models
 
 from inspection.models.choices import InputCheckMode, KeepImages, Role
 from prompting.inputcheck import DEFAULT_MARGIN
+from prompting.worksize import WORK_MAX_SIDE
 
 
 class Project(models.Model):
@@ -20,6 +21,10 @@ class Project(models.Model):
     cold_start_min = models.PositiveIntegerField(default=10)
     px_per_mm = models.FloatField(null=True, blank=True)
     backend = models.CharField(max_length=50, default="classic")
+    #: the working resolution of the next Run's model: images whose longer side is
+    #: longer are learnt from and predicted at this size (prompting.worksize); 0:
+    #: every image whole (projects from before the bound keep that)
+    work_max_side = models.PositiveIntegerField(default=WORK_MAX_SIDE)
     #: which images the production inspections keep (KeepImages)
     keep_inspection_images = models.CharField(
         max_length=10, choices=KeepImages.choices, default=KeepImages.NONE

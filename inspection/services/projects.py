@@ -18,6 +18,7 @@ from inspection.storage import prefix_delete, project_prefix
 from inspection.types import Actor
 from prompting.features import backend_names
 from prompting.inputcheck import DEFAULT_MARGIN
+from prompting.worksize import WORK_MAX_SIDE, WORK_MAX_SIDE_LIMIT, WORK_MIN_SIDE
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,49}$")
@@ -75,6 +76,7 @@ def project_create(
     cold_start_min: int | None = None,
     px_per_mm: float | None = None,
     backend: str | None = None,
+    work_max_side: int = WORK_MAX_SIDE,
     keep_inspection_images: str = "none",
     alert_ng_rate: float | None = None,
     alert_window: int = 50,
@@ -85,6 +87,7 @@ def project_create(
     """Create a project owned by ``user``, with rule set v1 (the engine's defaults)."""
     backend = backend or settings.DEFAULT_FEATURE_BACKEND
     _backend_check(backend)
+    _work_max_side_check(work_max_side)
     project = Project.objects.create(
         name=name,
         description=description,
@@ -92,6 +95,7 @@ def project_create(
         cold_start_min=settings.COLD_START_MIN_IMAGES if cold_start_min is None else cold_start_min,
         px_per_mm=px_per_mm,
         backend=backend,
+        work_max_side=work_max_side,
         keep_inspection_images=keep_inspection_images,
         alert_ng_rate=alert_ng_rate,
         alert_window=alert_window,
@@ -105,6 +109,18 @@ def project_create(
     return project
 
 
+def _work_max_side_check(value: int) -> None:
+    if value and not WORK_MIN_SIDE <= value <= WORK_MAX_SIDE_LIMIT:
+        raise InvalidInput(
+            f"work_max_side {value} is out of range",
+            field_errors={
+                "work_max_side": [
+                    f"0 (every image whole) or {WORK_MIN_SIDE} to {WORK_MAX_SIDE_LIMIT} px"
+                ]
+            },
+        )
+
+
 def _backend_check(name: str) -> None:
     if name not in backend_names():
         raise InvalidInput(
@@ -116,7 +132,7 @@ def _backend_check(name: str) -> None:
 @transaction.atomic
 def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
-    keep_inspection_images (applies to inspections from now on), alert_ng_rate
+    work_max_side (the working resolution of the next Run's model), keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
     input_check and input_check_margin (inspections from now on), mqtt_publish
     (every decision and line alert to the MQTT broker, from now on), auto_deploy
@@ -143,6 +159,9 @@ def project_update(*, project: Project, data: dict) -> Project:
     if "backend" in data:
         _backend_check(data["backend"])
         project.backend = data["backend"]
+    if "work_max_side" in data:
+        _work_max_side_check(data["work_max_side"])
+        project.work_max_side = data["work_max_side"]
     fields = (
         "name",
         "description",

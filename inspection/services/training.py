@@ -186,6 +186,7 @@ def _train(job: Job) -> None:
         seed=0,
         progress=progress,
         warm_start=warm[1] if warm else None,
+        work_max_side=project.work_max_side or None,
         **steps,
     )
     warm_from = warm[0] if warm and result.timings.get("warm_start") else None
@@ -205,6 +206,8 @@ def _train(job: Job) -> None:
                 # the model this one continued from (incremental retraining), or None
                 "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
+                # images longer than this were learnt from at this size (0: whole)
+                "work_max_side": int(project.work_max_side),
                 "backend_options": {"model_type": engine.sam_options()["model_type"]}
                 if project.backend == "sam"
                 else dict(backend.options)

@@ -215,12 +215,28 @@ def test_input_check_is_shown_on_the_decision_and_the_log_and_set_in_settings(
 
     sam_offered = page.locator("[data-testid=features-backend] option[value=sam]").count()
     assert sam_offered == (1 if django_settings.SAM_CHECKPOINT else 0)
+    assert page.locator("[data-testid=features-work-size]").input_value() == str(
+        project.work_max_side
+    )
     page.select_option("[data-testid=features-backend]", "backbone")
+    page.fill("[data-testid=features-work-size]", "1536")
     page.click("[data-testid=features-save]")
-    expect_text(page, "[data-testid=features-saved]", "the next Run reads the backbone network.")
+    expect_text(
+        page,
+        "[data-testid=features-saved]",
+        "the next Run reads the backbone network, images at most 1536 px on their longer side.",
+    )
     shot(page, "21b-settings-features")
     project.refresh_from_db()
-    assert project.backend == "backbone"
+    assert (project.backend, project.work_max_side) == ("backbone", 1536)
+    page.fill("[data-testid=features-work-size]", "10")  # under the 64 px the API accepts
+    page.click("[data-testid=features-save]")
+    expect_text(page, "[data-testid=features-msg] .error", "work_max_side")
+    assert Project.objects.get(id=project.id).work_max_side == 1536
+    page.fill("[data-testid=features-work-size]", "0")
+    page.click("[data-testid=features-save]")
+    expect_text(page, "[data-testid=features-saved]", "every image whole.")
+    assert Project.objects.get(id=project.id).work_max_side == 0
 
 
 def test_shadow_a_candidate_model_and_read_the_comparison(

@@ -16,6 +16,7 @@ from inspection.models import (
     Role,
 )
 from prompting.inputcheck import MAX_MARGIN
+from prompting.worksize import WORK_MAX_SIDE_LIMIT
 
 
 class LoginInput(serializers.Serializer):
@@ -46,6 +47,9 @@ class ProjectInput(serializers.Serializer):
         min_value=1e-6, max_value=1e6, required=False, allow_null=True
     )
     backend = serializers.CharField(max_length=50, required=False)
+    work_max_side = serializers.IntegerField(
+        min_value=0, max_value=WORK_MAX_SIDE_LIMIT, required=False
+    )
     keep_inspection_images = serializers.ChoiceField(choices=KeepImages.choices, required=False)
     alert_ng_rate = NumberField(min_value=0.001, max_value=1.0, required=False, allow_null=True)
     alert_window = serializers.IntegerField(min_value=5, max_value=10_000, required=False)

@@ -58,6 +58,7 @@ class ProjectOutput(serializers.ModelSerializer):
             "cold_start_min",
             "px_per_mm",
             "backend",
+            "work_max_side",
             "keep_inspection_images",
             "alert_ng_rate",
             "alert_window",

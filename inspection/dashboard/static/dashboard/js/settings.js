@@ -70,13 +70,16 @@ if (inputForm) inputForm.addEventListener("submit", async () => {
 // ---- features: the feature backend the next Run trains on
 const featuresForm = document.getElementById("features-form");
 const BACKEND_NAMES = { classic: "classic filters", backbone: "the backbone network", sam: "the SAM embedding" };
-function showFeatureSettings(p) { featuresForm.backend.value = p.backend; featuresForm.dataset.loaded = "1"; }
+function showFeatureSettings(p) { featuresForm.backend.value = p.backend; featuresForm.work_max_side.value = p.work_max_side; featuresForm.dataset.loaded = "1"; }
+function workSizeText(n) { return n ? `images at most ${n} px on their longer side` : "every image whole"; }
 if (featuresForm) featuresForm.addEventListener("submit", async () => {
   const out = document.getElementById("features-msg");
   try {
-    const p = await api(`/projects/${pid}/`, { method: "PATCH", body: { backend: featuresForm.backend.value } });
+    if (!featuresForm.work_max_side.checkValidity()) { featuresForm.work_max_side.reportValidity(); return; }
+    const body = { backend: featuresForm.backend.value, work_max_side: Number(featuresForm.work_max_side.value) };
+    const p = await api(`/projects/${pid}/`, { method: "PATCH", body });
     showFeatureSettings(p);
-    out.replaceChildren(h("span", { class: "ok-text", "data-testid": "features-saved" }, `Saved: the next Run reads ${BACKEND_NAMES[p.backend] || p.backend}.`));
+    out.replaceChildren(h("span", { class: "ok-text", "data-testid": "features-saved" }, `Saved: the next Run reads ${BACKEND_NAMES[p.backend] || p.backend}, ${workSizeText(p.work_max_side)}.`));
   } catch (ex) { out.replaceChildren(h("span", { class: "error" }, errorText(ex.body) || ex.message)); }
 });
 // ---- auto-deploy (cold start): every Run's version is deployed until the first inspection

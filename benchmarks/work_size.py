@@ -1,0 +1,110 @@
+"""Large camera frames at the working resolution against the same frames whole: the
+time of a Run's training and of one line prediction, and what it costs in mask IoU.
+
+    python -m benchmarks.work_size [--dataset crackforest] [--seed 0] [--zoom 5]
+                                   [--images 4] [--repeats 2] [--backend backbone]
+
+The protocol's ten training images, their first strokes and the first ``--images``
+evaluation images are enlarged ``--zoom`` times (Lanczos; strokes and truths at the
+nearest pixel), as a higher-resolution camera would see the same surface. Two
+models learn from the same enlarged images and strokes: one with the product's
+default bound (``prompting.worksize.WORK_MAX_SIDE``), one from every image whole
+(a project's 0). Each evaluation frame is then predicted by both in turn
+(features, classifier, anomaly map; no cache). Prints the training wall times,
+the prediction medians and the masks' IoU (p >= 0.5) against the enlarged truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.propagation_engine import cpu_name
+from benchmarks.quality_common import (
+    CLASSES,
+    DEFAULT_DATA_ROOT,
+    dataset_load,
+    initial_prompts,
+    prompts_paint,
+    protocol_samples,
+)
+
+
+def _zoom(pixels: np.ndarray, labels: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
+    from prompting.worksize import work_pixels
+
+    h, w = labels.shape
+    big = work_pixels(pixels, (h * zoom, w * zoom))  # Lanczos, up as well as down
+    return big, np.repeat(np.repeat(labels, zoom, axis=0), zoom, axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="crackforest")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zoom", type=int, default=5)
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--backend", default="backbone", choices=("classic", "backbone"))
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    args = parser.parse_args(argv)
+
+    from prompting.features import backend_create
+    from prompting.learner import TrainingImage, learner_train
+    from prompting.worksize import WORK_MAX_SIDE
+
+    train, evaluation = protocol_samples(dataset_load(args.data_root, args.dataset), args.seed)
+    prompts = initial_prompts(train, args.seed)
+    images = []
+    for s in train:
+        big, labels = _zoom(s.rgb, prompts_paint(prompts[s.image_id], s.mask.shape), args.zoom)
+        images.append(TrainingImage(s.image_id, big, labels, all_background=not s.mask.any()))
+    frames = [_zoom(s.rgb, s.mask.astype(np.int16), args.zoom) for s in evaluation[: args.images]]
+    h, w = frames[0][1].shape
+    print(
+        f"{args.dataset} seed {args.seed}: {len(images)} training and {len(frames)} evaluation "
+        f"images enlarged {args.zoom}x to about {w}x{h} ({h * w / 1e6:.1f} MP); backend "
+        f"{args.backend}; {cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
+    backend = backend_create(args.backend)
+    paths = {f"at most {WORK_MAX_SIDE} px (default)": WORK_MAX_SIDE, "whole (0)": None}
+    learners, train_s = {}, {}
+    for name, bound in paths.items():
+        t0 = time.perf_counter()
+        learners[name] = learner_train(
+            images, classes=CLASSES, backend=backend, seed=args.seed, work_max_side=bound
+        ).learner
+        train_s[name] = time.perf_counter() - t0
+    for learner in learners.values():  # the network's first pass loads it: not timed
+        learner.predict_proba(frames[0][0][:64, :64], backend=backend)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    inter = dict.fromkeys(paths, 0)
+    union = dict.fromkeys(paths, 0)
+    for r in range(args.repeats):
+        for pixels, truth in frames:
+            for name, learner in learners.items():  # interleaved: the same load for both
+                t0 = time.perf_counter()
+                probs = learner.predict_proba(pixels, backend=backend)
+                learner.anomaly_map(pixels, backend=backend)
+                times[name].append(time.perf_counter() - t0)
+                if r == 0:
+                    mask, gt = probs[1] >= 0.5, truth > 0
+                    inter[name] += int((mask & gt).sum())
+                    union[name] += int((mask | gt).sum())
+    print()
+    print("| working resolution | training (10 images) | predict / frame (median) | mask IoU |")
+    print("|---|---|---|---|")
+    for name in paths:
+        print(
+            f"| {name} | {train_s[name]:.1f} s | {np.median(times[name]):.2f} s "
+            f"| {inter[name] / max(union[name], 1):.3f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
