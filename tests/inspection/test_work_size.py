@@ -131,3 +131,25 @@ def test_work_max_side_defaults_and_bad_values_name_the_field(db, make_user, api
         r = client.patch(f"/api/v1/projects/{pid}/", {"work_max_side": good}, format="json")
         assert r.status_code == 200 and r.json()["work_max_side"] == good
     assert Project.objects.filter(name="q").count() == 0
+
+
+def test_projects_from_before_the_bound_keep_every_image_whole(transactional_db) -> None:
+    """The migration gives existing projects 0 (what their Runs did), new ones the bound."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("inspection", "0010_merge_20261202_1448")]
+    after = [("inspection", "0011_project_work_max_side")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old_project = executor.loader.project_state(before).apps.get_model("inspection", "Project")
+    pid = old_project.objects.create(name="from before", classes=["d"]).id
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new_project = executor.loader.project_state(after).apps.get_model("inspection", "Project")
+    assert new_project.objects.get(id=pid).work_max_side == 0
+    assert new_project.objects.create(name="new", classes=["d"]).work_max_side == WORK_MAX_SIDE
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())  # the rest of the tests' schema
