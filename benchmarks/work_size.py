@@ -3,13 +3,15 @@ time of a Run's training and of one line prediction, and what it costs in mask I
 
     python -m benchmarks.work_size [--dataset crackforest] [--seed 0] [--zoom 5]
                                    [--images 4] [--repeats 2] [--backend backbone]
+                                   [--bounds 1024,512,0]
 
 The protocol's ten training images, their first strokes and the first ``--images``
 evaluation images are enlarged ``--zoom`` times (Lanczos; strokes and truths at the
-nearest pixel), as a higher-resolution camera would see the same surface. Two
-models learn from the same enlarged images and strokes: one with the product's
-default bound (``prompting.worksize.WORK_MAX_SIDE``), one from every image whole
-(a project's 0). Each evaluation frame is then predicted by both in turn
+nearest pixel), as a higher-resolution camera would see the same surface. One
+model per ``--bounds`` entry learns from the same enlarged images and strokes:
+the product's default bound (``prompting.worksize.WORK_MAX_SIDE``, 1024), a
+smaller one, and every image whole (a project's 0). Each evaluation frame is then
+predicted by every model in turn
 (features, classifier, anomaly map; no cache). Prints the training wall times,
 the prediction medians and the masks' IoU (p >= 0.5) against the enlarged truth.
 """
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--backend", default="backbone", choices=("classic", "backbone"))
+    parser.add_argument(
+        "--bounds", default="1024,512,0", help="working resolutions (px) to compare; 0: whole"
+    )
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     args = parser.parse_args(argv)
 
@@ -71,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.backend}; {cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
     backend = backend_create(args.backend)
-    paths = {f"at most {WORK_MAX_SIDE} px (default)": WORK_MAX_SIDE, "whole (0)": None}
+    bounds = [int(b) for b in args.bounds.split(",") if b.strip()]
+    paths = {
+        "whole (0)" if not b else f"{b} px" + (" (default)" if b == WORK_MAX_SIDE else ""): b
+        or None
+        for b in bounds
+    }
     learners, train_s = {}, {}
     for name, bound in paths.items():
         t0 = time.perf_counter()
