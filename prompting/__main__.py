@@ -44,6 +44,7 @@ from prompting.bundle import bundle_read
 from prompting.errors import PromptingError
 from prompting.features import backend_create
 from prompting.inputcheck import DEFAULT_MARGIN, MAX_MARGIN
+from prompting.worksize import WORK_MAX_SIDE
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -142,7 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.refresh()
 
         result = learner_train(
-            images, classes=classes, backend=backend, seed=args.seed, progress=progress
+            images,
+            classes=classes,
+            backend=backend,
+            seed=args.seed,
+            progress=progress,
+            work_max_side=args.work_max_side or None,
         )
     result.learner.save(args.out)
     summary = {
@@ -152,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "images": len(images),
         "pixels_per_class": result.pixels_per_class,
         "loo_iou": result.loo_iou,
+        "work_max_side": result.learner.work_max_side or 0,
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
     }
     print(json.dumps(summary, indent=2))
@@ -303,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backend", default="classic", help="feature backend: classic (default) or sam")
     t.add_argument("--out", required=True, type=Path, help="model artifact to write (.npz)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--work-max-side",
+        type=int,
+        default=WORK_MAX_SIDE,
+        help=f"working resolution: longer images are learnt from (and the model predicts) "
+        f"at this longer side, px (default {WORK_MAX_SIDE}; 0: every image whole)",
+    )
     sam_options(t)
     t.set_defaults(func=cmd_train)
 

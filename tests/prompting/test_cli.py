@@ -129,3 +129,23 @@ def test_bad_input_exit_2(folder, args, capsys):
     rc = main(["-q", *[a.format(f=folder) for a in args]])
     assert rc == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_train_at_a_working_resolution(folder, capsys):
+    """--work-max-side: the model learns at 25 px on the longer side and segments the
+    whole 40 x 50 image."""
+    model = folder / "small.npz"
+    args = ["-q", "train", "--images", str(folder), "--prompts", str(folder / "prompts.json")]
+    args += ["--out", str(model), "--work-max-side", "25"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["work_max_side"] == 25
+    out = folder / "seg.png"
+    assert (
+        main(
+            ["-q", "segment", "--model", str(model), "--image", str(folder / "p1.png")]
+            + ["--out", str(out)]
+        )
+        == 0
+    )
+    seg = np.array(Image.open(out))
+    assert seg.shape == (40, 50) and seg[18, 25] == 1 and seg[5, 25] == 0
