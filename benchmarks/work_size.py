@@ -5,9 +5,11 @@ time of a Run's training and of one line prediction, and what it costs in mask I
                                    [--images 4] [--repeats 2] [--backend backbone]
                                    [--bounds 1024,512,0]
 
-The protocol's ten training images, their first strokes and the first ``--images``
-evaluation images are enlarged ``--zoom`` times (Lanczos; strokes and truths at the
-nearest pixel), as a higher-resolution camera would see the same surface. One
+The protocol's ten training images with the strokes a user ends with (the first
+strokes and two rounds of corrections, painted at the images' own size by the
+quality protocol) and the first ``--images`` evaluation images are enlarged
+``--zoom`` times (Lanczos; strokes and truths at the nearest pixel), as a
+higher-resolution camera would see the same surface. One
 model per ``--bounds`` entry learns from the same enlarged images and strokes:
 the product's default bound (``prompting.worksize.WORK_MAX_SIDE``, 1024), a
 smaller one, and every image whole (a project's 0). Each evaluation frame is then
@@ -34,6 +36,7 @@ from benchmarks.quality_common import (
     prompts_paint,
     protocol_samples,
 )
+from benchmarks.quality_methods import OurMethod, protocol_train
 
 
 def _zoom(pixels: np.ndarray, labels: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     from prompting.worksize import WORK_MAX_SIDE
 
     train, evaluation = protocol_samples(dataset_load(args.data_root, args.dataset), args.seed)
-    prompts = initial_prompts(train, args.seed)
+    # the strokes after the protocol's correction rounds, at the images' own size
+    prompts = protocol_train(
+        OurMethod(args.seed, args.backend), train, initial_prompts(train, args.seed)
+    ).prompts
     images = []
     for s in train:
         big, labels = _zoom(s.rgb, prompts_paint(prompts[s.image_id], s.mask.shape), args.zoom)
