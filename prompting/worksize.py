@@ -1,8 +1,9 @@
 """The working resolution: large images are learnt from and predicted at a bounded size.
 
-A line camera's 5-megapixel frame costs the pixel classifier about 20 s and 6 GiB
-at full resolution, a 1024-px one under 3 s (benchmarks/README.md). A model
-therefore works on images whose longer side is at most its ``work_max_side``
+A line camera's frame has many times the pixels the features need: a 3.8-megapixel
+one took 14.8 s to predict whole and 2.9 s at 1024 px (README, "Large images";
+``python -m benchmarks.work_size``). A model therefore works on images whose longer
+side is at most its ``work_max_side``
 (recorded in the model, so a prediction always sees what training saw): larger
 images are shrunk (Lanczos) before features, strokes are taken at the nearest
 pixel, and the probabilities and the anomaly map are brought back to the image's
