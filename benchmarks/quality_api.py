@@ -340,8 +340,10 @@ def run_via_api(
     evaluation: list[Sample],
     prompts0: dict[str, list[dict]],
     backend: str,
+    project_options: dict | None = None,
 ) -> ApiRun:
-    """The protocol on one dataset and seed, every step through ``client``."""
+    """The protocol on one dataset and seed, every step through ``client``;
+    ``project_options``: more fields of the project it creates."""
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     project = client.post(
@@ -350,6 +352,7 @@ def run_via_api(
             "name": f"{name} seed {seed} {uuid.uuid4().hex[:6]}",
             "classes": [{"name": CLASS}],
             "backend": backend,
+            **(project_options or {}),
         },
     )["id"]
     ids: dict[str, str] = {}

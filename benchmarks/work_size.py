@@ -3,7 +3,7 @@ time of a Run's training and of one line prediction, and what it costs in mask I
 
     python -m benchmarks.work_size [--dataset crackforest] [--seed 0] [--zoom 5]
                                    [--images 4] [--repeats 2] [--backend backbone]
-                                   [--bounds 1024,512,0]
+                                   [--bounds 1024,512,0] [--via-api]
 
 The protocol's ten training images with the strokes a user ends with (the first
 strokes and two rounds of corrections, painted at the images' own size by the
@@ -16,6 +16,13 @@ smaller one, and every image whole (a project's 0). Each evaluation frame is the
 predicted by every model in turn
 (features, classifier, anomaly map; no cache). Prints the training wall times,
 the prediction medians and the masks' IoU (p >= 0.5) against the enlarged truth.
+
+``--via-api``: what a user gets instead. The quality protocol runs through the
+REST API of an embedded server on the enlarged images, once per bound (a project
+with that ``work_max_side``): upload, the first strokes enlarged, three Runs with
+the corrections the simulated user paints on the server's masks, deploy, tune,
+and ``POST /inspect/`` for every evaluation frame. Prints the three Runs' wall
+time, the mean ``/inspect/`` wall time and the evaluation masks' IoU.
 """
 
 from __future__ import annotations
@@ -47,6 +54,59 @@ def _zoom(pixels: np.ndarray, labels: np.ndarray, zoom: int) -> tuple[np.ndarray
     return big, np.repeat(np.repeat(labels, zoom, axis=0), zoom, axis=1)
 
 
+def _stroke_zoom(stroke: dict, zoom: int) -> dict:
+    """A stroke on the image enlarged ``zoom`` times (pixel centres map to centres)."""
+    points = [[(x + 0.5) * zoom - 0.5, (y + 0.5) * zoom - 0.5] for x, y in stroke["points"]]
+    return {**stroke, "points": points, "radius": float(stroke["radius"]) * zoom}
+
+
+def _via_api(args, train, evaluation, bounds: list[int]) -> int:
+    """The quality protocol through the REST API, one project per bound."""
+    from benchmarks.quality_api import Client, embedded_server, run_via_api, token_get
+    from benchmarks.quality_common import Sample
+    from prompting.images import pixels_hash
+
+    def big(s: Sample) -> Sample:
+        rgb, mask = _zoom(s.rgb, s.mask.astype(np.uint8), args.zoom)
+        return Sample(s.image_id, rgb, mask > 0, pixels_hash(rgb))
+
+    prompts = {
+        k: [_stroke_zoom(st, args.zoom) for st in v]
+        for k, v in initial_prompts(train, args.seed).items()
+    }
+    train, evaluation = [big(s) for s in train], [big(s) for s in evaluation]
+    rows = []
+    with embedded_server(backend=args.backend) as (url, user, password):
+        client = Client(url)
+        client.token = token_get(client, user, password)
+        for bound in bounds:
+            run = run_via_api(
+                client,
+                name=f"{args.dataset} x{args.zoom}",
+                seed=args.seed,
+                train=train,
+                evaluation=evaluation,
+                prompts0=prompts,
+                backend=args.backend,
+                project_options={"work_max_side": bound},
+            )
+            pid = run.result.extra["project"]
+            models = client.get(f"/api/v1/projects/{pid}/models/")["results"]
+            rows.append((bound, run, {m["config"].get("work_max_side") for m in models}))
+    print()
+    print(
+        "| working resolution | the models' bound | 3 Runs (wall) | /inspect/ per frame (mean) "
+        "| seg IoU |"
+    )
+    print("|---|---|---|---|---|")
+    for bound, run, trained in rows:
+        r = run.result
+        name = f"{bound} px" if bound else "whole (0)"
+        seen = ", ".join(str(b) for b in sorted(trained))
+        print(f"| {name} | {seen} | {r.train_s:.1f} s | {r.predict_s:.2f} s | {r.iou_05:.3f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="crackforest")
@@ -59,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "--bounds", default="1024,512,0", help="working resolutions (px) to compare; 0: whole"
     )
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--via-api", action="store_true", help="through the REST API")
     args = parser.parse_args(argv)
 
     from prompting.features import backend_create
@@ -66,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     from prompting.worksize import WORK_MAX_SIDE
 
     train, evaluation = protocol_samples(dataset_load(args.data_root, args.dataset), args.seed)
+    if args.via_api:
+        h, w = train[0].mask.shape
+        print(
+            f"{args.dataset} seed {args.seed} through the REST API: images enlarged "
+            f"{args.zoom}x (the first about {w * args.zoom}x{h * args.zoom}); backend "
+            f"{args.backend}; {cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
+        bounds = [int(b) for b in args.bounds.split(",") if b.strip()]
+        return _via_api(args, train, evaluation[: args.images], bounds)
     # the strokes after the protocol's correction rounds, at the images' own size
     prompts = protocol_train(
         OurMethod(args.seed, args.backend), train, initial_prompts(train, args.seed)

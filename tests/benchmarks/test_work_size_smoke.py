@@ -18,3 +18,19 @@ def test_the_working_resolution_comparison_runs(tiny_dataset, capsys):
         train, predict, iou = (c.strip() for c in row.strip("|").split("|")[1:4])
         assert float(train.rstrip(" s")) > 0 and float(predict.rstrip(" s")) > 0
         assert 0.3 < float(iou) <= 1  # the dark squares are found at either size
+
+
+def test_the_working_resolution_through_the_rest_api(tiny_dataset, capsys):
+    """--via-api: one project per bound on an embedded server; each sees its bound."""
+    args = ["--dataset", "tiny", "--zoom", "4", "--images", "2", "--bounds", "96,0"]
+    args += ["--backend", "classic", "--via-api", "--data-root", str(tiny_dataset)]
+    assert work_size.main(args) == 0
+    out = capsys.readouterr().out
+    assert "through the REST API: images enlarged 4x (the first about 192x192)" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| 96 px", "| whole (0)"))]
+    assert len(rows) == 2
+    for row, bound in zip(rows, ("96", "0"), strict=True):
+        seen, runs, inspect, iou = (c.strip() for c in row.strip("|").split("|")[1:5])
+        assert seen == bound  # the three versions were trained at the project's bound
+        assert float(runs.rstrip(" s")) > 0 and float(inspect.rstrip(" s")) > 0
+        assert 0.3 < float(iou) <= 1

@@ -253,6 +253,8 @@ def test_paint_run_review_tune_decide(
     # 8. models, inspections and settings render with this data
     page.goto(project_url + "models/")
     page.wait_for_selector("[data-testid=model-row]")
+    # the version's working resolution: the project's default bound
+    assert page.locator("[data-testid=model-work-size]").first.inner_text().strip() == "· ≤1024 px"
     shot(page, "09-models")
     # the model with its rules as one file, for a line PC
     import zipfile

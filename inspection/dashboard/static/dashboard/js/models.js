@@ -15,6 +15,12 @@ const idOf = (x) => (x && typeof x === "object" ? x.id : x);
 function usedImages(m) { return (m.images || m.image_ids || []).map((x) => (typeof x === "object" ? x.id : x)); }
 function usedPrompts(m) { return m.prompt_ids || m.prompts || []; }
 
+// the working resolution the version learnt and predicts at (0 or none: every image whole)
+function workSize(m) {
+  const n = (m.config || {}).work_max_side;
+  return n ? h("span", { class: "small muted", "data-testid": "model-work-size", title: "images longer than this on their longer side are learnt from and judged at this size (Settings → Features)" }, ` · ≤${n} px`) : "";
+}
+
 function render() {
   const deployed = idOf(project.deployed_model);
   document.getElementById("deployed-note").textContent = deployed ? "" : "No version deployed: inspections need one.";
@@ -28,7 +34,7 @@ function render() {
         m.dismissed_at ? h("span", { class: "badge", title: "set aside: an earlier version was kept" }, "SET ASIDE") : "",
         m.shadow ? h("span", { class: "badge warn", "data-testid": "shadow-badge", title: "judges every inspection beside the deployed model; decides nothing" }, "SHADOW") : ""),
       h("td", {}, when(m.created_at)),
-      h("td", {}, m.backend || ""),
+      h("td", {}, m.backend || "", workSize(m)),
       h("td", { class: "num" }, fmt(met.iou, 3)),
       h("td", { class: "num" }, pct(met.escape_rate)),
       h("td", { class: "num" }, pct(met.overkill_rate)),
