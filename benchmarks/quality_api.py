@@ -392,6 +392,8 @@ def run_via_api(
 
     t2 = time.perf_counter()
     tuned = client.post(f"/api/v1/projects/{project}/rules/tune/", {})
+    if "job" in tuned and "rules" not in tuned:  # large images: the tune runs as a job
+        tuned = job_wait(client, tuned["job"]["id"])["result"]
     warning = tuned.get("warning")
     client.request(
         "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": tuned["rules"], "note": "tuned"}

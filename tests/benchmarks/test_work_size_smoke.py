@@ -20,8 +20,10 @@ def test_the_working_resolution_comparison_runs(tiny_dataset, capsys):
         assert 0.3 < float(iou) <= 1  # the dark squares are found at either size
 
 
-def test_the_working_resolution_through_the_rest_api(tiny_dataset, capsys):
-    """--via-api: one project per bound on an embedded server; each sees its bound."""
+def test_the_working_resolution_through_the_rest_api(tiny_dataset, capsys, monkeypatch):
+    """--via-api: one project per bound on an embedded server; each sees its bound.
+    The server tunes as a job, as it does for large images: the client follows it."""
+    monkeypatch.setenv("RULES_SYNC_MAX_MEGAPIXELS", "0")
     args = ["--dataset", "tiny", "--zoom", "4", "--images", "2", "--bounds", "96,0"]
     args += ["--backend", "classic", "--via-api", "--data-root", str(tiny_dataset)]
     assert work_size.main(args) == 0
