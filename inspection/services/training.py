@@ -245,6 +245,8 @@ def _train(job: Job) -> None:
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
+    bound = int(project.work_max_side or 0)
+    reduced = sum(1 for im in images if bound and max(im.width, im.height) > bound)
 
     propagation.propagation_fan_out(
         job=job,
@@ -261,10 +263,13 @@ def _train(job: Job) -> None:
                 "deployed_how": deploy_how or None,
                 "n_training_images": len(images),
                 "n_prompts": len(prompts),
+                # training images longer than the working resolution, learnt at it
+                "n_reduced": reduced,
             },
             "timings": dict(mv.timings),
             "message": f"model v{mv.number} trained on {len(images)} "
-            f"image{'' if len(images) == 1 else 's'}",
+            f"image{'' if len(images) == 1 else 's'}"
+            + (f" ({reduced} at the working resolution, {bound} px)" if reduced else ""),
         },
     )
     return None  # the propagation's last chunk ends the job

@@ -84,6 +84,8 @@ def test_a_run_on_large_images_works_at_the_projects_bound(jobs_db, make_user, a
     assert r.status_code == 202, r.content
     job = job_wait(r.json()["job"]["id"])
     assert job.state == "succeeded", (job.message, job.error)
+    assert job.result["n_reduced"] == 4
+    assert "(4 at the working resolution, 128 px)" in job.message
     mv = ModelVersion.objects.get(project_id=pid)
     assert mv.config["work_max_side"] == 128
     learner = Learner.from_bytes(mv.artifact.read())
