@@ -16,6 +16,7 @@ from inspection import selectors
 from inspection.api.permissions import ADMIN, ALLOWED, EDIT, INSPECT
 from inspection.models import Project
 from inspection.services.engine import sam_configured
+from prompting.worksize import WORK_MAX_SIDE
 
 LOGIN = "dashboard:login"
 
@@ -94,6 +95,7 @@ def projects_page(request: HttpRequest) -> HttpResponse:
         {
             "page_data": {"user": request.user.get_username()},
             "default_backend": settings.DEFAULT_FEATURE_BACKEND,
+            "default_work_max_side": WORK_MAX_SIDE,
             "sam_enabled": sam_configured(),
         },
     )

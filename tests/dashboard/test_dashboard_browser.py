@@ -475,6 +475,10 @@ def test_a_project_created_on_the_backbone_network(live_server, page, login, mak
     page.fill("#p-name", "Tiles from good parts")
     page.locator("#class-rows input[type=text]").first.fill("defect")
     page.select_option("[data-testid=create-backend]", "backbone")
+    # the working resolution starts at the engine's bound; large frames may want less
+    assert page.locator("[data-testid=create-work-size]").input_value() == "1024"
+    page.fill("[data-testid=create-work-size]", "768")
     page.click("#create-project button[type=submit]")
     page.wait_for_url(re.compile(r"/projects/[0-9a-f-]{36}/$"))
-    assert Project.objects.get(name="Tiles from good parts").backend == "backbone"
+    project = Project.objects.get(name="Tiles from good parts")
+    assert (project.backend, project.work_max_side) == ("backbone", 768)

@@ -56,6 +56,7 @@ document.getElementById("create-project").addEventListener("submit", async (e) =
   if (f.cold_start_min.value) payload.cold_start_min = Number(f.cold_start_min.value);
   if (f.px_per_mm.value) payload.px_per_mm = Number(f.px_per_mm.value);
   if (f.backend && f.backend.value) payload.backend = f.backend.value;
+  if (f.work_max_side && f.work_max_side.value !== "") payload.work_max_side = Number(f.work_max_side.value);
   try {
     const p = await api("/projects/", { method: "POST", body: payload });
     window.location.href = `/projects/${p.id}/`;
