@@ -44,7 +44,7 @@ from prompting.bundle import bundle_read
 from prompting.errors import PromptingError
 from prompting.features import backend_create
 from prompting.inputcheck import DEFAULT_MARGIN, MAX_MARGIN
-from prompting.worksize import WORK_MAX_SIDE
+from prompting.worksize import WORK_MAX_SIDE, work_bound_error
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -284,6 +284,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _work_max_side(text: str) -> int:
+    """``--work-max-side``: an int that is a working resolution (argparse's error else)."""
+    value = int(text)
+    error = work_bound_error(value)
+    if error:
+        raise argparse.ArgumentTypeError(f"{value}: {error}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m prompting",
@@ -312,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
         "--work-max-side",
-        type=int,
+        type=_work_max_side,
         default=WORK_MAX_SIDE,
         help=f"working resolution: longer images are learnt from (and the model predicts) "
         f"at this longer side, px (default {WORK_MAX_SIDE}; 0: every image whole)",

@@ -33,7 +33,7 @@ from prompting.mlp import (
     temper,
     with_one_blas_thread,
 )
-from prompting.worksize import work_hash, work_pixels, work_size
+from prompting.worksize import work_image
 
 ARTIFACT_FORMAT_VERSION = 1
 ARTIFACT_FORMAT_NAME = "prompting.learner"
@@ -200,13 +200,11 @@ class Learner:
         """
         self.check_backend(backend)
         pixels = np.asarray(pixels)
-        size = work_size(pixels.shape, self.work_max_side)
-        small = work_pixels(pixels, size)
-        key = work_hash(image_hash, pixels.shape, size)
+        small, key = work_image(pixels, image_hash, self.work_max_side)
         fmap = features_for(backend, small, cache=cache, image_hash=key)
         if self.anomaly_planes:
             fmap = self._with_anomaly_planes(fmap, small, backend, cache, key)
-        if size != pixels.shape[:2]:  # probabilities at the image's own size
+        if small.shape[:2] != pixels.shape[:2]:  # probabilities at the image's own size
             fmap = FeatureMap(features=fmap.features, image_size=pixels.shape[:2])
         probs = self.predict_features(fmap)
         if sam_model is not None:
@@ -262,14 +260,9 @@ class Learner:
             return None
         self.check_backend(backend)
         pixels = np.asarray(pixels)
-        size = work_size(pixels.shape, self.work_max_side)
-        small = work_pixels(pixels, size)
+        small, key = work_image(pixels, image_hash, self.work_max_side)
         grid = anomaly_patches_for(
-            backend,
-            small,
-            stages=self.anomaly.stages,
-            cache=cache,
-            image_hash=work_hash(image_hash, pixels.shape, size),
+            backend, small, stages=self.anomaly.stages, cache=cache, image_hash=key
         )
         key = pixels_hash(small) if self.anomaly.origin is not None else None
         return self.anomaly.score_map(grid, image_size=pixels.shape[:2], key=key)

@@ -57,7 +57,7 @@ from prompting.mlp import (
     mlp_forward,
     one_blas_thread,
 )
-from prompting.worksize import WORK_MAX_SIDE, work_hash, work_labels, work_pixels, work_size
+from prompting.worksize import WORK_MAX_SIDE, work_bound_error, work_image, work_labels
 
 __all__ = [
     "ADAPT_CONFIDENCE",
@@ -236,6 +236,9 @@ def learner_train(
     classes = list(classes)
     can_anomaly = anomaly and callable(getattr(backend, "anomaly_patches", None))
     _validate(images, classes, defects_optional=can_anomaly)
+    bound_error = work_bound_error(work_max_side)
+    if bound_error:
+        raise TrainingError(f"work_max_side {work_max_side}: {bound_error}")
     n_classes = len(classes) + 1
     rng = np.random.default_rng(seed)
     report = progress or (lambda _f, _m: None)
@@ -461,15 +464,14 @@ def learner_train(
 def _at_work_size(im: TrainingImage, max_side: int | None) -> TrainingImage:
     """``im`` at the working resolution (:mod:`prompting.worksize`): itself when within
     ``max_side``, else its pixels, strokes and cache key at the reduced size."""
-    pixels = np.asarray(im.pixels)
-    size = work_size(pixels.shape, max_side)
-    if size == pixels.shape[:2]:
+    small, key = work_image(im.pixels, im.image_hash, max_side)
+    if small.shape[:2] == np.shape(im.pixels)[:2]:
         return im
     return TrainingImage(
         im.image_id,
-        work_pixels(pixels, size),
-        work_labels(im.labels, size),
-        work_hash(im.image_hash, pixels.shape, size),
+        small,
+        work_labels(im.labels, small.shape[:2]),
+        key,
         all_background=im.all_background,
     )
 

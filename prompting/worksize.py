@@ -29,6 +29,20 @@ WORK_MIN_SIDE = 64
 WORK_MAX_SIDE_LIMIT = 8192
 
 
+def work_bound_error(max_side: int | None) -> str | None:
+    """Why ``max_side`` is not a working resolution, or None when it is (0 / None: no
+    bound, else :data:`WORK_MIN_SIDE` to :data:`WORK_MAX_SIDE_LIMIT` px).
+
+    >>> work_bound_error(1024) is None, work_bound_error(0) is None
+    (True, True)
+    >>> work_bound_error(10)
+    '0 (every image whole) or 64 to 8192 px'
+    """
+    if not max_side or WORK_MIN_SIDE <= max_side <= WORK_MAX_SIDE_LIMIT:
+        return None
+    return f"0 (every image whole) or {WORK_MIN_SIDE} to {WORK_MAX_SIDE_LIMIT} px"
+
+
 def work_size(shape: tuple[int, ...], max_side: int | None) -> tuple[int, int]:
     """(h, w) an image of ``shape`` (H, W, ...) is processed at: itself when its longer
     side is within ``max_side`` (or there is no bound), else shrunk to it."""
@@ -41,8 +55,8 @@ def work_size(shape: tuple[int, ...], max_side: int | None) -> tuple[int, int]:
 
 def work_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 RGB at ``size`` (h, w): the array itself when already that
-    size, else a Lanczos-filtered reduction (deterministic: the same image gives the
-    same pixels, so a training image is recognised again by its hash)."""
+    size, else Lanczos-resampled (deterministic: the same image gives the same
+    pixels, so a training image is recognised again by its hash)."""
     arr = np.asarray(pixels)
     if arr.shape[:2] == tuple(size):
         return arr
@@ -73,6 +87,16 @@ def work_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         ys, xs = np.nonzero(arr == label)
         out[ys * size[0] // big_h, xs * size[1] // big_w] = label
     return out
+
+
+def work_image(
+    pixels: np.ndarray, image_hash: str | None, max_side: int | None
+) -> tuple[np.ndarray, str | None]:
+    """(pixels at the working resolution, their feature-cache key) of an image and its
+    hash: :func:`work_size`, :func:`work_pixels` and :func:`work_hash` in one."""
+    arr = np.asarray(pixels)
+    size = work_size(arr.shape, max_side)
+    return work_pixels(arr, size), work_hash(image_hash, arr.shape, size)
 
 
 def work_hash(image_hash: str | None, shape: tuple[int, ...], size: tuple[int, int]) -> str | None:

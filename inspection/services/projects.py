@@ -18,7 +18,7 @@ from inspection.storage import prefix_delete, project_prefix
 from inspection.types import Actor
 from prompting.features import backend_names
 from prompting.inputcheck import DEFAULT_MARGIN
-from prompting.worksize import WORK_MAX_SIDE, WORK_MAX_SIDE_LIMIT, WORK_MIN_SIDE
+from prompting.worksize import WORK_MAX_SIDE, work_bound_error
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,49}$")
@@ -110,14 +110,10 @@ def project_create(
 
 
 def _work_max_side_check(value: int) -> None:
-    if value and not WORK_MIN_SIDE <= value <= WORK_MAX_SIDE_LIMIT:
+    error = work_bound_error(value)
+    if error:
         raise InvalidInput(
-            f"work_max_side {value} is out of range",
-            field_errors={
-                "work_max_side": [
-                    f"0 (every image whole) or {WORK_MIN_SIDE} to {WORK_MAX_SIDE_LIMIT} px"
-                ]
-            },
+            f"work_max_side {value} is out of range", field_errors={"work_max_side": [error]}
         )
 
 
@@ -132,7 +128,8 @@ def _backend_check(name: str) -> None:
 @transaction.atomic
 def project_update(*, project: Project, data: dict) -> Project:
     """Update name, description, classes, cold_start_min, px_per_mm, backend,
-    work_max_side (the working resolution of the next Run's model), keep_inspection_images (applies to inspections from now on), alert_ng_rate
+    work_max_side (the working resolution of the next Run's model),
+    keep_inspection_images (applies to inspections from now on), alert_ng_rate
     and alert_window (the line alert; turning it off clears a raised alert),
     input_check and input_check_margin (inspections from now on), mqtt_publish
     (every decision and line alert to the MQTT broker, from now on), auto_deploy

@@ -33,6 +33,7 @@ from inspection.services.jobs import (
 )
 from inspection.storage import bytes_read, file_write_atomic, name_new
 from inspection.types import Actor, RowId
+from prompting.worksize import work_size
 
 log = logging.getLogger("inspection.training")
 
@@ -178,6 +179,7 @@ def _train(job: Job) -> None:
     # the training length is the learner's unless TRAIN_STEPS says otherwise
     steps = {"steps": settings.TRAIN_STEPS} if settings.TRAIN_STEPS > 0 else {}
     warm = _warm_start_get(project=project, classes=classes)
+    bound = int(project.work_max_side or 0)  # the working resolution, read once
     result = learner_train(
         training,
         classes=classes,
@@ -186,7 +188,7 @@ def _train(job: Job) -> None:
         seed=0,
         progress=progress,
         warm_start=warm[1] if warm else None,
-        work_max_side=project.work_max_side or None,
+        work_max_side=bound or None,
         **steps,
     )
     warm_from = warm[0] if warm and result.timings.get("warm_start") else None
@@ -207,7 +209,7 @@ def _train(job: Job) -> None:
                 "warm_start_from": str(warm_from.id) if warm_from else None,
                 "backend": project.backend,
                 # images longer than this were learnt from at this size (0: whole)
-                "work_max_side": int(project.work_max_side),
+                "work_max_side": bound,
                 "backend_options": {"model_type": engine.sam_options()["model_type"]}
                 if project.backend == "sam"
                 else dict(backend.options)
@@ -245,8 +247,7 @@ def _train(job: Job) -> None:
     job_progress(
         job=job, fraction=0.6, message=f"model v{mv.number} trained; predicting every image"
     )
-    bound = int(project.work_max_side or 0)
-    reduced = sum(1 for im in images if bound and max(im.width, im.height) > bound)
+    reduced = sum(work_size((im.height, im.width), bound) != (im.height, im.width) for im in images)
 
     propagation.propagation_fan_out(
         job=job,

@@ -132,20 +132,40 @@ def test_bad_input_exit_2(folder, args, capsys):
 
 
 def test_train_at_a_working_resolution(folder, capsys):
-    """--work-max-side: the model learns at 25 px on the longer side and segments the
-    whole 40 x 50 image."""
-    model = folder / "small.npz"
-    args = ["-q", "train", "--images", str(folder), "--prompts", str(folder / "prompts.json")]
-    args += ["--out", str(model), "--work-max-side", "25"]
+    """--work-max-side: the fixture's parts taken by a camera with 4x the resolution
+    (160 x 200); the model learns at 100 px on the longer side and segments the whole
+    160 x 200 image."""
+    big = folder / "big"
+    big.mkdir()
+    for name in ("p0.png", "p1.png"):
+        Image.open(folder / name).resize((200, 160), Image.Resampling.NEAREST).save(big / name)
+    spec = json.loads((folder / "prompts.json").read_text())
+    for strokes in spec["images"].values():
+        for st in strokes:
+            st["points"] = [[4 * x + 1.5, 4 * y + 1.5] for x, y in st["points"]]
+            st["radius"] *= 4
+    (big / "prompts.json").write_text(json.dumps(spec))
+    model = big / "small.npz"
+    args = ["-q", "train", "--images", str(big), "--prompts", str(big / "prompts.json")]
+    args += ["--out", str(model), "--work-max-side", "100"]
     assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["work_max_side"] == 25
-    out = folder / "seg.png"
+    assert json.loads(capsys.readouterr().out)["work_max_side"] == 100
+    out = big / "seg.png"
     assert (
         main(
-            ["-q", "segment", "--model", str(model), "--image", str(folder / "p1.png")]
+            ["-q", "segment", "--model", str(model), "--image", str(big / "p1.png")]
             + ["--out", str(out)]
         )
         == 0
     )
     seg = np.array(Image.open(out))
-    assert seg.shape == (40, 50) and seg[18, 25] == 1 and seg[5, 25] == 0
+    assert seg.shape == (160, 200) and seg[74, 100] == 1 and seg[20, 100] == 0
+
+
+def test_train_refuses_a_working_resolution_outside_the_range(folder, capsys):
+    args = ["-q", "train", "--images", str(folder), "--prompts", str(folder / "prompts.json")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(folder / "m.npz"), "--work-max-side", "10"])
+    assert exit_info.value.code == 2
+    assert "--work-max-side: 10: 0 (every image whole) or 64 to 8192 px" in capsys.readouterr().err
+    assert not (folder / "m.npz").exists()

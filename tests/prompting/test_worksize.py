@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from prompting.classifier import Learner
+from prompting.errors import TrainingError
 from prompting.features import backend_create
 from prompting.features.cache import FeatureCache
 from prompting.images import pixels_hash
@@ -156,26 +157,20 @@ def test_the_bound_survives_save_and_load(tmp_path) -> None:
 
 
 def test_another_working_size_trains_from_scratch() -> None:
-    backend = backend_create("classic")
+    kw = {"classes": ["patch"], "backend": backend_create("classic"), "seed": 0}
     images = _images(scale=4)
-    first = learner_train(images, classes=["patch"], backend=backend, seed=0, work_max_side=160)
-    same = learner_train(
-        images,
-        classes=["patch"],
-        backend=backend,
-        seed=0,
-        work_max_side=160,
-        warm_start=first.learner,
-    )
-    other = learner_train(
-        images,
-        classes=["patch"],
-        backend=backend,
-        seed=0,
-        work_max_side=200,
-        warm_start=first.learner,
-    )
+    first = learner_train(images, work_max_side=160, **kw).learner
+    same = learner_train(images, work_max_side=160, warm_start=first, **kw)
+    other = learner_train(images, work_max_side=200, warm_start=first, **kw)
     assert same.timings["warm_start"] == 1 and other.timings["warm_start"] == 0
+
+
+@pytest.mark.parametrize("bound", [-1, 10, 63, 8193])
+def test_a_bound_outside_the_range_is_refused_before_any_work(bound) -> None:
+    with pytest.raises(TrainingError, match=f"work_max_side {bound}: 0 \\(every image whole\\)"):
+        learner_train(
+            _images(), classes=["patch"], backend=backend_create("classic"), work_max_side=bound
+        )
 
 
 def test_features_at_the_working_size_are_cached_apart(tmp_path) -> None:
