@@ -337,3 +337,45 @@ def prediction_store_reference(
         pred.mask.name, pred.overlay.name, pred.probabilities.name = names
         pred.save()
     return pred, decision
+
+
+def planes_stack_reference(planes, *, out: np.ndarray | None = None) -> np.ndarray:
+    """The feature planes' assembly as it was at commit d5bafc7: one ``np.stack``
+    along the last axis and ``np.nan_to_num`` (the backbone then concatenated its
+    groups, the copy into ``out`` here). Same values as
+    :func:`prompting.features.base.planes_stack`; for ``benchmarks.feature_assembly``."""
+    stacked = np.stack(list(planes), axis=-1).astype(np.float32, copy=False)
+    np.nan_to_num(stacked, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if out is None:
+        return stacked
+    out[...] = stacked
+    return out
+
+
+def smooth_reference(img: np.ndarray, sigma: float) -> np.ndarray:
+    """The classic planes' Gaussian blur as it was at commit d5bafc7, verbatim: for
+    sigma >= 4 its upsampling indexed rows then columns, which gives column-major
+    arrays. Same values as :func:`prompting.features.classic._smooth`."""
+    from scipy import ndimage as ndi
+
+    if sigma < 4:
+        return ndi.gaussian_filter(img, sigma, mode="reflect", truncate=3.0)
+    f = int(sigma // 2)
+    h, w = img.shape
+    hp, wp = -(-h // f) * f, -(-w // f) * f
+    padded = np.pad(img, ((0, hp - h), (0, wp - w)), mode="edge")
+    small = padded.reshape(hp // f, f, wp // f, f).mean(axis=(1, 3))
+    small = ndi.gaussian_filter(small, sigma / f, mode="reflect", truncate=3.0)
+    ys = (np.arange(h, dtype=np.float32) - (f - 1) / 2) / f
+    xs = (np.arange(w, dtype=np.float32) - (f - 1) / 2) / f
+    ys = np.clip(ys, 0, small.shape[0] - 1)
+    xs = np.clip(xs, 0, small.shape[1] - 1)
+    y0 = np.floor(ys).astype(np.intp)
+    x0 = np.floor(xs).astype(np.intp)
+    y1 = np.minimum(y0 + 1, small.shape[0] - 1)
+    x1 = np.minimum(x0 + 1, small.shape[1] - 1)
+    wy = (ys - y0)[:, None]
+    wx = (xs - x0)[None, :]
+    top = small[y0][:, x0] * (1 - wx) + small[y0][:, x1] * wx
+    bot = small[y1][:, x0] * (1 - wx) + small[y1][:, x1] * wx
+    return (top * (1 - wy) + bot * wy).astype(np.float32)

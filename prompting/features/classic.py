@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from prompting.errors import BackendError
-from prompting.features.base import FeatureMap
+from prompting.features.base import FeatureMap, planes_stack
 
 #: bump when the features change: it is part of the fingerprint (so of cache keys)
 CLASSIC_VERSION = 4
@@ -68,8 +68,11 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
     x1 = np.minimum(x0 + 1, small.shape[1] - 1)
     wy = (ys - y0)[:, None]
     wx = (xs - x0)[None, :]
-    top = small[y0][:, x0] * (1 - wx) + small[y0][:, x1] * wx
-    bot = small[y1][:, x0] * (1 - wx) + small[y1][:, x1] * wx
+    # both axes indexed at once: the result is in C order, as the other planes
+    # (row then column indexing gave column-major arrays, slow to stack and combine)
+    rows0, rows1 = y0[:, None], y1[:, None]
+    top = small[rows0, x0] * (1 - wx) + small[rows0, x1] * wx
+    bot = small[rows1, x0] * (1 - wx) + small[rows1, x1] * wx
     return (top * (1 - wy) + bot * wy).astype(np.float32)
 
 
@@ -145,7 +148,7 @@ def _context_features(z: np.ndarray) -> list[np.ndarray]:
 
 
 def classic_features(
-    image: np.ndarray, *, sigmas: tuple[float, ...] = DEFAULT_SIGMAS
+    image: np.ndarray, *, sigmas: tuple[float, ...] = DEFAULT_SIGMAS, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Per-pixel features of one image.
 
@@ -155,7 +158,8 @@ def classic_features(
     both Hessian eigenvalues (ridges/blobs, bright and dark), local std; plus the
     normalised pixel itself and its local z-score against the coarsest scale;
     then oriented line responses (cracks, scratches), black and white top-hats,
-    and large-context mean/std deviations (sigma 8-32).
+    and large-context mean/std deviations (sigma 8-32). Non-finite values are 0.
+    ``out`` (H,W,F), e.g. a slice of a wider feature array, receives them.
 
     >>> classic_features(np.zeros((8, 8, 3), np.uint8)).shape
     (8, 8, 52)
@@ -193,9 +197,7 @@ def classic_features(
     feats += _line_features(z)
     feats += _tophat_features(z)
     feats += _context_features(z)
-    out = np.stack(feats, axis=-1)[:h0, :w0].astype(np.float32, copy=False)
-    np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return out
+    return planes_stack([f[:h0, :w0] for f in feats], out=out)
 
 
 def classic_feature_count(n_sigmas: int) -> int:

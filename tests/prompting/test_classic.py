@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from prompting.errors import BackendError
-from prompting.features.classic import ClassicBackend, classic_feature_count
+from prompting.features.base import planes_stack
+from prompting.features.classic import (
+    ClassicBackend,
+    _smooth,
+    classic_feature_count,
+    classic_features,
+)
 
 
 def _image(h: int = 24, w: int = 32) -> np.ndarray:
@@ -55,3 +61,41 @@ def test_bad_options(options):
 def test_bad_image_shape():
     with pytest.raises(BackendError):
         ClassicBackend().extract(np.zeros((4,), np.uint8))
+
+
+def test_planes_stack_matches_numpy_stack_and_zeroes_non_finite_values():
+    rng = np.random.default_rng(3)
+    planes = [rng.normal(size=(21, 13)).astype(np.float32) for _ in range(5)]
+    planes[1][3, 4], planes[2][20, 0], planes[4][0, 12] = np.nan, np.inf, -np.inf
+    planes[3] = np.asfortranarray(planes[3])  # any memory order
+    expected = np.nan_to_num(np.stack(planes, axis=-1), nan=0.0, posinf=0.0, neginf=0.0)
+    np.testing.assert_array_equal(planes_stack(planes), expected)
+    wide = np.full((21, 13, 9), 7.0, np.float32)
+    assert planes_stack(planes, out=wide[..., 2:7]) is not None
+    np.testing.assert_array_equal(wide[..., 2:7], expected)
+    assert (wide[..., :2] == 7).all() and (wide[..., 7:] == 7).all()  # the rest untouched
+
+
+def test_planes_stack_refuses_a_wrong_output_and_no_planes():
+    with pytest.raises(ValueError, match="expected"):
+        planes_stack([np.zeros((4, 4))] * 2, out=np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="at least one"):
+        planes_stack([])
+
+
+def test_blurred_planes_are_in_c_order_with_the_same_values():
+    from benchmarks.predict_reference import smooth_reference
+
+    z = np.random.default_rng(4).normal(size=(37, 53)).astype(np.float32)
+    for sigma in (1.0, 4.0, 8.0, 16.0, 32.0):
+        plane = _smooth(z, sigma)
+        assert plane.flags.c_contiguous, sigma
+        np.testing.assert_array_equal(plane, smooth_reference(z, sigma))
+
+
+def test_features_into_a_slice_of_a_wider_array():
+    img = _image(19, 23)
+    wide = np.zeros((19, 23, classic_feature_count(5) + 3), np.float32)
+    classic_features(img, out=wide[..., 1:-2])
+    np.testing.assert_array_equal(wide[..., 1:-2], ClassicBackend().extract(img).features)
+    assert not wide[..., 0].any() and not wide[..., -2:].any()

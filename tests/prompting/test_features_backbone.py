@@ -92,6 +92,25 @@ def test_features_are_pixel_resolution_and_normalised(shipped) -> None:
     assert np.isfinite(fmap.features).all()
 
 
+def test_planes_written_into_one_array_equal_the_groups_stacked_and_concatenated(
+    shipped, monkeypatch
+) -> None:
+    """The backend writes its classic and network planes into one array; the same
+    planes stacked group by group and concatenated (the code before) are equal."""
+    import prompting.features.backbone as backbone
+    import prompting.features.classic as classic
+    from benchmarks.predict_reference import planes_stack_reference, smooth_reference
+
+    img = _image()
+    features = shipped.extract(img).features
+    monkeypatch.setattr(backbone, "planes_stack", planes_stack_reference)
+    monkeypatch.setattr(classic, "planes_stack", planes_stack_reference)
+    monkeypatch.setattr(classic, "_smooth", smooth_reference)
+    shipped._recent = []
+    np.testing.assert_array_equal(features, shipped.extract(img).features)
+    assert features.flags.c_contiguous
+
+
 def test_network_runs_channels_last_with_the_same_stage_outputs(shipped) -> None:
     """The loaded network is channels-last (faster on CPU); its stage outputs equal
     those of the same network in the default contiguous layout."""

@@ -55,8 +55,8 @@ from prompting.features.backbone.networks import (
     batchnorm_folded,
     lite_state_dict_to_timm,
 )
-from prompting.features.base import FeatureMap
-from prompting.features.classic import ClassicBackend, classic_feature_count
+from prompting.features.base import FeatureMap, planes_stack
+from prompting.features.classic import ClassicBackend, classic_feature_count, classic_features
 
 #: bump when the features change: part of the fingerprint (so of cache keys)
 BACKBONE_VERSION = 2
@@ -352,26 +352,34 @@ class BackboneBackend:
         """
         img = _rgb(image)
         h, w = img.shape[:2]
-        feats = _pixel_planes(self.deep_features(img), (h, w))
+        deep = self.deep_features(img)
+        n_deep = sum(m.shape[0] for m in deep)
+        n_sam = SAM_FUSED_DIMS if self.sam is not None else 0
+        # one array for every plane, each group written into its own channels
+        feats = np.empty((h, w, self.n_classic + n_deep + n_sam), np.float32)
         if self.classic is not None:
-            cl = self.classic.extract(img).features
-            feats = np.concatenate([cl, feats], axis=2)
+            classic_features(img, sigmas=self.classic.sigmas, out=feats[..., : self.n_classic])
+        _pixel_planes(deep, (h, w), out=feats[..., self.n_classic : self.n_classic + n_deep])
         if self.sam is not None:
-            feats = np.concatenate([feats, self._sam_planes(img)], axis=2)
-        return FeatureMap(features=np.ascontiguousarray(feats, np.float32), image_size=(h, w))
+            self._sam_planes(img, out=feats[..., self.n_classic + n_deep :])
+        return FeatureMap(features=feats, image_size=(h, w))
 
-    def _sam_planes(self, img: np.ndarray) -> np.ndarray:
+    def _sam_planes(self, img: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
         """SAM's embedding of ``img`` projected to SAM_FUSED_DIMS channels, (H,W,D)
-        float32 at pixel resolution, each channel standardised over the image."""
+        float32 at pixel resolution, each channel standardised over the image
+        (written into ``out`` when given)."""
         cells = self.sam.extract(img).features  # (rows, cols, 256) over the image
         projected = cells.reshape(-1, cells.shape[-1]) @ _sam_projection(cells.shape[-1])
         grid = projected.reshape(cells.shape[0], cells.shape[1], -1)
-        return _pixel_planes([grid.transpose(2, 0, 1)], img.shape[:2])
+        return _pixel_planes([grid.transpose(2, 0, 1)], img.shape[:2], out=out)
 
 
-def _pixel_planes(maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+def _pixel_planes(
+    maps: list[np.ndarray], size: tuple[int, int], *, out: np.ndarray | None = None
+) -> np.ndarray:
     """(C_i, h_i, w_i) maps brought to ``size`` (H, W) bilinearly, concatenated and
-    each channel standardised over the image: (H, W, sum C_i) float32."""
+    each channel standardised over the image: (H, W, sum C_i) float32, written into
+    ``out`` (for example a slice of the backend's feature array) when given."""
     import torch
     import torch.nn.functional as F
 
@@ -390,7 +398,7 @@ def _pixel_planes(maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
         )
         mu = t.mean(dim=(1, 2), keepdim=True)
         sd = t.std(dim=(1, 2), keepdim=True).clamp_min(1e-4)
-        return ((t - mu) / sd).permute(1, 2, 0).contiguous().numpy()
+        return planes_stack(list(((t - mu) / sd).numpy()), out=out)
 
 
 def _sam_projection(n_in: int) -> np.ndarray:
