@@ -201,6 +201,38 @@ class Learner:
         self.check_backend(backend)
         pixels = np.asarray(pixels)
         small, key = work_image(pixels, image_hash, self.work_max_side)
+        return self._proba(pixels, small, key, backend, cache, sam_model, sam_embedding)
+
+    def predict(
+        self,
+        pixels: np.ndarray,
+        *,
+        backend: FeatureBackend,
+        cache: Any = None,
+        image_hash: str | None = None,
+        sam_model: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(:meth:`predict_proba`, :meth:`anomaly_map`) of ``pixels`` in one call, the
+        image brought to the working resolution once for both (a Lanczos pass of
+        60-150 ms on a 3.8 MP frame)."""
+        self.check_backend(backend)
+        pixels = np.asarray(pixels)
+        small, key = work_image(pixels, image_hash, self.work_max_side)
+        probs = self._proba(pixels, small, key, backend, cache, sam_model, None)
+        return probs, self._anomaly(pixels, small, key, backend, cache)
+
+    def _proba(
+        self,
+        pixels: np.ndarray,
+        small: np.ndarray,
+        key: str | None,
+        backend: FeatureBackend,
+        cache: Any,
+        sam_model: Any,
+        sam_embedding: Any,
+    ) -> np.ndarray:
+        """:meth:`predict_proba` of ``pixels`` given its working image ``small`` and
+        that image's cache ``key``."""
         fmap = features_for(backend, small, cache=cache, image_hash=key)
         if self.anomaly_planes:
             fmap = self._with_anomaly_planes(fmap, small, backend, cache, key)
@@ -261,6 +293,19 @@ class Learner:
         self.check_backend(backend)
         pixels = np.asarray(pixels)
         small, key = work_image(pixels, image_hash, self.work_max_side)
+        return self._anomaly(pixels, small, key, backend, cache)
+
+    def _anomaly(
+        self,
+        pixels: np.ndarray,
+        small: np.ndarray,
+        key: str | None,
+        backend: FeatureBackend,
+        cache: Any,
+    ) -> np.ndarray | None:
+        """:meth:`anomaly_map` of ``pixels`` given its working image and cache key."""
+        if self.anomaly is None:
+            return None
         grid = anomaly_patches_for(
             backend, small, stages=self.anomaly.stages, cache=cache, image_hash=key
         )

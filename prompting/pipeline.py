@@ -99,10 +99,9 @@ def inspect_image(
     if input_mode not in INPUT_CHECK_MODES:
         raise ValueError(f"input_mode must be one of {INPUT_CHECK_MODES}, got {input_mode!r}")
     t0 = time.perf_counter()
-    probs = learner.predict_proba(
+    probs, anomaly = learner.predict(
         rgb8, backend=backend, cache=cache, image_hash=image_hash, sam_model=sam_model
     )
-    anomaly = learner.anomaly_map(rgb8, backend=backend, cache=cache, image_hash=image_hash)
     t1 = time.perf_counter()
     decision = rules_apply(
         probs,

@@ -191,8 +191,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
                 learner = engine.learner_get(model_version)
                 backend = engine.backend_for(model_version, learner)
             rgb8, phash = engine.image_pixels_load(image)
-            probs = learner.predict_proba(rgb8, backend=backend, cache=cache, image_hash=phash)
-            anomaly = learner.anomaly_map(rgb8, backend=backend, cache=cache, image_hash=phash)
+            probs, anomaly = learner.predict(rgb8, backend=backend, cache=cache, image_hash=phash)
         t1 = time.perf_counter()
         predictions.prediction_store(
             image=image,

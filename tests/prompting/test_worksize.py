@@ -211,3 +211,25 @@ def test_anomaly_map_at_the_working_size_holds_training_images_out(shipped) -> N
         192,
         240,
     )
+
+
+def test_predict_gives_both_maps_from_one_reduction(shipped, monkeypatch) -> None:
+    """``Learner.predict`` (what an inspection and a Run call) returns what
+    predict_proba and anomaly_map return, reducing the frame once."""
+    import prompting.classifier as classifier
+
+    images = _images(scale=3, n_ok=2, n_ng=2)  # 192 x 240, learnt at 96 x 120
+    learner = learner_train(
+        images, classes=["patch"], backend=shipped, seed=0, work_max_side=120
+    ).learner
+    new = _part(8, defect=True, scale=3)
+    probs = learner.predict_proba(new, backend=shipped)
+    anomaly = learner.anomaly_map(new, backend=shipped)
+    calls = []
+    reduce = classifier.work_image
+    monkeypatch.setattr(classifier, "work_image", lambda *a: calls.append(a) or reduce(*a))
+    both = learner.predict(new, backend=shipped)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(both[0], probs)
+    np.testing.assert_array_equal(both[1], anomaly)
+    assert both[1].shape == (192, 240)
