@@ -34,7 +34,10 @@ def _strokes(defect: bool) -> np.ndarray:
     labels[4:8, 4:76] = 0  # background along the top
     labels[56:60, 4:76] = 0
     if defect:
-        labels[30:34, 36:44] = 1
+        # the patch's inner 8x12 px: with a 4x8 stroke the defect's probability on a
+        # new part was 0.37-0.59 over training seeds 0-4 (below 0.5 for three), so
+        # the test rested on the seed; painted like this it is 0.61-0.98
+        labels[28:36, 34:46] = 1
     return labels
 
 
