@@ -331,6 +331,9 @@ def test_rules_page_follows_backtest_and_tune_jobs_on_a_large_project(
     page.click("[data-testid=suggest]")
     page.wait_for_selector("[data-testid=tune-result]", timeout=60_000)
     shot(page, "17-rules-suggest-as-job")
+    # the page backtests the suggested rules next: wait for that job to land too
+    # (checked while it ran, the last assertion failed on a loaded machine)
+    wait_backtest(page, seq)
     jobs = Job.objects.filter(project=project)
     assert jobs.filter(kind="backtest", state="succeeded").count() >= 2
     assert jobs.filter(kind="tune", state="succeeded").count() == 1
