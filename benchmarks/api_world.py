@@ -266,6 +266,8 @@ def world_build(*, n_held_out: int, seed: int = 0) -> World:
             "name": "api latency",
             "classes": [{"name": "defect", "colour": "#ff0000"}],
             "cold_start_min": 10,
+            # the README's latency figures are a classic-backend project's
+            "backend": "classic",
         }
     ).encode()
     project = status_check(

@@ -177,7 +177,11 @@ def project_build(samples, n: int, *, seed: int = 0) -> Project:
     from inspection.services.prompts import prompt_create
 
     owner, _ = get_user_model().objects.get_or_create(username=f"bench{n}")
-    project = project_create(user=owner, name=f"propagation {n}", classes=list(CLASSES))
+    # the classic backend, as in every figure of the README's propagation section
+    # (measured before new projects defaulted to the backbone)
+    project = project_create(
+        user=owner, name=f"propagation {n}", classes=list(CLASSES), backend="classic"
+    )
     train_ids, _ = protocol.protocol_split(
         [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
     )

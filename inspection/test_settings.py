@@ -13,6 +13,9 @@ os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
 if os.environ.get("INSPECTION_TEST_BACKEND", "embedded") != "services":
     os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="inspection-test-"))
+# the suite's projects learn on the fast classic planes unless a test names another
+# backend (the shipped default, backbone, has its own test: test_default_backend.py)
+os.environ.setdefault("DEFAULT_FEATURE_BACKEND", "classic")
 
 from inspection.settings import *  # noqa: E402,F403
 

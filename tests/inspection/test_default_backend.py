@@ -1,0 +1,39 @@
+"""New projects learn on the shipped pretrained backbone unless told otherwise.
+
+The suite itself pins ``DEFAULT_FEATURE_BACKEND=classic`` (``test_settings``) so
+its many projects train fast; these tests check the product's own default and
+that the setting is what a project created without a backend gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_default_is_the_backbone() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DEFAULT_FEATURE_BACKEND"}
+    env["SECRET_KEY"] = "test-only-not-a-secret"
+    out = subprocess.run(
+        [sys.executable, "-c", "import inspection.settings as s; print(s.DEFAULT_FEATURE_BACKEND)"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "backbone"
+
+
+def test_a_project_created_without_a_backend_gets_the_default(db, api_for, make_user, settings):
+    settings.DEFAULT_FEATURE_BACKEND = "backbone"
+    api = api_for(make_user("dora"))
+    body = {"name": "new part", "classes": [{"name": "scratch"}]}
+    created = api.post("/api/v1/projects/", body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["backend"] == "backbone"
+    named = api.post("/api/v1/projects/", {**body, "backend": "classic"}, format="json")
+    assert named.status_code == 201 and named.json()["backend"] == "classic"
