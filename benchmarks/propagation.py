@@ -3,7 +3,7 @@
     python -m benchmarks.propagation [--dataset magnetic_tile] [--engine-images 30]
                                      [--runs 3] [--skip-service] [--skip-engine]
                                      [--service-dataset sd_saliency_900]
-                                     [--sizes 120,1000] [--batch 500]
+                                     [--sizes 120,1000] [--batch 500] [--backend classic]
 
 Engine part (``benchmarks.propagation_engine``): the protocol's learner predicts
 every evaluation image by today's path and by the fast path, interleaved, and
@@ -167,9 +167,9 @@ class Project:
     ids: list[str]
 
 
-def project_build(samples, n: int, *, seed: int = 0) -> Project:
-    """A project of ``n`` images (variants of ``samples``) with the protocol's
-    strokes painted on its ten training images."""
+def project_build(samples, n: int, *, seed: int = 0, backend: str = "classic") -> Project:
+    """A project of ``n`` images (variants of ``samples``) on ``backend`` with the
+    protocol's strokes painted on its ten training images."""
     from django.contrib.auth import get_user_model
 
     from inspection.services.images import image_upload
@@ -177,10 +177,10 @@ def project_build(samples, n: int, *, seed: int = 0) -> Project:
     from inspection.services.prompts import prompt_create
 
     owner, _ = get_user_model().objects.get_or_create(username=f"bench{n}")
-    # the classic backend, as in every figure of the README's propagation section
-    # (measured before new projects defaulted to the backbone)
+    # classic by default (--backend), as in most figures of the README's propagation
+    # section (measured before new projects defaulted to the backbone)
     project = project_create(
-        user=owner, name=f"propagation {n}", classes=list(CLASSES), backend="classic"
+        user=owner, name=f"propagation {n}", classes=list(CLASSES), backend=backend
     )
     train_ids, _ = protocol.protocol_split(
         [s.image_id for s in samples], [s.mask.any() for s in samples], seed=seed
@@ -321,7 +321,7 @@ def service_bench(args, samples, batch_samples) -> list[dict]:
         base_root = _baseline_tree(args.baseline, var / "baseline") if args.baseline else None
         for n in args.sizes:
             t0 = time.perf_counter()
-            p = project_build(samples, n)
+            p = project_build(samples, n, backend=args.backend)
             t_build = time.perf_counter() - t0
             with Workers(REPO, 2, env, log):
                 cold = _run_timed(p, visible=p.ids[:N_VISIBLE])
@@ -355,7 +355,7 @@ def service_bench(args, samples, batch_samples) -> list[dict]:
                 )
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
         if args.batch:
-            p = project_build(samples, N_VISIBLE)
+            p = project_build(samples, N_VISIBLE, backend=args.backend)
             with Workers(REPO, 1, env, log):
                 _run_timed(p, visible=[])
             files = []
@@ -441,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-max", type=int, default=200, help="largest project run with today's code"
     )
+    parser.add_argument(
+        "--backend", default="classic", help="feature backend of the service part's projects"
+    )
     args = parser.parse_args(argv)
 
     samples = dataset_load(args.data_root, args.dataset)
@@ -457,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     h, w = service_samples[0].rgb.shape[:2]
     rows = service_bench(args, service_samples, service_samples)
     print(
-        f"\nService ({args.service_dataset}, {h}x{w} images; real Celery worker processes over "
+        f"\nService ({args.service_dataset}, {h}x{w} images, {args.backend} backend; real Celery "
+        f"worker processes over "
         f"Redis, PostgreSQL; today = commit {args.baseline or '-'}; medians of {args.runs} runs "
         f"({args.large_runs} for projects over {args.baseline_max} images) after a warm-up):\n"
     )

@@ -54,6 +54,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from prompting.errors import TrainingError
+from prompting.mlp import with_one_blas_thread
 
 #: at most this many normal patches are kept (greedy k-centre coreset)
 MAX_BANK = 3000
@@ -337,8 +338,13 @@ def _bank_without(model: AnomalyModel, key: str | None) -> np.ndarray | None:
     return None if own.all() else model.bank[~own]
 
 
+@with_one_blas_thread
 def _nn_distance(x: np.ndarray, bank: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
-    """Euclidean distance of each row of ``x`` to its nearest row of ``bank`` (float32)."""
+    """Euclidean distance of each row of ``x`` to its nearest row of ``bank`` (float32).
+
+    BLAS on one thread, as the learner's: with two Run workers on two cores, each
+    multiplying on two threads, a 120-image Run's predictions took twice as long
+    as with one worker (``benchmarks.propagation --backend backbone``)."""
     x = np.ascontiguousarray(x, np.float32)
     bank = np.ascontiguousarray(bank, np.float32)
     b2 = np.einsum("ij,ij->i", bank, bank)
