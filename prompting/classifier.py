@@ -198,9 +198,7 @@ class Learner:
         Plane 0 is background; planes sum to 1. With ``sam_model`` each predicted
         blob is refined by SAM (:func:`probabilities_refine`).
         """
-        self.check_backend(backend)
-        pixels = np.asarray(pixels)
-        small, key = work_image(pixels, image_hash, self.work_max_side)
+        pixels, small, key = self._at_work(pixels, image_hash, backend)
         return self._proba(pixels, small, key, backend, cache, sam_model, sam_embedding)
 
     def predict(
@@ -215,11 +213,19 @@ class Learner:
         """(:meth:`predict_proba`, :meth:`anomaly_map`) of ``pixels`` in one call, the
         image brought to the working resolution once for both (a Lanczos pass of
         60-150 ms on a 3.8 MP frame)."""
-        self.check_backend(backend)
-        pixels = np.asarray(pixels)
-        small, key = work_image(pixels, image_hash, self.work_max_side)
+        pixels, small, key = self._at_work(pixels, image_hash, backend)
         probs = self._proba(pixels, small, key, backend, cache, sam_model, None)
         return probs, self._anomaly(pixels, small, key, backend, cache)
+
+    def _at_work(
+        self, pixels: np.ndarray, image_hash: str | None, backend: FeatureBackend
+    ) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """(pixels as an array, the image at this model's working resolution, its
+        cache key), once ``backend`` is checked to be the model's: what every
+        prediction starts from."""
+        self.check_backend(backend)
+        pixels = np.asarray(pixels)
+        return (pixels, *work_image(pixels, image_hash, self.work_max_side))
 
     def _proba(
         self,
@@ -290,9 +296,7 @@ class Learner:
         bank without them (held out, see :attr:`anomaly_held_out`)."""
         if self.anomaly is None:
             return None
-        self.check_backend(backend)
-        pixels = np.asarray(pixels)
-        small, key = work_image(pixels, image_hash, self.work_max_side)
+        pixels, small, key = self._at_work(pixels, image_hash, backend)
         return self._anomaly(pixels, small, key, backend, cache)
 
     def _anomaly(
