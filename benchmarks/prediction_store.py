@@ -54,6 +54,7 @@ def _django_setup(var: Path) -> None:
             "STORAGE_ROOT": str(var / "media"),
             "FEATURE_CACHE_DIR": str(var / "cache"),
             "FEATURE_CACHE_MAX_BYTES": str(8 * 1024**3),
+            "FEATURE_PREPARE": "0",
             "UPLOAD_MAX_FILES": "1000",
             "LOG_LEVEL": "WARNING",
         }

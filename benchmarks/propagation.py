@@ -303,6 +303,8 @@ def service_bench(args, samples, batch_samples) -> list[dict]:
         "STORAGE_ROOT": str(var / "media"),
         "FEATURE_CACHE_DIR": str(var / "cache"),
         "FEATURE_CACHE_MAX_BYTES": str(cache_bytes),
+        # the first Run computes every feature (benchmarks.first_run compares preparing them)
+        "FEATURE_PREPARE": "0",
         "JOB_STALE_AFTER": "3600",
         "UPLOAD_MAX_FILES": "1000",
         "LOG_LEVEL": "WARNING",

@@ -207,6 +207,9 @@ if FEATURE_CACHE_DTYPE not in ("float16", "float32"):
 # planes), which through the REST API beats the classic learner on magnetic tiles
 # and cracks in every protocol seed (README "Quality from a ten-image cold start")
 DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "backbone")
+# uploads queue a job that computes the new images' features on the workers while the
+# engineer paints, so the first Run does not (off: the first Run computes them)
+FEATURE_PREPARE = env_bool("FEATURE_PREPARE", True)
 COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
 # optimiser steps of a training run (0: the learner's default); the fault suite shortens runs with it
 TRAIN_STEPS = env_int("TRAIN_STEPS", 0)

@@ -1,7 +1,8 @@
 """Celery tasks: each takes ids, calls one service, and is safe to run twice.
 
 Queues (see ``inspection/celery.py``): ``embed`` for SAM embeddings,
-``default`` for train / predict / batch inspection and shadow decisions,
+``default`` for train / predict / batch inspection, feature preparation and
+shadow decisions,
 ``webhooks`` for delivery.
 
 Importing this module (the app's ready() does, in every process) imports every
@@ -17,6 +18,7 @@ from inspection.services.chunks import job_chunk_run
 from inspection.services.inspections import inspection_batch_run
 from inspection.services.job_control import jobs_sweep_stale
 from inspection.services.mqtt import mqtt_flush
+from inspection.services.prepare import features_prepare
 from inspection.services.propagation import predictions_refresh
 from inspection.services.reviews import inspection_images_expire
 from inspection.services.rules import rules_job_run
@@ -50,6 +52,11 @@ def job_chunk_run_task(self, chunk_id: str) -> None:
 @shared_task(bind=True)
 def rules_job_run_task(self, job_id: str) -> None:
     rules_job_run(job_id=job_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True)
+def features_prepare_task(self, job_id: str) -> None:
+    features_prepare(job_id=job_id, task_id=self.request.id or "")
 
 
 @shared_task(bind=True)

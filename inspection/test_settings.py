@@ -16,6 +16,9 @@ os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="inspection-test-"))
 # the suite's projects learn on the fast classic planes unless a test names another
 # backend (the shipped default, backbone, has its own test: test_default_backend.py)
 os.environ.setdefault("DEFAULT_FEATURE_BACKEND", "classic")
+# uploads queue no feature preparation (eager, it would run inside every test's upload);
+# tests/inspection/test_prepare.py turns it on
+os.environ.setdefault("FEATURE_PREPARE", "0")
 
 from inspection.settings import *  # noqa: E402,F403
 

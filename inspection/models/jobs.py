@@ -20,6 +20,7 @@ class Job(models.Model):
         INSPECT_BATCH = "inspect_batch"
         BACKTEST = "backtest"
         TUNE = "tune"
+        PREPARE = "prepare"
 
     class State(models.TextChoices):
         QUEUED = "queued"

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from inspection.errors import InvalidInput
 from inspection.models import Image, Project, Verdict
+from inspection.services.prepare import features_prepare_start
 from inspection.services.retention import cache_purge
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
 from inspection.types import Actor
@@ -136,6 +137,7 @@ def image_upload(
         if existing is None:
             raise
         return UploadResult(image=existing, duplicate=True)
+    features_prepare_start(project=project, user=user)
     return UploadResult(image=image, duplicate=False)
 
 

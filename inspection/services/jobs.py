@@ -39,6 +39,7 @@ TASKS = {
     Job.Kind.INSPECT_BATCH: queue.INSPECTION_BATCH_RUN,
     Job.Kind.BACKTEST: queue.RULES_JOB_RUN,
     Job.Kind.TUNE: queue.RULES_JOB_RUN,
+    Job.Kind.PREPARE: queue.FEATURES_PREPARE,
 }
 
 

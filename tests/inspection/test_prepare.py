@@ -1,0 +1,218 @@
+"""Features prepared after uploads: a ``prepare`` job fills the feature cache so the
+first Run computes none; it gives way to Runs and to the cache's size. Embedded
+mode runs the job at each upload's commit (eager); services mode on the worker."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.db import transaction
+from PIL import Image as PILImage
+
+from inspection.models import Job, JobChunk
+from inspection.services import engine
+from inspection.services import prepare as prepare_service
+from inspection.services.chunks import job_chunk_run
+from inspection.services.images import image_upload
+from inspection.services.jobs import job_create
+from inspection.services.projects import project_create
+from inspection.services.prompts import prompt_create
+from inspection.services.training import training_start
+from prompting.prepare import run_inputs_cached
+from tests.inspection.svc_helpers import job_wait, project_jobs_wait
+
+N_IMAGES = 6
+
+
+def _png(seed: int, defect: bool) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = rng.normal(120, 6, (48, 64)).clip(0, 255)
+    if defect:
+        img[20:24, 8:56] = 30
+    buf = io.BytesIO()
+    PILImage.fromarray(img.astype(np.uint8), "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Every test starts from an empty feature cache (the tests share their images)."""
+    engine.feature_cache_get().clear()
+
+
+def _project(owner, backend: str = "backbone"):
+    return project_create(
+        user=owner, name="p", classes=["scratch"], backend=backend, cold_start_min=0
+    )
+
+
+def _upload(project, n: int = N_IMAGES) -> list:
+    return [
+        image_upload(project=project, data=_png(i, i % 2 == 0), filename=f"im{i}.png").image
+        for i in range(n)
+    ]
+
+
+def _prepared(project) -> list[bool]:
+    backend = engine.backend_get(project.backend)
+    bound = int(project.work_max_side or 0) or None
+    return [
+        run_inputs_cached(
+            backend,
+            image_hash=image.pixels_hash,
+            shape=(image.height, image.width),
+            cache=engine.feature_cache_get(),
+            work_max_side=bound,
+        )
+        for image in project.images.order_by("created_at")
+    ]
+
+
+def _cache_entries() -> set[str]:
+    root = engine.feature_cache_get().root
+    return {p.name for p in root.glob("*.npy")}
+
+
+def _paint(project) -> None:
+    for image in project.images.order_by("created_at")[:3]:
+        for label, row, radius in (("scratch", 22, 1), ("background", 5, 2)):
+            prompt_create(
+                image=image,
+                data={
+                    "kind": "stroke",
+                    "label": label,
+                    "points": [[10, row], [54, row]],
+                    "radius": radius,
+                },
+            )
+
+
+def test_uploads_prepare_what_the_first_run_reads(
+    jobs_db, make_user, settings, tiny_sam_checkpoint
+):
+    settings.FEATURE_PREPARE = True
+    # configured as services mode's worker is (whose backbone fuses SAM's embedding),
+    # so that this process checks the worker's cache keys
+    settings.SAM_CHECKPOINT = tiny_sam_checkpoint.checkpoint
+    settings.SAM_MODEL_TYPE = tiny_sam_checkpoint.model_type
+    project = _project(make_user("eng"))
+    _upload(project)
+    project_jobs_wait(project.id)
+    jobs = list(Job.objects.filter(project=project, kind=Job.Kind.PREPARE))
+    assert jobs and all(j.state == "succeeded" for j in jobs), [j.error for j in jobs]
+    assert sum(j.result["computed"] for j in jobs) == N_IMAGES
+    assert all(j.result["left_to_run"] == 0 for j in jobs)
+    assert jobs[-1].message.startswith("features ready for")
+    assert _prepared(project) == [True] * N_IMAGES
+    # the first Run computes no feature and no patch grid: it writes no cache entry
+    before = _cache_entries()
+    _paint(project)
+    run = job_wait(training_start(project=project).id)
+    assert run.state == "succeeded", run.error
+    assert run.timings["features_computed"] == 0 and run.timings["features_cached"] == 3
+    assert run.timings["anomaly_computed"] == 0
+    assert run.result["n_predictions"] == N_IMAGES
+    assert _cache_entries() == before
+
+
+def test_uploads_in_one_transaction_queue_one_job(jobs_db, make_user, settings):
+    settings.FEATURE_PREPARE = True
+    project = _project(make_user("eng"), backend="classic")
+    with transaction.atomic():
+        _upload(project, 3)
+        assert Job.objects.filter(project=project, kind=Job.Kind.PREPARE).count() == 1
+    job = job_wait(Job.objects.get(project=project, kind=Job.Kind.PREPARE).id)
+    assert job.state == "succeeded", job.error
+    assert job.result["computed"] == 3 and job.result["n_images"] == 3
+    assert _prepared(project) == [True] * 3
+
+
+def test_without_the_setting_uploads_queue_nothing(db, make_user, settings):
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"))
+    _upload(project, 2)
+    assert not Job.objects.filter(project=project, kind=Job.Kind.PREPARE).exists()
+    assert _prepared(project) == [False, False]
+
+
+def _prepare_job(project) -> Job:
+    """A prepare job run here, its chunks too (in services mode the worker cannot
+    see this test's uncommitted rows, so the chunks it is sent are left to us)."""
+    job = job_create(project=project, kind=Job.Kind.PREPARE)
+    prepare_service.features_prepare(job_id=job.id)
+    for chunk in JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED).order_by("index"):
+        job_chunk_run(chunk_id=chunk.id)
+    job.refresh_from_db()
+    return job
+
+
+def test_a_queued_run_computes_the_features_itself(db, make_user, settings):
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"))
+    _upload(project, 3)
+    job_create(project=project, kind=Job.Kind.TRAIN)  # queued behind the prepare job
+    job = _prepare_job(project)
+    assert job.state == "succeeded", job.error
+    assert job.result["computed"] == 0 and job.result["left_to_run"] == 3
+    assert job.message == "features ready for 0 of 3 images; 3 left to the Run"
+    assert _prepared(project) == [False] * 3
+
+
+def test_a_run_pressed_midway_gets_the_rest(db, make_user, settings, monkeypatch):
+    """Each image asks whether a Run is waiting; from then on the chunks leave
+    their images to it (they finish at once instead of holding the workers)."""
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"))
+    _upload(project)
+    asked = []
+
+    def waiting(project_id) -> bool:
+        asked.append(project_id)
+        return len(asked) > 3  # the job's start, then two chunk images
+
+    monkeypatch.setattr(prepare_service, "_run_waiting", waiting)
+    job = _prepare_job(project)
+    assert job.state == "succeeded", job.error
+    # the first image in the job itself, two in its chunk, then the Run's turn
+    assert job.result["computed"] == 3 and job.result["left_to_run"] == N_IMAGES - 3
+    assert _prepared(project) == [True] * 3 + [False] * (N_IMAGES - 3)
+
+
+def test_it_fills_at_most_its_share_of_the_cache(db, make_user, settings, monkeypatch):
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"))
+    _upload(project, 4)
+    one = len(_cache_entries())
+    assert prepare_service.CACHE_SHARE == 0.5
+    # a share of the cache too small for even one image's entries (the first is
+    # computed to measure them)
+    monkeypatch.setattr(prepare_service, "CACHE_SHARE", 1 / settings.FEATURE_CACHE_MAX_BYTES)
+    job = _prepare_job(project)
+    assert job.state == "succeeded", job.error
+    assert job.result["computed"] == 1 and job.result["left_to_run"] == 3
+    assert _prepared(project) == [True, False, False, False]
+    assert len(_cache_entries()) == one + 2  # its features and its patch grid
+
+
+def test_images_prepared_before_are_not_computed_again(db, make_user, settings):
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"), backend="classic")
+    _upload(project, 3)
+    first = _prepare_job(project)
+    assert first.result["computed"] == 3
+    again = _prepare_job(project)
+    assert again.state == "succeeded"
+    assert again.result["already"] == 3 and again.result["computed"] == 0
+    assert JobChunk.objects.filter(job=again).count() == 0
+
+
+@pytest.mark.parametrize("kind", [Job.Kind.BACKTEST, Job.Kind.INSPECT_BATCH])
+def test_other_jobs_do_not_stop_it(kind, db, make_user, settings):
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"), backend="classic")
+    _upload(project, 2)
+    job_create(project=project, kind=kind)
+    job = _prepare_job(project)
+    assert job.result["computed"] == 2 and job.result["left_to_run"] == 0
