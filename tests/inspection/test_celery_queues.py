@@ -12,6 +12,7 @@ from inspection.celery import app
         ("inspection.tasks.training_run_task", "default"),
         ("inspection.tasks.predictions_refresh_task", "default"),
         ("inspection.tasks.inspection_batch_run_task", "default"),
+        ("inspection.tasks.features_prepare_task", "default"),
         ("inspection.tasks.webhook_delivery_send_task", "webhooks"),
     ],
 )

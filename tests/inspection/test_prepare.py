@@ -117,6 +117,30 @@ def test_uploads_prepare_what_the_first_run_reads(
     assert _cache_entries() == before
 
 
+def test_an_api_upload_prepares_and_the_job_is_listed_to_its_project_only(
+    jobs_db, make_user, api_for, settings
+):
+    settings.FEATURE_PREPARE = True
+    owner, other = make_user("eng"), make_user("other")
+    project = _project(owner, backend="classic")
+    client = api_for(owner)
+    files = [io.BytesIO(_png(i, True)) for i in range(2)]
+    for i, f in enumerate(files):
+        f.name = f"im{i}.png"
+    r = client.post(f"/api/v1/projects/{project.id}/images/", {"file": files}, format="multipart")
+    assert r.status_code == 201, r.content
+    project_jobs_wait(project.id)
+    r = client.get(f"/api/v1/projects/{project.id}/jobs/", {"kind": "prepare"})
+    assert r.status_code == 200
+    jobs = r.json()["results"]
+    assert jobs and {j["kind"] for j in jobs} == {"prepare"}
+    assert {j["state"] for j in jobs} == {"succeeded"}
+    assert sum(j["result"]["computed"] for j in jobs) == 2
+    assert _prepared(project) == [True, True]
+    r = api_for(other).get(f"/api/v1/projects/{project.id}/jobs/", {"kind": "prepare"})
+    assert r.status_code == 404
+
+
 def test_uploads_in_one_transaction_queue_one_job(jobs_db, make_user, settings):
     settings.FEATURE_PREPARE = True
     project = _project(make_user("eng"), backend="classic")
