@@ -241,7 +241,25 @@ if (dz) {
     const items = files.map((f) => ({ file: f }));
     for (const it of items) await uploadOne(it.file);
     await refresh();
+    prepareWatch();
   }
+}
+
+// ---- features prepared after uploads (a "prepare" job per upload burst) ----
+// the newest prepare job's message ("features ready for 37 of 120 images"), polled
+// while it is queued or running
+async function prepareWatch() {
+  const line = document.getElementById("prepare-line");
+  if (!line) return;
+  let page;
+  try { page = await api(`/projects/${pid}/jobs/?kind=prepare&page_size=1`); } catch { return; }
+  const job = page.results && page.results[0];
+  if (!job) { line.textContent = ""; return; }
+  const active = job.state === "queued" || job.state === "running";
+  line.dataset.state = job.state;
+  const done = job.message.charAt(0).toUpperCase() + job.message.slice(1);
+  line.textContent = active ? `Preparing features for the first Run: ${job.message}` : (job.state === "succeeded" ? done : "");
+  if (active) setTimeout(prepareWatch, 1500);
 }
 
 // ---- Run ----
@@ -276,3 +294,4 @@ document.addEventListener("keydown", (e) => {
 if (runner && PD.active_job) runner.follow(PD.active_job);
 
 refresh().catch((ex) => thumbs.replaceChildren(h("div", { class: "error" }, ex.message)));
+prepareWatch();
