@@ -12,15 +12,25 @@ from prompting.inputcheck import DEFAULT_MARGIN
 from prompting.worksize import WORK_MAX_SIDE
 
 
+def backend_default() -> str:
+    """A new project's feature backend: ``DEFAULT_FEATURE_BACKEND``, however it is created."""
+    return settings.DEFAULT_FEATURE_BACKEND
+
+
+def cold_start_min_default() -> int:
+    """A new project's cold-start minimum: ``COLD_START_MIN_IMAGES``."""
+    return settings.COLD_START_MIN_IMAGES
+
+
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     #: [{"name": "scratch", "colour": "#ff0000"}, ...]
     classes = models.JSONField(default=list)
-    cold_start_min = models.PositiveIntegerField(default=10)
+    cold_start_min = models.PositiveIntegerField(default=cold_start_min_default)
     px_per_mm = models.FloatField(null=True, blank=True)
-    backend = models.CharField(max_length=50, default="classic")
+    backend = models.CharField(max_length=50, default=backend_default)
     #: the working resolution of the next Run's model: images whose longer side is
     #: longer are learnt from and predicted at this size (prompting.worksize); 0:
     #: every image whole (projects from before the bound keep that)

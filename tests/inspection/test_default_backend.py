@@ -37,3 +37,29 @@ def test_a_project_created_without_a_backend_gets_the_default(db, api_for, make_
     assert created.json()["backend"] == "backbone"
     named = api.post("/api/v1/projects/", {**body, "backend": "classic"}, format="json")
     assert named.status_code == 201 and named.json()["backend"] == "classic"
+
+
+def test_a_project_row_made_without_the_service_gets_the_settings_too(db, settings):
+    """The model's defaults are the settings (the admin, a data migration or a shell
+    making a row directly get what the API would give)."""
+    from inspection.models import Project
+
+    settings.DEFAULT_FEATURE_BACKEND = "backbone"
+    settings.COLD_START_MIN_IMAGES = 7
+    project = Project.objects.create(name="direct")
+    project.refresh_from_db()
+    assert project.backend == "backbone" and project.cold_start_min == 7
+
+
+def test_uploads_prepare_features_by_default() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FEATURE_PREPARE"}
+    env["SECRET_KEY"] = "test-only-not-a-secret"
+    out = subprocess.run(
+        [sys.executable, "-c", "import inspection.settings as s; print(s.FEATURE_PREPARE)"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "True"
