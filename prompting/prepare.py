@@ -57,7 +57,7 @@ def run_inputs_keys(
     keys = [cache_key(backend.fingerprint(), key)]
     stages = anomaly_stages_of(backend)
     if stages is not None:
-        keys.append(anomaly_patches_key(backend, stages, key))
+        keys.append(anomaly_patches_key(backend.fingerprint(), stages, key))
     return keys
 
 

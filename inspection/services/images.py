@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from inspection.errors import InvalidInput
 from inspection.models import Image, Project, Verdict
 from inspection.services.prepare import features_prepare_start
-from inspection.services.retention import cache_purge
+from inspection.services.retention import CachedImage, cache_purge, cached_images
 from inspection.storage import bytes_read, bytes_save, file_delete, name_new
 from inspection.types import Actor
 from prompting.errors import ImageError
@@ -234,17 +234,17 @@ def image_delete(*, image: Image) -> None:
     names = [image.file.name, image.thumbnail.name, image.mask.name]
     for p in image.predictions.all():
         names += [p.mask.name, p.overlay.name, p.probabilities.name]
-    phash = image.pixels_hash
+    cached = cached_images(Image.objects.filter(id=image.id))
     with transaction.atomic():
         image.delete()
     transaction.on_commit(lambda: [file_delete(n) for n in names])
-    transaction.on_commit(lambda: image_cache_purge([phash]))
+    transaction.on_commit(lambda: image_cache_purge(cached))
 
 
-def image_cache_purge(pixels_hashes: list[str]) -> None:
+def image_cache_purge(images: list[CachedImage]) -> None:
     """Drop the feature cache entries no remaining image uses (never fails the delete)."""
     try:
-        cache_purge(pixels_hashes=pixels_hashes)
+        cache_purge(images=images)
     except Exception:  # the orphans command cleans up what is left
         log.exception("cache purge failed")
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import Inspection, Membership, Project, Role
 from inspection.services.images import image_cache_purge
+from inspection.services.retention import cached_images
 from inspection.services.rulesets import ruleset_default_create
 from inspection.storage import prefix_delete, project_prefix
 from inspection.types import Actor
@@ -185,14 +186,14 @@ def project_update(*, project: Project, data: dict) -> Project:
 def project_delete(*, project: Project) -> None:
     """Delete the project, its rows and every file under its storage prefix."""
     prefix = project_prefix(project.id)
-    hashes = list(project.images.values_list("pixels_hash", flat=True))
+    cached = cached_images(project.images.all())
     with transaction.atomic():
         # inspections are immutable one by one, but go with their project; they
         # PROTECT their model version and rule set, so they must go first
         Inspection.objects.filter(project=project).delete()
         project.delete()
     transaction.on_commit(lambda: prefix_delete(prefix))
-    transaction.on_commit(lambda: image_cache_purge(hashes))
+    transaction.on_commit(lambda: image_cache_purge(cached))
 
 
 def membership_set(*, project: Project, username: str, role: str) -> Membership:

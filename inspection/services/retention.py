@@ -6,8 +6,10 @@ kept image), or it sits under
 ``projects/<id>/`` of a project that no longer exists, or it is a partial
 write under ``tmp/`` older than an hour. A feature-cache entry is an orphan
 when its key belongs to no stored image for the backends in use, current options
-or a stored model's own (cache keys are
-``cache_key(backend fingerprint, pixels_hash)``).
+or a stored model's own (cache keys are ``cache_key(backend fingerprint,
+pixels_hash)``, of the image whole and at each working resolution its project's
+models use (:func:`prompting.worksize.work_hash`), for every kind of entry: the
+features, the anomaly patch grids, SAM's embedding, the click features).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db.models import QuerySet
 
 from inspection.models import (
     Image,
@@ -92,28 +95,71 @@ def backend_fingerprints(*, load_sam: bool = False) -> set[str]:
     return out
 
 
-def cache_keys(pixels_hashes: Iterable[str], *, fingerprints: set[str]) -> set[str]:
+@dataclass(frozen=True)
+class CachedImage:
+    """What names an image's cache entries: its pixels' hash, its size (H, W) and
+    the working bounds (``work_max_side``) its project and its project's models
+    use; an image is cached whole and, where it exceeds a bound, at that size."""
+
+    pixels_hash: str
+    shape: tuple[int, int] | None = None
+    bounds: frozenset[int] = frozenset()
+
+
+def cached_images(images: QuerySet[Image]) -> list[CachedImage]:
+    """:class:`CachedImage` of every Image row of the queryset ``images``."""
+    rows = list(
+        images.values_list("pixels_hash", "height", "width", "project_id", "project__work_max_side")
+    )
+    bounds: dict = {}
+    for pid, bound in {(r[3], r[4]) for r in rows}:
+        bounds.setdefault(pid, set()).add(int(bound or 0))
+    for pid, config in ModelVersion.objects.filter(project_id__in=list(bounds)).values_list(
+        "project_id", "config"
+    ):
+        bounds[pid].add(int((config or {}).get("work_max_side") or 0))
+    return [
+        CachedImage(ph, (int(h), int(w)), frozenset(bounds[pid])) for ph, h, w, pid, _ in rows if ph
+    ]
+
+
+def cache_keys(images: Iterable[CachedImage | str], *, fingerprints: set[str]) -> set[str]:
+    """Every cache key of ``images`` (:class:`CachedImage`, or bare pixel hashes:
+    the image whole only) under ``fingerprints``."""
     # deferred: PIL loads on first use
-    from prompting.features.cache import cache_key
+    from prompting.features.backbone.networks import anomaly_stage_sets
+    from prompting.features.cache import anomaly_patches_key, cache_key
+    from prompting.worksize import work_hash, work_size
 
-    return {
-        cache_key(fp, ph, kind=kind)
-        for ph in pixels_hashes
-        if ph
-        for fp in fingerprints
-        for kind in CACHE_KINDS
-    }
+    stage_sets = anomaly_stage_sets()
+    keys: set[str] = set()
+    for image in images:
+        image = image if isinstance(image, CachedImage) else CachedImage(image)
+        if not image.pixels_hash:
+            continue
+        names = {image.pixels_hash}
+        if image.shape is not None:
+            for bound in image.bounds:
+                size = work_size(image.shape, bound or None)
+                names.add(work_hash(image.pixels_hash, image.shape, size))
+        for name in names:
+            for fp in fingerprints:
+                keys.update(cache_key(fp, name, kind=kind) for kind in CACHE_KINDS)
+                keys.update(anomaly_patches_key(fp, stages, name) for stages in stage_sets)
+    return keys
 
 
-def cache_purge(*, pixels_hashes: Iterable[str], load_sam: bool = False) -> int:
-    """Remove cache entries of ``pixels_hashes`` that no remaining image uses, under
-    every fingerprint the cache has stored entries for."""
+def cache_purge(*, images: Iterable[CachedImage | str], load_sam: bool = False) -> int:
+    """Remove the cache entries of ``images`` (:class:`CachedImage`, or bare pixel
+    hashes) that no remaining image uses, under every fingerprint the cache has
+    stored entries for."""
+    images = [i if isinstance(i, CachedImage) else CachedImage(i) for i in images]
     still = set(
-        Image.objects.filter(pixels_hash__in=list(pixels_hashes)).values_list(
+        Image.objects.filter(pixels_hash__in=[i.pixels_hash for i in images]).values_list(
             "pixels_hash", flat=True
         )
     )
-    gone = [ph for ph in pixels_hashes if ph and ph not in still]
+    gone = [i for i in images if i.pixels_hash and i.pixels_hash not in still]
     if not gone:
         return 0
     cache = engine.feature_cache_get()
@@ -186,8 +232,7 @@ def orphans_find(*, load_sam: bool = True) -> Orphans:
             out.bytes += default_storage.size(name)
     cache = engine.feature_cache_get()
     live = cache_keys(
-        Image.objects.values_list("pixels_hash", flat=True),
-        fingerprints=backend_fingerprints(load_sam=load_sam),
+        cached_images(Image.objects.all()), fingerprints=backend_fingerprints(load_sam=load_sam)
     )
     for path in sorted(cache.root.glob("*.npy")):
         key = path.name[: -len(".npy")]

@@ -400,9 +400,9 @@ def features_extract_cached(
     return as_stored(feature_map) if callable(as_stored) else feature_map
 
 
-def anomaly_patches_key(backend: FeatureBackend, stages: Sequence[int], pixels_hash: str) -> str:
+def anomaly_patches_key(backend_fingerprint: str, stages: Sequence[int], pixels_hash: str) -> str:
     """Cache key of the anomaly patch grid of ``stages`` for one backend and image."""
-    fingerprint = f"{backend.fingerprint()}\0anomaly{[int(i) for i in stages]}"
+    fingerprint = f"{backend_fingerprint}\0anomaly{[int(i) for i in stages]}"
     return cache_key(fingerprint, pixels_hash, kind="anomaly_patches")
 
 
@@ -431,7 +431,7 @@ def anomaly_patches_cached(
     if cache is None:
         count("anomaly_computed")
         return backend.anomaly_patches(rgb8, stages=stages)
-    key = anomaly_patches_key(backend, stages, image_hash or image_pixels_hash(rgb8))
+    key = anomaly_patches_key(backend.fingerprint(), stages, image_hash or image_pixels_hash(rgb8))
     arrays = cache.get_arrays(key)
     if arrays is not None and len(arrays) == 1 and np.asarray(arrays[0]).ndim == 3:
         count("anomaly_cached")

@@ -89,7 +89,7 @@ def test_cache_purge_removes_entries_of_a_models_own_options(model_with_own_opti
     key = _own_options_cache_entry(mv, "ab" * 32)  # no image has this hash
     cache = engine.feature_cache_get()
     assert key in cache
-    assert cache_purge(pixels_hashes=["ab" * 32]) == 1
+    assert cache_purge(images=["ab" * 32]) == 1
     assert key not in cache
 
 

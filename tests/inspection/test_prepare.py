@@ -240,3 +240,40 @@ def test_other_jobs_do_not_stop_it(kind, db, make_user, settings):
     job_create(project=project, kind=kind)
     job = _prepare_job(project)
     assert job.result["computed"] == 2 and job.result["left_to_run"] == 0
+
+
+def test_every_prepared_entry_is_live_while_its_image_is_and_goes_with_it(
+    db, make_user, settings, django_capture_on_commit_callbacks
+):
+    """The anomaly patch grid and the features at the working resolution are the
+    image's cache entries too: the orphans command keeps them, deleting the image
+    (or its project) removes them."""
+    from inspection.services.images import image_delete
+    from inspection.services.projects import project_delete
+    from inspection.services.retention import orphans_find
+
+    settings.FEATURE_PREPARE = False
+    owner = make_user("eng")
+    big = project_create(
+        user=owner, name="big", classes=["scratch"], backend="backbone", work_max_side=64
+    )
+    images = [
+        image_upload(project=big, data=_png(i, True), filename=f"im{i}.png").image for i in range(2)
+    ]
+    assert (images[0].height, images[0].width) == (48, 64)  # within the bound: whole
+    wide = io.BytesIO()
+    PILImage.fromarray(np.full((60, 120), 90, np.uint8), "L").save(wide, format="PNG")
+    images.append(image_upload(project=big, data=wide.getvalue(), filename="wide.png").image)
+    job = _prepare_job(big)
+    assert job.result["computed"] == 3
+    written = _cache_entries()
+    # features and patch grid of each image, the wide one at 32x64
+    assert len(written) == 6
+    assert not set(orphans_find(load_sam=False).cache) & {n[: -len(".npy")] for n in written}
+    with django_capture_on_commit_callbacks(execute=True):  # the purge runs on commit
+        image_delete(image=images[2])
+    left = _cache_entries()
+    assert len(left) == 4 and left < written
+    with django_capture_on_commit_callbacks(execute=True):
+        project_delete(project=big)
+    assert _cache_entries() == set()

@@ -84,6 +84,13 @@ def architecture_names() -> list[str]:
     return sorted(_ARCHITECTURES) + ["timm:<model name>"]
 
 
+def anomaly_stage_sets() -> list[tuple[int, ...]]:
+    """Every set of stages a registered (or ``timm:``) architecture fits its anomaly
+    bank on: what names the anomaly patch grids in the feature cache."""
+    default = Architecture.__dataclass_fields__["anomaly_stages"].default
+    return sorted({tuple(a.anomaly_stages) for a in _ARCHITECTURES.values()} | {tuple(default)})
+
+
 def architecture_get(name: str) -> Architecture:
     """The registered architecture ``name``, or a ``timm:<model>`` one built on demand."""
     if name in _ARCHITECTURES:
