@@ -11,8 +11,9 @@ retraining does. It is work nobody waits for, so it gives way:
   lists the project's images whose entries are missing when it starts, in
   upload order, and fans them out in chunks to every worker;
 - a Run (a ``train`` or ``predict`` job of the project, queued or running)
-  computes what it needs itself: each chunk leaves the rest of its images to
-  it, so the Run waits for at most the image in progress;
+  computes what it needs itself: each image first asks whether one will, and
+  leaves itself to it (every image while the Run has not listed its images yet,
+  then those it listed), so the Run waits for at most the image in progress;
 - it fills at most half the feature cache (``FEATURE_CACHE_MAX_BYTES``),
   estimated from the first image's entries, so it never evicts what it just
   wrote; the images beyond are left to the Run.
@@ -63,11 +64,42 @@ def features_prepare(*, job_id: RowId, task_id: str = "") -> None:
     job_execute(job_id=job_id, task_id=task_id, work=_prepare)
 
 
-def _run_waiting(project_id: Any) -> bool:
-    """Whether a Run of the project is queued or running."""
-    return Job.objects.filter(
-        project_id=project_id, kind__in=_RUN_KINDS, state__in=Job.ACTIVE_STATES
-    ).exists()
+class _Runs:
+    """Which images a Run of the project that is queued or running will compute the
+    features of: every image, while one has not listed its images yet (queued, or
+    still training); else the images in its chunks (an image uploaded after it
+    listed them is not, so it is prepared). What a Run listed never changes, so
+    each Run's list is read once."""
+
+    def __init__(self, project_id: Any) -> None:
+        self.project_id = project_id
+        self._items: dict[Any, set[str]] = {}
+
+    def active(self) -> list[tuple[Any, dict]]:
+        """(id, params) of the project's queued or running Runs."""
+        return list(
+            Job.objects.filter(
+                project_id=self.project_id, kind__in=_RUN_KINDS, state__in=Job.ACTIVE_STATES
+            ).values_list("id", "params")
+        )
+
+    def cover(self, image_id: Any, active: list[tuple[Any, dict]] | None = None) -> bool:
+        """Whether a Run computes the features of ``image_id`` (``active``: the
+        Runs as :meth:`active` read them; read now when not given)."""
+        for run_id, params in self.active() if active is None else active:
+            if "fanout" not in (params or {}):
+                return True
+            if run_id not in self._items:
+                self._items[run_id] = {
+                    item
+                    for items in JobChunk.objects.filter(job_id=run_id).values_list(
+                        "items", flat=True
+                    )
+                    for item in items
+                }
+            if str(image_id) in self._items[run_id]:
+                return True
+        return False
 
 
 def _prepare(job: Job) -> tuple[dict, dict, str] | None:
@@ -107,10 +139,13 @@ def _prepare(job: Job) -> tuple[dict, dict, str] | None:
         "computed": 0,
     }
     t0 = time.perf_counter()
-    if todo and _run_waiting(project.id):  # that Run computes them
-        stats["left_to_run"] = len(todo)
-        todo = []
-    elif todo:
+    runs = _Runs(project.id)
+    active = runs.active()
+    covered = [t for t in todo if runs.cover(t[0], active)]  # a Run computes them
+    if covered:
+        stats["left_to_run"] = len(covered)
+        todo = [t for t in todo if t not in covered]
+    if todo:
         # the first image here: its entries' size bounds how many fit in the cache
         job_progress(job=job, fraction=0.0, message=f"features 1/{len(todo)}")
         image = Image.objects.filter(id=todo[0][0]).first()
@@ -121,7 +156,7 @@ def _prepare(job: Job) -> tuple[dict, dict, str] | None:
             )
             per_px = _bytes_per_pixel(cache, keys, todo[0][1], bound)
             fit = _images_that_fit(todo, per_px, bound)
-            stats["left_to_run"] = len(todo) - fit
+            stats["left_to_run"] = stats.get("left_to_run", 0) + len(todo) - fit
             todo = todo[:fit]
         todo = todo[1:]
     stats["features_s"] = time.perf_counter() - t0
@@ -199,12 +234,13 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
     bound = int(project.work_max_side or 0) or None
     todo = [uuid.UUID(i) for i in chunk.items[chunk.done :]]
     images = Image.objects.in_bulk(todo)
+    runs = _Runs(project.id)
     ctx.check()
     for image_id in todo:
         image = images.get(image_id)
         if image is None:  # deleted since the job started
             ctx.item_done({"skipped": 1})
-        elif _run_waiting(project.id):
+        elif runs.cover(image_id):
             ctx.item_done({"left_to_run": 1})
         else:
             t0 = time.perf_counter()

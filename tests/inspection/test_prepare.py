@@ -185,23 +185,44 @@ def test_a_queued_run_computes_the_features_itself(db, make_user, settings):
 
 
 def test_a_run_pressed_midway_gets_the_rest(db, make_user, settings, monkeypatch):
-    """Each image asks whether a Run is waiting; from then on the chunks leave
+    """Each image asks whether a Run will compute it; from then on the chunks leave
     their images to it (they finish at once instead of holding the workers)."""
     settings.FEATURE_PREPARE = False
     project = _project(make_user("eng"))
     _upload(project)
     asked = []
+    real = prepare_service._Runs.cover
 
-    def waiting(project_id) -> bool:
-        asked.append(project_id)
-        return len(asked) > 3  # the job's start, then two chunk images
+    def cover(self, image_id, active=None) -> bool:
+        if active is not None:  # the job's start, which lists its images: no Run yet
+            return real(self, image_id, active)
+        asked.append(image_id)  # the chunk's images, one by one
+        return len(asked) > 2  # Run pressed after the chunk's second image
 
-    monkeypatch.setattr(prepare_service, "_run_waiting", waiting)
+    monkeypatch.setattr(prepare_service._Runs, "cover", cover)
     job = _prepare_job(project)
     assert job.state == "succeeded", job.error
-    # the first image in the job itself, two in its chunk, then the Run's turn
+    # the first image computed in the job itself, two in its chunk, then the Run's turn
+    assert len(asked) == N_IMAGES - 1
     assert job.result["computed"] == 3 and job.result["left_to_run"] == N_IMAGES - 3
     assert _prepared(project) == [True] * 3 + [False] * (N_IMAGES - 3)
+
+
+def test_images_a_running_run_did_not_list_are_prepared(db, make_user, settings):
+    """A Run that has listed its images (fanned out) computes only those: images
+    uploaded after it are prepared meanwhile."""
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"))
+    listed = _upload(project, 2)
+    run = job_create(project=project, kind=Job.Kind.TRAIN)
+    Job.objects.filter(id=run.id).update(state="running", params={"fanout": {"n_items": 2}})
+    JobChunk.objects.create(job=run, index=0, items=[str(i.id) for i in listed])
+    late = image_upload(project=project, data=_png(77, True), filename="late.png").image
+    job = _prepare_job(project)
+    assert job.state == "succeeded", job.error
+    assert job.result["computed"] == 1 and job.result["left_to_run"] == 2
+    assert _prepared(project) == [False, False, True]
+    assert late.id not in {i.id for i in listed}
 
 
 def test_it_fills_at_most_its_share_of_the_cache(db, make_user, settings, monkeypatch):
