@@ -36,8 +36,11 @@ from inspection.types import Actor, RowId
 
 log = logging.getLogger("inspection.prepare")
 
-#: images per chunk of a prepare job (about 4 s of network each on one core)
-PREPARE_CHUNK = 8
+#: images per chunk of a prepare job: small (about 1 s of network on one core for
+#: 200x200 images, a few seconds at the 1024 px working size), because a worker
+#: finishes its chunk before it takes the next task, and the next task may be the
+#: click features of the image the engineer just opened
+PREPARE_CHUNK = 2
 #: a prepare job fills at most this share of the feature cache
 CACHE_SHARE = 0.5
 #: job kinds of a Run, which compute their own features (a prepare job gives way to them)
