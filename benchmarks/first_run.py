@@ -47,24 +47,6 @@ DB_NAME = "bench_first_run"
 WAYS = ("by the Run", "after the uploads")
 
 
-def _env(var: Path, db_url: str, cache_bytes: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "inspection.settings",
-        "SECRET_KEY": "bench-first-run-not-a-secret",
-        "DATABASE_URL": db_url,
-        "CELERY_BROKER_URL": prop.BROKER,
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "VAR_DIR": str(var),
-        "STORAGE_ROOT": str(var / "media"),
-        "FEATURE_CACHE_DIR": str(var / "cache"),
-        "FEATURE_CACHE_MAX_BYTES": str(cache_bytes),
-        "JOB_STALE_AFTER": "3600",
-        "UPLOAD_MAX_FILES": "1000",
-        "LOG_LEVEL": "WARNING",
-    }
-
-
 def _prepared_wait(project, timeout: float = 1800) -> None:
     from inspection.models import Job
 
@@ -124,7 +106,8 @@ def bench(args, samples) -> dict[str, list[dict]]:
     db_url = db_create(admin=prop.PG_ADMIN, name=DB_NAME)
     pixels = max(s.rgb.shape[0] * s.rgb.shape[1] for s in samples)
     cache_bytes = int(args.images * pixels * 200 * 2 * 1.3) + (1 << 30)
-    env = _env(var, db_url, cache_bytes)
+    # the benchmark's process uploads, and turns FEATURE_PREPARE on for one way
+    env = prop.service_env(var, db_url, cache_bytes)
     os.environ.update(env)
     import django
 

@@ -286,16 +286,14 @@ def _batch_timed(p: Project, files: list[tuple[str, bytes]], timeout: float = 18
     return time.perf_counter() - t0
 
 
-def service_bench(args, samples, batch_samples) -> list[dict]:
-    """Every configuration's timings (see the module docstring)."""
-    var = Path(tempfile.mkdtemp(prefix="bench-propagation-"))
-    db_url = db_create(admin=PG_ADMIN, name=DB_NAME)
-    pixels = max(s.rgb.shape[0] * s.rgb.shape[1] for s in samples)
-    cache_bytes = int(max(args.sizes) * pixels * 52 * 4 * 1.3) + (1 << 30)
-    env = {
+def service_env(var: Path, db_url: str, cache_bytes: int) -> dict[str, str]:
+    """The environment of a service benchmark and its workers: its own database,
+    Redis db 6, files and feature cache under ``var``; uploads prepare no features
+    (each benchmark that wants them says so)."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "inspection.settings",
-        "SECRET_KEY": "bench-propagation-not-a-secret",
+        "SECRET_KEY": "bench-service-not-a-secret",
         "DATABASE_URL": db_url,
         "CELERY_BROKER_URL": BROKER,
         "CELERY_TASK_ALWAYS_EAGER": "0",
@@ -309,6 +307,15 @@ def service_bench(args, samples, batch_samples) -> list[dict]:
         "UPLOAD_MAX_FILES": "1000",
         "LOG_LEVEL": "WARNING",
     }
+
+
+def service_bench(args, samples, batch_samples) -> list[dict]:
+    """Every configuration's timings (see the module docstring)."""
+    var = Path(tempfile.mkdtemp(prefix="bench-propagation-"))
+    db_url = db_create(admin=PG_ADMIN, name=DB_NAME)
+    pixels = max(s.rgb.shape[0] * s.rgb.shape[1] for s in samples)
+    cache_bytes = int(max(args.sizes) * pixels * 52 * 4 * 1.3) + (1 << 30)
+    env = service_env(var, db_url, cache_bytes)
     os.environ.update(env)
     import django
 

@@ -14,18 +14,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_shipped_default_is_the_backbone() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DEFAULT_FEATURE_BACKEND"}
+def _shipped(name: str) -> str:
+    """The setting ``name`` as a fresh process without it in its environment has it."""
+    env = {k: v for k, v in os.environ.items() if k != name}
     env["SECRET_KEY"] = "test-only-not-a-secret"
     out = subprocess.run(
-        [sys.executable, "-c", "import inspection.settings as s; print(s.DEFAULT_FEATURE_BACKEND)"],
+        [sys.executable, "-c", f"import inspection.settings as s; print(s.{name})"],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == "backbone"
+    return out.stdout.strip()
+
+
+def test_the_shipped_default_is_the_backbone() -> None:
+    assert _shipped("DEFAULT_FEATURE_BACKEND") == "backbone"
 
 
 def test_a_project_created_without_a_backend_gets_the_default(db, api_for, make_user, settings):
@@ -52,14 +57,4 @@ def test_a_project_row_made_without_the_service_gets_the_settings_too(db, settin
 
 
 def test_uploads_prepare_features_by_default() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "FEATURE_PREPARE"}
-    env["SECRET_KEY"] = "test-only-not-a-secret"
-    out = subprocess.run(
-        [sys.executable, "-c", "import inspection.settings as s; print(s.FEATURE_PREPARE)"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "True"
+    assert _shipped("FEATURE_PREPARE") == "True"
