@@ -27,12 +27,14 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from inspection.models import Image, Job, JobChunk, Project
 from inspection.services import engine
 from inspection.services.chunks import ChunkContext, FanOut, fan_out_register, job_fan_out
 from inspection.services.jobs import job_create, job_enqueue, job_execute, job_progress
 from inspection.types import Actor, RowId
+from prompting.worksize import work_size
 
 log = logging.getLogger("inspection.prepare")
 
@@ -60,6 +62,17 @@ def features_prepare_start(*, project: Project, user: Actor = None) -> Job | Non
     job = job_create(project=project, kind=Job.Kind.PREPARE, user=user)
     job_enqueue(job=job)
     return job
+
+
+def _items(chunks: QuerySet[JobChunk]) -> set[str]:
+    """The image ids every chunk of ``chunks`` lists."""
+    return {item for items in chunks.values_list("items", flat=True) for item in items}
+
+
+def _inputs(project: Project) -> tuple[Any, Any, int | None]:
+    """(backend, feature cache, working bound) a Run of ``project`` reads with."""
+    bound = int(project.work_max_side or 0) or None
+    return engine.backend_get(project.backend), engine.feature_cache_get(), bound
 
 
 def features_prepare(*, job_id: RowId, task_id: str = "") -> None:
@@ -93,13 +106,7 @@ class _Runs:
             if "fanout" not in (params or {}):
                 return True
             if run_id not in self._items:
-                self._items[run_id] = {
-                    item
-                    for items in JobChunk.objects.filter(job_id=run_id).values_list(
-                        "items", flat=True
-                    )
-                    for item in items
-                }
+                self._items[run_id] = _items(JobChunk.objects.filter(job_id=run_id))
             if str(image_id) in self._items[run_id]:
                 return True
         return False
@@ -110,24 +117,20 @@ def _prepare(job: Job) -> tuple[dict, dict, str] | None:
     from prompting.prepare import run_inputs_cached, run_inputs_keys
 
     project = job.project
-    backend = engine.backend_get(project.backend)
-    cache = engine.feature_cache_get()
-    bound = int(project.work_max_side or 0) or None
+    backend, cache, bound = _inputs(project)
     rows = list(
         project.images.order_by("created_at", "id").values_list(
             "id", "pixels_hash", "height", "width"
         )
     )
     # images another prepare job of the project has in its chunks are its to compute
-    taken = {
-        item
-        for items in JobChunk.objects.filter(
+    taken = _items(
+        JobChunk.objects.filter(
             job__project=project,
             job__kind=Job.Kind.PREPARE,
             state__in=(JobChunk.State.QUEUED, JobChunk.State.RUNNING),
-        ).values_list("items", flat=True)
-        for item in items
-    }
+        )
+    )
     todo = [
         (image_id, (h, w))
         for image_id, phash, h, w in rows
@@ -180,9 +183,6 @@ def _sizes(n: int) -> list[int]:
 
 def _bytes_per_pixel(cache: Any, keys: list[str] | None, shape, bound: int | None) -> float:
     """Bytes the cache holds per working pixel for the image whose entries are ``keys``."""
-    # deferred: the engine loads on first use
-    from prompting.worksize import work_size
-
     if not keys or cache is None:
         return 0.0
     total = 0
@@ -197,9 +197,6 @@ def _bytes_per_pixel(cache: Any, keys: list[str] | None, shape, bound: int | Non
 
 def _images_that_fit(todo: list, per_px: float, bound: int | None) -> int:
     """How many of ``todo`` (in order) fit in the prepare job's share of the cache."""
-    # deferred: the engine loads on first use
-    from prompting.worksize import work_size
-
     if per_px <= 0:
         return len(todo)
     budget = CACHE_SHARE * settings.FEATURE_CACHE_MAX_BYTES
@@ -232,9 +229,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
     """Compute the entries of every image of ``chunk`` until a Run of the project
     is waiting (that Run computes the rest itself)."""
     project = job.project
-    backend = engine.backend_get(project.backend)
-    cache = engine.feature_cache_get()
-    bound = int(project.work_max_side or 0) or None
+    backend, cache, bound = _inputs(project)
     todo = [uuid.UUID(i) for i in chunk.items[chunk.done :]]
     images = Image.objects.in_bulk(todo)
     runs = _Runs(project.id)
