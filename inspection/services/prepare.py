@@ -13,7 +13,8 @@ retraining does. It is work nobody waits for, so it gives way:
 - a Run (a ``train`` or ``predict`` job of the project, queued or running)
   computes what it needs itself: each image first asks whether one will, and
   leaves itself to it (every image while the Run has not listed its images yet,
-  then those it listed), so the Run waits for at most the image in progress;
+  then those it listed; never one whose stored probabilities a ``predict`` job
+  reuses), so the Run waits for at most the image in progress;
 - it fills at most half the feature cache (``FEATURE_CACHE_MAX_BYTES``),
   estimated from the first image's entries, so it never evicts what it just
   wrote; the images beyond are left to the Run.
@@ -29,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from inspection.models import Image, Job, JobChunk, Project
+from inspection.models import Image, Job, JobChunk, Prediction, Project
 from inspection.services import engine
 from inspection.services.chunks import ChunkContext, FanOut, fan_out_register, job_fan_out
 from inspection.services.jobs import job_create, job_enqueue, job_execute, job_progress
@@ -84,32 +85,60 @@ class _Runs:
     """Which images a Run of the project that is queued or running will compute the
     features of: every image, while one has not listed its images yet (queued, or
     still training); else the images in its chunks (an image uploaded after it
-    listed them is not, so it is prepared). What a Run listed never changes, so
-    each Run's list is read once."""
+    listed them is not, so it is prepared). A ``predict`` job (a deploy, a rules
+    change) takes the probabilities its model stored earlier instead of predicting,
+    so the images that have them are never its to compute. What a Run listed never
+    changes, so each Run's lists are read once."""
 
     def __init__(self, project_id: Any) -> None:
         self.project_id = project_id
         self._items: dict[Any, set[str]] = {}
+        self._reused: dict[Any, set[str]] = {}
 
-    def active(self) -> list[tuple[Any, dict]]:
-        """(id, params) of the project's queued or running Runs."""
+    def active(self) -> list[tuple[Any, str, dict]]:
+        """(id, kind, params) of the project's queued or running Runs."""
         return list(
             Job.objects.filter(
                 project_id=self.project_id, kind__in=_RUN_KINDS, state__in=Job.ACTIVE_STATES
-            ).values_list("id", "params")
+            ).values_list("id", "kind", "params")
         )
 
-    def cover(self, image_id: Any, active: list[tuple[Any, dict]] | None = None) -> bool:
+    def cover(self, image_id: Any, active: list[tuple[Any, str, dict]] | None = None) -> bool:
         """Whether a Run computes the features of ``image_id`` (``active``: the
         Runs as :meth:`active` read them; read now when not given)."""
-        for run_id, params in self.active() if active is None else active:
-            if "fanout" not in (params or {}):
+        image = str(image_id)
+        for run_id, kind, params in self.active() if active is None else active:
+            params = params or {}
+            if kind == Job.Kind.PREDICT and image in self._reused_by(run_id, params):
+                continue
+            if "fanout" not in params:
                 return True
             if run_id not in self._items:
                 self._items[run_id] = _items(JobChunk.objects.filter(job_id=run_id))
-            if str(image_id) in self._items[run_id]:
+            if image in self._items[run_id]:
                 return True
         return False
+
+    def _reused_by(self, run_id: Any, params: dict) -> set[str]:
+        """The images whose probabilities a predict job reuses: those its model
+        (the one it names, else the project's deployed one) stored before."""
+        if run_id not in self._reused:
+            model_id = (params.get("fanout") or {}).get("model_version") or params.get(
+                "model_version"
+            )
+            if not model_id:
+                model_id = (
+                    Project.objects.filter(id=self.project_id)
+                    .values_list("deployed_model_id", flat=True)
+                    .first()
+                )
+            self._reused[run_id] = {
+                str(i)
+                for i in Prediction.objects.filter(model_version_id=model_id)
+                .exclude(probabilities="")
+                .values_list("image_id", flat=True)
+            }
+        return self._reused[run_id]
 
 
 def _prepare(job: Job) -> tuple[dict, dict, str] | None:

@@ -11,7 +11,7 @@ import pytest
 from django.db import transaction
 from PIL import Image as PILImage
 
-from inspection.models import Job, JobChunk
+from inspection.models import Job, JobChunk, Prediction
 from inspection.services import engine
 from inspection.services import prepare as prepare_service
 from inspection.services.chunks import job_chunk_run
@@ -19,7 +19,7 @@ from inspection.services.images import image_upload
 from inspection.services.jobs import job_create
 from inspection.services.projects import project_create
 from inspection.services.prompts import prompt_create
-from inspection.services.training import training_start
+from inspection.services.training import training_run, training_start
 from prompting.prepare import run_inputs_cached
 from tests.inspection.svc_helpers import job_wait, project_jobs_wait
 
@@ -161,15 +161,20 @@ def test_without_the_setting_uploads_queue_nothing(db, make_user, settings):
     assert _prepared(project) == [False, False]
 
 
-def _prepare_job(project) -> Job:
-    """A prepare job run here, its chunks too (in services mode the worker cannot
-    see this test's uncommitted rows, so the chunks it is sent are left to us)."""
-    job = job_create(project=project, kind=Job.Kind.PREPARE)
-    prepare_service.features_prepare(job_id=job.id)
+def _run_here(job: Job, body) -> Job:
+    """``job`` run here by its Celery body, its chunks too (in services mode the
+    worker cannot see this test's uncommitted rows, so the chunks it is sent are
+    left to us)."""
+    body(job_id=job.id)
     for chunk in JobChunk.objects.filter(job=job, state=JobChunk.State.QUEUED).order_by("index"):
         job_chunk_run(chunk_id=chunk.id)
     job.refresh_from_db()
     return job
+
+
+def _prepare_job(project) -> Job:
+    job = job_create(project=project, kind=Job.Kind.PREPARE)
+    return _run_here(job, prepare_service.features_prepare)
 
 
 def test_a_queued_run_computes_the_features_itself(db, make_user, settings):
@@ -223,6 +228,29 @@ def test_images_a_running_run_did_not_list_are_prepared(db, make_user, settings)
     assert job.result["computed"] == 1 and job.result["left_to_run"] == 2
     assert _prepared(project) == [False, False, True]
     assert late.id not in {i.id for i in listed}
+
+
+def test_images_a_predict_job_reuses_are_prepared(db, make_user, settings):
+    """A predict job (a deploy, a rules change) takes the probabilities its model
+    stored before: it computes no features for those images, so they are prepared;
+    an image its model never predicted is left to it."""
+    settings.FEATURE_PREPARE = False
+    project = _project(make_user("eng"), backend="classic")
+    _upload(project, 3)
+    _paint(project)
+    run = _run_here(training_start(project=project), training_run)
+    assert run.state == "succeeded", run.error
+    model_id = run.result["model_version"]
+    assert (
+        Prediction.objects.filter(model_version_id=model_id).exclude(probabilities="").count() == 3
+    )
+    engine.feature_cache_get().clear()  # the cache lost them (evicted, a new disk)
+    job_create(project=project, kind=Job.Kind.PREDICT, params={"model_version": model_id})
+    image_upload(project=project, data=_png(77, True), filename="late.png")
+    job = _prepare_job(project)
+    assert job.state == "succeeded", job.error
+    assert job.result["computed"] == 3 and job.result["left_to_run"] == 1
+    assert _prepared(project) == [True, True, True, False]
 
 
 def test_it_fills_at_most_its_share_of_the_cache(db, make_user, settings, monkeypatch):
