@@ -45,7 +45,7 @@ from prompting.classifier import (
     features_for,
 )
 from prompting.errors import TrainingError
-from prompting.features.base import FeatureBackend, FeatureMap
+from prompting.features.base import FeatureBackend, FeatureMap, has_anomaly_patches
 from prompting.images import pixels_hash
 from prompting.inputcheck import image_profile, profile_ranges_fit
 from prompting.mlp import (
@@ -234,7 +234,7 @@ def learner_train(
     """
     t0 = time.perf_counter()
     classes = list(classes)
-    can_anomaly = anomaly and callable(getattr(backend, "anomaly_patches", None))
+    can_anomaly = anomaly and has_anomaly_patches(backend)
     _validate(images, classes, defects_optional=can_anomaly)
     bound_error = work_bound_error(work_max_side)
     if bound_error:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from prompting.classifier import anomaly_patches_for, features_for
-from prompting.features.base import FeatureBackend
+from prompting.features.base import FeatureBackend, has_anomaly_patches
 from prompting.features.cache import anomaly_patches_key, cache_key
 from prompting.worksize import work_hash, work_image, work_size
 
@@ -35,7 +35,7 @@ def anomaly_stages_of(backend: FeatureBackend) -> tuple[int, ...] | None:
     """The network stages a model trained on ``backend`` fits its anomaly bank
     on (what :func:`prompting.learner.learner_train` uses), or None when the
     backend has no anomaly patches."""
-    if not callable(getattr(backend, "anomaly_patches", None)):
+    if not has_anomaly_patches(backend):
         return None
     return tuple(int(i) for i in backend.anomaly_stages)
 

@@ -33,6 +33,7 @@ from inspection.services.jobs import (
 )
 from inspection.storage import bytes_read, file_write_atomic, name_new
 from inspection.types import Actor, RowId
+from prompting.features.base import has_anomaly_patches
 from prompting.worksize import work_size
 
 log = logging.getLogger("inspection.training")
@@ -139,7 +140,7 @@ def _train(job: Job) -> None:
     for p in prompts:
         by_image.setdefault(p.image_id, []).append(p)
     painted = Q(id__in=by_image.keys())
-    if callable(getattr(backend, "anomaly_patches", None)):
+    if has_anomaly_patches(backend):
         # good parts teach the anomaly memory bank even unpainted (a project may
         # start from ten OK images and no defect stroke)
         painted |= Q(verdict="OK")

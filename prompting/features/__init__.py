@@ -15,6 +15,7 @@ from prompting.features.base import (
     backend_create,
     backend_names,
     backend_register,
+    has_anomaly_patches,
 )
 
 
@@ -50,4 +51,5 @@ __all__ = [
     "backend_create",
     "backend_names",
     "backend_register",
+    "has_anomaly_patches",
 ]

@@ -85,6 +85,13 @@ def planes_stack(planes: Sequence[np.ndarray], *, out: np.ndarray | None = None)
     return out
 
 
+def has_anomaly_patches(backend: Any) -> bool:
+    """Whether ``backend`` gives patch features for an anomaly memory bank
+    (``anomaly_patches``, as the ``backbone`` backend does): a model trained on
+    it fits the bank, good parts teach it, and its cache holds patch grids."""
+    return callable(getattr(backend, "anomaly_patches", None))
+
+
 BackendFactory = Callable[..., FeatureBackend]
 _REGISTRY: dict[str, BackendFactory] = {}
 
