@@ -1,7 +1,7 @@
 """Incremental retraining: a warm start from the previous model against training from scratch.
 
-    python -m benchmarks.warm_start [--datasets magnetic_tile,crackforest] [--seed 0]
-                                    [--eval-images 40]
+    python -m benchmarks.warm_start [--datasets magnetic_tile,crackforest] [--seeds 0]
+                                    [--eval-images 40] [--backend classic]
 
 The protocol's simulated engineer (``benchmarks.protocol``) paints the cold-start
 strokes on ten images and trains; then two rounds of correction strokes, each
@@ -9,7 +9,8 @@ followed by a retraining, once from scratch and once continuing from the
 previous model (``learner_train(warm_start=...)``, what the service does with
 ``TRAIN_WARM_START``). Both arms paint their corrections on their own model's
 mistakes. Printed per round: training seconds (features from the cache for
-both) and the seg IoU (probability >= 0.5) aggregated over evaluation images.
+both) and the seg IoU (probability >= 0.5) aggregated over evaluation images;
+with several ``--seeds``, the mean of each arm's last round over the seeds.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ def _iou(learner, backend, cache, samples) -> float:
     return inter / union if union else 1.0
 
 
-def warm_start_rows(samples, *, seed: int, n_eval: int, rounds: int = 2) -> list[tuple]:
+def warm_start_rows(
+    samples, *, seed: int, n_eval: int, rounds: int = 2, backend_name: str = "classic"
+) -> list[tuple]:
     """(round, arm, train seconds, seg IoU) rows."""
     from prompting.features import backend_create
     from prompting.learner import TrainingImage, learner_train
 
     train, evaluation = protocol_samples(samples, seed)
     evaluation = evaluation[:n_eval]
-    backend = backend_create("classic")
+    backend = backend_create(backend_name)
     cache = MemoryCache()
 
     def images(prompts):
@@ -104,17 +107,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--datasets", default="magnetic_tile,crackforest")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="protocol seeds, comma-separated")
     parser.add_argument("--eval-images", type=int, default=40)
+    parser.add_argument("--backend", default="classic", help="feature backend (classic, backbone)")
     args = parser.parse_args(argv)
-    print("| dataset | round | training | seconds | seg IoU |")
-    print("|---|---|---|---|---|")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    print(f"backend {args.backend}")
+    print("| dataset | seed | round | training | seconds | seg IoU |")
+    print("|---|---|---|---|---|---|")
+    finals: dict[tuple[str, str], list[float]] = {}
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         samples = dataset_load(args.data_root, name)
-        for r, arm, seconds, iou in warm_start_rows(
-            samples, seed=args.seed, n_eval=args.eval_images
-        ):
-            print(f"| {name} | {r} | {arm} | {seconds:.2f} | {iou:.3f} |", flush=True)
+        for seed in seeds:
+            rows = warm_start_rows(
+                samples, seed=seed, n_eval=args.eval_images, backend_name=args.backend
+            )
+            for r, arm, seconds, iou in rows:
+                print(f"| {name} | {seed} | {r} | {arm} | {seconds:.2f} | {iou:.3f} |", flush=True)
+                if r == max(row[0] for row in rows):
+                    finals.setdefault((name, arm), []).append(iou)
+    if len(seeds) > 1:
+        print("\n| dataset | training | last round seg IoU per seed (mean) |")
+        print("|---|---|---|")
+        for (name, arm), ious in finals.items():
+            per = " / ".join(f"{v:.3f}" for v in ious)
+            print(f"| {name} | {arm} | {per} ({sum(ious) / len(ious):.3f}) |")
     return 0
 
 

@@ -219,8 +219,10 @@ JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 1800)  # seconds; soft limit -> job f
 JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 300)  # running job without heartbeat -> failed
 # propagation and batch inspection run in chunks, one task each, on every free worker:
 # the first images (on the engineer's screen, then the most uncertain) in small chunks
-# retraining continues from the project's newest model (same backend and classes): ~4x faster
-TRAIN_WARM_START = env_bool("TRAIN_WARM_START", True)
+# 1: a retraining continues from the project's newest model (same backend and classes),
+# ~0.3 s faster a Run; off by default, since each Run trained afresh on all strokes
+# segments better (python -m benchmarks.warm_start; README "Incremental retraining")
+TRAIN_WARM_START = env_bool("TRAIN_WARM_START", False)
 PROPAGATION_FIRST_IMAGES = env_int("PROPAGATION_FIRST_IMAGES", 12)  # images that land first
 PROPAGATION_FIRST_CHUNK = env_int("PROPAGATION_FIRST_CHUNK", 4)  # chunk size for those
 PROPAGATION_CHUNK = env_int("PROPAGATION_CHUNK", 16)  # images / uploads per chunk after

@@ -415,7 +415,8 @@ def test_job_without_chunks_says_so(project, api_for):
     assert r.status_code == 200 and r.json()["chunks"] is None
 
 
-def test_retraining_continues_from_the_last_model_and_says_what_it_reused(project):
+def test_retraining_continues_from_the_last_model_and_says_what_it_reused(project, settings):
+    settings.TRAIN_WARM_START = True
     first = _train(project)
     image = Image.objects.get(id=_images(project)[0])
     prompt_create(
@@ -433,9 +434,25 @@ def test_retraining_continues_from_the_last_model_and_says_what_it_reused(projec
     assert second.timings["probabilities_reused"] == 0  # a new model predicts every image
 
 
+def test_a_retraining_starts_afresh_by_default(project):
+    first = _train(project)
+    image = Image.objects.get(id=_images(project)[0])
+    prompt_create(
+        image=image,
+        data={"kind": "stroke", "label": "background", "points": [[4, 35], [50, 35]], "radius": 2},
+    )
+    second = _train(project)
+    assert second.state == "succeeded", second.error
+    assert first.timings["warm_start"] == 0 and second.timings["warm_start"] == 0
+    mv2 = project.model_versions.get(number=2)
+    assert mv2.config["warm_start_from"] is None
+    assert second.timings["features_cached"] == 3 and second.timings["features_computed"] == 0
+
+
 def test_warm_start_can_be_switched_off(project, settings):
     from inspection.services.training import _warm_start_get
 
+    settings.TRAIN_WARM_START = True
     _train(project)
     assert _warm_start_get(project=project, classes=["scratch"]) is not None
     assert _warm_start_get(project=project, classes=["scratch", "dent"]) is None
