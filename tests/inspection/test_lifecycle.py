@@ -132,10 +132,9 @@ def test_every_run_after_the_first_makes_a_candidate_and_rules_keep_its_predicti
     assert c["held_out"]["candidate"]["n"] == 6 and c["held_out"]["baseline"]["n"] == 6
     assert c["held_out"]["candidate"]["n_masks"] == 6
     assert 0.0 <= c["held_out"]["candidate"]["iou"] <= 1.0
-    # v2 continued from v1's weights (incremental retraining, the default): it ran
-    # no held-out stroke check of its own, and the comparison says so
-    assert c["strokes"]["baseline"] is not None and c["strokes"]["candidate"] is None
-    assert c["strokes"]["not_measured"] == [2]
+    # v2 trained afresh (the default): it ran a held-out stroke check of its own
+    assert c["strokes"]["baseline"] is not None and c["strokes"]["candidate"] is not None
+    assert c["strokes"]["not_measured"] == []
     assert c["prompts"]["n_added"] == 1 and c["prompts"]["added"][0]["labels"] == {"background": 1}
     assert c["assessment"]["verdict"] in ("better", "similar", "mixed", "worse")
 
@@ -257,21 +256,33 @@ def test_comparison_names_its_field_errors(tiles, monkeypatch):
     assert again["held_out"] == r.json()["held_out"] and decoded == []
 
 
-def test_trained_cold_both_versions_carry_a_stroke_check_on_the_same_images(tiles):
-    from inspection.models import ModelVersion
-
+def test_trained_afresh_both_versions_carry_a_stroke_check_on_the_same_images(tiles):
     tiles.run()
     row = tiles.painted[1]
     tiles.stroke(row, _background_strokes(tiles.mask[row["id"]], n=3)[1])
-    # v1's artifact out of reach for the Run (in the database, which the worker reads
-    # too): nothing to continue from, so v2 trains cold and calibrates on held-out images
-    v1 = ModelVersion.objects.get(project_id=tiles.pid, number=1)
-    artifact = v1.artifact.name
-    ModelVersion.objects.filter(id=v1.id).update(artifact="")
-    tiles.run()
-    ModelVersion.objects.filter(id=v1.id).update(artifact=artifact)
+    tiles.run()  # trained afresh (TRAIN_WARM_START off, the default): calibrated on held-out images
     s = tiles.candidate()["comparison"]["strokes"]
     assert s["not_measured"] == []
     assert s["baseline"] is not None and s["candidate"] is not None
     # the same images, painted the same: both held out the same ones
     assert s["same_images"] is True and len(s["images"]) == 2
+
+
+def test_a_version_continued_from_another_is_marked_not_measured(tiles):
+    """With TRAIN_WARM_START on, a version continues from an earlier one's weights
+    and runs no held-out stroke check of its own: the comparison shows no figure
+    for it (not the earlier version's) and names it."""
+    from inspection.models import ModelVersion
+
+    tiles.run()
+    row = tiles.painted[1]
+    tiles.stroke(row, _background_strokes(tiles.mask[row["id"]], n=3)[1])
+    tiles.run()
+    v1, v2 = ModelVersion.objects.filter(project_id=tiles.pid).order_by("number")
+    # what a warm-started Run records (the worker's settings are its own in services mode)
+    ModelVersion.objects.filter(id=v2.id).update(
+        config={**v2.config, "warm_start_from": str(v1.id)}
+    )
+    s = tiles.candidate()["comparison"]["strokes"]
+    assert s["baseline"] is not None and s["candidate"] is None
+    assert s["not_measured"] == [2]

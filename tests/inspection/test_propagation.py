@@ -83,6 +83,17 @@ def _train(project, **kw) -> Job:
     return job_wait(training_start(project=project, **kw).id)
 
 
+def _train_here(project) -> Job:
+    """A Run whose training runs in this process, so this test's settings apply
+    (services mode's worker keeps its own); its propagation chunks go to the workers."""
+    from inspection.services.jobs import job_create
+    from inspection.services.training import training_run
+
+    job = job_create(project=project, kind=Job.Kind.TRAIN)
+    training_run(job_id=job.id)
+    return job_wait(job.id)
+
+
 def _images(project) -> list[str]:
     return [
         str(i) for i in project.images.order_by("created_at", "id").values_list("id", flat=True)
@@ -417,13 +428,13 @@ def test_job_without_chunks_says_so(project, api_for):
 
 def test_retraining_continues_from_the_last_model_and_says_what_it_reused(project, settings):
     settings.TRAIN_WARM_START = True
-    first = _train(project)
+    first = _train_here(project)
     image = Image.objects.get(id=_images(project)[0])
     prompt_create(
         image=image,
         data={"kind": "stroke", "label": "background", "points": [[4, 35], [50, 35]], "radius": 2},
     )
-    second = _train(project)
+    second = _train_here(project)
     assert second.state == "succeeded", second.error
     mv1, mv2 = project.model_versions.order_by("number")
     assert mv2.config["warm_start_from"] == str(mv1.id)
