@@ -122,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = warm_start_rows(
                 samples, seed=seed, n_eval=args.eval_images, backend_name=args.backend
             )
+            last = max(row[0] for row in rows)
             for r, arm, seconds, iou in rows:
                 print(f"| {name} | {seed} | {r} | {arm} | {seconds:.2f} | {iou:.3f} |", flush=True)
-                if r == max(row[0] for row in rows):
+                if r == last:
                     finals.setdefault((name, arm), []).append(iou)
     if len(seeds) > 1:
         print("\n| dataset | training | last round seg IoU per seed (mean) |")

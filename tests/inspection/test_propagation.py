@@ -426,14 +426,18 @@ def test_job_without_chunks_says_so(project, api_for):
     assert r.status_code == 200 and r.json()["chunks"] is None
 
 
+def _one_more_stroke(project) -> None:
+    """A background stroke on the first image: what the engineer adds between Runs."""
+    prompt_create(
+        image=Image.objects.get(id=_images(project)[0]),
+        data={"kind": "stroke", "label": "background", "points": [[4, 35], [50, 35]], "radius": 2},
+    )
+
+
 def test_retraining_continues_from_the_last_model_and_says_what_it_reused(project, settings):
     settings.TRAIN_WARM_START = True
     first = _train_here(project)
-    image = Image.objects.get(id=_images(project)[0])
-    prompt_create(
-        image=image,
-        data={"kind": "stroke", "label": "background", "points": [[4, 35], [50, 35]], "radius": 2},
-    )
+    _one_more_stroke(project)
     second = _train_here(project)
     assert second.state == "succeeded", second.error
     mv1, mv2 = project.model_versions.order_by("number")
@@ -447,11 +451,7 @@ def test_retraining_continues_from_the_last_model_and_says_what_it_reused(projec
 
 def test_a_retraining_starts_afresh_by_default(project):
     first = _train(project)
-    image = Image.objects.get(id=_images(project)[0])
-    prompt_create(
-        image=image,
-        data={"kind": "stroke", "label": "background", "points": [[4, 35], [50, 35]], "radius": 2},
-    )
+    _one_more_stroke(project)
     second = _train(project)
     assert second.state == "succeeded", second.error
     assert first.timings["warm_start"] == 0 and second.timings["warm_start"] == 0
