@@ -2,6 +2,7 @@
 
     python -m benchmarks.quality [--datasets magnetic_tile,sd_saliency_900,crackforest]
                                  [--seeds 0,1,2] [--data-root ../shared/datasets] [--skip-sam]
+                                 [--view transposed] [--zoom 1.3]
 
 For each dataset the simulated user of :mod:`benchmarks.protocol` paints strokes
 on 10 training images, corrects twice, and both methods are evaluated on every
@@ -20,6 +21,10 @@ rounds (cold start + 2 corrections) including feature extraction and predicting
 the training images for the corrections; predict time is per evaluation image,
 features included, no cache. Wall and CPU seconds are both shown: the CPU is
 shared, so wall time is noisy.
+
+``--view transposed`` and ``--zoom`` show the same parts as a camera turned by
+a right angle (x and y swapped) or moved closer would: images of the same kind
+that none of the product's settings was chosen on.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from benchmarks.quality_api import api_main
 from benchmarks.quality_common import (
     DATASETS,
     DEFAULT_DATA_ROOT,
+    VIEWS,
     dataset_load,
     initial_prompts,
     pct,
@@ -122,6 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument(
+        "--view",
+        choices=VIEWS,
+        default="as-is",
+        help="the datasets' images as they are, or transposed (x and y swapped, masks too)",
+    )
+    parser.add_argument(
+        "--zoom",
+        type=float,
+        default=1.0,
+        help="resize every image and mask by this factor (e.g. 1.3: a closer camera)",
+    )
     parser.add_argument("--skip-sam", action="store_true", help="do not run the SAM timings")
     parser.add_argument(
         "--skip-baseline", action="store_true", help="only our method (quick iterations)"
@@ -168,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
+    if not 0.1 <= args.zoom <= 10.0:
+        parser.error(f"--zoom must be within 0.1 and 10, got {args.zoom}")
     if args.via_api and args.backend == "sam":
         parser.error(
             "--via-api uses the server's SAM settings: run it with --backend classic or backbone"
@@ -195,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     good_rows = []  # (dataset, seed, n_eval, result) of the good-parts-only protocol
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         t_load = time.perf_counter()
-        samples = dataset_load(args.data_root, name)
+        samples = dataset_load(args.data_root, name, view=args.view, zoom=args.zoom)
         for seed in seeds:
             train, evaluation = protocol_samples(samples, seed)
             prompts0 = initial_prompts(train, seed)

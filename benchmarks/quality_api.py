@@ -474,7 +474,7 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
     with server() as (client, where):
         print(f"API path on {where}", file=sys.stderr)
         for name in names:
-            samples = dataset_load(args.data_root, name)
+            samples = dataset_load(args.data_root, name, view=args.view, zoom=args.zoom)
             for seed in seeds:
                 train, evaluation = protocol_samples(samples, seed)
                 if args.max_eval:

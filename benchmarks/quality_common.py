@@ -70,10 +70,25 @@ class MethodResult:
 # ----------------------------------------------------------------------------- data
 
 
-def dataset_load(root: Path, name: str) -> list[Sample]:
-    """Every image of ``root/name`` with its mask, through the product's decoders."""
+#: how the benchmarks can show a dataset's images: as they are, or with x and y swapped
+VIEWS = ("as-is", "transposed")
+
+
+def dataset_load(root: Path, name: str, *, view: str = "as-is", zoom: float = 1.0) -> list[Sample]:
+    """Every image of ``root/name`` with its mask, through the product's decoders.
+
+    ``view`` "transposed" swaps x and y of every image and its mask (stripes,
+    cracks and lighting then run the other way) and ``zoom`` resizes both
+    (Lanczos for the pixels, the nearest pixel for the mask), as a camera turned
+    or moved closer would see the parts: images of the same kind that no setting
+    was chosen on.
+    """
     from prompting.images import image_decode, image_to_rgb8, mask_decode, pixels_hash
 
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if not 0.1 <= zoom <= 10.0:
+        raise ValueError(f"zoom must be within 0.1 and 10, got {zoom}")
     folder = root / name
     with open(folder / "manifest.csv", newline="") as fh:
         ids = [row["id"] for row in csv.DictReader(fh)]
@@ -81,9 +96,31 @@ def dataset_load(root: Path, name: str) -> list[Sample]:
     for image_id in ids:
         decoded = image_decode(folder / "images" / f"{image_id}.png")
         rgb = image_to_rgb8(decoded.pixels)
-        mask = mask_decode(folder / "masks" / f"{image_id}.png", shape=rgb.shape[:2])
-        samples.append(Sample(image_id, rgb, np.asarray(mask, bool), pixels_hash(rgb)))
+        mask = np.asarray(
+            mask_decode(folder / "masks" / f"{image_id}.png", shape=rgb.shape[:2]), bool
+        )
+        rgb, mask = _viewed(rgb, mask, view=view, zoom=zoom)
+        samples.append(Sample(image_id, rgb, mask, pixels_hash(rgb)))
     return samples
+
+
+def _viewed(
+    rgb: np.ndarray, mask: np.ndarray, *, view: str, zoom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H,W,3) uint8 RGB and its (H,W) bool mask as :func:`dataset_load`'s ``view`` and
+    ``zoom`` show them."""
+    if view == "transposed":
+        rgb = np.ascontiguousarray(rgb.transpose(1, 0, 2))
+        mask = np.ascontiguousarray(mask.T)
+    if zoom != 1.0:
+        from PIL import Image
+
+        h, w = mask.shape
+        size = (max(8, round(w * zoom)), max(8, round(h * zoom)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+        grown = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        mask = np.asarray(grown) > 127
+    return rgb, mask
 
 
 def prompts_paint(prompts: list[dict], shape: tuple[int, int]) -> np.ndarray:

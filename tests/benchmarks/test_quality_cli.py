@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from benchmarks import quality
+from benchmarks import quality, quality_common
+from prompting.images import pixels_hash
 
 
 def _table_rows(text: str, method: str) -> list[list[str]]:
@@ -120,3 +121,40 @@ def test_backbone_beside_classic_with_anomaly_and_good_parts_only(tmp_path, caps
     assert cells[2] == "26"  # every image but the ten trained on
     # a dark square on flat grey is unlike every good part: found from good parts alone
     assert float(cells[5]) > 0.9
+
+
+def test_views_show_the_same_parts_transposed_and_zoomed(tiny_dataset):
+    as_is = quality_common.dataset_load(tiny_dataset, "tiny")
+    turned = quality_common.dataset_load(tiny_dataset, "tiny", view="transposed")
+    closer = quality_common.dataset_load(tiny_dataset, "tiny", view="transposed", zoom=1.5)
+    assert [s.image_id for s in turned] == [s.image_id for s in as_is]
+    for a, t, z in zip(as_is, turned, closer, strict=True):
+        assert np.array_equal(t.rgb, a.rgb.transpose(1, 0, 2))
+        assert np.array_equal(t.mask, a.mask.T)
+        assert z.image_hash == pixels_hash(z.rgb)  # the product's key of the pixels shown
+        assert z.rgb.shape == (72, 72, 3) and z.mask.shape == (72, 72)
+        # the nearest pixel keeps the defect's area in proportion (1.5 x 1.5)
+        assert z.mask.sum() == pytest.approx(2.25 * a.mask.sum(), rel=0.25)
+        if a.mask.any():  # the dark square stays dark under its mask, grey around it
+            grey = z.rgb[..., 0].astype(float)
+            assert grey[z.mask].mean() < 100 < grey[~z.mask].mean()
+    with pytest.raises(ValueError, match="view"):
+        quality_common.dataset_load(tiny_dataset, "tiny", view="mirrored")
+
+
+def test_the_protocol_runs_on_transposed_zoomed_images(tiny_dataset, capsys):
+    code = quality.main(
+        ["--datasets", "tiny", "--seeds", "0", "--skip-sam", "--skip-baseline"]
+        + ["--view", "transposed", "--zoom", "1.5", "--data-root", str(tiny_dataset)]
+    )
+    assert code == 0
+    ours = _table_rows(capsys.readouterr().out, "ours (classic)")
+    assert len(ours) == 1 and float(ours[0][4]) > 0.5
+
+
+@pytest.mark.parametrize("zoom", ["0", "11", "-1"])
+def test_a_zoom_out_of_range_is_a_usage_error(tmp_path, capsys, zoom):
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--zoom", zoom, "--skip-sam", "--data-root", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--zoom" in capsys.readouterr().err
