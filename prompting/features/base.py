@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from prompting.errors import BackendError
+from prompting.features.allocator import malloc_tune_once
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,11 @@ def backend_names() -> list[str]:
 def backend_create(name: str, **options: Any) -> FeatureBackend:
     """Build the backend registered as ``name`` with ``options``.
 
-    Raises :class:`BackendError` for an unknown name or bad options.
+    Raises :class:`BackendError` for an unknown name or bad options. The first
+    call in a process tunes glibc malloc for feature work
+    (:mod:`prompting.features.allocator`).
     """
+    malloc_tune_once()
     try:
         factory = _REGISTRY[name]
     except KeyError:

@@ -45,6 +45,7 @@ mask decoder reusing prompt-independent work.
 
 from __future__ import annotations
 
+from prompting.features.allocator import MALLOC_TUNE_ENV, malloc_tune
 from prompting.features.sam.backend import SamBackend
 from prompting.features.sam.bf16 import (
     BF16_MIN_IOU,
@@ -73,9 +74,7 @@ from prompting.features.sam.registry import (
 )
 from prompting.features.sam.tuning import (
     DECODE_THREADS_ENV,
-    MALLOC_TUNE_ENV,
     THREADS_ENV,
-    malloc_tune,
     torch_threads_configure,
 )
 

@@ -1,7 +1,10 @@
-"""CPU tuning for SAM: torch's thread counts and glibc malloc's thresholds.
+"""CPU tuning for SAM: torch's thread counts (and glibc malloc's thresholds,
+:mod:`prompting.features.allocator`).
 
 Set once per process when a model loads (:func:`torch_threads_configure`), and
-around each mask decode (:func:`intra_op_threads`).
+around each mask decode (:func:`intra_op_threads`). A SAM decode allocates
+~30 MB of short-lived tensors; with glibc's defaults each came fresh from the
+kernel (~8000 minor faults per decode, 10-20 % of its time on this CPU).
 """
 
 from __future__ import annotations
@@ -10,45 +13,23 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from prompting.features.allocator import malloc_tune_once
+
 #: environment variable that pins torch's intra-op CPU threads
 THREADS_ENV = "PROMPTING_TORCH_THREADS"
 #: environment variable: torch intra-op threads for mask decoding (default 1;
 #: 0 keeps the process setting). A decode is ~50 small ops: on a small shared
 #: CPU, threads mostly wait for each other (see benchmarks/sam_timings.py)
 DECODE_THREADS_ENV = "PROMPTING_SAM_DECODE_THREADS"
-#: environment variable: "0" leaves glibc malloc's settings alone (see malloc_tune)
-MALLOC_TUNE_ENV = "PROMPTING_MALLOC_TUNE"
-
 _THREADS_DONE = False
-
-
-def malloc_tune() -> bool:
-    """Let glibc keep freed blocks of up to 64 MB for reuse (``PROMPTING_MALLOC_TUNE=0``: off).
-
-    A SAM decode allocates ~30 MB of short-lived tensors; with glibc's
-    defaults each comes fresh from the kernel and is page-faulted in again
-    (~8000 minor faults per decode, 10-20 % of its time on this CPU). Raising
-    the mmap threshold to 64 MB and the trim threshold to 256 MB bounds what
-    the process may keep. Returns whether the setting was applied (glibc only).
-    """
-    if os.environ.get(MALLOC_TUNE_ENV, "1") == "0":
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 64 << 20) == 1
-        return libc.mallopt(m_trim_threshold, 256 << 20) == 1 and ok
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return False
 
 
 def torch_threads_configure() -> int:
     """Cap torch's intra-op CPU threads at the cores this process may use.
 
     ``PROMPTING_TORCH_THREADS`` overrides. Never raises the count above what
-    torch chose. Also applies :func:`malloc_tune` once. Returns the thread
+    torch chose. Also tunes glibc malloc once per process
+    (:func:`prompting.features.allocator.malloc_tune_once`). Returns the thread
     count in use.
     """
     global _THREADS_DONE
@@ -57,7 +38,7 @@ def torch_threads_configure() -> int:
 
     if not _THREADS_DONE:
         _THREADS_DONE = True
-        malloc_tune()
+        malloc_tune_once()
         wanted = int(os.environ.get(THREADS_ENV, "0") or 0)
         if wanted > 0:
             torch.set_num_threads(wanted)
