@@ -41,6 +41,7 @@ from benchmarks.quality_common import (
     DATASETS,
     DEFAULT_DATA_ROOT,
     VIEWS,
+    ZOOM_RANGE,
     dataset_load,
     initial_prompts,
     pct,
@@ -186,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
-    if not 0.1 <= args.zoom <= 10.0:
-        parser.error(f"--zoom must be within 0.1 and 10, got {args.zoom}")
+    if not ZOOM_RANGE[0] <= args.zoom <= ZOOM_RANGE[1]:
+        parser.error(f"--zoom must be within {ZOOM_RANGE[0]} and {ZOOM_RANGE[1]}, got {args.zoom}")
     if args.via_api and args.backend == "sam":
         parser.error(
             "--via-api uses the server's SAM settings: run it with --backend classic or backbone"

@@ -72,6 +72,8 @@ class MethodResult:
 
 #: how the benchmarks can show a dataset's images: as they are, or with x and y swapped
 VIEWS = ("as-is", "transposed")
+#: the image scales ``dataset_load``'s ``zoom`` accepts
+ZOOM_RANGE = (0.1, 10.0)
 
 
 def dataset_load(root: Path, name: str, *, view: str = "as-is", zoom: float = 1.0) -> list[Sample]:
@@ -87,8 +89,8 @@ def dataset_load(root: Path, name: str, *, view: str = "as-is", zoom: float = 1.
 
     if view not in VIEWS:
         raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
-    if not 0.1 <= zoom <= 10.0:
-        raise ValueError(f"zoom must be within 0.1 and 10, got {zoom}")
+    if not ZOOM_RANGE[0] <= zoom <= ZOOM_RANGE[1]:
+        raise ValueError(f"zoom must be within {ZOOM_RANGE[0]} and {ZOOM_RANGE[1]}, got {zoom}")
     folder = root / name
     with open(folder / "manifest.csv", newline="") as fh:
         ids = [row["id"] for row in csv.DictReader(fh)]
@@ -115,10 +117,14 @@ def _viewed(
     if zoom != 1.0:
         from PIL import Image
 
+        from prompting.worksize import work_pixels
+
         h, w = mask.shape
-        size = (max(8, round(w * zoom)), max(8, round(h * zoom)))
-        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-        grown = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        size = (max(8, round(h * zoom)), max(8, round(w * zoom)))
+        rgb = work_pixels(rgb, size)  # the product's Lanczos resize
+        grown = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+            (size[1], size[0]), Image.Resampling.NEAREST
+        )
         mask = np.asarray(grown) > 127
     return rgb, mask
 

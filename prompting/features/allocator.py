@@ -6,10 +6,11 @@ and padded copies besides). With glibc's defaults every block over 32 MB is
 mapped fresh from the kernel and unmapped on free, so each prediction
 page-faults all of it in again: on the benchmark machine's VM a prediction
 took 13 % longer for it at 480x320 and 73 % longer at 1024x683 (0.413 against
-0.361 s, 2.139 against 1.233 s; ``python -m benchmarks.allocator``). Raising the mmap threshold and the trim
-threshold to 1 GB lets the process keep the freed blocks and reuse them; it
-then holds on to the memory its largest image needed (its peak, which it
-reaches anyway) instead of returning it between images.
+0.361 s, 2.139 against 1.233 s; ``python -m benchmarks.allocator``). Raising
+the mmap threshold and the trim threshold to 1 GB lets the process keep the
+freed blocks and reuse them; it then holds on to the memory its largest image
+needed (its peak, which it reaches anyway) instead of returning it between
+images.
 
 Applied once per process by :func:`prompting.features.backend_create`;
 ``PROMPTING_MALLOC_TUNE=0`` leaves glibc's defaults. Other C libraries: no-op.

@@ -21,6 +21,7 @@ THREADS_ENV = "PROMPTING_TORCH_THREADS"
 #: 0 keeps the process setting). A decode is ~50 small ops: on a small shared
 #: CPU, threads mostly wait for each other (see benchmarks/sam_timings.py)
 DECODE_THREADS_ENV = "PROMPTING_SAM_DECODE_THREADS"
+
 _THREADS_DONE = False
 
 
