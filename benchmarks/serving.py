@@ -88,18 +88,19 @@ def installation_start() -> Path:
     return django_start(extra_env={"LOG_LEVEL": "WARNING"})
 
 
-def line_build(*, n_train: int = 4) -> tuple[object, str]:
-    """A project with a deployed model trained on real tiles, and an operator
-    token. Returns (project, token key)."""
+def line_build(*, n_train: int = 4, backend: str = "classic") -> tuple[object, str]:
+    """A project with a deployed model trained on real tiles with feature
+    ``backend`` (its options as the product's new models get them), and an
+    operator token. Returns (project, token key)."""
     import numpy as np
     from django.contrib.auth import get_user_model
     from PIL import Image as PILImage
     from rest_framework.authtoken.models import Token
 
     from inspection.models import ModelVersion
+    from inspection.services.engine import backend_get
     from inspection.services.projects import membership_set, project_create
     from inspection.storage import bytes_save
-    from prompting.features import backend_create
     from prompting.learner import TrainingImage, learner_train
 
     User = get_user_model()
@@ -117,7 +118,7 @@ def line_build(*, n_train: int = 4) -> tuple[object, str]:
         labels[::7, ::7][~mask[::7, ::7]] = 0
         images.append(TrainingImage(row["id"], rgb, labels))
     learner = learner_train(
-        images, classes=["scratch"], backend=backend_create("classic"), steps=100
+        images, classes=["scratch"], backend=backend_get(backend), steps=100
     ).learner
     from tempfile import TemporaryDirectory
 
@@ -126,7 +127,7 @@ def line_build(*, n_train: int = 4) -> tuple[object, str]:
         learner.save(path)
         name = bytes_save(f"projects/{project.id}/models/m1.npz", path.read_bytes())
     mv = ModelVersion.objects.create(
-        project=project, number=1, backend="classic", classes=["scratch"], artifact=name
+        project=project, number=1, backend=backend, classes=["scratch"], artifact=name
     )
     project.deployed_model = mv
     project.save(update_fields=["deployed_model"])

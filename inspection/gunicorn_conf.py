@@ -19,3 +19,15 @@ wsgi_app = "inspection.wsgi:application"
 accesslog = "-"
 # no control socket: it defaults to one path per user, which stations and other installs share
 control_socket_disable = True
+
+
+def post_worker_init(worker) -> None:
+    """Each worker, once the site is loaded, warms the deployed models in the
+    background (``SERVING_WARMUP``; ``inspection.services.warmup``)."""
+    from django.conf import settings
+
+    if settings.SERVING_WARMUP:
+        # deferred: the site (and Django's settings) is loaded in the worker only by now
+        from inspection.services.warmup import serving_warm_start
+
+        serving_warm_start()

@@ -1,4 +1,5 @@
-"""GET /healthz: database and broker reachability (200 or 503), no auth, no data."""
+"""GET /healthz: database and broker reachability (200 or 503), and this worker's
+model warm-up (counts only); no auth, no data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from inspection.celery import app
+from inspection.services.warmup import serving_warm_state
 
 
 def _database() -> str:
@@ -37,7 +39,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database(), "broker": _broker()}
     healthy = all(v in ("ok", "eager") for v in checks.values())
     response = JsonResponse(
-        {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
+        {"status": "ok" if healthy else "unavailable", **checks, "warmup": serving_warm_state()},
+        status=200 if healthy else 503,
     )
     response["Cache-Control"] = "no-store"
     return response

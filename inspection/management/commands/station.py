@@ -72,7 +72,15 @@ class Command(BaseCommand):
 
 
 def station_serve(*, station: Station, bind: str, workers: int) -> None:
-    """Serve ``station`` with gunicorn until stopped (SIGTERM / SIGINT)."""
+    """Serve ``station`` with gunicorn until stopped (SIGTERM / SIGINT); each
+    worker warms the station's project's models as it starts (``SERVING_WARMUP``)."""
+
+    def _station_warm(worker) -> None:
+        # deferred: only a serving process warms; the command's other uses load nothing
+        from inspection.services.warmup import serving_warm_start
+
+        serving_warm_start(project_ids=[station.project_id])
+
     from gunicorn.app.base import BaseApplication
 
     class _Server(BaseApplication):
@@ -83,6 +91,8 @@ def station_serve(*, station: Station, bind: str, workers: int) -> None:
             self.cfg.set("accesslog", "-")
             self.cfg.set("proc_name", f"station-{station.name}")
             self.cfg.set("control_socket_disable", True)  # several servers share a machine
+            if settings.SERVING_WARMUP:
+                self.cfg.set("post_worker_init", _station_warm)
 
         def load(self):
             return StationApp(station)

@@ -1,0 +1,165 @@
+"""Serving warm-up: a web or station process loads the deployed models before the
+line's first image, so that image is not the one that waits for them.
+
+A fresh process loads torch, the learner and the feature network on its first
+inspection (seconds: see the README's "The first inspection after a start").
+:func:`serving_warm_start` does that work in a background thread as the process
+starts: for each project with a deployed model (and its shadow model), it loads
+the learner, the feature backend and the rules, then predicts one of the
+project's own images, which also sizes the allocator's pools for images of that
+size. Nothing is written: no inspection is logged, no cache is filled. Requests
+are answered meanwhile; one that needs a model still loading waits for it
+instead of loading it twice (the engine's caches hold a lock).
+
+A process with nothing deployed loads no engine module at all. ``/healthz``
+reports the process's state (:func:`serving_warm_state`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import close_old_connections, connection
+
+from inspection.models import Image, ModelVersion, Project
+from inspection.services import engine
+from inspection.services.rulesets import ruleset_active_get
+
+log = logging.getLogger("inspection.warmup")
+
+#: the most models a process warms: the engine keeps this many learners
+WARM_MAX = engine._LEARNERS_MAX
+#: the side of the synthetic image predicted when a project has no stored image
+SYNTHETIC_SIDE = 256
+
+
+@dataclass
+class WarmupResult:
+    """What a warm-up did: models loaded and predicted once, models that failed
+    (their error, by model-version id), and how long it took."""
+
+    models: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+_state_lock = threading.Lock()
+_state: dict[str, Any] = {"state": "off"}
+
+
+def serving_warm_state() -> dict[str, Any]:
+    """This process's warm-up: ``{"state": "off"}`` (not asked), ``"warming"``, or
+    ``"ready"`` with ``models``, ``failed`` (a count) and ``seconds``. Counts only:
+    ``/healthz`` answers without authentication."""
+    with _state_lock:
+        return dict(_state)
+
+
+def _state_set(**values: Any) -> None:
+    with _state_lock:
+        _state.clear()
+        _state.update(values)
+
+
+def _warm_targets(project_ids: list[str] | None) -> list[tuple[Project, ModelVersion]]:
+    """(project, model) pairs to warm: deployed models first, then shadow models;
+    the projects changed most recently first, at most :data:`WARM_MAX` models."""
+    projects = Project.objects.filter(deployed_model__isnull=False).select_related(
+        "deployed_model", "shadow_model"
+    )
+    if project_ids is not None:
+        projects = projects.filter(id__in=project_ids)
+    projects = projects.order_by("-updated_at")
+    pairs: list[tuple[Project, ModelVersion]] = []
+    seen: set[str] = set()
+    for attr in ("deployed_model", "shadow_model"):
+        for project in projects:
+            mv = getattr(project, attr)
+            if mv is None or str(mv.id) in seen:
+                continue
+            seen.add(str(mv.id))
+            pairs.append((project, mv))
+    return pairs[:WARM_MAX]
+
+
+def _warm_pixels(project: Project) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: the project's newest stored image, or a seeded noise
+    image of :data:`SYNTHETIC_SIDE` px when it has none (a model imported alone)."""
+    image = Image.objects.filter(project=project).order_by("-created_at").first()
+    if image is not None:
+        try:
+            return engine.image_pixels_load(image)[0]
+        except Exception as exc:  # a missing file must not stop the warm-up
+            log.warning("warm-up: image %s of project %s unreadable: %s", image.id, project.id, exc)
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (SYNTHETIC_SIDE, SYNTHETIC_SIDE, 3), dtype=np.uint8)
+
+
+def serving_warm(*, project_ids: list[str] | None = None) -> WarmupResult:
+    """Load and run once every deployed (and shadow) model of ``project_ids`` (all
+    projects when None), in this process; see the module's docstring.
+
+    A model that fails (a missing artifact, SAM not configured) is reported in
+    ``failed`` and the others are still warmed: a request for it will answer the
+    same error as before. ``timings``: seconds per model-version id.
+    """
+    t0 = time.perf_counter()
+    result = WarmupResult()
+    targets = _warm_targets(project_ids)
+    if targets:
+        # deferred: the engine's pipeline (torch through the backend) loads only when a model is deployed
+        from prompting.pipeline import inspect_image
+    for project, mv in targets:
+        t = time.perf_counter()
+        try:
+            learner = engine.learner_get(mv)
+            backend = engine.backend_for(mv, learner)
+            rules = engine.ruleset_get(ruleset_active_get(project=project))
+            inspect_image(
+                _warm_pixels(project),
+                learner=learner,
+                backend=backend,
+                ruleset=rules,
+                px_per_mm=project.px_per_mm,
+                cache=None,
+                input_mode="off",
+            )
+        except Exception as exc:
+            result.failed[str(mv.id)] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("warm-up: model %s of project %s failed: %s", mv.id, project.id, exc)
+            continue
+        result.models += 1
+        result.timings[str(mv.id)] = round(time.perf_counter() - t, 3)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def serving_warm_start(*, project_ids: list[str] | None = None) -> threading.Thread:
+    """Run :func:`serving_warm` in a daemon thread of this process and log one
+    summary line when it is done; returns the (started) thread."""
+
+    def _run() -> None:
+        _state_set(state="warming")
+        close_old_connections()
+        try:
+            result = serving_warm(project_ids=project_ids)
+        except Exception as exc:  # the database unreachable at start: serve cold
+            log.warning("warm-up failed: %s", exc)
+            _state_set(state="ready", models=0, failed=1, seconds=0.0)
+            return
+        finally:
+            connection.close()  # this thread's own connection
+        _state_set(
+            state="ready", models=result.models, failed=len(result.failed), seconds=result.seconds
+        )
+        log.info("warm-up: %s", {k: v for k, v in asdict(result).items() if k != "timings"})
+
+    thread = threading.Thread(target=_run, name="serving-warmup", daemon=True)
+    thread.start()
+    return thread
