@@ -142,9 +142,10 @@ def server_env() -> dict[str, str]:
 
 
 def server_start(
-    kind: str, port: int, *, workers: int, log: Path, threads: int = 1
+    kind: str, port: int, *, workers: int, log: Path, threads: int = 1, root: Path = REPO
 ) -> subprocess.Popen:
-    """Start ``gunicorn`` or ``runserver`` on 127.0.0.1:``port``; wait until it answers."""
+    """Start ``gunicorn`` or ``runserver`` on 127.0.0.1:``port`` with the code
+    under ``root``; wait until it answers."""
     py = sys.executable
     env = server_env()
     if kind == "gunicorn":
@@ -157,7 +158,7 @@ def server_start(
     else:
         raise ValueError(kind)
     out = open(log, "ab")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -265,6 +265,11 @@ STATION_WORKERS = env_int("STATION_WORKERS", 1)
 STATION_TIMEOUT = env_int("STATION_TIMEOUT", 60)
 
 # --- celery -----------------------------------------------------------------------
+# the worker's CPU priority below the web and station processes (nice 0-19, 0: the same), so
+# the line's inspections are answered first while a Run or a batch computes on the same cores
+WORKER_NICE = env_int("WORKER_NICE", 10)
+if not 0 <= WORKER_NICE <= 19:
+    raise ImproperlyConfigured(f"WORKER_NICE={WORKER_NICE}: use 0 to 19")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", "") or None  # job truth is the Job row
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
-from inspection.models import Inspection, Job, KeepImages, Project
+from inspection.models import Inspection, Job, KeepImages, ModelVersion, Project, RuleSet
 from inspection.services import engine, mqtt, webhooks
 from inspection.services.chunks import FanOut, chunk_sizes, fan_out_register, job_fan_out
 from inspection.services.images import IMAGE_EXTENSIONS, filename_sanitise, image_decode
@@ -186,6 +187,41 @@ def inspection_run_result(
     ``rules_ms``, ``input_ms``, ``engine_ms`` (predict + rules) and ``total_ms``
     (service side).
     """
+    decided = _inspection_decide(project=project, data=data)
+    inspection = _inspection_log(
+        decided,
+        project=project,
+        filename=filename,
+        station=station,
+        part_id=part_id,
+        user=user,
+        job=job,
+    )
+    return inspection, decided.result
+
+
+@dataclass
+class _Decided:
+    """One image judged, nothing written to the database yet (:func:`_inspection_decide`)."""
+
+    id: uuid.UUID
+    mv: ModelVersion
+    ruleset: RuleSet
+    shadow_mv: ModelVersion | None
+    decoded: Any  # prompting.images.DecodedImage
+    data: bytes
+    result: Any  # prompting.pipeline.InspectionResult
+    decision: dict
+    input_record: dict
+    input_ok: bool | None
+    total_ms: float
+    timings: dict
+    kept: str
+
+
+def _inspection_decide(*, project: Project, data: bytes) -> _Decided:
+    """Decode, predict and apply the rules; store the file when the project keeps
+    it. Reads rows but writes none, so a batch runs it outside its transaction."""
     # deferred: scipy and PIL load on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
@@ -229,25 +265,47 @@ def inspection_run_result(
     ):
         ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
         kept = bytes_save(name_new(project.id, "inspections", ext, stem=inspection_id.hex), data)
+    return _Decided(
+        id=inspection_id, mv=mv, ruleset=ruleset, shadow_mv=shadow_mv, decoded=decoded,
+        data=data, result=result, decision=decision, input_record=input_record,
+        input_ok=input_ok, total_ms=total_ms, timings=timings, kept=kept,
+    )  # fmt: skip
+
+
+def _inspection_log(
+    d: _Decided,
+    *,
+    project: Project,
+    filename: str,
+    station: str,
+    part_id: str,
+    user: Actor,
+    job: Job | None,
+) -> Inspection:
+    """Write a decided inspection: its log row, MQTT message, webhook events, the
+    shadow model's task and the line alert (short writes only)."""
+    decision, input_ok, input_record, mv, ruleset = (
+        d.decision, d.input_ok, d.input_record, d.mv, d.ruleset
+    )  # fmt: skip
     inspection = Inspection.objects.create(
-        id=inspection_id,
+        id=d.id,
         project=project,
-        image_sha256=decoded.sha256,
+        image_sha256=d.decoded.sha256,
         image_name=filename_sanitise(filename),
-        width=decoded.width,
-        height=decoded.height,
+        width=d.decoded.width,
+        height=d.decoded.height,
         model_version=mv,
         ruleset=ruleset,
         verdict=decision["verdict"],
         severity=decision.get("severity") or "",
         reasons=decision.get("reasons", []),
         blobs=decision.get("blobs", []),
-        uncertainty=result.decision.uncertainty,
-        latency_ms=round(total_ms, 2),
-        timings=timings,
+        uncertainty=d.result.decision.uncertainty,
+        latency_ms=round(d.total_ms, 2),
+        timings=d.timings,
         station=(station or "")[:100],
         part_id=(part_id or "")[:200],
-        image_file=kept,
+        image_file=d.kept,
         input_check=input_record,
         input_ok=input_ok,
         job=job,
@@ -284,11 +342,11 @@ def inspection_run_result(
                 event="inspection.input",
                 payload={**payload, "input_mode": project.input_check, "issues": issues},
             )
-    if shadow_mv is not None:
-        ext = IMAGE_EXTENSIONS.get(decoded.format, "bin")
-        shadow_decide_start(inspection=inspection, model_version=shadow_mv, data=data, ext=ext)
+    if d.shadow_mv is not None:
+        ext = IMAGE_EXTENSIONS.get(d.decoded.format, "bin")
+        shadow_decide_start(inspection=inspection, model_version=d.shadow_mv, data=d.data, ext=ext)
     line_alert_check(project=project)
-    return inspection, result
+    return inspection
 
 
 def inspection_batch_start(
@@ -339,11 +397,21 @@ def _batch_chunk_run(job: Job, chunk, ctx) -> None:
     ctx.check()
     for i in chunk.items[chunk.done :]:
         item = items[int(i)]
+        # the prediction runs outside the transaction: on SQLite a transaction holds
+        # the database's write lock, which the line's own inspections wait for
+        try:
+            decided = _inspection_decide(project=job.project, data=bytes_read(item["file"]))
+        except InvalidInput as exc:
+            decided = None
+            stats = {
+                "counts": {"error": 1},
+                "errors": [{"index": int(i), "name": item.get("name", ""), "error": exc.message}],
+            }
         with transaction.atomic():
-            try:
-                ins = inspection_run(
+            if decided is not None:
+                ins = _inspection_log(
+                    decided,
                     project=job.project,
-                    data=bytes_read(item["file"]),
                     filename=item.get("name", ""),
                     station=job.params.get("station", ""),
                     part_id=job.params.get("part_id", ""),
@@ -351,13 +419,6 @@ def _batch_chunk_run(job: Job, chunk, ctx) -> None:
                     job=job,
                 )
                 stats = {"counts": {ins.verdict: 1}, "latency_ms": ins.latency_ms, "n_ok": 1}
-            except InvalidInput as exc:
-                stats = {
-                    "counts": {"error": 1},
-                    "errors": [
-                        {"index": int(i), "name": item.get("name", ""), "error": exc.message}
-                    ],
-                }
             ctx.item_done(stats)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -367,6 +368,45 @@ def test_batch_inspection_in_chunks_resumes_without_duplicates(project, settings
     # a chunk run again after it finished adds nothing
     job_chunk_run(chunk_id=job.chunks.get(index=0).id)
     assert Inspection.objects.filter(job=job).count() == 7
+
+
+def test_a_batch_predicts_outside_its_transactions(project, monkeypatch):
+    """Each upload's log row and its chunk's count commit together, but the
+    prediction runs before that transaction: on SQLite an open transaction holds
+    the write lock the line's own inspections wait for."""
+    from django.db import connection
+
+    from inspection.services import chunks as chunk_service
+    from inspection.services import inspections
+
+    _train(project)
+    files = [(f"b{i}.png", _png(300 + i, i % 2 == 0)) for i in range(3)]
+    with mock.patch.object(inspections, "job_enqueue"):
+        job = inspections.inspection_batch_start(project=project, files=files)
+    Job.objects.filter(id=job.id).update(state="running", started_at=timezone.now())
+    job.refresh_from_db()
+    sent = []
+    monkeypatch.setattr(chunk_service, "_chunk_send", sent.append)
+    inspections._batch(job)
+    decide, log = inspections._inspection_decide, inspections._inspection_log
+    seen = []
+
+    def decide_spy(**kw):
+        seen.append(("decide", connection.in_atomic_block))
+        return decide(**kw)
+
+    def log_spy(*args, **kw):
+        seen.append(("log", connection.in_atomic_block))
+        return log(*args, **kw)
+
+    monkeypatch.setattr(inspections, "_inspection_decide", decide_spy)
+    monkeypatch.setattr(inspections, "_inspection_log", log_spy)
+    for chunk in sent:
+        job_chunk_run(chunk_id=chunk.id)
+    job.refresh_from_db()
+    assert job.state == "succeeded", job.error
+    assert seen == [("decide", False), ("log", True)] * 3
+    assert Inspection.objects.filter(job=job).count() == 3
 
 
 def test_image_deleted_during_propagation_is_skipped(project):
