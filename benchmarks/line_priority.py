@@ -85,7 +85,7 @@ def _request(port: int, method: str, path: str, token: str, body: bytes | None =
     return response.status, json.loads(response.read() or b"{}")
 
 
-def _inspect(port: int, project_id: str, token: str, files: list[tuple[str, bytes]]):
+def inspect_post(port: int, project_id: str, token: str, files: list[tuple[str, bytes]]):
     """(seconds, answer) of one ``POST /inspect/`` (one file: a decision; several: a job)."""
     t = time.perf_counter()
     status, body = _request(
@@ -105,7 +105,7 @@ def _job_done(port: int, token: str, job_id: str) -> bool:
     return body["state"] == "succeeded"
 
 
-def _job_wait(port: int, token: str, job_id: str, timeout: float = 600) -> None:
+def job_wait(port: int, token: str, job_id: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not _job_done(port, token, job_id):
         if time.monotonic() > deadline:
@@ -113,11 +113,14 @@ def _job_wait(port: int, token: str, job_id: str, timeout: float = 600) -> None:
         time.sleep(0.2)
 
 
-def worker_start(nice: int, log: Path, root: Path = REPO) -> subprocess.Popen:
+def worker_start(
+    nice: int, log: Path, root: Path = REPO, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """``celery worker`` as run.sh starts it (one pool process), at ``WORKER_NICE=nice``,
-    with the code under ``root``."""
+    with the code under ``root`` (and ``extra_env``)."""
     env = server_env()
     env["WORKER_NICE"] = str(nice)
+    env.update(extra_env or {})
     cmd = [
         str(Path(sys.executable).parent / "celery"), "-A", "inspection", "worker",
         "-Q", "embed,default,webhooks", "--concurrency", "1", "--loglevel", "INFO",
@@ -146,16 +149,16 @@ def one_start(
 
     try:
         for _ in range(2 * (os.cpu_count() or 1)):  # every web worker has run the model
-            _inspect(port, project_id, token, next_tile())
-        _, answer = _inspect(port, project_id, token, pool[:3])  # the worker has run it too
-        _job_wait(port, token, answer["job"]["id"])
-        idle = [_inspect(port, project_id, token, next_tile())[0] for _ in range(10)]
+            inspect_post(port, project_id, token, next_tile())
+        _, answer = inspect_post(port, project_id, token, pool[:3])  # the worker has run it too
+        job_wait(port, token, answer["job"]["id"])
+        idle = [inspect_post(port, project_id, token, next_tile())[0] for _ in range(10)]
         t0 = time.perf_counter()
-        _, answer = _inspect(port, project_id, token, pool[-batch:])
+        _, answer = inspect_post(port, project_id, token, pool[-batch:])
         job_id = answer["job"]["id"]
         busy = []
         while not _job_done(port, token, job_id):
-            busy.append(_inspect(port, project_id, token, next_tile())[0])
+            busy.append(inspect_post(port, project_id, token, next_tile())[0])
             time.sleep(max(0.0, interval - busy[-1]))  # the line's cycle
         batch_s = time.perf_counter() - t0
     finally:

@@ -1,6 +1,7 @@
 """The first inspection after a server start, with the serving warm-up and without.
 
-    python -m benchmarks.warmup [--repeats 3] [--backend backbone] [--json PATH]
+    python -m benchmarks.warmup [--repeats 3] [--backend backbone] [--worker-repeats 3]
+                                [--settle 10] [--json PATH]
 
 Self-contained, on the embedded default: a temporary VAR_DIR with SQLite, a
 project whose deployed model was trained on 4 real magnetic tiles from
@@ -10,17 +11,22 @@ post. Each start is a fresh ``gunicorn -c python:inspection.gunicorn_conf``
 with one worker (``WEB_WORKERS=1``, so every request meets the same process),
 in three arms that alternate start by start:
 
-- ``off``: ``SERVING_WARMUP=0``, the first tile posted as soon as ``/healthz``
+- ``off``: ``WARMUP=0``, the first tile posted as soon as ``/healthz``
   answers (the models load on that request);
-- ``warmed``: ``SERVING_WARMUP=1``, the first tile posted once ``/healthz``
+- ``warmed``: ``WARMUP=1``, the first tile posted once ``/healthz``
   says the warm-up is ready (a line that starts after the server);
-- ``at once``: ``SERVING_WARMUP=1``, the first tile posted as soon as
+- ``at once``: ``WARMUP=1``, the first tile posted as soon as
   ``/healthz`` answers, while the warm-up is still running (the worst case).
 
 Reported per arm, medians over ``--repeats`` starts: seconds until ``/healthz``
 answers and until the warm-up is ready (from the process's start), the first
 and second inspections' latency through ``POST /api/v1/projects/{id}/inspect/``,
 and the worker's resident memory before the first and after the second.
+
+Then the Celery worker (``--worker-repeats`` starts per arm, ``WARMUP=0`` and
+``=1`` in turn, beside a gunicorn server): ``--settle`` seconds after the
+start, a batch inspection of 4 tiles is posted and timed until its job is
+done, then a second one (the worker's first and a later job).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from benchmarks.serving import (
     line_build,
     multipart,
     server_env,
+    server_start,
     server_stop,
     tile_path,
     tiles,
@@ -97,7 +104,7 @@ def one_start(arm: str, *, project_id: str, token: str, images: list, log: Path)
     env = server_env()
     env.update(
         HOST="127.0.0.1", PORT=str(port), WEB_WORKERS="1", WEB_THREADS="1",
-        SERVING_WARMUP="0" if arm == "off" else "1",
+        WARMUP="0" if arm == "off" else "1",
     )  # fmt: skip
     cmd = [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:inspection.gunicorn_conf"]
     t0 = time.perf_counter()
@@ -141,6 +148,32 @@ def one_start(arm: str, *, project_id: str, token: str, images: list, log: Path)
     return figures
 
 
+def worker_one_start(
+    arm: str, *, project_id: str, token: str, images: list, settle: float, log: Path
+) -> dict:
+    """Start gunicorn and a Celery worker (``WARMUP`` per ``arm``), wait ``settle``
+    seconds, then time two batch inspections of ``images`` on the worker."""
+    from benchmarks.line_priority import inspect_post, job_wait, worker_start
+
+    port = free_port()
+    worker = worker_start(
+        10, log, extra_env={"WARMUP": "0" if arm == "off" else "1"}
+    )  # the default WORKER_NICE
+    web = server_start("gunicorn", port, workers=1, log=log)
+    figures: dict = {"arm": arm}
+    try:
+        time.sleep(settle)
+        for key in ("first_job_s", "second_job_s"):
+            t = time.perf_counter()
+            _, answer = inspect_post(port, project_id, token, images)
+            job_wait(port, token, answer["job"]["id"])
+            figures[key] = time.perf_counter() - t
+    finally:
+        server_stop(web)
+        server_stop(worker)
+    return figures
+
+
 def _median(runs: list[dict], key: str, digits: int = 2) -> str:
     values = [r[key] for r in runs if r.get(key) is not None]
     return f"{statistics.median(values):.{digits}f}" if values else "-"
@@ -158,6 +191,14 @@ def main() -> int:
         help="the model's features",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write every start's figures here")
+    ap.add_argument(
+        "--worker-repeats", type=int, default=3,
+        help="Celery worker starts per arm (default 3; 0: no worker part)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--settle", type=float, default=10.0,
+        help="seconds between the worker's start and the first batch (default 10)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     var = installation_start()
@@ -168,7 +209,7 @@ def main() -> int:
     t0 = time.perf_counter()
     project, token = line_build(backend=args.backend)
     settings.FEATURE_PREPARE = False  # the stored tiles are the warm-up's, not a job's
-    train, post = tiles(4, 2 * len(ARMS) * args.repeats)
+    train, post = tiles(4, 2 * len(ARMS) * args.repeats + 4)
     images_upload(
         project=project, files=[(tile_path(r).name, tile_path(r).read_bytes()) for r in train]
     )
@@ -204,8 +245,33 @@ def main() -> int:
             f"{_median(mine, 'first_s')} | {_median(mine, 'second_s')} | "
             f"{_median(mine, 'rss_mb', 0)} / {_median(mine, 'rss_after_mb', 0)} |"
         )
+    worker_runs: list[dict] = []
+    for repeat in range(args.worker_repeats):
+        for arm in ("off", "warmed") if repeat % 2 == 0 else ("warmed", "off"):
+            run = worker_one_start(
+                arm, project_id=str(project.id), token=token, images=images[-4:],
+                settle=args.settle, log=var / "worker.log",
+            )  # fmt: skip
+            worker_runs.append(run)
+            print(
+                f"  worker {arm}: first batch {run['first_job_s']:.2f} s, "
+                f"second {run['second_job_s']:.2f} s",
+                flush=True,
+            )
+    if worker_runs:
+        print()
+        print(
+            f"The first job after a Celery worker's start (a batch inspection of 4 tiles, "
+            f"posted {args.settle:g} s after the start, {args.backend} model), medians of "
+            f"{args.worker_repeats} starts per arm"
+        )
+        print("| worker arm | first batch (s) | second batch (s) |")
+        print("|---|---|---|")
+        for arm in ("off", "warmed"):
+            mine = [r for r in worker_runs if r["arm"] == arm]
+            print(f"| {arm} | {_median(mine, 'first_job_s')} | {_median(mine, 'second_job_s')} |")
     if args.json:
-        args.json.write_text(json.dumps(runs, indent=1))
+        args.json.write_text(json.dumps(runs + worker_runs, indent=1))
     from reliability._django import django_stop
 
     django_stop(var)

@@ -4,13 +4,15 @@ Queues: ``embed`` (what clicks need: SAM image embeddings, or the backbone's cli
 features without SAM; run it on GPU machines), ``default``
 (training, prediction, batch inspection, backtests) and ``webhooks`` (outbound
 HTTP, so a slow receiver never delays inspection work).
-Celery is only transport: every job's truth is its ``Job`` row.
+Celery is only transport: every job's truth is its ``Job`` row. A worker runs
+below the web's CPU priority (``WORKER_NICE``) and its pool processes warm up as
+they start (``WARMUP``).
 """
 
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inspection.settings")
@@ -48,3 +50,16 @@ def _worker_priority(**kwargs) -> None:
     from django.conf import settings
 
     worker_nice_set(settings.WORKER_NICE)
+
+
+@worker_process_init.connect
+def _worker_warm(**kwargs) -> None:
+    """Each pool process loads what its first Run would, in the background
+    (``WARMUP``; ``inspection.services.warmup.worker_warm``)."""
+    from django.conf import settings
+
+    if settings.WARMUP:
+        # deferred: Django's apps are not ready when this module is imported
+        from inspection.services.warmup import worker_warm_start
+
+        worker_warm_start()

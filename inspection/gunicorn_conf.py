@@ -23,10 +23,10 @@ control_socket_disable = True
 
 def post_worker_init(worker) -> None:
     """Each worker, once the site is loaded, warms the deployed models in the
-    background (``SERVING_WARMUP``; ``inspection.services.warmup``)."""
+    background (``WARMUP``; ``inspection.services.warmup``)."""
     from django.conf import settings
 
-    if settings.SERVING_WARMUP:
+    if settings.WARMUP:
         # deferred: the site (and Django's settings) is loaded in the worker only by now
         from inspection.services.warmup import serving_warm_start
 

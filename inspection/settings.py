@@ -211,9 +211,10 @@ DEFAULT_FEATURE_BACKEND = env("DEFAULT_FEATURE_BACKEND", "backbone")
 # engineer paints, so the first Run does not (off: the first Run computes them)
 FEATURE_PREPARE = env_bool("FEATURE_PREPARE", True)
 COLD_START_MIN_IMAGES = env_int("COLD_START_MIN_IMAGES", 10)
-# web and station processes load and run the deployed models once as they start, in the
-# background, so the line's first image does not wait seconds for them (off: on first use)
-SERVING_WARMUP = env_bool("SERVING_WARMUP", True)
+# web and station processes load and run the deployed models once as they start, and Celery
+# pool processes what a Run needs, in the background, so the line's first image and the first
+# Run do not wait seconds for them (off: loaded on first use)
+WARMUP = env_bool("WARMUP", True)
 # optimiser steps of a training run (0: the learner's default); the fault suite shortens runs with it
 TRAIN_STEPS = env_int("TRAIN_STEPS", 0)
 

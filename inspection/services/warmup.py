@@ -1,5 +1,6 @@
-"""Serving warm-up: a web or station process loads the deployed models before the
-line's first image, so that image is not the one that waits for them.
+"""Warm-up: a web or station process loads the deployed models before the line's
+first image, so that image is not the one that waits for them; a Celery worker
+loads what its first Run would (:func:`worker_warm`).
 
 A fresh process loads torch, the learner and the feature network on its first
 inspection (seconds: see the README's "The first inspection after a start").
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,15 +142,62 @@ def serving_warm(*, project_ids: list[str] | None = None) -> WarmupResult:
     return result
 
 
+def worker_warm() -> WarmupResult:
+    """What a Celery worker's first job would load, loaded in this process: for
+    the most recently changed projects (at most :data:`WARM_MAX`), the feature
+    backend new Runs train with (``Project.backend``, the network run once on a
+    small synthetic image) and the newest model's learner (propagation and batch
+    inspection predict with it). Nothing is written. ``timings``: seconds per
+    backend name and per model-version id; ``models``: the learners loaded.
+    """
+    t0 = time.perf_counter()
+    result = WarmupResult()
+    projects = list(Project.objects.order_by("-updated_at")[:WARM_MAX])
+    rgb8 = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for name in dict.fromkeys(p.backend for p in projects):
+        t = time.perf_counter()
+        try:
+            engine.backend_get(name).extract(rgb8)
+        except Exception as exc:  # SAM not configured, weights missing: as the job would say
+            result.failed[name] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("warm-up: the %s backend failed: %s", name, exc)
+            continue
+        result.timings[name] = round(time.perf_counter() - t, 3)
+    for project in projects:
+        mv = ModelVersion.objects.filter(project=project).order_by("-number").first()
+        if mv is None:
+            continue
+        t = time.perf_counter()
+        try:
+            engine.backend_for(mv, engine.learner_get(mv))
+        except Exception as exc:
+            result.failed[str(mv.id)] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("warm-up: model %s of project %s failed: %s", mv.id, project.id, exc)
+            continue
+        result.models += 1
+        result.timings[str(mv.id)] = round(time.perf_counter() - t, 3)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
 def serving_warm_start(*, project_ids: list[str] | None = None) -> threading.Thread:
     """Run :func:`serving_warm` in a daemon thread of this process and log one
     summary line when it is done; returns the (started) thread."""
+    return _warm_thread(lambda: serving_warm(project_ids=project_ids))
 
+
+def worker_warm_start() -> threading.Thread:
+    """Run :func:`worker_warm` in a daemon thread of this (Celery pool) process
+    and log one summary line when it is done; returns the (started) thread."""
+    return _warm_thread(worker_warm)
+
+
+def _warm_thread(warm: Callable[[], WarmupResult]) -> threading.Thread:
     def _run() -> None:
         _state_set(state="warming")
         close_old_connections()
         try:
-            result = serving_warm(project_ids=project_ids)
+            result = warm()
         except Exception as exc:  # the database unreachable at start: serve cold
             log.warning("warm-up failed: %s", exc)
             _state_set(state="ready", models=0, failed=1, seconds=0.0)
@@ -160,6 +209,6 @@ def serving_warm_start(*, project_ids: list[str] | None = None) -> threading.Thr
         )
         log.info("warm-up: %s", {k: v for k, v in asdict(result).items() if k != "timings"})
 
-    thread = threading.Thread(target=_run, name="serving-warmup", daemon=True)
+    thread = threading.Thread(target=_run, name="warmup", daemon=True)
     thread.start()
     return thread

@@ -131,7 +131,7 @@ def test_a_database_error_leaves_the_process_serving_cold(cold_engine):
 def test_each_gunicorn_worker_starts_the_warm_up_unless_turned_off(settings, enabled):
     import inspection.gunicorn_conf as conf
 
-    settings.SERVING_WARMUP = enabled
+    settings.WARMUP = enabled
     with mock.patch.object(warmup, "serving_warm_start") as start:
         conf.post_worker_init(worker=None)
     assert start.call_count == (1 if enabled else 0)
@@ -142,7 +142,7 @@ def test_a_station_s_workers_warm_its_project_only(settings, enabled):
     from inspection.management.commands import station as command
     from inspection.services.stations import DEFAULT_ALLOW, Station, networks_parse
 
-    settings.SERVING_WARMUP = enabled
+    settings.WARMUP = enabled
     station = Station(name="s", project_id="p-1", allow=networks_parse(DEFAULT_ALLOW))
     hooks = {}
 
@@ -157,7 +157,8 @@ def test_a_station_s_workers_warm_its_project_only(settings, enabled):
 
 
 def test_with_nothing_deployed_the_warm_up_loads_no_engine_module():
-    """A process with no deployed model stays as light as the site itself."""
+    """A process with no deployed model (a worker: no project) stays as light as
+    the site itself."""
     from tests.test_architecture import HEAVY
 
     code = (
@@ -165,7 +166,9 @@ def test_with_nothing_deployed_the_warm_up_loads_no_engine_module():
         "from django.core.management import call_command; "
         "call_command('migrate', verbosity=0); "
         "from inspection.services.warmup import serving_warm; "
+        "from inspection.services.warmup import worker_warm; "
         "r = serving_warm(); assert r.models == 0 and not r.failed, r; "
+        "r = worker_warm(); assert r.models == 0 and not r.failed and not r.timings, r; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     env = {
@@ -178,3 +181,33 @@ def test_with_nothing_deployed_the_warm_up_loads_no_engine_module():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == ""
+
+
+def test_a_worker_loads_the_backend_runs_train_with_and_the_newest_model(real_line, cold_engine):
+    project = real_line.project
+    newest = real_line.model(invert=True)  # v2, not deployed: a Run's newest model
+    result = warmup.worker_warm()
+    assert (result.models, result.failed) == (1, {})
+    assert set(result.timings) == {project.backend, str(newest.id)}
+    assert str(newest.id) in engine._learners
+    assert any(key[0] == project.backend for key in engine._backends)
+    assert Inspection.objects.count() == 0
+
+
+def test_a_worker_reports_a_backend_it_cannot_load(real_line, cold_engine, settings):
+    from inspection.models import Project
+
+    settings.SAM_CHECKPOINT = ""
+    Project.objects.filter(id=real_line.project.id).update(backend="sam")
+    result = warmup.worker_warm()
+    assert list(result.failed) == ["sam"] and result.models == 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_each_celery_pool_process_starts_the_warm_up_unless_turned_off(settings, enabled):
+    from inspection import celery
+
+    settings.WARMUP = enabled
+    with mock.patch.object(warmup, "worker_warm_start") as start:
+        celery._worker_warm()
+    assert start.call_count == (1 if enabled else 0)

@@ -73,7 +73,7 @@ class Command(BaseCommand):
 
 def station_serve(*, station: Station, bind: str, workers: int) -> None:
     """Serve ``station`` with gunicorn until stopped (SIGTERM / SIGINT); each
-    worker warms the station's project's models as it starts (``SERVING_WARMUP``)."""
+    worker warms the station's project's models as it starts (``WARMUP``)."""
 
     def _station_warm(worker) -> None:
         # deferred: only a serving process warms; the command's other uses load nothing
@@ -91,7 +91,7 @@ def station_serve(*, station: Station, bind: str, workers: int) -> None:
             self.cfg.set("accesslog", "-")
             self.cfg.set("proc_name", f"station-{station.name}")
             self.cfg.set("control_socket_disable", True)  # several servers share a machine
-            if settings.SERVING_WARMUP:
+            if settings.WARMUP:
                 self.cfg.set("post_worker_init", _station_warm)
 
         def load(self):
