@@ -85,7 +85,7 @@ def _anomaly_table(rows, good_rows) -> None:
         print(
             "\nAnomaly evidence (protocol training; bank from the defect-free images and "
             "painted background): image AUROC of the anomaly peak, NG vs OK, and pixel IoU "
-            "of score >= 1.0 against the defect masks.\n"
+            "of the anomaly regions (grown from score >= 1.0) against the defect masks.\n"
         )
         print("| dataset | seed | image AUROC | anomaly pixel IoU |\n|---|---|---|---|")
         for name, seed, r in measured:
@@ -98,7 +98,7 @@ def _anomaly_table(rows, good_rows) -> None:
         print(
             "\nGood parts only: ten defect-free images, no stroke; rules = base + "
             "anomaly score >= 1.0; evaluated on every other image. IoU of (classifier mask "
-            "or score >= 1.0).\n"
+            "or the anomaly regions the decision reports).\n"
         )
         print(
             "| dataset | seed | eval imgs | escape | overkill | image AUROC | pixel IoU "

@@ -24,6 +24,7 @@ from benchmarks.quality_common import (
     prompts_paint,
     spearman,
 )
+from prompting.rules.types import ANOMALY_CLASS, anomaly_region
 
 if TYPE_CHECKING:
     from prompting.backtest import BacktestReport
@@ -242,8 +243,8 @@ def _evaluate(
     """Predict each evaluation image as the product does (the probabilities and,
     where the model has a memory bank, the anomaly map: both timed), decide it
     with ``ruleset``, and count pixel IoU and the backtest's escape and overkill.
-    ``anomaly_defect``: pixels scoring anomaly >= 1 count as defect too (the
-    good-parts protocol, which has no defect class to paint)."""
+    ``anomaly_defect``: the anomaly regions the decision reports count as defect
+    too (the good-parts protocol, which has no defect class to paint)."""
     from prompting.backtest import backtest_run
     from prompting.rules import rules_apply
 
@@ -259,8 +260,9 @@ def _evaluate(
         probs[s.image_id] = p
         decision = rules_apply(p, classes=CLASSES, ruleset=ruleset, inputs=inputs.get(s.image_id))
         pred = np.asarray(decision.label_map) > 0
-        if anomaly_defect and s.image_id in inputs:
-            pred |= inputs[s.image_id]["anomaly"] >= 1.0
+        if anomaly_defect:  # the anomaly regions the decision reports as blobs
+            found = [b.id for b in decision.blobs if b.class_name == ANOMALY_CLASS]
+            pred |= np.isin(decision.blob_map, found)
         uncertainty.append(decision.uncertainty)
         errors.append(int((pred ^ s.mask).sum()))
         inter += int((pred & s.mask).sum())
@@ -300,7 +302,8 @@ def _inputs(anomaly_of, samples: list[Sample]) -> dict[str, dict]:
 
 
 def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
-    """Image AUROC of the anomaly peak (NG vs OK) and the pixel IoU of score >= 1."""
+    """Image AUROC of the anomaly peak (NG vs OK) and the pixel IoU of the anomaly
+    regions an ``anomaly score >= 1`` rule reports (``anomaly_region``)."""
     if not inputs or len(inputs) != len(evaluation):
         return {}
     from sklearn.metrics import roc_auc_score
@@ -309,7 +312,7 @@ def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
     ng = [int(s.mask.any()) for s in evaluation]
     inter = union = 0
     for s in evaluation:
-        hot = inputs[s.image_id]["anomaly"] >= 1.0
+        hot = anomaly_region(inputs[s.image_id]["anomaly"], threshold=1.0) > 0
         inter += int((hot & s.mask).sum())
         union += int((hot | s.mask).sum())
     return {

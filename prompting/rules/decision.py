@@ -319,11 +319,21 @@ def rules_apply(
         probabilities=probabilities,
         inspected=inspected,
         inputs=inputs or {},
+        next_blob_id=len(blobs) + 1,
     )
     for rule in ruleset.rules:
         evaluation, rule_reasons = rule.evaluate(ctx)
         evaluations.append(evaluation)
         reasons.extend(rule_reasons)
+    for labels, class_name, values in ctx.found:  # regions rules found (an anomaly region)
+        first = len(blobs) + 1
+        found = blobs_measure(
+            labels, probability=values, class_name=class_name, px_per_mm=px_per_mm
+        )
+        for offset, blob in enumerate(found):
+            blob.id = first + offset
+            blob_map[(labels == offset + 1) & (blob_map == 0)] = blob.id
+        blobs.extend(found)
     t3 = time.perf_counter()
 
     severity = severity_max([r.severity for r in reasons])

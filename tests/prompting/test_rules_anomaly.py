@@ -48,6 +48,44 @@ def test_verdict_follows_the_peak_score(peak, verdict) -> None:
         assert reason.value == pytest.approx(peak) and "(x=7, y=5)" in reason.message
 
 
+def test_the_anomalous_region_is_reported_as_a_blob_after_the_class_blobs() -> None:
+    """Grown from the pixels at the threshold down to 0.65 of it (8-connected):
+    the reason names it, the decision lists it with its bbox, the blob map marks it."""
+    from prompting.rules.types import ANOMALY_CLASS
+
+    probs = _probs()
+    probs[1, 15:18, 20:25], probs[0, 15:18, 20:25] = 0.9, 0.1  # a 15 px dent blob
+    score = np.zeros((20, 30), np.float32)
+    score[4:7, 5:9] = 1.0  # 0.65 of 1.5 and above: the region
+    score[5, 7] = 1.6  # the peak
+    score[7, 9] = 1.2  # diagonal neighbour: joins the region
+    score[12, 2:4] = 1.4  # below the threshold and not connected: not a region
+    score[0, 29] = 1.55  # a second region, one pixel
+    d = rules_apply(probs, classes=["dent"], ruleset=_ruleset(), inputs={"anomaly": score})
+    assert d.verdict == "NG"
+    dent, second, region = d.blobs  # regions in raster order of their first pixel
+    assert (dent.class_name, dent.id, dent.area_px) == ("dent", 1, 15)
+    assert (second.class_name, second.id, second.area_px) == (ANOMALY_CLASS, 2, 1)
+    assert second.bbox == (29, 0, 30, 1)
+    assert (region.class_name, region.id, region.area_px) == (ANOMALY_CLASS, 3, 13)
+    assert region.bbox == (5, 4, 10, 8) and region.max_prob == pytest.approx(1.6)
+    (reason,) = d.reasons  # the rule's one reason names the peak's region
+    assert reason.blob_id == 3 and "region of 13 px (x 5-10, y 4-8)" in reason.message
+    assert "2 regions in all" in reason.message
+    assert (d.blob_map == 3).sum() == 13 and d.blob_map[5, 7] == 3 and d.blob_map[0, 29] == 2
+    assert (np.asarray(d.label_map) > 0).sum() == 15  # the classes' map is unchanged
+    assert [b["class_name"] for b in d.to_dict()["blobs"]] == ["dent", ANOMALY_CLASS, ANOMALY_CLASS]
+
+
+def test_anomaly_region_by_ratio() -> None:
+    from prompting.rules.types import anomaly_region
+
+    score = np.array([[0.0, 0.5, 0.8, 1.0, 0.8, 0.3]], np.float32)
+    assert anomaly_region(score, threshold=1.0).tolist() == [[0, 0, 1, 1, 1, 0]]
+    assert anomaly_region(score, threshold=1.0, ratio=0.5).tolist() == [[0, 1, 1, 1, 1, 0]]
+    assert anomaly_region(score, threshold=1.1).max() == 0
+
+
 def test_ignored_region_is_not_judged() -> None:
     score = np.zeros((20, 30), np.float32)
     score[2, 2] = 9.0
