@@ -47,6 +47,7 @@ from benchmarks.serving import (
     free_port,
     installation_start,
     line_build,
+    multipart_files,
     server_env,
     server_start,
     server_stop,
@@ -58,21 +59,6 @@ REPO = Path(__file__).resolve().parents[1]
 #: the code before batch inspections predicted outside their transactions and
 #: before WORKER_NICE
 BASELINE = "a21af71"
-
-
-def _multipart(files: list[tuple[str, bytes]]) -> bytes:
-    parts = []
-    for name, data in files:
-        parts.append(
-            (
-                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            + data
-            + b"\r\n"
-        )
-    parts.append(f"--{BOUNDARY}--\r\n".encode())
-    return b"".join(parts)
 
 
 def _request(port: int, method: str, path: str, token: str, body: bytes | None = None):
@@ -89,7 +75,7 @@ def inspect_post(port: int, project_id: str, token: str, files: list[tuple[str, 
     """(seconds, answer) of one ``POST /inspect/`` (one file: a decision; several: a job)."""
     t = time.perf_counter()
     status, body = _request(
-        port, "POST", f"/api/v1/projects/{project_id}/inspect/", token, _multipart(files)
+        port, "POST", f"/api/v1/projects/{project_id}/inspect/", token, multipart_files({}, files)
     )
     if status not in (200, 202):
         raise RuntimeError(f"inspect answered {status}: {str(body)[:300]}")

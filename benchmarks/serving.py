@@ -184,19 +184,26 @@ def server_stop(proc: subprocess.Popen) -> None:
 
 
 def multipart(fields: dict[str, str], filename: str, data: bytes) -> bytes:
+    """A multipart body of ``fields`` and one file."""
+    return multipart_files(fields, [(filename, data)])
+
+
+def multipart_files(fields: dict[str, str], files: list[tuple[str, bytes]]) -> bytes:
+    """A multipart body of ``fields`` and ``files`` ((filename, bytes), each as ``file``)."""
     parts = []
     for name, value in fields.items():
         parts.append(
             f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         )
-    parts.append(
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + b"\r\n"
-    )
+    for filename, data in files:
+        parts.append(
+            (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{BOUNDARY}--\r\n".encode())
     return b"".join(parts)
 

@@ -118,28 +118,36 @@ def serving_warm(*, project_ids: list[str] | None = None) -> WarmupResult:
         # deferred: the engine's pipeline (torch through the backend) loads only when a model is deployed
         from prompting.pipeline import inspect_image
     for project, mv in targets:
-        t = time.perf_counter()
-        try:
+
+        def run(project: Project = project, mv: ModelVersion = mv) -> None:
             learner = engine.learner_get(mv)
-            backend = engine.backend_for(mv, learner)
-            rules = engine.ruleset_get(ruleset_active_get(project=project))
             inspect_image(
                 _warm_pixels(project),
                 learner=learner,
-                backend=backend,
-                ruleset=rules,
+                backend=engine.backend_for(mv, learner),
+                ruleset=engine.ruleset_get(ruleset_active_get(project=project)),
                 px_per_mm=project.px_per_mm,
                 cache=None,
                 input_mode="off",
             )
-        except Exception as exc:
-            result.failed[str(mv.id)] = f"{exc.__class__.__name__}: {exc}"
-            log.warning("warm-up: model %s of project %s failed: %s", mv.id, project.id, exc)
-            continue
-        result.models += 1
-        result.timings[str(mv.id)] = round(time.perf_counter() - t, 3)
+
+        result.models += _attempt(result, str(mv.id), run, f"model {mv.id} of project {project.id}")
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _attempt(result: WarmupResult, key: str, work: Callable[[], Any], what: str) -> bool:
+    """Run ``work``; its seconds go to ``result.timings[key]``, or its error to
+    ``result.failed[key]`` (logged: the warm-up goes on). Whether it succeeded."""
+    t = time.perf_counter()
+    try:
+        work()
+    except Exception as exc:  # a missing artifact, SAM not configured: as a request would say
+        result.failed[key] = f"{exc.__class__.__name__}: {exc}"
+        log.warning("warm-up: %s failed: %s", what, exc)
+        return False
+    result.timings[key] = round(time.perf_counter() - t, 3)
+    return True
 
 
 def worker_warm() -> WarmupResult:
@@ -155,27 +163,21 @@ def worker_warm() -> WarmupResult:
     projects = list(Project.objects.order_by("-updated_at")[:WARM_MAX])
     rgb8 = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     for name in dict.fromkeys(p.backend for p in projects):
-        t = time.perf_counter()
-        try:
-            engine.backend_get(name).extract(rgb8)
-        except Exception as exc:  # SAM not configured, weights missing: as the job would say
-            result.failed[name] = f"{exc.__class__.__name__}: {exc}"
-            log.warning("warm-up: the %s backend failed: %s", name, exc)
-            continue
-        result.timings[name] = round(time.perf_counter() - t, 3)
+        _attempt(
+            result,
+            name,
+            lambda name=name: engine.backend_get(name).extract(rgb8),
+            f"the {name} backend",
+        )
     for project in projects:
         mv = ModelVersion.objects.filter(project=project).order_by("-number").first()
-        if mv is None:
-            continue
-        t = time.perf_counter()
-        try:
-            engine.backend_for(mv, engine.learner_get(mv))
-        except Exception as exc:
-            result.failed[str(mv.id)] = f"{exc.__class__.__name__}: {exc}"
-            log.warning("warm-up: model %s of project %s failed: %s", mv.id, project.id, exc)
-            continue
-        result.models += 1
-        result.timings[str(mv.id)] = round(time.perf_counter() - t, 3)
+        if mv is not None:
+            result.models += _attempt(
+                result,
+                str(mv.id),
+                lambda mv=mv: engine.backend_for(mv, engine.learner_get(mv)),
+                f"model {mv.id} of project {project.id}",
+            )
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
 

@@ -542,11 +542,12 @@ class AnomalyScore(Rule):
             labels = anomaly_region(score, threshold=threshold)
             ids = ctx.regions_add(labels, class_name=ANOMALY_CLASS, values=score)
             peak = labels[y, x]
-            x0, x1 = np.flatnonzero((labels == peak).any(0))[[0, -1]]
-            y0, y1 = np.flatnonzero((labels == peak).any(1))[[0, -1]]
+            region = labels == peak
+            x0, x1 = np.flatnonzero(region.any(0))[[0, -1]]
+            y0, y1 = np.flatnonzero(region.any(1))[[0, -1]]
             what = (
                 f"anomaly score {value:.2f} >= {threshold:.2f} at (x={x}, y={y}), in an "
-                f"anomalous region of {int((labels == peak).sum())} px (x {x0}-{x1 + 1}, "
+                f"anomalous region of {int(region.sum())} px (x {x0}-{x1 + 1}, "
                 f"y {y0}-{y1 + 1}); {len(ids)} region{'' if len(ids) == 1 else 's'} in all"
             )
             reasons.append(

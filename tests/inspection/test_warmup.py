@@ -29,7 +29,9 @@ def cold_engine(monkeypatch):
     monkeypatch.setattr(warmup, "_state", {"state": "off"})
 
 
-def test_a_deployed_model_is_loaded_and_run_once_and_nothing_is_written(real_line, cold_engine):
+def test_a_deployed_model_is_loaded_and_run_once_and_nothing_is_written(
+    real_line, cold_engine, api_for
+):
     mv = real_line.project.deployed_model
     calls = []
     real_inspect = pipeline.inspect_image
@@ -49,17 +51,8 @@ def test_a_deployed_model_is_loaded_and_run_once_and_nothing_is_written(real_lin
     assert Inspection.objects.count() == 0
     # the line's first image then finds the same learner loaded
     learner = engine._learners[str(mv.id)]
-    decision = real_line.inspect(_client(real_line.owner), real_line.rgb(real_line.rows[0]))
+    decision = real_line.inspect(api_for(real_line.owner), real_line.rgb(real_line.rows[0]))
     assert decision["verdict"] in ("OK", "NG") and engine._learners[str(mv.id)] is learner
-
-
-def _client(user):
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
 
 
 def test_the_project_s_newest_image_is_what_is_predicted(real_line, cold_engine, settings):
