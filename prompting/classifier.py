@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from prompting.anomaly import AnomalyModel, anomaly_planes
+from prompting.anomaly import AnomalyModel, anomaly_fuse, anomaly_planes
 from prompting.errors import ArtifactError
 from prompting.features.base import FeatureBackend, FeatureMap
 from prompting.images import pixels_hash
@@ -214,8 +214,8 @@ class Learner:
         image brought to the working resolution once for both (a Lanczos pass of
         60-150 ms on a 3.8 MP frame)."""
         pixels, small, key = self._at_work(pixels, image_hash, backend)
-        probs = self._proba(pixels, small, key, backend, cache, sam_model, None)
-        return probs, self._anomaly(pixels, small, key, backend, cache)
+        anomaly = self._anomaly(pixels, small, key, backend, cache)
+        return self._proba(pixels, small, key, backend, cache, sam_model, None, anomaly), anomaly
 
     def _at_work(
         self, pixels: np.ndarray, image_hash: str | None, backend: FeatureBackend
@@ -236,15 +236,20 @@ class Learner:
         cache: Any,
         sam_model: Any,
         sam_embedding: Any,
+        anomaly: np.ndarray | None = None,
     ) -> np.ndarray:
         """:meth:`predict_proba` of ``pixels`` given its working image ``small`` and
-        that image's cache ``key``."""
+        that image's cache ``key`` (and its :meth:`anomaly_map`, when computed)."""
         fmap = features_for(backend, small, cache=cache, image_hash=key)
         if self.anomaly_planes:
             fmap = self._with_anomaly_planes(fmap, small, backend, cache, key)
         if small.shape[:2] != pixels.shape[:2]:  # probabilities at the image's own size
             fmap = FeatureMap(features=fmap.features, image_size=pixels.shape[:2])
         probs = self.predict_features(fmap)
+        if self.anomaly_fuse:
+            if anomaly is None:
+                anomaly = self._anomaly(pixels, small, key, backend, cache)
+            probs = anomaly_fuse(probs, anomaly)
         if sam_model is not None:
             emb = sam_embedding if sam_embedding is not None else sam_model.embed(pixels)
             probs = probabilities_refine(probs, model=sam_model, embedding=emb)
@@ -262,6 +267,13 @@ class Learner:
         """Whether the classifier reads the anomaly map's planes beside the features
         (:func:`prompting.anomaly.anomaly_planes`; see :func:`learner_train`)."""
         return self.anomaly is not None and bool(self.info.get("anomaly_planes"))
+
+    @property
+    def anomaly_fuse(self) -> bool:
+        """Whether the anomalous regions count as the class's pixels
+        (:func:`prompting.anomaly.anomaly_fuse`): one-class models trained with
+        good parts in the bank (older models: never)."""
+        return self.anomaly_planes and bool(self.info.get("anomaly_fuse"))
 
     def _with_anomaly_planes(
         self,

@@ -435,6 +435,7 @@ def learner_train(
             "loo_iou": loo_iou,
             "warm_start": warm is not None,
             "anomaly_planes": N_ANOMALY_PLANES if planes else 0,
+            "anomaly_fuse": bool(planes) and len(classes) == 1,
             "work_max_side": int(work_max_side or 0),
         },
         anomaly=anomaly_model,

@@ -126,3 +126,72 @@ def test_good_parts_only_models_have_no_planes(shipped) -> None:
     learner = learner_train(_images(n_ok=3, n_ng=0), classes=["patch"], backend=shipped).learner
     assert not learner.anomaly_planes
     assert learner.anomaly_map(_part(3, defect=True), backend=shipped) is not None
+
+
+def test_a_one_class_model_with_good_parts_marks_anomalous_regions_as_its_class(
+    shipped, monkeypatch
+) -> None:
+    """Its probabilities carry the anomaly regions (at least FUSE_PROB of the class
+    where the framed map's region at FUSE_SCORE lies and the classifier alone gives
+    at least FUSE_FLOOR): the same from predict and predict_proba."""
+    from prompting.anomaly import FUSE_FLOOR, FUSE_PROB, FUSE_SCORE
+    from prompting.rules.types import anomaly_region
+
+    learner = learner_train(_images(), classes=["patch"], backend=shipped, seed=0).learner
+    assert learner.anomaly_fuse and learner.info["anomaly_fuse"]
+    new = _part(99, defect=True)
+    probs, score = learner.predict(new, backend=shipped)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(learner.predict_proba(new, backend=shipped), probs)
+    # without the fusion the same pixels come from the classifier alone
+    monkeypatch.setitem(learner.info, "anomaly_fuse", False)
+    plain = learner.predict_proba(new, backend=shipped)
+    region = (anomaly_region(score, threshold=FUSE_SCORE) > 0) & (plain[1] >= FUSE_FLOOR)
+    assert region.any()
+    assert probs[1][region].min() >= FUSE_PROB - 1e-6
+    np.testing.assert_array_equal(plain[1][~region], probs[1][~region])
+    np.testing.assert_array_equal(np.maximum(plain[1][region], FUSE_PROB), probs[1][region])
+
+
+def test_the_classifier_s_confident_background_stays_background() -> None:
+    """A region's pixels the classifier gives less than FUSE_FLOOR are left as they
+    are: the smooth surroundings of a strong defect score anomalous too."""
+    from prompting.anomaly import FUSE_FLOOR, anomaly_fuse
+
+    cls = np.zeros((8, 8), np.float32)
+    cls[3:5, 3:5] = 0.9  # the defect, found by the classifier
+    cls[2, 2:6] = FUSE_FLOOR + 0.05  # a doubtful rim
+    probs = np.stack([1 - cls, cls])
+    score = np.full((8, 8), 1.2, np.float32)  # the whole neighbourhood is anomalous
+    fused = anomaly_fuse(probs, score)
+    assert (fused[1] >= 0.5).sum() == 4 + 4
+    np.testing.assert_array_equal(fused[1][cls < FUSE_FLOOR], 0.0)
+
+
+def test_save_and_load_keep_the_fusion(shipped, tmp_path) -> None:
+    learner = learner_train(_images(), classes=["patch"], backend=shipped, seed=0).learner
+    learner.save(tmp_path / "m.npz")
+    loaded = Learner.load(tmp_path / "m.npz")
+    assert loaded.anomaly_fuse
+    loaded.info.pop("anomaly_fuse")  # a model saved before the fusion predicts as it did
+    assert not loaded.anomaly_fuse
+
+
+def _two_class_images() -> list[TrainingImage]:
+    images = _images()
+    for im in images[2:]:
+        im.labels[44:48, 10:20] = 2  # a second class painted too
+    return images
+
+
+@pytest.mark.parametrize(
+    ("classes", "images"),
+    [
+        (["patch", "scratch"], _two_class_images()),  # which class would the region be?
+        (["patch"], _images(n_ok=0, n_ng=3)),  # no good part in the bank
+    ],
+    ids=["two-classes", "no-good-part"],
+)
+def test_other_models_do_not_fuse(shipped, classes, images) -> None:
+    learner = learner_train(images, classes=classes, backend=shipped, seed=0).learner
+    assert not learner.anomaly_fuse
