@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from django.conf import settings
@@ -26,8 +27,13 @@ _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,49}$")
 _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
-def classes_clean(raw: Any) -> list[dict]:
-    """[{"name", "colour"}]: names unique, not "background"; colours #rrggbb."""
+def classes_clean(raw: Any, *, kept: Collection[str] = ()) -> list[dict]:
+    """[{"name", "colour"}]: names unique, not "background" nor the anomaly regions'
+    class (``prompting.rules.types.ANOMALY_CLASS``: a decision's blobs would mix the
+    two) unless ``kept`` holds it (a project that has it already); colours #rrggbb."""
+    # deferred: prompting.rules loads scipy, which the web process does not need at start
+    from prompting.rules.types import ANOMALY_CLASS
+
     if not isinstance(raw, list) or not raw:
         raise InvalidInput(
             "at least one defect class is required",
@@ -53,6 +59,12 @@ def classes_clean(raw: Any) -> list[dict]:
             continue
         if name.lower() == "background":
             errors[f"classes[{i}].name"] = ['"background" is reserved']
+            continue
+        if name.lower() == ANOMALY_CLASS and name not in kept:
+            errors[f"classes[{i}].name"] = [
+                f'"{ANOMALY_CLASS}" is reserved for the anomalous regions the anomaly_score '
+                "rule reports; choose another name"
+            ]
             continue
         if name in seen:
             errors[f"classes[{i}].name"] = ["duplicate class name"]
@@ -141,7 +153,7 @@ def project_update(*, project: Project, data: dict) -> Project:
     """
     project = Project.objects.select_for_update().get(id=project.id)
     if "classes" in data:
-        new = classes_clean(data["classes"])
+        new = classes_clean(data["classes"], kept=project.class_names)
         used = set(
             project.images.filter(prompts__deleted_at__isnull=True)
             .values_list("prompts__label", flat=True)
