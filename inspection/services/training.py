@@ -239,6 +239,8 @@ def _train(job: Job) -> None:
             "loo_image_ids": list(result.loo_image_ids),
             # the training images' stored anomaly maps are held out (scored without their patches)
             "anomaly_held_out": bool(getattr(result.learner, "anomaly_held_out", False)),
+            # its masks mark the anomalous regions as the class (one class, good parts known)
+            "anomaly_regions": bool(getattr(result.learner, "anomaly_fuse", False)),
         }
         mv.save()
         project.refresh_from_db()

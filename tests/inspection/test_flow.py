@@ -18,6 +18,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from tests.inspection.svc_helpers import (
+    background_strokes,
+    defect_stroke,
     image_path,
     job_wait,
     magnetic_pick,
@@ -26,38 +28,6 @@ from tests.inspection.svc_helpers import (
 )
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def _defect_stroke(mask: np.ndarray) -> dict:
-    """A stroke along the largest defect region: points ordered on its main axis."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(mask)
-    sizes = ndimage.sum(mask, labels, range(1, n + 1))
-    region = labels == (int(np.argmax(sizes)) + 1)
-    ys, xs = np.nonzero(region)
-    pts = np.stack([xs, ys], axis=1).astype(float)
-    centred = pts - pts.mean(axis=0)
-    axis = (
-        np.linalg.svd(centred, full_matrices=False)[2][0] if len(pts) > 1 else np.array([1.0, 0.0])
-    )
-    order = np.argsort(centred @ axis)
-    picks = pts[order][np.linspace(0, len(order) - 1, min(8, len(order))).astype(int)]
-    return {"kind": "stroke", "label": "defect", "points": picks.tolist(), "radius": 1}
-
-
-def _background_strokes(mask: np.ndarray, n: int = 2) -> list[dict]:
-    """Horizontal strokes on rows at least 12 px away from any defect."""
-    from scipy import ndimage
-
-    h, w = mask.shape
-    near = ndimage.binary_dilation(mask, iterations=12) if mask.any() else mask
-    rows = [y for y in range(8, h - 8) if not near[y].any()]
-    picks = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, n)] if rows else []
-    return [
-        {"kind": "stroke", "label": "background", "points": [[4, y], [w - 5, y]], "radius": 2}
-        for y in picks
-    ]
 
 
 def _file(path) -> SimpleUploadedFile:
@@ -131,9 +101,9 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     for row in rows:
         im = by_name[row["id"]]
         mask = np.asarray(PILImage.open(mask_path(row))) > 0
-        prompts = _background_strokes(mask)
+        prompts = background_strokes(mask)
         if mask.any():
-            prompts.append(_defect_stroke(mask))
+            prompts.append(defect_stroke(mask))
         for p in prompts:
             r = client.post(f"/api/v1/images/{im['id']}/prompts/", p, format="json")
             assert r.status_code == 201, r.content

@@ -12,7 +12,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from inspection.models import ModelVersion
-from tests.inspection.svc_helpers import image_path, job_wait, magnetic_pick, mask_path
+from tests.inspection.svc_helpers import (
+    background_strokes,
+    defect_stroke,
+    image_path,
+    job_wait,
+    magnetic_pick,
+    mask_path,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -63,6 +70,7 @@ def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, 
     assert model["backend"] == "backbone"
     # the training parts' maps are held out: each scored without its own bank rows
     assert ModelVersion.objects.get(id=model["id"]).metrics["anomaly_held_out"] is True
+    assert ModelVersion.objects.get(id=model["id"]).metrics["anomaly_regions"] is False
 
     # every prediction carries the anomaly map; good training parts sit at or below 1.0
     r = client.get(f"/api/v1/projects/{pid}/predictions/")
@@ -154,3 +162,36 @@ def test_classic_projects_still_need_defect_strokes(db, make_user, api_for):
     )
     r = client.post(f"/api/v1/projects/{pid}/train/")
     assert r.status_code == 409 and "no strokes for class 'defect'" in r.json()["detail"]
+
+
+def test_good_parts_and_defect_strokes_make_masks_with_the_anomalous_regions(
+    jobs_db, make_user, api_for
+):
+    """Images marked OK put good parts in the memory bank; with strokes on one class
+    the model's masks also mark its anomalous regions (its metrics say so), and the
+    line's decisions come from them."""
+    client = api_for(make_user("engineer-gp-strokes"))
+    pid = _project(client)
+    rows = magnetic_pick(7, 3, seed=1)
+    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in rows]
+    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in rows]
+    r = client.post(
+        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
+    )
+    assert r.status_code == 201, r.content
+    by_name = {im["original_name"].rsplit(".", 1)[0]: im for im in r.json()["images"]}
+    for row in rows:
+        mask = np.asarray(PILImage.open(mask_path(row))) > 0
+        strokes = background_strokes(mask) + ([defect_stroke(mask)] if mask.any() else [])
+        for stroke in strokes:
+            r = client.post(
+                f"/api/v1/images/{by_name[row['id']]['id']}/prompts/", stroke, format="json"
+            )
+            assert r.status_code == 201, r.content
+    r = client.post(f"/api/v1/projects/{pid}/train/")
+    assert r.status_code == 202, r.content
+    job = job_wait(r.json()["job"]["id"])
+    assert job.state == "succeeded", (job.message, job.error)
+    model = client.get(f"/api/v1/projects/{pid}/models/").json()["results"][0]
+    assert model["metrics"]["anomaly_regions"] is True
+    assert model["metrics"]["anomaly_held_out"] is True

@@ -11,13 +11,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from tests.inspection.svc_helpers import (
+    background_strokes,
+    defect_stroke,
     image_path,
     job_wait,
     magnetic_pick,
     mask_path,
     project_jobs_wait,
 )
-from tests.inspection.test_flow import _background_strokes, _defect_stroke
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -53,7 +54,7 @@ class Tiles:
         self.painted = rows[:4] + rows[8:10]
         for x in self.painted:
             m = self.mask[x["id"]]
-            for p in _background_strokes(m) + ([_defect_stroke(m)] if m.any() else []):
+            for p in background_strokes(m) + ([defect_stroke(m)] if m.any() else []):
                 self.stroke(x, p)
 
     def stroke(self, row, prompt) -> dict:
@@ -68,7 +69,7 @@ class Tiles:
         defect tiles (the stroke that says "this is not a defect" where it is)."""
         out = []
         for x in self.painted[:2]:
-            d = _defect_stroke(self.mask[x["id"]])
+            d = defect_stroke(self.mask[x["id"]])
             out.append(self.stroke(x, {**d, "label": "background", "radius": 3}))
         return out
 
@@ -115,7 +116,7 @@ def test_every_run_after_the_first_makes_a_candidate_and_rules_keep_its_predicti
     assert tiles.candidate()["candidate"] is None
     # a good correction stroke, and a second Run: v2 is a candidate, v1 stays deployed
     row = tiles.painted[1]
-    tiles.stroke(row, _background_strokes(tiles.mask[row["id"]], n=3)[1])
+    tiles.stroke(row, background_strokes(tiles.mask[row["id"]], n=3)[1])
     second = tiles.run()
     v2 = second["result"]["model_version"]
     assert second["result"]["deployed"] is False and second["result"]["deployed_how"] is None
@@ -259,7 +260,7 @@ def test_comparison_names_its_field_errors(tiles, monkeypatch):
 def test_trained_afresh_both_versions_carry_a_stroke_check_on_the_same_images(tiles):
     tiles.run()
     row = tiles.painted[1]
-    tiles.stroke(row, _background_strokes(tiles.mask[row["id"]], n=3)[1])
+    tiles.stroke(row, background_strokes(tiles.mask[row["id"]], n=3)[1])
     tiles.run()  # trained afresh (TRAIN_WARM_START off, the default): calibrated on held-out images
     s = tiles.candidate()["comparison"]["strokes"]
     assert s["not_measured"] == []
@@ -276,7 +277,7 @@ def test_a_version_continued_from_another_is_marked_not_measured(tiles):
 
     tiles.run()
     row = tiles.painted[1]
-    tiles.stroke(row, _background_strokes(tiles.mask[row["id"]], n=3)[1])
+    tiles.stroke(row, background_strokes(tiles.mask[row["id"]], n=3)[1])
     tiles.run()
     v1, v2 = ModelVersion.objects.filter(project_id=tiles.pid).order_by("number")
     # what a warm-started Run records (the worker's settings are its own in services mode)
