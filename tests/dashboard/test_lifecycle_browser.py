@@ -40,13 +40,13 @@ def shots(shot):
 
 
 def _defect_stroke(mask: np.ndarray) -> dict:
-    from tests.inspection.test_flow import _defect_stroke as stroke
+    from tests.inspection.svc_helpers import defect_stroke as stroke
 
     return stroke(mask)
 
 
 def _background_strokes(mask: np.ndarray, n: int = 2) -> list[dict]:
-    from tests.inspection.test_flow import _background_strokes as strokes
+    from tests.inspection.svc_helpers import background_strokes as strokes
 
     return strokes(mask, n=n)
 
