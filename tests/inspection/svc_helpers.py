@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / ".." / "shared" / "datasets"
@@ -161,3 +162,21 @@ def background_strokes(mask: np.ndarray, n: int = 2) -> list[dict]:
         {"kind": "stroke", "label": "background", "points": [[4, y], [w - 5, y]], "radius": 2}
         for y in picks
     ]
+
+
+def rows_upload(client, pid, rows: list[dict], **extra):
+    """POST the dataset ``rows``' images with their ground-truth masks to project
+    ``pid``'s upload endpoint; the response."""
+
+    def file(path: Path) -> SimpleUploadedFile:
+        return SimpleUploadedFile(path.name, path.read_bytes())
+
+    return client.post(
+        f"/api/v1/projects/{pid}/images/",
+        {
+            "file": [file(image_path(r)) for r in rows],
+            "mask": [file(mask_path(r)) for r in rows],
+            **extra,
+        },
+        format="multipart",
+    )

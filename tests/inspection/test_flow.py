@@ -25,6 +25,7 @@ from tests.inspection.svc_helpers import (
     magnetic_pick,
     mask_path,
     project_jobs_wait,
+    rows_upload,
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -32,16 +33,6 @@ pytestmark = pytest.mark.timeout(900)
 
 def _file(path) -> SimpleUploadedFile:
     return SimpleUploadedFile(path.name, path.read_bytes())
-
-
-def _upload(client, pid, rows, **extra):
-    files = [_file(image_path(r)) for r in rows]
-    masks = [_file(mask_path(r)) for r in rows]
-    return client.post(
-        f"/api/v1/projects/{pid}/images/",
-        {"file": files, "mask": masks, **extra},
-        format="multipart",
-    )
 
 
 def test_full_flow(jobs_db, make_user, api_for, settings):
@@ -65,7 +56,7 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert r.json()["role"] == "owner"
 
     # cold start: 9 images are not enough
-    r = _upload(client, pid, rows[:9])
+    r = rows_upload(client, pid, rows[:9])
     assert r.status_code == 201, r.content
     body = r.json()
     assert body["created"] == 9 and body["duplicates"] == 0
@@ -76,9 +67,9 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert "cold start" in r.json()["detail"]
 
     # the tenth image, and a duplicate of the first
-    r = _upload(client, pid, rows[9:])
+    r = rows_upload(client, pid, rows[9:])
     assert r.status_code == 201 and r.json()["cold_start"]["ready"] is True
-    r = _upload(client, pid, rows[:1])
+    r = rows_upload(client, pid, rows[:1])
     assert r.status_code == 200 and r.json()["duplicates"] == 1
     assert r.json()["images"][0]["duplicate"] is True
 

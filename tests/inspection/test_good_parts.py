@@ -19,6 +19,7 @@ from tests.inspection.svc_helpers import (
     job_wait,
     magnetic_pick,
     mask_path,
+    rows_upload,
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -51,11 +52,7 @@ def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, 
     pid = _project(client)
     rows = magnetic_pick(0, 12, seed=3)
     train, held = rows[:10], rows[10:]
-    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in train]
-    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in train]
-    r = client.post(
-        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
-    )
+    r = rows_upload(client, pid, train)
     assert r.status_code == 201, r.content
     r = client.get(f"/api/v1/projects/{pid}/images/")
     assert {im["verdict"] for im in r.json()["results"]} == {"OK"}
@@ -130,11 +127,7 @@ def test_good_parts_only_needs_enough_of_them(db, make_user, api_for):
     client = api_for(make_user("engineer-gp2"))
     pid = _project(client, cold_start_min=2)
     rows = magnetic_pick(0, 2, seed=4)
-    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in rows]
-    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in rows]
-    r = client.post(
-        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
-    )
+    r = rows_upload(client, pid, rows)
     assert r.status_code == 201, r.content
     r = client.post(f"/api/v1/projects/{pid}/train/")
     assert r.status_code == 409
@@ -155,11 +148,7 @@ def test_classic_projects_still_need_defect_strokes(db, make_user, api_for):
     )
     pid = r.json()["id"]
     rows = magnetic_pick(0, 3, seed=5)
-    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in rows]
-    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in rows]
-    client.post(
-        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
-    )
+    rows_upload(client, pid, rows)
     r = client.post(f"/api/v1/projects/{pid}/train/")
     assert r.status_code == 409 and "no strokes for class 'defect'" in r.json()["detail"]
 
@@ -168,16 +157,11 @@ def test_good_parts_and_defect_strokes_make_masks_with_the_anomalous_regions(
     jobs_db, make_user, api_for
 ):
     """Images marked OK put good parts in the memory bank; with strokes on one class
-    the model's masks also mark its anomalous regions (its metrics say so), and the
-    line's decisions come from them."""
+    the model's masks also mark its anomalous regions, and its metrics say so."""
     client = api_for(make_user("engineer-gp-strokes"))
     pid = _project(client)
     rows = magnetic_pick(7, 3, seed=1)
-    files = [SimpleUploadedFile(image_path(r).name, image_path(r).read_bytes()) for r in rows]
-    masks = [SimpleUploadedFile(mask_path(r).name, mask_path(r).read_bytes()) for r in rows]
-    r = client.post(
-        f"/api/v1/projects/{pid}/images/", {"file": files, "mask": masks}, format="multipart"
-    )
+    r = rows_upload(client, pid, rows)
     assert r.status_code == 201, r.content
     by_name = {im["original_name"].rsplit(".", 1)[0]: im for im in r.json()["images"]}
     for row in rows:
