@@ -6,13 +6,14 @@ features without SAM; run it on GPU machines), ``default``
 HTTP, so a slow receiver never delays inspection work).
 Celery is only transport: every job's truth is its ``Job`` row. A worker runs
 below the web's CPU priority (``WORKER_NICE``) and its pool processes warm up as
-they start (``WARMUP``).
+they start (``WARMUP``); a pool that runs tasks in the worker's own process
+(``--pool=threads``) warms that process once the worker is ready.
 """
 
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inspection.settings")
@@ -63,3 +64,20 @@ def _worker_warm(**kwargs) -> None:
         from inspection.services.warmup import worker_warm_start
 
         worker_warm_start()
+
+
+#: pools that send ``worker_process_init`` in each process that runs tasks (prefork
+#: in its children; solo, in Celery 5.7, in the worker's own process)
+PROCESS_INIT_POOLS = ("celery.concurrency.prefork", "celery.concurrency.solo")
+
+
+@worker_ready.connect
+def _worker_warm_in_process(sender=None, **kwargs) -> None:
+    """A pool that runs tasks in threads of the worker's own process
+    (``--pool=threads``; gevent, eventlet) sends no ``worker_process_init``: that
+    process warms up (``WARMUP``) when the worker is ready. ``sender``: the
+    worker's consumer, which holds its pool."""
+    pool = getattr(sender, "pool", None)
+    if pool is None or type(pool).__module__ in PROCESS_INIT_POOLS:
+        return
+    _worker_warm()

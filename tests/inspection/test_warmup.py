@@ -204,3 +204,43 @@ def test_each_celery_pool_process_starts_the_warm_up_unless_turned_off(settings,
     with mock.patch.object(warmup, "worker_warm_start") as start:
         celery._worker_warm()
     assert start.call_count == (1 if enabled else 0)
+
+
+@pytest.mark.parametrize(
+    ("module", "warmed"),
+    [
+        ("celery.concurrency.thread", True),  # tasks in threads of the worker's process
+        ("celery.concurrency.prefork", False),  # its children warm on worker_process_init
+        ("celery.concurrency.solo", False),  # Celery 5.7's solo pool sends it too
+    ],
+)
+def test_a_threads_pool_worker_warms_its_own_process_when_ready(settings, module, warmed):
+    from inspection import celery
+
+    settings.WARMUP = True
+    pool = type("TaskPool", (), {"__module__": module})()
+    consumer = type("Consumer", (), {"pool": pool})()
+    with mock.patch.object(warmup, "worker_warm_start") as start:
+        celery._worker_warm_in_process(sender=consumer)
+    assert start.call_count == (1 if warmed else 0)
+    settings.WARMUP = False
+    with mock.patch.object(warmup, "worker_warm_start") as start:
+        celery._worker_warm_in_process(sender=consumer)
+    assert start.call_count == 0
+
+
+def test_the_pools_said_to_send_worker_process_init_do():
+    """PROCESS_INIT_POOLS matches the installed Celery: each of those pools sends
+    the signal, the threads pool does not (so it needs the ready-time warm-up)."""
+    import inspect
+
+    import celery.concurrency.prefork
+    import celery.concurrency.solo
+    import celery.concurrency.thread
+
+    from inspection.celery import PROCESS_INIT_POOLS
+
+    assert PROCESS_INIT_POOLS == ("celery.concurrency.prefork", "celery.concurrency.solo")
+    for module in (celery.concurrency.prefork, celery.concurrency.solo):
+        assert "worker_process_init.send" in inspect.getsource(module)
+    assert "worker_process_init" not in inspect.getsource(celery.concurrency.thread)
