@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from inspection.models import ModelVersion, Project
 from prompting.classifier import Learner
 from prompting.worksize import WORK_MAX_SIDE
-from tests.inspection.svc_helpers import job_wait
+from tests.inspection.svc_helpers import job_wait, project_jobs_wait
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -111,6 +111,8 @@ def test_a_run_on_large_images_works_at_the_projects_bound(jobs_db, make_user, a
     assert 105 <= x0 <= 135 and 185 <= x1 <= 215 and 85 <= y0 <= 115 and 125 <= y1 <= 155
     # counted in the frame's pixels: the patch is 16 x 32 px at the working size
     assert 2 * 16 * 32 < blob["area_px"] <= (x1 - x0) * (y1 - y0)
+    # the deploy's predictions run on in a real worker: the database is flushed after them
+    project_jobs_wait(pid)
 
 
 def test_work_max_side_defaults_and_bad_values_name_the_field(db, make_user, api_for):
