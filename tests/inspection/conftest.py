@@ -155,8 +155,20 @@ def celery_worker(django_db_setup, django_db_blocker, tiny_sam_checkpoint):
 
 @pytest.fixture
 def jobs_db(transactional_db, celery_worker):
-    """The database fixture for tests that enqueue jobs (committed rows in both modes)."""
-    return celery_worker
+    """The database fixture for tests that enqueue jobs (committed rows in both modes).
+
+    With a real worker, the test's teardown first waits until no job the
+    worker was given is queued or running: a Run's follow-up work (a deploy's
+    predictions, the next propagation chunk) can outlive the test's own
+    waits, and the database flush at teardown then races the worker's
+    writes. Jobs a test wrote itself in an active state (no Celery task id)
+    are not waited for.
+    """
+    yield celery_worker
+    if celery_worker is not None:
+        from tests.inspection.svc_helpers import worker_jobs_wait
+
+        worker_jobs_wait()
 
 
 @pytest.fixture

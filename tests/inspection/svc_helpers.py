@@ -51,6 +51,20 @@ def project_jobs_wait(project_id, timeout: float = JOB_TIMEOUT) -> None:
         time.sleep(0.2)
 
 
+def worker_jobs_wait(timeout: float = JOB_TIMEOUT) -> None:
+    """Wait until no job handed to the worker (it has a Celery task id) is
+    queued or running, in any project."""
+    from inspection.models import Job
+
+    deadline = time.monotonic() + timeout
+    active = Job.objects.filter(state__in=Job.ACTIVE_STATES).exclude(celery_task_id="")
+    while active.exists():
+        if time.monotonic() > deadline:
+            left = list(active.values_list("kind", "state", "message"))
+            raise AssertionError(f"jobs still active in the worker after {timeout} s: {left}")
+        time.sleep(0.2)
+
+
 def magnetic_rows() -> list[dict]:
     manifest = MAGNETIC / "manifest.csv"
     if not manifest.exists():
