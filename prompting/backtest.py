@@ -5,7 +5,9 @@ NG (defective) is the positive class of the confusion matrix:
 - ``tp``: NG judged NG; ``fn``: NG judged OK (an *escape*);
 - ``tn``: OK judged OK; ``fp``: OK judged NG (an *overkill*);
 - escape rate = fn / (tp + fn), overkill rate = fp / (fp + tn); None when
-  there is no image of the kind to measure it on.
+  there is no image of the kind to measure it on. Each comes with its 95 %
+  interval (:mod:`prompting.rates`): ten labelled images pin a rate down only
+  loosely, and the report says how loosely.
 
 Images the model was trained on (painted) score better than unseen parts do:
 given ``trained_on``, reports carry the held-out images' figures separately
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from prompting.rates import error_rates
 from prompting.rules.decision import rules_verdict
 from prompting.rules.schema import RuleSet
 
@@ -68,12 +71,16 @@ class BacktestReport:
     held_out: dict[str, Any] | None = None
     n_trained_on: int = 0
     warning: str | None = None
+    escape_interval: list[float] | None = None
+    overkill_interval: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "confusion": dict(self.confusion),
             "escape_rate": self.escape_rate,
             "overkill_rate": self.overkill_rate,
+            "escape_interval": self.escape_interval,
+            "overkill_interval": self.overkill_interval,
             "n_images": self.n_images,
             "verdicts": dict(self.verdicts),
             "changes": [dict(c) for c in self.changes],
@@ -96,12 +103,14 @@ def _confusion(predicted: Mapping[str, str], truths: Mapping[str, str]) -> dict[
     return out
 
 
-def _rates(confusion: Mapping[str, int]) -> tuple[float | None, float | None]:
-    n_ng = confusion["tp"] + confusion["fn"]
-    n_ok = confusion["fp"] + confusion["tn"]
-    escape = confusion["fn"] / n_ng if n_ng else None
-    overkill = confusion["fp"] / n_ok if n_ok else None
-    return escape, overkill
+def _rates(confusion: Mapping[str, int]) -> dict[str, Any]:
+    """Escape and overkill rates of ``confusion`` with their 95 % intervals."""
+    return error_rates(
+        escapes=confusion["fn"],
+        n_ng=confusion["tp"] + confusion["fn"],
+        overkills=confusion["fp"],
+        n_ok=confusion["fp"] + confusion["tn"],
+    )
 
 
 def truths_check(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, str]) -> None:
@@ -158,7 +167,7 @@ def backtest_run(
                 probs, classes=classes, ruleset=baseline, px_per_mm=px_per_mm, inputs=extra
             )
     confusion = _confusion(verdicts, truths)
-    escape, overkill = _rates(confusion)
+    rates = _rates(confusion)
     changes: list[dict[str, str]] = []
     baseline_summary = None
     if baseline is not None:
@@ -168,16 +177,10 @@ def backtest_run(
             if before[i] != verdicts[i]
         ]
         base_confusion = _confusion(before, truths)
-        base_escape, base_overkill = _rates(base_confusion)
-        baseline_summary = {
-            "confusion": base_confusion,
-            "escape_rate": base_escape,
-            "overkill_rate": base_overkill,
-        }
+        baseline_summary = {"confusion": base_confusion, **_rates(base_confusion)}
     seen = {str(i) for i in trained_on}
     unseen = {i: t for i, t in truths.items() if str(i) not in seen}
     held_confusion = _confusion(verdicts, unseen)
-    held_escape, held_overkill = _rates(held_confusion)
     n_trained_on = len(truths) - len(unseen)
     warning = None
     if truths and not unseen and seen:
@@ -188,19 +191,16 @@ def backtest_run(
         )
     return BacktestReport(
         confusion=confusion,
-        escape_rate=escape,
-        overkill_rate=overkill,
+        escape_rate=rates["escape_rate"],
+        overkill_rate=rates["overkill_rate"],
+        escape_interval=rates["escape_interval"],
+        overkill_interval=rates["overkill_interval"],
         n_images=len(truths),
         verdicts=verdicts,
         changes=changes,
         baseline=baseline_summary,
         timings={"total_ms": (time.perf_counter() - t0) * 1000},
-        held_out={
-            "n_images": len(unseen),
-            "confusion": held_confusion,
-            "escape_rate": held_escape,
-            "overkill_rate": held_overkill,
-        },
+        held_out={"n_images": len(unseen), "confusion": held_confusion, **_rates(held_confusion)},
         n_trained_on=n_trained_on,
         warning=warning,
     )

@@ -35,6 +35,7 @@ from inspection.services import engine
 from inspection.services.predictions import predictions_refresh_start
 from inspection.storage import bytes_read
 from inspection.types import Actor
+from prompting.rates import error_rates
 
 log = logging.getLogger("inspection.lifecycle")
 
@@ -111,8 +112,9 @@ class _Scores:
             "wrong": self.wrong,
             "escapes": self.escapes,
             "overkills": self.overkills,
-            "escape_rate": self.escapes / self.n_ng if self.n_ng else None,
-            "overkill_rate": self.overkills / self.n_ok if self.n_ok else None,
+            **error_rates(
+                escapes=self.escapes, n_ng=self.n_ng, overkills=self.overkills, n_ok=self.n_ok
+            ),
             "iou": self.inter / self.union if self.union else None,
             "n_masks": self.n_masks,
         }

@@ -41,6 +41,7 @@ from inspection.services.jobs import job_execute
 from inspection.services.lifecycle import run_summary
 from inspection.services.rulesets import ruleset_active_get
 from inspection.types import RowId
+from prompting.rates import error_rates
 
 _CONFUSION = {("NG", "NG"): "tp", ("NG", "OK"): "fn", ("OK", "NG"): "fp", ("OK", "OK"): "tn"}
 
@@ -254,8 +255,7 @@ def propagation_metrics(totals: dict[str, Any]) -> dict[str, Any]:
     union = int(totals.get("union") or 0)
     return {
         "iou": (int(totals.get("inter") or 0) / union) if union else None,
-        "escape_rate": (conf["fn"] / n_pos) if n_pos else None,
-        "overkill_rate": (conf["fp"] / n_neg) if n_neg else None,
+        **error_rates(escapes=conf["fn"], n_ng=n_pos, overkills=conf["fp"], n_ok=n_neg),
         "confusion": conf,
         "n_ground_truth": n_pos + n_neg,
         "metrics_on": "project images with ground truth (training images included)",

@@ -27,6 +27,7 @@ from inspection.services.inspections import inspection_window_ng_rate
 from inspection.services.shadow import model_shadow_compare
 from inspection.storage import bytes_read, file_delete
 from inspection.types import Actor
+from prompting.rates import error_rates
 
 log = logging.getLogger("inspection.reviews")
 
@@ -143,8 +144,12 @@ def inspection_review_summary(*, project: Project) -> dict:
     return {
         **counts,
         "misjudged": counts["escapes"] + counts["overkills"],
-        "escape_rate": counts["escapes"] / counts["really_ng"] if counts["really_ng"] else None,
-        "overkill_rate": counts["overkills"] / counts["really_ok"] if counts["really_ok"] else None,
+        **error_rates(
+            escapes=counts["escapes"],
+            n_ng=counts["really_ng"],
+            overkills=counts["overkills"],
+            n_ok=counts["really_ok"],
+        ),
     }
 
 

@@ -208,6 +208,13 @@ def test_paint_run_review_tune_decide(
     page.fill("[data-testid=rule-0-min-area]", "1")
     seq = wait_backtest(page, seq)
     small = backtest_numbers(page)
+    # each rate carries its 95 % interval, and the interval holds the rate
+    for kind in ("escape", "overkill"):
+        rate = page.locator(f"[data-testid={kind}-rate] .v").inner_text()
+        interval = page.locator(f"[data-testid={kind}-rate-interval]").inner_text()
+        found = re.fullmatch(r"95 %: (\d+\.\d)–(\d+\.\d) %", interval)
+        assert found, interval
+        assert float(found[1]) <= float(rate.rstrip(" %")) <= float(found[2]), (rate, interval)
     shot(page, "06-rules-min-area-1")
     page.fill("[data-testid=rule-0-min-area]", "1000000")
     seq = wait_backtest(page, seq)
@@ -255,6 +262,10 @@ def test_paint_run_review_tune_decide(
     page.wait_for_selector("[data-testid=model-row]")
     # the version's working resolution: the project's default bound
     assert page.locator("[data-testid=model-work-size]").first.inner_text().strip() == "· ≤1024 px"
+    # its escape and overkill on the labelled images, each with the 95 % interval under it
+    for kind in ("escape", "overkill"):
+        interval = page.locator(f"[data-testid=model-{kind}-interval]").first.inner_text()
+        assert re.fullmatch(r"\d+\.\d–\d+\.\d %", interval), interval
     shot(page, "09-models")
     # the model with its rules as one file, for a line PC
     import zipfile

@@ -17,6 +17,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
+from prompting.rates import rate_interval
 from tests.inspection.svc_helpers import (
     background_strokes,
     defect_stroke,
@@ -144,6 +145,10 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     for key in ("iou", "escape_rate", "overkill_rate", "loo_iou"):
         assert key in mv["metrics"]
     assert mv["metrics"]["n_ground_truth"] == 10
+    met = mv["metrics"]
+    conf = met["confusion"]
+    assert met["escape_interval"] == rate_interval(conf["fn"], conf["fn"] + conf["tp"])
+    assert met["overkill_interval"] == rate_interval(conf["fp"], conf["fp"] + conf["tn"])
 
     # predictions for every image
     project_jobs_wait(pid)
@@ -187,6 +192,11 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert set(report["confusion"]) == {"tp", "fp", "tn", "fn"}
     assert sum(report["confusion"].values()) == 10
     assert "escape_rate" in report and "overkill_rate" in report and "changes" in report
+    conf = report["confusion"]
+    # each rate with its 95 % interval: what ten labelled images can and cannot say
+    assert report["escape_interval"] == rate_interval(conf["fn"], conf["fn"] + conf["tp"])
+    assert report["overkill_interval"] == rate_interval(conf["fp"], conf["fp"] + conf["tn"])
+    assert report["held_out"]["escape_interval"] is None
     # images the model trained on are counted apart from those it never saw
     # (all 10 were painted here: the rates are optimistic, and the report says so)
     assert len(mv["images"]) == 10 and report["n_trained_on"] == 10

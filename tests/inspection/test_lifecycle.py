@@ -133,6 +133,11 @@ def test_every_run_after_the_first_makes_a_candidate_and_rules_keep_its_predicti
     assert c["held_out"]["candidate"]["n"] == 6 and c["held_out"]["baseline"]["n"] == 6
     assert c["held_out"]["candidate"]["n_masks"] == 6
     assert 0.0 <= c["held_out"]["candidate"]["iou"] <= 1.0
+    for side in ("baseline", "candidate"):  # each rate with its 95 % interval around it
+        scores = c["held_out"][side]
+        for kind in ("escape", "overkill"):
+            rate, (low, high) = scores[f"{kind}_rate"], scores[f"{kind}_interval"]
+            assert 0.0 <= low <= rate <= high <= 1.0 and high - low > 0.2  # six images
     # v2 trained afresh (the default): it ran a held-out stroke check of its own
     assert c["strokes"]["baseline"] is not None and c["strokes"]["candidate"] is not None
     assert c["strokes"]["not_measured"] == []

@@ -154,6 +154,9 @@ def test_the_summary_counts_the_lines_real_escapes_and_overkills(line, api_for):
         "misjudged": 2,
         "escape_rate": 0.5,
         "overkill_rate": 0.5,
+        # 1 of 2 reviewed: the 95 % Wilson interval says how little that pins down
+        "escape_interval": [0.0945, 0.9055],
+        "overkill_interval": [0.0945, 0.9055],
     }
     base = f"/api/v1/projects/{line.project.id}/inspections/"
 

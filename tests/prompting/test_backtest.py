@@ -65,6 +65,8 @@ def test_backtest_confusion_and_rates():
     assert report.confusion == {"tp": 1, "fp": 1, "tn": 1, "fn": 1}
     assert report.escape_rate == 0.5 and report.overkill_rate == 0.5
     assert report.n_images == 4
+    assert report.escape_interval == report.overkill_interval == [0.0945, 0.9055]
+    assert report.to_dict()["escape_interval"] == [0.0945, 0.9055]
     assert report.verdicts == {"tp": "NG", "fn": "OK", "fp": "NG", "tn": "OK"}
     assert report.changes == [] and report.baseline is None
 
@@ -79,6 +81,9 @@ def test_backtest_changes_against_baseline():
         "confusion": {"tp": 1, "fp": 1, "tn": 1, "fn": 1},
         "escape_rate": 0.5,
         "overkill_rate": 0.5,
+        # 1 of 2: the 95 % Wilson interval
+        "escape_interval": [0.0945, 0.9055],
+        "overkill_interval": [0.0945, 0.9055],
     }
     json.dumps(report.to_dict())
 
@@ -89,6 +94,8 @@ def test_backtest_only_judges_labelled_images_and_rates_can_be_none():
     assert only_ng.n_images == 1 and only_ng.overkill_rate is None and only_ng.escape_rate == 0.0
     only_ok = backtest_run(probs, {"tn": "OK"}, classes=CLASSES, ruleset=_rs())
     assert only_ok.escape_rate is None and only_ok.overkill_rate == 0.0
+    # nothing measured, no interval; 0 of 1 OK judged NG is still consistent with 79 %
+    assert only_ok.escape_interval is None and only_ok.overkill_interval == [0.0, 0.7935]
 
 
 def test_backtest_reports_held_out_images_apart_from_trained_ones():
@@ -103,6 +110,8 @@ def test_backtest_reports_held_out_images_apart_from_trained_ones():
         "confusion": {"tp": 0, "fp": 0, "tn": 1, "fn": 1},
         "escape_rate": 1.0,
         "overkill_rate": 0.0,
+        "escape_interval": [0.2065, 1.0],
+        "overkill_interval": [0.0, 0.7935],
     }
     assert report.warning is None
     assert json.loads(json.dumps(report.to_dict()))["held_out"]["escape_rate"] == 1.0

@@ -161,6 +161,13 @@ export function pct(x, digits = 1) {
   return x == null || Number.isNaN(x) ? "—" : `${(100 * x).toFixed(digits)} %`;
 }
 
+// a rate's 95 % interval ([low, high], from the server) as "0.0–56.2 %"; "" without one
+export function pctInterval(iv, digits = 1) {
+  return Array.isArray(iv) && iv.length === 2
+    ? `${(100 * iv[0]).toFixed(digits)}–${(100 * iv[1]).toFixed(digits)} %`
+    : "";
+}
+
 export function fmt(x, digits = 2) {
   if (x == null || x === "") return "—";
   if (typeof x !== "number") return String(x);

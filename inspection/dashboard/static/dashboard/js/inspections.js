@@ -1,5 +1,5 @@
 // Inspections log: filters, table, CSV export, NG rate over time and blob-area histogram.
-import { api, apiAll, h, pageData, verdictBadge, when, fmt, debounce, errorText, uploadXHR, API } from "./api.js";
+import { api, apiAll, h, pageData, verdictBadge, when, fmt, debounce, errorText, uploadXHR, API, pctInterval } from "./api.js";
 import { lineChart, histogram, ngRateSeries } from "./charts.js";
 
 const PD = pageData();
@@ -114,8 +114,8 @@ async function loadSummary() {
     const r = s.reviews;
     el.replaceChildren(r.reviewed
       ? h("span", {}, `${r.reviewed} reviewed: `,
-          h("b", { class: r.escapes ? "ng-text" : "" }, `${r.escapes} escape${r.escapes === 1 ? "" : "s"}`), r.escape_rate != null ? ` (${(100 * r.escape_rate).toFixed(1)} % of real NG)` : "", ", ",
-          h("b", { class: r.overkills ? "ng-text" : "" }, `${r.overkills} overkill${r.overkills === 1 ? "" : "s"}`), r.overkill_rate != null ? ` (${(100 * r.overkill_rate).toFixed(1)} % of real OK)` : "",
+          h("b", { class: r.escapes ? "ng-text" : "" }, `${r.escapes} escape${r.escapes === 1 ? "" : "s"}`), r.escape_rate != null ? ` (${(100 * r.escape_rate).toFixed(1)} % of real NG; 95 %: ${pctInterval(r.escape_interval)})` : "", ", ",
+          h("b", { class: r.overkills ? "ng-text" : "" }, `${r.overkills} overkill${r.overkills === 1 ? "" : "s"}`), r.overkill_rate != null ? ` (${(100 * r.overkill_rate).toFixed(1)} % of real OK; 95 %: ${pctInterval(r.overkill_interval)})` : "",
           `; ${r.promoted} added to the training images · images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images})`, inputText(s))
       : h("span", { class: "muted" }, `No decision reviewed yet: open one and say what the part really is. Images kept: ${s.n_images_kept} (policy: ${s.keep_inspection_images}).`, inputText(s)));
   } catch (ex) { el.textContent = ""; }

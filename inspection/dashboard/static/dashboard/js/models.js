@@ -1,5 +1,5 @@
 // Models: versions with metrics and training inputs; deploy; shadow mode; compare two by per-image verdict.
-import { API, api, apiAll, h, pageData, pct, fmt, when, verdictBadge, errorText, toast } from "./api.js";
+import { API, api, apiAll, h, pageData, pct, pctInterval, fmt, when, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadProject, normPrediction } from "./shapes.js";
 import { deployConfirm, plural } from "./lifecycle.js";
 
@@ -11,6 +11,12 @@ let project = null;
 
 const num = (m) => m.number ?? m.version ?? m.id;
 const idOf = (x) => (x && typeof x === "object" ? x.id : x);
+
+// a rate's 95 % interval under it, small: ten labelled images pin a rate down only loosely
+function rateInterval(iv, kind) {
+  const text = pctInterval(iv);
+  return text ? h("div", { class: "ci", "data-testid": `model-${kind}-interval`, title: "95 % interval over the images with ground truth" }, text) : "";
+}
 
 function usedImages(m) { return (m.images || m.image_ids || []).map((x) => (typeof x === "object" ? x.id : x)); }
 function usedPrompts(m) { return m.prompt_ids || m.prompts || []; }
@@ -36,8 +42,8 @@ function render() {
       h("td", {}, when(m.created_at)),
       h("td", {}, m.backend || "", workSize(m)),
       h("td", { class: "num" }, fmt(met.iou, 3)),
-      h("td", { class: "num" }, pct(met.escape_rate)),
-      h("td", { class: "num" }, pct(met.overkill_rate)),
+      h("td", { class: "num" }, pct(met.escape_rate), rateInterval(met.escape_interval, "escape")),
+      h("td", { class: "num" }, pct(met.overkill_rate), rateInterval(met.overkill_interval, "overkill")),
       h("td", { class: "num" }, fmt(met.loo_iou, 3)),
       h("td", { class: "num" }, met.n_ground_truth ?? "—"),
       h("td", {}, h("a", { href: "#", onclick: (e) => { e.preventDefault(); showUsed(m); } }, `${plural(usedImages(m).length, "image")} · ${plural(usedPrompts(m).length, "prompt")}`)),

@@ -1,6 +1,6 @@
 // Rules editor: a form over the rule-set JSON, a live debounced backtest, the
 // tuner ("Suggest") and Save (a new rule-set version).
-import { api, h, pageData, pct, errorText, debounce, toast, pollJob, ApiError } from "./api.js";
+import { api, h, pageData, pct, pctInterval, errorText, debounce, toast, pollJob, ApiError } from "./api.js";
 import { classesOf, loadImages } from "./shapes.js";
 
 const PD = pageData();
@@ -238,7 +238,10 @@ function drawRegions() {
 }
 
 // ------------------------------------------------------------------ backtest
-function metric(k, v, cls = "", testid) { return h("div", { class: "metric " + cls, "data-testid": testid }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)); }
+function metric(k, v, cls = "", testid, interval = "") {
+  return h("div", { class: "metric " + cls, "data-testid": testid }, h("div", { class: "v" }, v), h("div", { class: "k" }, k),
+    interval ? h("div", { class: "ci", "data-testid": `${testid}-interval`, title: "95 % interval: the rates this many labelled images are consistent with; label more parts to narrow it" }, `95 %: ${interval}`) : "");
+}
 function reportOf(res) { return res.report || res.backtest || res; }
 
 // Backtest and tune answer 200 with the report on a small project, or 202 with
@@ -268,8 +271,8 @@ function showReport(rep) {
   const c = rep.confusion || {};
   const held = rep.held_out || null;
   document.getElementById("bt-metrics").replaceChildren(
-    metric("escape rate", pct(rep.escape_rate), rep.escape_rate ? "ng" : "ok", "escape-rate"),
-    metric("overkill rate", pct(rep.overkill_rate), rep.overkill_rate ? "ng" : "ok", "overkill-rate"),
+    metric("escape rate", pct(rep.escape_rate), rep.escape_rate ? "ng" : "ok", "escape-rate", pctInterval(rep.escape_interval)),
+    metric("overkill rate", pct(rep.overkill_rate), rep.overkill_rate ? "ng" : "ok", "overkill-rate", pctInterval(rep.overkill_interval)),
     metric("labelled images", rep.n_images ?? "—", "", "n-images"),
     metric("predicted NG", (c.tp ?? 0) + (c.fp ?? 0), "", "predicted-ng"),
     // images the model never trained on: the honest estimate for new parts
