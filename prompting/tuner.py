@@ -6,6 +6,11 @@ and threshold, after which every candidate minimum area costs one comparison
 per image. When every image has an anomaly map, the ``anomaly_score`` rule's
 minimum score is tuned with them. The proposal comes with its backtest
 (:func:`prompting.backtest.backtest_run`) against the base rule set.
+
+The proposal minimises escapes first. Where the labelled images allow fewer
+overkills for more escapes, those operating points come with it as
+``alternatives`` (the trade-off's Pareto front), so the engineer chooses
+the balance the line needs rather than the tuner.
 """
 
 from __future__ import annotations
@@ -25,13 +30,41 @@ from prompting.backtest import (
     progress_none,
     truths_check,
 )
+from prompting.rates import error_rates
 from prompting.rules.decision import class_areas, probabilities_prepare
 from prompting.rules.regions import regions_mask
 from prompting.rules.schema import RuleSet, ruleset_check_context
 from prompting.rules.types import ANY_CLASS, RULE_TYPES, Rule, RuleContext
+from prompting.tuner_search import AreaBest, best_min_area, threshold_pick, tradeoffs
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 TUNED_RULE_ID = "tuned-area"
+
+
+@dataclass
+class Alternative:
+    """Another operating point on the labelled images: more escapes, fewer overkills
+    than the proposal. ``anomaly_min_score``: the anomaly rule's minimum score
+    in ``ruleset`` (None: no anomaly rule was tuned)."""
+
+    escapes: int
+    overkills: int
+    threshold: float
+    min_area_px: int
+    anomaly_min_score: float | None
+    ruleset: RuleSet
+
+    def to_dict(self, *, n_ng: int, n_ok: int) -> dict[str, Any]:
+        """JSON-ready, with the rates (and their 95 % intervals) on ``n_ng`` / ``n_ok`` images."""
+        return {
+            "escapes": self.escapes,
+            "overkills": self.overkills,
+            **error_rates(escapes=self.escapes, n_ng=n_ng, overkills=self.overkills, n_ok=n_ok),
+            "threshold": self.threshold,
+            "min_area_px": self.min_area_px,
+            "anomaly_min_score": self.anomaly_min_score,
+            "rules": self.ruleset.to_dict(),
+        }
 
 
 @dataclass
@@ -42,7 +75,9 @@ class TuneResult:
     area ``min_area_px`` on rule ``rule_id`` (None only when nothing could be
     tuned and the base has no blob_area rule); ``report``: its backtest against
     ``base``; ``warning``: plain-language caveats (no NG or no OK examples...),
-    None when there are none.
+    None when there are none; ``alternatives``: the other operating points the
+    labelled images allow, each with more escapes and fewer overkills than the
+    one before (the proposal first; see :class:`Alternative`).
     """
 
     ruleset: RuleSet
@@ -54,6 +89,7 @@ class TuneResult:
     escapes: int = 0
     overkills: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    alternatives: list[Alternative] = field(default_factory=list)
 
 
 def _tunable_names() -> str:
@@ -164,52 +200,6 @@ def _table(
             )
             other_ng[i, j] = any(r.evaluate(ctx)[0].triggered for r in others)
     return _Table(tuned_max=tuned_max, other_ng=other_ng)
-
-
-@dataclass
-class _Best:
-    escapes: int
-    overkills: int
-    lo: int
-    hi: float  # inclusive; math.inf when unbounded
-    min_area: int
-
-    @property
-    def margin(self) -> float:
-        """Width of the optimal area range, as a log ratio (scale-free)."""
-        return math.inf if math.isinf(self.hi) else math.log((self.hi + 1) / self.lo)
-
-
-def _best_min_area(
-    tuned_max: np.ndarray, other_ng: np.ndarray, is_ng: np.ndarray, base_min_area: int | None
-) -> _Best:
-    """Optimal minimum area for one threshold, exactly.
-
-    Escapes grow and overkills shrink as the minimum area grows, and both only
-    change at (some image's largest area) + 1, so evaluating those points finds
-    the whole optimal range [lo, hi]; the proposal is its geometric middle
-    (areas are compared by ratio), or, when the range is unbounded above, the
-    base value if it is in range, else lo.
-    """
-    change = np.unique(np.concatenate([[1], tuned_max[tuned_max > 0] + 1]))
-    pred = other_ng[None, :] | (tuned_max[None, :] >= change[:, None])
-    escapes = (is_ng[None, :] & ~pred).sum(axis=1)
-    overkills = (~is_ng[None, :] & pred).sum(axis=1)
-    order = np.lexsort((overkills, escapes))
-    best = order[0]
-    optimal = (escapes == escapes[best]) & (overkills == overkills[best])
-    idx = np.flatnonzero(optimal)
-    lo = int(change[idx[0]])
-    last = idx[-1]
-    hi = math.inf if last == len(change) - 1 else int(change[last + 1]) - 1
-    if math.isinf(hi):
-        a = base_min_area if base_min_area is not None and base_min_area >= lo else lo
-    else:
-        a = int(round(math.sqrt(lo * hi)))
-        a = min(max(a, lo), int(hi))
-    return _Best(
-        escapes=int(escapes[best]), overkills=int(overkills[best]), lo=lo, hi=hi, min_area=a
-    )
 
 
 ANOMALY_RULE_TYPE = "anomaly_score"
@@ -427,29 +417,29 @@ def rules_tune(
         ]
         scores = sorted(set(scores)) + [math.inf]
     outcomes = []
+    # every (escapes, overkills) an anomaly score, threshold and area can give
+    points: dict[tuple[int, int], list[tuple[float | None, float, AreaBest]]] = {}
     for score in scores:
         extra = (
             np.zeros(len(image_ids), bool) if score is None or math.isinf(score) else peaks >= score
         )
         bests = [
-            _best_min_area(
-                table.tuned_max[:, j], table.other_ng[:, j] | extra, is_ng, base_min_area
-            )
+            best_min_area(table.tuned_max[:, j], table.other_ng[:, j] | extra, is_ng, base_min_area)
             for j in range(len(grid))
         ]
         top = min((b.escapes, b.overkills) for b in bests)
         outcomes.append((top, score, bests))
+        for j in range(len(grid)):
+            other = table.other_ng[:, j] | extra
+            for b in tradeoffs(table.tuned_max[:, j], other, is_ng, base_min_area):
+                points.setdefault((b.escapes, b.overkills), []).append((score, grid[j], b))
     best_top = min(o[0] for o in outcomes)
     optimal = [o for o in outcomes if o[0] == best_top]
     if anomaly_rule is None and any(o[1] is not None and math.isinf(o[1]) for o in optimal):
         optimal = [o for o in optimal if math.isinf(o[1])]  # a new rule only where it helps
     top, score, bests = optimal[len(optimal) // 2]
     tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
-    widest = max(round(bests[j].margin, 2) for j in tied)
-    widest_js = [j for j in tied if round(bests[j].margin, 2) == widest]
-    middle = (grid[widest_js[0]] + grid[widest_js[-1]]) / 2
-    j = min(widest_js, key=lambda j: (round(abs(grid[j] - middle), 9), grid[j]))
-    threshold, best = grid[j], bests[j]
+    threshold, best = threshold_pick([(grid[j], bests[j]) for j in tied])
 
     proposal = _with_rule(
         base.with_threshold(threshold, class_name=rule.class_name), rule, best.min_area, px_per_mm
@@ -469,6 +459,15 @@ def rules_tune(
         progress=lambda f, m: report_progress(0.8 + 0.2 * f, m),
         inputs=inputs,
     )
+    alternatives = _alternatives(
+        points,
+        (best.escapes, best.overkills),
+        scores=scores,
+        base=base,
+        rule=rule,
+        anomaly_rule=anomaly_rule,
+        px_per_mm=px_per_mm,
+    )
     if best.escapes:
         notes.append(
             f"{best.escapes} NG image(s) escape with every threshold and minimum area tried "
@@ -485,9 +484,54 @@ def rules_tune(
         rule_id=rule.id,
         escapes=best.escapes,
         overkills=best.overkills,
+        alternatives=alternatives,
         timings={
             "table_ms": (t2 - t1) * 1000,
             "search_ms": (time.perf_counter() - t2) * 1000,
             "total_ms": (time.perf_counter() - t0) * 1000,
         },
     )
+
+
+def _alternatives(
+    points: Mapping[tuple[int, int], list[tuple[float | None, float, AreaBest]]],
+    proposed: tuple[int, int],
+    *,
+    scores: Sequence[float | None],
+    base: RuleSet,
+    rule: Rule,
+    anomaly_rule: Rule | None,
+    px_per_mm: float | None,
+) -> list[Alternative]:
+    """The Pareto front beyond the proposal: each point more escapes and fewer
+    overkills than the one before, its rules chosen as the proposal's are (a new
+    anomaly rule only where it is needed, the middle score, then :func:`threshold_pick`)."""
+    out: list[Alternative] = []
+    floor = proposed[1]
+    for escapes, overkills in sorted(points):
+        if escapes <= proposed[0] or overkills >= floor:
+            continue
+        floor = overkills
+        candidates = points[(escapes, overkills)]
+        reached = [sc for sc in scores if any(c[0] == sc for c in candidates)]
+        if anomaly_rule is None and any(sc is not None and math.isinf(sc) for sc in reached):
+            reached = [sc for sc in reached if sc is not None and math.isinf(sc)]
+        score = reached[len(reached) // 2]
+        group = sorted(((t, b) for sc, t, b in candidates if sc == score), key=lambda tb: tb[0])
+        threshold, b = threshold_pick(group)
+        ruleset = _with_rule(
+            base.with_threshold(threshold, class_name=rule.class_name), rule, b.min_area, px_per_mm
+        )
+        if score is not None:
+            ruleset, _ = _with_anomaly_score(ruleset, anomaly_rule, score)
+        out.append(
+            Alternative(
+                escapes=escapes,
+                overkills=overkills,
+                threshold=threshold,
+                min_area_px=b.min_area,
+                anomaly_min_score=None if score is None or math.isinf(score) else round(score, 3),
+                ruleset=ruleset,
+            )
+        )
+    return out

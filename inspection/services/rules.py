@@ -204,7 +204,8 @@ def rules_tune(
     progress: ProgressFn | None = None,
     rows: tuple | None = None,
 ) -> dict:
-    """The engine tuner's suggested rules (not saved), with its warning if any.
+    """The engine tuner's suggested rules (not saved), with its warning if any,
+    and the other operating points (``alternatives``) it found on the way.
 
     ``data``: the rule set to start from (every setting but the tuned threshold
     and minimum area is kept), by default the active one.
@@ -215,6 +216,7 @@ def rules_tune(
     active = rulesets.ruleset_active_get(project=project)
     base = rulesets.ruleset_parse(active.data) if data is None else _candidate(project, data, None)
     probabilities, truths, mv = _evaluation_set(project, rows)
+    n_ng = sum(v == "NG" for v in truths.values())
     tuned = engine_tune(
         probabilities,
         truths,
@@ -231,6 +233,10 @@ def rules_tune(
         "threshold": tuned.threshold,
         "min_area_px": tuned.min_area_px,
         "report": tuned.report.to_dict(),
+        # the other operating points the labelled images allow: more escapes, fewer overkills
+        "alternatives": [
+            alt.to_dict(n_ng=n_ng, n_ok=len(truths) - n_ng) for alt in tuned.alternatives
+        ],
         "warning": tuned.warning,
         "model_version": str(mv.id),
         # the proposal's "changes" are against its base: the posted rules, or the active ones

@@ -480,3 +480,38 @@ def test_point_click_shows_sam_mask_after_embedding(
     page.keyboard.press("r")
     page.wait_for_selector("[data-testid=job][data-state=refused]")
     assert "add 9 more" in page.locator("[data-testid=job-message]").inner_text()
+
+
+def test_suggest_offers_other_balances_and_use_loads_one(
+    live_server, page, shot, login, make_user, eager_jobs
+):
+    """A good part with a false blob larger than a real small defect: Suggest
+    catches every defect and rejects that part; the other balance (the small
+    defect escapes, the good part passes) is offered, and Use loads its rules."""
+    import numpy as np
+
+    from inspection.models import Image
+    from tests.inspection.svc_helpers import labelled_project_build, prediction_probabilities_set
+
+    owner = make_user("olga")
+    project = labelled_project_build(owner, n_images=6, size=128, name="Balances")
+    textured, small_defect = list(Image.objects.filter(project=project).order_by("file"))[:2]
+    for image, (y, x, side) in ((textured, (10, 10, 20)), (small_defect, (50, 50, 10))):
+        p = np.zeros((2, 128, 128), np.float32)
+        p[1, y : y + side, x : x + side] = 0.95
+        p[0] = 1 - p[1]
+        prediction_probabilities_set(image, p)
+    login(page, live_server.url, "olga")
+    page.goto(f"{live_server.url}/projects/{project.pk}/rules/")
+    seq = wait_backtest(page)
+    page.click("[data-testid=suggest]")
+    page.wait_for_selector("[data-testid=tune-result]", timeout=60_000)
+    seq = wait_backtest(page, seq)
+    assert backtest_numbers(page)["cm-fn"] == "0" and backtest_numbers(page)["cm-fp"] == "1"
+    expect_text(page, "[data-testid=tune-alternative]", "1 escape, 0 overkills")
+    shot(page, "23-rules-suggest-alternatives")
+    page.click("[data-testid=use-alternative-0]")
+    wait_backtest(page, seq)
+    numbers = backtest_numbers(page)
+    assert (numbers["cm-fn"], numbers["cm-fp"]) == ("1", "0"), numbers
+    assert int(page.locator("[data-testid=rule-0-min-area]").input_value()) > 400

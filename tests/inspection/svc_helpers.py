@@ -146,6 +146,18 @@ def labelled_project_build(owner, *, n_images: int = 12, size: int = 512, name: 
     return project
 
 
+def prediction_probabilities_set(image, p: np.ndarray) -> None:
+    """Store ``p`` (2, H, W) as ``image``'s latest prediction's probabilities."""
+    import io
+
+    from inspection.storage import bytes_save
+
+    pred = image.predictions.order_by("-created_at").first()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probabilities=p.astype(np.float16))
+    bytes_save(pred.probabilities.name, buf.getvalue())
+
+
 def defect_stroke(mask: np.ndarray) -> dict:
     """A stroke along the largest defect region: points ordered on its main axis."""
     from scipy import ndimage

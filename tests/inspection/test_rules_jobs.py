@@ -12,7 +12,11 @@ from inspection.models import Job
 from inspection.services import rules, rulesets
 from inspection.services.jobs import job_create
 from inspection.services.projects import membership_set
-from tests.inspection.svc_helpers import job_wait, labelled_project_build
+from tests.inspection.svc_helpers import (
+    job_wait,
+    labelled_project_build,
+    prediction_probabilities_set,
+)
 
 N_IMAGES = 6
 SIZE = 256  # 6 x 0.066 MP = 0.39 MP of labelled images
@@ -228,3 +232,43 @@ def test_a_running_job_heartbeats_per_image(project, monkeypatch):
     job = _queued(project)
     rules.rules_job_run(job_id=job.id)
     assert beats == [f"backtest {i}/{N_IMAGES}" for i in range(1, N_IMAGES + 1)]
+
+
+def test_tune_offers_the_other_operating_points_and_one_can_be_saved(project, owner, api_for):
+    import numpy as np
+
+    from inspection.models import Image
+
+    images = list(Image.objects.filter(project=project).order_by("file"))
+    textured, small_defect = images[0], images[1]  # im0 is OK, im1 NG
+    assert (textured.verdict, small_defect.verdict) == ("OK", "NG")
+    p = np.zeros((2, SIZE, SIZE), np.float32)
+    p[1, 10:30, 10:30] = 0.95  # a good part with a 400 px false blob
+    p[0] = 1 - p[1]
+    prediction_probabilities_set(textured, p)
+    p = np.zeros((2, SIZE, SIZE), np.float32)
+    p[1, 50:60, 50:60] = 0.95  # a defect of only 100 px
+    p[0] = 1 - p[1]
+    prediction_probabilities_set(small_defect, p)
+
+    client = api_for(owner)
+    r = client.post(f"/api/v1/projects/{project.id}/rules/tune/", {}, format="json")
+    assert r.status_code == 200, r.content
+    tuned = r.json()
+    # escapes first: every defect caught, the textured good part rejected
+    assert tuned["report"]["confusion"] == {"tp": 3, "fn": 0, "fp": 1, "tn": 2}
+    [alt] = tuned["alternatives"]
+    assert (alt["escapes"], alt["overkills"]) == (1, 0)
+    assert alt["escape_rate"] == pytest.approx(1 / 3) and alt["overkill_rate"] == 0.0
+    assert alt["escape_interval"][0] < 1 / 3 < alt["escape_interval"][1]
+    assert (
+        alt["min_area_px"] > 400
+    )  # above the good part's false blob, so the 100 px defect escapes
+    # the same through a job
+    r = client.post(f"/api/v1/projects/{project.id}/rules/tune/", {}, format="json", **ASYNC)
+    assert job_wait(r.json()["job"]["id"]).result["alternatives"] == tuned["alternatives"]
+    # the engineer prefers that balance: its rules save, and the backtest agrees
+    r = client.put(f"/api/v1/projects/{project.id}/rules/", {"rules": alt["rules"]}, format="json")
+    assert r.status_code in (200, 201), r.content
+    r = client.post(f"/api/v1/projects/{project.id}/rules/backtest/", {}, format="json")
+    assert r.json()["confusion"] == {"tp": 2, "fn": 1, "fp": 0, "tn": 3}

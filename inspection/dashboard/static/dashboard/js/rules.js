@@ -337,6 +337,22 @@ async function load() {
   renderForm();
   dirty(false);
 }
+// The suggestion lets no defect through that it can catch; where the labelled
+// parts allow fewer good parts rejected for more escapes, each such balance is
+// offered with a button that loads its rules into the form.
+function alternativesView(res) {
+  const alts = res.alternatives || [];
+  if (!alts.length) return "";
+  const count = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return h("div", { class: "notice", "data-testid": "tune-alternatives" },
+    h("div", {}, "Other balances on the labelled parts (more escapes, fewer good parts rejected):"),
+    h("ul", {}, ...alts.map((a, i) => h("li", { "data-testid": "tune-alternative" },
+      `${count(a.escapes, "escape")}, ${count(a.overkills, "overkill")} `,
+      h("span", { class: "muted" }, `(escape ${pct(a.escape_rate)}, 95 %: ${pctInterval(a.escape_interval)}; overkill ${pct(a.overkill_rate)}, 95 %: ${pctInterval(a.overkill_interval)}) · threshold ${a.threshold}, minimum area ${a.min_area_px} px${a.anomaly_min_score != null ? `, anomaly score ≥ ${a.anomaly_min_score}` : ""} `),
+      h("button", { class: "btn small", type: "button", "data-testid": `use-alternative-${i}`,
+        onclick: () => { rules = clone(a.rules); renderForm(); dirty(true); backtest(); } }, "Use")))));
+}
+
 if (canEdit) {
   document.getElementById("save").addEventListener("click", async () => {
     try {
@@ -366,7 +382,8 @@ if (canEdit) {
       if (res.threshold != null) notes.push(`threshold ${res.threshold}`);
       if (res.min_area_px != null) notes.push(`minimum area ${res.min_area_px} px`);
       msg.replaceChildren(h("div", { class: "notice" + (res.warning ? " warn" : ""), "data-testid": "tune-result" },
-        res.warning ? `Suggestion: ${res.warning}` : `Suggested ${notes.join(", ")}. Review, then Save.`));
+        res.warning ? `Suggestion: ${res.warning}` : `Suggested ${notes.join(", ")}. Review, then Save.`),
+        alternativesView(res));
       backtest();
     } catch (ex) {
       msg.replaceChildren(h("div", { class: "notice error" }, errorText(ex.body) || ex.message));

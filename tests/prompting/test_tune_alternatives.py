@@ -1,0 +1,124 @@
+"""The tuner's alternatives: the operating points that trade escapes for overkills."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from prompting.backtest import backtest_run
+from prompting.rates import rate_interval
+from prompting.rules import ruleset_validate
+from prompting.tuner import rules_tune
+
+CLASSES = ["dent"]
+
+
+def _image(*blobs, shape=(16, 16)):
+    """(2, H, W) probabilities with square blobs (row, col, side, prob)."""
+    p = np.zeros((2, *shape), np.float32)
+    for r, c, side, prob in blobs:
+        p[1, r : r + side, c : c + side] = prob
+    p[0] = 1 - p[1]
+    return p
+
+
+def _base(threshold=0.5, min_area=3):
+    return ruleset_validate(
+        {
+            "default": {"threshold": threshold},
+            "rules": [
+                {
+                    "id": "area",
+                    "type": "blob_area",
+                    "class": "*",
+                    "min_area_px": min_area,
+                    "severity": "major",
+                }
+            ],
+        }
+    )
+
+
+def _counts(probs, truths, ruleset):
+    c = backtest_run(probs, truths, classes=CLASSES, ruleset=ruleset).confusion
+    return c["fn"], c["fp"]
+
+
+def test_a_small_defect_beside_a_larger_false_blob_gives_one_alternative():
+    probs = {
+        "big": _image((2, 2, 5, 0.9)),  # NG, 25 px
+        "small": _image((2, 2, 2, 0.9)),  # NG, 4 px: caught only with a minimum area <= 4
+        "texture": _image((8, 8, 3, 0.9)),  # OK, but a 9 px blob
+        "clean": _image(),  # OK
+    }
+    truths = {"big": "NG", "small": "NG", "texture": "OK", "clean": "OK"}
+    result = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=[0.5])
+    # escapes first: catch both defects and reject the textured part
+    assert (result.escapes, result.overkills) == (0, 1)
+    assert result.min_area_px <= 4
+    # the other operating point: let the 4 px defect through, keep the good part
+    [alt] = result.alternatives
+    assert (alt.escapes, alt.overkills) == (1, 0)
+    assert 10 <= alt.min_area_px <= 25 and alt.threshold == 0.5
+    assert alt.anomaly_min_score is None
+    assert _counts(probs, truths, alt.ruleset) == (1, 0)
+    d = alt.to_dict(n_ng=2, n_ok=2)
+    assert d["escape_rate"] == 0.5 and d["overkill_rate"] == 0.0
+    assert d["escape_interval"] == rate_interval(1, 2)
+    assert d["overkill_interval"] == rate_interval(0, 2)
+    assert ruleset_validate(json.loads(json.dumps(d["rules"]))) == alt.ruleset
+
+
+@pytest.mark.parametrize("seed", [3, 7, 11, 19])
+def test_the_alternatives_are_the_whole_pareto_front_of_the_search(seed):
+    rng = np.random.default_rng(seed)
+    probs, truths = {}, {}
+    for i in range(10):
+        blobs = [
+            (
+                int(rng.integers(0, 10)),
+                int(rng.integers(0, 10)),
+                int(rng.integers(1, 6)),
+                float(rng.uniform(0.1, 1)),
+            )
+            for _ in range(int(rng.integers(0, 3)))
+        ]
+        probs[str(i)] = _image(*blobs)
+        truths[str(i)] = "NG" if i % 2 else "OK"
+    thresholds = [0.2, 0.4, 0.6, 0.8]
+    result = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=thresholds)
+    # every outcome any threshold and minimum area can give, by brute force
+    outcomes = set()
+    for t, a in itertools.product([*thresholds, 0.5], range(1, 60)):
+        outcomes.add(_counts(probs, truths, _base(threshold=t, min_area=a)))
+    front = [
+        (e, o)
+        for e, o in sorted(outcomes)
+        if not any((e2 <= e and o2 < o) or (e2 < e and o2 <= o) for e2, o2 in outcomes)
+    ]
+    assert front[0] == (result.escapes, result.overkills)
+    assert [(a.escapes, a.overkills) for a in result.alternatives] == front[1:]
+    for alt in result.alternatives:  # each one's rules give exactly its counts
+        assert _counts(probs, truths, alt.ruleset) == (alt.escapes, alt.overkills)
+
+
+def test_no_alternative_without_good_parts_to_trade():
+    probs = {"a": _image((2, 2, 5, 0.9)), "b": _image((2, 2, 2, 0.9))}
+    result = rules_tune(probs, {"a": "NG", "b": "NG"}, classes=CLASSES, base=_base())
+    assert result.overkills == 0 and result.alternatives == []
+
+
+def test_an_alternative_can_move_the_anomaly_score():
+    # the classifier sees nothing; the anomaly peaks rank the parts: 2.0 and 0.8 NG, 1.0 and 0.1 OK
+    peaks = {"a": 2.0, "b": 0.8, "c": 1.0, "d": 0.1}
+    truths = {"a": "NG", "b": "NG", "c": "OK", "d": "OK"}
+    probs = {k: _image() for k in peaks}
+    inputs = {k: {"anomaly": np.full((16, 16), v, np.float32)} for k, v in peaks.items()}
+    result = rules_tune(probs, truths, classes=CLASSES, base=_base(), inputs=inputs)
+    assert (result.escapes, result.overkills) == (0, 1)
+    [alt] = result.alternatives
+    assert (alt.escapes, alt.overkills) == (1, 0)
+    assert 1.0 < alt.anomaly_min_score <= 2.0
+    c = backtest_run(probs, truths, classes=CLASSES, ruleset=alt.ruleset, inputs=inputs).confusion
+    assert (c["fn"], c["fp"]) == (1, 0)
