@@ -231,10 +231,10 @@ def test_tune_separable_case():
     assert ruleset_validate(result.ruleset.to_dict()) == result.ruleset
 
 
-def test_tune_matches_brute_force_grid():
-    rng = np.random.default_rng(7)
+def random_blob_images(rng, n: int = 10, truth=lambda rng, i: "NG" if rng.random() < 0.5 else "OK"):
+    """(probabilities, truths) of ``n`` 16x16 images with up to two random square blobs."""
     probs, truths = {}, {}
-    for i in range(10):
+    for i in range(n):
         blobs = [
             (
                 int(rng.integers(0, 10)),
@@ -245,7 +245,12 @@ def test_tune_matches_brute_force_grid():
             for _ in range(int(rng.integers(0, 3)))
         ]
         probs[str(i)] = _image(*blobs)
-        truths[str(i)] = "NG" if rng.random() < 0.5 else "OK"
+        truths[str(i)] = truth(rng, i)
+    return probs, truths
+
+
+def test_tune_matches_brute_force_grid():
+    probs, truths = random_blob_images(np.random.default_rng(7))
     base = _rs(
         min_area=3,
         rules=[

@@ -10,6 +10,7 @@ from prompting.backtest import backtest_run
 from prompting.rates import rate_interval
 from prompting.rules import ruleset_validate
 from prompting.tuner import rules_tune
+from tests.prompting.test_backtest import random_blob_images
 
 CLASSES = ["dent"]
 
@@ -72,20 +73,9 @@ def test_a_small_defect_beside_a_larger_false_blob_gives_one_alternative():
 
 @pytest.mark.parametrize("seed", [3, 7, 11, 19])
 def test_the_alternatives_are_the_whole_pareto_front_of_the_search(seed):
-    rng = np.random.default_rng(seed)
-    probs, truths = {}, {}
-    for i in range(10):
-        blobs = [
-            (
-                int(rng.integers(0, 10)),
-                int(rng.integers(0, 10)),
-                int(rng.integers(1, 6)),
-                float(rng.uniform(0.1, 1)),
-            )
-            for _ in range(int(rng.integers(0, 3)))
-        ]
-        probs[str(i)] = _image(*blobs)
-        truths[str(i)] = "NG" if i % 2 else "OK"
+    probs, truths = random_blob_images(
+        np.random.default_rng(seed), truth=lambda rng, i: "NG" if i % 2 else "OK"
+    )
     thresholds = [0.2, 0.4, 0.6, 0.8]
     result = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=thresholds)
     # every outcome any threshold and minimum area can give, by brute force
