@@ -462,6 +462,7 @@ def rules_tune(
     alternatives = _alternatives(
         points,
         (best.escapes, best.overkills),
+        near=threshold,
         scores=scores,
         base=base,
         rule=rule,
@@ -497,6 +498,7 @@ def _alternatives(
     points: Mapping[tuple[int, int], list[tuple[float | None, float, AreaBest]]],
     proposed: tuple[int, int],
     *,
+    near: float,
     scores: Sequence[float | None],
     base: RuleSet,
     rule: Rule,
@@ -505,7 +507,9 @@ def _alternatives(
 ) -> list[Alternative]:
     """The Pareto front beyond the proposal: each point more escapes and fewer
     overkills than the one before, its rules chosen as the proposal's are (a new
-    anomaly rule only where it is needed, the middle score, then :func:`threshold_pick`)."""
+    anomaly rule only where it is needed, the middle score, the widest range of
+    areas), but of equally good thresholds the one nearest the proposal's,
+    ``near``: an alternative the blob rule plays no part in keeps the masks."""
     out: list[Alternative] = []
     floor = proposed[1]
     for escapes, overkills in sorted(points):
@@ -518,7 +522,8 @@ def _alternatives(
             reached = [sc for sc in reached if sc is not None and math.isinf(sc)]
         score = reached[len(reached) // 2]
         group = sorted(((t, b) for sc, t, b in candidates if sc == score), key=lambda tb: tb[0])
-        threshold, b = threshold_pick(group)
+        # of equally good thresholds, the proposal's: the masks change no more than needed
+        threshold, b = threshold_pick(group, near=near)
         ruleset = _with_rule(
             base.with_threshold(threshold, class_name=rule.class_name), rule, b.min_area, px_per_mm
         )

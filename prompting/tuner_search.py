@@ -97,11 +97,13 @@ def tradeoffs(
     return out
 
 
-def threshold_pick(group: Sequence[tuple[float, AreaBest]]) -> tuple[float, AreaBest]:
+def threshold_pick(
+    group: Sequence[tuple[float, AreaBest]], *, near: float | None = None
+) -> tuple[float, AreaBest]:
     """Among (threshold, its area run) pairs with the same outcome, in threshold
-    order: the widest range of minimum areas, then the middle threshold of those
-    (the lower one on a tie)."""
+    order: the widest range of minimum areas, then the threshold nearest
+    ``near``, by default the middle one of those (the lower one on a tie)."""
     widest = max(round(b.margin, 2) for _, b in group)
     kept = [(t, b) for t, b in group if round(b.margin, 2) == widest]
-    middle = (kept[0][0] + kept[-1][0]) / 2
-    return min(kept, key=lambda tb: (round(abs(tb[0] - middle), 9), tb[0]))
+    target = (kept[0][0] + kept[-1][0]) / 2 if near is None else near
+    return min(kept, key=lambda tb: (round(abs(tb[0] - target), 9), tb[0]))

@@ -112,3 +112,15 @@ def test_an_alternative_can_move_the_anomaly_score():
     assert 1.0 < alt.anomaly_min_score <= 2.0
     c = backtest_run(probs, truths, classes=CLASSES, ruleset=alt.ruleset, inputs=inputs).confusion
     assert (c["fn"], c["fp"]) == (1, 0)
+
+
+def test_of_equally_good_thresholds_an_alternative_takes_the_one_nearest_the_proposal():
+    from prompting.tuner_search import AreaBest, threshold_pick
+
+    run = AreaBest(escapes=1, overkills=0, lo=10, hi=40, min_area=20)
+    wide = AreaBest(escapes=1, overkills=0, lo=10, hi=400, min_area=63)
+    group = [(0.2, run), (0.4, run), (0.6, run), (0.8, run)]
+    assert threshold_pick(group)[0] == 0.4  # the middle (0.5), the lower of two on a tie
+    assert threshold_pick(group, near=0.8)[0] == 0.8
+    # a wider range of minimum areas still comes first
+    assert threshold_pick([*group[:3], (0.8, wide)], near=0.2) == (0.8, wide)
