@@ -514,4 +514,6 @@ def test_suggest_offers_other_balances_and_use_loads_one(
     wait_backtest(page, seq)
     numbers = backtest_numbers(page)
     assert (numbers["cm-fn"], numbers["cm-fp"]) == ("1", "0"), numbers
+    # no image here was trained on: the held-out rates are these, 1 of 3 and 0 of 3, with intervals
+    expect_text(page, "[data-testid=held-out-rates-interval]", "95 %: 6.2–79.2 % / 0.0–56.1 %")
     assert int(page.locator("[data-testid=rule-0-min-area]").input_value()) > 400

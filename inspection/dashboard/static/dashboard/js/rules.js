@@ -277,7 +277,8 @@ function showReport(rep) {
     metric("predicted NG", (c.tp ?? 0) + (c.fp ?? 0), "", "predicted-ng"),
     // images the model never trained on: the honest estimate for new parts
     metric("not trained on", held ? held.n_images : "—", "", "n-held-out"),
-    metric("escape / overkill, not trained on", held && held.n_images ? `${pct(held.escape_rate)} / ${pct(held.overkill_rate)}` : "—", "", "held-out-rates"));
+    metric("escape / overkill, not trained on", held && held.n_images ? `${pct(held.escape_rate)} / ${pct(held.overkill_rate)}` : "—", "", "held-out-rates",
+      held && held.n_images ? `${pctInterval(held.escape_interval) || "—"} / ${pctInterval(held.overkill_interval) || "—"}` : ""));
   document.getElementById("bt-confusion").replaceChildren(
     h("tr", {}, h("th", {}, ""), h("th", {}, "predicted NG"), h("th", {}, "predicted OK")),
     h("tr", {}, h("th", {}, "truth NG"), h("td", { class: "good", "data-testid": "cm-tp" }, c.tp ?? 0), h("td", { class: "bad", "data-testid": "cm-fn", title: "escapes" }, c.fn ?? 0)),
