@@ -39,6 +39,9 @@ from prompting.tuner_search import AreaBest, best_min_area, threshold_pick, trad
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 TUNED_RULE_ID = "tuned-area"
+#: a minimum blob area at least this share of an image judges parts by how far
+#: their masks flood, not by defects: the proposal then says so
+FLOOD_SHARE = 0.25
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Alternative:
     min_area_px: int
     anomaly_min_score: float | None
     ruleset: RuleSet
+    #: the minimum area as a share of the labelled images' median inspected area
+    area_share: float = 0.0
 
     def to_dict(self, *, n_ng: int, n_ok: int) -> dict[str, Any]:
         """JSON-ready, with the rates (and their 95 % intervals) on ``n_ng`` / ``n_ok`` images."""
@@ -63,6 +68,9 @@ class Alternative:
             "threshold": self.threshold,
             "min_area_px": self.min_area_px,
             "anomaly_min_score": self.anomaly_min_score,
+            "area_share": self.area_share,
+            # judged by how far the masks flood, not by defects (see FLOOD_SHARE)
+            "floods": self.area_share >= FLOOD_SHARE,
             "rules": self.ruleset.to_dict(),
         }
 
@@ -132,6 +140,7 @@ class _Table:
 
     tuned_max: np.ndarray  # (n, T) int64: largest blob area the tuned rule sees
     other_ng: np.ndarray  # (n, T) bool: another rule makes the image NG
+    inspected_area: np.ndarray  # (n,) int64: pixels the rules inspect
 
 
 def _same_config(a: RuleSet, b: RuleSet, classes: Sequence[str]) -> bool:
@@ -158,6 +167,7 @@ def _table(
     n, n_t = len(image_ids), len(thresholds)
     tuned_max = np.zeros((n, n_t), np.int64)
     other_ng = np.zeros((n, n_t), bool)
+    areas_inspected = np.zeros(n, np.int64)
     affected = [c for c in classes if rule.applies_to(c)]
     others = [r for r in base.rules if r.id != rule.id and r.id not in skip]
     rulesets = [base.with_threshold(t, class_name=rule.class_name) for t in thresholds]
@@ -167,6 +177,7 @@ def _table(
         prep = probabilities_prepare(probs)
         inspected = regions_mask(base.regions, shape=probs.shape[1:])
         inspected_area = int(inspected.sum())
+        areas_inspected[i] = inspected_area
 
         fixed = {
             name: class_areas(prep, k, name, base, inspected=inspected, px_per_mm=px_per_mm)
@@ -199,7 +210,7 @@ def _table(
                 inputs=inputs.get(image_id) or {},
             )
             other_ng[i, j] = any(r.evaluate(ctx)[0].triggered for r in others)
-    return _Table(tuned_max=tuned_max, other_ng=other_ng)
+    return _Table(tuned_max=tuned_max, other_ng=other_ng, inspected_area=areas_inspected)
 
 
 ANOMALY_RULE_TYPE = "anomaly_score"
@@ -469,6 +480,16 @@ def rules_tune(
         anomaly_rule=anomaly_rule,
         px_per_mm=px_per_mm,
     )
+    image_area = float(np.median(table.inspected_area))
+    for alt in alternatives:
+        alt.area_share = round(alt.min_area_px / max(image_area, 1.0), 3)
+    if best.min_area >= FLOOD_SHARE * image_area:
+        notes.append(
+            f"the proposed minimum blob area ({best.min_area} px) is {best.min_area / image_area:.0%} "
+            f"of an image: at threshold {threshold:g} the masks grow into image-sized blobs, and the "
+            "rule tells the labelled parts apart by how far they flood rather than by their defects; "
+            "check the masks, or choose another balance"
+        )
     if best.escapes:
         notes.append(
             f"{best.escapes} NG image(s) escape with every threshold and minimum area tried "

@@ -124,3 +124,42 @@ def test_of_equally_good_thresholds_an_alternative_takes_the_one_nearest_the_pro
     assert threshold_pick(group, near=0.8)[0] == 0.8
     # a wider range of minimum areas still comes first
     assert threshold_pick([*group[:3], (0.8, wide)], near=0.2) == (0.8, wide)
+
+
+def test_a_proposal_that_only_flooding_masks_can_give_says_so():
+    # no confident blob anywhere: only a low threshold tells the parts apart, by how far
+    # their faint probability spreads (all of a defective part, 100 px of a good one)
+    ng = np.full((16, 16), 0.3, np.float32)
+    ok = np.zeros((16, 16), np.float32)
+    ok[:10, :10] = 0.3
+    probs = {k: np.stack([1 - p, p]) for k, p in {"n1": ng, "n2": ng, "o1": ok, "o2": ok}.items()}
+    truths = {"n1": "NG", "n2": "NG", "o1": "OK", "o2": "OK"}
+    result = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=[0.2, 0.5])
+    assert (result.escapes, result.overkills) == (0, 0)
+    assert result.threshold == 0.2 and 100 < result.min_area_px <= 256
+    assert "masks grow into image-sized blobs" in result.warning
+    assert f"({result.min_area_px} px)" in result.warning
+    # an ordinary proposal says nothing of the kind
+    clean = rules_tune(
+        {"a": _image((2, 2, 5, 0.9)), "b": _image()},
+        {"a": "NG", "b": "OK"},
+        classes=CLASSES,
+        base=_base(),
+    )
+    assert clean.warning is None or "flood" not in clean.warning
+
+
+def test_an_alternative_says_when_its_masks_flood():
+    probs = {
+        "big": _image((2, 2, 5, 0.9)),
+        "small": _image((2, 2, 2, 0.9)),
+        "texture": _image((8, 8, 3, 0.9)),
+        "clean": _image(),
+    }
+    truths = {"big": "NG", "small": "NG", "texture": "OK", "clean": "OK"}
+    [alt] = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=[0.5]).alternatives
+    # a 10-25 px minimum area on 16x16 images: 4-10 % of an image, no flood
+    assert alt.area_share == round(alt.min_area_px / 256, 3) and alt.area_share < 0.25
+    assert alt.to_dict(n_ng=2, n_ok=2)["floods"] is False
+    alt.area_share = 0.3
+    assert alt.to_dict(n_ng=2, n_ok=2)["floods"] is True

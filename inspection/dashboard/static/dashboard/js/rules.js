@@ -350,6 +350,7 @@ function alternativesView(res) {
     h("ul", {}, ...alts.map((a, i) => h("li", { "data-testid": "tune-alternative" },
       `${count(a.escapes, "escape")}, ${count(a.overkills, "overkill")} `,
       h("span", { class: "muted" }, `(escape ${pct(a.escape_rate)}, 95 %: ${pctInterval(a.escape_interval)}; overkill ${pct(a.overkill_rate)}, 95 %: ${pctInterval(a.overkill_interval)}) · threshold ${a.threshold}, minimum area ${a.min_area_px} px${a.anomaly_min_score != null ? `, anomaly score ≥ ${a.anomaly_min_score}` : ""} `),
+      a.floods ? h("b", { class: "ng-text", "data-testid": "alternative-floods", title: "Its minimum area is a quarter of an image or more: at this threshold the masks grow into image-sized blobs, and the rule tells parts apart by how far they flood, not by their defects" }, "masks flood ") : "",
       h("button", { class: "btn small", type: "button", "data-testid": `use-alternative-${i}`,
         onclick: () => { rules = clone(a.rules); renderForm(); dirty(true); backtest(); } }, "Use")))));
 }
