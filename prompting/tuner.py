@@ -47,24 +47,29 @@ FLOOD_SHARE = 0.25
 @dataclass
 class Alternative:
     """Another operating point on the labelled images: more escapes, fewer overkills
-    than the proposal. ``anomaly_min_score``: the anomaly rule's minimum score
-    in ``ruleset`` (None: no anomaly rule was tuned)."""
+    than the proposal, of ``n_ng`` NG and ``n_ok`` OK images. ``anomaly_min_score``:
+    the anomaly rule's minimum score in ``ruleset`` (None: no anomaly rule was
+    tuned); ``area_share``: the minimum area as a share of the labelled images'
+    median inspected area."""
 
     escapes: int
     overkills: int
+    n_ng: int
+    n_ok: int
     threshold: float
     min_area_px: int
     anomaly_min_score: float | None
+    area_share: float
     ruleset: RuleSet
-    #: the minimum area as a share of the labelled images' median inspected area
-    area_share: float = 0.0
 
-    def to_dict(self, *, n_ng: int, n_ok: int) -> dict[str, Any]:
-        """JSON-ready, with the rates (and their 95 % intervals) on ``n_ng`` / ``n_ok`` images."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the rates and their 95 % intervals."""
         return {
             "escapes": self.escapes,
             "overkills": self.overkills,
-            **error_rates(escapes=self.escapes, n_ng=n_ng, overkills=self.overkills, n_ok=n_ok),
+            **error_rates(
+                escapes=self.escapes, n_ng=self.n_ng, overkills=self.overkills, n_ok=self.n_ok
+            ),
             "threshold": self.threshold,
             "min_area_px": self.min_area_px,
             "anomaly_min_score": self.anomaly_min_score,
@@ -445,10 +450,8 @@ def rules_tune(
             for b in tradeoffs(table.tuned_max[:, j], other, is_ng, base_min_area):
                 points.setdefault((b.escapes, b.overkills), []).append((score, grid[j], b))
     best_top = min(o[0] for o in outcomes)
-    optimal = [o for o in outcomes if o[0] == best_top]
-    if anomaly_rule is None and any(o[1] is not None and math.isinf(o[1]) for o in optimal):
-        optimal = [o for o in optimal if math.isinf(o[1])]  # a new rule only where it helps
-    top, score, bests = optimal[len(optimal) // 2]
+    score = _score_pick([o[1] for o in outcomes if o[0] == best_top], anomaly_rule)
+    top, score, bests = next(o for o in outcomes if o[0] == best_top and o[1] == score)
     tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
     threshold, best = threshold_pick([(grid[j], bests[j]) for j in tied])
 
@@ -470,19 +473,19 @@ def rules_tune(
         progress=lambda f, m: report_progress(0.8 + 0.2 * f, m),
         inputs=inputs,
     )
+    image_area = float(np.median(table.inspected_area))
     alternatives = _alternatives(
         points,
         (best.escapes, best.overkills),
         near=threshold,
         scores=scores,
+        counts=(n_ng, n_ok),
+        image_area=image_area,
         base=base,
         rule=rule,
         anomaly_rule=anomaly_rule,
         px_per_mm=px_per_mm,
     )
-    image_area = float(np.median(table.inspected_area))
-    for alt in alternatives:
-        alt.area_share = round(alt.min_area_px / max(image_area, 1.0), 3)
     if best.min_area >= FLOOD_SHARE * image_area:
         notes.append(
             f"the proposed minimum blob area ({best.min_area} px) is {best.min_area / image_area:.0%} "
@@ -521,6 +524,8 @@ def _alternatives(
     *,
     near: float,
     scores: Sequence[float | None],
+    counts: tuple[int, int],
+    image_area: float,
     base: RuleSet,
     rule: Rule,
     anomaly_rule: Rule | None,
@@ -530,7 +535,9 @@ def _alternatives(
     overkills than the one before, its rules chosen as the proposal's are (a new
     anomaly rule only where it is needed, the middle score, the widest range of
     areas), but of equally good thresholds the one nearest the proposal's,
-    ``near``: an alternative the blob rule plays no part in keeps the masks."""
+    ``near``: an alternative the blob rule plays no part in keeps the masks.
+    ``counts``: the labelled (NG, OK) images; ``image_area``: their median
+    inspected area."""
     out: list[Alternative] = []
     floor = proposed[1]
     for escapes, overkills in sorted(points):
@@ -538,10 +545,9 @@ def _alternatives(
             continue
         floor = overkills
         candidates = points[(escapes, overkills)]
-        reached = [sc for sc in scores if any(c[0] == sc for c in candidates)]
-        if anomaly_rule is None and any(sc is not None and math.isinf(sc) for sc in reached):
-            reached = [sc for sc in reached if sc is not None and math.isinf(sc)]
-        score = reached[len(reached) // 2]
+        score = _score_pick(
+            [sc for sc in scores if any(c[0] == sc for c in candidates)], anomaly_rule
+        )
         group = sorted(((t, b) for sc, t, b in candidates if sc == score), key=lambda tb: tb[0])
         # of equally good thresholds, the proposal's: the masks change no more than needed
         threshold, b = threshold_pick(group, near=near)
@@ -554,10 +560,21 @@ def _alternatives(
             Alternative(
                 escapes=escapes,
                 overkills=overkills,
+                n_ng=counts[0],
+                n_ok=counts[1],
                 threshold=threshold,
                 min_area_px=b.min_area,
                 anomaly_min_score=None if score is None or math.isinf(score) else round(score, 3),
+                area_share=round(b.min_area / max(image_area, 1.0), 3),
                 ruleset=ruleset,
             )
         )
     return out
+
+
+def _score_pick(reached: Sequence[float | None], anomaly_rule: Rule | None) -> float | None:
+    """Of the anomaly scores (in search order) that reach an outcome, the one to
+    propose: no new anomaly rule (inf) where one is not needed, else the middle one."""
+    if anomaly_rule is None and any(sc is not None and math.isinf(sc) for sc in reached):
+        return math.inf
+    return reached[len(reached) // 2]

@@ -216,7 +216,6 @@ def rules_tune(
     active = rulesets.ruleset_active_get(project=project)
     base = rulesets.ruleset_parse(active.data) if data is None else _candidate(project, data, None)
     probabilities, truths, mv = _evaluation_set(project, rows)
-    n_ng = sum(v == "NG" for v in truths.values())
     tuned = engine_tune(
         probabilities,
         truths,
@@ -234,9 +233,7 @@ def rules_tune(
         "min_area_px": tuned.min_area_px,
         "report": tuned.report.to_dict(),
         # the other operating points the labelled images allow: more escapes, fewer overkills
-        "alternatives": [
-            alt.to_dict(n_ng=n_ng, n_ok=len(truths) - n_ng) for alt in tuned.alternatives
-        ],
+        "alternatives": [alt.to_dict() for alt in tuned.alternatives],
         "warning": tuned.warning,
         "model_version": str(mv.id),
         # the proposal's "changes" are against its base: the posted rules, or the active ones

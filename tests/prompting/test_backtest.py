@@ -9,18 +9,10 @@ from prompting.backtest import BacktestReport, backtest_run, verdict_from_mask
 from prompting.errors import RuleSetError
 from prompting.rules import rules_apply, rules_verdict, ruleset_validate
 from prompting.tuner import DEFAULT_THRESHOLDS, TuneResult, rules_tune
+from tests.prompting.blob_images import blob_image as _image
+from tests.prompting.blob_images import random_blob_images
 
 CLASSES = ["dent"]
-
-
-def _image(*blobs, shape=(16, 16), n_classes=1):
-    """(K+1, H, W) probabilities with square blobs (row, col, side, prob[, class])."""
-    p = np.zeros((n_classes + 1, *shape), np.float32)
-    for blob in blobs:
-        r, c, side, prob, *k = blob
-        p[(k[0] if k else 1), r : r + side, c : c + side] = prob
-    p[0] = 1 - p[1:].sum(axis=0)
-    return p
 
 
 def _rs(min_area=1, threshold=0.5, rules=None, **extra):
@@ -229,24 +221,6 @@ def test_tune_separable_case():
     assert result.rule_id == "area"
     json.dumps(result.report.to_dict())
     assert ruleset_validate(result.ruleset.to_dict()) == result.ruleset
-
-
-def random_blob_images(rng, n: int = 10, truth=lambda rng, i: "NG" if rng.random() < 0.5 else "OK"):
-    """(probabilities, truths) of ``n`` 16x16 images with up to two random square blobs."""
-    probs, truths = {}, {}
-    for i in range(n):
-        blobs = [
-            (
-                int(rng.integers(0, 10)),
-                int(rng.integers(0, 10)),
-                int(rng.integers(1, 6)),
-                float(rng.uniform(0.1, 1)),
-            )
-            for _ in range(int(rng.integers(0, 3)))
-        ]
-        probs[str(i)] = _image(*blobs)
-        truths[str(i)] = truth(rng, i)
-    return probs, truths
 
 
 def test_tune_matches_brute_force_grid():

@@ -10,18 +10,10 @@ from prompting.backtest import backtest_run
 from prompting.rates import rate_interval
 from prompting.rules import ruleset_validate
 from prompting.tuner import rules_tune
-from tests.prompting.test_backtest import random_blob_images
+from tests.prompting.blob_images import blob_image as _image
+from tests.prompting.blob_images import random_blob_images
 
 CLASSES = ["dent"]
-
-
-def _image(*blobs, shape=(16, 16)):
-    """(2, H, W) probabilities with square blobs (row, col, side, prob)."""
-    p = np.zeros((2, *shape), np.float32)
-    for r, c, side, prob in blobs:
-        p[1, r : r + side, c : c + side] = prob
-    p[0] = 1 - p[1]
-    return p
 
 
 def _base(threshold=0.5, min_area=3):
@@ -41,19 +33,24 @@ def _base(threshold=0.5, min_area=3):
     )
 
 
+# a small defect beside a larger false blob: NG 25 px, NG 4 px (caught only with a
+# minimum area <= 4), OK with a 9 px blob, OK and empty
+TRADE_OFF = {
+    "big": _image((2, 2, 5, 0.9)),
+    "small": _image((2, 2, 2, 0.9)),
+    "texture": _image((8, 8, 3, 0.9)),
+    "clean": _image(),
+}
+TRADE_OFF_TRUTHS = {"big": "NG", "small": "NG", "texture": "OK", "clean": "OK"}
+
+
 def _counts(probs, truths, ruleset):
     c = backtest_run(probs, truths, classes=CLASSES, ruleset=ruleset).confusion
     return c["fn"], c["fp"]
 
 
 def test_a_small_defect_beside_a_larger_false_blob_gives_one_alternative():
-    probs = {
-        "big": _image((2, 2, 5, 0.9)),  # NG, 25 px
-        "small": _image((2, 2, 2, 0.9)),  # NG, 4 px: caught only with a minimum area <= 4
-        "texture": _image((8, 8, 3, 0.9)),  # OK, but a 9 px blob
-        "clean": _image(),  # OK
-    }
-    truths = {"big": "NG", "small": "NG", "texture": "OK", "clean": "OK"}
+    probs, truths = TRADE_OFF, TRADE_OFF_TRUTHS
     result = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=[0.5])
     # escapes first: catch both defects and reject the textured part
     assert (result.escapes, result.overkills) == (0, 1)
@@ -64,7 +61,7 @@ def test_a_small_defect_beside_a_larger_false_blob_gives_one_alternative():
     assert 10 <= alt.min_area_px <= 25 and alt.threshold == 0.5
     assert alt.anomaly_min_score is None
     assert _counts(probs, truths, alt.ruleset) == (1, 0)
-    d = alt.to_dict(n_ng=2, n_ok=2)
+    d = alt.to_dict()
     assert d["escape_rate"] == 0.5 and d["overkill_rate"] == 0.0
     assert d["escape_interval"] == rate_interval(1, 2)
     assert d["overkill_interval"] == rate_interval(0, 2)
@@ -150,16 +147,10 @@ def test_a_proposal_that_only_flooding_masks_can_give_says_so():
 
 
 def test_an_alternative_says_when_its_masks_flood():
-    probs = {
-        "big": _image((2, 2, 5, 0.9)),
-        "small": _image((2, 2, 2, 0.9)),
-        "texture": _image((8, 8, 3, 0.9)),
-        "clean": _image(),
-    }
-    truths = {"big": "NG", "small": "NG", "texture": "OK", "clean": "OK"}
+    probs, truths = TRADE_OFF, TRADE_OFF_TRUTHS
     [alt] = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=[0.5]).alternatives
     # a 10-25 px minimum area on 16x16 images: 4-10 % of an image, no flood
     assert alt.area_share == round(alt.min_area_px / 256, 3) and alt.area_share < 0.25
-    assert alt.to_dict(n_ng=2, n_ok=2)["floods"] is False
+    assert alt.to_dict()["floods"] is False
     alt.area_share = 0.3
-    assert alt.to_dict(n_ng=2, n_ok=2)["floods"] is True
+    assert alt.to_dict()["floods"] is True
