@@ -43,8 +43,8 @@ from benchmarks.quality_common import (
     VIEWS,
     ZOOM_RANGE,
     dataset_load,
+    good_parts_table,
     initial_prompts,
-    pct,
     protocol_samples,
     results_mean,
     seeds_parse,
@@ -100,17 +100,7 @@ def _anomaly_table(rows, good_rows) -> None:
             "anomaly score >= 1.0; evaluated on every other image. IoU of (classifier mask "
             "or the anomaly regions the decision reports).\n"
         )
-        print(
-            "| dataset | seed | eval imgs | escape | overkill | image AUROC | pixel IoU "
-            "| train wall | predict / image wall |\n|---|---|---|---|---|---|---|---|---|"
-        )
-        for name, seed, n, r in good_rows:
-            auroc = r.extra.get("anomaly_auroc")
-            print(
-                f"| {name} | {seed} | {n} | {pct(r.escape)} | {pct(r.overkill)} | "
-                f"{'n/a' if auroc is None else f'{auroc:.3f}'} | {r.iou:.3f} | "
-                f"{r.train_s:.1f} s | {r.predict_s:.2f} s |"
-            )
+        print(good_parts_table([(name, seed, n, "engine", r) for name, seed, n, r in good_rows]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         "--good-parts-only",
         action="store_true",
         help="also run the good-parts-only protocol (ten defect-free images, no stroke) "
-        "on datasets with defect-free images; needs a backend with an anomaly bank",
+        "on datasets with defect-free images; needs a backend with an anomaly bank "
+        "(with --via-api: through the REST API too)",
     )
     api = parser.add_argument_group(
         "through the REST API (benchmarks.quality_api): what a user of the product gets"

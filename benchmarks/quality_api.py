@@ -2,6 +2,7 @@
 
     python -m benchmarks.quality --via-api [--base-url http://127.0.0.1:8000 --token T]
                                  [--datasets ...] [--seeds 0,1,2] [--max-eval N]
+                                 [--backend backbone --good-parts-only]
 
 Same simulated user as :mod:`benchmarks.quality` (:mod:`benchmarks.protocol`:
 the seeded split, the skeleton and background strokes, two correction rounds),
@@ -25,6 +26,12 @@ but every step is an HTTP request to a running server:
 5. Every evaluation image goes through the line's route,
    ``POST /projects/{id}/inspect/``: its verdict gives escape and overkill,
    and the request's wall time is "predict / image".
+
+With ``--good-parts-only`` (a backend with an anomaly bank), the good-parts
+protocol follows on each dataset with defect-free images and seed: ten of them
+uploaded with their empty masks (marked OK), Run with no stroke, the anomaly
+rule added with ``PUT /rules/``, every other image deployed and inspected
+(:func:`run_good_parts_via_api`), beside the engine path on the same images.
 
 Without ``--base-url`` an embedded server is started on a free port
 (``manage.py runserver`` with the product's settings, a temporary SQLite
@@ -59,6 +66,7 @@ from benchmarks.quality_common import (
     MethodResult,
     Sample,
     dataset_load,
+    good_parts_table,
     initial_prompts,
     protocol_samples,
     results_mean,
@@ -66,7 +74,14 @@ from benchmarks.quality_common import (
     table_head,
     table_row,
 )
-from benchmarks.quality_methods import BaselineMethod, OurMethod, run_method
+from benchmarks.quality_methods import (
+    GOOD_PARTS_RULE,
+    BaselineMethod,
+    OurMethod,
+    good_parts_run,
+    good_parts_split,
+    run_method,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -439,6 +454,88 @@ def run_via_api(
     return ApiRun(result=result, stages=stages)
 
 
+def run_good_parts_via_api(
+    client: Client, *, name: str, seed: int, samples: list[Sample], backend: str, max_eval: int = 0
+) -> ApiRun:
+    """The good-parts-only protocol through ``client``: the ten defect-free images
+    of :func:`benchmarks.quality_methods.good_parts_split` uploaded with their empty
+    masks (so marked OK), Run with no stroke painted, the project's rules with
+    :data:`~benchmarks.quality_methods.GOOD_PARTS_RULE` added (``PUT /rules/``),
+    then every other image (the first ``max_eval``, 0: all) uploaded unlabelled,
+    the model deployed, and each image sent to ``POST /inspect/``.
+
+    Figures: escape and overkill of those verdicts; the image AUROC of the
+    deployed model's ``anomaly_peak`` over the evaluation images (their
+    predictions, ``GET /predictions/``). The anomaly regions the decision reports
+    come back as blobs (box and area), not as pixels, so no pixel IoU is measured
+    on this path (``extra["pixel_iou"]`` None; the engine path measures it)."""
+    from sklearn.metrics import roc_auc_score
+
+    train, evaluation = good_parts_split(samples, seed=seed)
+    if max_eval:
+        evaluation = evaluation[:max_eval]
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    project = client.post(
+        "/api/v1/projects/",
+        {
+            "name": f"{name} good parts seed {seed} {uuid.uuid4().hex[:6]}",
+            "classes": [{"name": CLASS}],
+            "backend": backend,
+        },
+    )["id"]
+    for s in train:
+        _upload(client, project, s, with_mask=True)
+    stages["upload_and_paint_s"] = time.perf_counter() - t0
+    job, train_s = _train(client, project)
+    stages["train_s"] = train_s
+    model_id = job["result"]["model_version"]
+    rules = client.get(f"/api/v1/projects/{project}/rules/")["rules"]
+    rules = {**rules, "rules": [*rules.get("rules", []), GOOD_PARTS_RULE]}
+    client.request(
+        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": rules, "note": "good parts"}
+    )
+    t1 = time.perf_counter()
+    eval_ids = {s.image_id: _upload(client, project, s, with_mask=False) for s in evaluation}
+    client.post(f"/api/v1/models/{model_id}/deploy/")
+    project_jobs_wait(client, project)
+    peaks: dict[str, float | None] = {}
+    page = f"/api/v1/projects/{project}/predictions/?page_size=500&model_version={model_id}"
+    while page:
+        body = client.get(page)
+        peaks.update({p["image"]: p["anomaly_peak"] for p in body["results"]})
+        page = body.get("next")
+    stages["deploy_and_predict_s"] = time.perf_counter() - t1
+    stages["tune_and_predict_s"] = 0.0
+    verdicts, times = {}, []
+    for s in evaluation:
+        _, body, ms = client.request(
+            "POST",
+            f"/api/v1/projects/{project}/inspect/",
+            files=[("file", f"{s.image_id}.png", _png(s.rgb))],
+        )
+        verdicts[s.image_id] = body["verdict"]
+        times.append(ms / 1000.0)
+    stages["inspect_s"] = float(np.sum(times))
+    ng = [s for s in evaluation if s.mask.any()]
+    ok = [s for s in evaluation if not s.mask.any()]
+    scores = [peaks.get(eval_ids[s.image_id]) for s in evaluation]
+    if any(v is None for v in scores):
+        raise ApiError("a prediction has no anomaly_peak: the model has no memory bank")
+    flags = [int(s.mask.any()) for s in evaluation]
+    auroc = roc_auc_score(flags, scores) if 0 < sum(flags) < len(flags) else None
+    result = MethodResult(
+        iou=0.0,
+        iou_05=0.0,
+        escape=sum(verdicts[s.image_id] == "OK" for s in ng) / len(ng) if ng else None,
+        overkill=sum(verdicts[s.image_id] == "NG" for s in ok) / len(ok) if ok else None,
+        train_s=train_s,
+        predict_s=float(np.mean(times)) if times else 0.0,
+        extra={"anomaly_auroc": auroc, "pixel_iou": None, "project": project},
+    )
+    return ApiRun(result=result, stages=stages)
+
+
 # ----------------------------------------------------------------------------- command
 
 
@@ -470,6 +567,11 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
             yield client, f"embedded server {url}"
 
     rows = []  # (dataset, seed, n_eval, label, MethodResult)
+    good_rows = []  # the same, of the good-parts-only protocol
+    good_parts = getattr(args, "good_parts_only", False)
+    if good_parts and args.backend == "classic":
+        print("--good-parts-only needs a backend with an anomaly bank: skipped", file=sys.stderr)
+        good_parts = False
     stages_all = []
     with server() as (client, where):
         print(f"API path on {where}", file=sys.stderr)
@@ -507,6 +609,33 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                 if not args.skip_baseline:
                     base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
                     rows.append((name, seed, len(evaluation), "baseline (skimage RF)", base))
+                if good_parts and sum(not s.mask.any() for s in samples) > protocol.N_TRAIN:
+                    t0 = time.perf_counter()
+                    run = run_good_parts_via_api(
+                        client,
+                        name=name,
+                        seed=seed,
+                        samples=samples,
+                        backend=args.backend,
+                        max_eval=args.max_eval,
+                    )
+                    print(
+                        f"[{name} seed {seed}] good parts only via API in "
+                        f"{time.perf_counter() - t0:.0f} s: {run.result} stages {run.stages}",
+                        file=sys.stderr,
+                    )
+                    n_gp = len(samples) - protocol.N_TRAIN
+                    n_gp = min(n_gp, args.max_eval) if args.max_eval else n_gp
+                    good_rows.append((name, seed, n_gp, "via API", run.result))
+                    stages_all.append((name, seed, f"{args.backend} (good parts)", run.stages))
+                    if not args.skip_engine:
+                        gp, n_engine = good_parts_run(
+                            OurMethod(seed, args.backend, {}),
+                            samples,
+                            seed=seed,
+                            max_eval=args.max_eval,
+                        )
+                        good_rows.append((name, seed, n_engine, "engine", gp))
 
     many = len(seeds) > 1
     print()
@@ -538,6 +667,13 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
             f"{st['deploy_and_predict_s']:.3g} | {st['tune_and_predict_s']:.3g} | "
             f"{st['inspect_s']:.3g} |"
         )
+    if good_rows:
+        print(
+            "\nGood parts only: ten defect-free images marked OK, no stroke; rules = the "
+            "project's + anomaly score >= 1.0; every other image inspected. Through the API "
+            "the anomaly regions come back as blobs, not pixels: no pixel IoU there.\n"
+        )
+        print(good_parts_table(good_rows))
     for name, seed, _, label, r in rows:
         if label.endswith(" via API") and r.tune_warning:
             print(f"\n{name} (seed {seed}, {label}): tune warning: {r.tune_warning}")

@@ -256,3 +256,24 @@ def seeds_parse(text: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds: give at least one seed")
     return seeds
+
+
+def good_parts_table(rows: list[tuple[str, int, int, str, MethodResult]]) -> str:
+    """The good-parts-only protocol's table, one line per (dataset, seed, evaluation
+    images, path, result); a pixel IoU or AUROC that was not measured prints n/a."""
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = [
+        "| dataset | seed | path | eval imgs | escape | overkill | image AUROC | pixel IoU "
+        "| train wall | predict / image wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, seed, n, label, r in rows:
+        lines.append(
+            f"| {name} | {seed} | {label} | {n} | {pct(r.escape)} | {pct(r.overkill)} | "
+            f"{num(r.extra.get('anomaly_auroc'))} | {num(r.extra.get('pixel_iou', r.iou))} | "
+            f"{r.train_s:.1f} s | {r.predict_s:.2f} s |"
+        )
+    return "\n".join(lines)

@@ -321,30 +321,41 @@ def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
     }
 
 
-def good_parts_run(method, samples: list[Sample], *, seed: int) -> tuple[MethodResult, int]:
-    """Good parts only: train on ten defect-free images, no stroke; the rules are the
-    base ones plus ``anomaly score >= 1.0`` (the good parts' own level; with no NG
-    image labelled there is nothing to tune it on). Evaluates every other image."""
-    from prompting.learner import TrainingImage, learner_train
-    from prompting.rules import ruleset_validate
+#: the rule the good-parts protocol adds to the base rules: NG where a part is as
+#: unusual as the good parts' own level (1.0); with no NG image labelled there is
+#: nothing to tune it on
+GOOD_PARTS_RULE = {
+    "id": "anomaly",
+    "type": "anomaly_score",
+    "class": "*",
+    "min_score": 1.0,
+    "severity": "major",
+}
 
+
+def good_parts_split(samples: list[Sample], *, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(ten defect-free images drawn with ``seed``, every other image): the good-parts
+    protocol's training and evaluation images, the same on the engine and API paths."""
     rng = np.random.default_rng(seed)
     free = [s for s in samples if not s.mask.any()]
     train = [free[i] for i in sorted(rng.permutation(len(free))[: protocol.N_TRAIN])]
     chosen = {s.image_id for s in train}
-    evaluation = [s for s in samples if s.image_id not in chosen]
-    rules = dict(BASE_RULES)
-    rules["rules"] = [
-        *BASE_RULES["rules"],
-        {
-            "id": "anomaly",
-            "type": "anomaly_score",
-            "class": "*",
-            "min_score": 1.0,
-            "severity": "major",
-        },
-    ]
-    ruleset = ruleset_validate(rules)
+    return train, [s for s in samples if s.image_id not in chosen]
+
+
+def good_parts_run(
+    method, samples: list[Sample], *, seed: int, max_eval: int = 0
+) -> tuple[MethodResult, int]:
+    """Good parts only: train on ten defect-free images (:func:`good_parts_split`),
+    no stroke; the rules are the base ones plus :data:`GOOD_PARTS_RULE`. Evaluates
+    every other image (the first ``max_eval``; 0: all)."""
+    from prompting.learner import TrainingImage, learner_train
+    from prompting.rules import ruleset_validate
+
+    train, evaluation = good_parts_split(samples, seed=seed)
+    if max_eval:
+        evaluation = evaluation[:max_eval]
+    ruleset = ruleset_validate({**BASE_RULES, "rules": [*BASE_RULES["rules"], GOOD_PARTS_RULE]})
     t0, c0 = time.perf_counter(), time.process_time()
     images = [
         TrainingImage(

@@ -90,3 +90,47 @@ def test_api_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, argv, s
         quality.main([*argv, "--skip-sam", "--data-root", str(tmp_path)])
     assert exc.value.code == 2
     assert says in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_good_parts_only_through_the_api_beside_the_engine(tmp_path, capsys):
+    """Ten good parts marked OK through the API, no stroke, the anomaly rule added
+    with PUT /rules/: the line's verdicts and the anomaly peaks come back, beside
+    the engine path on the same images."""
+    from tests.benchmarks.conftest import _dataset
+
+    root = _dataset(tmp_path, n=36)  # 12 defect-free images: ten to train on, 26 to inspect
+    code = quality.main(
+        [
+            "--via-api",
+            "--backend", "backbone",
+            "--no-classic",
+            "--good-parts-only",
+            "--datasets", "tiny",
+            "--seeds", "0",
+            "--max-eval", "8",
+            "--skip-baseline",
+            "--skip-sam",
+            "--data-root", str(root),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    good = out.split("Good parts only:")[1]
+    rows = {
+        cells[2]: cells
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")]
+            for line in good.splitlines()
+            if line.startswith("| tiny |")
+        )
+    }
+    assert sorted(rows) == ["engine", "via API"]
+    api, engine = rows["via API"], rows["engine"]
+    assert api[3] == engine[3] == "8"  # the same images on both paths
+    # a dark square on flat grey is unlike every good part: the anomaly peak ranks it
+    # above every good part on both paths, and the API's line sends it back NG
+    assert float(api[6]) > 0.9 and float(engine[6]) > 0.9, rows
+    assert api[4] == "0.0 %", api  # escape: no defective part judged OK
+    assert api[7] == "n/a" and 0.0 <= float(engine[7]) <= 1.0
+    stages = [line for line in out.splitlines() if line.startswith("| tiny | 0 | backbone (good")]
+    assert len(stages) == 1

@@ -118,9 +118,10 @@ def test_backbone_beside_classic_with_anomaly_and_good_parts_only(tmp_path, caps
     good = out.split("Good parts only:")[1]
     row = next(line for line in good.splitlines() if line.startswith("| tiny |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2] == "26"  # every image but the ten trained on
+    assert cells[2] == "engine"
+    assert cells[3] == "26"  # every image but the ten trained on
     # a dark square on flat grey is unlike every good part: found from good parts alone
-    assert float(cells[5]) > 0.9
+    assert float(cells[6]) > 0.9
 
 
 def test_views_show_the_same_parts_transposed_and_zoomed(tiny_dataset):
