@@ -62,7 +62,8 @@ def _stroke_zoom(stroke: dict, zoom: int) -> dict:
 
 def _via_api(args, train, evaluation, bounds: list[int]) -> int:
     """The quality protocol through the REST API, one project per bound."""
-    from benchmarks.quality_api import Client, embedded_server, run_via_api, token_get
+    from benchmarks.api_client import Client, embedded_server, token_get
+    from benchmarks.quality_api import run_via_api
     from benchmarks.quality_common import Sample
     from prompting.images import pixels_hash
 
