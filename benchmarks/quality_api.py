@@ -47,6 +47,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -149,6 +150,37 @@ def _train(client: Client, project: str) -> tuple[dict, float]:
     return job, time.perf_counter() - t0
 
 
+def _project_create(client: Client, *, name: str, backend: str, **options: Any) -> str:
+    """A one-class project on ``backend``; ``options``: more of its fields."""
+    body = {"name": f"{name} {uuid.uuid4().hex[:6]}", "classes": [{"name": CLASS}]}
+    return client.post("/api/v1/projects/", {**body, "backend": backend, **options})["id"]
+
+
+def _inspect_all(
+    client: Client, project: str, evaluation: list[Sample]
+) -> list[tuple[dict, float]]:
+    """Each image through the line's route, ``POST /inspect/``: (response, wall s)."""
+    out = []
+    for s in evaluation:
+        _, body, ms = client.request(
+            "POST",
+            f"/api/v1/projects/{project}/inspect/",
+            files=[("file", f"{s.image_id}.png", _png(s.rgb))],
+        )
+        out.append((body, ms / 1000.0))
+    return out
+
+
+def _verdict_rates(
+    evaluation: list[Sample], verdicts: list[str]
+) -> tuple[float | None, float | None]:
+    """(escape, overkill) of the line's verdicts, one per evaluation image."""
+    ng = [v for s, v in zip(evaluation, verdicts, strict=True) if s.mask.any()]
+    ok = [v for s, v in zip(evaluation, verdicts, strict=True) if not s.mask.any()]
+    escape = sum(v == "OK" for v in ng) / len(ng) if ng else None
+    return escape, (sum(v == "NG" for v in ok) / len(ok) if ok else None)
+
+
 @dataclass
 class ApiRun:
     """One dataset and seed through the API: the figures of ``MethodResult`` and how
@@ -173,15 +205,9 @@ def run_via_api(
     ``project_options``: more fields of the project it creates."""
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    project = client.post(
-        "/api/v1/projects/",
-        {
-            "name": f"{name} seed {seed} {uuid.uuid4().hex[:6]}",
-            "classes": [{"name": CLASS}],
-            "backend": backend,
-            **(project_options or {}),
-        },
-    )["id"]
+    project = _project_create(
+        client, name=f"{name} seed {seed}", backend=backend, **(project_options or {})
+    )
     ids: dict[str, str] = {}
     for s in train:
         ids[s.image_id] = _upload(client, project, s, with_mask=True)
@@ -229,17 +255,10 @@ def run_via_api(
     after = predictions_masks(client, project, eval_ids)
     stages["tune_and_predict_s"] = time.perf_counter() - t2
 
-    verdicts, times, uncertainty, errors = {}, [], [], []
-    for s in evaluation:
-        status, body, ms = client.request(
-            "POST",
-            f"/api/v1/projects/{project}/inspect/",
-            files=[("file", f"{s.image_id}.png", _png(s.rgb))],
-        )
-        verdicts[s.image_id] = body["verdict"]
-        times.append(ms / 1000.0)
-        uncertainty.append(float(body.get("uncertainty") or 0.0))
-        errors.append(int((after[s.image_id] ^ s.mask).sum()))
+    answers = _inspect_all(client, project, evaluation)
+    times = [t for _, t in answers]
+    uncertainty = [float(body.get("uncertainty") or 0.0) for body, _ in answers]
+    errors = [int((after[s.image_id] ^ s.mask).sum()) for s in evaluation]
     stages["inspect_s"] = float(np.sum(times))
 
     def agg_iou(masks: dict[str, np.ndarray]) -> float:
@@ -247,10 +266,7 @@ def run_via_api(
         union = sum(int((masks[s.image_id] | s.mask).sum()) for s in evaluation)
         return inter / max(union, 1)
 
-    ng = [s for s in evaluation if s.mask.any()]
-    ok = [s for s in evaluation if not s.mask.any()]
-    escape = sum(verdicts[s.image_id] == "OK" for s in ng) / len(ng) if ng else None
-    overkill = sum(verdicts[s.image_id] == "NG" for s in ok) / len(ok) if ok else None
+    escape, overkill = _verdict_rates(evaluation, [body["verdict"] for body, _ in answers])
     result = MethodResult(
         iou=agg_iou(after),
         iou_05=agg_iou(seg),
@@ -288,14 +304,7 @@ def run_good_parts_via_api(
         evaluation = evaluation[:max_eval]
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    project = client.post(
-        "/api/v1/projects/",
-        {
-            "name": f"{name} good parts seed {seed} {uuid.uuid4().hex[:6]}",
-            "classes": [{"name": CLASS}],
-            "backend": backend,
-        },
-    )["id"]
+    project = _project_create(client, name=f"{name} good parts seed {seed}", backend=backend)
     for s in train:
         _upload(client, project, s, with_mask=True)
     stages["upload_and_paint_s"] = time.perf_counter() - t0
@@ -319,18 +328,10 @@ def run_good_parts_via_api(
         page = body.get("next")
     stages["deploy_and_predict_s"] = time.perf_counter() - t1
     stages["tune_and_predict_s"] = 0.0
-    verdicts, times = {}, []
-    for s in evaluation:
-        _, body, ms = client.request(
-            "POST",
-            f"/api/v1/projects/{project}/inspect/",
-            files=[("file", f"{s.image_id}.png", _png(s.rgb))],
-        )
-        verdicts[s.image_id] = body["verdict"]
-        times.append(ms / 1000.0)
+    answers = _inspect_all(client, project, evaluation)
+    times = [t for _, t in answers]
     stages["inspect_s"] = float(np.sum(times))
-    ng = [s for s in evaluation if s.mask.any()]
-    ok = [s for s in evaluation if not s.mask.any()]
+    escape, overkill = _verdict_rates(evaluation, [body["verdict"] for body, _ in answers])
     scores = [peaks.get(eval_ids[s.image_id]) for s in evaluation]
     if any(v is None for v in scores):
         raise ApiError("a prediction has no anomaly_peak: the model has no memory bank")
@@ -339,8 +340,8 @@ def run_good_parts_via_api(
     result = MethodResult(
         iou=0.0,
         iou_05=0.0,
-        escape=sum(verdicts[s.image_id] == "OK" for s in ng) / len(ng) if ng else None,
-        overkill=sum(verdicts[s.image_id] == "NG" for s in ok) / len(ok) if ok else None,
+        escape=escape,
+        overkill=overkill,
         train_s=train_s,
         predict_s=float(np.mean(times)) if times else 0.0,
         extra={"anomaly_auroc": auroc, "pixel_iou": None, "project": project},
