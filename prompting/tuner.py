@@ -35,6 +35,13 @@ from prompting.rules.decision import class_areas, probabilities_prepare
 from prompting.rules.regions import regions_mask
 from prompting.rules.schema import RuleSet, ruleset_check_context
 from prompting.rules.types import ANY_CLASS, RULE_TYPES, Rule, RuleContext
+from prompting.tuner_anomaly import (
+    ANOMALY_RULE_TYPE,
+    anomaly_peaks,
+    good_parts_score,
+    score_pick,
+    with_anomaly_score,
+)
 from prompting.tuner_search import AreaBest, best_min_area, threshold_pick, tradeoffs
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -218,49 +225,34 @@ def _table(
     return _Table(tuned_max=tuned_max, other_ng=other_ng, inspected_area=areas_inspected)
 
 
-ANOMALY_RULE_TYPE = "anomaly_score"
-ANOMALY_RULE_ID = "anomaly"
-
-
-def _anomaly_peaks(
-    inputs: Mapping[str, Mapping[str, Any]], image_ids: Sequence[str], base: RuleSet
-) -> np.ndarray | None:
-    """Each image's highest anomaly score in the inspected area, or None unless every
-    image has an anomaly map."""
-    peaks = []
-    for image_id in image_ids:
-        score = (inputs.get(image_id) or {}).get("anomaly")
-        if score is None:
-            return None
-        score = np.asarray(score, np.float32)
-        inspected = regions_mask(base.regions, shape=score.shape)
-        peaks.append(float(np.where(inspected, score, 0.0).max(initial=0.0)))
-    return np.asarray(peaks, np.float64)
-
-
-def _with_anomaly_score(
-    ruleset: RuleSet, rule: Rule | None, score: float
-) -> tuple[RuleSet, str | None]:
-    """``ruleset`` with its anomaly rule at ``score`` (added when new; dropped at inf)."""
-    if math.isinf(score):
-        if rule is None:
-            return ruleset, None
-        kept = [r for r in ruleset.rules if r.id != rule.id]
-        return replace(ruleset, rules=tuple(kept)), (
-            f"the anomaly rule {rule.id!r} only added errors on the labelled images; proposed without it"
-        )
-    score = round(score, 3)
-    if rule is None:
-        new_type = RULE_TYPES[ANOMALY_RULE_TYPE]
-        new = new_type(id=ANOMALY_RULE_ID, class_name=ANY_CLASS, severity="major", min_score=score)
-        while any(r.id == new.id for r in ruleset.rules):
-            new = replace(new, id=new.id + "-1")
-        rules = [*ruleset.rules, new]
-        note = f"proposed a new rule {new.id!r}: anomaly score >= {score:g} (the labelled images need it)"
-    else:
-        rules = [replace(r, min_score=score) if r.id == rule.id else r for r in ruleset.rules]
-        note = None
-    return replace(ruleset, rules=tuple(rules)), note
+def _good_parts_proposal(
+    base: RuleSet,
+    inputs: Mapping[str, Mapping[str, Any]],
+    image_ids: Sequence[str],
+    trained_on: Collection[str],
+    *,
+    anomaly_held_out: bool,
+    notes: list[str],
+) -> RuleSet:
+    """With only good parts labelled: ``base`` with its anomaly rule (added if it
+    has none) just above their highest peak, where every one of them has an
+    anomaly map scored as a new part's would be (held out of the memory bank, or
+    not trained on); else ``base``. ``notes`` gets the why."""
+    peaks = anomaly_peaks(inputs, image_ids, base)
+    trained = {str(t) for t in trained_on}
+    if peaks is None or (not anomaly_held_out and any(str(i) in trained for i in image_ids)):
+        return base
+    anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
+    score = good_parts_score(peaks)
+    proposal, _ = with_anomaly_score(base, anomaly_rule, score)
+    n = len(image_ids)
+    notes.append(
+        f"from the {n} good part(s) alone: proposed the anomaly score >= {score:g}, just above "
+        f"the highest any of them reaches scored as a new part; at most about 1 in {n + 1} new "
+        f"good parts is that unusual (overkill near {100.0 / (n + 1):.0f} %), and how many "
+        "defects it catches is unknown until defective images are labelled"
+    )
+    return proposal
 
 
 def rules_tune(
@@ -349,11 +341,14 @@ def rules_tune(
             f"{base_min_area if base_min_area is not None else 'unset'} instead of tuning on OK images alone. "
             f"Label some defective images to tune",
         )
+        proposal = _good_parts_proposal(
+            base, inputs, image_ids, trained_on, anomaly_held_out=anomaly_held_out, notes=notes
+        )
         report = backtest_run(
             probabilities,
             truths,
             classes=classes,
-            ruleset=base,
+            ruleset=proposal,
             px_per_mm=px_per_mm,
             baseline=base,
             trained_on=trained_on,
@@ -363,7 +358,7 @@ def rules_tune(
         if report.warning:
             notes.append(report.warning)
         return TuneResult(
-            ruleset=base,
+            ruleset=proposal,
             threshold=float(base_threshold),
             min_area_px=base_min_area,
             report=report,
@@ -393,7 +388,7 @@ def rules_tune(
         raise ValueError("thresholds must lie in [0, 1]")
     t1 = time.perf_counter()
     anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
-    peaks = _anomaly_peaks(inputs, image_ids, base)
+    peaks = anomaly_peaks(inputs, image_ids, base)
     in_bank = [i for i in image_ids if str(i) in {str(t) for t in trained_on}]
     if peaks is not None and in_bank and not anomaly_held_out:
         # a trained-on image's patches are in the memory bank: its score is in-sample
@@ -450,7 +445,7 @@ def rules_tune(
             for b in tradeoffs(table.tuned_max[:, j], other, is_ng, base_min_area):
                 points.setdefault((b.escapes, b.overkills), []).append((score, grid[j], b))
     best_top = min(o[0] for o in outcomes)
-    score = _score_pick([o[1] for o in outcomes if o[0] == best_top], anomaly_rule)
+    score = score_pick([o[1] for o in outcomes if o[0] == best_top], anomaly_rule)
     top, score, bests = next(o for o in outcomes if o[0] == best_top and o[1] == score)
     tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
     threshold, best = threshold_pick([(grid[j], bests[j]) for j in tied])
@@ -459,7 +454,7 @@ def rules_tune(
         base.with_threshold(threshold, class_name=rule.class_name), rule, best.min_area, px_per_mm
     )
     if score is not None:
-        proposal, note = _with_anomaly_score(proposal, anomaly_rule, score)
+        proposal, note = with_anomaly_score(proposal, anomaly_rule, score)
         if note:
             notes.append(note)
     report = backtest_run(
@@ -545,7 +540,7 @@ def _alternatives(
             continue
         floor = overkills
         candidates = points[(escapes, overkills)]
-        score = _score_pick(
+        score = score_pick(
             [sc for sc in scores if any(c[0] == sc for c in candidates)], anomaly_rule
         )
         group = sorted(((t, b) for sc, t, b in candidates if sc == score), key=lambda tb: tb[0])
@@ -555,7 +550,7 @@ def _alternatives(
             base.with_threshold(threshold, class_name=rule.class_name), rule, b.min_area, px_per_mm
         )
         if score is not None:
-            ruleset, _ = _with_anomaly_score(ruleset, anomaly_rule, score)
+            ruleset, _ = with_anomaly_score(ruleset, anomaly_rule, score)
         out.append(
             Alternative(
                 escapes=escapes,
@@ -570,11 +565,3 @@ def _alternatives(
             )
         )
     return out
-
-
-def _score_pick(reached: Sequence[float | None], anomaly_rule: Rule | None) -> float | None:
-    """Of the anomaly scores (in search order) that reach an outcome, the one to
-    propose: no new anomaly rule (inf) where one is not needed, else the middle one."""
-    if anomaly_rule is None and any(sc is not None and math.isinf(sc) for sc in reached):
-        return math.inf
-    return reached[len(reached) // 2]

@@ -82,6 +82,18 @@ def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, 
     )
     assert heat.ndim == 3 and heat.shape[2] == 4
 
+    # Tune from good parts alone: the anomaly rule just above the most unusual one's
+    # held-out peak (the level, 1.0), none of them NG, and the warning says what is unknown
+    r = client.post(f"/api/v1/projects/{pid}/rules/tune/", {}, format="json")
+    assert r.status_code == 200, r.content
+    tuned = r.json()
+    (proposed,) = [x for x in tuned["rules"]["rules"] if x["type"] == "anomaly_score"]
+    assert 1.0 <= proposed["min_score"] <= 1.01  # at least the level, 1.0
+    assert proposed["min_score"] > max(p["anomaly_peak"] for p in preds)
+    assert tuned["report"]["confusion"]["fp"] == 0 and tuned["report"]["overkill_rate"] == 0.0
+    assert "from the 10 good part(s) alone" in tuned["warning"]
+    assert tuned["alternatives"] == []
+
     # the rule on the anomaly score: above the good parts' own level
     r = client.put(
         f"/api/v1/projects/{pid}/rules/",

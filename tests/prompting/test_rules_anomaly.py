@@ -205,3 +205,56 @@ def test_tuner_fits_the_anomaly_score_on_trained_images_only_when_held_out(held_
     else:
         assert not rules and tuned.escapes == 3
         assert "anomaly score was not tuned: 6 labelled image(s) were trained on" in tuned.warning
+
+
+@pytest.mark.parametrize(("trained", "held_out"), [(False, False), (True, True)])
+def test_tuner_proposes_the_anomaly_rule_from_good_parts_alone(trained, held_out) -> None:
+    """Only good parts labelled: escapes cannot be measured, but the anomaly score can
+    be set just above the most unusual good part's (new-part-like) peak, so none of
+    them is NG and the warning says what that leaves unknown."""
+    from prompting.rules import DEFAULT_RULESET
+    from prompting.tuner import rules_tune
+
+    probs, truths, inputs = _labelled([0.8, 1.0, 0.93, 1.234], [])
+    base = ruleset_validate(DEFAULT_RULESET)
+    tuned = rules_tune(
+        probs,
+        truths,
+        classes=["dent"],
+        base=base,
+        inputs=inputs,
+        trained_on=list(truths) if trained else [],
+        anomaly_held_out=held_out,
+    )
+    (rule,) = [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    assert rule.min_score == pytest.approx(1.235)
+    assert tuned.report.overkill_rate == 0.0 and tuned.overkills == 0
+    assert "no NG (defective) images are labelled" in tuned.warning
+    assert "from the 4 good part(s) alone" in tuned.warning and "1 in 5" in tuned.warning
+    # the rest of the base is kept as it was
+    assert [r for r in tuned.ruleset.rules if r.type != "anomaly_score"] == list(base.rules)
+    assert tuned.ruleset.default == base.default
+
+
+def test_tuner_moves_an_existing_anomaly_rule_to_good_parts_level() -> None:
+    from prompting.tuner import rules_tune
+
+    probs, truths, inputs = _labelled([0.2, 0.4, 0.5], [])
+    tuned = rules_tune(probs, truths, classes=["dent"], base=_ruleset(1.5), inputs=inputs)
+    (rule,) = [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
+    # never below the good training parts' own level (1.0 by the map's definition)
+    assert rule.id == "odd" and rule.min_score == 1.0
+
+
+def test_tuner_keeps_the_base_for_good_parts_scored_in_sample() -> None:
+    """Trained-on good parts whose maps are not held out score near 0: no proposal."""
+    from prompting.rules import DEFAULT_RULESET
+    from prompting.tuner import rules_tune
+
+    probs, truths, inputs = _labelled([0.1, 0.1, 0.2], [])
+    base = ruleset_validate(DEFAULT_RULESET)
+    tuned = rules_tune(
+        probs, truths, classes=["dent"], base=base, inputs=inputs, trained_on=list(truths)
+    )
+    assert tuned.ruleset == base
+    assert "good part(s) alone" not in tuned.warning
