@@ -74,7 +74,6 @@ from benchmarks.quality_common import (
     table_row,
 )
 from benchmarks.quality_methods import (
-    GOOD_PARTS_RULE,
     BaselineMethod,
     OurMethod,
     good_parts_run,
@@ -287,8 +286,9 @@ def run_good_parts_via_api(
 ) -> ApiRun:
     """The good-parts-only protocol through ``client``: the ten defect-free images
     of :func:`benchmarks.quality_methods.good_parts_split` uploaded with their empty
-    masks (so marked OK), Run with no stroke painted, the project's rules with
-    :data:`~benchmarks.quality_methods.GOOD_PARTS_RULE` added (``PUT /rules/``),
+    masks (so marked OK), Run with no stroke painted, the rules ``POST
+    /rules/tune/`` proposes from them saved (``PUT /rules/``: the anomaly rule
+    just above the good parts' highest held-out peak),
     then every other image (the first ``max_eval``, 0: all) uploaded unlabelled,
     the model deployed, and each image sent to ``POST /inspect/``.
 
@@ -311,10 +311,11 @@ def run_good_parts_via_api(
     job, train_s = _train(client, project)
     stages["train_s"] = train_s
     model_id = job["result"]["model_version"]
-    rules = client.get(f"/api/v1/projects/{project}/rules/")["rules"]
-    rules = {**rules, "rules": [*rules.get("rules", []), GOOD_PARTS_RULE]}
+    tuned = client.post(f"/api/v1/projects/{project}/rules/tune/", {})
+    if "job" in tuned and "rules" not in tuned:  # large images: the tune runs as a job
+        tuned = job_wait(client, tuned["job"]["id"])["result"]
     client.request(
-        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": rules, "note": "good parts"}
+        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": tuned["rules"], "note": "tuned"}
     )
     t1 = time.perf_counter()
     eval_ids = {s.image_id: _upload(client, project, s, with_mask=False) for s in evaluation}
@@ -344,7 +345,13 @@ def run_good_parts_via_api(
         overkill=overkill,
         train_s=train_s,
         predict_s=float(np.mean(times)) if times else 0.0,
-        extra={"anomaly_auroc": auroc, "pixel_iou": None, "project": project},
+        tune_warning=tuned.get("warning"),
+        extra={
+            "anomaly_auroc": auroc,
+            "pixel_iou": None,
+            "project": project,
+            "ruleset": tuned["rules"],
+        },
     )
     return ApiRun(result=result, stages=stages)
 
@@ -482,9 +489,10 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
         )
     if good_rows:
         print(
-            "\nGood parts only: ten defect-free images marked OK, no stroke; rules = the "
-            "project's + anomaly score >= 1.0; every other image inspected. Through the API "
-            "the anomaly regions come back as blobs, not pixels: no pixel IoU there.\n"
+            "\nGood parts only: ten defect-free images marked OK, no stroke; rules = what "
+            "Tune proposes from them (the anomaly rule just above their highest held-out "
+            "peak); every other image inspected. Through the API the anomaly regions come "
+            "back as blobs, not pixels: no pixel IoU there.\n"
         )
         print(good_parts_table(good_rows))
     for name, seed, _, label, r in rows:

@@ -265,15 +265,20 @@ def good_parts_table(rows: list[tuple[str, int, int, str, MethodResult]]) -> str
     def num(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    def rule(r: MethodResult) -> str:
+        rules = (r.extra.get("ruleset") or {}).get("rules", [])
+        scores = [x["min_score"] for x in rules if x.get("type") == "anomaly_score"]
+        return " / ".join(f">= {v:g}" for v in scores) or "none"
+
     lines = [
         "| dataset | seed | path | eval imgs | escape | overkill | image AUROC | pixel IoU "
-        "| train wall | predict / image wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| anomaly rule | train wall | predict / image wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, seed, n, label, r in rows:
         lines.append(
             f"| {name} | {seed} | {label} | {n} | {pct(r.escape)} | {pct(r.overkill)} | "
             f"{num(r.extra.get('anomaly_auroc'))} | {num(r.extra.get('pixel_iou', r.iou))} | "
-            f"{r.train_s:.1f} s | {r.predict_s:.2f} s |"
+            f"{rule(r)} | {r.train_s:.1f} s | {r.predict_s:.2f} s |"
         )
     return "\n".join(lines)

@@ -321,18 +321,6 @@ def _anomaly_figures(evaluation: list[Sample], inputs: dict[str, dict]) -> dict:
     }
 
 
-#: the rule the good-parts protocol adds to the base rules: NG where a part is as
-#: unusual as the good parts' own level (1.0); with no NG image labelled there is
-#: nothing to tune it on
-GOOD_PARTS_RULE = {
-    "id": "anomaly",
-    "type": "anomaly_score",
-    "class": "*",
-    "min_score": 1.0,
-    "severity": "major",
-}
-
-
 def good_parts_split(samples: list[Sample], *, seed: int) -> tuple[list[Sample], list[Sample]]:
     """(ten defect-free images drawn with ``seed``, every other image): the good-parts
     protocol's training and evaluation images, the same on the engine and API paths."""
@@ -347,15 +335,17 @@ def good_parts_run(
     method, samples: list[Sample], *, seed: int, max_eval: int = 0
 ) -> tuple[MethodResult, int]:
     """Good parts only: train on ten defect-free images (:func:`good_parts_split`),
-    no stroke; the rules are the base ones plus :data:`GOOD_PARTS_RULE`. Evaluates
-    every other image (the first ``max_eval``; 0: all)."""
+    no stroke; the rules are the base ones tuned on those ten, labelled OK, with
+    their held-out anomaly maps (what Tune gives such a project: the anomaly rule
+    just above their highest peak). Evaluates every other image (the first
+    ``max_eval``; 0: all)."""
     from prompting.learner import TrainingImage, learner_train
     from prompting.rules import ruleset_validate
+    from prompting.tuner import rules_tune
 
     train, evaluation = good_parts_split(samples, seed=seed)
     if max_eval:
         evaluation = evaluation[:max_eval]
-    ruleset = ruleset_validate({**BASE_RULES, "rules": [*BASE_RULES["rules"], GOOD_PARTS_RULE]})
     t0, c0 = time.perf_counter(), time.process_time()
     images = [
         TrainingImage(
@@ -371,7 +361,24 @@ def good_parts_run(
         images, classes=CLASSES, backend=method.backend, cache=method.cache, seed=seed
     ).learner
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    tuned = rules_tune(
+        {s.image_id: method.predict(s, cached=True) for s in train},
+        {s.image_id: "OK" for s in train},
+        classes=CLASSES,
+        base=ruleset_validate(BASE_RULES),
+        inputs=_inputs(getattr(method, "anomaly", None), train),
+        trained_on=[s.image_id for s in train],
+        anomaly_held_out=bool(getattr(method.learner, "anomaly_held_out", False)),
+    )
+    ruleset = tuned.ruleset
     ev = _evaluate(method, evaluation, ruleset, anomaly_defect=True)
     # no "probability >= 0.5" mask without a painted class: both IoUs are the rules'
-    result = ev.result(evaluation, ruleset, train_s=train_s, train_cpu_s=train_cpu, iou_05=ev.iou)
+    result = ev.result(
+        evaluation,
+        ruleset,
+        train_s=train_s,
+        train_cpu_s=train_cpu,
+        iou_05=ev.iou,
+        tune_warning=tuned.warning,
+    )
     return result, len(evaluation)

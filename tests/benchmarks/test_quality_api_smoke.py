@@ -93,8 +93,8 @@ def test_api_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, argv, s
 
 
 def test_good_parts_only_through_the_api_beside_the_engine(tmp_path, capsys):
-    """Ten good parts marked OK through the API, no stroke, the anomaly rule added
-    with PUT /rules/: the line's verdicts and the anomaly peaks come back, beside
+    """Ten good parts marked OK through the API, no stroke, the rules Tune proposes
+    from them saved: the line's verdicts and the anomaly peaks come back, beside
     the engine path on the same images."""
     from tests.benchmarks.conftest import _dataset
 
@@ -132,5 +132,9 @@ def test_good_parts_only_through_the_api_beside_the_engine(tmp_path, capsys):
     assert float(api[6]) > 0.9 and float(engine[6]) > 0.9, rows
     assert api[4] == "0.0 %", api  # escape: no defective part judged OK
     assert api[7] == "n/a" and 0.0 <= float(engine[7]) <= 1.0
+    # both paths judge with what Tune proposes from the good parts: an anomaly rule
+    # at (or just above) their own level
+    for row in (api, engine):
+        assert row[8].startswith(">= ") and 1.0 <= float(row[8][3:]) < 1.1, row
     stages = [line for line in out.splitlines() if line.startswith("| tiny | 0 | backbone (good")]
     assert len(stages) == 1

@@ -122,6 +122,7 @@ def test_backbone_beside_classic_with_anomaly_and_good_parts_only(tmp_path, caps
     assert cells[3] == "26"  # every image but the ten trained on
     # a dark square on flat grey is unlike every good part: found from good parts alone
     assert float(cells[6]) > 0.9
+    assert cells[8].startswith(">= ")  # the rule Tune proposes from the good parts
 
 
 def test_views_show_the_same_parts_transposed_and_zoomed(tiny_dataset):
