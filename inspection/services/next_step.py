@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, Prompt
 from inspection.selectors import model_candidate
 from inspection.services.lifecycle import model_guard
+from inspection.services.training import GOOD_PARTS_MIN
 
 #: OK-labelled parts the rules need before they can be judged (overkill) and tuned
 MIN_OK_LABELLED = 3
@@ -86,7 +87,15 @@ def next_step_get(*, project: Project) -> NextStep:
         .values_list("image_id", flat=True)
         .distinct()
     )
-    for cls in project.class_names:
+    # good parts only: a backbone project with good parts marked OK and no defect
+    # painted trains without strokes (services.training); its rules need an anomaly rule
+    n_ok = sum(1 for im in images if im.verdict == "OK")
+    good_parts_only = (
+        project.backend == "backbone"
+        and n_ok >= GOOD_PARTS_MIN
+        and not any(labels.get(cls) for cls in project.class_names)
+    )
+    for cls in [] if good_parts_only else project.class_names:
         if not labels.get(cls):
             pick = next((im for im in images if im.verdict == "NG"), None) or images[0]
             return NextStep(
@@ -98,7 +107,7 @@ def next_step_get(*, project: Project) -> NextStep:
                 label="Open the image",
                 image=str(pick.id),
             )
-    if not labels.get("background"):
+    if not labels.get("background") and not good_parts_only:
         pick = (
             next((im for im in images if im.verdict == "OK"), None)
             or next((im for im in images if im.id in painted), None)
@@ -126,7 +135,13 @@ def next_step_get(*, project: Project) -> NextStep:
         return NextStep(
             code="run",
             title="Press Run",
-            detail="Every class has strokes: train a first model and predict every image.",
+            detail=(
+                f"No defect is painted: the model learns what the {_plural(n_ok, 'good part')} "
+                "marked OK look like, and flags what is unlike them (paint a defect class "
+                "later to teach it)."
+                if good_parts_only
+                else "Every class has strokes: train a first model and predict every image."
+            ),
             action="run",
             label="Run",
         )
@@ -157,8 +172,17 @@ def next_step_get(*, project: Project) -> NextStep:
             "created_at", "id"
         )
     }  # newest last: the dict keeps each image's newest
-    n_ok = sum(1 for im in images if im.verdict == "OK")
     n_ng = sum(1 for im in images if im.verdict == "NG")
+    if good_parts_only and not _has_anomaly_rule(project):
+        return NextStep(
+            code="tune_anomaly",
+            title="Tune the rules: an anomaly rule from the good parts",
+            detail="No defect is painted, so only a rule on the anomaly score can judge a "
+            "part NG. Tune on the Rules page proposes one just above the most unusual of "
+            f"the {_plural(n_ok, 'good part')}; save it to judge the line by it.",
+            href=base + "rules/",
+            label="Rules",
+        )
     if n_ok < MIN_OK_LABELLED:
         need = MIN_OK_LABELLED - n_ok
         unlabelled = [
@@ -177,7 +201,7 @@ def next_step_get(*, project: Project) -> NextStep:
             label="Open the image",
             image=str(pick.id),
         )
-    if not any(im.mask for im in images):
+    if not any(im.mask for im in images) and not good_parts_only:
         pick = next((im for im in images if im.verdict == "NG"), None) or next(
             (im for im in images if (p := preds.get(str(im.id))) and p.verdict == "NG"), images[0]
         )
@@ -269,6 +293,13 @@ def next_step_get(*, project: Project) -> NextStep:
         href=base + "inspections/?reviewed=false&image_kept=true",
         label="Review queue",
     )
+
+
+def _has_anomaly_rule(project: Project) -> bool:
+    """Whether the project's active rule set judges the anomaly score."""
+    active = project.active_ruleset
+    rules = (active.data or {}).get("rules", []) if active is not None else []
+    return any(isinstance(r, dict) and r.get("type") == "anomaly_score" for r in rules)
 
 
 def _blob_step(project: Project, im: Image, blob: dict, *, code: str, title: str, detail: str):

@@ -90,3 +90,50 @@ def test_after_a_run_ground_truth_then_the_candidate(project):
     step = next_step_get(project=project)
     assert (step.code, step.action, step.model_version) == ("deploy", "deploy", str(v2.id))
     assert step.title == "Compare candidate v2 with deployed v1, then deploy it"
+
+
+def test_good_parts_only_runs_then_tunes_an_anomaly_rule(db, make_user):
+    """A backbone project with good parts marked OK and nothing painted trains from
+    them: no stroke is asked for, Run comes first, then Tune for an anomaly rule."""
+    from inspection.services import rulesets
+
+    owner = make_user("steps-gp")
+    project = project_create(user=owner, name="gp", classes=["scratch"], backend="backbone")
+    project.owner_user = owner
+    images = _upload(project, 10)
+    Image.objects.filter(id__in=[im.id for im in images[:2]]).update(verdict="OK")
+    assert next_step_get(project=project).code == "paint_class"  # two good parts: not enough
+    Image.objects.filter(id=images[2].id).update(verdict="OK")
+    step = next_step_get(project=project)
+    assert (step.code, step.action) == ("run", "run")
+    assert "3 good parts" in step.detail and "No defect is painted" in step.detail
+
+    v1 = _model(project)
+    project.deployed_model = v1
+    project.save(update_fields=["deployed_model"])
+    step = next_step_get(project=project)
+    assert step.code == "tune_anomaly" and step.href == f"/projects/{project.id}/rules/"
+    assert "3 good parts" in step.detail
+
+    active = rulesets.ruleset_active_get(project=project)
+    data = {**active.data}
+    data["rules"] = [
+        *data.get("rules", []),
+        {"id": "odd", "type": "anomaly_score", "class": "*", "min_score": 1.0, "severity": "major"},
+    ]
+    rulesets.ruleset_version_create(project=project, data=data, user=project.owner_user)
+    project.refresh_from_db()
+    # with its anomaly rule the project goes on as any other (no mask asked for)
+    assert next_step_get(project=project).code not in ("tune_anomaly", "upload_mask", "paint_class")
+
+    # a defect stroke ends good-parts-only mode: the usual order again
+    prompt_create(image=images[5], data=stroke("scratch", [[6, 24], [40, 24]]))
+    assert next_step_get(project=project).code == "paint_background"
+
+
+def test_classic_projects_still_ask_for_strokes_with_good_parts_marked(project):
+    """The classic backend has no memory bank: good parts alone cannot train it."""
+    assert project.backend == "classic"
+    images = _upload(project, 10)
+    Image.objects.filter(id__in=[im.id for im in images[:5]]).update(verdict="OK")
+    assert next_step_get(project=project).code == "paint_class"
