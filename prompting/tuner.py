@@ -281,7 +281,9 @@ def rules_tune(
 
     With no NG image escapes cannot be measured, so the base values are kept
     (optimising overkill alone would propose "never NG"), and ``warning`` says
-    so; with no OK image overkill cannot be measured, so the base threshold is
+    so; where those good parts have anomaly maps scored as a new part's would
+    be, the anomaly rule is set just above their highest peak
+    (:func:`_good_parts_proposal`); with no OK image overkill cannot be measured, so the base threshold is
     kept (minimising escapes alone would always pick the lowest threshold) and
     only the minimum area is tuned, and ``warning`` says that too. ``thresholds``: grid to search (default 0.05, 0.10, ... 0.95, plus the
     base threshold). ``trained_on``: ids of the images the model was trained on
