@@ -246,11 +246,16 @@ def _good_parts_proposal(
     score = good_parts_score(peaks)
     proposal, _ = with_anomaly_score(base, anomaly_rule, score)
     n = len(image_ids)
+    where = (
+        "the good parts' own level (none of them reaches it scored as a new part)"
+        if score == 1.0
+        else "just above the highest any of them reaches scored as a new part"
+    )
     notes.append(
-        f"from the {n} good part(s) alone: proposed the anomaly score >= {score:g}, just above "
-        f"the highest any of them reaches scored as a new part; at most about 1 in {n + 1} new "
-        f"good parts is that unusual (overkill near {100.0 / (n + 1):.0f} %), and how many "
-        "defects it catches is unknown until defective images are labelled"
+        f"from the {n} good part(s) alone: proposed the anomaly score >= {score:g}, {where}; "
+        f"at most about 1 in {n + 1} new good parts is that unusual (overkill near "
+        f"{100.0 / (n + 1):.0f} %), and how many defects it catches is unknown until "
+        "defective images are labelled"
     )
     return proposal
 

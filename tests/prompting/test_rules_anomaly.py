@@ -231,6 +231,7 @@ def test_tuner_proposes_the_anomaly_rule_from_good_parts_alone(trained, held_out
     assert tuned.report.overkill_rate == 0.0 and tuned.overkills == 0
     assert "no NG (defective) images are labelled" in tuned.warning
     assert "from the 4 good part(s) alone" in tuned.warning and "1 in 5" in tuned.warning
+    assert "just above the highest any of them reaches" in tuned.warning
     # the rest of the base is kept as it was
     assert [r for r in tuned.ruleset.rules if r.type != "anomaly_score"] == list(base.rules)
     assert tuned.ruleset.default == base.default
@@ -244,6 +245,7 @@ def test_tuner_moves_an_existing_anomaly_rule_to_good_parts_level() -> None:
     (rule,) = [r for r in tuned.ruleset.rules if r.type == "anomaly_score"]
     # never below the good training parts' own level (1.0 by the map's definition)
     assert rule.id == "odd" and rule.min_score == 1.0
+    assert "the good parts' own level (none of them reaches it" in tuned.warning
 
 
 def test_tuner_keeps_the_base_for_good_parts_scored_in_sample() -> None:
