@@ -185,9 +185,9 @@ def backtest_run(
     warning = None
     if truths and not unseen and seen:
         warning = (
-            f"all {len(truths)} judged image(s) were painted for training, so these rates are "
-            "optimistic (the model has seen them); label OK/NG images you did not paint to "
-            "measure it on unseen parts"
+            f"all {len(truths)} judged image(s) were trained on (painted, or good parts its "
+            "memory bank learned), so these rates are optimistic (the model has seen them); "
+            "label OK/NG images it was not trained on to measure it on unseen parts"
         )
     return BacktestReport(
         confusion=confusion,

@@ -202,10 +202,10 @@ def test_full_flow(jobs_db, make_user, api_for, settings):
     assert len(mv["images"]) == 10 and report["n_trained_on"] == 10
     assert report["held_out"]["n_images"] == 0
     assert report["held_out"]["escape_rate"] is None
-    assert "painted for training" in report["warning"]
+    assert "were trained on" in report["warning"]
     r = client.post(f"/api/v1/projects/{pid}/rules/tune/")
     assert r.status_code == 200, r.content
-    assert "rules" in r.json() and "painted for training" in r.json()["warning"]
+    assert "rules" in r.json() and "were trained on" in r.json()["warning"]
 
     r = client.put(
         f"/api/v1/projects/{pid}/rules/", {"rules": new, "note": "bigger blobs"}, format="json"

@@ -116,7 +116,7 @@ def test_backtest_warns_when_every_judged_image_was_trained_on():
     assert report.n_trained_on == 4
     assert report.held_out["n_images"] == 0
     assert report.held_out["escape_rate"] is None and report.held_out["overkill_rate"] is None
-    assert "all 4 judged image(s) were painted for training" in report.warning
+    assert "all 4 judged image(s) were trained on" in report.warning
     assert "optimistic" in report.warning
 
 
@@ -128,10 +128,10 @@ def test_backtest_without_trained_on_counts_every_image_as_held_out():
 
 def test_tune_says_when_its_proposal_was_fitted_to_trained_images():
     tuned = rules_tune(PROBS, TRUTHS, classes=CLASSES, base=_rs(), trained_on=set(TRUTHS))
-    assert "were painted for training" in tuned.warning
+    assert "were trained on" in tuned.warning
     assert tuned.report.n_trained_on == 4
     partly = rules_tune(PROBS, TRUTHS, classes=CLASSES, base=_rs(), trained_on={"tp"})
-    assert partly.warning is None or "painted for training" not in partly.warning
+    assert partly.warning is None or "were trained on" not in partly.warning
     assert partly.report.held_out["n_images"] == 3
 
 
@@ -140,7 +140,7 @@ def test_tune_without_ng_still_warns_about_trained_images():
         {"tn": PROBS["tn"]}, {"tn": "OK"}, classes=CLASSES, base=_rs(), trained_on={"tn"}
     )
     assert "no NG (defective) images" in tuned.warning
-    assert "painted for training" in tuned.warning
+    assert "were trained on" in tuned.warning
 
 
 @pytest.mark.parametrize(
