@@ -150,3 +150,21 @@ def dataset():
         mask = staticmethod(mask_path)
 
     return Dataset
+
+
+#: the sizes ``shots`` takes each screenshot at (the page returns to the first)
+SIZES = ((1366, 768), (1920, 1080))
+
+
+@pytest.fixture
+def shots(shot):
+    """shots(page, name): one screenshot per size in SIZES; the page returns to 1366×768."""
+
+    def take(page, name: str, full_page: bool = False) -> None:
+        for w, h in SIZES:
+            page.set_viewport_size({"width": w, "height": h})
+            page.wait_for_timeout(150)  # layout settles
+            shot(page, f"lifecycle-{name}-{w}", full_page=full_page)
+        page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+
+    return take
