@@ -127,3 +127,13 @@ def wait_prompts_exact(page, n: int) -> None:
         "n => parseInt(document.querySelector('[data-testid=prompt-count]').textContent) === n",
         arg=n,
     )
+
+
+def next_step(page, code: str, *, timeout: float = 30_000) -> str:
+    """Wait until the next-step panel shows step ``code``; its title."""
+    page.wait_for_function(
+        "c => document.querySelector('[data-testid=next-step]').dataset.code === c",
+        arg=code,
+        timeout=timeout,
+    )
+    return page.locator("[data-testid=next-title]").inner_text()

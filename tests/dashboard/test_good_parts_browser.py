@@ -18,7 +18,7 @@ def test_a_project_starts_from_good_parts_in_the_dashboard(
     rule; once saved, the panel moves on."""
     from inspection.services.images import images_upload
     from inspection.services.projects import project_create
-    from tests.dashboard.browser_helpers import wait_backtest
+    from tests.dashboard.browser_helpers import next_step, wait_backtest
 
     base = live_server.url
     owner = make_user("gina")
@@ -40,12 +40,7 @@ def test_a_project_starts_from_good_parts_in_the_dashboard(
     login(page, base, "gina")
 
     def step(code: str) -> str:
-        page.wait_for_function(
-            "c => document.querySelector('[data-testid=next-step]').dataset.code === c",
-            arg=code,
-            timeout=60_000,
-        )
-        return page.locator("[data-testid=next-title]").inner_text()
+        return next_step(page, code, timeout=60_000)
 
     page.goto(url)
     assert step("run") == "Press Run"

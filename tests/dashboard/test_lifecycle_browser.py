@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from tests.dashboard.browser_helpers import next_step
 from tests.dashboard.conftest import DATASETS
 from tests.dashboard.test_dashboard_browser import paint, prompt_count, wait_prompts
 
@@ -376,11 +377,7 @@ def test_the_next_step_panel_follows_the_project_state(
     login(page, base, "nina")
 
     def step(code: str) -> str:
-        page.wait_for_function(
-            "c => document.querySelector('[data-testid=next-step]').dataset.code === c",
-            arg=code,
-        )
-        return page.locator("[data-testid=next-title]").inner_text()
+        return next_step(page, code)
 
     page.goto(url)
     title = step("paint_class")
