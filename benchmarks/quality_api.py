@@ -180,6 +180,18 @@ def _verdict_rates(
     return escape, (sum(v == "NG" for v in ok) / len(ok) if ok else None)
 
 
+def _tune_and_save(client: Client, project: str) -> dict:
+    """``POST /rules/tune/`` (as a job on large images), then ``PUT /rules/`` with its
+    proposal; the tune's answer."""
+    tuned = client.post(f"/api/v1/projects/{project}/rules/tune/", {})
+    if "job" in tuned and "rules" not in tuned:  # large images: the tune runs as a job
+        tuned = job_wait(client, tuned["job"]["id"])["result"]
+    client.request(
+        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": tuned["rules"], "note": "tuned"}
+    )
+    return tuned
+
+
 @dataclass
 class ApiRun:
     """One dataset and seed through the API: the figures of ``MethodResult`` and how
@@ -187,6 +199,8 @@ class ApiRun:
 
     result: MethodResult
     stages: dict[str, float]
+    #: evaluation images judged
+    n_eval: int
 
 
 def run_via_api(
@@ -243,13 +257,8 @@ def run_via_api(
     stages["deploy_and_predict_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    tuned = client.post(f"/api/v1/projects/{project}/rules/tune/", {})
-    if "job" in tuned and "rules" not in tuned:  # large images: the tune runs as a job
-        tuned = job_wait(client, tuned["job"]["id"])["result"]
+    tuned = _tune_and_save(client, project)
     warning = tuned.get("warning")
-    client.request(
-        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": tuned["rules"], "note": "tuned"}
-    )
     project_jobs_wait(client, project)
     after = predictions_masks(client, project, eval_ids)
     stages["tune_and_predict_s"] = time.perf_counter() - t2
@@ -278,7 +287,7 @@ def run_via_api(
         rounds=rounds,
         extra={"ruleset": tuned["rules"], "project": project},
     )
-    return ApiRun(result=result, stages=stages)
+    return ApiRun(result=result, stages=stages, n_eval=len(evaluation))
 
 
 def run_good_parts_via_api(
@@ -311,12 +320,7 @@ def run_good_parts_via_api(
     job, train_s = _train(client, project)
     stages["train_s"] = train_s
     model_id = job["result"]["model_version"]
-    tuned = client.post(f"/api/v1/projects/{project}/rules/tune/", {})
-    if "job" in tuned and "rules" not in tuned:  # large images: the tune runs as a job
-        tuned = job_wait(client, tuned["job"]["id"])["result"]
-    client.request(
-        "PUT", f"/api/v1/projects/{project}/rules/", body={"rules": tuned["rules"], "note": "tuned"}
-    )
+    tuned = _tune_and_save(client, project)
     t1 = time.perf_counter()
     eval_ids = {s.image_id: _upload(client, project, s, with_mask=False) for s in evaluation}
     client.post(f"/api/v1/models/{model_id}/deploy/")
@@ -353,7 +357,7 @@ def run_good_parts_via_api(
             "ruleset": tuned["rules"],
         },
     )
-    return ApiRun(result=result, stages=stages)
+    return ApiRun(result=result, stages=stages, n_eval=len(evaluation))
 
 
 # ----------------------------------------------------------------------------- command
@@ -444,9 +448,7 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                         f"{time.perf_counter() - t0:.0f} s: {run.result} stages {run.stages}",
                         file=sys.stderr,
                     )
-                    n_gp = len(samples) - protocol.N_TRAIN
-                    n_gp = min(n_gp, args.max_eval) if args.max_eval else n_gp
-                    good_rows.append((name, seed, n_gp, "via API", run.result))
+                    good_rows.append((name, seed, run.n_eval, "via API", run.result))
                     stages_all.append((name, seed, f"{args.backend} (good parts)", run.stages))
                     if not args.skip_engine:
                         gp, n_engine = good_parts_run(

@@ -36,10 +36,11 @@ from prompting.rules.regions import regions_mask
 from prompting.rules.schema import RuleSet, ruleset_check_context
 from prompting.rules.types import ANY_CLASS, RULE_TYPES, Rule, RuleContext
 from prompting.tuner_anomaly import (
-    ANOMALY_RULE_TYPE,
     anomaly_peaks,
+    anomaly_rule_of,
     good_parts_score,
     score_pick,
+    trained_among,
     with_anomaly_score,
 )
 from prompting.tuner_search import AreaBest, best_min_area, threshold_pick, tradeoffs
@@ -239,12 +240,10 @@ def _good_parts_proposal(
     anomaly map scored as a new part's would be (held out of the memory bank, or
     not trained on); else ``base``. ``notes`` gets the why."""
     peaks = anomaly_peaks(inputs, image_ids, base)
-    trained = {str(t) for t in trained_on}
-    if peaks is None or (not anomaly_held_out and any(str(i) in trained for i in image_ids)):
+    if peaks is None or (trained_among(image_ids, trained_on) and not anomaly_held_out):
         return base
-    anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
     score = good_parts_score(peaks)
-    proposal, _ = with_anomaly_score(base, anomaly_rule, score)
+    proposal, _ = with_anomaly_score(base, anomaly_rule_of(base), score)
     n = len(image_ids)
     where = (
         "the good parts' own level (none of them reaches it scored as a new part)"
@@ -394,9 +393,9 @@ def rules_tune(
     if any(not 0.0 <= t <= 1.0 for t in grid):
         raise ValueError("thresholds must lie in [0, 1]")
     t1 = time.perf_counter()
-    anomaly_rule = next((r for r in base.rules if r.type == ANOMALY_RULE_TYPE), None)
+    anomaly_rule = anomaly_rule_of(base)
     peaks = anomaly_peaks(inputs, image_ids, base)
-    in_bank = [i for i in image_ids if str(i) in {str(t) for t in trained_on}]
+    in_bank = trained_among(image_ids, trained_on)
     if peaks is not None and in_bank and not anomaly_held_out:
         # a trained-on image's patches are in the memory bank: its score is in-sample
         # (near 0), so a threshold fitted on it would flag every new part

@@ -5,7 +5,7 @@ what it proposes for a project whose labelled images are all good parts."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +17,18 @@ from prompting.rules.types import ANY_CLASS, RULE_TYPES, Rule
 
 ANOMALY_RULE_TYPE = "anomaly_score"
 ANOMALY_RULE_ID = "anomaly"
+
+
+def anomaly_rule_of(ruleset: RuleSet) -> Rule | None:
+    """The rule set's (first) rule on the anomaly score, if any."""
+    return next((r for r in ruleset.rules if r.type == ANOMALY_RULE_TYPE), None)
+
+
+def trained_among(image_ids: Sequence[str], trained_on: Collection[str]) -> list[str]:
+    """The labelled images the model was trained on: their patches are in its memory
+    bank, so their anomaly scores are in-sample unless its maps were held out."""
+    trained = {str(t) for t in trained_on}
+    return [i for i in image_ids if str(i) in trained]
 
 
 def anomaly_peaks(

@@ -299,6 +299,8 @@ def _has_anomaly_rule(project: Project) -> bool:
     """Whether the project's active rule set judges the anomaly score."""
     active = project.active_ruleset
     rules = (active.data or {}).get("rules", []) if active is not None else []
+    # the stored JSON, not the parsed rule set: the rules engine (scipy) is not loaded
+    # to draw the panel
     return any(isinstance(r, dict) and r.get("type") == "anomaly_score" for r in rules)
 
 
