@@ -46,7 +46,7 @@ class Client:
         path: str,
         *,
         body: Any = None,
-        files: list[tuple[str, str, bytes]] | None = None,
+        files: list[tuple[str, str | None, bytes]] | None = None,
         expect: tuple[int, ...] = (200, 201, 202, 204),
         raw: bool = False,
     ) -> tuple[int, Any, float]:
@@ -89,14 +89,19 @@ class Client:
         return self.request("POST", path, body=body, **kw)[1]
 
 
-def _multipart(files: list[tuple[str, str, bytes]], boundary: str) -> bytes:
+def _multipart(files: list[tuple[str, str | None, bytes]], boundary: str) -> bytes:
+    """A multipart body: each (name, filename, value) a file part, or a plain form
+    field where the filename is None."""
     out = io.BytesIO()
     for name, filename, value in files:
         out.write(f"--{boundary}\r\n".encode())
-        out.write(
-            f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n".encode()
-        )
+        if filename is None:
+            out.write(f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+        else:
+            out.write(
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n".encode()
+            )
         out.write(value)
         out.write(b"\r\n")
     out.write(f"--{boundary}--\r\n".encode())

@@ -80,6 +80,7 @@ from benchmarks.quality_methods import (
     good_parts_split,
     run_method,
 )
+from prompting.interchange import coco_rle_decode
 
 # ----------------------------------------------------------------------------- the user
 
@@ -158,16 +159,34 @@ def _project_create(client: Client, *, name: str, backend: str, **options: Any) 
 def _inspect_all(
     client: Client, project: str, evaluation: list[Sample]
 ) -> list[tuple[dict, float]]:
-    """Each image through the line's route, ``POST /inspect/``: (response, wall s)."""
+    """Each image through the line's route, ``POST /inspect/``, asking for the
+    decision's pixels (``masks=coco_rle``): (response, wall s)."""
     out = []
     for s in evaluation:
         _, body, ms = client.request(
             "POST",
             f"/api/v1/projects/{project}/inspect/",
-            files=[("file", f"{s.image_id}.png", _png(s.rgb))],
+            files=[("file", f"{s.image_id}.png", _png(s.rgb)), ("masks", None, b"coco_rle")],
         )
         out.append((body, ms / 1000.0))
     return out
+
+
+def _answer_mask(body: dict) -> np.ndarray:
+    """(H, W) bool: every pixel an inspect answer's ``masks`` name (each class's
+    and the anomaly regions')."""
+    h, w = body["masks"]["size"]
+    out = np.zeros((h, w), bool)
+    for m in body["masks"]["masks"]:
+        out |= coco_rle_decode(m["rle"])
+    return out
+
+
+def _pooled_iou(evaluation: list[Sample], masks: list[np.ndarray]) -> float:
+    """Pixel IoU pooled over the images: (sum of intersections) / (sum of unions)."""
+    inter = sum(int((m & s.mask).sum()) for s, m in zip(evaluation, masks, strict=True))
+    union = sum(int((m | s.mask).sum()) for s, m in zip(evaluation, masks, strict=True))
+    return inter / max(union, 1)
 
 
 def _verdict_rates(
@@ -270,9 +289,7 @@ def run_via_api(
     stages["inspect_s"] = float(np.sum(times))
 
     def agg_iou(masks: dict[str, np.ndarray]) -> float:
-        inter = sum(int((masks[s.image_id] & s.mask).sum()) for s in evaluation)
-        union = sum(int((masks[s.image_id] | s.mask).sum()) for s in evaluation)
-        return inter / max(union, 1)
+        return _pooled_iou(evaluation, [masks[s.image_id] for s in evaluation])
 
     escape, overkill = _verdict_rates(evaluation, [body["verdict"] for body, _ in answers])
     result = MethodResult(
@@ -285,7 +302,11 @@ def run_via_api(
         tune_warning=warning,
         review_rho=spearman(uncertainty, errors),
         rounds=rounds,
-        extra={"ruleset": tuned["rules"], "project": project},
+        extra={
+            "ruleset": tuned["rules"],
+            "project": project,
+            "line_iou": _pooled_iou(evaluation, [_answer_mask(body) for body, _ in answers]),
+        },
     )
     return ApiRun(result=result, stages=stages, n_eval=len(evaluation))
 
@@ -303,9 +324,9 @@ def run_good_parts_via_api(
 
     Figures: escape and overkill of those verdicts; the image AUROC of the
     deployed model's ``anomaly_peak`` over the evaluation images (their
-    predictions, ``GET /predictions/``). The anomaly regions the decision reports
-    come back as blobs (box and area), not as pixels, so no pixel IoU is measured
-    on this path (``extra["pixel_iou"]`` None; the engine path measures it)."""
+    predictions, ``GET /predictions/``); the pixel IoU of the masks the answers
+    hold (``masks=coco_rle``: the anomaly regions the decision reports), as the
+    engine path counts its decisions' regions."""
     from sklearn.metrics import roc_auc_score
 
     train, evaluation = good_parts_split(samples, seed=seed)
@@ -352,7 +373,7 @@ def run_good_parts_via_api(
         tune_warning=tuned.get("warning"),
         extra={
             "anomaly_auroc": auroc,
-            "pixel_iou": None,
+            "pixel_iou": _pooled_iou(evaluation, [_answer_mask(body) for body, _ in answers]),
             "project": project,
             "ruleset": tuned["rules"],
         },
@@ -489,12 +510,22 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
             f"{st['deploy_and_predict_s']:.3g} | {st['tune_and_predict_s']:.3g} | "
             f"{st['inspect_s']:.3g} |"
         )
+    line = [(n, sd, lb, r) for n, sd, _, lb, r in rows if "line_iou" in r.extra]
+    if line:
+        print(
+            "\nThe line's masks (POST /inspect/ with masks=coco_rle) against the Images "
+            "page's (the predictions under the same tuned rules):\n"
+        )
+        print("| dataset | seed | method | rules IoU (predictions) | line IoU (inspect masks) |")
+        print("|---|---|---|---|---|")
+        for name, seed, label, r in line:
+            print(f"| {name} | {seed} | {label} | {r.iou:.3f} | {r.extra['line_iou']:.3f} |")
     if good_rows:
         print(
             "\nGood parts only: ten defect-free images marked OK, no stroke; rules = what "
             "Tune proposes from them (the anomaly rule just above their highest held-out "
-            "peak); every other image inspected. Through the API the anomaly regions come "
-            "back as blobs, not pixels: no pixel IoU there.\n"
+            "peak); every other image inspected. Pixel IoU: of the anomaly regions the "
+            "decisions report (through the API, the masks POST /inspect/ answers with).\n"
         )
         print(good_parts_table(good_rows))
     for name, seed, _, label, r in rows:

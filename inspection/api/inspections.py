@@ -31,7 +31,7 @@ class InspectView(APIView):
     @extend_schema(
         request={"multipart/form-data": s.InspectInput},
         responses={
-            200: s.InspectionOutput,
+            200: s.InspectAnswerOutput,
             202: inline_serializer("BatchAccepted", {"job": s.JobOutput()}),
             409: DETAIL,
         },
@@ -44,7 +44,7 @@ class InspectView(APIView):
         station, part_id = data.validated_data["station"], data.validated_data["part_id"]
         if len(files) == 1:
             ((filename, content),) = files
-            ins = inspection_services.inspection_run(
+            ins, result = inspection_services.inspection_run_result(
                 project=project,
                 data=content,
                 filename=filename,
@@ -52,7 +52,10 @@ class InspectView(APIView):
                 part_id=part_id,
                 user=request.user,
             )
-            return Response(s.InspectionOutput(ins).data)
+            masks = None
+            if data.validated_data["masks"] != "none":
+                masks = inspection_services.inspection_masks(inspection=ins, result=result)
+            return Response(s.InspectAnswerOutput(ins, context={"masks": masks}).data)
         job = inspection_services.inspection_batch_start(
             project=project,
             files=files,

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -27,6 +28,7 @@ from inspection.services.rulesets import ruleset_active_get
 from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
 from inspection.types import Actor, RowId
+from prompting.interchange import coco_rle_encode
 
 log = logging.getLogger("inspection.inspections")
 
@@ -198,6 +200,27 @@ def inspection_run_result(
         job=job,
     )
     return inspection, decided.result
+
+
+def inspection_masks(*, inspection: Inspection, result: Any) -> dict:
+    """The pixels ``inspection``'s decision was made on, for a line client to draw,
+    measure or store: ``{"size": [H, W], "encoding": "coco_rle", "masks": [...]}``,
+    one entry per class of the deployed model in its order, then ``"anomaly"``
+    when an anomaly rule reported regions (``prompting.rules.Decision.masks``).
+    Each entry: ``class``, ``area_px`` and ``rle``, a compressed COCO RLE
+    (column-major; ``pycocotools.mask.decode`` reads it). ``result``: the
+    ``prompting.pipeline.InspectionResult`` of :func:`inspection_run_result`."""
+    classes = engine.learner_get(inspection.model_version).classes
+    decision = result.decision
+    h, w = np.asarray(decision.label_map).shape
+    return {
+        "size": [int(h), int(w)],
+        "encoding": "coco_rle",
+        "masks": [
+            {"class": name, "area_px": int(mask.sum()), "rle": coco_rle_encode(mask)}
+            for name, mask in decision.masks(classes).items()
+        ],
+    }
 
 
 @dataclass

@@ -37,7 +37,13 @@ from prompting.rules.blobs import Blob, blob_passes, blobs_measure
 from prompting.rules.morphology import components_label, morphology_apply
 from prompting.rules.regions import regions_mask
 from prompting.rules.schema import ClassConfig, RuleSet, ruleset_check_context
-from prompting.rules.types import SEVERITIES, Reason, RuleContext, RuleEvaluation
+from prompting.rules.types import (
+    ANOMALY_CLASS,
+    SEVERITIES,
+    Reason,
+    RuleContext,
+    RuleEvaluation,
+)
 
 AREA_ONLY_MEASURES = frozenset({"area_px", "area_mm2"})
 #: a pixel is uncertain when its winning probability is this close to its class threshold
@@ -68,6 +74,23 @@ class Decision:
     uncertainty: float = 0.0
     #: ``prompting.inputcheck.InputCheck.to_dict()`` when the image was checked
     input_check: dict[str, Any] | None = None
+
+    def masks(self, classes: Sequence[str]) -> dict[str, np.ndarray]:
+        """The pixels the decision was made on, per class: ``{name: (H, W) bool}``
+        for every class in model order (``label_map == k + 1``: the kept blobs),
+        then ``"anomaly"`` (:data:`~prompting.rules.types.ANOMALY_CLASS`) when an
+        anomaly rule reported regions, which are pixels of no class.
+
+        >>> d = Decision("NG", "major", [], [], np.array([[0, 1], [0, 0]], np.uint8), {})
+        >>> {k: v.astype(int).tolist() for k, v in d.masks(["scratch"]).items()}
+        {'scratch': [[0, 1], [0, 0]]}
+        """
+        label_map = np.asarray(self.label_map)
+        out = {name: label_map == k + 1 for k, name in enumerate(classes)}
+        found = [b.id for b in self.blobs if b.class_name == ANOMALY_CLASS]
+        if found and self.blob_map is not None:
+            out[ANOMALY_CLASS] = np.isin(self.blob_map, found)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (no pixel maps)."""

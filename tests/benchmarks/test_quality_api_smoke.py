@@ -32,8 +32,9 @@ def test_the_protocol_through_an_embedded_server(tiny_dataset, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "API path on embedded server http://127.0.0.1:" in captured.err
-    api = _rows(captured.out, "ours (classic) via API")
-    engine = _rows(captured.out, "ours (classic) engine")
+    table, line_table = captured.out.split("The line's masks")
+    api = _rows(table, "ours (classic) via API")
+    engine = _rows(table, "ours (classic) engine")
     assert len(api) == 1 and len(engine) == 1
     # dataset | eval imgs | method | seg IoU | rules IoU | escape | overkill | train | predict
     for row in (api[0], engine[0]):
@@ -45,6 +46,12 @@ def test_the_protocol_through_an_embedded_server(tiny_dataset, capsys):
     stages = next(line for line in captured.out.splitlines() if line.startswith("| tiny | 0 |"))
     assert stages.strip("|").split("|")[2].strip() == "classic"
     assert all(float(c) > 0 for c in stages.strip("|").split("|")[3:]), stages
+    # the line's masks (POST /inspect/ with masks=coco_rle) are the Images page's, up
+    # to the pixels whose probability lies within 1/510 of the tuned threshold (the
+    # page re-judges stored uint8 probabilities: prompting.probmaps); here a few
+    # pixels of the squares' ~120 px unions
+    (line,) = _rows(line_table, "ours (classic) via API")
+    assert float(line[3]) > 0.5 and abs(float(line[4]) - float(line[3])) <= 0.03, line
 
 
 def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_dataset, capsys):
@@ -62,10 +69,12 @@ def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_datas
         ]
     )  # fmt: skip
     assert code == 0
-    out = capsys.readouterr().out
+    out, line_table = capsys.readouterr().out.split("The line's masks")
     for method in ("ours (backbone) via API", "ours (classic) via API"):
         (row,) = _rows(out, method)
         assert row[1] == "2" and 0.5 < float(row[3]) <= 1.0, row
+        (line,) = _rows(line_table, method)
+        assert abs(float(line[4]) - float(line[3])) <= 0.03, line
     assert not _rows(out, "ours (backbone) engine")
     stage_rows = [line for line in out.splitlines() if line.startswith("| tiny | 0 |")]
     assert sorted(r.strip("|").split("|")[2].strip() for r in stage_rows) == [
@@ -94,8 +103,8 @@ def test_api_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, argv, s
 
 def test_good_parts_only_through_the_api_beside_the_engine(tmp_path, capsys):
     """Ten good parts marked OK through the API, no stroke, the rules Tune proposes
-    from them saved: the line's verdicts and the anomaly peaks come back, beside
-    the engine path on the same images."""
+    from them saved: the line's verdicts, masks and the anomaly peaks come back,
+    beside the engine path on the same images."""
     from tests.benchmarks.conftest import _dataset
 
     root = _dataset(tmp_path, n=36)  # 12 defect-free images: ten to train on, 26 to inspect
@@ -131,7 +140,9 @@ def test_good_parts_only_through_the_api_beside_the_engine(tmp_path, capsys):
     # above every good part on both paths, and the API's line sends it back NG
     assert float(api[6]) > 0.9 and float(engine[6]) > 0.9, rows
     assert api[4] == "0.0 %", api  # escape: no defective part judged OK
-    assert api[7] == "n/a" and 0.0 <= float(engine[7]) <= 1.0
+    # the anomaly regions' pixel IoU: through the API from the masks the line's
+    # answers hold, the same regions as the engine's decisions on the same images
+    assert 0.0 < float(api[7]) <= 1.0 and api[7] == engine[7], rows
     # both paths judge with what Tune proposes from the good parts: an anomaly rule
     # at (or just above) their own level
     for row in (api, engine):

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from inspection.models import ModelVersion
+from prompting.interchange import coco_rle_decode
 from tests.inspection.svc_helpers import (
     background_strokes,
     defect_stroke,
@@ -117,7 +118,7 @@ def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, 
     marked[h // 2 - 20 : h // 2 + 20, w // 2 - 20 : w // 2 + 20] = 255  # a bright 40 px patch
     r = client.post(
         f"/api/v1/projects/{pid}/inspect/",
-        {"file": _png(marked, "marked.png"), "station": "line-1"},
+        {"file": _png(marked, "marked.png"), "station": "line-1", "masks": "coco_rle"},
         format="multipart",
     )
     assert r.status_code == 200, r.content
@@ -127,6 +128,14 @@ def test_ten_good_parts_and_no_stroke_give_the_line_reasons(jobs_db, make_user, 
     assert reason["rule_type"] == "anomaly_score" and reason["value"] >= 1.1
     x, y = (int(v) for v in re.search(r"x=(\d+), y=(\d+)", reason["message"]).groups())
     assert abs(x - w // 2) <= 24 and abs(y - h // 2) <= 24  # it points at the patch
+    # the line gets the anomalous region as pixels: the blobs the reason names, at the patch
+    masks = {m["class"]: m for m in bad["masks"]["masks"]}
+    assert list(masks) == ["defect", "anomaly"] and masks["defect"]["area_px"] == 0
+    region = coco_rle_decode(masks["anomaly"]["rle"])
+    assert region.shape == (h, w) and region[h // 2, w // 2]
+    found = [b for b in bad["blobs"] if b["class_name"] == "anomaly"]
+    assert reason["blob_id"] in {b["id"] for b in found}
+    assert sum(b["area_px"] for b in found) == int(region.sum()) == masks["anomaly"]["area_px"]
     # the same part without the patch passes the same rule
     r = client.post(
         f"/api/v1/projects/{pid}/inspect/", {"file": _png(good, "good.png")}, format="multipart"

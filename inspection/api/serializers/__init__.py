@@ -25,6 +25,7 @@ from inspection.api.serializers.inputs import (
 )
 from inspection.api.serializers.outputs import (
     ImageOutput,
+    InspectAnswerOutput,
     InspectionOutput,
     InspectionReviewOutput,
     JobChunksOutput,
@@ -71,6 +72,7 @@ __all__ = [
     "PredictionOutput",
     "InspectionReviewOutput",
     "InspectionOutput",
+    "InspectAnswerOutput",
     "WebhookOutput",
     "WebhookCreatedOutput",
     "WebhookDeliveryOutput",

@@ -160,6 +160,10 @@ class RulesBacktestInput(serializers.Serializer):
     rules = serializers.JSONField(required=False)
 
 
+#: how ``POST /inspect/`` may answer with the decision's pixels
+INSPECT_MASKS = ("none", "coco_rle")
+
+
 class InspectInput(_UploadInput):
     """Parts to inspect, with the station and part id they came from (cut to
     100 and 200 characters)."""
@@ -167,13 +171,36 @@ class InspectInput(_UploadInput):
     file = serializers.ListField(child=serializers.FileField(), min_length=1)
     station = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     part_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    masks = serializers.ChoiceField(
+        choices=INSPECT_MASKS,
+        required=False,
+        default="none",
+        help_text="coco_rle: the answer also holds the decision's pixels, one COCO RLE per "
+        "class (and the anomaly regions); one file at a time",
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         files = self._validate_files(data)
+        masks = data.get("masks") or "none"
+        if masks not in INSPECT_MASKS:
+            raise InvalidInput(
+                "unknown masks encoding",
+                field_errors={"masks": [f"one of {', '.join(INSPECT_MASKS)}, got {masks!r}"]},
+            )
+        if masks != "none" and len(files) > 1:
+            raise InvalidInput(
+                "masks for one file at a time",
+                field_errors={
+                    "masks": [
+                        "masks are answered for one file at a time (a batch answers with a job)"
+                    ]
+                },
+            )
         return {
             "station": str(data.get("station", ""))[:100],
             "part_id": str(data.get("part_id", ""))[:200],
             "files": [(f.name, upload_read(f, "file")) for f in files],
+            "masks": masks,
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from inspection import selectors
@@ -395,6 +395,43 @@ class InspectionOutput(serializers.ModelSerializer):
             "job",
             "created_at",
         ]
+
+
+class InspectionMaskOutput(serializers.Serializer):
+    """One class's pixels of a decision (``class`` is a Python keyword, hence the
+    declaration below)."""
+
+    area_px = serializers.IntegerField()
+    rle = inline_serializer(
+        "CocoRle",
+        {
+            "size": serializers.ListField(child=serializers.IntegerField()),
+            "counts": serializers.CharField(),
+        },
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {"class": serializers.CharField(), **super().get_fields()}
+
+
+class InspectionMasksOutput(serializers.Serializer):
+    size = serializers.ListField(child=serializers.IntegerField(), help_text="[H, W]")
+    encoding = serializers.CharField(help_text="coco_rle: column-major, compressed")
+    masks = InspectionMaskOutput(many=True)
+
+
+class InspectAnswerOutput(InspectionOutput):
+    """The logged decision, with its pixels when the request asked for them
+    (``masks``; null otherwise)."""
+
+    masks = serializers.SerializerMethodField()
+
+    @extend_schema_field(InspectionMasksOutput(allow_null=True))
+    def get_masks(self, obj: Inspection) -> dict | None:
+        return self.context.get("masks")
+
+    class Meta(InspectionOutput.Meta):
+        fields = [*InspectionOutput.Meta.fields, "masks"]
 
 
 class WebhookOutput(serializers.ModelSerializer):
