@@ -24,8 +24,10 @@ but every step is an HTTP request to a running server:
    images; ``PUT /rules/`` saves it, which predicts every image again: the
    evaluation masks under the tuned rules give "rules IoU".
 5. Every evaluation image goes through the line's route,
-   ``POST /projects/{id}/inspect/``: its verdict gives escape and overkill,
-   and the request's wall time is "predict / image".
+   ``POST /projects/{id}/inspect/`` with ``masks=coco_rle``: its verdict gives
+   escape and overkill, its masks "line IoU" (beside rules IoU: the same rules,
+   judged on the line rather than on the stored probabilities), and the
+   request's wall time is "predict / image".
 
 With ``--good-parts-only`` (a backend with an anomaly bank), the good-parts
 protocol follows on each dataset with defect-free images and seed: ten of them

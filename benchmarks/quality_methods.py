@@ -259,10 +259,10 @@ def _evaluate(
         cpu.append(time.process_time() - c0)
         probs[s.image_id] = p
         decision = rules_apply(p, classes=CLASSES, ruleset=ruleset, inputs=inputs.get(s.image_id))
-        pred = np.asarray(decision.label_map) > 0
-        if anomaly_defect:  # the anomaly regions the decision reports as blobs
-            found = [b.id for b in decision.blobs if b.class_name == ANOMALY_CLASS]
-            pred |= np.isin(decision.blob_map, found)
+        masks = decision.masks(CLASSES)
+        if not anomaly_defect:  # the anomaly regions count only where nothing was painted
+            masks.pop(ANOMALY_CLASS, None)
+        pred = np.logical_or.reduce(list(masks.values()))
         uncertainty.append(decision.uncertainty)
         errors.append(int((pred ^ s.mask).sum()))
         inter += int((pred & s.mask).sum())
