@@ -12,6 +12,7 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from inspection.errors import Conflict
 from inspection.models import Project
@@ -108,11 +109,13 @@ def station_inspect(
         ins.part_id,
         t.get("total_ms", 0.0),
     )
+    classes = _classes(ins)
     return segmentation_answer(
         model_id=str(ins.model_version_id),
-        classes=_classes(ins),
+        classes=classes,
         label_map=result.decision.label_map,
         probabilities=result.probabilities,
+        regions=_anomaly_regions(result, classes),
         latency=latency,
         extra={
             "inspection": str(ins.id),
@@ -129,6 +132,19 @@ def station_inspect(
             "rules_version": ins.ruleset.version if ins.ruleset_id else None,
         },
     )
+
+
+def _anomaly_regions(result: Any, classes: list[str]) -> tuple[str, Any, float] | None:
+    """("anomaly", (H, W) bool, score) of the anomaly regions ``result``'s decision
+    reported, or None; the score is their mean anomaly score (1.0 = the good
+    parts' level, so not a probability: it can exceed 1)."""
+    # deferred: the rules engine loads scipy, which the web process does not need at start
+    from prompting.rules.types import ANOMALY_CLASS
+
+    mask = result.decision.masks(classes).get(ANOMALY_CLASS)
+    if mask is None or result.anomaly is None:
+        return None
+    return ANOMALY_CLASS, mask, float(result.anomaly[mask].mean()) if mask.any() else 0.0
 
 
 def _classes(ins) -> list[str]:

@@ -124,6 +124,7 @@ def segmentation_answer(
     probabilities: np.ndarray,
     latency: dict[str, float],
     extra: dict[str, Any],
+    regions: tuple[str, np.ndarray, float] | None = None,
 ) -> dict[str, Any]:
     """LandingEdge's ``SegmentationPrediction`` for one image.
 
@@ -131,21 +132,20 @@ def segmentation_answer(
     decision's kept-blob pixels). ``probabilities``: (K+1, H, W) float, index 0
     background. Each class has a bitmap (empty ones too, as LandingEdge sends);
     ``labelIndex`` counts from 1 (0 is LandingLens' background); ``score`` is
-    the class's mean probability over its mask (0 when empty). ``extra`` joins
-    the top level.
+    the class's mean probability over its mask (0 when empty). ``regions``:
+    (name, (H, W) bool mask, score) of pixels of no class the decision reported
+    (the anomaly regions), one more bitmap after the classes, counted in
+    ``numClasses``. ``extra`` joins the top level.
     """
     h, w = label_map.shape
     bitmaps = {}
-    for k, name in enumerate(classes):
-        mask = label_map == k + 1
+    masks = [(name, label_map == k + 1) for k, name in enumerate(classes)]
+    for k, (name, mask) in enumerate(masks):
         score = float(probabilities[k + 1][mask].mean()) if mask.any() else 0.0
-        bitmaps[bitmap_id(model_id, name)] = {
-            "bitmap": bitmap_rle_encode(mask),
-            "defectId": k + 1,
-            "labelIndex": k + 1,
-            "labelName": name,
-            "score": round(score, 6),
-        }
+        bitmaps[bitmap_id(model_id, name)] = _bitmap(mask, k + 1, name, score)
+    if regions is not None:
+        name, mask, score = regions
+        bitmaps[bitmap_id(model_id, name)] = _bitmap(mask, len(classes) + 1, name, score)
     return {
         "type": "SegmentationPrediction",
         "model_id": str(model_id),
@@ -154,8 +154,19 @@ def segmentation_answer(
             "encoding": ENCODING,
             "imageHeight": int(h),
             "imageWidth": int(w),
-            "numClasses": len(classes),
+            "numClasses": len(classes) + (regions is not None),
         },
         "latency": latency,
         **extra,
+    }
+
+
+def _bitmap(mask: np.ndarray, index: int, name: str, score: float) -> dict[str, Any]:
+    """One entry of an answer's ``bitmaps``: ``mask`` (H, W) bool as label ``index``."""
+    return {
+        "bitmap": bitmap_rle_encode(mask),
+        "defectId": index,
+        "labelIndex": index,
+        "labelName": name,
+        "score": round(float(score), 6),
     }

@@ -107,7 +107,75 @@ def test_segmentation_answer_shape():
     assert by_name["dent"]["score"] == pytest.approx(0.6)
 
 
+def test_segmentation_answer_adds_the_anomaly_regions_after_the_classes():
+    label_map = np.zeros((2, 3), np.uint8)
+    label_map[0, 2] = 1
+    probs = np.zeros((2, 2, 3), np.float32)
+    probs[1, 0, 2] = 0.9
+    regions = np.zeros((2, 3), bool)
+    regions[1, :2] = True
+    answer = segmentation_answer(
+        model_id="9315c71e-31af-451f-9b38-120e035e6240",
+        classes=["crack"],
+        label_map=label_map,
+        probabilities=probs,
+        regions=("anomaly", regions, 1.37),
+        latency={},
+        extra={},
+    )
+    p = answer["predictions"]
+    assert p["numClasses"] == 2
+    by_name = {b["labelName"]: b for b in p["bitmaps"].values()}
+    assert by_name["crack"]["bitmap"] == "2Z1N3Z" and by_name["crack"]["labelIndex"] == 1
+    assert by_name["anomaly"]["bitmap"] == "3Z2N1Z" and by_name["anomaly"]["labelIndex"] == 2
+    assert by_name["anomaly"]["score"] == pytest.approx(1.37)
+
+
 # --------------------------------------------------------------------------- the app
+def test_station_answers_a_good_parts_decision_with_its_anomaly_regions(line, monkeypatch):
+    """A project started from good parts: no class pixel, the anomaly rule's regions
+    NG; the station's answer carries them as a bitmap, not an empty mask."""
+    from inspection.stations.app import StationApp
+    from prompting import pipeline
+    from prompting.rules import rules_apply, ruleset_validate
+
+    anomaly = np.full((8, 8), 0.3, np.float32)
+    anomaly[1:4, 4:7] = 1.6  # one unusual 3x3 patch
+    rules = ruleset_validate(
+        {
+            "rules": [
+                {
+                    "id": "u",
+                    "type": "anomaly_score",
+                    "class": "*",
+                    "min_score": 1.2,
+                    "severity": "major",
+                }
+            ]
+        }
+    )
+
+    def inspect_image(rgb8, **kw):
+        probs = np.stack([np.ones((8, 8), np.float32), np.zeros((8, 8), np.float32)])
+        decision = rules_apply(
+            probs, classes=["scratch"], ruleset=rules, inputs={"anomaly": anomaly}
+        )
+        return pipeline.InspectionResult(decision=decision, probabilities=probs, anomaly=anomaly)
+
+    monkeypatch.setattr(pipeline, "inspect_image", inspect_image)
+    app = StationApp(Station(name="line-1", project_id=str(line.project.id)))
+    status, body = station_call(app, files={"file": ("a.png", line.png(4))})
+    assert status == 200, body
+    assert body["verdict"] == "NG" and body["reasons"][0]["rule_type"] == "anomaly_score"
+    p = body["predictions"]
+    assert p["numClasses"] == 2
+    by_name = {b["labelName"]: b for b in p["bitmaps"].values()}
+    assert not bitmap_rle_decode(by_name["scratch"]["bitmap"], (8, 8)).any()
+    assert by_name["anomaly"]["labelIndex"] == 2
+    assert (bitmap_rle_decode(by_name["anomaly"]["bitmap"], (8, 8)) == (anomaly > 1)).all()
+    assert by_name["anomaly"]["score"] == pytest.approx(1.6)
+
+
 def test_station_app_refuses_what_it_must(line):
     from inspection.stations.app import StationApp
 
