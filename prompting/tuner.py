@@ -451,9 +451,23 @@ def rules_tune(
             for b in tradeoffs(table.tuned_max[:, j], other, is_ng, base_min_area):
                 points.setdefault((b.escapes, b.overkills), []).append((score, grid[j], b))
     best_top = min(o[0] for o in outcomes)
-    score = score_pick([o[1] for o in outcomes if o[0] == best_top], anomaly_rule)
-    top, score, bests = next(o for o in outcomes if o[0] == best_top and o[1] == score)
-    tied = [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
+    image_area = float(np.median(table.inspected_area))
+
+    def dry_tied(bests: list[AreaBest]) -> list[int]:
+        """The grid thresholds reaching the best outcome with a minimum area that
+        judges defects, not how far the masks flood (below FLOOD_SHARE)."""
+        return [
+            j
+            for j, b in enumerate(bests)
+            if (b.escapes, b.overkills) == best_top and b.min_area < FLOOD_SHARE * image_area
+        ]
+
+    # a flooding rule only where the labelled images allow no other at the best outcome
+    reaching = [o for o in outcomes if o[0] == best_top]
+    dry = [o for o in reaching if dry_tied(o[2])] or reaching
+    score = score_pick([o[1] for o in dry], anomaly_rule)
+    top, score, bests = next(o for o in dry if o[1] == score)
+    tied = dry_tied(bests) or [j for j, b in enumerate(bests) if (b.escapes, b.overkills) == top]
     threshold, best = threshold_pick([(grid[j], bests[j]) for j in tied])
 
     proposal = _with_rule(
@@ -474,7 +488,6 @@ def rules_tune(
         progress=lambda f, m: report_progress(0.8 + 0.2 * f, m),
         inputs=inputs,
     )
-    image_area = float(np.median(table.inspected_area))
     alternatives = _alternatives(
         points,
         (best.escapes, best.overkills),

@@ -154,3 +154,22 @@ def test_an_alternative_says_when_its_masks_flood():
     assert alt.to_dict()["floods"] is False
     alt.area_share = 0.3
     assert alt.to_dict()["floods"] is True
+
+
+def test_a_rule_on_defects_is_proposed_before_a_flooding_one_of_the_same_outcome():
+    # a confident 4 px defect on a faint haze that fills the NG parts (a 40 px haze on
+    # the OK ones): threshold 0.5 with a small minimum area and threshold 0.2 with a
+    # flooding one both judge every part right; the flooding one has the wider range
+    # of areas, and the proposal takes the rule on the defect
+    ng = np.full((16, 16), 0.3, np.float32)
+    ng[2:4, 2:4] = 0.9
+    ok = np.zeros((16, 16), np.float32)
+    ok[:4, :10] = 0.3
+    probs = {k: np.stack([1 - p, p]) for k, p in {"n1": ng, "n2": ng, "o1": ok, "o2": ok}.items()}
+    truths = {"n1": "NG", "n2": "NG", "o1": "OK", "o2": "OK"}
+    flooding = _base(threshold=0.2, min_area=102)
+    assert _counts(probs, truths, flooding) == (0, 0)
+    result = rules_tune(probs, truths, classes=CLASSES, base=_base(), thresholds=[0.2, 0.5])
+    assert (result.escapes, result.overkills) == (0, 0)
+    assert result.threshold == 0.5 and result.min_area_px <= 4
+    assert result.warning is None or "flood" not in result.warning
