@@ -24,6 +24,7 @@ from benchmarks.quality_common import (
     prompts_paint,
     spearman,
 )
+from prompting.probmaps import anomaly_as_stored, probabilities_as_stored
 from prompting.rules.types import ANOMALY_CLASS, anomaly_region
 
 if TYPE_CHECKING:
@@ -66,16 +67,20 @@ class OurMethod:
         ).learner
 
     def predict(self, sample: Sample, *, cached: bool) -> np.ndarray:
-        return self.learner.predict_proba(
-            sample.rgb,
-            backend=self.backend,
-            cache=self.cache if cached else None,
-            image_hash=sample.image_hash,
+        """(K+1, H, W) probabilities as the product judges them (as stored)."""
+        return probabilities_as_stored(
+            self.learner.predict_proba(
+                sample.rgb,
+                backend=self.backend,
+                cache=self.cache if cached else None,
+                image_hash=sample.image_hash,
+            )
         )
 
     def anomaly(self, sample: Sample) -> np.ndarray | None:
-        """The anomaly map (H, W) of ``sample``, or None without a memory bank."""
-        return self.learner.anomaly_map(sample.rgb, backend=self.backend)
+        """The anomaly map (H, W) of ``sample`` as the product judges it, or None
+        without a memory bank."""
+        return anomaly_as_stored(self.learner.anomaly_map(sample.rgb, backend=self.backend))
 
 
 class BaselineMethod:

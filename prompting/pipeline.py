@@ -18,6 +18,7 @@ import numpy as np
 from prompting.features.base import FeatureBackend
 from prompting.inputcheck import DEFAULT_MARGIN, InputCheck, image_profile, input_check
 from prompting.learner import Learner
+from prompting.probmaps import anomaly_as_stored, probabilities_as_stored
 
 #: what the input check does: nothing, report (the decision stands), or judge NG
 INPUT_CHECK_MODES = ("off", "flag", "ng")
@@ -103,6 +104,10 @@ def inspect_image(
         rgb8, backend=backend, cache=cache, image_hash=image_hash, sam_model=sam_model
     )
     t1 = time.perf_counter()
+    # judged as stored (probabilities on the 1/255 grid, the anomaly map in float16), so
+    # the line, a stored prediction re-judged under new rules, the backtest and the
+    # tuner see the same numbers and agree to the pixel at any threshold
+    probs, anomaly = probabilities_as_stored(probs), anomaly_as_stored(anomaly)
     decision = rules_apply(
         probs,
         classes=learner.classes,

@@ -34,6 +34,54 @@ _FLOAT16 = "probabilities"
 _ANOMALY = "anomaly_f16"
 
 
+def probabilities_as_stored(probabilities: np.ndarray) -> np.ndarray:
+    """(K+1,H,W) float32: ``probabilities`` exactly as :func:`probabilities_decode`
+    will read them back from :func:`probabilities_encode` (defect planes on the
+    1/255 grid), without the file. Decisions taken on these match the ones taken
+    later on the stored map to the pixel, whatever the thresholds.
+
+    >>> p = np.zeros((2, 1, 3), np.float32); p[1] = [[0.1, 0.4999, 0.0519]]; p[0] = 1 - p[1]
+    >>> q = probabilities_as_stored(p)
+    >>> bool((q == probabilities_decode(probabilities_encode(p))).all())
+    True
+    """
+    p = np.asarray(probabilities)
+    if p.ndim != 3 or p.shape[0] < 2:
+        raise ValueError(f"probabilities must be (K+1,H,W) with K >= 1, got {p.shape}")
+    return _dequantise(_quantise(p))
+
+
+def anomaly_as_stored(anomaly: np.ndarray | None) -> np.ndarray | None:
+    """(H,W) float32: the anomaly map exactly as :func:`anomaly_decode` reads it
+    back (float16), or None."""
+    return None if anomaly is None else np.asarray(anomaly).astype(np.float16).astype(np.float32)
+
+
+def _quantise(p: np.ndarray) -> np.ndarray:
+    """(K,H,W) uint8: the defect planes of (K+1,H,W) ``p`` as round(255 p)."""
+    q = np.empty(p.shape[1:], np.float32)
+    planes = np.empty((p.shape[0] - 1, *p.shape[1:]), np.uint8)
+    for k in range(1, p.shape[0]):
+        np.multiply(p[k], np.float32(255.0), out=q)
+        np.rint(q, out=q)
+        np.clip(q, 0, 255, out=q)
+        planes[k - 1] = q
+    return planes
+
+
+def _dequantise(planes: np.ndarray) -> np.ndarray:
+    """(K+1,H,W) float32 of (K,H,W) uint8 planes; the background their complement."""
+    out = np.empty((planes.shape[0] + 1, *planes.shape[1:]), np.float32)
+    np.multiply(planes, np.float32(1.0 / 255.0), out=out[1:])
+    out[0] = 1.0
+    out[0] -= out[1:].sum(axis=0)
+    if planes.shape[0] > 1 and (out[0] < 0).any():
+        # several defect planes rounded up past 1 together: renormalise
+        np.clip(out[0], 0.0, 1.0, out=out[0])
+        out /= out.sum(axis=0, keepdims=True)
+    return out
+
+
 def probabilities_encode(probabilities: np.ndarray, *, anomaly: np.ndarray | None = None) -> bytes:
     """``.npz`` bytes of ``probabilities`` (K+1,H,W) float in [0, 1], plane 0 background,
     and optionally the image's ``anomaly`` map (H,W) float (stored as float16,
@@ -46,13 +94,7 @@ def probabilities_encode(probabilities: np.ndarray, *, anomaly: np.ndarray | Non
     p = np.asarray(probabilities)
     if p.ndim != 3 or p.shape[0] < 2:
         raise ValueError(f"probabilities must be (K+1,H,W) with K >= 1, got {p.shape}")
-    q = np.empty(p.shape[1:], np.float32)
-    planes = np.empty((p.shape[0] - 1, *p.shape[1:]), np.uint8)
-    for k in range(1, p.shape[0]):
-        np.multiply(p[k], np.float32(255.0), out=q)
-        np.rint(q, out=q)
-        np.clip(q, 0, 255, out=q)
-        planes[k - 1] = q
+    planes = _quantise(p)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         with zf.open(f"{_QUANTISED}.npy", "w") as fh:
@@ -89,15 +131,7 @@ def probabilities_decode(data: bytes) -> np.ndarray:
                 planes = z[_QUANTISED]
                 if planes.ndim != 3 or planes.dtype != np.uint8:
                     raise ArtifactError(f"quantised probabilities have shape {planes.shape}")
-                out = np.empty((planes.shape[0] + 1, *planes.shape[1:]), np.float32)
-                np.multiply(planes, np.float32(1.0 / 255.0), out=out[1:])
-                out[0] = 1.0
-                out[0] -= out[1:].sum(axis=0)
-                if planes.shape[0] > 1 and (out[0] < 0).any():
-                    # several defect planes rounded up past 1 together: renormalise
-                    np.clip(out[0], 0.0, 1.0, out=out[0])
-                    out /= out.sum(axis=0, keepdims=True)
-                return out
+                return _dequantise(planes)
             return z[_FLOAT16].astype(np.float32)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"unreadable probability file ({type(exc).__name__}: {exc})") from None

@@ -24,7 +24,13 @@ from inspection.selectors import model_candidate
 from inspection.services import engine, jobs
 from inspection.storage import bytes_read, bytes_save, name_new
 from inspection.types import Actor
-from prompting.probmaps import anomaly_decode, probabilities_decode, probabilities_encode
+from prompting.probmaps import (
+    anomaly_as_stored,
+    anomaly_decode,
+    probabilities_as_stored,
+    probabilities_decode,
+    probabilities_encode,
+)
 
 
 def prediction_store(
@@ -54,6 +60,9 @@ def prediction_store(
 
     project = image.project
     t0 = time.perf_counter()
+    # judged as stored, so re-judging the stored file under new rules, the backtest,
+    # the tuner and the line (prompting.pipeline) agree to the pixel
+    probabilities, anomaly = probabilities_as_stored(probabilities), anomaly_as_stored(anomaly)
     decision = engine.rules_apply(
         probabilities,
         classes=model_version.classes,

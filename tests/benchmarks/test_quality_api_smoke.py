@@ -46,12 +46,10 @@ def test_the_protocol_through_an_embedded_server(tiny_dataset, capsys):
     stages = next(line for line in captured.out.splitlines() if line.startswith("| tiny | 0 |"))
     assert stages.strip("|").split("|")[2].strip() == "classic"
     assert all(float(c) > 0 for c in stages.strip("|").split("|")[3:]), stages
-    # the line's masks (POST /inspect/ with masks=coco_rle) are the Images page's, up
-    # to the pixels whose probability lies within 1/510 of the tuned threshold (the
-    # page re-judges stored uint8 probabilities: prompting.probmaps); here a few
-    # pixels of the squares' ~120 px unions
+    # the line's masks (POST /inspect/ with masks=coco_rle) are the Images page's: both
+    # judge the probabilities as stored, the page re-judging the file after the tune
     (line,) = _rows(line_table, "ours (classic) via API")
-    assert float(line[3]) > 0.5 and abs(float(line[4]) - float(line[3])) <= 0.03, line
+    assert float(line[3]) > 0.5 and line[4] == line[3], line
 
 
 def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_dataset, capsys):
@@ -74,7 +72,7 @@ def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_datas
         (row,) = _rows(out, method)
         assert row[1] == "2" and 0.5 < float(row[3]) <= 1.0, row
         (line,) = _rows(line_table, method)
-        assert abs(float(line[4]) - float(line[3])) <= 0.03, line
+        assert line[4] == line[3], line
     assert not _rows(out, "ours (backbone) engine")
     stage_rows = [line for line in out.splitlines() if line.startswith("| tiny | 0 |")]
     assert sorted(r.strip("|").split("|")[2].strip() for r in stage_rows) == [

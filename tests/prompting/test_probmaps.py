@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from prompting.errors import ArtifactError
-from prompting.probmaps import probabilities_decode, probabilities_encode
+from prompting.probmaps import (
+    anomaly_as_stored,
+    anomaly_decode,
+    probabilities_as_stored,
+    probabilities_decode,
+    probabilities_encode,
+)
 
 
 def _probs(k: int, seed: int = 0, shape=(17, 23)) -> np.ndarray:
@@ -28,6 +34,31 @@ def test_threshold_half_keeps_every_pixel_on_its_side():
     p[0] = 1 - p[1]
     back = probabilities_decode(probabilities_encode(p))
     np.testing.assert_array_equal(back[1] >= 0.5, p[1] >= 0.5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_as_stored_is_what_the_file_gives_back(k):
+    p = _probs(k, seed=k)
+    a = np.random.default_rng(k).random(p.shape[1:]).astype(np.float32) * 2
+    data = probabilities_encode(p, anomaly=a)
+    np.testing.assert_array_equal(probabilities_as_stored(p), probabilities_decode(data))
+    np.testing.assert_array_equal(anomaly_as_stored(a), anomaly_decode(data))
+    assert anomaly_as_stored(None) is None
+    # judging it again changes nothing: a stored map re-judged stays as it is
+    once = probabilities_as_stored(p)
+    np.testing.assert_array_equal(probabilities_as_stored(once), once)
+
+
+def test_at_any_threshold_as_stored_and_stored_judge_alike_where_float_does_not():
+    p = _probs(1, seed=5, shape=(64, 64))
+    p[1, 0, :3] = [0.0495, 0.0505, 0.05]  # within 1/510 of 0.05, on both sides
+    p[0] = 1 - p[1]
+    stored = probabilities_decode(probabilities_encode(p))
+    for t in (0.05, 0.1, 0.35, 0.5, 0.9):
+        np.testing.assert_array_equal(probabilities_as_stored(p)[1] >= t, stored[1] >= t)
+    # the model's own float32 output can fall on the other side of a threshold off
+    # the grid's midpoints: 0.0495 is below 0.05, stored it is 13/255 = 0.051
+    assert p[1, 0, 0] < 0.05 <= stored[1, 0, 0]
 
 
 def test_smaller_than_the_float16_stack():
