@@ -10,7 +10,9 @@ Quantisation moves a probability by at most 1/510 (K/510 where K > 1 defect
 planes rounded up together past 1 are renormalised): a pixel changes side of a
 threshold t only if its probability lies within 1/510 of t (at t = 0.5, the
 default, rounding keeps the side: round(255 p) >= 128 exactly when p >= 0.5, up
-to float32 rounding).
+to float32 rounding). So that no pixel changes side anywhere, the product takes
+every decision on :func:`probabilities_as_stored` (and :func:`anomaly_as_stored`):
+the line's, a stored prediction's, and those re-judged from the file agree.
 
 Example::
 
