@@ -398,8 +398,8 @@ class InspectionOutput(serializers.ModelSerializer):
 
 
 class InspectionMaskOutput(serializers.Serializer):
-    """One class's pixels of a decision (``class`` is a Python keyword, hence the
-    declaration below)."""
+    """One class's pixels of a decision: ``class``, ``area_px`` and ``rle``, a
+    compressed COCO RLE."""
 
     area_px = serializers.IntegerField()
     rle = inline_serializer(
@@ -411,6 +411,7 @@ class InspectionMaskOutput(serializers.Serializer):
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
+        # "class" is a Python keyword, so it cannot be declared as an attribute
         return {"class": serializers.CharField(), **super().get_fields()}
 
 
