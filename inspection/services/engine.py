@@ -59,16 +59,6 @@ def feature_cache_get() -> FeatureCache:
         return _backends[key]
 
 
-def feature_cache_unkept() -> Any:
-    """A ``prompting.features.cache.UnkeptCache`` of :func:`feature_cache_get`: for
-    images seen once (the line's), features as the project's images get them from
-    the cache (float16 by default), without storing any."""
-    # deferred: PIL loads on first use
-    from prompting.features.cache import UnkeptCache
-
-    return UnkeptCache(feature_cache_get())
-
-
 def sam_configured() -> bool:
     return bool(settings.SAM_CHECKPOINT)
 

@@ -263,9 +263,7 @@ def _inspection_decide(*, project: Project, data: bytes) -> _Decided:
         backend=backend,
         ruleset=rules,
         px_per_mm=project.px_per_mm,
-        # production images are seen once: features as the project's images get them
-        # from the cache (so the line judges what the Images page shows), none stored
-        cache=engine.feature_cache_unkept(),
+        cache=None,  # production images are seen once: don't fill the cache
         input_mode=project.input_check,
         input_margin=project.input_check_margin,
     )

@@ -108,7 +108,7 @@ def shadow_decide(
                 backend=engine.backend_for(mv, learner),
                 ruleset=engine.ruleset_get(inspection.ruleset),
                 px_per_mm=inspection.project.px_per_mm,
-                cache=engine.feature_cache_unkept(),
+                cache=None,
                 input_mode="off",  # the deployed model's check says what the image is
             )
         except Exception as exc:  # noqa: BLE001 - recorded; the line's decision stands

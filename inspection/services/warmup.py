@@ -127,7 +127,7 @@ def serving_warm(*, project_ids: list[str] | None = None) -> WarmupResult:
                 backend=engine.backend_for(mv, learner),
                 ruleset=engine.ruleset_get(ruleset_active_get(project=project)),
                 px_per_mm=project.px_per_mm,
-                cache=engine.feature_cache_unkept(),
+                cache=None,
                 input_mode="off",
             )
 

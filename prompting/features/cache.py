@@ -322,48 +322,6 @@ class FeatureCache:
         return low >= -_FLOAT16_MAX and high <= _FLOAT16_MAX  # False for NaN
 
 
-class UnkeptCache:
-    """A cache that keeps nothing, but hands feature maps out as ``like`` would
-    store them (float16-rounded where it keeps them so): images seen once, such as
-    the line's, are judged on the same features as the project's images, whose
-    come from ``like``, without filling it.
-
-    >>> import tempfile
-    >>> like = FeatureCache(tempfile.mkdtemp(), max_bytes=10**6, features_dtype="float16")
-    >>> c = UnkeptCache(like)
-    >>> m = c.feature_map_as_stored(FeatureMap(np.full((1, 1, 1), 0.1, np.float32), (1, 1)))
-    >>> float(m.features[0, 0, 0]) == float(np.float16(0.1))
-    True
-    """
-
-    def __init__(self, like: FeatureCache) -> None:
-        self.like = like
-
-    def get_arrays(self, key: str) -> list[np.ndarray] | None:
-        return None
-
-    def get(self, key: str) -> np.ndarray | None:
-        return None
-
-    def __contains__(self, key: str) -> bool:
-        return False
-
-    def put_arrays(self, key: str, arrays: Sequence[np.ndarray]) -> None:
-        pass
-
-    def put(self, key: str, array: np.ndarray) -> None:
-        pass
-
-    def get_feature_map(self, key: str) -> FeatureMap | None:
-        return None
-
-    def put_feature_map(self, key: str, feature_map: FeatureMap) -> None:
-        pass
-
-    def feature_map_as_stored(self, feature_map: FeatureMap) -> FeatureMap:
-        return self.like.feature_map_as_stored(feature_map)
-
-
 #: elements per conversion step: below torch's parallel grain size (32768), so each
 #: step runs on the calling thread (threads of its pool spin-wait on a busy CPU)
 _WIDEN_STEP = 32768

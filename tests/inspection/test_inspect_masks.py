@@ -20,9 +20,7 @@ def _post(client, line, pixels, **fields):
     )
 
 
-def test_the_answer_holds_the_decisions_pixels(real_line, api_for, tmp_path):
-    from prompting.features.cache import FeatureCache
-
+def test_the_answer_holds_the_decisions_pixels(real_line, api_for):
     client = api_for(real_line.owner)
     pixels = real_line.rgb(real_line.rows[0])  # a tile with a defect
     r = _post(client, real_line, pixels, masks="coco_rle")
@@ -36,17 +34,12 @@ def test_the_answer_holds_the_decisions_pixels(real_line, api_for, tmp_path):
     decoded = coco_rle_decode(scratch["rle"])
     assert decoded.shape == (h, w) and int(decoded.sum()) == scratch["area_px"]
 
-    # the same pixels the engine decides on, for the same model and rules, on the
-    # features a project image gets (the float16 feature cache, the default)
+    # the same pixels the engine decides on, for the same model and rules
     mv = real_line.project.deployed_model
     learner = engine.learner_get(mv)
     ruleset = engine.ruleset_get(Inspection.objects.get(id=body["id"]).ruleset)
     result = inspect_image(
-        pixels,
-        learner=learner,
-        backend=engine.backend_for(mv, learner),
-        ruleset=ruleset,
-        cache=FeatureCache(tmp_path, max_bytes=10**9, features_dtype="float16"),
+        pixels, learner=learner, backend=engine.backend_for(mv, learner), ruleset=ruleset
     )
     expected = np.asarray(result.decision.label_map) == 1
     assert expected.any(), "the tile's defect should give the test some pixels"
@@ -88,30 +81,3 @@ def test_another_users_project_gives_no_masks(real_line, api_for, make_user):
     r = _post(stranger, real_line, real_line.rgb(real_line.rows[0]), masks="coco_rle")
     assert r.status_code == 404, r.content
     assert "masks" not in r.json()
-
-
-def test_the_line_judges_the_features_the_project_images_get_and_stores_none(
-    real_line, api_for, tmp_path
-):
-    """The line computes its features (nothing stored in the shared cache) rounded as
-    the cache keeps them, so its probabilities are a project image's to the bit."""
-    from inspection.services.inspections import inspection_run_result
-    from prompting.features.cache import FeatureCache
-
-    pixels = real_line.rgb(real_line.rows[0])
-    shared = engine.feature_cache_get()
-    before = shared.size_bytes()
-    ins, result = inspection_run_result(project=real_line.project, data=real_line.png(pixels))
-    assert shared.size_bytes() == before  # production images are seen once
-    # a project image's path: features through a float16 cache (the default setting)
-    mv = real_line.project.deployed_model
-    learner = engine.learner_get(mv)
-    project_side = inspect_image(
-        pixels,
-        learner=learner,
-        backend=engine.backend_for(mv, learner),
-        ruleset=engine.ruleset_get(ins.ruleset),
-        cache=FeatureCache(tmp_path, max_bytes=10**9, features_dtype="float16"),
-    )
-    assert np.array_equal(result.probabilities, project_side.probabilities)
-    assert np.array_equal(result.decision.label_map, project_side.decision.label_map)
