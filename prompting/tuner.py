@@ -453,13 +453,17 @@ def rules_tune(
     best_top = min(o[0] for o in outcomes)
     image_area = float(np.median(table.inspected_area))
 
+    def floods(min_area: int) -> bool:
+        """Whether a minimum blob area judges by how far the masks flood (FLOOD_SHARE)."""
+        return min_area >= FLOOD_SHARE * image_area
+
     def dry_tied(bests: list[AreaBest]) -> list[int]:
         """The grid thresholds reaching the best outcome with a minimum area that
-        judges defects, not how far the masks flood (below FLOOD_SHARE)."""
+        judges defects, not how far the masks flood."""
         return [
             j
             for j, b in enumerate(bests)
-            if (b.escapes, b.overkills) == best_top and b.min_area < FLOOD_SHARE * image_area
+            if (b.escapes, b.overkills) == best_top and not floods(b.min_area)
         ]
 
     # a flooding rule only where the labelled images allow no other at the best outcome
@@ -500,7 +504,7 @@ def rules_tune(
         anomaly_rule=anomaly_rule,
         px_per_mm=px_per_mm,
     )
-    if best.min_area >= FLOOD_SHARE * image_area:
+    if floods(best.min_area):
         notes.append(
             f"the proposed minimum blob area ({best.min_area} px) is {best.min_area / image_area:.0%} "
             f"of an image: at threshold {threshold:g} the masks grow into image-sized blobs, and the "

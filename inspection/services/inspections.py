@@ -202,6 +202,12 @@ def inspection_run_result(
     return inspection, decided.result
 
 
+def inspection_classes(inspection: Inspection) -> list[str]:
+    """The classes of the model that judged ``inspection``, in its order (its
+    decision's label map holds k + 1 for ``classes[k]``)."""
+    return list(engine.learner_get(inspection.model_version).classes)
+
+
 def inspection_masks(*, inspection: Inspection, result: Any) -> dict:
     """The pixels ``inspection``'s decision was made on, for a line client to draw,
     measure or store: ``{"size": [H, W], "encoding": "coco_rle", "masks": [...]}``,
@@ -210,7 +216,7 @@ def inspection_masks(*, inspection: Inspection, result: Any) -> dict:
     Each entry: ``class``, ``area_px`` and ``rle``, a compressed COCO RLE
     (column-major; ``pycocotools.mask.decode`` reads it). ``result``: the
     ``prompting.pipeline.InspectionResult`` of :func:`inspection_run_result`."""
-    classes = engine.learner_get(inspection.model_version).classes
+    classes = inspection_classes(inspection)
     decision = result.decision
     h, w = np.asarray(decision.label_map).shape
     return {

@@ -16,8 +16,7 @@ from typing import Any
 
 from inspection.errors import Conflict
 from inspection.models import Project
-from inspection.services import engine
-from inspection.services.inspections import inspection_run_result
+from inspection.services.inspections import inspection_classes, inspection_run_result
 from inspection.stations.landingedge import segmentation_answer
 
 log = logging.getLogger("inspection.stations")
@@ -109,7 +108,7 @@ def station_inspect(
         ins.part_id,
         t.get("total_ms", 0.0),
     )
-    classes = _classes(ins)
+    classes = inspection_classes(ins)
     return segmentation_answer(
         model_id=str(ins.model_version_id),
         classes=classes,
@@ -145,8 +144,3 @@ def _anomaly_regions(result: Any, classes: list[str]) -> tuple[str, Any, float] 
     if mask is None or result.anomaly is None:
         return None
     return ANOMALY_CLASS, mask, float(result.anomaly[mask].mean()) if mask.any() else 0.0
-
-
-def _classes(ins) -> list[str]:
-    """The deployed model's classes in its order (the label map's k + 1)."""
-    return list(engine.learner_get(ins.model_version).classes)

@@ -139,8 +139,8 @@ def segmentation_answer(
     """
     h, w = label_map.shape
     bitmaps = {}
-    masks = [(name, label_map == k + 1) for k, name in enumerate(classes)]
-    for k, (name, mask) in enumerate(masks):
+    for k, name in enumerate(classes):
+        mask = label_map == k + 1
         score = float(probabilities[k + 1][mask].mean()) if mask.any() else 0.0
         bitmaps[bitmap_id(model_id, name)] = _bitmap(mask, k + 1, name, score)
     if regions is not None:
