@@ -19,9 +19,11 @@ click:
   border as the background.
 
 Ours is :func:`prompting.clicks.click_segment` on :func:`click_features` of the
-shipped ``backbone`` backend (its default stages). Engine time is per click,
-features cached (as after the first click on an image); the features' own time
-per image is printed too.
+shipped ``backbone`` backend (its default stages), which cuts the mask at the
+level whose outline follows the strongest edges; beside it, the same cut at one
+fixed level (``DEFAULT_ALPHA``, what the product did before). Engine time is per
+click, features cached (as after the first click on an image); the features'
+own time per image is printed too.
 
 REST latency: a temporary SQLite database and media folder (eager Celery, no
 SAM checkpoint), one project with the first ``--rest-images`` evaluation images
@@ -125,12 +127,20 @@ def _summary(values: list[float]) -> str:
 
 def engine_run(samples: list[Sample], *, with_baselines: bool = True) -> dict:
     """Per-dataset figures of ours and the baselines on ``samples`` (one dataset)."""
-    from prompting.clicks import click_features, click_segment
+    from prompting.clicks import DEFAULT_ALPHA, click_features, click_segment
     from prompting.features import backend_create
     from prompting.prompts import Point
 
     backend = backend_create("backbone")
-    out = {"ours": [], "flood": [], "rw": [], "ours_ms": [], "feat_ms": [], "rw_ms": []}
+    out = {
+        "ours": [],
+        "fixed": [],
+        "flood": [],
+        "rw": [],
+        "ours_ms": [],
+        "feat_ms": [],
+        "rw_ms": [],
+    }
     for i, s in enumerate(samples):
         clicks = regions_clicks(s)
         if not clicks:
@@ -141,9 +151,12 @@ def engine_run(samples: list[Sample], *, with_baselines: bool = True) -> dict:
         feats = click_features(backend, s.rgb)
         out["feat_ms"].append((time.perf_counter() - t0) * 1000)
         for c in clicks:
-            res = click_segment(feats, [Point(c.x + 0.5, c.y + 0.5, CLASS)], target=CLASS)
+            click = [Point(c.x + 0.5, c.y + 0.5, CLASS)]
+            res = click_segment(feats, click, target=CLASS)
             out["ours_ms"].append(res.time_ms)
             out["ours"].append(iou(res.mask, c.region))
+            fixed = click_segment(feats, click, target=CLASS, alpha=DEFAULT_ALPHA)
+            out["fixed"].append(iou(fixed.mask, c.region))
             if with_baselines:
                 out["flood"].append(iou(flood_baseline(s.rgb, c.x, c.y), c.region))
                 t1 = time.perf_counter()
@@ -338,18 +351,20 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nOne click at the centre of each ground-truth region: mean mask IoU against it\n")
     print(
-        "| dataset | regions | ours (backbone) | flood fill | random walker | ours / best baseline "
-        "| ours ms per click median / p95 | features ms per image median | random walker ms median |"
+        "| dataset | regions | ours (backbone) | ours, one fixed level | flood fill | random walker "
+        "| ours / best baseline | ours ms per click median / p95 | features ms per image median "
+        "| random walker ms median |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         ours = float(np.mean(r["ours"])) if r["ours"] else float("nan")
+        fixed = float(np.mean(r["fixed"])) if r["fixed"] else float("nan")
         fl = float(np.mean(r["flood"])) if r["flood"] else float("nan")
         rw = float(np.mean(r["rw"])) if r["rw"] else float("nan")
         best = np.nanmax([fl, rw]) if r["flood"] else float("nan")
         ratio = f"{ours / best:.2f}×" if best and np.isfinite(best) else "n/a"
         print(
-            f"| {name} | {len(r['ours'])} | {ours:.3f} | {fl:.3f} | {rw:.3f} | {ratio} | "
+            f"| {name} | {len(r['ours'])} | {ours:.3f} | {fixed:.3f} | {fl:.3f} | {rw:.3f} | {ratio} | "
             f"{_summary(r['ours_ms'])} | {np.median(r['feat_ms']):.0f} | "
             f"{np.median(r['rw_ms']) if r['rw_ms'] else float('nan'):.0f} |"
         )

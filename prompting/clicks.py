@@ -23,6 +23,12 @@ stage maps on one grid (unit vectors, a few MB, cached by the caller);
    at least ``alpha`` that are connected to a positive point are kept (a click
    just off a thin crack takes the region within 3 px), their holes filled. A
    box restricts the mask to it.
+4. *Where the edge is.* One click cannot say how far its region goes. Unless
+   the caller fixes ``alpha``, the mask is cut at each level of
+   :data:`ALPHA_CHOICES` and the one whose outline lies on the strongest grey
+   edges (mean gradient magnitude along it) is kept, as SAM scores its
+   candidate masks; measured in benchmarks/README.md ("Points and boxes
+   without SAM").
 
 A box without points asks "what in this box is unlike its surroundings": the
 similarity to the nearest cell of a ring just outside the box, thresholded by
@@ -47,6 +53,9 @@ from prompting.prompts import Box, Point, Prompt, Stroke, polyline_resample
 CLICK_FEATURES_VERSION = 1
 #: threshold between the background level (0) and the clicked cells' level (1)
 DEFAULT_ALPHA = 0.45
+#: the levels a click's mask is cut at when the caller fixes none: the one whose
+#: outline follows the strongest grey edges wins (ties: the nearest DEFAULT_ALPHA)
+ALPHA_CHOICES = (0.35, 0.4, 0.45, 0.5, 0.55)
 #: share of the grey level in the object score (the rest: the network's features)
 GREY_WEIGHT = 0.4
 #: a click's prototype is the mean of the cells within this many cells of it
@@ -111,12 +120,14 @@ class ClickResult:
     prompts than the background does, in [0, 1] (0: indistinguishable).
     ``similarity``: (H, W) float32, the refined similarity map (1 = the clicked
     cells, 0 = the background level). ``time_ms``: segmentation time (features
-    not included)."""
+    not included). ``alpha``: the level the mask was cut at (None for a box
+    alone, cut by Otsu's method)."""
 
     mask: np.ndarray
     score: float
     similarity: np.ndarray
     time_ms: float
+    alpha: float | None = None
 
 
 def _grey(rgb8: np.ndarray) -> np.ndarray:
@@ -294,7 +305,7 @@ def click_segment(
     prompts: Sequence[Prompt],
     *,
     target: str,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float | None = None,
     refine_radius: int = REFINE_RADIUS,
     refine_eps: float = REFINE_EPS,
     grey_weight: float = GREY_WEIGHT,
@@ -307,7 +318,8 @@ def click_segment(
     negative points and other labels' points and strokes are negative; other
     labels' boxes are ignored. Several boxes restrict the mask to their union.
     ``alpha`` in (0, 1): where between the background's score (0) and the
-    clicked cells' (1) the mask's edge lies; lower gives bigger masks.
+    clicked cells' (1) the mask's edge lies; lower gives bigger masks. None:
+    the level of :data:`ALPHA_CHOICES` whose outline lies on the strongest edges.
     ``grey_weight`` in [0, 1]: the grey level's share of the score.
     ``seed_window``: a prototype averages the cells within this many of the click.
     Raises :class:`PromptError` when there is no positive point, stroke or box.
@@ -322,8 +334,9 @@ def click_segment(
         >>> int(out.mask.sum()), bool(out.mask[20, 20]), bool(out.mask[5, 5])
         (400, True, False)
     """
-    if not 0.0 < float(alpha) < 1.0:
+    if alpha is not None and not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    levels = ALPHA_CHOICES if alpha is None else (float(alpha),)
     if not 0.0 <= float(grey_weight) <= 1.0:
         raise ValueError(f"grey_weight must be in [0, 1], got {grey_weight}")
     started = time.perf_counter()
@@ -371,11 +384,10 @@ def click_segment(
             # a cell nearer a negative prototype than every positive one is background
             nearer = _resize_bilinear((neg_sim > sim).astype(np.float32), size) >= 0.5
             full[nearer] = np.minimum(full[nearer], 0.0)
-        threshold = alpha
         # the edge refinement only where the mask can be: around the pixels a bit
-        # under the threshold that are connected to a click (the whole image when
-        # nothing is)
-        near = _components_at((full >= threshold - CROP_SLACK) & region, seeds.positive)
+        # under the lowest level that are connected to a click (the whole image
+        # when nothing is)
+        near = _components_at((full >= min(levels) - CROP_SLACK) & region, seeds.positive)
         sl = _grown_bbox(near, 2 * refine_radius + 2) if near.any() else (slice(None),) * 2
         sub = full[sl]
         if refine_radius > 0:
@@ -383,8 +395,11 @@ def click_segment(
             full = full.copy()
             full[sl] = sub
         offset = np.array([sl[1].start or 0, sl[0].start or 0], np.float64)
+        threshold, cut = _edge_level(
+            sub, region[sl], seeds.positive - offset, levels, features.grey_smooth()[0][sl]
+        )
         keep = np.zeros(size, bool)
-        keep[sl] = _components_at((sub >= threshold) & region[sl], seeds.positive - offset)
+        keep[sl] = cut
     else:
         # a box alone: what in the box is unlike the cells just outside it
         ring = _ring_cells(seeds.boxes, size, (h, w))
@@ -407,6 +422,7 @@ def click_segment(
             full = _guided(full, features.grey, radius=refine_radius, eps=refine_eps)
         threshold = _otsu(full[region])
         keep = (full > threshold) & region
+        levels = ()
     box = _grown_bbox(keep, 2) if keep.any() else (slice(None),) * 2
     keep[box] = ndi.binary_fill_holes(keep[box]) & region[box]
     inside = full[keep]
@@ -421,7 +437,35 @@ def click_segment(
         score=score,
         similarity=full.astype(np.float32),
         time_ms=(time.perf_counter() - started) * 1000.0,
+        alpha=float(threshold) if levels else None,
     )
+
+
+def _edge_level(
+    score: np.ndarray,
+    region: np.ndarray,
+    points: np.ndarray,
+    levels: Sequence[float],
+    grey: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """(level, mask): ``score`` (h, w) cut at each of ``levels``, the parts connected
+    to ``points`` (N, 2) x,y inside ``region`` (h, w) bool; of several levels, the one
+    whose outline (the pixels on either side of it) has the highest mean gradient
+    magnitude of ``grey`` (h, w); ties go to the level nearest DEFAULT_ALPHA."""
+    cuts = [(a, _components_at((score >= a) & region, points)) for a in levels]
+    if len(cuts) == 1:
+        return cuts[0]
+    gradient = np.hypot(ndi.sobel(grey, 0), ndi.sobel(grey, 1))
+    best, best_key = cuts[0], None
+    for a, cut in cuts:
+        outline = (ndi.binary_dilation(cut, _EIGHT) & ~cut) | (
+            cut & ~ndi.binary_erosion(cut, _EIGHT)
+        )
+        strength = float(gradient[outline].mean()) if outline.any() else -1.0
+        key = (strength, -abs(a - DEFAULT_ALPHA))
+        if best_key is None or key > best_key:
+            best, best_key = (a, cut), key
+    return best
 
 
 def _ring_pixels(boxes: list[tuple[float, float, float, float]], size: tuple[int, int]):

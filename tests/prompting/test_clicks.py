@@ -99,6 +99,36 @@ def test_nothing_positive_for_the_target_is_refused_naming_prompts(prompts):
     assert err.value.field == "prompts"
 
 
+def _ramp(ramp_cells: float, disc_px: float, *, n=32, stride=2):
+    """Features whose similarity to the centre cell falls off slowly (over
+    ``ramp_cells``), and a grey image with a sharp-edged disc of ``disc_px`` around
+    it: only the grey edge says where the object ends."""
+    yy, xx = np.mgrid[:n, :n] + 0.5
+    theta = np.minimum(np.hypot(yy - n / 2, xx - n / 2) / ramp_cells, 1.0) * np.pi / 2
+    grid = np.stack([np.cos(theta), np.sin(theta), np.zeros_like(theta)], -1)
+    Y, X = np.mgrid[: n * stride, : n * stride] + 0.5
+    disc = np.hypot(Y - n * stride / 2, X - n * stride / 2) <= disc_px
+    grey = np.where(disc, 0.7, 0.3).astype(np.float32)
+    return ClickFeatures(grid=grid.astype(np.float32), grey=grey), disc
+
+
+@pytest.mark.parametrize("ramp_cells, disc_px", [(10, 10), (14, 14)])
+def test_a_click_is_cut_where_the_grey_edge_is_not_at_one_fixed_level(ramp_cells, disc_px):
+    feats, disc = _ramp(ramp_cells, disc_px)
+    click = [Point(32, 32, "spot")]
+    auto = click_segment(feats, click, target="spot")
+    fixed = click_segment(feats, click, target="spot", alpha=0.45)
+    assert auto.alpha is not None and auto.alpha > 0.45  # the features alone leak past the edge
+    assert fixed.alpha == 0.45
+    assert _iou(auto.mask, disc) > 0.99
+    assert _iou(fixed.mask, disc) < 0.96
+
+
+def test_a_box_alone_reports_no_level():
+    feats = _features({(4, 10, 4, 10): SPOT})
+    assert click_segment(feats, [Box(4, 4, 24, 24, "spot")], target="spot").alpha is None
+
+
 def test_alpha_out_of_range_is_refused():
     with pytest.raises(ValueError, match="alpha"):
         click_segment(_features({}), [Point(5, 5, "spot")], target="spot", alpha=1.0)
