@@ -18,6 +18,10 @@ click:
   ``beta=130``, the direct solver) seeded by the click (3 px disk) as the object and the image
   border as the background.
 
+Boxes the same way: each region's bounding box grown by ``BOX_MARGIN`` a side,
+answered alone and with the centre click inside it, beside Otsu's threshold of
+the grey levels in the box and the box itself as a mask.
+
 Ours is :func:`prompting.clicks.click_segment` on :func:`click_features` of the
 shipped ``backbone`` backend (its default stages), which cuts the mask at the
 level whose outline follows the strongest edges; beside it, the same cut at one
@@ -63,6 +67,8 @@ from benchmarks.quality_common import (
 MIN_REGION_AREA = 10
 #: flood fill tolerance, as a share of the image's grey range
 FLOOD_TOLERANCE = 0.1
+#: a region's box is its bounding box grown by this share of its size per side
+BOX_MARGIN = 0.1
 P95_TARGET_MS = 150.0
 CLASS = "defect"
 
@@ -119,6 +125,33 @@ def random_walker_baseline(rgb: np.ndarray, x: int, y: int) -> np.ndarray:
     return random_walker(g, markers, mode="bf") == 1
 
 
+def region_box(region: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): ``region``'s bounding box grown by ``BOX_MARGIN`` of its size
+    (at least 2 px) on each side, inside the image, as a user draws one around it."""
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    my, mx = max(2, round(BOX_MARGIN * (y1 - y0))), max(2, round(BOX_MARGIN * (x1 - x0)))
+    h, w = region.shape
+    return max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
+
+
+def otsu_box_baseline(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Otsu's threshold of the grey levels inside ``box``; the side unlike the box's
+    own border is the object."""
+    from skimage.filters import threshold_otsu
+
+    x0, y0, x1, y1 = box
+    g = _grey(rgb)
+    sub = g[y0:y1, x0:x1]
+    out = np.zeros(g.shape, bool)
+    if float(sub.max() - sub.min()) < 1e-6:
+        return out
+    t = threshold_otsu(sub)
+    border = np.concatenate([sub[0], sub[-1], sub[:, 0], sub[:, -1]])
+    out[y0:y1, x0:x1] = sub > t if np.median(border) <= t else sub <= t
+    return out
+
+
 def _summary(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -129,12 +162,16 @@ def engine_run(samples: list[Sample], *, with_baselines: bool = True) -> dict:
     """Per-dataset figures of ours and the baselines on ``samples`` (one dataset)."""
     from prompting.clicks import DEFAULT_ALPHA, click_features, click_segment
     from prompting.features import backend_create
-    from prompting.prompts import Point
+    from prompting.prompts import Box, Point
 
     backend = backend_create("backbone")
     out = {
         "ours": [],
         "fixed": [],
+        "box": [],
+        "box_click": [],
+        "box_otsu": [],
+        "box_itself": [],
         "flood": [],
         "rw": [],
         "ours_ms": [],
@@ -157,7 +194,16 @@ def engine_run(samples: list[Sample], *, with_baselines: bool = True) -> dict:
             out["ours"].append(iou(res.mask, c.region))
             fixed = click_segment(feats, click, target=CLASS, alpha=DEFAULT_ALPHA)
             out["fixed"].append(iou(fixed.mask, c.region))
+            box = region_box(c.region)
+            drawn = [Box(*map(float, box), CLASS)]
+            out["box"].append(iou(click_segment(feats, drawn, target=CLASS).mask, c.region))
+            both = click_segment(feats, drawn + click, target=CLASS)
+            out["box_click"].append(iou(both.mask, c.region))
+            itself = np.zeros(c.region.shape, bool)
+            itself[box[1] : box[3], box[0] : box[2]] = True
+            out["box_itself"].append(iou(itself, c.region))
             if with_baselines:
+                out["box_otsu"].append(iou(otsu_box_baseline(s.rgb, box), c.region))
                 out["flood"].append(iou(flood_baseline(s.rgb, c.x, c.y), c.region))
                 t1 = time.perf_counter()
                 out["rw"].append(iou(random_walker_baseline(s.rgb, c.x, c.y), c.region))
@@ -367,6 +413,24 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {len(r['ours'])} | {ours:.3f} | {fixed:.3f} | {fl:.3f} | {rw:.3f} | {ratio} | "
             f"{_summary(r['ours_ms'])} | {np.median(r['feat_ms']):.0f} | "
             f"{np.median(r['rw_ms']) if r['rw_ms'] else float('nan'):.0f} |"
+        )
+
+    print(
+        "\nA box around each region (its bounding box grown by "
+        f"{BOX_MARGIN:.0%} a side, at least 2 px): mean mask IoU against it\n"
+    )
+    print(
+        "| dataset | boxes | ours, box alone | ours, box and the centre click | Otsu in the box "
+        "| the box itself | ours box alone / Otsu |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        box, both, itself = (float(np.mean(r[k])) for k in ("box", "box_click", "box_itself"))
+        otsu = float(np.mean(r["box_otsu"])) if r["box_otsu"] else float("nan")
+        ratio = f"{box / otsu:.2f}×" if otsu and np.isfinite(otsu) else "n/a"
+        print(
+            f"| {name} | {len(r['box'])} | {box:.3f} | {both:.3f} | {otsu:.3f} | {itself:.3f} "
+            f"| {ratio} |"
         )
 
     if args.skip_rest:

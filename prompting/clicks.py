@@ -32,7 +32,8 @@ stage maps on one grid (unit vectors, a few MB, cached by the caller);
 
 A box without points asks "what in this box is unlike its surroundings": the
 similarity to the nearest cell of a ring just outside the box, thresholded by
-Otsu's method inside the box.
+Otsu's method inside the box. Points inside a box add what they point at to
+that (a click cuts a region at one level, and the box says how far it goes).
 
 Coordinates are image pixels (x right, y down); arrays state their shapes.
 """
@@ -400,28 +401,16 @@ def click_segment(
         )
         keep = np.zeros(size, bool)
         keep[sl] = cut
+        if seeds.boxes:
+            # points in a box: what they point at, and what in the box is unlike its
+            # surroundings (one click inside a box alone cuts what the box holds short)
+            keep |= _box_alone(
+                features, seeds, region, ring_px, neg_sim, grey_weight, refine_radius, refine_eps
+            )[2]
     else:
-        # a box alone: what in the box is unlike the cells just outside it
-        ring = _ring_cells(seeds.boxes, size, (h, w))
-        if not ring.any():
-            ring = np.ones((h, w), bool)
-            ring[1:-1, 1:-1] = False
-        ring_vecs = flat[ring.ravel()]
-        if len(ring_vecs) > 512:
-            ring_vecs = ring_vecs[:: len(ring_vecs) // 512 + 1]
-        like = (flat @ ring_vecs.T).max(axis=1).reshape(h, w)
-        if neg_sim is not None:
-            like = np.maximum(like, neg_sim)
-        full = _resize_bilinear((1.0 - like).astype(np.float32), size)
-        if grey_weight > 0 and ring_px is not None and ring_px.any():
-            g = ndi.gaussian_filter(features.grey, 1.0)
-            dev = np.abs(g - float(np.median(g[ring_px])))
-            dev /= max(float(np.percentile(dev[region], 99)), 0.02)
-            full = (1 - grey_weight) * full + grey_weight * np.minimum(dev, 1.0)
-        if refine_radius > 0:
-            full = _guided(full, features.grey, radius=refine_radius, eps=refine_eps)
-        threshold = _otsu(full[region])
-        keep = (full > threshold) & region
+        full, threshold, keep = _box_alone(
+            features, seeds, region, ring_px, neg_sim, grey_weight, refine_radius, refine_eps
+        )
         levels = ()
     box = _grown_bbox(keep, 2) if keep.any() else (slice(None),) * 2
     keep[box] = ndi.binary_fill_holes(keep[box]) & region[box]
@@ -439,6 +428,44 @@ def click_segment(
         time_ms=(time.perf_counter() - started) * 1000.0,
         alpha=float(threshold) if levels else None,
     )
+
+
+def _box_alone(
+    features: ClickFeatures,
+    seeds: _Seeds,
+    region: np.ndarray,
+    ring_px: np.ndarray | None,
+    neg_sim: np.ndarray | None,
+    grey_weight: float,
+    refine_radius: int,
+    refine_eps: float,
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """(score (H, W), Otsu threshold, mask (H, W) bool): what in the boxes' ``region``
+    is unlike the cells just outside them (and unlike the negative prototypes)."""
+    grid = features.grid
+    size = features.image_size
+    h, w, c = grid.shape
+    flat = grid.reshape(-1, c)
+    ring = _ring_cells(seeds.boxes, size, (h, w))
+    if not ring.any():
+        ring = np.ones((h, w), bool)
+        ring[1:-1, 1:-1] = False
+    ring_vecs = flat[ring.ravel()]
+    if len(ring_vecs) > 512:
+        ring_vecs = ring_vecs[:: len(ring_vecs) // 512 + 1]
+    like = (flat @ ring_vecs.T).max(axis=1).reshape(h, w)
+    if neg_sim is not None:
+        like = np.maximum(like, neg_sim)
+    full = _resize_bilinear((1.0 - like).astype(np.float32), size)
+    if grey_weight > 0 and ring_px is not None and ring_px.any():
+        g = ndi.gaussian_filter(features.grey, 1.0)
+        dev = np.abs(g - float(np.median(g[ring_px])))
+        dev /= max(float(np.percentile(dev[region], 99)), 0.02)
+        full = (1 - grey_weight) * full + grey_weight * np.minimum(dev, 1.0)
+    if refine_radius > 0:
+        full = _guided(full, features.grey, radius=refine_radius, eps=refine_eps)
+    threshold = _otsu(full[region])
+    return full, threshold, (full > threshold) & region
 
 
 def _edge_level(

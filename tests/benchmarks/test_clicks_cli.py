@@ -32,6 +32,20 @@ def test_the_engine_table_beside_both_baselines(tiny_dataset, capsys):
     # a dark square on flat grey: every method finds it from a click at its centre
     assert ours > 0.7 and fixed > 0.7 and flood > 0.7 and walker > 0.7, cells
     assert cells[6].endswith("×")
+    boxes = [line for line in out.splitlines() if line.startswith("| tiny |")][1]
+    cells = [c.strip() for c in boxes.strip("|").split("|")]
+    # dataset | boxes | box alone | box and click | Otsu in the box | the box itself | ratio
+    assert int(cells[1]) >= 1
+    box, both, otsu, itself = (float(v) for v in cells[2:6])
+    # the box is 10 % bigger than the square a side: only a mask inside it gets near 1
+    assert box > 0.7 and both > 0.7 and otsu > 0.7, cells
+    assert 0.5 < itself < 0.8 and box > itself, cells
+
+
+def test_a_regions_box_is_its_bounding_box_grown_inside_the_image():
+    region = np.zeros((50, 60), bool)
+    region[0:20, 30:40] = True
+    assert clicks.region_box(region) == (28, 0, 42, 22)  # x0, y0, x1, y1
 
 
 def test_clicks_through_rest_are_answered_by_the_backbone(db, settings, tiny_dataset):

@@ -70,6 +70,18 @@ def test_a_box_restricts_the_mask_to_it():
     assert _iou(out.mask, _square(4, 10, 4, 16) & inside) > 0.9
 
 
+def test_a_click_in_a_box_also_takes_what_the_box_holds():
+    # an object of two looks: a click on one half takes that half only, the box
+    # around the click says the other half belongs to it too
+    feats = _features({(6, 12, 6, 10): SPOT, (6, 12, 10, 14): [0.0, 0.0, 1.0]})
+    whole, clicked_half = _square(6, 12, 6, 14), _square(6, 12, 6, 10)
+    click = Point(16, 18, "spot")
+    alone = click_segment(feats, [click], target="spot")
+    assert _iou(alone.mask, clicked_half) > 0.9
+    boxed = click_segment(feats, [click, Box(6, 6, 34, 30, "spot")], target="spot")
+    assert _iou(boxed.mask, whole) > 0.8 and not (alone.mask & ~boxed.mask).any()
+
+
 def test_a_box_alone_finds_what_is_unlike_its_surroundings():
     feats = _features({(7, 12, 7, 12): SPOT})
     out = click_segment(feats, [Box(8, 8, 30, 30, "spot")], target="spot")
