@@ -109,12 +109,13 @@ def station_inspect(
         t.get("total_ms", 0.0),
     )
     classes = inspection_classes(ins)
+    masks, region_scores = _decision_masks(result, classes)
     return segmentation_answer(
         model_id=str(ins.model_version_id),
         classes=classes,
-        label_map=result.decision.label_map,
+        masks=masks,
         probabilities=result.probabilities,
-        regions=_anomaly_regions(result, classes),
+        region_scores=region_scores,
         latency=latency,
         extra={
             "inspection": str(ins.id),
@@ -133,14 +134,20 @@ def station_inspect(
     )
 
 
-def _anomaly_regions(result: Any, classes: list[str]) -> tuple[str, Any, float] | None:
-    """("anomaly", (H, W) bool, score) of the anomaly regions ``result``'s decision
-    reported, or None; the score is their mean anomaly score (1.0 = the good
-    parts' level, so not a probability: it can exceed 1)."""
+def _decision_masks(result: Any, classes: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(``result``'s decision's masks, computed once: every class, then the anomaly
+    regions it reported; the regions' scores). An anomaly region's score is its
+    pixels' mean anomaly score (1.0 = the good parts' level, so not a
+    probability: it can exceed 1)."""
     # deferred: the rules engine loads scipy, which the web process does not need at start
     from prompting.rules.types import ANOMALY_CLASS
 
-    mask = result.decision.masks(classes).get(ANOMALY_CLASS)
-    if mask is None or result.anomaly is None:
-        return None
-    return ANOMALY_CLASS, mask, float(result.anomaly[mask].mean()) if mask.any() else 0.0
+    masks = result.decision.masks(classes)
+    regions = masks.get(ANOMALY_CLASS)
+    if regions is None:
+        return masks, {}
+    if result.anomaly is None:
+        masks.pop(ANOMALY_CLASS)
+        return masks, {}
+    score = float(result.anomaly[regions].mean()) if regions.any() else 0.0
+    return masks, {ANOMALY_CLASS: score}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -120,32 +121,35 @@ def segmentation_answer(
     *,
     model_id: str,
     classes: list[str],
-    label_map: np.ndarray,
+    masks: Mapping[str, np.ndarray],
     probabilities: np.ndarray,
     latency: dict[str, float],
     extra: dict[str, Any],
-    regions: tuple[str, np.ndarray, float] | None = None,
+    region_scores: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """LandingEdge's ``SegmentationPrediction`` for one image.
 
-    ``label_map``: (H, W) uint8, 0 none, k + 1 for class ``classes[k]`` (the
-    decision's kept-blob pixels). ``probabilities``: (K+1, H, W) float, index 0
-    background. Each class has a bitmap (empty ones too, as LandingEdge sends);
+    ``masks``: ``{name: (H, W) bool}`` as the decision gives them
+    (:meth:`prompting.rules.Decision.masks`): every class of ``classes`` (its
+    kept-blob pixels), then any regions of no class the decision reported (the
+    anomaly regions). ``probabilities``: (K+1, H, W) float, index 0 background.
+    Each class has a bitmap (empty ones too, as LandingEdge sends);
     ``labelIndex`` counts from 1 (0 is LandingLens' background); ``score`` is
-    the class's mean probability over its mask (0 when empty). ``regions``:
-    (name, (H, W) bool mask, score) of pixels of no class the decision reported
-    (the anomaly regions), one more bitmap after the classes, counted in
-    ``numClasses``. ``extra`` joins the top level.
+    the class's mean probability over its mask (0 when empty). A region's
+    bitmap follows the classes, counted in ``numClasses``, its score from
+    ``region_scores`` (0 when not given). ``extra`` joins the top level.
     """
-    h, w = label_map.shape
+    h, w = probabilities.shape[1:]
     bitmaps = {}
     for k, name in enumerate(classes):
-        mask = label_map == k + 1
+        mask = masks[name]
         score = float(probabilities[k + 1][mask].mean()) if mask.any() else 0.0
         bitmaps[bitmap_id(model_id, name)] = _bitmap(mask, k + 1, name, score)
-    if regions is not None:
-        name, mask, score = regions
-        bitmaps[bitmap_id(model_id, name)] = _bitmap(mask, len(classes) + 1, name, score)
+    regions = [name for name in masks if name not in classes]
+    for j, name in enumerate(regions):
+        score = (region_scores or {}).get(name, 0.0)
+        index = len(classes) + 1 + j
+        bitmaps[bitmap_id(model_id, name)] = _bitmap(masks[name], index, name, score)
     return {
         "type": "SegmentationPrediction",
         "model_id": str(model_id),
@@ -154,7 +158,7 @@ def segmentation_answer(
             "encoding": ENCODING,
             "imageHeight": int(h),
             "imageWidth": int(w),
-            "numClasses": len(classes) + (regions is not None),
+            "numClasses": len(classes) + len(regions),
         },
         "latency": latency,
         **extra,

@@ -91,7 +91,7 @@ def test_segmentation_answer_shape():
     answer = segmentation_answer(
         model_id="9315c71e-31af-451f-9b38-120e035e6240",
         classes=["crack", "dent"],
-        label_map=label_map,
+        masks={"crack": label_map == 1, "dent": label_map == 2},
         probabilities=probs,
         latency={"infer_s": 0.1},
         extra={"verdict": "NG"},
@@ -117,9 +117,9 @@ def test_segmentation_answer_adds_the_anomaly_regions_after_the_classes():
     answer = segmentation_answer(
         model_id="9315c71e-31af-451f-9b38-120e035e6240",
         classes=["crack"],
-        label_map=label_map,
+        masks={"crack": label_map == 1, "anomaly": regions},
         probabilities=probs,
-        regions=("anomaly", regions, 1.37),
+        region_scores={"anomaly": 1.37},
         latency={},
         extra={},
     )
