@@ -45,6 +45,7 @@ def prediction_store(
     anomaly: np.ndarray | None = None,
     replace: bool = True,
     then: Callable[[Prediction, Any], None] | None = None,
+    as_stored: bool = False,
 ) -> tuple[Prediction, Any]:
     """Apply ``ruleset`` to ``probabilities`` (K+1,H,W) float32 (and the image's
     ``anomaly`` map (H,W), for models with a memory bank) and store a Prediction.
@@ -54,6 +55,8 @@ def prediction_store(
     ``replace=False``: the caller knows there is none (one INSERT, no lookup).
     ``then(prediction, decision)`` runs inside the transaction that saves the
     row, after it (a chunk counts the image there: one commit for both).
+    ``as_stored``: ``probabilities`` and ``anomaly`` were read back from a stored
+    prediction, so they are on the stored grid already (not rounded again).
     """
     # deferred: PIL loads on first use
     from prompting.images import png_encode
@@ -62,7 +65,8 @@ def prediction_store(
     t0 = time.perf_counter()
     # judged as stored, so re-judging the stored file under new rules, the backtest,
     # the tuner and the line (prompting.pipeline) agree to the pixel
-    probabilities, anomaly = probabilities_as_stored(probabilities), anomaly_as_stored(anomaly)
+    if not as_stored:
+        probabilities, anomaly = probabilities_as_stored(probabilities), anomaly_as_stored(anomaly)
     decision = engine.rules_apply(
         probabilities,
         classes=model_version.classes,

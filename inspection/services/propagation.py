@@ -205,6 +205,7 @@ def _chunk_run(job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
             anomaly=anomaly,
             replace=image_id in stored,
             then=functools.partial(_prediction_count, ctx, image, t0, t1, reused),
+            as_stored=reused,
         )
         ctx.progress()
 

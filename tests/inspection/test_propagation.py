@@ -325,6 +325,30 @@ def test_predictions_made_from_other_inputs_are_judged_again(project, change):
     assert all(after[i][0] != before[i][0] for i in before)  # stored again
 
 
+def test_probabilities_read_back_are_judged_as_they_are(project, monkeypatch):
+    """Re-judged from their stored files, probabilities are on the stored grid
+    already: not rounded again, and judged as before."""
+    from inspection.services import predictions
+    from inspection.services.predictions import predictions_refresh_start
+    from inspection.services.projects import project_update
+
+    _train(project)
+    before = {p.image_id: (p.verdict, p.blobs) for p in Prediction.objects.all()}
+    rounded = []
+    original = predictions.probabilities_as_stored
+    monkeypatch.setattr(
+        predictions, "probabilities_as_stored", lambda p: rounded.append(1) or original(p)
+    )
+    project = project_update(
+        project=project, data={"classes": [{"name": "scratch", "colour": "#00ff00"}]}
+    )
+    refresh = job_wait(predictions_refresh_start(project=project, reason="changed").id)
+    assert refresh.state == "succeeded", refresh.error
+    assert refresh.timings["probabilities_reused"] == N_IMAGES and rounded == []
+    after = {p.image_id: (p.verdict, p.blobs) for p in Prediction.objects.filter(job=refresh)}
+    assert after == before
+
+
 def test_chunk_lost_twice_fails_its_job(project):
     job, sent = _fanned_out_job(project)
     JobChunk.objects.filter(id=sent[1].id).update(
