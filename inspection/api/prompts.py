@@ -70,6 +70,7 @@ class SegmentView(APIView):
                     "score": drf_serializers.FloatField(),
                     "time_ms": drf_serializers.FloatField(),
                     "features_ms": drf_serializers.FloatField(),
+                    "level": drf_serializers.FloatField(allow_null=True),
                     "mask_png": drf_serializers.CharField(),
                     "rle": drf_serializers.DictField(),
                 },
@@ -86,6 +87,7 @@ class SegmentView(APIView):
             prompts=data.validated_data["prompts"],
             target=data.validated_data.get("label"),
             user=request.user,
+            level=data.validated_data.get("level"),
         )
         fmt = data.validated_data.get("output", "both")
         body = {
@@ -94,6 +96,7 @@ class SegmentView(APIView):
             "score": out.score,
             "time_ms": round(out.time_ms, 2),
             "features_ms": round(out.features_ms, 2),
+            "level": None if out.level is None else round(out.level, 4),
             "service_ms": round(out.service_ms, 2),
             "width": image.width,
             "height": image.height,

@@ -52,7 +52,8 @@ class SegmentOutput:
     """``mask`` (H,W) bool; ``score``; ``time_ms`` (engine: SAM's decode or the
     click segmentation); ``service_ms``; ``engine`` (``sam`` or ``backbone``);
     ``features_ms``: time spent computing the image's click features in this
-    call (0 when they were cached)."""
+    call (0 when they were cached); ``level``: where the backbone cut the mask
+    (:attr:`prompting.clicks.ClickResult.alpha`; None for SAM and a box alone)."""
 
     mask: np.ndarray
     score: float
@@ -62,6 +63,7 @@ class SegmentOutput:
     low_res_logits: np.ndarray | None = None
     engine: str = ENGINE_SAM
     features_ms: float = 0.0
+    level: float | None = None
 
 
 class EmbeddingNotReady(Conflict):
@@ -119,9 +121,14 @@ def segment_run(
     target: str | None = None,
     mask_input: np.ndarray | None = None,
     user: Actor = None,
+    level: float | None = None,
 ) -> SegmentOutput:
     """The mask of ``target`` (default: the first class a prompt names) that
     ``prompts`` point at on ``image``.
+
+    ``level``: for the backbone, where between the background (0) and the
+    clicked cells (1) the mask is cut (lower: larger); None lets the image's
+    edges choose. SAM has no such level and ignores it.
 
     With SAM configured: SAM on the image's cached embedding; raises
     EmbeddingNotReady (with the embed job) while it is being computed. Without:
@@ -130,7 +137,7 @@ def segment_run(
     """
     t0 = time.perf_counter()
     if not engine.sam_configured():
-        return _segment_backbone(image=image, prompts=prompts, target=target, t0=t0)
+        return _segment_backbone(image=image, prompts=prompts, target=target, t0=t0, level=level)
     model = engine.sam_model_get()
     parsed, target = _prompts_parse(image=image, prompts=prompts, target=target)
     embedding = _embedding_cached(model, image)
@@ -159,7 +166,7 @@ def segment_run(
 
 
 def _segment_backbone(
-    *, image: Image, prompts: Sequence[dict], target: str | None, t0: float
+    *, image: Image, prompts: Sequence[dict], target: str | None, t0: float, level: float | None
 ) -> SegmentOutput:
     # deferred: scikit-image and scipy load on first use
     from prompting.clicks import click_segment
@@ -167,7 +174,7 @@ def _segment_backbone(
     parsed, target = _prompts_parse(image=image, prompts=prompts, target=target)
     features, features_ms = click_features_get(image=image)
     try:
-        result = click_segment(features, parsed, target=target)
+        result = click_segment(features, parsed, target=target, alpha=level)
     except PromptError as exc:
         raise _prompt_invalid(exc) from None
     return SegmentOutput(
@@ -178,6 +185,7 @@ def _segment_backbone(
         label=target,
         engine=ENGINE_BACKBONE,
         features_ms=features_ms,
+        level=result.alpha,
     )
 
 

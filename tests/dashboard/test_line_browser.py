@@ -430,6 +430,21 @@ def test_point_click_shows_backbone_mask_without_sam(
     assert canvas.get_attribute("data-segment-features-ms") == "0"
     assert "Backbone mask" in page.locator("[data-testid=editor-status]").inner_text()
     shot(page, "16-backbone-point")
+    # the level the image's edges chose, then the mask larger (a lower level), then smaller
+    level = float(canvas.get_attribute("data-segment-level"))
+    area = int(canvas.get_attribute("data-sam"))
+    assert 0.3 <= level <= 0.6 and f"level {level:.2f}" in page.inner_text("#status")
+    level_is = "document.querySelector('[data-testid=canvas]').dataset.segmentLevel === '{}'"
+    page.click("[data-testid=mask-larger]")
+    page.wait_for_function(level_is.format(round(level - 0.05, 2)))
+    assert int(canvas.get_attribute("data-sam")) >= area
+    page.locator("[data-testid=canvas]").focus()
+    for expected in (level, level + 0.05):  # ",": smaller, one answer at a time
+        page.keyboard.press(",")
+        page.wait_for_function(level_is.format(round(expected, 2)))
+    assert int(canvas.get_attribute("data-sam")) <= area
+    page.keyboard.press("Escape")
+    assert page.locator("[data-testid=mask-larger]").is_disabled()
     assert page.js_errors == []
 
 

@@ -49,6 +49,7 @@ def test_segment_waits_for_embedding_then_answers(jobs_db, sam_settings, make_us
     out = r.json()
     assert np.isfinite(out["score"])
     assert out["time_ms"] > 0 and out["label"] == "spot"
+    assert out["level"] is None  # SAM cuts no level
     mask = np.asarray(PILImage.open(io.BytesIO(base64.b64decode(out["mask_png"]))))
     assert mask.shape == (48, 64)
     assert out["rle"]["size"] == [48, 64] and sum(out["rle"]["counts"]) == 48 * 64
@@ -116,6 +117,42 @@ def test_segment_without_sam_answers_from_the_backbone(db, settings, make_user, 
     mask = _disc(rle=again["rle"])
     assert not mask[:6].any() and not mask[:, :16].any()  # inside the box only
     assert (mask & truth).sum() / (mask | truth).sum() > 0.5
+    assert first["level"] is not None and again["level"] is None  # a box alone: Otsu's cut
+
+
+def test_a_click_cut_at_a_lower_level_gives_a_larger_mask(db, settings, make_user, api_for):
+    """``level`` fixes where the backbone cuts a click's mask (the dashboard's
+    larger / smaller); without it the image's edges choose, and the answer says where."""
+    settings.SAM_CHECKPOINT = ""
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    client = api_for(owner)
+    url = f"/api/v1/images/{image.id}/segment/"
+    click = [{"kind": "point", "label": "spot", "points": [[30, 20]]}]
+    areas = {}
+    for level in (0.2, 0.8):
+        r = client.post(url, {"prompts": click, "output": "rle", "level": level}, format="json")
+        assert r.status_code == 200, r.content
+        assert r.json()["level"] == level
+        areas[level] = r.json()["area_px"]
+    assert areas[0.2] > areas[0.8] > 0
+    r = client.post(url, {"prompts": click, "output": "rle", "level": None}, format="json")
+    assert r.status_code == 200 and 0.3 <= r.json()["level"] <= 0.6, r.content
+
+
+@pytest.mark.parametrize("level", [0, 1, 0.99, -1, "big", [0.5]])
+def test_a_level_out_of_range_is_a_400_naming_it(db, settings, make_user, api_for, level):
+    settings.SAM_CHECKPOINT = ""
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["spot"])
+    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+    click = [{"kind": "point", "label": "spot", "points": [[30, 20]]}]
+    r = api_for(owner).post(
+        f"/api/v1/images/{image.id}/segment/", {"prompts": click, "level": level}, format="json"
+    )
+    assert r.status_code == 400, r.content
+    assert "level" in r.json()["errors"], r.json()
 
 
 @pytest.mark.parametrize(

@@ -150,10 +150,24 @@ class PromptInput(serializers.Serializer):
     positive = serializers.BooleanField(required=False)
 
 
+#: the mask levels a client may fix for the backbone's clicks (0 and 1 cut nothing)
+SEGMENT_LEVELS = (0.05, 0.95)
+
+
 class SegmentInput(serializers.Serializer):
     prompts = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=200)
     label = serializers.CharField(max_length=100, required=False)
     output = serializers.ChoiceField(choices=["png", "rle", "both"], default="both", required=False)
+    level = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=SEGMENT_LEVELS[0],
+        max_value=SEGMENT_LEVELS[1],
+        help_text="backbone engine: where the mask is cut between the background (0) and "
+        "the clicked cells (1), lower gives a larger mask; null (default): chosen by the "
+        "image's edges; SAM ignores it",
+    )
 
 
 class RulesBacktestInput(serializers.Serializer):

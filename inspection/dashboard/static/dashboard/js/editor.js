@@ -1,10 +1,11 @@
 // Image editor: paint prompts on a canvas, saved to the API as they are drawn.
 // Coordinates: image pixels, x right, y down (the API's [[x, y], ...] form).
-import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
+import { API, api, apiAll, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadPredictions, loadProject, classesOf, normPrediction, reviewOrder } from "./shapes.js";
 import { setupRun } from "./run.js";
 import { shownModel, chooseShown, modelLabel } from "./lifecycle.js";
-import { hexToRgb, loadImage, rleDecode, touches } from "./canvas.js";
+import { loadImage, touches } from "./canvas.js";
+import { segmenter } from "./segment.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -175,7 +176,7 @@ async function addPrompt(p) {
   }
   updateCount(); draw();
   // points and boxes always show a mask: SAM's when configured, else the backbone network's
-  if (p.kind === "point" || p.kind === "box") segment(p.label);
+  if (p.kind === "point" || p.kind === "box") masks.segment(p.label);
 }
 
 async function undo() {
@@ -206,63 +207,7 @@ async function redo() {
 }
 
 // ---------------------------------------------------------------- points and boxes -> a mask
-const ENGINE_NAMES = { sam: "SAM", backbone: "Backbone" };
-async function segment(label) {
-  const prompts = state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box")).map(toPayload);
-  if (!prompts.length) return;
-  const t0 = performance.now();
-  for (let attempt = 0; attempt < 200; attempt++) {
-    try {
-      // the target class: the current one, or (background selected) the service picks the prompts' class
-      // run lengths: no PNG to encode on the server or decode here
-      const body = label !== BACKGROUND ? { prompts, label, output: "rle" } : { prompts, output: "rle" };
-      const res = await api(`/images/${iid}/segment/`, { method: "POST", body });
-      await showSamMask(res, res.label || label);
-      canvas.dataset.sam = String(res.area_px ?? 1);
-      canvas.dataset.segmentEngine = res.engine || "sam";
-      canvas.dataset.segmentFeaturesMs = String(res.features_ms ?? 0);
-      setStatus(`${ENGINE_NAMES[res.engine] || "SAM"} mask · score ${Number(res.score ?? 0).toFixed(2)} · ${Math.round(performance.now() - t0)} ms`);
-      return;
-    } catch (ex) {
-      if (ex instanceof ApiError && ex.status === 409 && ex.body?.code === "embedding_not_ready") {
-        setStatus("Embedding in progress… the mask appears when it is ready", "wait");
-        canvas.dataset.samWaited = "1";
-        const jid = jobIdOf(ex.body);
-        if (jid) {
-          const job = await pollJob(jid, { interval: 500 }).catch(() => null);
-          if (job && (job.state === "failed" || job.state === "cancelled")) { setStatus(`Embedding failed: ${job.error || job.state}`, "error"); return; }
-        } else await sleep(800);
-        continue;
-      }
-      setStatus(`Segmentation unavailable: ${errorText(ex.body) || ex.message}`, "error");
-      return;
-    }
-  }
-}
-async function showSamMask(res, label) {
-  const [r, g, b] = hexToRgb(colourOf(label));
-  const off = document.createElement("canvas");
-  off.width = W; off.height = H;
-  const octx = off.getContext("2d");
-  const data = octx.createImageData(W, H);
-  let mask = null;
-  if (!res.mask_png && res.rle) {
-    mask = rleDecode(res.rle, W * H);
-  } else {
-    const src = res.mask_png;
-    if (typeof src !== "string") return;
-    const img = await loadImage(src.startsWith("data:") || src.startsWith("/") || src.startsWith("http") ? src : `data:image/png;base64,${src}`);
-    const t = document.createElement("canvas"); t.width = W; t.height = H;
-    const tctx = t.getContext("2d"); tctx.drawImage(img, 0, 0, W, H);
-    const px = tctx.getImageData(0, 0, W, H).data;
-    mask = new Uint8Array(W * H);
-    for (let i = 0; i < W * H; i++) mask[i] = px[i * 4] > 127 ? 1 : 0;
-  }
-  for (let i = 0; i < W * H; i++) if (mask[i]) { data.data[i * 4] = r; data.data[i * 4 + 1] = g; data.data[i * 4 + 2] = b; data.data[i * 4 + 3] = 255; }
-  octx.putImageData(data, 0, 0);
-  state.samMask = off;
-  draw();
-}
+const masks = segmenter({ iid, W, H, canvas, state, toPayload, colourOf, setStatus, draw, background: BACKGROUND });
 
 // ---------------------------------------------------------------- input
 let pointerDown = false;
@@ -535,7 +480,9 @@ document.addEventListener("keydown", (e) => {
   if (k === "ArrowRight") return go(1);
   if (k === "u" || k === "U") return goUnsure();
   if ((k === "r" || k === "R") && runner) { e.preventDefault(); runner.run(); }
-  if (k === "Escape") { state.samMask = null; setStatus(""); draw(); }
+  if (k === ",") return masks.smaller();
+  if (k === ".") return masks.larger();
+  if (k === "Escape") masks.clear();
 });
 document.addEventListener("keyup", (e) => { if (e.key === " ") { state.space = false; setTool(state.tool); } });
 
