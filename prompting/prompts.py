@@ -1,4 +1,4 @@
-"""Visual prompts: strokes, points and boxes drawn by a user on an image.
+"""Visual prompts: strokes, points, boxes and polygons drawn by a user on an image.
 
 Coordinates are image pixels, x to the right and y down, as floats; pixel
 (col, row) covers [col, col+1) x [row, row+1) and the image spans
@@ -10,6 +10,9 @@ Prompts are used two ways:
   (-1 unlabelled, 0 background, k = class index + 1) for the few-shot learner.
 - :func:`prompts_to_sam` turns them into SAM's point/box inputs for one target
   class.
+
+A polygon is a filled region, a label only: the outline of a mask a click or a
+box gave (:func:`mask_polygons`), accepted as training labels in one go.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ MAX_RADIUS = 200
 MIN_RADIUS = 0.5
 POINT_RADIUS = 2.0
 MAX_SAM_POINTS_PER_STROKE = 16
-KINDS = ("stroke", "point", "box")
+MAX_POLYGON_POINTS = 4_000
+KINDS = ("stroke", "point", "box", "polygon")
 _KEYS = {"kind", "label", "points", "radius", "positive"}
 
 
@@ -92,7 +96,27 @@ class Box:
     label: str
 
 
-Prompt = Stroke | Point | Box
+@dataclass(frozen=True, eq=False)
+class Polygon:
+    """A filled region labelling ``label``: its outline ``points`` (N >= 3, 2)
+    float64 as (x, y), closed implicitly; a pixel is painted when its centre
+    lies inside."""
+
+    points: np.ndarray
+    label: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "points", _points_array(self.points))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Polygon):
+            return NotImplemented
+        return self.label == other.label and np.array_equal(self.points, other.points)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Prompt = Stroke | Point | Box | Polygon
 
 
 @dataclass
@@ -157,10 +181,11 @@ def _check_label(label: object, classes: Sequence[str], *, allow_background: boo
 def prompt_from_dict(d: Mapping, *, classes: Sequence[str], width: int, height: int) -> Prompt:
     """Build and validate a prompt from its JSON form.
 
-    ``{"kind": "stroke"|"point"|"box", "label": "<class>"|"background",
+    ``{"kind": "stroke"|"point"|"box"|"polygon", "label": "<class>"|"background",
     "points": [[x, y], ...], "radius": r, "positive": bool}``; a box has
     points ``[[x0, y0], [x1, y1]]`` (corners in any order), a point
-    ``[[x, y]]``. Raises PromptError whose ``field`` names the offending field
+    ``[[x, y]]``, a polygon its outline (3 to :data:`MAX_POLYGON_POINTS`
+    vertices, enclosing some area). Raises PromptError whose ``field`` names the offending field
     (``"points[3]"``, ``"radius"``, ``"label"``...).
 
     >>> prompt_from_dict({"kind": "point", "label": "scratch", "points": [[1, 2]]},
@@ -208,6 +233,16 @@ def prompt_from_dict(d: Mapping, *, classes: Sequence[str], width: int, height: 
     if kind == "point":
         points = _parse_points(d["points"], width=width, height=height, max_points=1)
         return Point(x=float(points[0, 0]), y=float(points[0, 1]), label=label, positive=positive)
+    if kind == "polygon":
+        points = _parse_points(
+            d["points"], width=width, height=height, max_points=MAX_POLYGON_POINTS
+        )
+        if len(points) < 3:
+            raise PromptError("a polygon needs at least 3 points", field="points")
+        x, y = points[:, 0], points[:, 1]
+        if abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) < 1e-9:
+            raise PromptError("the polygon encloses no area", field="points")
+        return Polygon(points=points, label=label)
 
     raw = d["points"]
     if not isinstance(raw, Sequence) or len(raw) != 2:
@@ -234,6 +269,8 @@ def prompt_to_dict(p: Prompt) -> dict:
         return {"kind": "point", "label": p.label, "points": [[p.x, p.y]], "positive": p.positive}
     if isinstance(p, Box):
         return {"kind": "box", "label": p.label, "points": [[p.x0, p.y0], [p.x1, p.y1]]}
+    if isinstance(p, Polygon):
+        return {"kind": "polygon", "label": p.label, "points": p.points.tolist()}
     raise TypeError(f"not a prompt: {type(p).__name__}")
 
 
@@ -282,8 +319,9 @@ def prompts_rasterize(
     Returns (H, W) int16: -1 unlabelled, 0 background, k = classes.index(label) + 1.
     Later prompts overwrite earlier ones. A stroke paints every pixel whose
     centre is within ``radius`` of its polyline; a point paints a disc of
-    radius :data:`POINT_RADIUS` (a negative point paints background); boxes are
-    not painted (they are SAM inputs).
+    radius :data:`POINT_RADIUS` (a negative point paints background); a polygon
+    paints the pixels whose centre is inside it; boxes are not painted (they
+    are SAM inputs).
 
     >>> m = prompts_rasterize([Point(2, 2, "dent")], shape=(5, 5), classes=["dent"])
     >>> int((m == 1).sum())
@@ -294,7 +332,7 @@ def prompts_rasterize(
     for i, p in enumerate(prompts):
         if isinstance(p, Box):
             continue
-        if not isinstance(p, (Stroke, Point)):
+        if not isinstance(p, (Stroke, Point, Polygon)):
             raise PromptError(f"prompts[{i}] is not a prompt", field=f"prompts[{i}]")
         try:
             _check_label(p.label, classes)
@@ -306,10 +344,64 @@ def prompts_rasterize(
                 value = 0
             rr, cc = draw.disk((math.floor(p.y), math.floor(p.x)), POINT_RADIUS, shape=shape)
             labels[rr, cc] = value
+        elif isinstance(p, Polygon):
+            # pixel (col, row) has its centre at (col + 0.5, row + 0.5)
+            rr, cc = draw.polygon(p.points[:, 1] - 0.5, p.points[:, 0] - 0.5, shape=shape)
+            labels[rr, cc] = value
         else:
             window, mask = _stroke_mask(p, shape)
             labels[window][mask] = value
     return labels
+
+
+def mask_polygons(
+    mask: np.ndarray, *, min_area: int = 4, tolerance: float = 0.5, max_polygons: int = 50
+) -> list[np.ndarray]:
+    """The outlines of ``mask`` (H, W) bool's 8-connected parts as polygons, largest first.
+
+    Each is (N, 2) float64 (x, y) in image coordinates, simplified to within
+    ``tolerance`` px (Douglas-Peucker) and at most :data:`MAX_POLYGON_POINTS`
+    vertices; holes are filled, parts under ``min_area`` px dropped, at most
+    ``max_polygons`` kept. :func:`prompts_rasterize` paints them back to the
+    mask, up to the simplification.
+
+    >>> m = np.zeros((6, 8), bool); m[1:4, 2:6] = True
+    >>> (outline,) = mask_polygons(m)
+    >>> outline.tolist()
+    [[5.5, 4.0], [2.5, 4.0], [2.0, 1.5], [5.5, 1.0]]
+    >>> back = prompts_rasterize([Polygon(outline, "dent")], shape=m.shape, classes=["dent"])
+    >>> bool(((back == 1) == m).all())
+    True
+    """
+    from skimage.measure import approximate_polygon, find_contours
+
+    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    areas = ndimage.sum_labels(np.ones(labels.shape), labels, index=np.arange(1, n + 1))
+    out = []
+    for k in np.argsort(-areas, kind="stable")[:max_polygons]:
+        if areas[k] < min_area:
+            break
+        part = ndimage.binary_fill_holes(labels == k + 1)
+        padded = np.pad(part, 1).astype(np.float32)
+        contour = max(find_contours(padded, 0.5), key=len)  # (row, col) of the padded grid
+        xy = contour[:, ::-1] - 1.0 + 0.5  # image coordinates: pixel centres at +0.5
+        tol = tolerance
+        poly = approximate_polygon(xy, tolerance=tol)
+        while len(poly) > MAX_POLYGON_POINTS:
+            tol *= 2
+            poly = approximate_polygon(xy, tolerance=tol)
+        if len(poly) > 3 and np.array_equal(poly[0], poly[-1]):
+            poly = poly[:-1]  # closed implicitly
+        x, y = poly[:, 0], poly[:, 1]
+        if len(poly) < 3 or abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) < 1:
+            continue  # a sliver the simplification flattened
+        h, w = part.shape
+        poly[:, 0] = np.clip(poly[:, 0], 0, w)
+        poly[:, 1] = np.clip(poly[:, 1], 0, h)
+        out.append(poly.astype(np.float64))
+    return out
 
 
 def polyline_resample(points: np.ndarray, *, n: int) -> np.ndarray:
@@ -374,6 +466,11 @@ def prompts_to_sam(prompts: Sequence[Prompt], *, target: str) -> SamPrompt:
         elif isinstance(p, Point):
             pts = np.array([[p.x, p.y]], np.float64)
             positive = p.label == target and p.positive
+        elif isinstance(p, Polygon):
+            raise PromptError(
+                "a polygon is a training label; segment with points, boxes and strokes",
+                field=f"prompts[{i}].kind",
+            )
         else:
             raise PromptError(f"prompts[{i}] is not a prompt", field=f"prompts[{i}]")
         coords.append(pts)

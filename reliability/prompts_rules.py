@@ -122,7 +122,7 @@ def cases() -> list[Hostile]:
     ):
         prompt(f"label {label[:20]!r}", stroke(label, [[5, 5], [10, 10]]), field="label")
     # kinds, shapes, types
-    for kind in ("polygon", 1, None, [], "STROKE", "stroke\x00"):
+    for kind in ("mask", 1, None, [], "STROKE", "stroke\x00", "Polygon"):
         d = stroke("scratch", [[5, 5], [10, 10]])
         d["kind"] = kind
         prompt(f"kind {kind!r}", d, field="kind")
@@ -162,6 +162,24 @@ def cases() -> list[Hostile]:
         statuses=(201, 400),
     )
     prompt("point with 2 points", {"kind": "point", "label": "scratch", "points": [[1, 1], [2, 2]]})
+    # polygons (a mask accepted as labels): a region, nothing else
+    poly = {"kind": "polygon", "label": "scratch", "points": [[2, 2], [20, 2], [20, 15]]}
+    prompt("polygon with 2 points", poly | {"points": [[2, 2], [20, 2]]})
+    prompt("polygon without area", poly | {"points": [[2, 2], [10, 10], [20, 20]]})
+    prompt("polygon of 4,001 points", poly | {"points": [[i % 40, i % 30] for i in range(4_001)]})
+    prompt("polygon of 100,000 points", poly | {"points": [[5, 5]] * 100_000})
+    prompt(
+        "polygon outside the image",
+        poly | {"points": [[2, 2], [900, 2], [20, 15]]},
+        field="points[1]",
+    )
+    prompt("polygon with a radius", poly | {"radius": 3}, field="radius")
+    prompt("polygon not positive", poly | {"positive": False}, field="positive")
+    prompt(
+        "polygon self-crossing",
+        poly | {"points": [[2, 2], [20, 15], [20, 2], [2, 15]]},
+        statuses=(201, 400),
+    )
     prompt(
         "positive not a boolean",
         {"kind": "point", "label": "scratch", "points": [[1, 1]], "positive": "maybe"},
@@ -178,6 +196,7 @@ def cases() -> list[Hostile]:
         )
     )
     out.append(Hostile("segment: prompts not a list", "POST", S, _j({"prompts": "x"}), "prompts"))
+    out.append(Hostile("segment: a polygon", "POST", S, _j({"prompts": [poly]}), "prompts[0].kind"))
     out.append(
         Hostile(
             "segment: output format", "POST", S, _j({"prompts": [{}], "output": "svg"}), "output"

@@ -73,6 +73,11 @@ class SegmentView(APIView):
                     "level": drf_serializers.FloatField(allow_null=True),
                     "mask_png": drf_serializers.CharField(),
                     "rle": drf_serializers.DictField(),
+                    "polygons": drf_serializers.ListField(
+                        child=drf_serializers.ListField(
+                            child=drf_serializers.ListField(child=drf_serializers.FloatField())
+                        )
+                    ),
                 },
             ),
             409: DETAIL,
@@ -106,6 +111,8 @@ class SegmentView(APIView):
             body["mask_png"] = segment_services.mask_png_base64(out.mask)
         if fmt in ("rle", "both"):
             body["rle"] = segment_services.mask_rle(out.mask)
+        if fmt == "polygons":
+            body["polygons"] = segment_services.mask_polygons_list(out.mask)
         return Response(body)
 
 

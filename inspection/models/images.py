@@ -52,6 +52,8 @@ class Prompt(models.Model):
         STROKE = "stroke"
         POINT = "point"
         BOX = "box"
+        #: a filled region, a label only (a click's or a box's mask accepted)
+        POLYGON = "polygon"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="prompts")

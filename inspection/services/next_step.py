@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, Prompt
 from inspection.selectors import model_candidate
 from inspection.services.lifecycle import model_guard
-from inspection.services.training import GOOD_PARTS_MIN
+from inspection.services.training import GOOD_PARTS_MIN, TRAINABLE_KINDS
 
 #: OK-labelled parts the rules need before they can be judged (overkill) and tuned
 MIN_OK_LABELLED = 3
@@ -78,7 +78,7 @@ def next_step_get(*, project: Project) -> NextStep:
         Prompt.objects.filter(
             image__project=project,
             deleted_at__isnull=True,
-            kind__in=(Prompt.Kind.STROKE, Prompt.Kind.POINT),
+            kind__in=TRAINABLE_KINDS,
         ).values_list("label", flat=True)
     )
     by_id = {str(im.id): im for im in images}

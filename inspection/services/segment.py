@@ -101,6 +101,15 @@ def _prompts_parse(*, image: Image, prompts: Sequence[dict], target: str | None)
         prompt_parse(image=image, data=p, field_prefix=f"prompts[{i}].")
         for i, p in enumerate(prompts)
     ]
+    # deferred: prompting.prompts loads scipy and scikit-image
+    from prompting.prompts import Polygon
+
+    for i, p in enumerate(parsed):
+        if isinstance(p, Polygon):  # a label, drawn from a mask already
+            raise InvalidInput(
+                "a polygon is a training label, not a segmentation prompt",
+                field_errors={f"prompts[{i}].kind": ["segment with points, boxes and strokes"]},
+            )
     labels = [p.label for p in parsed if p.label != "background"]
     if target is None:
         if not labels:
@@ -381,6 +390,15 @@ def mask_png_base64(mask: np.ndarray) -> str:
     buf = io.BytesIO()
     PILImage.fromarray(np.asarray(mask, dtype=bool)).save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def mask_polygons_list(mask: np.ndarray) -> list[list[list[float]]]:
+    """The outlines of ``mask``'s parts, largest first, each ``[[x, y], ...]`` in
+    image pixels: what ``{"kind": "polygon"}`` prompts take."""
+    # deferred: prompting.prompts loads scipy and scikit-image
+    from prompting.prompts import mask_polygons
+
+    return [[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in mask_polygons(mask)]
 
 
 def mask_rle(mask: np.ndarray) -> dict:

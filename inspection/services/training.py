@@ -40,8 +40,8 @@ log = logging.getLogger("inspection.training")
 
 #: good images (marked OK) a project needs to start from good parts only, without defect strokes
 GOOD_PARTS_MIN = 3
-#: classes whose prompts the learner can rasterise (boxes are SAM-only)
-_TRAINABLE_KINDS = (Prompt.Kind.STROKE, Prompt.Kind.POINT)
+#: the prompt kinds the learner can rasterise (boxes are SAM-only)
+TRAINABLE_KINDS = (Prompt.Kind.STROKE, Prompt.Kind.POINT, Prompt.Kind.POLYGON)
 
 
 def training_readiness(*, project: Project) -> list[str]:
@@ -55,7 +55,7 @@ def training_readiness(*, project: Project) -> list[str]:
         )
     labels = Counter(
         Prompt.objects.filter(
-            image__project=project, deleted_at__isnull=True, kind__in=_TRAINABLE_KINDS
+            image__project=project, deleted_at__isnull=True, kind__in=TRAINABLE_KINDS
         ).values_list("label", flat=True)
     )
     good_parts = project.images.filter(verdict="OK").count()
@@ -133,7 +133,7 @@ def _train(job: Job) -> None:
 
     prompts = list(
         Prompt.objects.filter(
-            image__project=project, deleted_at__isnull=True, kind__in=_TRAINABLE_KINDS
+            image__project=project, deleted_at__isnull=True, kind__in=TRAINABLE_KINDS
         ).order_by("created_at", "id")
     )
     by_image: dict[Any, list[Prompt]] = {}

@@ -443,8 +443,30 @@ def test_point_click_shows_backbone_mask_without_sam(
         page.keyboard.press(",")
         page.wait_for_function(level_is.format(round(expected, 2)))
     assert int(canvas.get_attribute("data-sam")) <= area
-    page.keyboard.press("Escape")
+    # the mask becomes training labels: polygons of its class; the click goes
+    from inspection.models import Prompt
+
+    assert page.locator("[data-testid=mask-accept]").is_enabled()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=editor-status]').textContent.includes('saved as labels')"
+    )
+    live = Prompt.objects.filter(image=image, deleted_at__isnull=True)
+    assert live.filter(kind="polygon", label="defect").exists()
+    assert not live.filter(kind="point").exists()
+    assert page.locator("[data-testid=mask-accept]").is_disabled()
     assert page.locator("[data-testid=mask-larger]").is_disabled()
+    # one undo takes the polygons back, the next restores the click
+    page.keyboard.press("Control+z")
+    page.wait_for_function(
+        "document.getElementById('prompt-count').textContent.startsWith('0 prompts')"
+    )
+    page.keyboard.press("Control+z")
+    page.wait_for_function(
+        "document.getElementById('prompt-count').textContent.startsWith('1 prompt')"
+    )
+    live = Prompt.objects.filter(image=image, deleted_at__isnull=True)
+    assert [p.kind for p in live] == ["point"]
     assert page.js_errors == []
 
 

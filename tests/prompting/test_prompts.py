@@ -5,13 +5,16 @@ from skimage import draw
 from prompting.errors import PromptError
 from prompting.prompts import (
     BACKGROUND,
+    MAX_POLYGON_POINTS,
     MAX_RADIUS,
     MAX_SAM_POINTS_PER_STROKE,
     MAX_STROKE_POINTS,
     Box,
     Point,
+    Polygon,
     SamPrompt,
     Stroke,
+    mask_polygons,
     polyline_resample,
     prompt_from_dict,
     prompt_to_dict,
@@ -266,3 +269,66 @@ def test_prompts_to_sam_short_stroke_and_empty():
 def test_prompts_to_sam_two_boxes_for_target_is_an_error():
     with pytest.raises(PromptError, match="more than one box"):
         prompts_to_sam([Box(1, 1, 5, 5, "dent"), Box(2, 2, 6, 6, "dent")], target="dent")
+
+
+# ----------------------------------------------------------------------------- polygons
+def test_a_polygon_round_trips_and_paints_the_pixels_whose_centre_is_inside():
+    d = {"kind": "polygon", "label": "scratch", "points": [[1, 1], [5, 1], [5, 4], [1, 4]]}
+    p = prompt_from_dict(d, classes=["scratch"], width=8, height=6)
+    assert isinstance(p, Polygon) and prompt_to_dict(p) == d
+    painted = prompts_rasterize([p], shape=(6, 8), classes=["scratch"])
+    expected = np.full((6, 8), -1, np.int16)
+    expected[1:4, 1:5] = 1  # centres (1.5..4.5, 1.5..3.5)
+    np.testing.assert_array_equal(painted, expected)
+
+
+@pytest.mark.parametrize(
+    ("points", "field"),
+    [
+        ([[1, 1], [5, 1]], "points"),
+        ([[1, 1], [2, 2], [3, 3]], "points"),
+        ([[1, 1], [9, 1], [5, 4]], "points[1]"),
+        ([[0, 0]] * (MAX_POLYGON_POINTS + 1), "points"),
+    ],
+)
+def test_a_bad_polygon_names_its_field(points, field):
+    d = {"kind": "polygon", "label": "scratch", "points": points}
+    with pytest.raises(PromptError) as err:
+        prompt_from_dict(d, classes=["scratch"], width=8, height=6)
+    assert err.value.field == field
+
+
+def test_mask_polygons_give_the_mask_back_largest_part_first():
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    mask = ndi.gaussian_filter(rng.random((60, 80)), 3) > 0.53
+    mask[0:8, 64:80] = False
+    mask[2, 70:73] = True  # a 3 px speck: dropped
+    mask[44:60, 0:10] = False
+    mask[50:52, 2:4] = True  # 4 px: kept
+    polygons = mask_polygons(mask)
+    assert all(len(p) >= 3 for p in polygons)
+    areas = [
+        ndi.sum(prompts_rasterize([Polygon(p, "s")], shape=mask.shape, classes=["s"]) == 1)
+        for p in polygons
+    ]
+    assert areas == sorted(areas, reverse=True)
+    got = (
+        prompts_rasterize([Polygon(p, "s") for p in polygons], shape=mask.shape, classes=["s"]) == 1
+    )
+    labels, n = ndi.label(mask, np.ones((3, 3), bool))
+    sizes = ndi.sum_labels(mask, labels, range(1, n + 1))
+    filled = np.zeros_like(mask)
+    for k in 1 + np.flatnonzero(sizes >= 4):
+        filled |= ndi.binary_fill_holes(labels == k)
+    assert (got & filled).sum() / (got | filled).sum() > 0.97
+    assert not got[2, 70:73].any() and got[50:52, 2:4].all()
+    assert mask_polygons(np.zeros((5, 5), bool)) == []
+
+
+def test_a_polygon_is_no_sam_prompt():
+    p = Polygon(np.array([[1.0, 1.0], [5.0, 1.0], [3.0, 4.0]]), "scratch")
+    with pytest.raises(PromptError) as err:
+        prompts_to_sam([p], target="scratch")
+    assert err.value.field == "prompts[0].kind"

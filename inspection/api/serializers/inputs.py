@@ -157,7 +157,13 @@ SEGMENT_LEVELS = (0.05, 0.95)
 class SegmentInput(serializers.Serializer):
     prompts = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=200)
     label = serializers.CharField(max_length=100, required=False)
-    output = serializers.ChoiceField(choices=["png", "rle", "both"], default="both", required=False)
+    output = serializers.ChoiceField(
+        choices=["png", "rle", "both", "polygons"],
+        default="both",
+        required=False,
+        help_text="the mask as a PNG, run lengths, both, or polygons (the outlines of its "
+        "parts, ready to be saved as polygon prompts: training labels)",
+    )
     level = serializers.FloatField(
         required=False,
         allow_null=True,

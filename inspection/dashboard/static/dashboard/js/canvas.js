@@ -16,11 +16,22 @@ export function touches(p, x, y, r, scale) {
     return false;
   }
   if (p.kind === "point") return Math.hypot(x - p.points[0][0], y - p.points[0][1]) <= r + 4 / scale;
+  if (p.kind === "polygon") return inside(p.points, x, y) || p.points.some((a, i) => segDist(x, y, a, p.points[(i + 1) % p.points.length]) <= r);
   const [[x0, y0], [x1, y1]] = p.points;
   const inX = x >= Math.min(x0, x1) - r && x <= Math.max(x0, x1) + r;
   const inY = y >= Math.min(y0, y1) - r && y <= Math.max(y0, y1) + r;
   const nearEdge = Math.min(Math.abs(x - x0), Math.abs(x - x1)) <= r || Math.min(Math.abs(y - y0), Math.abs(y - y1)) <= r;
   return inX && inY && nearEdge;
+}
+
+// whether (x, y) is inside the polygon [[x, y], ...] (even-odd rule)
+export function inside(pts, x, y) {
+  let c = false;
+  for (let i = 0, j = pts.length - 1; i < pts.length; j = i++) {
+    const [xi, yi] = pts[i], [xj, yj] = pts[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) c = !c;
+  }
+  return c;
 }
 
 // {size: [H, W], counts: [...]}: row-major run lengths starting with a run of 0s

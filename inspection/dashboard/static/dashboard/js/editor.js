@@ -79,6 +79,12 @@ function drawPrompt(p, { alpha = 0.7 } = {}) {
     ctx.beginPath(); ctx.arc(x, y, r, 0, Math.PI * 2);
     ctx.fillStyle = p.positive === false ? "#111" : col; ctx.fill();
     ctx.lineWidth = 2 / state.scale; ctx.strokeStyle = "#fff"; ctx.stroke();
+  } else if (p.kind === "polygon") {
+    ctx.globalAlpha = alpha * 0.6;
+    ctx.beginPath();
+    p.points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.closePath(); ctx.fill();
+    ctx.globalAlpha = 1; ctx.lineWidth = 1.5 / state.scale; ctx.stroke();
   } else if (p.kind === "box") {
     const [[x0, y0], [x1, y1]] = p.points;
     ctx.globalAlpha = 1; ctx.lineWidth = 2 / state.scale; ctx.setLineDash([6 / state.scale, 4 / state.scale]);
@@ -208,6 +214,25 @@ async function redo() {
 
 // ---------------------------------------------------------------- points and boxes -> a mask
 const masks = segmenter({ iid, W, H, canvas, state, toPayload, colourOf, setStatus, draw, background: BACKGROUND });
+// the mask shown becomes training labels: its outlines saved as polygons of its class,
+// the points and boxes that made it removed (two undo steps: the polygons, the clicks)
+async function acceptMask() {
+  const shown = await masks.polygons();
+  if (!shown || !shown.polygons.length) return;
+  const used = state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box"));
+  const added = [];
+  try {
+    for (const points of shown.polygons) added.push(await savePrompt({ kind: "polygon", label: shown.label, points }));
+    for (const p of used) { await deletePrompt(p); p._hidden = true; }
+  } catch (ex) { toast(`Mask not saved: ${errorText(ex.body) || ex.message}`, { error: true }); }
+  state.prompts = state.prompts.filter((p) => !used.includes(p)).concat(added);
+  if (used.length) state.undo.push({ type: "erase", prompts: used });
+  if (added.length) state.undo.push({ type: "add", prompts: added });
+  state.redo = [];
+  masks.clear(); updateCount();
+  setStatus(`${added.length} polygon${added.length === 1 ? "" : "s"} of ${shown.label} saved as labels`);
+}
+masks.onAccept(acceptMask);
 
 // ---------------------------------------------------------------- input
 let pointerDown = false;
@@ -480,6 +505,7 @@ document.addEventListener("keydown", (e) => {
   if (k === "ArrowRight") return go(1);
   if (k === "u" || k === "U") return goUnsure();
   if ((k === "r" || k === "R") && runner) { e.preventDefault(); runner.run(); }
+  if (k === "Enter" && canEdit) { e.preventDefault(); return acceptMask(); }
   if (k === ",") return masks.smaller();
   if (k === ".") return masks.larger();
   if (k === "Escape") masks.clear();

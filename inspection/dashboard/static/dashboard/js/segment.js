@@ -13,7 +13,12 @@ export function segmenter(ed) {
   const { canvas, state } = ed;
   const last = { label: null, level: null };  // the mask shown: its class and level
   const buttons = ["mask-smaller", "mask-larger"].map((id) => document.getElementById(id)).filter(Boolean);
-  const enable = () => { for (const b of buttons) b.disabled = last.level === null; };
+  const accept = document.getElementById("mask-accept");
+  const enable = () => {
+    for (const b of buttons) b.disabled = last.level === null;
+    if (accept) accept.disabled = !state.samMask;
+  };
+  const segmentPrompts = () => state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box")).map(ed.toPayload);
 
   async function show(res, label) {
     const [r, g, b] = hexToRgb(ed.colourOf(label));
@@ -42,7 +47,7 @@ export function segmenter(ed) {
 
   // the mask of the prompts on the image for `label`; `level` fixes the backbone's cut
   async function segment(label, level = null) {
-    const prompts = state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box")).map(ed.toPayload);
+    const prompts = segmentPrompts();
     if (!prompts.length) return;
     const t0 = performance.now();
     for (let attempt = 0; attempt < 200; attempt++) {
@@ -53,7 +58,7 @@ export function segmenter(ed) {
         if (level !== null) body.level = level;
         const res = await api(`/images/${ed.iid}/segment/`, { method: "POST", body });
         await show(res, res.label || label);
-        last.label = label; last.level = res.level ?? null; enable();
+        last.label = res.label || label; last.level = res.level ?? null; enable();
         canvas.dataset.sam = String(res.area_px ?? 1);
         canvas.dataset.segmentEngine = res.engine || "sam";
         canvas.dataset.segmentFeaturesMs = String(res.features_ms ?? 0);
@@ -86,7 +91,19 @@ export function segmenter(ed) {
   }
   function clear() { state.samMask = null; last.level = null; enable(); ed.setStatus(""); ed.draw(); }
 
+  // {label, polygons}: the mask shown, as the outlines of its parts (null: none shown)
+  async function polygons() {
+    const prompts = segmentPrompts();
+    if (!state.samMask || !last.label || !prompts.length) return null;
+    const body = { prompts, label: last.label, output: "polygons" };
+    if (last.level !== null) body.level = last.level;
+    try {
+      const res = await api(`/images/${ed.iid}/segment/`, { method: "POST", body });
+      return { label: res.label || last.label, polygons: res.polygons || [] };
+    } catch (ex) { ed.setStatus(`Mask not saved: ${errorText(ex.body) || ex.message}`, "error"); return null; }
+  }
+
   buttons.forEach((b, i) => b.addEventListener("click", () => resize(i === 0 ? 1 : -1)));
   enable();
-  return { segment, smaller: () => resize(1), larger: () => resize(-1), clear };
+  return { segment, smaller: () => resize(1), larger: () => resize(-1), clear, polygons, onAccept: (f) => accept?.addEventListener("click", f) };
 }
