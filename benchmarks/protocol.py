@@ -10,6 +10,10 @@
    the largest false-positive blob and one defect stroke over the largest missed
    region, then retrain.
 
+With ``--labels clicks`` step 2 is instead one click at the centre (the deepest
+pixel) of each of those regions, whose mask the user accepts as the label
+(polygons, as the editor's "Use as label" saves them).
+
 Strokes are returned in the engine's prompt dict form
 (``{"kind": "stroke", "label", "points": [[x, y], ...], "radius"}``), so they go
 through ``prompting.prompts`` exactly like a user's strokes.
@@ -165,6 +169,17 @@ def defect_strokes(mask: np.ndarray, *, label: str, max_regions: int = MAX_REGIO
         if s is not None:
             strokes.append(s)
     return strokes
+
+
+def defect_clicks(mask: np.ndarray, *, max_regions: int = MAX_REGIONS) -> list[list[float]]:
+    """One click ``[x, y]`` per (up to) ``max_regions`` largest regions of ``mask`` (H,W)
+    bool: the centre of its deepest pixel (inside even for rings and L shapes)."""
+    clicks = []
+    for region in _largest_regions(mask, max_regions):
+        depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        clicks.append([float(x) + 0.5, float(y) + 0.5])
+    return clicks
 
 
 def background_strokes(

@@ -177,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument(
         "--skip-engine", action="store_true", help="with --via-api: not the engine path beside it"
     )
+    api.add_argument(
+        "--labels",
+        choices=("strokes", "clicks"),
+        default="strokes",
+        help="with --via-api, the cold start's defect labels: skeleton strokes, or one click "
+        "per large defect whose mask is accepted as the label (polygons); background and "
+        "corrections stay strokes",
+    )
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else args.seeds
     if not ZOOM_RANGE[0] <= args.zoom <= ZOOM_RANGE[1]:
@@ -199,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         ours_name = OurMethod(0, args.backend, backend_options).name
     except Exception as exc:  # noqa: BLE001 - BackendError names the bad option
         parser.error(f"--backend {args.backend}: {exc}")
+    if args.labels != "strokes" and not args.via_api:
+        parser.error("--labels clicks runs with --via-api")
     if args.via_api:
         if args.base_url and not args.token:
             parser.error("--base-url needs --token (or $INSPECTION_TOKEN)")

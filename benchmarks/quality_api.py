@@ -68,6 +68,7 @@ from benchmarks.quality_common import (
     Sample,
     dataset_load,
     good_parts_table,
+    initial_clicks,
     initial_prompts,
     protocol_samples,
     results_mean,
@@ -78,11 +79,15 @@ from benchmarks.quality_common import (
 from benchmarks.quality_methods import (
     BaselineMethod,
     OurMethod,
+    click_labels,
     good_parts_run,
     good_parts_split,
     run_method,
 )
 from prompting.interchange import coco_rle_decode
+
+#: how a table row names the cold start's defect labels (``--labels``)
+LABEL_SUFFIX = {"strokes": "", "clicks": ", click labels"}
 
 # ----------------------------------------------------------------------------- the user
 
@@ -234,9 +239,12 @@ def run_via_api(
     prompts0: dict[str, list[dict]],
     backend: str,
     project_options: dict | None = None,
+    clicks0: dict[str, list[list[float]]] | None = None,
 ) -> ApiRun:
     """The protocol on one dataset and seed, every step through ``client``;
-    ``project_options``: more fields of the project it creates."""
+    ``project_options``: more fields of the project it creates; ``clicks0``: the
+    cold start's clicks per image (``--labels clicks``), each one's mask accepted
+    as the label (the segment route's polygons, saved as polygon prompts)."""
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     project = _project_create(
@@ -246,6 +254,17 @@ def run_via_api(
     for s in train:
         ids[s.image_id] = _upload(client, project, s, with_mask=True)
         _paint(client, ids[s.image_id], prompts0[s.image_id])
+        for x, y in (clicks0 or {}).get(s.image_id, []):
+            click = {"kind": "point", "label": CLASS, "points": [[x, y]]}
+            shown = client.post(
+                f"/api/v1/images/{ids[s.image_id]}/segment/",
+                {"prompts": [click], "label": CLASS, "output": "polygons"},
+            )
+            _paint(
+                client,
+                ids[s.image_id],
+                [{"kind": "polygon", "label": CLASS, "points": p} for p in shown["polygons"]],
+            )
     stages["upload_and_paint_s"] = time.perf_counter() - t0
 
     train_ids = {s.image_id: (ids[s.image_id], s.mask.shape) for s in train}
@@ -428,7 +447,13 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                 train, evaluation = protocol_samples(samples, seed)
                 if args.max_eval:
                     evaluation = evaluation[: args.max_eval]
-                prompts0 = initial_prompts(train, seed)
+                clicks = args.labels == "clicks"
+                prompts0 = initial_prompts(train, seed, defects=not clicks)
+                clicks0 = initial_clicks(train) if clicks else None
+                engine_prompts = prompts0
+                if clicks0 is not None and not (args.skip_engine and args.skip_baseline):
+                    polygons = click_labels(train, clicks0)
+                    engine_prompts = {k: v + polygons[k] for k, v in prompts0.items()}
                 for backend in backends:
                     t0 = time.perf_counter()
                     run = run_via_api(
@@ -439,23 +464,26 @@ def api_main(args, *, seeds: list[int], backend_options: dict, ours_name: str) -
                         evaluation=evaluation,
                         prompts0=prompts0,
                         backend=backend,
+                        clicks0=clicks0,
                     )
                     print(
                         f"[{name} seed {seed}] {backend} via API in "
                         f"{time.perf_counter() - t0:.0f} s: {run.result} stages {run.stages}",
                         file=sys.stderr,
                     )
-                    label = f"{labels[backend]} via API"
+                    label = f"{labels[backend]} via API{LABEL_SUFFIX[args.labels]}"
                     rows.append((name, seed, len(evaluation), label, run.result))
                     stages_all.append((name, seed, backend, run.stages))
                     if not args.skip_engine:
-                        ours = run_method(OurMethod(seed, backend, {}), train, evaluation, prompts0)
-                        rows.append(
-                            (name, seed, len(evaluation), f"{labels[backend]} engine", ours)
+                        ours = run_method(
+                            OurMethod(seed, backend, {}), train, evaluation, engine_prompts
                         )
+                        engine = f"{labels[backend]} engine{LABEL_SUFFIX[args.labels]}"
+                        rows.append((name, seed, len(evaluation), engine, ours))
                 if not args.skip_baseline:
-                    base = run_method(BaselineMethod(seed), train, evaluation, prompts0)
-                    rows.append((name, seed, len(evaluation), "baseline (skimage RF)", base))
+                    base = run_method(BaselineMethod(seed), train, evaluation, engine_prompts)
+                    baseline = f"baseline (skimage RF){LABEL_SUFFIX[args.labels]}"
+                    rows.append((name, seed, len(evaluation), baseline, base))
                 if good_parts and sum(not s.mask.any() for s in samples) > protocol.N_TRAIN:
                     t0 = time.perf_counter()
                     run = run_good_parts_via_api(

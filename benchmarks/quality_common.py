@@ -169,14 +169,23 @@ def protocol_samples(samples: list[Sample], seed: int) -> tuple[list[Sample], li
     return [by_id[i] for i in train_ids], [by_id[i] for i in eval_ids]
 
 
-def initial_prompts(train: list[Sample], seed: int) -> dict[str, list[dict]]:
+def initial_prompts(
+    train: list[Sample], seed: int, *, defects: bool = True
+) -> dict[str, list[dict]]:
+    """The cold start's strokes per image: defect strokes (unless ``defects`` is
+    False: the clicks of :func:`initial_clicks` label the defects), then background."""
     prompts = {}
     for i, s in enumerate(train):
         rng = np.random.default_rng([seed, i])
-        strokes = protocol.defect_strokes(s.mask, label=CLASS)
+        strokes = protocol.defect_strokes(s.mask, label=CLASS) if defects else []
         strokes += protocol.background_strokes(s.mask, rng=rng)
         prompts[s.image_id] = strokes
     return prompts
+
+
+def initial_clicks(train: list[Sample]) -> dict[str, list[list[float]]]:
+    """The cold start's clicks per image (``--labels clicks``): one per large defect."""
+    return {s.image_id: protocol.defect_clicks(s.mask) for s in train}
 
 
 # ----------------------------------------------------------------------------- figures

@@ -130,6 +130,35 @@ class BaselineMethod:
 # ----------------------------------------------------------------------------- protocol run
 
 
+def click_labels(
+    train: list[Sample], clicks: dict[str, list[list[float]]]
+) -> dict[str, list[dict]]:
+    """Polygon prompts per image: each click's mask (the backbone's, as the segment
+    route answers without SAM) accepted as the label, as the editor saves it."""
+    from prompting.clicks import click_features, click_segment
+    from prompting.features import backend_create
+    from prompting.prompts import Point, mask_polygons
+
+    backend = backend_create("backbone")
+    out: dict[str, list[dict]] = {}
+    for s in train:
+        out[s.image_id] = []
+        if not clicks.get(s.image_id):
+            continue
+        features = click_features(backend, s.rgb)
+        for x, y in clicks[s.image_id]:
+            mask = click_segment(features, [Point(x, y, CLASS)], target=CLASS).mask
+            out[s.image_id] += [
+                {
+                    "kind": "polygon",
+                    "label": CLASS,
+                    "points": [[round(float(a), 2), round(float(b), 2)] for a, b in p],
+                }
+                for p in mask_polygons(mask)
+            ]
+    return out
+
+
 @dataclass
 class Trained:
     """Outcome of :func:`protocol_train`: the strokes painted, the training images'

@@ -83,9 +83,35 @@ def test_the_backbone_runs_beside_the_classic_learner_through_the_api(tiny_datas
     ]
 
 
+def test_click_labels_through_the_api_beside_the_engine(tiny_dataset, capsys):
+    """``--labels clicks``: one click per square, its mask saved as polygons through
+    the segment route, trains both paths as well as strokes on these squares."""
+    code = quality.main(
+        [
+            "--via-api",
+            "--labels", "clicks",
+            "--datasets", "tiny",
+            "--seeds", "0",
+            "--max-eval", "2",
+            "--skip-sam",
+            "--data-root", str(tiny_dataset),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out.split("The line's masks")[0]
+    for method in (
+        "ours (classic) via API, click labels",
+        "ours (classic) engine, click labels",
+        "baseline (skimage RF), click labels",
+    ):
+        (row,) = _rows(out, method)
+        assert row[1] == "2" and 0.5 < float(row[3]) <= 1.0, row
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
+        (["--labels", "clicks"], "--labels clicks runs with --via-api"),
         (["--via-api", "--base-url", "http://127.0.0.1:9"], "--base-url needs --token"),
         (
             ["--via-api", "--backend", "sam", "--sam-checkpoint", "x.pth"],
