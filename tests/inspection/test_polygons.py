@@ -7,19 +7,15 @@ import numpy as np
 import pytest
 
 from inspection.models import Prompt
-from inspection.services.images import image_upload
-from inspection.services.projects import project_create
 from prompting.prompts import prompt_from_dict, prompts_rasterize
-from tests.inspection.test_segment_api import _png, _truth
+from tests.inspection.test_segment_api import _truth, disc_image
 
 
 @pytest.fixture
 def editor(jobs_db, settings, make_user, api_for):
+    """The disc image without SAM; a database its Run's job can use."""
     settings.SAM_CHECKPOINT = ""
-    owner = make_user("o")
-    project = project_create(user=owner, name="p", classes=["spot"])
-    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
-    return image, api_for(owner)
+    return disc_image(make_user, api_for)
 
 
 def test_a_clicks_mask_as_polygons_becomes_the_label_it_showed(editor):

@@ -81,14 +81,10 @@ def _truth(w=64, h=48) -> np.ndarray:
     return (xx - 30) ** 2 + (yy - 20) ** 2 < 120
 
 
-def test_segment_without_sam_answers_from_the_backbone(db, settings, make_user, api_for):
+def test_segment_without_sam_answers_from_the_backbone(no_sam):
     """No SAM checkpoint: a click (then a box) is answered at once by the shipped
     backbone network, marked as such; the image's features are computed once."""
-    settings.SAM_CHECKPOINT = ""
-    owner = make_user("o")
-    project = project_create(user=owner, name="p", classes=["spot"])
-    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
-    client = api_for(owner)
+    image, client = no_sam
     url = f"/api/v1/images/{image.id}/segment/"
 
     r = client.post(
@@ -120,14 +116,25 @@ def test_segment_without_sam_answers_from_the_backbone(db, settings, make_user, 
     assert first["level"] is not None and again["level"] is None  # a box alone: Otsu's cut
 
 
-def test_a_click_cut_at_a_lower_level_gives_a_larger_mask(db, settings, make_user, api_for):
-    """``level`` fixes where the backbone cuts a click's mask (the dashboard's
-    larger / smaller); without it the image's edges choose, and the answer says where."""
-    settings.SAM_CHECKPOINT = ""
+def disc_image(make_user, api_for):
+    """(an image of the disc in a project with one class "spot", its owner's client)."""
     owner = make_user("o")
     project = project_create(user=owner, name="p", classes=["spot"])
     image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
-    client = api_for(owner)
+    return image, api_for(owner)
+
+
+@pytest.fixture
+def no_sam(db, settings, make_user, api_for):
+    """:func:`disc_image` without a SAM checkpoint: the backbone answers clicks."""
+    settings.SAM_CHECKPOINT = ""
+    return disc_image(make_user, api_for)
+
+
+def test_a_click_cut_at_a_lower_level_gives_a_larger_mask(no_sam):
+    """``level`` fixes where the backbone cuts a click's mask (the dashboard's
+    larger / smaller); without it the image's edges choose, and the answer says where."""
+    image, client = no_sam
     url = f"/api/v1/images/{image.id}/segment/"
     click = [{"kind": "point", "label": "spot", "points": [[30, 20]]}]
     areas = {}
@@ -142,13 +149,10 @@ def test_a_click_cut_at_a_lower_level_gives_a_larger_mask(db, settings, make_use
 
 
 @pytest.mark.parametrize("level", [0, 1, 0.99, -1, "big", [0.5]])
-def test_a_level_out_of_range_is_a_400_naming_it(db, settings, make_user, api_for, level):
-    settings.SAM_CHECKPOINT = ""
-    owner = make_user("o")
-    project = project_create(user=owner, name="p", classes=["spot"])
-    image = image_upload(project=project, data=_png(), filename="s.png", user=owner).image
+def test_a_level_out_of_range_is_a_400_naming_it(no_sam, level):
+    image, client = no_sam
     click = [{"kind": "point", "label": "spot", "points": [[30, 20]]}]
-    r = api_for(owner).post(
+    r = client.post(
         f"/api/v1/images/{image.id}/segment/", {"prompts": click, "level": level}, format="json"
     )
     assert r.status_code == 400, r.content
