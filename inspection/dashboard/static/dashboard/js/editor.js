@@ -220,13 +220,13 @@ async function acceptMask() {
   const shown = await masks.polygons();
   if (!shown || !shown.polygons.length) return;
   const used = state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box"));
-  const added = [];
+  const added = [], removed = [];  // what the server took: a failure part-way keeps the rest
   try {
     for (const points of shown.polygons) added.push(await savePrompt({ kind: "polygon", label: shown.label, points }));
-    for (const p of used) { await deletePrompt(p); p._hidden = true; }
+    for (const p of used) { await deletePrompt(p); p._hidden = true; removed.push(p); }
   } catch (ex) { toast(`Mask not saved: ${errorText(ex.body) || ex.message}`, { error: true }); }
-  state.prompts = state.prompts.filter((p) => !used.includes(p)).concat(added);
-  if (used.length) state.undo.push({ type: "erase", prompts: used });
+  state.prompts = state.prompts.filter((p) => !removed.includes(p)).concat(added);
+  if (removed.length) state.undo.push({ type: "erase", prompts: removed });
   if (added.length) state.undo.push({ type: "add", prompts: added });
   state.redo = [];
   masks.clear(); updateCount();
