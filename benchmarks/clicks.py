@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from benchmarks import protocol
 from benchmarks.quality_common import (
     DATASETS,
     DEFAULT_DATA_ROOT,
@@ -89,9 +90,8 @@ def regions_clicks(sample: Sample, *, min_area: int = MIN_REGION_AREA) -> list[C
         region = labels == k
         if int(region.sum()) < min_area:
             continue
-        depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-        clicks.append(Click(sample.image_id, int(x), int(y), region))
+        x, y = protocol.deepest_pixel(region)
+        clicks.append(Click(sample.image_id, x, y, region))
     return clicks
 
 

@@ -171,14 +171,21 @@ def defect_strokes(mask: np.ndarray, *, label: str, max_regions: int = MAX_REGIO
     return strokes
 
 
+def deepest_pixel(region: np.ndarray) -> tuple[int, int]:
+    """(col, row) of the pixel of ``region`` (H,W) bool farthest from its outside: where
+    a user clicks an object (inside even for rings and L shapes)."""
+    depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(x), int(y)
+
+
 def defect_clicks(mask: np.ndarray, *, max_regions: int = MAX_REGIONS) -> list[list[float]]:
     """One click ``[x, y]`` per (up to) ``max_regions`` largest regions of ``mask`` (H,W)
-    bool: the centre of its deepest pixel (inside even for rings and L shapes)."""
+    bool: the centre of its :func:`deepest_pixel`."""
     clicks = []
     for region in _largest_regions(mask, max_regions):
-        depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-        clicks.append([float(x) + 0.5, float(y) + 0.5])
+        x, y = deepest_pixel(region)
+        clicks.append([x + 0.5, y + 0.5])
     return clicks
 
 

@@ -137,7 +137,7 @@ def click_labels(
     route answers without SAM) accepted as the label, as the editor saves it."""
     from prompting.clicks import click_features, click_segment
     from prompting.features import backend_create
-    from prompting.prompts import Point, mask_polygons
+    from prompting.prompts import Point, mask_outlines
 
     backend = backend_create("backbone")
     out: dict[str, list[dict]] = {}
@@ -149,12 +149,8 @@ def click_labels(
         for x, y in clicks[s.image_id]:
             mask = click_segment(features, [Point(x, y, CLASS)], target=CLASS).mask
             out[s.image_id] += [
-                {
-                    "kind": "polygon",
-                    "label": CLASS,
-                    "points": [[round(float(a), 2), round(float(b), 2)] for a, b in p],
-                }
-                for p in mask_polygons(mask)
+                {"kind": "polygon", "label": CLASS, "points": points}
+                for points in mask_outlines(mask)
             ]
     return out
 

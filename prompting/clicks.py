@@ -458,7 +458,7 @@ def _box_alone(
         like = np.maximum(like, neg_sim)
     full = _resize_bilinear((1.0 - like).astype(np.float32), size)
     if grey_weight > 0 and ring_px is not None and ring_px.any():
-        g = ndi.gaussian_filter(features.grey, 1.0)
+        g = features.grey_smooth()[0]
         dev = np.abs(g - float(np.median(g[ring_px])))
         dev /= max(float(np.percentile(dev[region], 99)), 0.02)
         full = (1 - grey_weight) * full + grey_weight * np.minimum(dev, 1.0)

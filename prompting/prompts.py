@@ -239,8 +239,7 @@ def prompt_from_dict(d: Mapping, *, classes: Sequence[str], width: int, height: 
         )
         if len(points) < 3:
             raise PromptError("a polygon needs at least 3 points", field="points")
-        x, y = points[:, 0], points[:, 1]
-        if abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) < 1e-9:
+        if _twice_area(points) < 1e-9:
             raise PromptError("the polygon encloses no area", field="points")
         return Polygon(points=points, label=label)
 
@@ -373,20 +372,25 @@ def mask_polygons(
     >>> bool(((back == 1) == m).all())
     True
     """
+    # deferred: skimage.measure loads only when a mask is turned into polygons
     from skimage.measure import approximate_polygon, find_contours
 
     labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), bool))
     if n == 0:
         return []
-    areas = ndimage.sum_labels(np.ones(labels.shape), labels, index=np.arange(1, n + 1))
+    h, w = labels.shape
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    boxes = ndimage.find_objects(labels)
     out = []
     for k in np.argsort(-areas, kind="stable")[:max_polygons]:
         if areas[k] < min_area:
             break
-        part = ndimage.binary_fill_holes(labels == k + 1)
+        rows, cols = boxes[k]  # the part's bounding box: the work stays its size
+        part = ndimage.binary_fill_holes(labels[rows, cols] == k + 1)
         padded = np.pad(part, 1).astype(np.float32)
-        contour = max(find_contours(padded, 0.5), key=len)  # (row, col) of the padded grid
-        xy = contour[:, ::-1] - 1.0 + 0.5  # image coordinates: pixel centres at +0.5
+        contour = max(find_contours(padded, 0.5), key=len)  # (row, col) of the padded box
+        # image coordinates: the box's offset, less the padding, pixel centres at +0.5
+        xy = contour[:, ::-1] + (cols.start - 0.5, rows.start - 0.5)
         tol = tolerance
         poly = approximate_polygon(xy, tolerance=tol)
         while len(poly) > MAX_POLYGON_POINTS:
@@ -394,14 +398,24 @@ def mask_polygons(
             poly = approximate_polygon(xy, tolerance=tol)
         if len(poly) > 3 and np.array_equal(poly[0], poly[-1]):
             poly = poly[:-1]  # closed implicitly
-        x, y = poly[:, 0], poly[:, 1]
-        if len(poly) < 3 or abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) < 1:
+        if len(poly) < 3 or _twice_area(poly) < 1:
             continue  # a sliver the simplification flattened
-        h, w = part.shape
         poly[:, 0] = np.clip(poly[:, 0], 0, w)
         poly[:, 1] = np.clip(poly[:, 1], 0, h)
         out.append(poly.astype(np.float64))
     return out
+
+
+def mask_outlines(mask: np.ndarray) -> list[list[list[float]]]:
+    """:func:`mask_polygons` of ``mask`` in JSON form, ``[[x, y], ...]`` per part
+    rounded to 0.01 px: the ``points`` of ``{"kind": "polygon"}`` prompts."""
+    return [[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in mask_polygons(mask)]
+
+
+def _twice_area(points: np.ndarray) -> float:
+    """|2 x the area| of the polygon ``points`` (N, 2) x,y (the shoelace formula)."""
+    x, y = points[:, 0], points[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def polyline_resample(points: np.ndarray, *, n: int) -> np.ndarray:

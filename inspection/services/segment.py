@@ -396,9 +396,9 @@ def mask_polygons_list(mask: np.ndarray) -> list[list[list[float]]]:
     """The outlines of ``mask``'s parts, largest first, each ``[[x, y], ...]`` in
     image pixels: what ``{"kind": "polygon"}`` prompts take."""
     # deferred: prompting.prompts loads scipy and scikit-image
-    from prompting.prompts import mask_polygons
+    from prompting.prompts import mask_outlines
 
-    return [[[round(float(x), 2), round(float(y), 2)] for x, y in p] for p in mask_polygons(mask)]
+    return mask_outlines(mask)
 
 
 def mask_rle(mask: np.ndarray) -> dict:
