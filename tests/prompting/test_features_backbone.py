@@ -225,6 +225,33 @@ def test_any_timm_network_by_checkpoint(tmp_path) -> None:
     assert fmap.features.shape[:2] == (64, 64) and np.isfinite(fmap.features).all()
 
 
+def test_a_dinov2_vision_transformer_by_checkpoint(tmp_path) -> None:
+    """A DINOv2 ViT (timm's ``vit_small_patch14_dinov2``, pretrained at 518 px)
+    takes images of any size: the input is resized to whole 14 px patches, the
+    position embeddings interpolated, and every stage output covers the image."""
+    import timm
+
+    torch.manual_seed(0)
+    path = tmp_path / "dinov2-small-random.pth"
+    torch.save(timm.create_model("vit_small_patch14_dinov2", pretrained=False).state_dict(), path)
+    backend = backend_create(
+        "backbone", arch="timm:vit_small_patch14_dinov2", checkpoint=str(path), classic=False
+    )
+    for h, w in ((50, 70), (83, 41)):
+        fmap = backend.extract(_image(h, w))
+        assert fmap.features.shape == (h, w, 2 * 384) and np.isfinite(fmap.features).all()
+        patches = backend.anomaly_patches(_image(h, w))
+        assert patches.shape[-1] == 2 * 384 and np.isfinite(patches).all()
+    assert backend.sha256 == file_sha256(path)
+    # a bright square in the top-left corner changes the features there more than
+    # in the opposite corner: the token grid lies on the image, not shifted off it
+    plain = np.full((56, 56, 3), 90, np.uint8)
+    marked = plain.copy()
+    marked[:12, :12] = 250
+    diff = np.abs(backend.extract(marked).features - backend.extract(plain).features).mean(-1)
+    assert diff[:12, :12].mean() > 2 * diff[-12:, -12:].mean()
+
+
 def test_importing_the_backend_loads_no_torch() -> None:
     code = (
         "import sys, prompting.features.backbone; "

@@ -357,19 +357,28 @@ def _timm_architecture(model_name: str) -> Architecture:
         import timm
 
         try:
-            full = timm.create_model(model_name, pretrained=False)
+            full = _timm_create(timm, model_name)
         except Exception as exc:  # timm raises RuntimeError / KeyError for unknown names
             raise BackendError(f"timm has no model {model_name!r}: {exc}") from None
         if state is not None:
             full.load_state_dict(state, strict=True)
+        patch = _patch_size(full)
 
         def stages(net, x):
-            if hasattr(net, "forward_intermediates"):
-                _, inter = net.forward_intermediates(
-                    x, indices=3, intermediates_only=False, norm=False
-                )
-                return [t for t in inter if t.ndim == 4]
-            raise BackendError(f"timm model {model_name!r} cannot give intermediate features")
+            if not hasattr(net, "forward_intermediates"):
+                raise BackendError(f"timm model {model_name!r} cannot give intermediate features")
+            if patch > 1:
+                # a transformer sees whole patches: the input is resized (not padded)
+                # to a multiple of the patch, so its token grid still covers the image
+                # edge to edge and the stage outputs stay aligned with it
+                import torch.nn.functional as F  # deferred: torch loads with the network
+
+                h, w = x.shape[-2:]
+                size = (max(1, round(h / patch)) * patch, max(1, round(w / patch)) * patch)
+                if size != (h, w):
+                    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            _, inter = net.forward_intermediates(x, indices=3, intermediates_only=False, norm=False)
+            return [t for t in inter if t.ndim == 4]
 
         return _stage_outputs(full, stages)
 
@@ -383,3 +392,19 @@ def _timm_architecture(model_name: str) -> Architecture:
     mean = tuple(255.0 * v for v in cfg.get("mean", (0.485, 0.456, 0.406)))
     std = tuple(255.0 * v for v in cfg.get("std", (0.229, 0.224, 0.225)))
     return Architecture(name=f"timm:{model_name}", build=build, mean=mean, std=std)
+
+
+def _timm_create(timm: Any, model_name: str) -> Any:
+    """timm's ``model_name`` without weights; vision transformers (DINOv2's among
+    them) with a dynamic image size, since images come at any size, not the one
+    the model was pretrained at (their position embeddings are interpolated)."""
+    try:
+        return timm.create_model(model_name, pretrained=False, dynamic_img_size=True)
+    except TypeError:  # a model without that option: convolutional, any size already
+        return timm.create_model(model_name, pretrained=False)
+
+
+def _patch_size(net: Any) -> int:
+    """The side in input px of a transformer's patch (1 for a convolutional network)."""
+    size = getattr(getattr(net, "patch_embed", None), "patch_size", 1)
+    return int(size[0] if isinstance(size, tuple | list) else size)
