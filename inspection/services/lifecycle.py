@@ -190,6 +190,7 @@ def _prompts_diff(baseline: ModelVersion, candidate: ModelVersion) -> dict:
         .order_by("created_at", "id")
     )
     groups: dict[tuple[str, str], dict] = {}
+    totals: dict[str, Counter] = {"added": Counter(), "removed": Counter()}
     for p in rows:
         side = "added" if str(p.id) in added_ids else "removed"
         key = (side, str(p.image_id))
@@ -199,10 +200,14 @@ def _prompts_diff(baseline: ModelVersion, candidate: ModelVersion) -> dict:
                 "image_name": p.image.original_name or str(p.image_id),
                 "prompts": [],
                 "labels": Counter(),
+                "kinds": {},
             }
             out[side].append(groups[key])
         groups[key]["prompts"].append(str(p.id))
         groups[key]["labels"][p.label] += 1
+        by_kind = groups[key]["kinds"].setdefault(p.label, {})
+        by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
+        totals[side][p.kind] += 1
     for side in out.values():
         for g in side:
             g["labels"] = dict(g["labels"])
@@ -211,7 +216,23 @@ def _prompts_diff(baseline: ModelVersion, candidate: ModelVersion) -> dict:
         "removed": out["removed"],
         "n_added": len(added_ids),
         "n_removed": len(removed_ids),
+        # {kind: n} over the images: strokes, points and polygons are all labels
+        "added_kinds": dict(totals["added"]),
+        "removed_kinds": dict(totals["removed"]),
     }
+
+
+def prompts_count_describe(kinds: dict[str, int], *, label: str = "") -> str:
+    """'2 strokes and 1 polygon' for {kind: n} ('2 scratch strokes' with ``label``)."""
+    named = f"{label} " if label else ""
+    parts = [
+        f"{n} {named}{kind}{'' if n == 1 else 's'}"
+        for kind, n in sorted(kinds.items(), key=lambda kv: (kv[0] != "stroke", kv[0]))
+        if n
+    ]
+    if not parts:
+        return f"0 {named}labels"
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
 
 
 def _held_out_images(project: Project, *versions: ModelVersion) -> list[Image]:
@@ -489,17 +510,6 @@ def model_strokes_undo(*, model_version: ModelVersion, user: Actor = None) -> di
         "kept": _brief(kept),
         "images": sorted({g["image_name"] for g in diff["added"] + diff["removed"]}),
     }
-
-
-def prompts_by_image_describe(groups: list[dict]) -> str:
-    """'2 background strokes on tile_3.png; 1 defect stroke on tile_7.png' (for messages)."""
-    parts = []
-    for g in groups:
-        labels = ", ".join(
-            f"{n} {label} stroke{'' if n == 1 else 's'}" for label, n in sorted(g["labels"].items())
-        )
-        parts.append(f"{labels} on {g['image_name']}")
-    return "; ".join(parts)
 
 
 def run_summary(*, model_version: ModelVersion, result: dict, message: str) -> tuple[dict, str]:

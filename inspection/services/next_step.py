@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from inspection.models import Image, Job, ModelVersion, Prediction, Project, Prompt
 from inspection.selectors import model_candidate
-from inspection.services.lifecycle import model_guard
+from inspection.services.lifecycle import model_guard, prompts_count_describe
 from inspection.services.training import GOOD_PARTS_MIN, TRAINABLE_KINDS
 
 #: OK-labelled parts the rules need before they can be judged (overkill) and tuned
@@ -153,14 +153,14 @@ def next_step_get(*, project: Project) -> NextStep:
         added = guard["prompts"]["added"]
         where = ", ".join(g["image_name"] for g in added) or "no image"
         prev = guard["baseline"]["number"]
+        count = prompts_count_describe(guard["prompts"]["added_kinds"])
         return NextStep(
             code="undo_or_keep",
-            title=f"v{newest.number} is worse than v{prev}: undo the strokes added since, "
+            title=f"v{newest.number} is worse than v{prev}: undo the labels added since, "
             f"or keep v{prev}",
-            detail=guard["assessment"]["summary"]
-            + f". Strokes added since v{prev}: {guard['prompts']['n_added']} (on {where}).",
+            detail=guard["assessment"]["summary"] + f". Added since v{prev}: {count} (on {where}).",
             action="undo",
-            label=f"Undo {_plural(guard['prompts']['n_added'], 'stroke')}",
+            label=f"Undo {count}" if guard["prompts"]["n_added"] else "Undo the changes",
             model_version=str(newest.id),
             extra={"previous": guard["baseline"], "prompts_added": added},
         )

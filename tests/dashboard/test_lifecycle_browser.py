@@ -333,7 +333,7 @@ def test_a_bad_correction_stroke_raises_the_warning_and_can_be_undone(
     assert guard.is_visible()
     text = guard.inner_text()
     assert "v2 scores clearly worse than v1" in text
-    assert "Strokes added since v1 (2)" in text
+    assert "Added since v1: 2 strokes" in text
     for i in painted[:2]:
         assert f"{images[i].original_name}: 1 background stroke" in text
     page.wait_for_function(

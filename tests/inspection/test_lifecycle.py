@@ -117,6 +117,10 @@ def test_every_run_after_the_first_makes_a_candidate_and_rules_keep_its_predicti
     # a good correction stroke, and a second Run: v2 is a candidate, v1 stays deployed
     row = tiles.painted[1]
     tiles.stroke(row, background_strokes(tiles.mask[row["id"]], n=3)[1])
+    # and a background polygon (a click's mask used as a label) in a corner
+    tiles.stroke(
+        row, {"kind": "polygon", "label": "background", "points": [[0, 0], [6, 0], [0, 6]]}
+    )
     second = tiles.run()
     v2 = second["result"]["model_version"]
     assert second["result"]["deployed"] is False and second["result"]["deployed_how"] is None
@@ -141,7 +145,10 @@ def test_every_run_after_the_first_makes_a_candidate_and_rules_keep_its_predicti
     # v2 trained afresh (the default): it ran a held-out stroke check of its own
     assert c["strokes"]["baseline"] is not None and c["strokes"]["candidate"] is not None
     assert c["strokes"]["not_measured"] == []
-    assert c["prompts"]["n_added"] == 1 and c["prompts"]["added"][0]["labels"] == {"background": 1}
+    added = c["prompts"]["added"]
+    assert c["prompts"]["n_added"] == 2 and added[0]["labels"] == {"background": 2}
+    assert added[0]["kinds"] == {"background": {"stroke": 1, "polygon": 1}}
+    assert c["prompts"]["added_kinds"] == {"stroke": 1, "polygon": 1}
     assert c["assessment"]["verdict"] in ("better", "similar", "mixed", "worse")
 
     # saving rules re-predicts both versions with the new rules: the candidate's
@@ -185,6 +192,7 @@ def test_a_worse_run_is_flagged_with_its_strokes_and_can_be_undone(tiles):
     assert summary["guard"]["assessment"]["worse"]
     step = tiles.next_step()
     assert step["code"] == "undo_or_keep" and step["action"] == "undo"
+    assert step["label"] == f"Undo {len(bad)} strokes"
     assert step["model_version"] == job["result"]["model_version"]
 
     # undo: the careless strokes are gone, v2 is dismissed, v1 is what remains
@@ -292,3 +300,16 @@ def test_a_version_continued_from_another_is_marked_not_measured(tiles):
     s = tiles.candidate()["comparison"]["strokes"]
     assert s["baseline"] is not None and s["candidate"] is None
     assert s["not_measured"] == [2]
+
+
+def test_labels_are_counted_by_kind() -> None:
+    """Strokes, points and polygons are all labels; messages name each kind."""
+    from inspection.services.lifecycle import prompts_count_describe
+
+    assert prompts_count_describe({"stroke": 2}) == "2 strokes"
+    assert prompts_count_describe({"polygon": 1, "stroke": 1}) == "1 stroke and 1 polygon"
+    assert (
+        prompts_count_describe({"point": 3, "polygon": 2, "stroke": 1}, label="scratch")
+        == "1 scratch stroke, 3 scratch points and 2 scratch polygons"
+    )
+    assert prompts_count_describe({}) == "0 labels"

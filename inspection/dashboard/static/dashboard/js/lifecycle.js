@@ -69,11 +69,22 @@ export function comparisonView(c, { note: withNote = true } = {}) {
   return h("div", { class: "comparison" }, withNote ? note : null, table, loNote, changes.length ? h("h3", { style: "margin-top:10px" }, `Verdict changes (${changes.length})`) : null, strip);
 }
 
-// strokes added since the previous version, by image, as links
+// "2 strokes and 1 polygon" for {kind: n} ("2 scratch strokes" with a label):
+// strokes, points and polygons are all labels the model trains on
+export function promptsCount(kinds, label = "") {
+  const named = label ? `${label} ` : "";
+  const parts = Object.entries(kinds || {}).filter(([, n]) => n)
+    .sort(([a], [b]) => (a !== "stroke") - (b !== "stroke") || a.localeCompare(b))
+    .map(([kind, n]) => plural(n, named + kind));
+  if (!parts.length) return `0 ${named}labels`;
+  return parts.length > 1 ? `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}` : parts[0];
+}
+
+// labels added since the previous version, by image, as links
 export function strokesList(projectId, groups) {
   return h("ul", { class: "stroke-list", "data-testid": "guard-strokes" }, ...groups.map((g) =>
     h("li", {}, h("a", { href: `/projects/${projectId}/images/${g.image}/` }, g.image_name), ": ",
-      Object.entries(g.labels).map(([l, k]) => plural(k, `${l} stroke`)).join(", "))));
+      Object.entries(g.kinds || {}).map(([l, kinds]) => promptsCount(kinds, l)).join(", "))));
 }
 
 // Deploy with confirmation: a dialog with the comparison; resolves true when deployed

@@ -1,7 +1,7 @@
 import { API, api, uploadXHR, h, pageData, typing, verdictBadge, errorText, toast } from "./api.js";
 import { loadImages, loadPredictions, loadProject, coldStart, reviewOrder, normPrediction } from "./shapes.js";
 import { setupRun } from "./run.js";
-import { shownModel, chooseShown, modelLabel, plural, comparisonView, strokesList, deployConfirm, deployedWhen } from "./lifecycle.js";
+import { shownModel, chooseShown, modelLabel, plural, comparisonView, strokesList, promptsCount, deployConfirm, deployedWhen } from "./lifecycle.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -150,12 +150,12 @@ function renderLifecycle() {
     h("div", { class: "notice error guard-box" },
       h("strong", {}, guard.assessment.summary + "."),
       added.length
-        ? h("div", {}, `Strokes added since v${prev.number} (${guard.prompts.n_added}):`, strokesList(pid, added))
-        : h("div", {}, `No stroke was added since v${prev.number}${guard.prompts.n_removed ? `; ${plural(guard.prompts.n_removed, "stroke")} removed` : ""}.`),
+        ? h("div", {}, `Added since v${prev.number}: ${promptsCount(guard.prompts.added_kinds)}`, strokesList(pid, added))
+        : h("div", {}, `No label was added since v${prev.number}${guard.prompts.n_removed ? `; ${promptsCount(guard.prompts.removed_kinds)} removed` : ""}.`),
       PD.can_edit ? h("div", { class: "inline-fields" },
         guard.prompts.n_added || guard.prompts.n_removed
           ? h("button", { class: "btn danger", type: "button", "data-testid": "guard-undo", onclick: () => undoStrokes(newest.id) },
-            `Undo ${guard.prompts.n_added ? plural(guard.prompts.n_added, "stroke") : "the changes"} (back to v${prev.number})`)
+            `Undo ${guard.prompts.n_added ? promptsCount(guard.prompts.added_kinds) : "the changes"} (back to v${prev.number})`)
           : null,
         h("button", { class: "btn", type: "button", "data-testid": "guard-keep", onclick: () => keep(newest, prev) }, `Keep v${prev.number}`)) : null));
 }
@@ -178,7 +178,7 @@ async function keep(model, prev) {
 async function undoStrokes(modelId) {
   try {
     const r = await api(`/models/${modelId}/undo-strokes/`, { method: "POST", body: {} });
-    toast(`${plural(r.deleted, "stroke")} undone${r.restored ? `, ${r.restored} restored` : ""} (${r.images.join(", ")}); v${r.kept.number} kept`);
+    toast(`${plural(r.deleted, "label")} undone${r.restored ? `, ${r.restored} restored` : ""} (${r.images.join(", ")}); v${r.kept.number} kept`);
     await refresh();
   } catch (ex) { toast(errorText(ex.body) || ex.message, { error: true }); }
 }
