@@ -113,6 +113,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     # itself stays immutable); adding the part to the training images is an engineer's
     ("GET", "/api/v1/inspections/{inspection}/image/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("GET", "/api/v1/inspections/{inspection}/image/display/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
+    ("GET", "/api/v1/inspections/{inspection}/masks/", "", "401 2xx 2xx 2xx 2xx 404 2xx"),
     ("POST", "/api/v1/inspections/{inspection}/review/", "review", "401 403 2xx 2xx 2xx 404 2xx"),
     ("DELETE", "/api/v1/inspections/{inspection}/review/", "", "401 403 409 409 409 404 409"),
     ("POST", "/api/v1/inspections/{inspection}/promote/", "", "401 403 403 2xx 2xx 404 403"),
@@ -206,6 +207,7 @@ PROBES = [
     ("GET", "/api/v1/inspections/{inspection}/"),
     ("GET", "/api/v1/inspections/{inspection}/image/"),
     ("GET", "/api/v1/inspections/{inspection}/image/display/"),
+    ("GET", "/api/v1/inspections/{inspection}/masks/"),
     ("POST", "/api/v1/inspections/{inspection}/review/"),
     ("POST", "/api/v1/inspections/{inspection}/promote/"),
     ("GET", "/api/v1/models/{model}/bundle/"),

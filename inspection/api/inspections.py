@@ -1,4 +1,4 @@
-"""Production inspections: inspect, the log (list, export, summary), one decision, its image, review and promotion."""
+"""Production inspections: inspect, the log (list, export, summary), one decision, its image and pixels, review and promotion."""
 
 from __future__ import annotations
 
@@ -165,6 +165,27 @@ class InspectionImageView(APIView):
             download=download_wanted(request),
             filename=f"inspection-{ins.id}.{name.rsplit('.', 1)[-1]}",
         )
+
+
+class InspectionMasksView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "encoding",
+                str,
+                enum=list(inspection_services.MASK_ENCODINGS),
+                description="coco_rle (default): compressed, column-major; "
+                "rle: row-major run lengths starting with a run of 0s",
+            )
+        ],
+        responses={200: s.InspectionReplayOutput, 400: DETAIL, 409: DETAIL},
+    )
+    def get(self, request: Request, pk: UUID) -> HttpResponse:
+        ins = row_for(request, selectors.inspection_get, pk, READ)
+        answer = inspection_services.inspection_masks_replay(
+            inspection=ins, encoding=request.query_params.get("encoding", "coco_rle")
+        )
+        return Response(s.InspectionReplayOutput(answer).data)
 
 
 class InspectionReviewView(APIView):

@@ -178,6 +178,11 @@ urlpatterns = [
         name="inspection-image-display",
     ),
     path(
+        "inspections/<uuid:pk>/masks/",
+        inspections.InspectionMasksView.as_view(),
+        name="inspection-masks",
+    ),
+    path(
         "inspections/<uuid:pk>/review/",
         inspections.InspectionReviewView.as_view(),
         name="inspection-review",

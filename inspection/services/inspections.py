@@ -216,16 +216,75 @@ def inspection_masks(*, inspection: Inspection, result: Any) -> dict:
     Each entry: ``class``, ``area_px`` and ``rle``, a compressed COCO RLE
     (column-major; ``pycocotools.mask.decode`` reads it). ``result``: the
     ``prompting.pipeline.InspectionResult`` of :func:`inspection_run_result`."""
-    classes = inspection_classes(inspection)
-    decision = result.decision
+    return _masks_answer(inspection_classes(inspection), result.decision)
+
+
+def _masks_answer(classes: list[str], decision: Any, *, encoding: str = "coco_rle") -> dict:
+    """``decision``'s masks (one per class, then ``anomaly``) in ``encoding``:
+    ``coco_rle`` (compressed, column-major) or ``rle`` (row-major run lengths
+    starting with a run of 0s, as the segment route answers)."""
+    # deferred: the segment service loads the engine's prompt code
+    from inspection.services.segment import mask_rle
+
     h, w = np.asarray(decision.label_map).shape
+    encode = coco_rle_encode if encoding == "coco_rle" else (lambda m: mask_rle(m)["counts"])
     return {
         "size": [int(h), int(w)],
-        "encoding": "coco_rle",
+        "encoding": encoding,
         "masks": [
-            {"class": name, "area_px": int(mask.sum()), "rle": coco_rle_encode(mask)}
+            {"class": name, "area_px": int(mask.sum()), "rle": encode(mask)}
             for name, mask in decision.masks(classes).items()
         ],
+    }
+
+
+MASK_ENCODINGS = ("coco_rle", "rle")
+
+
+def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle") -> dict:
+    """The pixels a logged inspection's decision was made on, for the dashboard
+    and for a line client that sent its images in a batch or over MQTT (whose
+    answers carry no masks): its kept image judged again by the model version and
+    the rules version that judged it (both kept while an inspection names them),
+    at the project's current ``px_per_mm``. The answer is
+    :func:`inspection_masks`' plus ``verdict`` and ``blobs`` (the count) of this
+    replay, and ``matches_logged``: whether they equal the log's (False when the
+    scale has changed since, for example). 409 when the image was not kept."""
+    # deferred: scipy and PIL load on first use
+    from prompting.images import image_to_rgb8
+    from prompting.pipeline import inspect_image
+
+    if encoding not in MASK_ENCODINGS:
+        raise InvalidInput(
+            "bad encoding",
+            field_errors={"encoding": [f"one of: {', '.join(MASK_ENCODINGS)}"]},
+        )
+    if not inspection.image_file.name:
+        raise Conflict(
+            "this inspection's image was not kept (the project's keep_inspection_images "
+            "policy, or it has expired), so its pixels cannot be recomputed",
+            code="image_not_kept",
+        )
+    decoded = image_decode(bytes_read(inspection.image_file.name), field="file")
+    mv = inspection.model_version
+    learner = engine.learner_get(mv)
+    result = inspect_image(
+        image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth),
+        learner=learner,
+        backend=engine.backend_for(mv, learner),
+        ruleset=engine.ruleset_get(inspection.ruleset),
+        px_per_mm=inspection.project.px_per_mm,
+        cache=None,
+        input_mode="off",
+    )
+    decision = result.decision.to_dict()
+    n_blobs = len(decision.get("blobs") or [])
+    return {
+        **_masks_answer(list(learner.classes), result.decision, encoding=encoding),
+        "verdict": decision["verdict"],
+        "blobs": n_blobs,
+        "matches_logged": decision["verdict"] == inspection.verdict
+        and n_blobs == len(inspection.blobs or []),
     }
 
 

@@ -10,6 +10,7 @@ from inspection.models import Inspection
 from inspection.services import engine
 from prompting.interchange import coco_rle_decode
 from prompting.pipeline import inspect_image
+from tests.inspection.svc_helpers import job_wait
 
 
 def _post(client, line, pixels, **fields):
@@ -81,3 +82,65 @@ def test_another_users_project_gives_no_masks(real_line, api_for, make_user):
     r = _post(stranger, real_line, real_line.rgb(real_line.rows[0]), masks="coco_rle")
     assert r.status_code == 404, r.content
     assert "masks" not in r.json()
+
+
+def _rle_decode(counts: list[int], size: list[int]) -> np.ndarray:
+    """Row-major run lengths starting with a run of 0s."""
+    flat = np.repeat(np.arange(len(counts)) % 2 == 1, counts)
+    return flat.reshape(size)
+
+
+def test_a_logged_inspection_replays_its_pixels(
+    real_line, api_for, django_capture_on_commit_callbacks
+):
+    """A batch answers with counts only; each inspection's pixels come later from
+    its kept image, judged again by the model and rules that judged it."""
+    client = api_for(real_line.owner)
+    pid = real_line.project.id
+    r = client.patch(f"/api/v1/projects/{pid}/", {"keep_inspection_images": "all"}, format="json")
+    assert r.status_code == 200, r.content
+    pixels = real_line.rgb(real_line.rows[0])
+    answer = _post(client, real_line, pixels, masks="coco_rle").json()
+    two = [SimpleUploadedFile(f"p{i}.png", real_line.png(pixels)) for i in range(2)]
+    with django_capture_on_commit_callbacks(execute=True):  # the batch is queued on commit
+        r = client.post(f"/api/v1/projects/{pid}/inspect/", {"file": two}, format="multipart")
+    assert r.status_code == 202, r.content
+    assert job_wait(r.json()["job"]["id"]).state == "succeeded"
+    batch = client.get(f"/api/v1/projects/{pid}/inspections/?job={r.json()['job']['id']}").json()
+    assert batch["count"] == 2
+
+    replay = client.get(f"/api/v1/inspections/{answer['id']}/masks/")
+    assert replay.status_code == 200, replay.content
+    body = replay.json()
+    assert body["matches_logged"] is True and body["verdict"] == answer["verdict"]
+    assert body["blobs"] == len(answer["blobs"])
+    assert body["size"] == answer["masks"]["size"] and body["encoding"] == "coco_rle"
+    assert body["masks"] == answer["masks"]["masks"]  # the very pixels the line was answered with
+    expected = coco_rle_decode(answer["masks"]["masks"][0]["rle"])
+    assert expected.any()
+    for ins in batch["results"]:
+        r = client.get(f"/api/v1/inspections/{ins['id']}/masks/?encoding=rle")
+        assert r.status_code == 200, r.content
+        (scratch,) = r.json()["masks"]
+        assert r.json()["encoding"] == "rle" and r.json()["matches_logged"] is True
+        assert np.array_equal(_rle_decode(scratch["rle"], r.json()["size"]), expected)
+
+
+def test_replay_refused_clearly(real_line, api_for, make_user):
+    client = api_for(real_line.owner)
+    pixels = real_line.rgb(real_line.rows[0])
+    ins = _post(client, real_line, pixels).json()  # the project keeps no image by default
+    assert ins["image_kept"] is False
+    r = client.get(f"/api/v1/inspections/{ins['id']}/masks/")
+    assert r.status_code == 409 and r.json()["code"] == "image_not_kept", r.content
+    assert "not kept" in r.json()["detail"]
+    client.patch(
+        f"/api/v1/projects/{real_line.project.id}/",
+        {"keep_inspection_images": "all"},
+        format="json",
+    )
+    kept = _post(client, real_line, pixels).json()
+    r = client.get(f"/api/v1/inspections/{kept['id']}/masks/?encoding=png")
+    assert r.status_code == 400 and "encoding" in r.json()["errors"], r.content
+    stranger = api_for(make_user("stranger"))
+    assert stranger.get(f"/api/v1/inspections/{kept['id']}/masks/").status_code == 404

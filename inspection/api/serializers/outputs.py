@@ -421,6 +421,30 @@ class InspectionMasksOutput(serializers.Serializer):
     masks = InspectionMaskOutput(many=True)
 
 
+class ReplayMaskOutput(serializers.Serializer):
+    """One class's pixels of a replayed decision: ``rle`` is a COCO RLE object
+    (``coco_rle``) or a list of row-major run lengths starting with 0s (``rle``)."""
+
+    area_px = serializers.IntegerField()
+    rle = serializers.JSONField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {"class": serializers.CharField(), **super().get_fields()}
+
+
+class InspectionReplayOutput(serializers.Serializer):
+    """A logged inspection's decision pixels, recomputed from its kept image."""
+
+    size = serializers.ListField(child=serializers.IntegerField(), help_text="[H, W]")
+    encoding = serializers.ChoiceField(choices=["coco_rle", "rle"])
+    masks = ReplayMaskOutput(many=True)
+    verdict = serializers.CharField()
+    blobs = serializers.IntegerField(help_text="how many blobs the replay found")
+    matches_logged = serializers.BooleanField(
+        help_text="the replay's verdict and blob count equal the log's"
+    )
+
+
 class InspectAnswerOutput(InspectionOutput):
     """The logged decision, with its pixels when the request asked for them
     (``masks``; null otherwise)."""

@@ -2,6 +2,7 @@
 // every blob's measures and the rule that made the image NG.
 import { API, api, h, pageData, fmt, when, errorText, typing } from "./api.js";
 import { classesOf, normPrediction, loadPredictions } from "./shapes.js";
+import { hexToRgb, rleDecode } from "./canvas.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -200,6 +201,37 @@ function wireReview(ins) {
   });
 }
 
+// a logged inspection's pixels over its kept image: the server judges the image
+// again with the model and rules that judged it (the log keeps blobs, not pixels)
+const ANOMALY_COLOUR = "#ffb000";
+async function showPixels(ins) {
+  const ans = await api(`/inspections/${ins.id}/masks/?encoding=rle`);
+  const [H, W] = ans.size;
+  const off = document.createElement("canvas");
+  off.width = W; off.height = H;
+  const octx = off.getContext("2d");
+  const data = octx.createImageData(W, H);
+  const shown = [];
+  for (const m of ans.masks) {
+    if (!m.area_px) continue;
+    const [r, g, b] = hexToRgb(m.class === "anomaly" ? ANOMALY_COLOUR : colourOf(m.class));
+    const bits = rleDecode({ counts: m.rle }, W * H);
+    for (let i = 0; i < W * H; i++) if (bits[i]) { data.data[i * 4] = r; data.data[i * 4 + 1] = g; data.data[i * 4 + 2] = b; data.data[i * 4 + 3] = 140; }
+    shown.push(`${m.class} ${fmt(m.area_px, 0)} px`);
+  }
+  octx.putImageData(data, 0, 0);
+  const svg = document.querySelector("[data-testid=decision-svg]");
+  const base = svg && svg.querySelector("image");
+  if (!base) return;
+  const layer = svgEl("image", { href: off.toDataURL(), x: 0, y: 0, width: W, height: H, "data-testid": "decision-pixels" });
+  base.after(layer);
+  const toggle = h("input", { type: "checkbox", checked: true, "data-testid": "pixels-toggle" });
+  toggle.addEventListener("change", () => { layer.style.display = toggle.checked ? "" : "none"; });
+  document.getElementById("decision-meta").append(h("div", { class: "small", "data-testid": "pixels-note" },
+    h("label", {}, toggle, ` pixels: ${shown.join(", ") || "none"}`),
+    ans.matches_logged ? "" : h("span", { class: "ng-text" }, " · judged again, they differ from the log (has the project's scale changed?)")));
+}
+
 async function main() {
   if (PD.source === "inspection") {
     const ins = await api(`/inspections/${PD.inspection_id}/`).catch(async () => {
@@ -214,6 +246,7 @@ async function main() {
       meta: { versions: `model v${ins.model_number ?? "?"} · rules v${ins.rules_version ?? ins.ruleset_version ?? "?"}`,
               text: `${when(ins.created_at)} · station ${ins.station || "—"} · part ${ins.part_id || "—"} · ${fmt(ins.latency_ms, 0)} ms${unsure(ins.uncertainty)}` },
     });
+    if (ins.image_kept) showPixels(ins).catch((ex) => { document.getElementById("decision-meta").append(h("div", { class: "small muted" }, `pixels: ${errorText(ex.body) || ex.message}`)); });
   } else {
     const preds = await loadPredictions(pid);
     const p = preds.get(String(PD.image_id));
