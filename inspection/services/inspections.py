@@ -243,8 +243,8 @@ MASK_ENCODINGS = ("coco_rle", "rle")
 
 def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle") -> dict:
     """The pixels a logged inspection's decision was made on, for the dashboard
-    and for a line client that sent its images in a batch or over MQTT (whose
-    answers carry no masks): its kept image judged again by the model version and
+    and for a line client whose answer carried no masks (a batch's job, a station's
+    reply, an MQTT message or a webhook): its kept image judged again by the model version and
     the rules version that judged it (both kept while an inspection names them),
     at the project's current ``px_per_mm``. The answer is
     :func:`inspection_masks`' plus ``verdict`` and ``blobs`` (the count) of this
@@ -411,6 +411,8 @@ def _inspection_log(
         "input_ok": input_ok,
         "model_version": str(mv.id),
         "rules_version": ruleset.version,
+        # the image was kept: GET /inspections/{id}/masks/ gives the decision's pixels
+        "image_kept": bool(d.kept),
     }
     if project.mqtt_publish:
         mqtt.mqtt_message_record(

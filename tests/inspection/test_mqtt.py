@@ -15,7 +15,7 @@ from tests.inspection.mqtt_helpers import MOSQUITTO, Broker, Subscriber, reachab
 SYSTEM_BROKER = ("127.0.0.1", 1883)
 WEBHOOK_FIELDS = {
     "inspection", "verdict", "severity", "reasons", "station", "part_id", "image_sha256",
-    "uncertainty", "input_ok", "model_version", "rules_version",
+    "uncertainty", "input_ok", "model_version", "rules_version", "image_kept",
 }  # fmt: skip
 
 
