@@ -243,8 +243,8 @@ MASK_ENCODINGS = ("coco_rle", "rle")
 
 def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle") -> dict:
     """The pixels a logged inspection's decision was made on, for the dashboard
-    and for a line client whose answer carried no masks (a batch's job, a station's
-    reply, an MQTT message or a webhook): its kept image judged again by the model version and
+    and for a line client whose answer carried no masks (a batch's job, an MQTT
+    message or a webhook): its kept image judged again by the model version and
     the rules version that judged it (both kept while an inspection names them),
     at the project's current ``px_per_mm``. The answer is
     :func:`inspection_masks`' plus ``verdict`` and ``blobs`` (the count) of this
