@@ -219,6 +219,7 @@ def job_finished_event(*, job: Job) -> None:
     webhooks.webhook_event_emit(
         project=job.project,
         event="job.finished",
+        kind=job.kind,
         payload={
             "job": str(job.id),
             "kind": job.kind,

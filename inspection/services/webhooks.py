@@ -24,12 +24,15 @@ from django.utils import timezone
 
 from inspection import queue
 from inspection.errors import InvalidInput
-from inspection.models import Project, Webhook, WebhookDelivery
+from inspection.models import Job, Project, Webhook, WebhookDelivery
 from inspection.types import RowId
 
 log = logging.getLogger("inspection.webhooks")
 
 EVENTS = tuple(Webhook.Event.values)
+#: ``job.finished`` for one kind of job only ("job.finished:train": the Runs), so a
+#: receiver that wants Runs and batches is not sent every preparation and refresh
+JOB_EVENTS = tuple(f"{Webhook.Event.JOB_FINISHED}:{kind}" for kind in Job.Kind.values)
 
 
 class DeliveryFailed(Exception):
@@ -62,9 +65,10 @@ def _url_check(url: str) -> None:
 
 
 def webhook_create(*, project: Project, url: str, events: list[str], secret: str = "") -> Webhook:
-    if not isinstance(events, list) or not events or any(e not in EVENTS for e in events):
+    known = (*EVENTS, *JOB_EVENTS)
+    if not isinstance(events, list) or not events or any(e not in known for e in events):
         raise InvalidInput(
-            "bad events", field_errors={"events": [f"a non-empty list of: {', '.join(EVENTS)}"]}
+            "bad events", field_errors={"events": [f"a non-empty list of: {', '.join(known)}"]}
         )
     _url_check(url)
     return Webhook.objects.create(
@@ -76,9 +80,17 @@ def webhook_delete(*, webhook: Webhook) -> None:
     webhook.delete()
 
 
-def webhook_event_emit(*, project: Project, event: str, payload: dict) -> list[WebhookDelivery]:
-    """Record a delivery per subscribed webhook and send each after commit."""
-    hooks = [h for h in Webhook.objects.filter(project=project, active=True) if event in h.events]
+def webhook_event_emit(
+    *, project: Project, event: str, payload: dict, kind: str = ""
+) -> list[WebhookDelivery]:
+    """Record a delivery per subscribed webhook and send each after commit; with
+    ``kind``, webhooks subscribed to ``<event>:<kind>`` (:data:`JOB_EVENTS`) too."""
+    names = {event, f"{event}:{kind}"} if kind else {event}
+    hooks = [
+        h
+        for h in Webhook.objects.filter(project=project, active=True)
+        if names.intersection(h.events)
+    ]
     deliveries = []
     for hook in hooks:
         body = {

@@ -370,7 +370,10 @@ def test_paint_run_review_tune_decide(
     from inspection.models import Webhook
 
     secret = page.locator("[data-testid=webhook-secret]")
-    assert secret.inner_text() == Webhook.objects.get(url__endswith="/hooks/inspection").secret
+    hook = Webhook.objects.get(url__endswith="/hooks/inspection")
+    assert secret.inner_text() == hook.secret
+    # by default the Runs, the batches and NG decisions: not every job's end
+    assert hook.events == ["inspection.ng", "job.finished:inspect_batch", "job.finished:train"]
     box = secret.bounding_box()
     assert box["x"] + box["width"] <= page.viewport_size["width"]
     page.fill("#member-form [name=username]", "eric")

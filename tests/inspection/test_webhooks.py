@@ -141,3 +141,41 @@ def test_private_targets_refused_by_default(db, settings, make_user, api_for):
         format="json",
     )
     assert r.status_code == 400 and "url" in r.json()["errors"]
+
+
+def test_job_finished_for_one_kind_of_job(db, settings, make_user, api_for):
+    """``job.finished:train`` hears the Runs only; ``job.finished`` every job (the
+    feature preparation after an upload among them)."""
+    from inspection.services.jobs import job_finished_event
+
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    owner = make_user("o")
+    project = project_create(user=owner, name="p", classes=["scratch"])
+    client = api_for(owner)
+    hooks = {}
+    for name, events in (("runs", ["job.finished:train"]), ("all", ["job.finished"])):
+        r = client.post(
+            f"/api/v1/projects/{project.id}/webhooks/",
+            {"url": f"http://127.0.0.1:9/{name}", "events": events},
+            format="json",
+        )
+        assert r.status_code == 201, r.content
+        assert r.json()["events"] == events
+        hooks[name] = r.json()["id"]
+    for kind in ("prepare", "train", "predict"):
+        job_finished_event(job=Job.objects.create(project=project, kind=kind, state="succeeded"))
+    heard = {
+        name: sorted(
+            d.payload["data"]["kind"] for d in WebhookDelivery.objects.filter(webhook_id=hook)
+        )
+        for name, hook in hooks.items()
+    }
+    assert heard == {"runs": ["train"], "all": ["predict", "prepare", "train"]}
+    assert {d.event for d in WebhookDelivery.objects.all()} == {"job.finished"}
+    # a kind that is no job is refused, naming the field and the choices
+    r = client.post(
+        f"/api/v1/projects/{project.id}/webhooks/",
+        {"url": "http://127.0.0.1:9/x", "events": ["job.finished:nope"]},
+        format="json",
+    )
+    assert r.status_code == 400 and "job.finished:inspect_batch" in r.json()["errors"]["events"][0]
