@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.serving import server_stop
+
 REPO = Path(__file__).resolve().parents[1]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 JOB_TIMEOUT_S = 3600.0
@@ -168,11 +170,7 @@ def embedded_server(*, backend: str):
                     time.sleep(0.3)
             yield f"http://127.0.0.1:{port}", "admin", password
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            server_stop(proc)
             log.close()
 
 
