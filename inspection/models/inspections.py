@@ -52,6 +52,9 @@ class Inspection(models.Model):
     #: input_ok is null when the image was not checked (mode off, or an older model)
     input_check = models.JSONField(default=dict, blank=True)
     input_ok = models.BooleanField(null=True, blank=True)
+    #: the project's scale when the image was judged (mm² rules read it); null
+    #: before it was recorded
+    px_per_mm = models.FloatField(null=True, blank=True)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -246,10 +246,11 @@ def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle
     and for a line client whose answer carried no masks (a batch's job, an MQTT
     message or a webhook): its kept image judged again by the model version and
     the rules version that judged it (both kept while an inspection names them),
-    at the project's current ``px_per_mm``. The answer is
+    at the scale it was judged at (the project's current ``px_per_mm`` for
+    inspections logged before the scale was recorded). The answer is
     :func:`inspection_masks`' plus ``verdict`` and ``blobs`` (the count) of this
-    replay, and ``matches_logged``: whether they equal the log's (False when the
-    scale has changed since, for example). 409 when the image was not kept."""
+    replay, and ``matches_logged``: whether they equal the log's. 409 when the
+    image was not kept."""
     # deferred: scipy and PIL load on first use
     from prompting.images import image_to_rgb8
     from prompting.pipeline import inspect_image
@@ -273,7 +274,11 @@ def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle
         learner=learner,
         backend=engine.backend_for(mv, learner),
         ruleset=engine.ruleset_get(inspection.ruleset),
-        px_per_mm=inspection.project.px_per_mm,
+        px_per_mm=(
+            inspection.px_per_mm
+            if inspection.px_per_mm is not None
+            else inspection.project.px_per_mm
+        ),
         cache=None,
         input_mode="off",
     )
@@ -396,6 +401,7 @@ def _inspection_log(
         image_file=d.kept,
         input_check=input_record,
         input_ok=input_ok,
+        px_per_mm=project.px_per_mm,
         job=job,
         created_by=user if user and user.is_authenticated else None,
     )

@@ -146,3 +146,33 @@ def test_replay_refused_clearly(real_line, api_for, make_user):
     assert r.status_code == 400 and "encoding" in r.json()["errors"], r.content
     stranger = api_for(make_user("stranger"))
     assert stranger.get(f"/api/v1/inspections/{kept['id']}/masks/").status_code == 404
+
+
+def test_the_replay_judges_at_the_scale_the_image_was_judged_at(real_line, api_for):
+    """A rule in mm² depends on the project's scale: after the scale changes, an
+    earlier inspection still replays to its own verdict."""
+    client = api_for(real_line.owner)
+    pid = real_line.project.id
+    r = client.patch(
+        f"/api/v1/projects/{pid}/",
+        {"keep_inspection_images": "all", "px_per_mm": 10.0},
+        format="json",
+    )
+    assert r.status_code == 200, r.content
+    rule = {
+        "id": "big",
+        "type": "blob_area",
+        "class": "*",
+        "min_area_mm2": 0.5,
+        "severity": "major",
+    }
+    r = client.put(f"/api/v1/projects/{pid}/rules/", {"rules": {"rules": [rule]}}, format="json")
+    assert r.status_code == 200, r.content
+    pixels = real_line.rgb(real_line.rows[0])
+    judged = _post(client, real_line, pixels).json()
+    assert judged["verdict"] == "NG"  # the tile's defect is larger than 0.5 mm² at 10 px/mm
+    r = client.patch(f"/api/v1/projects/{pid}/", {"px_per_mm": 1000.0}, format="json")
+    assert r.status_code == 200, r.content
+    assert _post(client, real_line, pixels).json()["verdict"] == "OK"  # now far below 0.5 mm²
+    replay = client.get(f"/api/v1/inspections/{judged['id']}/masks/").json()
+    assert replay["verdict"] == "NG" and replay["matches_logged"] is True
