@@ -171,6 +171,7 @@ def test_the_replay_judges_at_the_scale_the_image_was_judged_at(real_line, api_f
     pixels = real_line.rgb(real_line.rows[0])
     judged = _post(client, real_line, pixels).json()
     assert judged["verdict"] == "NG"  # the tile's defect is larger than 0.5 mm² at 10 px/mm
+    assert judged["px_per_mm"] == 10.0
     r = client.patch(f"/api/v1/projects/{pid}/", {"px_per_mm": 1000.0}, format="json")
     assert r.status_code == 200, r.content
     assert _post(client, real_line, pixels).json()["verdict"] == "OK"  # now far below 0.5 mm²

@@ -389,6 +389,7 @@ class InspectionOutput(serializers.ModelSerializer):
             "image_name",
             "width",
             "height",
+            "px_per_mm",
             "image_kept",
             "review",
             "misjudged",
