@@ -25,9 +25,11 @@ from inspection.services.jobs import (
     job_execute,
 )
 from inspection.services.rulesets import ruleset_active_get
+from inspection.services.segment import mask_rle
 from inspection.services.shadow import shadow_decide_start
 from inspection.storage import bytes_read, bytes_save, name_new, prefix_delete, project_prefix
 from inspection.types import Actor, RowId
+from prompting.inputcheck import DEFAULT_MARGIN
 from prompting.interchange import coco_rle_encode
 
 log = logging.getLogger("inspection.inspections")
@@ -223,9 +225,6 @@ def _masks_answer(classes: list[str], decision: Any, *, encoding: str = "coco_rl
     """``decision``'s masks (one per class, then ``anomaly``) in ``encoding``:
     ``coco_rle`` (compressed, column-major) or ``rle`` (row-major run lengths
     starting with a run of 0s, as the segment route answers)."""
-    # deferred: the segment service loads the engine's prompt code
-    from inspection.services.segment import mask_rle
-
     h, w = np.asarray(decision.label_map).shape
     encode = coco_rle_encode if encoding == "coco_rle" else (lambda m: mask_rle(m)["counts"])
     return {
@@ -251,9 +250,8 @@ def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle
     :func:`inspection_masks`' plus ``verdict`` and ``blobs`` (the count) of this
     replay, and ``matches_logged``: whether they equal the log's. 409 when the
     image was not kept."""
-    # deferred: scipy and PIL load on first use
+    # deferred: PIL loads on first use
     from prompting.images import image_to_rgb8
-    from prompting.pipeline import inspect_image
 
     if encoding not in MASK_ENCODINGS:
         raise InvalidInput(
@@ -267,25 +265,20 @@ def inspection_masks_replay(*, inspection: Inspection, encoding: str = "coco_rle
             code="image_not_kept",
         )
     decoded = image_decode(bytes_read(inspection.image_file.name), field="file")
-    mv = inspection.model_version
-    learner = engine.learner_get(mv)
-    result = inspect_image(
+    result = _judge(
         image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth),
-        learner=learner,
-        backend=engine.backend_for(mv, learner),
-        ruleset=engine.ruleset_get(inspection.ruleset),
+        mv=inspection.model_version,
+        ruleset=inspection.ruleset,
         px_per_mm=(
             inspection.px_per_mm
             if inspection.px_per_mm is not None
             else inspection.project.px_per_mm
         ),
-        cache=None,
-        input_mode="off",
     )
     decision = result.decision.to_dict()
     n_blobs = len(decision.get("blobs") or [])
     return {
-        **_masks_answer(list(learner.classes), result.decision, encoding=encoding),
+        **_masks_answer(inspection_classes(inspection), result.decision, encoding=encoding),
         "verdict": decision["verdict"],
         "blobs": n_blobs,
         "matches_logged": decision["verdict"] == inspection.verdict
@@ -312,28 +305,49 @@ class _Decided:
     kept: str
 
 
+def _judge(
+    rgb8: np.ndarray,
+    *,
+    mv: ModelVersion,
+    ruleset: RuleSet,
+    px_per_mm: float | None,
+    input_mode: str = "off",
+    input_margin: float = DEFAULT_MARGIN,
+) -> Any:
+    """``prompting.pipeline.InspectionResult`` of ``rgb8`` by model version ``mv``
+    and rules version ``ruleset``; no cache (production images are seen once)."""
+    # deferred: scipy loads on first use
+    from prompting.pipeline import inspect_image
+
+    learner = engine.learner_get(mv)
+    return inspect_image(
+        rgb8,
+        learner=learner,
+        backend=engine.backend_for(mv, learner),
+        ruleset=engine.ruleset_get(ruleset),
+        px_per_mm=px_per_mm,
+        cache=None,
+        input_mode=input_mode,
+        input_margin=input_margin,
+    )
+
+
 def _inspection_decide(*, project: Project, data: bytes) -> _Decided:
     """Decode, predict and apply the rules; store the file when the project keeps
     it. Reads rows but writes none, so a batch runs it outside its transaction."""
-    # deferred: scipy and PIL load on first use
+    # deferred: PIL loads on first use
     from prompting.images import image_to_rgb8
-    from prompting.pipeline import inspect_image
 
     t0 = time.perf_counter()
     mv, ruleset, shadow_mv = _deployed(project)
     decoded = image_decode(data, field="file")
     rgb8 = image_to_rgb8(decoded.pixels, bit_depth=decoded.bit_depth)
     t_decode = time.perf_counter() - t0
-    learner = engine.learner_get(mv)
-    backend = engine.backend_for(mv, learner)
-    rules = engine.ruleset_get(ruleset)
-    result = inspect_image(
+    result = _judge(
         rgb8,
-        learner=learner,
-        backend=backend,
-        ruleset=rules,
+        mv=mv,
+        ruleset=ruleset,
         px_per_mm=project.px_per_mm,
-        cache=None,  # production images are seen once: don't fill the cache
         input_mode=project.input_check,
         input_margin=project.input_check_margin,
     )

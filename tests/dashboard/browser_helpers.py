@@ -137,3 +137,35 @@ def next_step(page, code: str, *, timeout: float = 30_000) -> str:
         timeout=timeout,
     )
     return page.locator("[data-testid=next-title]").inner_text()
+
+
+def one_tile_project(owner, dataset, name: str):
+    """(project, image): a project of one ``defect`` class holding one defective
+    magnetic tile, uploaded as ``tile.png``."""
+    from inspection.services.images import images_upload
+    from inspection.services.projects import project_create
+
+    project = project_create(
+        user=owner, name=name, classes=[{"name": "defect", "colour": "#e5484d"}]
+    )
+    row = dataset.pick(n_defect=1, n_free=0)[0][0]
+    images_upload(
+        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
+    )
+    return project, project.images.get()
+
+
+def click_centre(page, image) -> None:
+    """With the point tool of the ``defect`` class, click the editor's image at its
+    centre and wait for the mask it answers."""
+    page.click("[data-testid=label-defect]")
+    page.keyboard.press("p")
+    view = page.evaluate("window.__editor.view()")
+    box = page.locator("[data-testid=canvas]").bounding_box()
+    page.mouse.click(
+        box["x"] + view["ox"] + image.width / 2 * view["scale"],
+        box["y"] + view["oy"] + image.height / 2 * view["scale"],
+    )
+    page.wait_for_function(
+        "document.querySelector('[data-testid=canvas]').dataset.sam", timeout=60_000
+    )

@@ -10,8 +10,10 @@ import pytest
 
 from tests.dashboard.browser_helpers import (
     backtest_numbers,
+    click_centre,
     expect_text,
     logged_inspection,
+    one_tile_project,
     prompt_count,
     wait_backtest,
 )
@@ -385,19 +387,8 @@ def test_point_click_shows_backbone_mask_without_sam(
     """Without a SAM checkpoint the point tool still answers: the backbone
     network's mask is drawn, and the status says which engine made it. Opening the
     image had its click features computed, so the first click reads them."""
-    from inspection.services.images import images_upload
-    from inspection.services.projects import project_create
-
     settings.SAM_CHECKPOINT = ""
-    owner = make_user("bea")
-    project = project_create(
-        user=owner, name="No SAM line", classes=[{"name": "defect", "colour": "#e5484d"}]
-    )
-    row = dataset.pick(n_defect=1, n_free=0)[0][0]
-    images_upload(
-        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
-    )
-    image = project.images.get()
+    project, image = one_tile_project(make_user("bea"), dataset, "No SAM line")
 
     login(page, live_server.url, "bea")
     page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
@@ -412,17 +403,7 @@ def test_point_click_shows_backbone_mask_without_sam(
         assert job.state == "succeeded" and job.params == {"engine": "backbone"}
     else:
         assert not image.jobs.filter(kind="embed").exists()
-    page.click("[data-testid=label-defect]")
-    page.keyboard.press("p")
-    view = page.evaluate("window.__editor.view()")
-    box = page.locator("[data-testid=canvas]").bounding_box()
-    page.mouse.click(
-        box["x"] + view["ox"] + image.width / 2 * view["scale"],
-        box["y"] + view["oy"] + image.height / 2 * view["scale"],
-    )
-    page.wait_for_function(
-        "document.querySelector('[data-testid=canvas]').dataset.sam", timeout=60_000
-    )
+    click_centre(page, image)
     canvas = page.locator("[data-testid=canvas]")
     assert canvas.get_attribute("data-segment-engine") == "backbone"
     assert canvas.get_attribute("data-sam-waited") is None  # answered at once, no job
@@ -478,37 +459,16 @@ def test_point_click_shows_sam_mask_after_embedding(
     "embedding in progress", polls the job, then draws SAM's mask. (The request that
     prepares the embedding when the image opens is held back here, so the click
     finds none: an engineer who clicks at once.)"""
-    from inspection.services.images import images_upload
-    from inspection.services.projects import project_create
-
     settings.SAM_MODEL_TYPE = tiny_sam_checkpoint.model_type
     settings.SAM_CHECKPOINT = tiny_sam_checkpoint.checkpoint
     settings.SAM_DEVICE = "cpu"
-    owner = make_user("sasha")
-    project = project_create(
-        user=owner, name="SAM line", classes=[{"name": "defect", "colour": "#e5484d"}]
-    )
-    row = dataset.pick(n_defect=1, n_free=0)[0][0]
-    images_upload(
-        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
-    )
-    image = project.images.get()
+    project, image = one_tile_project(make_user("sasha"), dataset, "SAM line")
 
     login(page, live_server.url, "sasha")
     page.route("**/segment/prepare/", lambda route: route.abort())
     page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
     page.wait_for_selector("[data-testid=canvas][data-ready='1']")
-    page.click("[data-testid=label-defect]")
-    page.keyboard.press("p")
-    view = page.evaluate("window.__editor.view()")
-    box = page.locator("[data-testid=canvas]").bounding_box()
-    page.mouse.click(
-        box["x"] + view["ox"] + image.width / 2 * view["scale"],
-        box["y"] + view["oy"] + image.height / 2 * view["scale"],
-    )
-    page.wait_for_function(
-        "document.querySelector('[data-testid=canvas]').dataset.sam", timeout=60_000
-    )
+    click_centre(page, image)
     assert page.locator("[data-testid=canvas]").get_attribute("data-sam-waited") == "1"
     assert "SAM mask" in page.locator("[data-testid=editor-status]").inner_text()
     assert prompt_count(page) == 1

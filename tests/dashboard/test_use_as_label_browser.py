@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from tests.dashboard.browser_helpers import click_centre, one_tile_project
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -16,34 +18,14 @@ def test_use_as_label_that_fails_part_way_keeps_the_page_as_the_server_has_it(
     live_server, page, shot, login, make_user, dataset, eager_jobs, settings
 ):
     from inspection.models import Prompt
-    from inspection.services.images import images_upload
-    from inspection.services.projects import project_create
 
     settings.SAM_CHECKPOINT = ""
-    owner = make_user("ulla")
-    project = project_create(
-        user=owner, name="Labels", classes=[{"name": "defect", "colour": "#e5484d"}]
-    )
-    row = dataset.pick(n_defect=1, n_free=0)[0][0]
-    images_upload(
-        project=project, files=[("tile.png", dataset.image(row).read_bytes())], user=owner
-    )
-    image = project.images.get()
+    project, image = one_tile_project(make_user("ulla"), dataset, "Labels")
 
     login(page, live_server.url, "ulla")
     page.goto(f"{live_server.url}/projects/{project.pk}/images/{image.pk}/")
     page.wait_for_selector("[data-testid=canvas][data-ready='1']")
-    page.click("[data-testid=label-defect]")
-    page.keyboard.press("p")
-    view = page.evaluate("window.__editor.view()")
-    box = page.locator("[data-testid=canvas]").bounding_box()
-    page.mouse.click(
-        box["x"] + view["ox"] + image.width / 2 * view["scale"],
-        box["y"] + view["oy"] + image.height / 2 * view["scale"],
-    )
-    page.wait_for_function(
-        "document.querySelector('[data-testid=canvas]').dataset.sam", timeout=60_000
-    )
+    click_centre(page, image)
 
     # the click's removal fails on the server's side (the polygons' saves go through)
     def refuse_delete(route):

@@ -45,6 +45,11 @@ export function rleDecode(rle, n) {
   }
   return out;
 }
+// colour the pixels of `bits` (0/1 per pixel, row-major) in `image` (an ImageData)
+export function paintMask(image, bits, [r, g, b], alpha = 255) {
+  const d = image.data;
+  for (let i = 0; i < bits.length; i++) if (bits[i]) { d[i * 4] = r; d[i * 4 + 1] = g; d[i * 4 + 2] = b; d[i * 4 + 3] = alpha; }
+}
 export function hexToRgb(hex) { const n = parseInt(hex.slice(1), 16); return [(n >> 16) & 255, (n >> 8) & 255, n & 255]; }
 export function loadImage(src) {
   return new Promise((res, rej) => { const i = new Image(); i.onload = () => res(i); i.onerror = () => rej(new Error("image failed to load")); i.src = src; });

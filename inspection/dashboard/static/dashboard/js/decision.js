@@ -2,7 +2,7 @@
 // every blob's measures and the rule that made the image NG.
 import { API, api, h, pageData, fmt, when, errorText, typing } from "./api.js";
 import { classesOf, normPrediction, loadPredictions } from "./shapes.js";
-import { hexToRgb, rleDecode } from "./canvas.js";
+import { hexToRgb, paintMask, rleDecode } from "./canvas.js";
 
 const PD = pageData();
 const pid = PD.project_id;
@@ -214,9 +214,8 @@ async function showPixels(ins) {
   const shown = [];
   for (const m of ans.masks) {
     if (!m.area_px) continue;
-    const [r, g, b] = hexToRgb(m.class === "anomaly" ? ANOMALY_COLOUR : colourOf(m.class));
-    const bits = rleDecode({ counts: m.rle }, W * H);
-    for (let i = 0; i < W * H; i++) if (bits[i]) { data.data[i * 4] = r; data.data[i * 4 + 1] = g; data.data[i * 4 + 2] = b; data.data[i * 4 + 3] = 140; }
+    const colour = hexToRgb(m.class === "anomaly" ? ANOMALY_COLOUR : colourOf(m.class));
+    paintMask(data, rleDecode({ counts: m.rle }, W * H), colour, 140);
     shown.push(`${m.class} ${fmt(m.area_px, 0)} px`);
   }
   octx.putImageData(data, 0, 0);

@@ -2,7 +2,7 @@
 // backbone network's. A backbone click's mask is cut at a level (0: the background,
 // 1: the clicked cells) the image's edges choose; "smaller" / "larger" move it.
 import { api, errorText, pollJob, jobIdOf, ApiError, sleep } from "./api.js";
-import { hexToRgb, loadImage, rleDecode } from "./canvas.js";
+import { hexToRgb, loadImage, paintMask, rleDecode } from "./canvas.js";
 
 const ENGINE_NAMES = { sam: "SAM", backbone: "Backbone" };
 //: one press of smaller / larger moves the level by this much, within the API's range
@@ -21,7 +21,7 @@ export function segmenter(ed) {
   const segmentPrompts = () => state.prompts.filter((p) => !p._hidden && (p.kind === "point" || p.kind === "box")).map(ed.toPayload);
 
   async function show(res, label) {
-    const [r, g, b] = hexToRgb(ed.colourOf(label));
+    const colour = hexToRgb(ed.colourOf(label));
     const off = document.createElement("canvas");
     off.width = ed.W; off.height = ed.H;
     const octx = off.getContext("2d");
@@ -39,7 +39,7 @@ export function segmenter(ed) {
       mask = new Uint8Array(ed.W * ed.H);
       for (let i = 0; i < ed.W * ed.H; i++) mask[i] = px[i * 4] > 127 ? 1 : 0;
     }
-    for (let i = 0; i < ed.W * ed.H; i++) if (mask[i]) { data.data[i * 4] = r; data.data[i * 4 + 1] = g; data.data[i * 4 + 2] = b; data.data[i * 4 + 3] = 255; }
+    paintMask(data, mask, colour);
     octx.putImageData(data, 0, 0);
     state.samMask = off;
     ed.draw();
